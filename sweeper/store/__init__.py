@@ -1,0 +1,26 @@
+"""Persistence of sweeps, runs, phases and power samples (SQLAlchemy 2.0)."""
+
+from sweeper.store.db import Store, StoreError, mask_url, open_store
+from sweeper.store.schema import (
+    SCHEMA_VERSION,
+    Phase,
+    PhaseDomainEnergy,
+    PowerSample,
+    Run,
+    SchemaInfo,
+    Sweep,
+)
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Phase",
+    "PhaseDomainEnergy",
+    "PowerSample",
+    "Run",
+    "SchemaInfo",
+    "Store",
+    "StoreError",
+    "Sweep",
+    "mask_url",
+    "open_store",
+]

@@ -1,0 +1,182 @@
+"""Opening a store: one engine per URL, checked before any training starts.
+
+SQLite is the default (one file under results/); PostgreSQL is the shared store when
+sweeps span machines. Both go through the same code. SQLite gets WAL, a busy timeout
+and BEGIN IMMEDIATE so several processes can write one file without "database is
+locked" errors.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event, inspect, select, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from sweeper.store.schema import SCHEMA_VERSION, Base, SchemaInfo
+
+SQLITE_BUSY_TIMEOUT_S = 60.0
+
+
+class StoreError(RuntimeError):
+    """The store cannot be used; the message says why and what to do."""
+
+
+def mask_url(url: str | URL) -> str:
+    """Render a URL with its password hidden, for logs, tables and stored rows."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable database URL>"
+
+
+def resolve_url(url: str, base_dir: str | Path | None = None) -> URL:
+    """Parse a URL, anchoring a relative SQLite path at base_dir and filling a password
+    from the environment (SWEEPER_DB_PASSWORD or libpq's PGPASSWORD) so it never has to
+    appear on a command line."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise StoreError(
+            f"storage.url={url!r} is not a database URL; expected e.g. "
+            "sqlite:///results/sweeper.db or postgresql+psycopg://user@host/db"
+        ) from exc
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ""
+        if database and database != ":memory:" and not database.startswith("file:"):
+            path = Path(database).expanduser()
+            if not path.is_absolute() and base_dir is not None:
+                path = Path(base_dir) / path
+            parsed = parsed.set(database=str(path))
+    elif parsed.password is None:
+        password = os.environ.get("SWEEPER_DB_PASSWORD") or os.environ.get("PGPASSWORD")
+        if password:
+            parsed = parsed.set(password=password)
+    return parsed
+
+
+def _make_engine(url: URL) -> Engine:
+    if url.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True)
+    database = url.database or ""
+    if database and database != ":memory:":
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
+
+    @event.listens_for(engine, "connect")
+    def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+        # The driver's own transaction handling is replaced by BEGIN IMMEDIATE below:
+        # a deferred transaction that later writes can fail at once with SQLITE_BUSY,
+        # without waiting for the busy timeout.
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(conn) -> None:  # type: ignore[no-untyped-def]
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+class Store:
+    """An opened, schema-checked database."""
+
+    def __init__(self, url: str, base_dir: str | Path | None = None) -> None:
+        self.url = resolve_url(url, base_dir)
+        self.display_url = mask_url(self.url)
+        try:
+            self.engine = _make_engine(self.url)
+        except NoSuchModuleError as exc:
+            raise StoreError(f"no database driver for {self.display_url}: {exc}") from exc
+        except ModuleNotFoundError as exc:
+            raise StoreError(
+                f"the driver for {self.display_url} is not installed ({exc.name})"
+            ) from exc
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._check_schema()
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.url.get_backend_name() == "sqlite"
+
+    def _check_schema(self) -> None:
+        try:
+            with self.engine.begin() as conn:
+                tables = set(inspect(conn).get_table_names())
+                if "schema_info" not in tables:
+                    ours = {t.name for t in Base.metadata.sorted_tables}
+                    if tables & ours:
+                        raise StoreError(
+                            f"{self.display_url} holds sweeper tables but no schema_info "
+                            "row: it was not written by this tool; refusing to touch it"
+                        )
+                    Base.metadata.create_all(conn)
+                    conn.execute(
+                        SchemaInfo.__table__.insert().values(
+                            id=1, version=SCHEMA_VERSION, written_by=_written_by()
+                        )
+                    )
+                    return
+                version = conn.execute(select(SchemaInfo.version)).scalar()
+        except OperationalError as exc:
+            raise StoreError(
+                f"cannot open the store at {self.display_url}: {exc.orig}. "
+                "Check storage.url (and that the database server is running)."
+            ) from exc
+        if version is None or version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.display_url} has schema version {version}, newer than this sweeper "
+                f"(schema {SCHEMA_VERSION}); upgrade sweeper to read it"
+            )
+        if version < SCHEMA_VERSION:
+            from sweeper.store.migrate import upgrade
+
+            upgrade(self.engine, version)
+        with self.engine.begin() as conn:
+            # Tables added in this version without a migration of their own.
+            Base.metadata.create_all(conn)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A short transaction: committed on success, rolled back on any error."""
+        with self._sessions() as session, session.begin():
+            yield session
+
+    def ping(self) -> None:
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _written_by() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"sweeper {version('sweeper')}"
+    except PackageNotFoundError:
+        return "sweeper (source)"
+
+
+_STORES: dict[str, Store] = {}
+
+
+def open_store(url: str, base_dir: str | Path | None = None) -> Store:
+    """One Store per resolved URL per process, so multirun jobs share the engine."""
+    key = str(resolve_url(url, base_dir))
+    store = _STORES.get(key)
+    if store is None:
+        store = Store(url, base_dir)
+        _STORES[key] = store
+    return store

@@ -1,0 +1,121 @@
+"""Short, single-purpose transactions on sweeps, runs, phases and samples.
+
+Every write is its own small transaction so a crash or an interrupt loses at most the
+row being written, and concurrent writers hold locks only briefly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from sweeper.store.db import Store
+from sweeper.store.schema import Phase, PhaseDomainEnergy, PowerSample, Run, Sweep
+
+
+def ensure_sweep(
+    store: Store,
+    name: str,
+    *,
+    kind: str = "grid",
+    command: str = "",
+    sweep_dir: str | None = None,
+    study_name: str | None = None,
+) -> int:
+    """Id of the sweep called name, created if needed (safe when workers race)."""
+    for _ in range(3):
+        with store.session() as session:
+            sweep = session.scalar(select(Sweep).where(Sweep.name == name))
+            if sweep is not None:
+                if sweep_dir and sweep.sweep_dir != sweep_dir:
+                    sweep.sweep_dir = sweep_dir
+                if study_name and not sweep.study_name:
+                    sweep.study_name = study_name
+                return sweep.id
+        try:
+            with store.session() as session:
+                sweep = Sweep(
+                    name=name, kind=kind, command=command, sweep_dir=sweep_dir,
+                    study_name=study_name,
+                )
+                session.add(sweep)
+                session.flush()
+                return sweep.id
+        except IntegrityError:
+            continue  # another worker created it first: read it back
+    raise RuntimeError(f"could not create or find sweep {name!r}")
+
+
+def find_sweep(store: Store, name: str) -> Sweep | None:
+    with store.session() as session:
+        return session.scalar(select(Sweep).where(Sweep.name == name))
+
+
+def latest_sweep(store: Store) -> Sweep | None:
+    with store.session() as session:
+        return session.scalar(select(Sweep).order_by(Sweep.updated_at.desc(), Sweep.id.desc()))
+
+
+def completed_run_id(store: Store, sweep_id: int, config_hash: str) -> int | None:
+    """A completed run of this exact resolved config in this sweep, if any."""
+    with store.session() as session:
+        return session.scalar(
+            select(Run.id)
+            .where(Run.sweep_id == sweep_id, Run.config_hash == config_hash)
+            .where(Run.status == "completed")
+            .order_by(Run.id.desc())
+        )
+
+
+def insert_run(store: Store, run: Run) -> int:
+    with store.session() as session:
+        session.add(run)
+        session.flush()
+        session.execute(
+            update(Sweep).where(Sweep.id == run.sweep_id).values(updated_at=func.now())
+        )
+        return run.id
+
+
+def update_run(store: Store, run_id: int, **values: Any) -> None:
+    """Set columns of one run; names are the typed Run attributes."""
+    unknown = [key for key in values if not hasattr(Run, key)]
+    if unknown:
+        raise AttributeError(f"Run has no column(s) {unknown}")
+    with store.session() as session:
+        session.execute(update(Run).where(Run.id == run_id).values(**values))
+
+
+def add_phase(store: Store, phase: Phase, domains: Sequence[PhaseDomainEnergy] = ()) -> int:
+    with store.session() as session:
+        phase.domains = list(domains)
+        session.add(phase)
+        session.flush()
+        return phase.id
+
+
+def add_samples(store: Store, rows: Iterable[dict[str, Any]]) -> int:
+    """Bulk insert of power samples (dicts of PowerSample columns), one transaction."""
+    batch = list(rows)
+    if batch:
+        with store.session() as session:
+            session.execute(insert(PowerSample), batch)
+    return len(batch)
+
+
+def get_run(store: Store, run_id: int) -> Run | None:
+    with store.session() as session:
+        return session.get(Run, run_id)
+
+
+def sweep_runs(store: Store, sweep_id: int) -> list[Run]:
+    with store.session() as session:
+        return list(session.scalars(select(Run).where(Run.sweep_id == sweep_id).order_by(Run.id)))
+
+
+def run_phases(store: Store, run_id: int) -> list[Phase]:
+    with store.session() as session:
+        return list(session.scalars(select(Phase).where(Phase.run_id == run_id).order_by(Phase.id)))

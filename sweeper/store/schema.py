@@ -1,0 +1,194 @@
+"""Typed SQLAlchemy 2.0 mapping of everything a sweep records.
+
+Storage never imports the training code: rows are filled from plain values by the
+orchestration layer. Energy columns are nullable so a run can exist before (or
+without) a measurement, and every energy figure travels with its meter source.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+SCHEMA_VERSION = 1
+
+RUN_STATUSES = ("pending", "running", "completed", "failed", "interrupted")
+PHASE_KINDS = ("train_epoch", "eval", "test", "inference", "profile")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, datetime: DateTime(timezone=True)}
+
+
+class SchemaInfo(Base):
+    """One row: the schema version this database was written with."""
+
+    __tablename__ = "schema_info"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+    written_by: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Sweep(Base):
+    """One invocation family: the jobs of a multirun (or a search) and its reruns."""
+
+    __tablename__ = "sweeps"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(20), default="grid")  # grid | search | single
+    command: Mapped[str] = mapped_column(Text, default="")
+    sweep_dir: Mapped[str | None] = mapped_column(Text, default=None)
+    study_name: Mapped[str | None] = mapped_column(String(200), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    runs: Mapped[list[Run]] = relationship(back_populates="sweep")
+
+
+class Run(Base):
+    """One training + evaluation + inference job and its measurements."""
+
+    __tablename__ = "runs"
+    __table_args__ = (
+        Index("ix_runs_sweep_hash", "sweep_id", "config_hash"),
+        Index("ix_runs_status", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sweep_id: Mapped[int] = mapped_column(ForeignKey("sweeps.id"))
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    config_hash: Mapped[str] = mapped_column(String(64))
+    overrides: Mapped[str] = mapped_column(Text, default="")
+
+    model: Mapped[str] = mapped_column(String(64))
+    dataset: Mapped[str] = mapped_column(String(64))
+    batch: Mapped[int] = mapped_column(Integer)
+    lr: Mapped[float] = mapped_column(Float)
+    optimizer: Mapped[str] = mapped_column(String(32))
+    epochs: Mapped[int] = mapped_column(Integer)
+    precision: Mapped[str] = mapped_column(String(16))
+    device: Mapped[str] = mapped_column(String(32))
+    seed: Mapped[int] = mapped_column(Integer, default=0)
+
+    params: Mapped[int | None] = mapped_column(Integer, default=None)
+    macs_per_sample: Mapped[float | None] = mapped_column(Float, default=None)
+
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    error_type: Mapped[str | None] = mapped_column(String(200), default=None)
+    error_message: Mapped[str | None] = mapped_column(Text, default=None)
+    trial_number: Mapped[int | None] = mapped_column(Integer, default=None)
+    stop_reason: Mapped[str | None] = mapped_column(Text, default=None)
+
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    ended_at: Mapped[datetime | None] = mapped_column(default=None)
+    duration_s: Mapped[float | None] = mapped_column(Float, default=None)
+    train_duration_s: Mapped[float | None] = mapped_column(Float, default=None)
+    inference_duration_s: Mapped[float | None] = mapped_column(Float, default=None)
+    train_samples: Mapped[int | None] = mapped_column(Integer, default=None)
+    inference_samples: Mapped[int | None] = mapped_column(Integer, default=None)
+
+    train_loss: Mapped[float | None] = mapped_column(Float, default=None)
+    val_accuracy: Mapped[float | None] = mapped_column(Float, default=None)
+    test_accuracy: Mapped[float | None] = mapped_column(Float, default=None)
+
+    # Hardware identity: estimates and comparisons must never mix machines silently.
+    host: Mapped[str | None] = mapped_column(String(200), default=None)
+    hardware_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    cpu_model: Mapped[str | None] = mapped_column(String(200), default=None)
+    gpu_model: Mapped[str | None] = mapped_column(String(200), default=None)
+    gpu_count: Mapped[int | None] = mapped_column(Integer, default=None)
+    hardware: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+
+    # Energy (joules). E_tr and E_in as in the study; source says how it was measured.
+    meter_source: Mapped[str | None] = mapped_column(String(32), default=None)
+    energy_train_j: Mapped[float | None] = mapped_column(Float, default=None)
+    energy_eval_j: Mapped[float | None] = mapped_column(Float, default=None)
+    energy_inference_j: Mapped[float | None] = mapped_column(Float, default=None)
+    energy_total_j: Mapped[float | None] = mapped_column(Float, default=None)
+    energy_per_train_sample_j: Mapped[float | None] = mapped_column(Float, default=None)
+    energy_per_inference_sample_j: Mapped[float | None] = mapped_column(Float, default=None)
+    mean_power_w: Mapped[float | None] = mapped_column(Float, default=None)
+    peak_power_w: Mapped[float | None] = mapped_column(Float, default=None)
+    measurement_warning: Mapped[str | None] = mapped_column(Text, default=None)
+
+    co2_g: Mapped[float | None] = mapped_column(Float, default=None)
+    carbon_intensity_g_per_kwh: Mapped[float | None] = mapped_column(Float, default=None)
+    carbon_source: Mapped[str | None] = mapped_column(String(200), default=None)
+    pue: Mapped[float | None] = mapped_column(Float, default=None)
+
+    # The study's first finding: a short profile forecasts the whole run.
+    forecast_window: Mapped[float | None] = mapped_column(Float, default=None)
+    forecast_steps: Mapped[int | None] = mapped_column(Integer, default=None)
+    forecast_energy_train_j: Mapped[float | None] = mapped_column(Float, default=None)
+    forecast_duration_train_s: Mapped[float | None] = mapped_column(Float, default=None)
+    forecast_error: Mapped[float | None] = mapped_column(Float, default=None)
+
+    sweep: Mapped[Sweep] = relationship(back_populates="runs")
+    phases: Mapped[list[Phase]] = relationship(
+        back_populates="run", cascade="all, delete-orphan", order_by="Phase.id"
+    )
+
+
+class Phase(Base):
+    """A measured stretch of a run: one train epoch, an evaluation, the inference benchmark."""
+
+    __tablename__ = "phases"
+    __table_args__ = (Index("ix_phases_run", "run_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))
+    index: Mapped[int] = mapped_column(Integer, default=0)
+    start_s: Mapped[float] = mapped_column(Float)
+    duration_s: Mapped[float] = mapped_column(Float)
+    steps: Mapped[int | None] = mapped_column(Integer, default=None)
+    samples: Mapped[int | None] = mapped_column(Integer, default=None)
+    loss: Mapped[float | None] = mapped_column(Float, default=None)
+    accuracy: Mapped[float | None] = mapped_column(Float, default=None)
+    energy_j: Mapped[float | None] = mapped_column(Float, default=None)
+    mean_power_w: Mapped[float | None] = mapped_column(Float, default=None)
+    meter_source: Mapped[str | None] = mapped_column(String(32), default=None)
+
+    run: Mapped[Run] = relationship(back_populates="phases")
+    domains: Mapped[list[PhaseDomainEnergy]] = relationship(
+        back_populates="phase", cascade="all, delete-orphan"
+    )
+
+
+class PhaseDomainEnergy(Base):
+    """Energy of one phase on one device or RAPL domain (gpu:0, package-0, dram-0...)."""
+
+    __tablename__ = "phase_domain_energy"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    phase_id: Mapped[int] = mapped_column(ForeignKey("phases.id", ondelete="CASCADE"), index=True)
+    domain: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(32))
+    energy_j: Mapped[float] = mapped_column(Float)
+
+    phase: Mapped[Phase] = relationship(back_populates="domains")
+
+
+class PowerSample(Base):
+    """Raw sampler output, kept so traces can be re-analysed later."""
+
+    __tablename__ = "power_samples"
+    __table_args__ = (Index("ix_samples_run_t", "run_id", "t_s"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    t_s: Mapped[float] = mapped_column(Float)  # seconds since the run's sampler started
+    domain: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(32))
+    power_w: Mapped[float | None] = mapped_column(Float, default=None)
+    energy_j: Mapped[float] = mapped_column(Float)  # cumulative since the sampler started

@@ -1,0 +1,82 @@
+"""Shared fixtures: temp SQLite stores, the PostgreSQL store, and the CLI in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF_DIR = ROOT / "conf"
+PG_URL = os.environ.get(
+    "SWEEPER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+REQUIRE_PG = os.environ.get("SWEEPER_REQUIRE_POSTGRES") == "1"
+
+# Small, fast settings for real runs through the CLI.
+TINY = [
+    "epochs=1",
+    "inference.batches=3",
+    "energy.sample_hz=20",
+    "sweeper.progress=false",
+    "dataset.max_samples=400",
+]
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'sweeper.db'}"
+
+
+def _pg_reachable() -> str | None:
+    import sqlalchemy
+
+    try:
+        engine = sqlalchemy.create_engine(PG_URL)
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text("SELECT 1"))
+        engine.dispose()
+        return None
+    except Exception as exc:  # any failure to connect means "not here"
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A PostgreSQL URL pointing at a fresh schema, dropped afterwards."""
+    import sqlalchemy
+
+    reason = _pg_reachable()
+    if reason is not None:
+        message = f"PostgreSQL not reachable at {PG_URL} ({reason})"
+        if REQUIRE_PG:
+            pytest.fail(message + "; SWEEPER_REQUIRE_POSTGRES=1 makes this test required")
+        pytest.skip(message)
+    schema = f"sweeper_test_{uuid.uuid4().hex[:10]}"
+    admin = sqlalchemy.create_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(sqlalchemy.text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sqlalchemy.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def run_cli(
+    args: list[str], cwd: Path, timeout: float = 300, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run `python -m sweeper ARGS` the way a user would, from cwd."""
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), "HYDRA_FULL_ERROR": "0"}
+    full_env.pop("SWEEPER_SWEEP_NAME", None)
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "sweeper", *args],
+        cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout,
+    )
