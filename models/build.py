@@ -1,0 +1,63 @@
+"""Name -> architecture lookup with option checking, so config typos fail loudly."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from typing import Any
+
+from torch import nn
+
+from models.cnn import SimpleCNN
+from models.mlp import MLP
+from models.mobilenet import MobileNetV2
+from models.resnet import ResNet
+from models.vgg import VGG
+from models.vit import ViT
+
+ARCHITECTURES: dict[str, type[nn.Module]] = {
+    "resnet": ResNet,
+    "vit": ViT,
+    "mobilenet": MobileNetV2,
+    "vgg": VGG,
+    "cnn": SimpleCNN,
+    "mlp": MLP,
+}
+MODEL_NAMES: tuple[str, ...] = tuple(ARCHITECTURES)
+
+
+def model_options(name: str) -> dict[str, Any]:
+    """The size options ``name`` accepts, with their defaults."""
+    signature = inspect.signature(_architecture(name))
+    return {
+        p.name: p.default
+        for p in signature.parameters.values()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY
+    }
+
+
+def build_model(
+    name: str, input_shape: Sequence[int], num_classes: int, **options: Any
+) -> nn.Module:
+    """Build architecture ``name`` sized for ``input_shape`` (C, H, W) and ``num_classes``.
+
+    ``options`` are the architecture's size knobs (see ``conf/model/<name>.yaml``);
+    an unknown one raises ``TypeError`` naming it rather than being ignored.
+    """
+    allowed = model_options(name)
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise TypeError(
+            f"model {name!r} got unknown option(s) {', '.join(unknown)}; "
+            f"allowed: {', '.join(allowed)}"
+        )
+    return _architecture(name)(tuple(input_shape), int(num_classes), **options)
+
+
+def _architecture(name: str) -> type[nn.Module]:
+    try:
+        return ARCHITECTURES[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown model {name!r}; expected one of: {', '.join(MODEL_NAMES)}"
+        ) from None

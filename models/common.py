@@ -1,0 +1,36 @@
+"""Shape checks and sizing rules shared by the architectures."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+InputShape = tuple[int, int, int]
+
+
+def check_input(input_shape: Sequence[int], num_classes: int) -> InputShape:
+    """Return ``input_shape`` as a (C, H, W) tuple, failing early on nonsense sizes."""
+    shape = tuple(int(s) for s in input_shape)
+    if len(shape) != 3 or min(shape) < 1:
+        raise ValueError(f"input_shape must be (channels, height, width) >= 1, got {input_shape!r}")
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+    return shape  # type: ignore[return-value]
+
+
+def int_tuple(name: str, values: Sequence[int] | int) -> tuple[int, ...]:
+    """Coerce a config list (or Hydra ListConfig) of positive ints to a tuple."""
+    if isinstance(values, int):
+        values = (values,)
+    out = tuple(int(v) for v in values)
+    if not out or min(out) < 1:
+        raise ValueError(f"{name} must be a non-empty list of positive ints, got {values!r}")
+    return out
+
+
+def can_halve(height: int, width: int, min_size: int = 2) -> bool:
+    """Whether a stride-2 step still leaves at least ``min_size`` pixels per side.
+
+    Tiny inputs (8x8 digits) run out of resolution after a few halvings, so the
+    architectures only downsample while this holds and pool adaptively at the end.
+    """
+    return height // 2 >= min_size and width // 2 >= min_size
