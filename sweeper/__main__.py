@@ -1,0 +1,58 @@
+"""`python -m sweeper`: a Hydra app whose every job is one measured training run.
+
+python -m sweeper -m model=resnet,vit batch=32,128
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from sweeper.callbacks import LAST_SWEEP, summarise_runs
+from sweeper.errors import USER_ERRORS, exit_with_user_error
+from sweeper.job import JobResult, run_job
+
+log = logging.getLogger("sweeper")
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def app(cfg: DictConfig) -> JobResult:
+    try:
+        result = run_job(cfg)
+    except USER_ERRORS as exc:
+        exit_with_user_error(exc)
+    if result.status == "completed":
+        log.info(
+            "run %s completed: val acc %.3f, E_tr %.1f J, E_in %.2f J (%s)",
+            result.run_id,
+            result.val_accuracy or 0.0,
+            result.energy_train_j or 0.0,
+            result.energy_inference_j or 0.0,
+            result.meter_source,
+        )
+    elif result.status != "skipped":
+        log.error("run %s %s: %s", result.run_id, result.status, result.error)
+    if HydraConfig.get().mode == RunMode.RUN and result.run_id is not None:
+        summarise_runs(cfg, [result.run_id], title=f"run {result.run_id}")
+        if result.status == "failed":
+            LAST_SWEEP.update(runs=1, failed=1)
+    return result
+
+
+def main() -> None:
+    app()
+    failed = LAST_SWEEP.get("failed", 0)
+    if failed:
+        print(
+            f"{failed} of {LAST_SWEEP['runs']} run(s) failed; see the table above", file=sys.stderr
+        )
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""Hydra callback: checks a whole grid before its first job, names the sweep, and
+prints the summary table at the end."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import ConfigCompositionException
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from sweeper.errors import USER_ERRORS, exit_with_user_error
+from sweeper.spec import build_spec
+from sweeper.store import open_store
+from sweeper.store import runs as store_runs
+from sweeper.summary import print_sweep
+from sweeper.sweepinfo import SWEEP_KIND_ENV, SWEEP_NAME_ENV, sweep_name_from_overrides
+
+log = logging.getLogger(__name__)
+
+BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+
+# Outcome of the last multirun in this process, for the exit status.
+LAST_SWEEP: dict[str, int] = {}
+
+
+def grid_job_overrides(config: DictConfig) -> list[list[str]]:
+    """The override list of every job the basic sweeper will launch."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+    parsed = OverridesParser.create().parse_overrides(list(config.hydra.overrides.task))
+    return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+
+
+def validate_grid(config: DictConfig) -> int:
+    """Compose and validate every job of a grid before any of them trains."""
+    from sweeper.device import check_precision, resolve_device
+    from sweeper.energy import carbon_intensity
+    from sweeper.spec import ConfigError
+
+    loader = GlobalHydra.instance().config_loader()
+    jobs = grid_job_overrides(config)
+    checked_devices: set[tuple[str, str]] = set()
+    for overrides in jobs:
+        job_cfg = loader.load_sweep_config(config, list(overrides))
+        try:
+            spec = build_spec(job_cfg)
+        except ConfigError as exc:
+            raise ConfigError(f"{exc} (in job: {' '.join(overrides)})") from None
+        if (spec.device, spec.precision) not in checked_devices:
+            check_precision(spec.precision, resolve_device(spec.device))
+            checked_devices.add((spec.device, spec.precision))
+        try:
+            carbon_intensity(spec.country, spec.region)
+        except ValueError as exc:
+            raise ConfigError(f"invalid value for 'energy.country': {exc}") from None
+    return len(jobs)
+
+
+class SweepCallback(Callback):
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        task = list(config.hydra.overrides.task)
+        is_grid = OmegaConf.select(config, "hydra.sweeper._target_") == BASIC_SWEEPER
+        kind = "grid" if is_grid else "search"
+        os.environ[SWEEP_KIND_ENV] = kind
+        os.environ[SWEEP_NAME_ENV] = sweep_name_from_overrides(task, prefix=kind)
+        os.environ["SWEEPER_SWEEP_COMMAND"] = " ".join(task)
+        try:
+            if is_grid:
+                count = validate_grid(config)
+                log.info("validated %d job(s) of sweep %r", count, os.environ[SWEEP_NAME_ENV])
+            spec = build_spec(config)
+            # An unreachable or foreign database is refused here, before any job starts.
+            open_store(spec.storage_url, base_dir=config.hydra.runtime.cwd)
+        except (*USER_ERRORS, ConfigCompositionException) as exc:
+            exit_with_user_error(exc)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        spec = build_spec(config)
+        name = spec.sweep_name or os.environ.get(SWEEP_NAME_ENV)
+        if name:
+            self._summarise(spec.storage_url, config.hydra.runtime.cwd, name)
+
+    def _summarise(self, url: str, base_dir: str, name: str) -> None:
+        store = open_store(url, base_dir=base_dir)
+        sweep = store_runs.find_sweep(store, name)
+        if sweep is None:
+            return
+        runs = store_runs.sweep_runs(store, sweep.id)
+        LAST_SWEEP.clear()
+        LAST_SWEEP.update(
+            runs=len(runs),
+            failed=sum(r.status == "failed" for r in runs),
+            interrupted=sum(r.status == "interrupted" for r in runs),
+        )
+        print_sweep(f"sweep {name!r} ({store.display_url})", runs)
+
+
+def summarise_runs(config: DictConfig, run_ids: list[int], title: str) -> None:
+    spec = build_spec(config)
+    store = open_store(spec.storage_url, base_dir=config_base_dir(config))
+    runs = [r for r in (store_runs.get_run(store, i) for i in run_ids) if r is not None]
+    print_sweep(f"{title} ({store.display_url})", runs)
+
+
+def config_base_dir(config: DictConfig) -> str:
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.get().runtime.cwd if HydraConfig.initialized() else os.getcwd()

@@ -1,0 +1,89 @@
+"""Plain value types that cross the energy package's boundary (no torch, no storage)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+SOURCES = ("nvml", "rapl", "estimate")
+
+
+@dataclass(frozen=True)
+class DomainReading:
+    """Cumulative energy of one domain since its meter was opened."""
+
+    domain: str  # "gpu:0", "package-0", "dram-0", "cpu", "memory"
+    source: str  # one of SOURCES
+    energy_j: float
+    power_w: float | None = None
+
+
+class Meter(Protocol):
+    """A source of cumulative per-domain energy readings.
+
+    Readings are cumulative so a phase's energy is the difference of two exact
+    readings, independent of how often the background sampler polls.
+    """
+
+    source: str
+
+    def read(self) -> list[DomainReading]: ...
+
+    def describe(self) -> dict[str, str]: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One background reading of one domain."""
+
+    t_s: float  # seconds since the sampler started
+    domain: str
+    source: str
+    power_w: float | None
+    energy_j: float  # cumulative since the sampler started
+
+
+@dataclass
+class PhaseEnergy:
+    """Energy of one phase, from exact readings at its boundaries."""
+
+    kind: str
+    index: int
+    start_s: float
+    duration_s: float
+    energy_j: float
+    by_domain: dict[str, float] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)  # domain -> source
+    source: str = "estimate"  # best source among the domains ("mixed" never hides an estimate)
+
+    @property
+    def mean_power_w(self) -> float | None:
+        return self.energy_j / self.duration_s if self.duration_s > 0 else None
+
+
+@dataclass
+class EnergySummary:
+    """Whole-run figures returned when the sampler stops."""
+
+    energy_j: float
+    duration_s: float
+    by_domain: dict[str, float]
+    source: str
+    mean_power_w: float | None
+    peak_power_w: float | None
+    warnings: list[str] = field(default_factory=list)
+    hardware: dict[str, str] = field(default_factory=dict)
+
+
+class MeterUnavailable(RuntimeError):
+    """A meter cannot be opened here; the message says why and, where possible, how to fix it.
+
+    Auto-selection catches it to fall back; an explicit meter choice lets it propagate so a
+    run fails before training rather than after.
+    """
+
+
+class MeterReadError(RuntimeError):
+    """An opened meter failed to read; the sampler records it as a warning and keeps going."""

@@ -1,0 +1,370 @@
+"""One sweep job: validate, build data and model, train, evaluate, benchmark inference,
+and record every phase with its energy.
+
+Failures inside a run are recorded (status, reason, energy so far) and do not escape,
+so a multirun goes on with its next job. An interrupt (Ctrl-C, SIGTERM) is recorded
+too, then re-raised so the process stops promptly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+
+from datasets import load_dataset
+from models import build_model, describe_model
+from sweeper import energy
+from sweeper.device import check_precision, describe_accelerator, resolve_device
+from sweeper.forecast import ProfileWindow
+from sweeper.hardware import describe_host
+from sweeper.progress import TrainingProgress
+from sweeper.spec import ConfigError, RunSpec, build_spec
+from sweeper.store import Phase, PhaseDomainEnergy, Run, Store, open_store
+from sweeper.store import runs as store_runs
+from sweeper.sweepinfo import SweepContext, current_sweep
+from sweeper.train import Trainer, make_loader, make_optimizer
+
+log = logging.getLogger(__name__)
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """SIGTERM (for example a Slurm pre-emption) turned into an interrupt."""
+
+
+@dataclass
+class JobResult:
+    """What a job returns to Hydra (and to the search sweeper)."""
+
+    status: str  # completed | failed | interrupted | skipped
+    run_id: int | None
+    sweep_id: int
+    val_accuracy: float | None = None
+    test_accuracy: float | None = None
+    energy_train_j: float | None = None
+    energy_inference_j: float | None = None
+    energy_per_inference_sample_j: float | None = None
+    energy_total_j: float | None = None
+    co2_g: float | None = None
+    meter_source: str | None = None
+    error: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Prepared:
+    """Everything built and checked before a run row exists."""
+
+    spec: RunSpec
+    store: Store
+    sweep: SweepContext
+    sweep_id: int
+    device: torch.device
+    trainer: Trainer
+    loaders: dict[str, torch.utils.data.DataLoader]
+    meters: energy.MeterSet
+    params: int
+    macs_per_sample: float
+    hardware: dict[str, Any]
+    carbon: energy.CarbonIntensity
+
+
+def run_job(cfg: DictConfig, base_dir: str | Path | None = None) -> JobResult:
+    spec = build_spec(cfg)
+    device = resolve_device(spec.device)
+    check_precision(spec.precision, device)
+    try:
+        carbon = energy.carbon_intensity(spec.country, spec.region)
+    except ValueError as exc:
+        raise ConfigError(f"invalid value for 'energy.country'/'energy.region': {exc}") from exc
+    sweep = current_sweep(spec)
+    store = open_store(spec.storage_url, base_dir=base_dir or sweep.base_dir)
+    sweep_id = store_runs.ensure_sweep(
+        store, sweep.name, kind=sweep.kind, command=sweep.command, sweep_dir=sweep.sweep_dir
+    )
+    if sweep.resume:
+        done = store_runs.completed_run_id(store, sweep_id, spec.config_hash)
+        if done is not None:
+            log.info(
+                "skipping %s: already completed in sweep %r as run %d "
+                "(pass sweeper.resume=false to run it again)", sweep.overrides, sweep.name, done,
+            )
+            return JobResult(status="skipped", run_id=done, sweep_id=sweep_id)
+    prepared = _prepare(spec, store, sweep, sweep_id, device, carbon)
+    return _execute(prepared)
+
+
+def _prepare(
+    spec: RunSpec,
+    store: Store,
+    sweep: SweepContext,
+    sweep_id: int,
+    device: torch.device,
+    carbon: energy.CarbonIntensity,
+) -> _Prepared:
+    torch.manual_seed(spec.seed)
+    if spec.num_threads:
+        torch.set_num_threads(spec.num_threads)
+    options = dict(spec.dataset_options)
+    root = Path(str(options.pop("root", "data"))).expanduser()
+    if not root.is_absolute():
+        root = Path(sweep.base_dir) / root
+    try:
+        data = load_dataset(spec.dataset, root=root, seed=spec.seed, **options)
+    except TypeError as exc:
+        raise ConfigError(f"invalid option for dataset {spec.dataset!r}: {exc}") from exc
+    try:
+        model = build_model(spec.model, data.input_shape, data.num_classes, **spec.model_options)
+    except TypeError as exc:
+        raise ConfigError(f"invalid option for model {spec.model!r}: {exc}") from exc
+    info = describe_model(model, data.input_shape)
+    optimizer = make_optimizer(
+        spec.optimizer, model.parameters(), spec.lr, spec.momentum, spec.weight_decay
+    )
+    trainer = Trainer(model, optimizer, device, spec.precision)
+    loaders = {
+        "train": make_loader(data.train, spec.batch, shuffle=True, seed=spec.seed),
+        "val": make_loader(data.val, max(spec.batch, 256), shuffle=False, seed=spec.seed),
+        "test": make_loader(data.test, max(spec.batch, 256), shuffle=False, seed=spec.seed),
+        "inference": make_loader(data.test, spec.inference_batch, shuffle=False, seed=spec.seed),
+    }
+    gpus = spec.gpus
+    if gpus is None and device.type == "cuda" and device.index is not None:
+        gpus = (device.index,)
+    meters = energy.open_meters(
+        spec.meter, gpu_indices=gpus if device.type == "cuda" else (), cpu_tdp_w=spec.cpu_tdp_w
+    )
+    hardware = describe_host(describe_accelerator(device)).as_dict()
+    hardware["meters"] = meters.describe()
+    return _Prepared(
+        spec=spec, store=store, sweep=sweep, sweep_id=sweep_id, device=device, trainer=trainer,
+        loaders=loaders, meters=meters, params=info.params,
+        macs_per_sample=info.macs_per_sample, hardware=hardware, carbon=carbon,
+    )
+
+
+def _new_run_row(p: _Prepared) -> Run:
+    spec, hw = p.spec, p.hardware
+    return Run(
+        sweep_id=p.sweep_id, config=spec.config, config_hash=spec.config_hash,
+        overrides=p.sweep.overrides, model=spec.model, dataset=spec.dataset, batch=spec.batch,
+        lr=spec.lr, optimizer=spec.optimizer, epochs=spec.epochs, precision=spec.precision,
+        device=str(p.device), seed=spec.seed, params=p.params,
+        macs_per_sample=p.macs_per_sample, status="running", trial_number=spec.trial,
+        started_at=_utcnow(), host=str(hw["host"]), hardware_id=str(hw["hardware_id"]),
+        cpu_model=str(hw["cpu_model"]), gpu_model=hw.get("gpu_model"),
+        gpu_count=int(hw.get("gpu_count") or 0), hardware=hw, pue=spec.pue,
+        meter_source=p.meters.source,
+    )
+
+
+def _utcnow():  # type: ignore[no-untyped-def]
+    from sweeper.store.schema import utcnow
+
+    return utcnow()
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Pre-emption sends SIGTERM: treat it like Ctrl-C so the run is recorded first."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, _frame: object) -> None:
+        raise RunInterrupted(f"received signal {signal.Signals(signum).name}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class _Recorder:
+    """Writes phases and samples of one run as they happen."""
+
+    def __init__(self, store: Store, run_id: int, keep_samples: bool) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.keep_samples = keep_samples
+        self.phases: list[energy.PhaseEnergy] = []
+
+    def samples(self, batch: list[energy.Sample]) -> None:
+        if not self.keep_samples:
+            return
+        store_runs.add_samples(
+            self.store,
+            (
+                {
+                    "run_id": self.run_id, "t_s": s.t_s, "domain": s.domain, "source": s.source,
+                    "power_w": s.power_w, "energy_j": s.energy_j,
+                }
+                for s in batch
+            ),
+        )
+
+    def phase(self, result: energy.PhaseEnergy, **stats: Any) -> None:
+        self.phases.append(result)
+        row = Phase(
+            run_id=self.run_id, kind=result.kind, index=result.index, start_s=result.start_s,
+            duration_s=result.duration_s, energy_j=result.energy_j,
+            mean_power_w=result.mean_power_w, meter_source=result.source, **stats,
+        )
+        domains = [
+            PhaseDomainEnergy(domain=d, source=result.sources.get(d, result.source), energy_j=e)
+            for d, e in result.by_domain.items()
+        ]
+        store_runs.add_phase(self.store, row, domains)
+
+    def energy_of(self, kind: str) -> float:
+        return sum(p.energy_j for p in self.phases if p.kind == kind)
+
+    def duration_of(self, kind: str) -> float:
+        return sum(p.duration_s for p in self.phases if p.kind == kind)
+
+
+def _execute(p: _Prepared) -> JobResult:
+    spec, store = p.spec, p.store
+    run_id = store_runs.insert_run(store, _new_run_row(p))
+    recorder = _Recorder(store, run_id, spec.keep_samples)
+    sampler = energy.EnergySampler(
+        p.meters.meters, sample_hz=spec.sample_hz, on_samples=recorder.samples
+    )
+    train_steps = len(p.loaders["train"]) * spec.epochs
+    profile = ProfileWindow(
+        train_steps, spec.forecast_window, spec.forecast_warmup_steps, sampler.energy_so_far_j
+    )
+    values: dict[str, Any] = {}
+    status, error, interrupt = "completed", None, None
+    t0 = time.perf_counter()
+    summary: energy.EnergySummary | None = None
+    try:
+        with _sigterm_as_interrupt():
+            sampler.start()
+            try:
+                values.update(_phases(p, sampler, recorder, profile, train_steps))
+            finally:
+                summary = sampler.stop()
+                p.meters.close()
+    except KeyboardInterrupt as exc:
+        status, interrupt = "interrupted", exc
+        error = (type(exc).__name__, str(exc) or "interrupted by the user")
+    except Exception as exc:  # a broken configuration must not stop the sweep
+        status = "failed"
+        error = (type(exc).__name__, str(exc))
+        log.error("run %d failed: %s: %s", run_id, *error)
+    values.update(_energy_columns(p, recorder, summary, values))
+    if profile.result is not None:
+        forecast = profile.result
+        values.update(
+            forecast_window=forecast.window, forecast_steps=forecast.profiled_steps,
+            forecast_energy_train_j=forecast.energy_j,
+            forecast_duration_train_s=forecast.duration_s,
+        )
+        actual = values.get("energy_train_j")
+        if status == "completed" and actual:
+            values["forecast_error"] = (forecast.energy_j - actual) / actual
+    values.update(status=status, ended_at=_utcnow(), duration_s=time.perf_counter() - t0)
+    if error is not None:
+        values.update(error_type=error[0], error_message=error[1][:4000])
+    store_runs.update_run(store, run_id, **values)
+    if interrupt is not None:
+        raise interrupt
+    return JobResult(
+        status=status, run_id=run_id, sweep_id=p.sweep_id,
+        val_accuracy=values.get("val_accuracy"), test_accuracy=values.get("test_accuracy"),
+        energy_train_j=values.get("energy_train_j"),
+        energy_inference_j=values.get("energy_inference_j"),
+        energy_per_inference_sample_j=values.get("energy_per_inference_sample_j"),
+        energy_total_j=values.get("energy_total_j"), co2_g=values.get("co2_g"),
+        meter_source=values.get("meter_source"),
+        error=None if error is None else f"{error[0]}: {error[1]}",
+    )
+
+
+def _phases(
+    p: _Prepared,
+    sampler: energy.EnergySampler,
+    recorder: _Recorder,
+    profile: ProfileWindow,
+    train_steps: int,
+) -> dict[str, Any]:
+    spec, trainer, loaders = p.spec, p.trainer, p.loaders
+    out: dict[str, Any] = {}
+    label = f"{spec.model}/{spec.dataset} b{spec.batch} {spec.precision}"
+    with TrainingProgress(label, train_steps, enabled=spec.progress) as bar:
+        profile.start()
+        for epoch in range(spec.epochs):
+            with sampler.phase("train_epoch", epoch) as ph:
+                stats = trainer.train_epoch(loaders["train"], profile.on_step, bar.advance)
+            recorder.phase(ph.result, steps=stats.steps, samples=stats.samples, loss=stats.loss,
+                           accuracy=stats.accuracy)
+            with sampler.phase("eval", epoch) as ph:
+                val = trainer.evaluate(loaders["val"])
+            recorder.phase(ph.result, samples=val.samples, loss=val.loss, accuracy=val.accuracy)
+            bar.set_status(f"epoch {epoch + 1}/{spec.epochs} loss {stats.loss:.3f} "
+                           f"val acc {val.accuracy:.3f}")
+            out.update(train_loss=stats.loss, val_accuracy=val.accuracy)
+            out["train_samples"] = out.get("train_samples", 0) + stats.samples
+    with sampler.phase("test", 0) as ph:
+        test = trainer.evaluate(loaders["test"])
+    recorder.phase(ph.result, samples=test.samples, loss=test.loss, accuracy=test.accuracy)
+    out["test_accuracy"] = test.accuracy
+    if spec.inference_batches > 0:
+        with sampler.phase("inference", 0) as ph:
+            inf = trainer.inference_benchmark(
+                loaders["inference"], spec.inference_batches, spec.inference_warmup_batches
+            )
+        recorder.phase(ph.result, steps=inf.batches, samples=inf.samples)
+        out["inference_samples"] = inf.samples
+    return out
+
+
+def _energy_columns(
+    p: _Prepared,
+    recorder: _Recorder,
+    summary: energy.EnergySummary | None,
+    values: dict[str, Any],
+) -> dict[str, Any]:
+    """Per-run energy, power and carbon from the recorded phases and the sampler summary."""
+    spec = p.spec
+    out: dict[str, Any] = {
+        "train_duration_s": recorder.duration_of("train_epoch") or None,
+        "inference_duration_s": recorder.duration_of("inference") or None,
+    }
+    if not recorder.phases and summary is None:
+        return out
+    e_train = recorder.energy_of("train_epoch")
+    e_inf = recorder.energy_of("inference")
+    e_eval = recorder.energy_of("eval") + recorder.energy_of("test")
+    total = summary.energy_j if summary is not None else e_train + e_inf + e_eval
+    out.update(
+        energy_train_j=e_train, energy_inference_j=e_inf, energy_eval_j=e_eval,
+        energy_total_j=total,
+    )
+    if values.get("train_samples"):
+        out["energy_per_train_sample_j"] = e_train / values["train_samples"]
+    if values.get("inference_samples"):
+        out["energy_per_inference_sample_j"] = e_inf / values["inference_samples"]
+    if summary is not None:
+        out.update(
+            meter_source=summary.source, mean_power_w=summary.mean_power_w,
+            peak_power_w=summary.peak_power_w,
+            measurement_warning="; ".join(summary.warnings) or None,
+        )
+    intensity = p.carbon
+    out.update(
+        co2_g=energy.co2_g(total, intensity.g_per_kwh, spec.pue),
+        carbon_intensity_g_per_kwh=intensity.g_per_kwh, carbon_source=intensity.source,
+    )
+    return out

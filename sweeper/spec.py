@@ -1,0 +1,209 @@
+"""Turning a composed Hydra config into a validated RunSpec.
+
+Every user-facing value is checked here, before any data is loaded or any row is
+written, and an error names the key, the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from datasets import DATASET_NAMES
+from models import MODEL_NAMES
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+METERS = ("auto", "nvml", "rapl", "estimate")
+
+# Keys that say where and how results are kept, not what is measured: they do not
+# change a run's identity, so a resumed sweep still recognises its finished runs.
+_IDENTITY_EXCLUDED = ("storage", "sweeper", "hydra", "trial")
+
+
+class ConfigError(ValueError):
+    """A config value is invalid; raised before any work starts."""
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    model: str
+    dataset: str
+    batch: int
+    lr: float
+    optimizer: str
+    epochs: int
+    precision: str
+    device: str
+    seed: int
+    meter: str
+    storage_url: str
+    model_options: dict[str, Any] = field(default_factory=dict)
+    dataset_options: dict[str, Any] = field(default_factory=dict)
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    repeat: int = 0
+    num_threads: int | None = None
+    inference_batches: int = 50
+    inference_batch: int = 64
+    inference_warmup_batches: int = 2
+    sample_hz: float = 10.0
+    gpus: tuple[int, ...] | None = None
+    cpu_tdp_w: float | None = None
+    country: str = "WORLD"
+    region: str | None = None
+    pue: float = 1.0
+    keep_samples: bool = True
+    forecast_window: float = 0.05
+    forecast_warmup_steps: int = 2
+    sweep_name: str | None = None
+    resume: bool = True
+    progress: bool = True
+    trial: int | None = None
+    config: dict[str, Any] = field(default_factory=dict)  # the full resolved config
+    config_hash: str = ""
+
+
+def _fail(key: str, value: Any, allowed: str) -> ConfigError:
+    return ConfigError(f"invalid value for '{key}': {value!r}; allowed: {allowed}")
+
+
+def _int(cfg: DictConfig, key: str, *, minimum: int, allow_none: bool = False) -> int | None:
+    value = OmegaConf.select(cfg, key)
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise _fail(key, value, f"an integer >= {minimum}")
+    return value
+
+
+def _float(
+    cfg: DictConfig, key: str, *, minimum: float, strict: bool = True, allow_none: bool = False
+) -> float | None:
+    value = OmegaConf.select(cfg, key)
+    if value is None and allow_none:
+        return None
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if ok:
+        value = float(value)
+        ok = math.isfinite(value) and (value > minimum if strict else value >= minimum)
+    if not ok:
+        relation = ">" if strict else ">="
+        raise _fail(key, value, f"a finite number {relation} {minimum:g}")
+    return value
+
+
+def _choice(cfg: DictConfig, key: str, allowed: tuple[str, ...]) -> str:
+    value = OmegaConf.select(cfg, key)
+    if value not in allowed:
+        raise _fail(key, value, ", ".join(allowed))
+    return value
+
+
+def _device(value: Any) -> str:
+    text = str(value)
+    if text in ("auto", "cpu", "cuda"):
+        return text
+    if text.startswith("cuda:") and text[5:].isdigit():
+        return text
+    raise _fail("device", value, "auto, cpu, cuda, cuda:N")
+
+
+def config_hash(resolved: dict[str, Any]) -> str:
+    """Stable identity of what a run measures (storage and bookkeeping keys excluded)."""
+    identity = {k: v for k, v in resolved.items() if k not in _IDENTITY_EXCLUDED}
+    canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _resolve_without_hydra(cfg: DictConfig) -> dict[str, Any]:
+    """Resolve the app's keys only: the hydra node holds values that exist per job alone."""
+    out: dict[str, Any] = {}
+    for key in cfg:
+        if key == "hydra":
+            continue
+        value = cfg[key]
+        if isinstance(value, DictConfig | ListConfig):
+            value = OmegaConf.to_container(value, resolve=True)
+        out[str(key)] = value
+    return out
+
+
+def build_spec(cfg: DictConfig) -> RunSpec:
+    """Validate a composed config (its hydra node, if any, is ignored)."""
+    resolved = _resolve_without_hydra(cfg)
+
+    model_cfg = dict(resolved.get("model") or {})
+    model = model_cfg.pop("name", None)
+    if model not in MODEL_NAMES:
+        raise _fail("model", model, ", ".join(MODEL_NAMES))
+    dataset_cfg = dict(resolved.get("dataset") or {})
+    dataset = dataset_cfg.pop("name", None)
+    if dataset not in DATASET_NAMES:
+        raise _fail("dataset", dataset, ", ".join(DATASET_NAMES))
+    precision = OmegaConf.select(cfg, "precision.name")
+    if precision not in PRECISIONS:
+        raise _fail("precision", precision, ", ".join(PRECISIONS))
+
+    gpus = OmegaConf.select(cfg, "energy.gpus")
+    if gpus is not None:
+        gpus = [gpus] if isinstance(gpus, int) else list(gpus)
+        if not all(isinstance(g, int) and not isinstance(g, bool) and g >= 0 for g in gpus):
+            raise _fail("energy.gpus", gpus, "null or a list of GPU indices >= 0")
+        gpus = tuple(gpus)
+
+    url = OmegaConf.select(cfg, "storage.url")
+    if not isinstance(url, str) or "://" not in url:
+        raise _fail("storage.url", url, "a SQLAlchemy URL such as sqlite:///results/sweeper.db")
+
+    country = OmegaConf.select(cfg, "energy.country")
+    if not isinstance(country, str) or not country:
+        raise _fail("energy.country", country, "an ISO 3166 alpha-3 code such as FRA, or WORLD")
+
+    window = _float(cfg, "forecast.window", minimum=0.0)
+    if window is not None and window >= 1.0:
+        raise _fail("forecast.window", window, "a fraction between 0 and 1 (exclusive)")
+
+    trial = OmegaConf.select(cfg, "trial", default=None)
+    return RunSpec(
+        model=model,
+        dataset=dataset,
+        model_options=model_cfg,
+        dataset_options=dataset_cfg,
+        batch=_int(cfg, "batch", minimum=1),  # type: ignore[arg-type]
+        lr=_float(cfg, "lr", minimum=0.0),  # type: ignore[arg-type]
+        optimizer=_choice(cfg, "optimizer", OPTIMIZERS),
+        momentum=_float(cfg, "momentum", minimum=0.0, strict=False),  # type: ignore[arg-type]
+        weight_decay=_float(cfg, "weight_decay", minimum=0.0, strict=False),  # type: ignore[arg-type]
+        epochs=_int(cfg, "epochs", minimum=1),  # type: ignore[arg-type]
+        precision=precision,
+        device=_device(OmegaConf.select(cfg, "device")),
+        seed=_int(cfg, "seed", minimum=0),  # type: ignore[arg-type]
+        repeat=_int(cfg, "repeat", minimum=0),  # type: ignore[arg-type]
+        num_threads=_int(cfg, "num_threads", minimum=1, allow_none=True),
+        meter=_choice(cfg, "meter", METERS),
+        inference_batches=_int(cfg, "inference.batches", minimum=0),  # type: ignore[arg-type]
+        inference_batch=_int(cfg, "inference.batch", minimum=1),  # type: ignore[arg-type]
+        inference_warmup_batches=_int(cfg, "inference.warmup_batches", minimum=0),  # type: ignore[arg-type]
+        sample_hz=_float(cfg, "energy.sample_hz", minimum=0.0),  # type: ignore[arg-type]
+        gpus=gpus,
+        cpu_tdp_w=_float(cfg, "energy.cpu_tdp_w", minimum=0.0, allow_none=True),
+        country=country,
+        region=OmegaConf.select(cfg, "energy.region"),
+        pue=_float(cfg, "energy.pue", minimum=1.0, strict=False),  # type: ignore[arg-type]
+        keep_samples=bool(OmegaConf.select(cfg, "energy.keep_samples", default=True)),
+        forecast_window=window,  # type: ignore[arg-type]
+        forecast_warmup_steps=_int(cfg, "forecast.warmup_steps", minimum=0),  # type: ignore[arg-type]
+        storage_url=url,
+        sweep_name=OmegaConf.select(cfg, "sweeper.name"),
+        resume=bool(OmegaConf.select(cfg, "sweeper.resume", default=True)),
+        progress=bool(OmegaConf.select(cfg, "sweeper.progress", default=True)),
+        trial=trial if isinstance(trial, int) else None,
+        config=resolved,
+        config_hash=config_hash(resolved),
+    )

@@ -1,0 +1,202 @@
+"""The torch side of a run: training epochs, evaluation and the inference benchmark.
+
+Nothing here knows about energy or storage; the job module wraps each call in a
+measured phase.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from sweeper.device import autocast_dtype
+
+StepHook = Callable[[int], None]  # called with the global step count after each step
+
+
+class DivergedError(FloatingPointError):
+    """The training loss became NaN or infinite."""
+
+
+@dataclass
+class EpochStats:
+    loss: float
+    accuracy: float
+    steps: int
+    samples: int
+    duration_s: float
+
+
+@dataclass
+class EvalStats:
+    loss: float
+    accuracy: float
+    samples: int
+    duration_s: float
+
+
+@dataclass
+class InferenceStats:
+    batches: int
+    samples: int
+    duration_s: float
+
+
+def make_loader(dataset: Dataset, batch: int, *, shuffle: bool, seed: int) -> DataLoader:
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(dataset, batch_size=batch, shuffle=shuffle, generator=generator)
+
+
+def make_optimizer(
+    name: str, params: Iterator[nn.Parameter], lr: float, momentum: float, weight_decay: float
+) -> torch.optim.Optimizer:
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+
+
+def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    dtype = autocast_dtype(precision)
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def _sync(device: torch.device) -> None:
+    # Phase boundaries must wait for queued GPU work, or its energy lands in the next phase.
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class Trainer:
+    """Holds what every phase of one run shares: model, optimiser, device, precision."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        device: torch.device,
+        precision: str,
+    ) -> None:
+        self.model = model.to(device)
+        self.optimizer = optimizer
+        self.device = device
+        self.precision = precision
+        self.scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
+        self.loss_fn = nn.CrossEntropyLoss()
+        self.global_step = 0
+
+    def train_epoch(
+        self,
+        loader: DataLoader,
+        on_step: StepHook | None = None,
+        progress: Callable[[], None] | None = None,
+    ) -> EpochStats:
+        self.model.train()
+        start = time.perf_counter()
+        total_loss = correct = samples = steps = 0
+        for inputs, targets in loader:
+            inputs = inputs.to(self.device, non_blocking=True)
+            targets = targets.to(self.device, non_blocking=True)
+            self.optimizer.zero_grad(set_to_none=True)
+            with _autocast(self.device, self.precision):
+                logits = self.model(inputs)
+                loss = self.loss_fn(logits.float(), targets)
+            loss_value = loss.item()
+            if not math.isfinite(loss_value):
+                raise DivergedError(
+                    f"training loss became {loss_value} at step {self.global_step + 1}"
+                )
+            if self.scaler is not None:
+                self.scaler.scale(loss).backward()
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+            else:
+                loss.backward()
+                self.optimizer.step()
+            batch = targets.shape[0]
+            total_loss += loss_value * batch
+            correct += (logits.argmax(dim=1) == targets).sum().item()
+            samples += batch
+            steps += 1
+            self.global_step += 1
+            if on_step is not None:
+                on_step(self.global_step)
+            if progress is not None:
+                progress()
+        _sync(self.device)
+        return EpochStats(
+            loss=total_loss / max(samples, 1),
+            accuracy=correct / max(samples, 1),
+            steps=steps,
+            samples=samples,
+            duration_s=time.perf_counter() - start,
+        )
+
+    @torch.no_grad()
+    def evaluate(self, loader: DataLoader) -> EvalStats:
+        self.model.eval()
+        start = time.perf_counter()
+        total_loss = correct = samples = 0
+        for inputs, targets in loader:
+            inputs = inputs.to(self.device, non_blocking=True)
+            targets = targets.to(self.device, non_blocking=True)
+            with _autocast(self.device, self.precision):
+                logits = self.model(inputs)
+            total_loss += self.loss_fn(logits.float(), targets).item() * targets.shape[0]
+            correct += (logits.argmax(dim=1) == targets).sum().item()
+            samples += targets.shape[0]
+        _sync(self.device)
+        return EvalStats(
+            loss=total_loss / max(samples, 1),
+            accuracy=correct / max(samples, 1),
+            samples=samples,
+            duration_s=time.perf_counter() - start,
+        )
+
+    @torch.no_grad()
+    def inference_benchmark(
+        self, loader: DataLoader, batches: int, warmup_batches: int = 0
+    ) -> InferenceStats:
+        """Forward passes over a fixed number of batches, cycling the loader (the study's
+        inference setting). Warm-up batches run first and are not counted."""
+        self.model.eval()
+        inputs_cache = [x.to(self.device) for x, _ in _take(loader, max(batches, 1))]
+        for inputs in inputs_cache[:warmup_batches]:
+            with _autocast(self.device, self.precision):
+                self.model(inputs)
+        _sync(self.device)
+        start = time.perf_counter()
+        samples = 0
+        for i in range(batches):
+            inputs = inputs_cache[i % len(inputs_cache)]
+            with _autocast(self.device, self.precision):
+                self.model(inputs)
+            samples += inputs.shape[0]
+        _sync(self.device)
+        return InferenceStats(
+            batches=batches, samples=samples, duration_s=time.perf_counter() - start
+        )
+
+
+def _take(loader: DataLoader, n: int) -> list:
+    """The first n batches of a loader, cycling it when it is shorter."""
+    out: list = []
+    while len(out) < n:
+        before = len(out)
+        for batch in loader:
+            out.append(batch)
+            if len(out) == n:
+                break
+        if len(out) == before:
+            raise ValueError("the inference data set is empty")
+    return out

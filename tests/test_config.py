@@ -1,0 +1,102 @@
+"""Real Hydra composition of every config group option, and validation of bad values."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.errors import ConfigCompositionException
+from omegaconf import DictConfig
+
+from datasets import DATASET_NAMES
+from models import MODEL_NAMES
+from sweeper.spec import PRECISIONS, ConfigError, build_spec
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+@pytest.fixture(autouse=True)
+def hydra_conf() -> Iterator[None]:
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        yield
+
+
+def _compose(*overrides: str) -> DictConfig:
+    return compose(config_name="config", overrides=list(overrides))
+
+
+def test_group_options_on_disk_match_the_code() -> None:
+    assert {p.stem for p in (CONF / "model").glob("*.yaml")} == set(MODEL_NAMES)
+    assert {p.stem for p in (CONF / "dataset").glob("*.yaml")} == set(DATASET_NAMES)
+    assert {p.stem for p in (CONF / "precision").glob("*.yaml")} == set(PRECISIONS)
+
+
+@pytest.mark.parametrize("model", MODEL_NAMES)
+def test_every_model_option_composes(model: str) -> None:
+    spec = build_spec(_compose(f"model={model}"))
+    assert spec.model == model
+    assert "name" not in spec.model_options
+
+
+@pytest.mark.parametrize("dataset", DATASET_NAMES)
+def test_every_dataset_option_composes(dataset: str) -> None:
+    spec = build_spec(_compose(f"dataset={dataset}"))
+    assert spec.dataset == dataset
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_every_precision_option_composes(precision: str) -> None:
+    assert build_spec(_compose(f"precision={precision}")).precision == precision
+
+
+def test_short_top_level_overrides() -> None:
+    spec = build_spec(
+        _compose("batch=128", "lr=0.01", "optimizer=sgd", "epochs=2", "seed=3", "device=cpu",
+                 "meter=estimate", "storage.url=sqlite:///x.db")
+    )
+    assert (spec.batch, spec.lr, spec.optimizer, spec.epochs, spec.seed) == (128, 0.01, "sgd", 2, 3)
+    assert (spec.device, spec.meter, spec.storage_url) == ("cpu", "estimate", "sqlite:///x.db")
+    assert spec.inference_batch == 128  # follows batch by interpolation
+
+
+def test_unknown_group_option_lists_the_choices() -> None:
+    with pytest.raises(ConfigCompositionException, match="resnet"):
+        _compose("model=transformer9000")
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("batch=0", "batch"),
+        ("batch=-4", "batch"),
+        ("lr=-0.1", "lr"),
+        ("lr=0", "lr"),
+        ("epochs=0", "epochs"),
+        ("optimizer=lion", "optimizer"),
+        ("device=tpu", "device"),
+        ("meter=wattmeter", "meter"),
+        ("energy.sample_hz=0", "energy.sample_hz"),
+        ("energy.pue=0.5", "energy.pue"),
+        ("forecast.window=1.5", "forecast.window"),
+        ("storage.url=results.db", "storage.url"),
+        ("batch=abc", "batch"),
+    ],
+)
+def test_bad_values_name_key_value_and_allowed(override: str, key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        build_spec(_compose(override))
+    message = str(info.value)
+    assert f"'{key}'" in message and "allowed" in message
+    assert repr(override.split("=", 1)[1]).strip("'") in message
+
+
+def test_identity_ignores_storage_and_bookkeeping() -> None:
+    a = build_spec(_compose("storage.url=sqlite:///a.db", "sweeper.progress=false"))
+    b = build_spec(_compose("storage.url=sqlite:///b.db"))
+    c = build_spec(_compose("batch=32"))
+    assert a.config_hash == b.config_hash
+    assert a.config_hash != c.config_hash
