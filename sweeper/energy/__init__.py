@@ -1,0 +1,67 @@
+"""Energy measurement for sweeper runs: meters (NVML, RAPL, labelled estimate), a background
+sampler with exact per-phase readings, and carbon conversion from CodeCarbon's offline data.
+
+Nothing here imports torch or the storage layer, so it can be used and tested on its own.
+"""
+
+from sweeper.energy.carbon import (
+    DEFAULT_COUNTRY,
+    CarbonIntensity,
+    carbon_intensity,
+    co2_g,
+    country_codes,
+)
+from sweeper.energy.estimate import (
+    CODECARBON_DEFAULT_TDP_W,
+    MEMORY_W_PER_GIB,
+    EstimateMeter,
+    TdpLookup,
+    cpu_model_name,
+    lookup_cpu_tdp_w,
+)
+from sweeper.energy.nvml import GpuStats, NvmlMeter
+from sweeper.energy.rapl import RaplMeter, counter_delta_uj
+from sweeper.energy.sampler import EnergySampler, PhaseHandle, source_label
+from sweeper.energy.select import CHOICES, MeterSet, open_meters
+from sweeper.energy.types import (
+    SOURCES,
+    DomainReading,
+    EnergySummary,
+    Meter,
+    MeterReadError,
+    MeterUnavailable,
+    PhaseEnergy,
+    Sample,
+)
+
+__all__ = [
+    "CHOICES",
+    "CODECARBON_DEFAULT_TDP_W",
+    "DEFAULT_COUNTRY",
+    "MEMORY_W_PER_GIB",
+    "SOURCES",
+    "CarbonIntensity",
+    "DomainReading",
+    "EnergySampler",
+    "EnergySummary",
+    "EstimateMeter",
+    "GpuStats",
+    "Meter",
+    "MeterReadError",
+    "MeterSet",
+    "MeterUnavailable",
+    "NvmlMeter",
+    "PhaseEnergy",
+    "PhaseHandle",
+    "RaplMeter",
+    "Sample",
+    "TdpLookup",
+    "carbon_intensity",
+    "co2_g",
+    "counter_delta_uj",
+    "country_codes",
+    "cpu_model_name",
+    "lookup_cpu_tdp_w",
+    "open_meters",
+    "source_label",
+]

@@ -1,0 +1,374 @@
+"""Background energy sampling with exact per-phase readings.
+
+A daemon thread polls every meter at ``sample_hz`` for the power time series. Phase
+boundaries do not use those samples: they take a synchronous reading of the cumulative
+counters under the same lock, so a phase's energy is the difference of two exact readings and
+does not depend on the sampling rate (except for meters that integrate power themselves).
+
+A meter that raises never stops the run: the failure becomes a warning in the summary and the
+meter's last good reading is kept, so energy measured until then still counts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+from sweeper.energy.types import SOURCES, DomainReading, EnergySummary, Meter, PhaseEnergy, Sample
+
+log = logging.getLogger(__name__)
+
+
+def source_label(sources: Iterable[str]) -> str:
+    """Combined label such as ``"nvml+rapl"`` or ``"nvml+estimate"``.
+
+    Every source that contributed is named, in the fixed order of SOURCES, so an estimate can
+    never hide behind a measured source. ``"none"`` when nothing was measured.
+    """
+    present = set(sources)
+    ordered = [s for s in SOURCES if s in present] + sorted(present - set(SOURCES))
+    return "+".join(ordered) if ordered else "none"
+
+
+def describe_meters(meters: Iterable[Meter], problems: list[str] | None = None) -> dict[str, str]:
+    """Every meter's describe(), keys prefixed by its source ("nvml.gpu:0.name").
+
+    A second meter of the same source gets "rapl#2." so nothing is overwritten; a meter whose
+    describe() raises is reported in ``problems`` (or re-raised when that is None).
+    """
+    out: dict[str, str] = {}
+    seen: dict[str, int] = {}
+    for meter in meters:
+        seen[meter.source] = seen.get(meter.source, 0) + 1
+        n = seen[meter.source]
+        prefix = meter.source if n == 1 else f"{meter.source}#{n}"
+        try:
+            desc = meter.describe()
+        except Exception as e:
+            if problems is None:
+                raise
+            problems.append(f"{prefix} describe() failed: {type(e).__name__}: {e}")
+            continue
+        out.update({f"{prefix}.{k}": v for k, v in desc.items()})
+    return out
+
+
+@dataclass
+class PhaseHandle:
+    """What ``EnergySampler.phase`` yields; ``result`` is filled in when the block exits."""
+
+    kind: str
+    index: int
+    result: PhaseEnergy | None = None
+
+
+@dataclass
+class _Failures:
+    count: int = 0
+    first: str = ""
+
+
+@dataclass
+class _OpenPhase:
+    kind: str
+    index: int
+    t_s: float
+    energy_j: dict[str, float] = field(default_factory=dict)
+
+
+class EnergySampler:
+    """Polls meters on a background thread and measures phases exactly at their boundaries.
+
+    ``meters`` is any iterable of meters (a ``MeterSet`` from ``open_meters`` works; its notes
+    go into the summary's hardware description). The sampler does not close the meters.
+    ``on_samples`` runs on the sampler thread with batches of ``flush_every`` polls (one
+    Sample per domain per poll) and once more at ``stop()``; keep it quick.
+    """
+
+    def __init__(
+        self,
+        meters: Iterable[Meter],
+        sample_hz: float = 10.0,
+        on_samples: Callable[[list[Sample]], None] | None = None,
+        flush_every: int = 50,
+        *,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        if not (sample_hz > 0 and math.isfinite(sample_hz)):
+            raise ValueError(f"sample_hz must be a positive number, got {sample_hz}")
+        if flush_every < 1:
+            raise ValueError(f"flush_every must be >= 1, got {flush_every}")
+        self._meters: list[Meter] = list(meters)
+        if not self._meters:
+            raise ValueError("EnergySampler needs at least one meter")
+        self._notes: list[str] = list(getattr(meters, "notes", []) or [])
+        self.sample_hz = float(sample_hz)
+        self.on_samples = on_samples
+        self.flush_every = flush_every
+        self._clock = clock
+
+        self._lock = threading.Lock()
+        self._stop_event = threading.Event()
+        self._ready = threading.Event()  # set once the baseline reading exists
+        self._thread: threading.Thread | None = None
+        self._t0 = 0.0
+        self._started = False
+        self._summary: EnergySummary | None = None
+
+        self._last_good: dict[int, list[DomainReading]] = {}
+        self._baseline_j: dict[str, float] = {}
+        self._sources: dict[str, str] = {}
+        self._failures: dict[int, _Failures] = {}
+        self._callback_failures = _Failures()
+        self._extra_warnings: list[str] = []
+
+        self._prev_sample: dict[str, tuple[float, float]] = {}  # domain -> (t_s, energy_j)
+        self._buffer: list[Sample] = []
+        self._polls_buffered = 0
+        self._n_polls = 0
+        self._peak_power_w: float | None = None
+        self._hardware: dict[str, str] = {}
+        self._thread_cpu_s = 0.0
+
+        self._open_phase: _OpenPhase | None = None
+        self.phases: list[PhaseEnergy] = []
+
+    # ----------------------------------------------------------------- readings
+
+    def _read_locked(self, context: str) -> tuple[float, dict[str, DomainReading], set[str]]:
+        """One reading of every meter (caller holds the lock).
+
+        Returns the time since start, each domain's reading with energy relative to the start,
+        and the domains whose meter failed this time (their values are the last good ones).
+        """
+        t_before = self._clock()
+        values: dict[str, DomainReading] = {}
+        stale: set[str] = set()
+        for i, meter in enumerate(self._meters):
+            try:
+                readings = meter.read()
+                self._last_good[i] = readings
+                failed = False
+            except Exception as e:  # any meter error: keep going on the last good value
+                self._record_failure(i, meter, context, t_before - self._t0, e)
+                readings = self._last_good.get(i, [])
+                failed = True
+            for r in readings:
+                base = self._baseline_j.setdefault(r.domain, r.energy_j)
+                self._sources[r.domain] = r.source
+                values[r.domain] = DomainReading(r.domain, r.source, r.energy_j - base, r.power_w)
+                if failed:
+                    stale.add(r.domain)
+        t_s = 0.5 * (t_before + self._clock()) - self._t0
+        return t_s, values, stale
+
+    def _record_failure(self, i: int, meter: Meter, context: str, t_s: float, e: Exception) -> None:
+        f = self._failures.setdefault(i, _Failures())
+        f.count += 1
+        if f.count == 1:
+            f.first = f"during {context} read at t={t_s:.2f}s: {type(e).__name__}: {e}"
+            log.warning("%s meter failed %s; keeping its last good value", meter.source, f.first)
+
+    def _poll_locked(self, context: str) -> tuple[float, dict[str, DomainReading]]:
+        """A background sample of every domain, with power from the meter or from energy/dt."""
+        t_s, values, stale = self._read_locked(context)
+        total_w = 0.0
+        for domain, r in values.items():
+            prev_t, prev_e = self._prev_sample.get(domain, (0.0, 0.0))
+            power_w = r.power_w
+            if domain in stale:
+                power_w = None
+            elif power_w is None and t_s > prev_t:
+                power_w = (r.energy_j - prev_e) / (t_s - prev_t)
+            self._prev_sample[domain] = (t_s, r.energy_j)
+            if power_w is not None:
+                total_w += power_w
+            self._buffer.append(Sample(t_s, domain, r.source, power_w, r.energy_j))
+        if values:
+            self._peak_power_w = (
+                total_w if self._peak_power_w is None else max(self._peak_power_w, total_w)
+            )
+        self._n_polls += 1
+        self._polls_buffered += 1
+        return t_s, values
+
+    def _flush(self) -> None:
+        """Hand buffered samples to on_samples, outside the lock so phases never wait on it."""
+        with self._lock:
+            batch, self._buffer = self._buffer, []
+            self._polls_buffered = 0
+        if not batch or self.on_samples is None:
+            return
+        try:
+            self.on_samples(batch)
+        except Exception as e:  # a storage hiccup must not end the measurement
+            f = self._callback_failures
+            f.count += 1
+            if f.count == 1:
+                f.first = f"{type(e).__name__}: {e}"
+                log.warning("on_samples failed (%s); those samples are dropped", f.first)
+
+    def _run(self) -> None:
+        self._ready.wait()
+        period_s = 1.0 / self.sample_hz
+        next_s = self._clock() + period_s
+        while not self._stop_event.wait(max(0.0, next_s - self._clock())):
+            now = self._clock()
+            next_s += period_s
+            if next_s < now:  # fell behind (suspended, slow meter): skip, don't burst
+                next_s = now + period_s
+            with self._lock:
+                self._poll_locked("background")
+                full = self._polls_buffered >= self.flush_every
+            if full:
+                self._flush()
+            self._thread_cpu_s = time.thread_time()
+
+    # ----------------------------------------------------------------- public API
+
+    def start(self) -> EnergySampler:
+        """Take the baseline reading and start the background thread."""
+        if self._started:
+            raise RuntimeError("EnergySampler.start() called twice")
+        self._started = True
+        self._hardware = describe_meters(self._meters, self._extra_warnings)
+        if self._notes:
+            self._hardware["meter_selection"] = "; ".join(self._notes)
+        # Start the thread before the baseline: Thread.start() can take milliseconds on a busy
+        # machine, and that time would otherwise count in the run but in no phase.
+        self._thread = threading.Thread(target=self._run, name="energy-sampler", daemon=True)
+        self._thread.start()
+        with self._lock:
+            self._t0 = self._clock()
+            self._read_locked("start")
+        self._ready.set()
+        return self
+
+    def _require_running(self) -> None:
+        if not self._started:
+            raise RuntimeError("EnergySampler is not started; call start() first")
+        if self._summary is not None:
+            raise RuntimeError("EnergySampler is stopped")
+
+    def begin_phase(self, kind: str, index: int = 0) -> None:
+        """Open a phase at an exact reading; phases do not nest."""
+        self._require_running()
+        with self._lock:
+            if self._open_phase is not None:
+                p = self._open_phase
+                raise RuntimeError(f"phase {p.kind}[{p.index}] is still open; end it first")
+            t_s, values, _ = self._read_locked(f"begin {kind}[{index}]")
+            energies = {d: r.energy_j for d, r in values.items()}
+            self._open_phase = _OpenPhase(kind, index, t_s, energies)
+
+    def end_phase(self) -> PhaseEnergy:
+        """Close the open phase at an exact reading and return its energy."""
+        self._require_running()
+        return self._end_phase()
+
+    def _end_phase(self) -> PhaseEnergy:
+        with self._lock:
+            p = self._open_phase
+            if p is None:
+                raise RuntimeError("no phase is open")
+            t_s, values, _ = self._read_locked(f"end {p.kind}[{p.index}]")
+            self._open_phase = None
+        by_domain = {d: r.energy_j - p.energy_j.get(d, 0.0) for d, r in values.items()}
+        sources = {d: r.source for d, r in values.items()}
+        result = PhaseEnergy(
+            kind=p.kind,
+            index=p.index,
+            start_s=p.t_s,
+            duration_s=t_s - p.t_s,
+            energy_j=sum(by_domain.values()),
+            by_domain=by_domain,
+            sources=sources,
+            source=source_label(sources.values()),
+        )
+        self.phases.append(result)
+        return result
+
+    @contextlib.contextmanager
+    def phase(self, kind: str, index: int = 0) -> Iterator[PhaseHandle]:
+        """``with sampler.phase("train", epoch) as h: ...``; then ``h.result``.
+
+        The phase is closed (and measured) even if the block raises.
+        """
+        handle = PhaseHandle(kind, index)
+        self.begin_phase(kind, index)
+        try:
+            yield handle
+        finally:
+            handle.result = self.end_phase()
+
+    def energy_so_far_j(self) -> float:
+        """Exact energy since start, all domains, read now (for forecasting a run's total)."""
+        self._require_running()
+        with self._lock:
+            _, values, _ = self._read_locked("energy_so_far")
+        return sum(r.energy_j for r in values.values())
+
+    @property
+    def thread_cpu_s(self) -> float:
+        """CPU seconds the background thread has used, as it measured itself (overhead check)."""
+        return self._thread_cpu_s
+
+    @property
+    def warnings(self) -> list[str]:
+        """Problems so far: failed meter reads and on_samples errors."""
+        out = list(self._extra_warnings)
+        for i, f in sorted(self._failures.items()):
+            src = self._meters[i].source
+            kept = "its last good value was kept" if i in self._last_good else "it never read"
+            out.append(
+                f"{src} meter failed {f.count} read(s), first {f.first}; {kept}, so energy "
+                f"after the failure may be missing"
+            )
+        if self._callback_failures.count:
+            out.append(
+                f"on_samples failed {self._callback_failures.count} time(s), first: "
+                f"{self._callback_failures.first}; those sample batches were dropped"
+            )
+        return out
+
+    def stop(self) -> EnergySummary:
+        """Stop the thread, take a final sample, flush, and summarise. Idempotent."""
+        if self._summary is not None:
+            return self._summary
+        if not self._started:
+            raise RuntimeError("EnergySampler is not started; call start() first")
+        self._stop_event.set()
+        self._ready.set()
+        if self._thread is not None:
+            self._thread.join()
+        if self._open_phase is not None:
+            p = self._open_phase
+            self._extra_warnings.append(f"phase {p.kind}[{p.index}] was still open at stop()")
+            self._end_phase()
+        with self._lock:
+            t_s, values = self._poll_locked("stop")
+        self._flush()
+        by_domain = {d: r.energy_j for d, r in values.items()}
+        energy_j = sum(by_domain.values())
+        self._summary = EnergySummary(
+            energy_j=energy_j,
+            duration_s=t_s,
+            by_domain=by_domain,
+            source=source_label(self._sources[d] for d in by_domain),
+            mean_power_w=energy_j / t_s if t_s > 0 else None,
+            peak_power_w=self._peak_power_w,
+            warnings=self.warnings,
+            hardware=dict(self._hardware),
+        )
+        return self._summary
+
+    def __enter__(self) -> EnergySampler:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

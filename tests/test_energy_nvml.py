@@ -1,0 +1,214 @@
+"""NVML meter against a fake pynvml module: counter, power integration, failures."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import SimpleNamespace
+
+import pytest
+
+from sweeper.energy.nvml import NvmlMeter
+from sweeper.energy.types import MeterReadError, MeterUnavailable
+
+
+class NVMLError(Exception):
+    pass
+
+
+class NVMLError_NotSupported(NVMLError):
+    pass
+
+
+class NVMLError_LibraryNotFound(NVMLError):
+    pass
+
+
+@dataclass
+class FakeGpu:
+    name: str | bytes
+    power_mw: float
+    counter_mj: float | None = None  # None: the counter is not supported (pre-Volta)
+    enforced_limit_mw: float | None = 300_000
+    management_limit_mw: float = 250_000
+    fail: bool = False
+
+
+class FakeNvml:
+    """The subset of pynvml the meter calls, with pynvml's error classes."""
+
+    NVMLError = NVMLError
+    NVMLError_NotSupported = NVMLError_NotSupported
+
+    def __init__(self, gpus: list[FakeGpu], init_error: Exception | None = None) -> None:
+        self.gpus = gpus
+        self.init_error = init_error
+        self.init_calls = 0
+        self.shutdown_calls = 0
+
+    def nvmlInit(self) -> None:
+        self.init_calls += 1
+        if self.init_error is not None:
+            raise self.init_error
+
+    def nvmlShutdown(self) -> None:
+        self.shutdown_calls += 1
+
+    def nvmlDeviceGetCount(self) -> int:
+        return len(self.gpus)
+
+    def nvmlSystemGetDriverVersion(self) -> bytes:
+        return b"550.54.15"
+
+    def nvmlDeviceGetHandleByIndex(self, i: int) -> FakeGpu:
+        return self.gpus[i]
+
+    def nvmlDeviceGetName(self, h: FakeGpu) -> str | bytes:
+        return h.name
+
+    def _check(self, h: FakeGpu) -> None:
+        if h.fail:
+            raise NVMLError("GPU is lost")
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, h: FakeGpu) -> float:
+        self._check(h)
+        if h.counter_mj is None:
+            raise NVMLError_NotSupported("Not Supported")
+        return h.counter_mj
+
+    def nvmlDeviceGetPowerUsage(self, h: FakeGpu) -> float:
+        self._check(h)
+        return h.power_mw
+
+    def nvmlDeviceGetEnforcedPowerLimit(self, h: FakeGpu) -> float:
+        if h.enforced_limit_mw is None:
+            raise NVMLError_NotSupported("Not Supported")
+        return h.enforced_limit_mw
+
+    def nvmlDeviceGetPowerManagementLimit(self, h: FakeGpu) -> float:
+        return h.management_limit_mw
+
+    def nvmlDeviceGetUtilizationRates(self, h: FakeGpu) -> SimpleNamespace:
+        self._check(h)
+        return SimpleNamespace(gpu=87, memory=40)
+
+    def nvmlDeviceGetMemoryInfo(self, h: FakeGpu) -> SimpleNamespace:
+        self._check(h)
+        return SimpleNamespace(used=3 * 2**30, total=80 * 2**30, free=77 * 2**30)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_counter_supported_gives_counter_difference() -> None:
+    gpu = FakeGpu("NVIDIA H100 80GB HBM3", power_mw=250_000, counter_mj=1_000_000)
+    meter = NvmlMeter(nvml=FakeNvml([gpu]))
+    (r,) = meter.read()
+    assert (r.domain, r.source, r.energy_j, r.power_w) == ("gpu:0", "nvml", 0.0, 250.0)
+    gpu.counter_mj = 1_250_500
+    gpu.power_mw = 310_000
+    (r,) = meter.read()
+    assert r.energy_j == pytest.approx(250.5)
+    assert r.power_w == pytest.approx(310.0)
+    assert meter.describe()["gpu:0.energy_method"] == "total_energy_counter"
+
+
+def test_counter_unsupported_integrates_power_with_trapezoids() -> None:
+    clock = Clock()
+    gpu = FakeGpu(b"Tesla P100-PCIE-16GB", power_mw=100_000, counter_mj=None)
+    meter = NvmlMeter(nvml=FakeNvml([gpu]), clock=clock)
+    clock.t += 2.0
+    gpu.power_mw = 200_000
+    (r,) = meter.read()
+    assert r.energy_j == pytest.approx(300.0)  # (100 + 200) / 2 W * 2 s
+    clock.t += 1.0
+    (r,) = meter.read()
+    assert r.energy_j == pytest.approx(500.0)  # + 200 W * 1 s
+    info = meter.describe()
+    assert info["gpu:0.name"] == "Tesla P100-PCIE-16GB"  # bytes from old bindings decoded
+    assert info["gpu:0.energy_method"] == "power_integration"
+
+
+def test_two_gpus_mixed_methods_and_identity() -> None:
+    clock = Clock()
+    gpus = [
+        FakeGpu("NVIDIA A100-SXM4-40GB", power_mw=50_000, counter_mj=5_000),
+        FakeGpu("Tesla V100", power_mw=80_000, counter_mj=None, enforced_limit_mw=None),
+    ]
+    nvml = FakeNvml(gpus)
+    meter = NvmlMeter(nvml=nvml, clock=clock)
+    assert meter.gpu_indices == [0, 1]
+    gpus[0].counter_mj = 15_000
+    clock.t += 0.5
+    got = {r.domain: r.energy_j for r in meter.read()}
+    assert got == {"gpu:0": pytest.approx(10.0), "gpu:1": pytest.approx(40.0)}
+    info = meter.describe()
+    assert info["nvml_driver_version"] == "550.54.15"
+    assert info["gpu:0.power_limit_w"] == "300"  # enforced limit
+    assert info["gpu:1.power_limit_w"] == "250"  # fell back to the management limit
+    stats = meter.gpu_stats()
+    assert [s.index for s in stats] == [0, 1]
+    assert stats[0].utilization_gpu_pct == 87 and stats[0].memory_used_bytes == 3 * 2**30
+
+    only_second = NvmlMeter([1], nvml=nvml, clock=clock)
+    assert [r.domain for r in only_second.read()] == ["gpu:1"]
+
+
+def test_failing_call_during_read_raises_clear_error() -> None:
+    gpu = FakeGpu("NVIDIA L4", power_mw=70_000, counter_mj=0)
+    meter = NvmlMeter(nvml=FakeNvml([gpu]))
+    gpu.fail = True
+    with pytest.raises(MeterReadError, match=r"GPU 0 \(NVIDIA L4\).*GPU is lost"):
+        meter.read()
+    with pytest.raises(MeterReadError):
+        meter.gpu_stats()
+
+
+def test_first_probe_error_of_any_kind_falls_back_to_power() -> None:
+    class Flaky(FakeNvml):
+        def nvmlDeviceGetTotalEnergyConsumption(self, h: FakeGpu) -> float:
+            raise NVMLError("Unknown Error")
+
+    clock = Clock()
+    meter = NvmlMeter(nvml=Flaky([FakeGpu("g", power_mw=10_000, counter_mj=1)]), clock=clock)
+    clock.t += 1.0
+    assert meter.read()[0].energy_j == pytest.approx(10.0)
+
+
+def test_init_failure_and_bad_indices_are_unavailable() -> None:
+    nvml = FakeNvml([], init_error=NVMLError_LibraryNotFound("NVML Shared Library Not Found"))
+    with pytest.raises(MeterUnavailable, match="no NVIDIA driver"):
+        NvmlMeter(nvml=nvml)
+    assert nvml.shutdown_calls == 0
+
+    empty = FakeNvml([])
+    with pytest.raises(MeterUnavailable, match="no GPUs"):
+        NvmlMeter(nvml=empty)
+    assert empty.shutdown_calls == 1  # init succeeded, so it is released
+
+    with pytest.raises(MeterUnavailable, match=r"\[3\] do not exist"):
+        NvmlMeter([3], nvml=FakeNvml([FakeGpu("g", power_mw=1, counter_mj=0)]))
+
+
+def test_close_releases_nvml_once() -> None:
+    nvml = FakeNvml([FakeGpu("g", power_mw=1, counter_mj=0)])
+    meter = NvmlMeter(nvml=nvml)
+    meter.close()
+    meter.close()
+    assert (nvml.init_calls, nvml.shutdown_calls) == (1, 1)
+
+
+def test_real_pynvml_without_driver_is_unavailable() -> None:
+    pytest.importorskip("pynvml")
+    try:
+        meter = NvmlMeter()
+    except MeterUnavailable as e:
+        assert "NVML" in str(e) or "GPU" in str(e)
+    else:  # a machine with a GPU: the real meter must read
+        readings = meter.read()
+        meter.close()
+        assert readings and all(r.domain.startswith("gpu:") for r in readings)

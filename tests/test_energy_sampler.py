@@ -1,0 +1,220 @@
+"""EnergySampler with deterministic fake meters of known constant power."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from sweeper.energy import EnergySampler, source_label
+from sweeper.energy.types import DomainReading, MeterReadError, Sample
+
+
+class ConstantPower:
+    """Cumulative energy = power x time since opening, like a perfect hardware counter."""
+
+    def __init__(self, power_w: float, domain: str = "package-0", source: str = "rapl") -> None:
+        self.power_w = power_w
+        self.domain = domain
+        self.source = source
+        self.t0 = time.perf_counter()
+        self.reads = 0
+
+    def read(self) -> list[DomainReading]:
+        self.reads += 1
+        return [
+            DomainReading(self.domain, self.source, self.power_w * (time.perf_counter() - self.t0))
+        ]
+
+    def describe(self) -> dict[str, str]:
+        return {"kind": f"constant {self.power_w} W"}
+
+    def close(self) -> None:
+        pass
+
+
+class BreaksAfter(ConstantPower):
+    """Reads fine until ``break_at`` seconds after opening, then raises on every read."""
+
+    def __init__(self, power_w: float, break_at_s: float, domain: str = "gpu:0") -> None:
+        super().__init__(power_w, domain, "nvml")
+        self.break_at_s = break_at_s
+
+    def read(self) -> list[DomainReading]:
+        if time.perf_counter() - self.t0 > self.break_at_s:
+            raise MeterReadError("NVML read of GPU 0 failed: GPU is lost")
+        return super().read()
+
+
+def test_phases_add_up_to_the_run_total() -> None:
+    sampler = EnergySampler([ConstantPower(100.0), ConstantPower(20.0, "dram-0")], 20).start()
+    results = []
+    for i, kind in enumerate(["train_epoch", "eval", "train_epoch", "inference"]):
+        with sampler.phase(kind, i) as ph:
+            time.sleep(0.2)
+        results.append(ph.result)
+    summary = sampler.stop()
+    phases_j = sum(p.energy_j for p in results)
+    assert phases_j == pytest.approx(summary.energy_j, rel=0.01)
+    # conservation: what the phases miss is exactly the time between them (scheduling gaps)
+    phases_s = sum(p.duration_s for p in results)
+    gaps_j = 120.0 * (summary.duration_s - phases_s)
+    assert phases_j + gaps_j == pytest.approx(summary.energy_j, rel=0.002)
+    assert summary.by_domain["package-0"] == pytest.approx(100.0 * summary.duration_s, rel=0.01)
+    assert summary.mean_power_w == pytest.approx(120.0, rel=0.01)
+    assert summary.peak_power_w == pytest.approx(120.0, rel=0.05)
+    for p in results:
+        assert p.energy_j == pytest.approx(120.0 * p.duration_s, rel=0.005)
+        assert p.by_domain["dram-0"] == pytest.approx(20.0 * p.duration_s, rel=0.005)
+        assert p.sources == {"package-0": "rapl", "dram-0": "rapl"} and p.source == "rapl"
+    assert [p.kind for p in sampler.phases] == [p.kind for p in results]
+    assert summary.hardware["rapl.kind"] == "constant 100.0 W"
+    assert summary.hardware["rapl#2.kind"] == "constant 20.0 W"
+
+
+@pytest.mark.parametrize("sample_hz", [1.0, 200.0])
+def test_phase_energy_does_not_depend_on_sample_rate(sample_hz: float) -> None:
+    sampler = EnergySampler([ConstantPower(50.0)], sample_hz=sample_hz).start()
+    time.sleep(0.03)
+    with sampler.phase("train_epoch") as ph:
+        time.sleep(0.2)
+    sampler.stop()
+    # one sample per second at 1 Hz never falls inside the phase; the result is still exact
+    assert ph.result.energy_j == pytest.approx(50.0 * ph.result.duration_s, rel=0.002)
+    assert ph.result.duration_s == pytest.approx(0.2, abs=0.05)
+
+
+def test_meter_failing_mid_run_gives_warnings_not_a_crash() -> None:
+    good, bad = ConstantPower(100.0), BreaksAfter(300.0, break_at_s=0.1)
+    sampler = EnergySampler([good, bad], sample_hz=50).start()
+    with sampler.phase("train_epoch") as first:
+        time.sleep(0.05)
+    with sampler.phase("train_epoch", 1) as second:  # the GPU breaks during this phase
+        time.sleep(0.15)
+    so_far_j = sampler.energy_so_far_j()
+    summary = sampler.stop()
+
+    assert first.result.by_domain["gpu:0"] == pytest.approx(300 * first.result.duration_s, 0.01)
+    lost = second.result.by_domain["gpu:0"]
+    assert 0 < lost < 300 * second.result.duration_s * 0.9  # kept what was measured
+    assert second.result.by_domain["package-0"] == pytest.approx(
+        100 * second.result.duration_s, rel=0.01
+    )
+    # the GPU's total is frozen at its last good reading, around 0.1 s x 300 W
+    assert summary.by_domain["gpu:0"] == pytest.approx(30.0, rel=0.25)
+    assert summary.by_domain["package-0"] == pytest.approx(100 * summary.duration_s, rel=0.01)
+    assert so_far_j <= summary.energy_j
+    assert len(summary.warnings) == 1
+    assert "nvml meter failed" in summary.warnings[0]
+    assert "GPU is lost" in summary.warnings[0] and "last good value" in summary.warnings[0]
+    assert summary.source == "nvml+rapl"
+
+
+def test_meter_broken_from_the_start_still_summarises() -> None:
+    sampler = EnergySampler([ConstantPower(10.0), BreaksAfter(1.0, break_at_s=-1)], 20)
+    sampler.start()
+    time.sleep(0.05)
+    summary = sampler.stop()
+    assert set(summary.by_domain) == {"package-0"}
+    assert "never read" in summary.warnings[0]
+
+
+def test_on_samples_gets_batches_and_a_final_flush() -> None:
+    batches: list[list[Sample]] = []
+    meters = [ConstantPower(100.0), ConstantPower(5.0, "memory", "estimate")]
+    sampler = EnergySampler(meters, sample_hz=50, on_samples=batches.append, flush_every=4)
+    sampler.start()
+    time.sleep(0.4)
+    summary = sampler.stop()
+
+    assert len(batches) >= 3
+    assert all(len(b) == 4 * 2 for b in batches[:-1])  # 4 polls x 2 domains
+    assert 0 < len(batches[-1]) <= 4 * 2
+    samples = [s for b in batches for s in b]
+    by_domain: dict[str, list[Sample]] = {}
+    for s in samples:
+        by_domain.setdefault(s.domain, []).append(s)
+    assert set(by_domain) == {"package-0", "memory"}
+    for domain, series in by_domain.items():
+        times = [s.t_s for s in series]
+        assert times == sorted(times) and len(set(times)) == len(times)
+        assert [s.energy_j for s in series] == sorted(s.energy_j for s in series)
+        assert series[-1].energy_j == summary.by_domain[domain]
+    for s in by_domain["package-0"][1:]:
+        assert s.power_w == pytest.approx(100.0, rel=0.05)  # from energy deltas / dt
+        assert s.source == "rapl"
+    assert 10 <= len(by_domain["package-0"]) <= 25  # ~50 Hz for 0.4 s
+    assert summary.source == "rapl+estimate"
+
+
+def test_on_samples_exception_is_a_warning() -> None:
+    def broken(batch: list[Sample]) -> None:
+        raise OSError("database is locked")
+
+    sampler = EnergySampler([ConstantPower(1.0)], 100, on_samples=broken, flush_every=2).start()
+    time.sleep(0.1)
+    summary = sampler.stop()
+    assert summary.energy_j > 0
+    assert any("on_samples failed" in w and "database is locked" in w for w in summary.warnings)
+
+
+def test_phase_api_misuse_and_open_phase_at_stop() -> None:
+    sampler = EnergySampler([ConstantPower(1.0)])
+    with pytest.raises(RuntimeError, match="not started"):
+        sampler.begin_phase("train_epoch")
+    sampler.start()
+    with pytest.raises(RuntimeError, match="no phase is open"):
+        sampler.end_phase()
+    sampler.begin_phase("train_epoch", 3)
+    with pytest.raises(RuntimeError, match=r"train_epoch\[3\] is still open"):
+        sampler.begin_phase("eval")
+    summary = sampler.stop()
+    assert any("still open" in w for w in summary.warnings)
+    assert [(p.kind, p.index) for p in sampler.phases] == [("train_epoch", 3)]
+    assert sampler.stop() is summary
+
+
+def test_phase_result_is_recorded_when_the_block_raises() -> None:
+    sampler = EnergySampler([ConstantPower(10.0)]).start()
+    with pytest.raises(KeyError), sampler.phase("eval") as ph:
+        time.sleep(0.02)
+        raise KeyError("boom")
+    sampler.stop()
+    assert ph.result is not None and ph.result.energy_j > 0
+
+
+def test_energy_so_far_is_exact_now() -> None:
+    sampler = EnergySampler([ConstantPower(1000.0)], sample_hz=1)
+    t_start0 = time.perf_counter()
+    sampler.start()
+    t_start1 = time.perf_counter()
+    time.sleep(0.1)  # no background sample yet at 1 Hz
+    t_read0 = time.perf_counter()
+    e_j = sampler.energy_so_far_j()
+    t_read1 = time.perf_counter()
+    sampler.stop()
+    assert 1000.0 * (t_read0 - t_start1) <= e_j <= 1000.0 * (t_read1 - t_start0)
+
+
+def test_source_label_never_hides_an_estimate() -> None:
+    assert source_label(["estimate", "nvml"]) == "nvml+estimate"
+    assert source_label(["rapl", "nvml", "rapl"]) == "nvml+rapl"
+    assert source_label(["estimate"]) == "estimate"
+    assert source_label([]) == "none"
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ValueError):
+        EnergySampler([ConstantPower(1.0)], sample_hz=0)
+    with pytest.raises(ValueError):
+        EnergySampler([])
+
+
+def test_sampler_thread_is_cheap() -> None:
+    """At 100 Hz the thread should use well under 5% of one core with a cheap meter."""
+    sampler = EnergySampler([ConstantPower(1.0)], sample_hz=100).start()
+    time.sleep(0.5)
+    thread_cpu_s = sampler.thread_cpu_s
+    summary = sampler.stop()
+    assert len(summary.by_domain) == 1
+    assert 0 < thread_cpu_s < 0.05 * 0.5
