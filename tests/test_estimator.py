@@ -1,0 +1,202 @@
+"""The energy estimator: recovers a known log-log law, scores only held-out rows, and never
+mixes hardware."""
+
+from __future__ import annotations
+
+import math
+import sys
+
+import numpy as np
+import pytest
+
+from sweeper import estimator
+from sweeper.estimator import (
+    MixedHardwareError,
+    Observation,
+    Query,
+    fit_by_hardware,
+    fit_energy,
+    fit_loglinear,
+    in_sample_predictions,
+    leave_one_config_out,
+    load_observations,
+)
+from sweeper.store import Run, Sweep, open_store
+
+# ln E = B0 + B_MACS ln MACs + B_PARAMS ln params + B_BATCH ln batch + C_BF16 [bf16]
+B0, B_MACS, B_PARAMS, B_BATCH, C_BF16 = -20.0, 0.8, 0.15, -0.3, math.log(0.7)
+MODELS = {  # name: (MACs per sample, params)
+    "mlp": (1.0e4, 1.1e4),
+    "cnn": (2.0e5, 3.0e4),
+    "resnet": (3.0e6, 8.0e4),
+    "vgg": (5.0e6, 4.0e5),
+    "vit": (8.0e5, 1.2e5),
+}
+
+
+def law(macs: float, params: float, batch: int, precision: str) -> float:
+    ln_e = B0 + B_MACS * math.log(macs) + B_PARAMS * math.log(params) + B_BATCH * math.log(batch)
+    return math.exp(ln_e + (C_BF16 if precision == "bf16" else 0.0))
+
+
+def generated(hardware: str = "hw-a", meter: str = "rapl", scale: float = 1.0) -> list[Observation]:
+    rows, run_id = [], 0
+    for model, (macs, params) in MODELS.items():
+        for batch in (16, 32, 64, 128):
+            for precision in ("fp32", "bf16"):
+                run_id += 1
+                rows.append(Observation(
+                    run_id=run_id, hardware_id=hardware, meter_source=meter, model=model,
+                    dataset="digits", batch=batch, precision=precision, params=int(params),
+                    macs_per_sample=macs, energy_per_sample_j=scale * law(macs, params, batch,
+                                                                          precision),
+                ))
+    return rows
+
+
+def test_fit_recovers_the_law_exactly() -> None:
+    fit = fit_loglinear(generated())
+    assert fit.intercept == pytest.approx(B0, abs=1e-6)
+    assert fit.coef["ln_macs"] == pytest.approx(B_MACS, abs=1e-8)
+    assert fit.coef["ln_params"] == pytest.approx(B_PARAMS, abs=1e-8)
+    assert fit.coef["ln_batch"] == pytest.approx(B_BATCH, abs=1e-8)
+    assert fit.coef["precision=bf16"] == pytest.approx(C_BF16, abs=1e-8)
+    assert fit.baseline_precision == "fp32"
+    # A never-run configuration inside the fitted range is predicted exactly.
+    query = Query(macs_per_sample=1.0e6, params=50_000, batch=48, precision="bf16")
+    assert math.exp(fit.predict_ln(query)) == pytest.approx(law(1.0e6, 5e4, 48, "bf16"), rel=1e-9)
+
+
+def test_fit_recovers_the_law_under_noise() -> None:
+    rng = np.random.default_rng(0)
+    noisy = [
+        Observation(**{**o.__dict__, "energy_per_sample_j": o.energy_per_sample_j
+                       * math.exp(rng.normal(0.0, 0.02))})
+        for o in generated() for _ in range(3)
+    ]
+    fit = fit_loglinear(noisy)
+    assert fit.coef["ln_macs"] == pytest.approx(B_MACS, abs=0.03)
+    assert fit.coef["ln_batch"] == pytest.approx(B_BATCH, abs=0.03)
+    energy_fit = fit_energy(noisy)
+    assert energy_fit.n_configs == 40 and energy_fit.n_rows == 120
+    assert energy_fit.loo is not None and energy_fit.loo.mape < 0.05
+    assert energy_fit.loo.r2_log > 0.99
+
+
+def test_loo_scores_held_out_rows_only() -> None:
+    rows = generated()
+    exact = leave_one_config_out(rows)
+    assert exact is not None and exact.n_configs == len(rows)
+    assert exact.mape == pytest.approx(0.0, abs=1e-9)
+
+    # A small study (10 configurations, 4 coefficients), one measured at 3x the law.
+    rows = [o for o in rows if o.precision == "fp32" and o.batch in (32, 64)]
+    outlier = 0
+    rows[outlier] = Observation(**{**rows[outlier].__dict__,
+                                   "energy_per_sample_j": 3 * rows[outlier].energy_per_sample_j})
+    loo = leave_one_config_out(rows)
+    assert loo is not None
+    actual = np.asarray(loo.actual_j)
+    loo_errors = np.abs(loo.relative_errors)
+    in_sample_errors = np.abs(in_sample_predictions(rows) - actual) / actual
+    # Held out, the outlier is predicted by a fit that never saw it: ~the law, 2/3 too low.
+    assert loo_errors[outlier] == pytest.approx(2 / 3, abs=0.1)
+    # In sample, the fit bends towards the outlier and hides much of its error.
+    assert in_sample_errors[outlier] < 0.7 * loo_errors[outlier]
+    assert loo.mape > float(np.mean(in_sample_errors))
+
+
+def test_repeats_are_held_out_together() -> None:
+    rows = generated()
+    repeats = rows + [Observation(**{**o.__dict__, "run_id": o.run_id + 1000}) for o in rows]
+    loo = leave_one_config_out(repeats)
+    assert loo is not None and loo.n_configs == len(rows)
+    # With a repeat left in the training fold a 3x outlier would be fitted almost exactly.
+    spoiled = list(repeats)
+    for i in (3, 3 + len(rows)):
+        spoiled[i] = Observation(**{**spoiled[i].__dict__,
+                                    "energy_per_sample_j": 3 * spoiled[i].energy_per_sample_j})
+    held = leave_one_config_out(spoiled)
+    assert held is not None
+    assert abs(held.relative_errors[3]) > 0.5
+
+
+def test_too_few_configurations_give_no_score_and_no_interval() -> None:
+    rows = [o for o in generated() if o.model == "cnn" and o.precision == "fp32"][:2]
+    fit = fit_energy(rows)
+    assert fit.loo is None and fit.residual_band is None
+    prediction = fit.predict(Query(2.0e5, 30_000, 64, "fp32"))
+    assert prediction.low_j is None and any("no interval" in w for w in prediction.warnings)
+
+
+def test_interval_from_held_out_residuals_and_warnings() -> None:
+    rng = np.random.default_rng(1)
+    noisy = [Observation(**{**o.__dict__, "energy_per_sample_j": o.energy_per_sample_j
+                            * math.exp(rng.normal(0.0, 0.1))}) for o in generated()]
+    fit = fit_energy(noisy, level=0.8)
+    p = fit.predict(Query(1.0e6, 50_000, 48, "fp32"))
+    assert p.low_j is not None and p.high_j is not None
+    assert p.low_j < p.energy_per_sample_j < p.high_j
+    assert p.hardware_id == "hw-a" and p.meter_source == "rapl" and not p.estimated
+    assert p.warnings == ()
+    far = fit.predict(Query(1.0e9, 50_000, 48, "fp16"))
+    text = " ".join(far.warnings)
+    assert "outside the fitted range" in text and "precision fp16" in text
+    single_batch = [o for o in noisy if o.batch == 32]
+    q = fit_energy(single_batch).predict(Query(1.0e6, 50_000, 256, "fp32"))
+    assert any("batch" in w and "no effect" in w for w in q.warnings)
+
+
+def test_hardware_and_meters_are_never_mixed() -> None:
+    a = generated("hw-a", "rapl")
+    b = generated("hw-b", "nvml", scale=5.0)
+    c = generated("hw-a", "estimate", scale=2.0)
+    with pytest.raises(MixedHardwareError, match="hw-a .*hw-b"):
+        fit_energy(a + b)
+    fits = fit_by_hardware(a + b + c)
+    assert set(fits) == {("hw-a", "rapl"), ("hw-b", "nvml"), ("hw-a", "estimate")}
+    q = Query(1.0e6, 50_000, 48, "fp32")
+    ratio = fits[("hw-b", "nvml")].predict(q).energy_per_sample_j / fits[("hw-a", "rapl")].predict(
+        q).energy_per_sample_j
+    assert ratio == pytest.approx(5.0, rel=1e-6)
+    assert fits[("hw-a", "estimate")].predict(q).estimated
+
+
+def _run(sweep_id: int, i: int, status: str = "completed", **kw: object) -> Run:
+    base = dict(
+        sweep_id=sweep_id, config={}, config_hash=f"h{i}", model="cnn", dataset="digits",
+        batch=32, lr=1e-3, optimizer="adam", epochs=1, precision="fp32", device="cpu",
+        status=status, params=30_000, macs_per_sample=2.0e5, hardware_id="hw-a",
+        meter_source="estimate", energy_train_j=10.0, train_samples=1000,
+        energy_per_train_sample_j=0.01, energy_per_inference_sample_j=0.001,
+    )
+    base.update(kw)
+    return Run(**base)
+
+
+def test_load_observations_reads_completed_runs(tmp_path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 's.db'}")
+    with store.session() as session:
+        sweep = Sweep(name="s1")
+        session.add(sweep)
+        session.flush()
+        session.add_all([
+            _run(sweep.id, 1),
+            _run(sweep.id, 2, batch=64, energy_per_train_sample_j=0.008),
+            _run(sweep.id, 3, status="failed"),
+            _run(sweep.id, 4, status="forecast", energy_per_train_sample_j=None),
+            _run(sweep.id, 5, params=None),
+        ])
+    train = load_observations(store, "train")
+    assert [o.batch for o in train] == [32, 64]
+    assert load_observations(store, "inference", sweep="s1")[0].energy_per_sample_j == 0.001
+    assert load_observations(store, "train", sweep="other") == []
+
+
+def test_estimator_does_not_import_torch() -> None:
+    assert "torch" not in getattr(estimator, "__dict__", {})
+    import subprocess
+
+    code = "import sys, sweeper.estimator; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
