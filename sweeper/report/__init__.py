@@ -1,0 +1,128 @@
+"""`python -m sweeper.report`: an HTML page, PNG figures, CSV/Parquet exports and a terminal
+summary of the runs in a store, reproducing the study's analyses.
+
+Reads the store only (no torch). Estimated energy is marked as such everywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from rich.console import Console
+
+from sweeper.estimator import EnergyFit, fit_by_hardware, observations_from_runs
+from sweeper.report import analysis, data, figures
+from sweeper.report.export import export_tables
+from sweeper.report.html import FigureRef, write_page
+from sweeper.store import Store
+
+__all__ = ["Report", "build_report"]
+
+
+@dataclass
+class Report:
+    out_dir: Path
+    html: Path
+    figures: list[Path] = field(default_factory=list)
+    exports: list[Path] = field(default_factory=list)
+    guidelines: list[str] = field(default_factory=list)
+    fits: list[EnergyFit] = field(default_factory=list)
+    trace_run_id: int | None = None
+
+
+def fit_runs(runs: pd.DataFrame, level: float = 0.9) -> list[EnergyFit]:
+    """Per-hardware estimator fits of training and inference energy per sample."""
+    fits: list[EnergyFit] = []
+    rows = list(runs.itertuples(index=False))
+    for target in ("train", "inference"):
+        fits.extend(fit_by_hardware(observations_from_runs(rows, target), target, level).values())
+    return fits
+
+
+def pick_trace_run(store: Store, runs: pd.DataFrame, run_id: int | None) -> int | None:
+    """The requested run, else the latest completed run with samples, else any with samples."""
+    if run_id is not None:
+        return run_id
+    with_samples = set(data.runs_with_samples(store, runs["id"].tolist()))
+    for candidates in (runs[runs["status"] == "completed"], runs):
+        ids = [int(i) for i in candidates["id"] if int(i) in with_samples]
+        if ids:
+            return max(ids)
+    return None
+
+
+def build_report(
+    store: Store,
+    out_dir: str | Path,
+    *,
+    sweeps: Sequence[str] = (),
+    run_id: int | None = None,
+    parquet: bool = True,
+    console: Console | None = None,
+) -> Report:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    runs = data.load_runs(store, sweeps=sweeps)
+    if run_id is not None and run_id not in set(runs["id"].astype(int)):
+        extra = data.load_runs(store, run_ids=[run_id])
+        if extra.empty:
+            raise LookupError(f"no run with id {run_id} in {store.display_url}")
+        runs = pd.concat([runs, extra[~extra["id"].isin(runs["id"])]], ignore_index=True)
+    ids = runs["id"].astype(int).tolist()
+    phases = data.load_phases(store, ids)
+    domains = data.load_phase_domains(store, ids)
+
+    fits = fit_runs(runs)
+    correlations = analysis.correlations(runs)
+    guidelines = analysis.guidelines(runs, fits, correlations)
+    windows = analysis.forecast_accuracy(runs)
+
+    trace_id = pick_trace_run(store, runs, run_id)
+    trace = data.load_power_trace(store, trace_id) if trace_id is not None else pd.DataFrame()
+    trace_run = runs[runs["id"] == trace_id].iloc[0] if trace_id is not None else None
+    trace_phases = phases[phases["run_id"] == trace_id]
+
+    paths = [
+        figures.accuracy_vs_energy(runs, out / "accuracy_vs_energy.png"),
+        figures.energy_vs_batch(runs, out / "energy_vs_batch.png"),
+        figures.energy_vs_macs(runs, out / "energy_vs_macs.png"),
+        figures.forecast_error_vs_window(runs, out / "forecast_error_vs_window.png"),
+        figures.power_trace(trace, trace_phases, trace_run, out / "power_trace.png"),
+        figures.energy_split(runs, out / "energy_split.png"),
+        figures.estimator_fit(fits, out / "estimator_fit.png"),
+    ]
+    titles = [
+        ("Accuracy vs training energy; the black line is the Pareto front (no run is both "
+         "cheaper and more accurate than a point on it).", ""),
+        ("Training energy and inference energy per sample vs batch size, per model "
+         "(solid fp32, dashed other precisions).", ""),
+        ("Training energy per sample vs MACs and vs MACs per parameter, with correlations.",
+         "Pearson is computed on log values (the relation is a power law), Spearman on ranks."),
+        ("Error of the in-run forecast of E_tr vs the profiling window.",
+         "benchmarks/forecast_accuracy.py compares several windows on the same runs."),
+        (f"Power trace of run {trace_id} with its phases shaded."
+         if trace_id is not None else "Power trace.", "python -m sweeper.report --run ID "
+         "picks another run."),
+        ("Energy split of each run: training, evaluation/test, inference benchmark.", ""),
+        ("Energy per sample predicted with each configuration held out, against the "
+         "measurement.", "The fit is per hardware and meter; see the table below."),
+    ]
+    refs = [FigureRef(p.name, t, n) for p, (t, n) in zip(paths, titles, strict=True)]
+
+    exports = export_tables(
+        {"runs": runs, "phases": phases, "phase_domains": domains}, out, parquet=parquet
+    )
+    html = write_page(
+        out / "index.html", store_url=store.display_url, runs=runs, figures=refs,
+        guidelines=guidelines, correlations=correlations, fits=fits, windows=windows,
+        exports=[p.name for p in exports],
+    )
+    if console is not None:
+        from sweeper.report.terminal import print_summary
+
+        print_summary(console, runs, guidelines, fits, str(html))
+    return Report(out_dir=out, html=html, figures=paths, exports=exports,
+                  guidelines=guidelines, fits=fits, trace_run_id=trace_id)
