@@ -35,6 +35,8 @@ def app(cfg: DictConfig) -> JobResult:
             result.energy_inference_j or 0.0,
             result.meter_source,
         )
+    elif result.status in ("forecast", "estimate"):
+        pass  # the mode printed its own table
     elif result.status != "skipped":
         log.error("run %s %s: %s", result.run_id, result.status, result.error)
     if HydraConfig.get().mode == RunMode.RUN and result.run_id is not None:

@@ -27,6 +27,7 @@ from sweeper import energy
 from sweeper.device import check_precision, describe_accelerator, resolve_device
 from sweeper.forecast import ProfileWindow
 from sweeper.hardware import describe_host
+from sweeper.modes import job_mode
 from sweeper.progress import TrainingProgress
 from sweeper.spec import ConfigError, RunSpec, build_spec
 from sweeper.store import Phase, PhaseDomainEnergy, Run, Store, open_store
@@ -80,6 +81,11 @@ class _Prepared:
 
 def run_job(cfg: DictConfig, base_dir: str | Path | None = None) -> JobResult:
     spec = build_spec(cfg)
+    mode = job_mode(cfg)
+    if mode == "estimate":  # nothing runs and nothing is stored
+        from sweeper.estimate_mode import run_estimate
+
+        return run_estimate(cfg, spec, base_dir)
     device = resolve_device(spec.device)
     check_precision(spec.precision, device)
     try:
@@ -100,6 +106,10 @@ def run_job(cfg: DictConfig, base_dir: str | Path | None = None) -> JobResult:
             )
             return JobResult(status="skipped", run_id=done, sweep_id=sweep_id)
     prepared = _prepare(spec, store, sweep, sweep_id, device, carbon)
+    if mode == "forecast":
+        from sweeper.forecast_mode import execute_forecast
+
+        return execute_forecast(prepared)
     return _execute(prepared)
 
 

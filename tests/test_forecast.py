@@ -1,0 +1,200 @@
+"""Forecasting from a short profile: exact on synthetic constant power, close on a real run,
+and `mode=forecast` / `mode=estimate` through the CLI."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from sweeper.forecast import ProfileWindow, extrapolate
+from sweeper.forecast_trace import StepTrace, forecast_error, forecast_from_trace, profile_plan
+from sweeper.store import Run, Sweep, open_store
+from tests.conftest import run_cli
+
+# A real tiny run must forecast its own E_tr within this relative error. The energy here
+# comes from the estimate meter (process CPU time x rated power, 10 ms CPU-time ticks) on
+# a shared machine, hence the modest bound; measured errors are typically 2-5%.
+REAL_RUN_TOLERANCE = 0.25
+
+
+class FakeMachine:
+    """A clock and a cumulative energy reader driven by simulated steps."""
+
+    def __init__(self) -> None:
+        self.t_s = 100.0
+        self.energy_j = 5.0
+
+    def clock(self) -> float:
+        return self.t_s
+
+    def read_energy_j(self) -> float:
+        return self.energy_j
+
+    def step(self, duration_s: float, power_w: float) -> None:
+        self.t_s += duration_s
+        self.energy_j += duration_s * power_w
+
+
+def simulate(total: int, window: float, warmup: int, slow_warmup: bool = True) -> tuple:
+    machine = FakeMachine()
+    profile = ProfileWindow(total, window, warmup, machine.read_energy_j, machine.clock)
+    trace = StepTrace(machine.read_energy_j, machine.clock)
+    profile.start()
+    trace.start()
+    for step in range(1, total + 1):
+        # Warm-up steps are slower and hotter (allocations, caches); then constant power.
+        slow = slow_warmup and step <= warmup
+        machine.step(0.05 if slow else 0.02, 80.0 if slow else 40.0)
+        profile.on_step(step)
+        trace.on_step(step)
+    return profile, trace, machine
+
+
+@pytest.mark.parametrize("total,window,warmup", [(100, 0.05, 2), (1000, 0.01, 5), (7, 0.2, 2),
+                                                 (3, 0.05, 2), (1, 0.05, 2), (50, 0.5, 0)])
+def test_constant_power_gives_an_exact_forecast(total: int, window: float, warmup: int) -> None:
+    profile, trace, machine = simulate(total, window, warmup)
+    forecast = profile.result
+    assert forecast is not None
+    actual_j, actual_s = machine.energy_j - 5.0, machine.t_s - 100.0
+    assert forecast.energy_j == pytest.approx(actual_j, rel=1e-12)
+    assert forecast.duration_s == pytest.approx(actual_s, rel=1e-12)
+    assert forecast.total_steps == total and forecast.window == window
+    # The trace reproduces the ProfileWindow's plan and result.
+    assert (forecast.warmup_steps, forecast.profiled_steps) == profile_plan(total, window, warmup)
+    replay = forecast_from_trace(trace.energy_j, trace.time_s, window, warmup)
+    assert replay == forecast
+    assert trace.steps == total and trace.energy_total_j == pytest.approx(actual_j)
+
+
+def test_plan_matches_profile_window() -> None:
+    for total in (1, 2, 3, 10, 99, 1000):
+        for window in (0.01, 0.05, 0.1, 0.2, 0.9):
+            for warmup in (0, 1, 2, 10):
+                p = ProfileWindow(total, window, warmup, lambda: 0.0)
+                assert (p.warmup_steps, p.profiled_steps) == profile_plan(total, window, warmup)
+
+
+def test_power_change_after_the_window_shows_as_error() -> None:
+    machine = FakeMachine()
+    profile = ProfileWindow(100, 0.1, 0, machine.read_energy_j, machine.clock)
+    profile.start()
+    for step in range(1, 101):
+        machine.step(0.01, 50.0 if step <= 50 else 100.0)
+        profile.on_step(step)
+    assert profile.result is not None
+    assert forecast_error(profile.result.energy_j, machine.energy_j - 5.0) == pytest.approx(-1 / 3)
+
+
+def test_extrapolate_units() -> None:
+    f = extrapolate(total_steps=10, warmup_steps=2, profiled_steps=4, warmup_energy_j=3.0,
+                    warmup_duration_s=1.0, profile_energy_j=8.0, profile_duration_s=2.0,
+                    window=0.4)
+    assert f.energy_j == pytest.approx(3.0 + 2.0 * 8)  # warm-up + 2 J/step x 8 steps
+    assert f.duration_s == pytest.approx(1.0 + 0.5 * 8)
+
+
+def test_trace_rejects_an_empty_trace() -> None:
+    with pytest.raises(ValueError):
+        forecast_from_trace([1.0], [0.0], 0.05, 2)
+
+
+REAL = ["model=resnet", "batch=16", "num_threads=1", "meter=estimate", "inference.batches=3",
+        "sweeper.progress=false"]
+
+
+@pytest.mark.slow
+def test_real_run_forecast_is_within_tolerance(tmp_path: Path) -> None:
+    db = tmp_path / "real.db"
+    result = run_cli([*REAL, "epochs=3", "forecast.window=0.2", f"storage.url=sqlite:///{db}"],
+                     tmp_path)
+    assert result.returncode == 0, result.stderr
+    with sqlite3.connect(db) as conn:
+        row = conn.execute(
+            "select status, forecast_window, forecast_steps, forecast_energy_train_j, "
+            "energy_train_j, forecast_error from runs").fetchone()
+    status, window, steps, forecast_j, actual_j, error = row
+    assert status == "completed" and window == 0.2 and steps == 49  # ceil(0.2 * 243)
+    assert error == pytest.approx((forecast_j - actual_j) / actual_j)
+    assert abs(error) <= REAL_RUN_TOLERANCE, f"forecast off by {error:+.1%}"
+
+
+@pytest.mark.slow
+def test_forecast_mode_profiles_without_training(tmp_path: Path) -> None:
+    db = tmp_path / "f.db"
+    result = run_cli([*REAL, "epochs=20", "mode=forecast", f"storage.url=sqlite:///{db}"],
+                     tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "forecast of run 1" in result.stdout and "CO2" in result.stdout
+    assert "(estimated)" in result.stdout
+    with sqlite3.connect(db) as conn:
+        row = conn.execute(
+            "select status, forecast_window, forecast_steps, forecast_energy_train_j, "
+            "forecast_duration_train_s, energy_total_j, energy_train_j, co2_g from runs"
+        ).fetchone()
+        phases = conn.execute("select kind, steps from phases").fetchall()
+    status, window, steps, forecast_j, forecast_s, spent_j, e_tr, co2 = row
+    assert status == "forecast" and window == 0.05 and steps == 81  # ceil(0.05 * 1620)
+    assert phases == [("profile", 2 + 81)]  # warm-up + window, nothing else ran
+    assert e_tr is None and co2 is not None
+    assert forecast_j > 5 * spent_j and forecast_s > 0
+
+
+def _hardware_id() -> str:
+    import torch
+
+    from sweeper.device import describe_accelerator
+    from sweeper.hardware import describe_host
+
+    return describe_host(describe_accelerator(torch.device("cpu"))).hardware_id
+
+
+@pytest.mark.slow
+def test_estimate_mode_predicts_a_config_never_run(tmp_path: Path) -> None:
+    db = tmp_path / "e.db"
+    store = open_store(f"sqlite:///{db}")
+    hw = _hardware_id()
+    with store.session() as session:
+        sweep = Sweep(name="seed")
+        session.add(sweep)
+        session.flush()
+        for i, (model, macs, params) in enumerate(
+            [("cnn", 2e4, 9e3), ("mlp", 1e4, 2e4), ("vgg", 3e5, 8e4), ("resnet", 6e5, 7e4)]
+        ):
+            for batch in (16, 64):
+                per_sample = 1e-8 * macs ** 0.9 * batch ** -0.2
+                session.add(Run(
+                    sweep_id=sweep.id, config={}, config_hash=f"{i}{batch}", model=model,
+                    dataset="digits", batch=batch, lr=1e-3, optimizer="adam", epochs=1,
+                    precision="fp32", device="cpu", status="completed", params=int(params),
+                    macs_per_sample=macs, hardware_id=hw, host="here", meter_source="estimate",
+                    energy_per_train_sample_j=per_sample,
+                    energy_per_inference_sample_j=per_sample / 3,
+                ))
+    result = run_cli(["mode=estimate", "model=vit", "batch=32", "device=cpu",
+                      f"storage.url=sqlite:///{db}"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "estimate for vit/digits b32 fp32" in out and "not run" in out
+    assert f"hardware {hw}" in out and "held-out MAPE" in out and "90% interval" in out
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("select count(*) from runs").fetchone()[0] == 8  # nothing stored
+
+
+def test_estimate_refuses_other_hardware_and_meters(tmp_path: Path) -> None:
+    from sweeper.estimate_mode import choose_group
+    from sweeper.estimator import Observation
+    from sweeper.spec import ConfigError
+
+    store = open_store(f"sqlite:///{tmp_path / 'x.db'}")
+    rows = [Observation(i, hw, meter, "cnn", "digits", 16, "fp32", 10, 100.0, 1.0, "box")
+            for i, (hw, meter) in enumerate([("a", "rapl"), ("a", "rapl"), ("a", "estimate"),
+                                             ("b", "nvml")])]
+    with pytest.raises(ConfigError, match=r"no completed runs on hardware c .*a \(rapl, 2 runs"):
+        choose_group(rows, "c", None, store)
+    assert {o.meter_source for o in choose_group(rows, "a", None, store)} == {"rapl"}
+    assert len(choose_group(rows, "a", "estimate", store)) == 1
+    with pytest.raises(ConfigError, match="estimate.meter"):
+        choose_group(rows, "b", "rapl", store)
