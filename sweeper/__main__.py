@@ -37,7 +37,7 @@ def app(cfg: DictConfig) -> JobResult:
         )
     elif result.status in ("forecast", "estimate"):
         pass  # the mode printed its own table
-    elif result.status != "skipped":
+    elif result.status not in ("skipped", "pruned"):  # pruned: logged by the job
         log.error("run %s %s: %s", result.run_id, result.status, result.error)
     if HydraConfig.get().mode == RunMode.RUN and result.run_id is not None:
         summarise_runs(cfg, [result.run_id], title=f"run {result.run_id}")

@@ -13,7 +13,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from sweeper.hardware import describe_host
 from sweeper.modes import job_mode
 from sweeper.progress import TrainingProgress
 from sweeper.spec import ConfigError, RunSpec, build_spec
+from sweeper.stopping import PRUNED, EarlyStop, energy_limit, guard_steps
 from sweeper.store import Phase, PhaseDomainEnergy, Run, Store, open_store
 from sweeper.store import runs as store_runs
 from sweeper.sweepinfo import SweepContext, current_sweep
@@ -46,7 +47,7 @@ class RunInterrupted(KeyboardInterrupt):
 class JobResult:
     """What a job returns to Hydra (and to the search sweeper)."""
 
-    status: str  # completed | failed | interrupted | skipped
+    status: str  # completed | failed | interrupted | skipped | pruned (sweeper.stopping)
     run_id: int | None
     sweep_id: int
     val_accuracy: float | None = None
@@ -245,6 +246,7 @@ class _Recorder:
 
 def _execute(p: _Prepared) -> JobResult:
     spec, store = p.spec, p.store
+    limit = energy_limit(spec.config)  # checked before the run row exists
     run_id = store_runs.insert_run(store, _new_run_row(p))
     recorder = _Recorder(store, run_id, spec.keep_samples)
     sampler = energy.EnergySampler(
@@ -254,6 +256,7 @@ def _execute(p: _Prepared) -> JobResult:
     profile = ProfileWindow(
         train_steps, spec.forecast_window, spec.forecast_warmup_steps, sampler.energy_so_far_j
     )
+    on_step = guard_steps(profile, limit)
     values: dict[str, Any] = {}
     status, error, interrupt = "completed", None, None
     t0 = time.perf_counter()
@@ -262,10 +265,14 @@ def _execute(p: _Prepared) -> JobResult:
         with _sigterm_as_interrupt():
             sampler.start()
             try:
-                values.update(_phases(p, sampler, recorder, profile, train_steps))
+                values.update(_phases(p, sampler, recorder, profile, train_steps, on_step))
             finally:
                 summary = sampler.stop()
                 p.meters.close()
+    except EarlyStop as exc:  # the energy rule, not a failure: recorded with its reason
+        status = PRUNED
+        values["stop_reason"] = str(exc)
+        log.info("run %d pruned: %s", run_id, exc)
     except KeyboardInterrupt as exc:
         status, interrupt = "interrupted", exc
         error = (type(exc).__name__, str(exc) or "interrupted by the user")
@@ -308,6 +315,7 @@ def _phases(
     recorder: _Recorder,
     profile: ProfileWindow,
     train_steps: int,
+    on_step: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     spec, trainer, loaders = p.spec, p.trainer, p.loaders
     out: dict[str, Any] = {}
@@ -316,7 +324,9 @@ def _phases(
         profile.start()
         for epoch in range(spec.epochs):
             with sampler.phase("train_epoch", epoch) as ph:
-                stats = trainer.train_epoch(loaders["train"], profile.on_step, bar.advance)
+                stats = trainer.train_epoch(
+                    loaders["train"], on_step or profile.on_step, bar.advance
+                )
             recorder.phase(ph.result, steps=stats.steps, samples=stats.samples, loss=stats.loss,
                            accuracy=stats.accuracy)
             with sampler.phase("eval", epoch) as ph:
