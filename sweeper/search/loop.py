@@ -1,0 +1,186 @@
+"""The search loop behind `hydra/sweeper=pareto`: ask Optuna for trials, launch them as
+Hydra jobs through the configured launcher, and tell Optuna what each run measured.
+
+Each trial's job gets `++trial=N` (stored as Run.trial_number) and, when a limit
+applies, `++sweeper.max_energy_train_j=J` for the early-stopping rule in
+sweeper/stopping.py. Trial user attributes link back to the run row.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from hydra.core.utils import JobReturn
+from omegaconf import DictConfig, OmegaConf
+from optuna.trial import Trial, TrialState
+
+from sweeper.search.front import print_front
+from sweeper.search.settings import SearchSettings, settings_from
+from sweeper.search.space import SearchSpace, format_value, parse_space
+from sweeper.search.study import (
+    Outcome,
+    TrialLimit,
+    default_study_name,
+    open_study,
+    optuna_storage,
+    outcome_of_run,
+    spent_energy_j,
+    trial_energy_limit,
+)
+from sweeper.stopping import LIMIT_KEY, REASON_KEY
+from sweeper.store import Store, open_store
+from sweeper.store import runs as store_runs
+from sweeper.store.db import resolve_url
+from sweeper.sweepinfo import SWEEP_KIND_ENV, SWEEP_NAME_ENV, sweep_name_from_overrides
+
+log = logging.getLogger("sweeper.search")
+
+STOP_REASON_ATTR = "stop_reason"
+
+
+def sweep_name(config: DictConfig, arguments: Sequence[str]) -> str:
+    """The sweep the jobs will record into: sweeper.name, else the callback's name (set
+    before the sweeper starts), else one derived from the command line."""
+    name = OmegaConf.select(config, "sweeper.name") or os.environ.get(SWEEP_NAME_ENV)
+    return name or sweep_name_from_overrides(arguments, prefix="search")
+
+
+def job_overrides(space: SearchSpace, trial: Trial, limit: TrialLimit | None) -> list[str]:
+    overrides = [*space.overrides(trial.params), f"++trial={trial.number}"]
+    if limit is not None:
+        overrides += [
+            f"++sweeper.{LIMIT_KEY}={format_value(round(limit.limit_j, 3))}",
+            f"++sweeper.{REASON_KEY}={format_value(limit.reason)}",
+        ]
+    return overrides
+
+
+def outcome_of_job(ret: JobReturn, store: Store, objective: str) -> Outcome:
+    try:
+        result = ret.return_value  # re-raises what the job raised
+    except Exception as exc:
+        return Outcome(TrialState.FAIL, None, {"error": f"{type(exc).__name__}: {exc}"[:1000]})
+    run_id = getattr(result, "run_id", None)
+    if run_id is None:
+        return Outcome(TrialState.FAIL, None, {"error": f"job returned {result!r}"})
+    run = store_runs.get_run(store, run_id)
+    return outcome_of_run(run, objective, reused=getattr(result, "status", "") == "skipped")
+
+
+class SearchLoop:
+    """One invocation of a search: n_trials new trials, or fewer if the budget runs out."""
+
+    def __init__(self, sweeper: Any, settings: SearchSettings, arguments: Sequence[str]):
+        self.sweeper = sweeper
+        self.settings = settings
+        config: DictConfig = sweeper.config
+        self.config = config
+        base_dir = config.hydra.runtime.cwd
+        self.space = parse_space(settings.params, arguments)
+        if not self.space.distributions:
+            log.warning("the search space is empty: every trial runs the same config")
+        app_url = OmegaConf.select(config, "storage.url")
+        self.store = open_store(app_url, base_dir=base_dir)
+        self.sweep_name = sweep_name(config, arguments)
+        # Jobs (in this process or a launcher's) record into the same sweep.
+        os.environ[SWEEP_NAME_ENV] = self.sweep_name
+        os.environ.setdefault(SWEEP_KIND_ENV, "search")
+        self.study_name = settings.study_name or default_study_name(
+            self.sweep_name, settings.objective
+        )
+        store_runs.ensure_sweep(
+            self.store, self.sweep_name, kind="search", command=" ".join(arguments),
+            sweep_dir=str(config.hydra.sweep.dir), study_name=self.study_name,
+        )
+        storage_url = resolve_url(settings.storage or app_url, base_dir)
+        self.study = open_study(settings, optuna_storage(storage_url), self.study_name)
+        self.study.set_user_attr("sweep_name", self.sweep_name)
+        self.study.set_user_attr("objective", settings.objective)
+        self.app_limit_j = OmegaConf.select(config, f"sweeper.{LIMIT_KEY}")
+
+    def run(self) -> list[Sequence[JobReturn]]:
+        settings, study = self.settings, self.study
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        before = len(study.trials)
+        log.info(
+            "study %r (%d trial(s) so far): %d new trial(s), sampler %s, objectives "
+            "val_accuracy (max) and %s (min)",
+            self.study_name, before, settings.n_trials, settings.sampler, settings.objective,
+        )
+        returns: list[Sequence[JobReturn]] = []
+        launched = 0
+        stop_reason = f"n_trials={settings.n_trials} reached"
+        while launched < settings.n_trials:
+            trials = study.get_trials(deepcopy=False)
+            spent = spent_energy_j(trials)
+            budget = settings.energy_budget_j
+            if budget is not None and spent >= budget:
+                stop_reason = f"energy budget reached: {spent:.1f} J spent of {budget:.1f} J"
+                break
+            size = min(settings.n_jobs, settings.n_trials - launched)
+            limit = trial_energy_limit(settings, trials, size, self.app_limit_j)
+            returns.append(self._launch_batch(size, limit, launched))
+            launched += size
+        study.set_user_attr(STOP_REASON_ATTR, stop_reason)
+        counts = _count_states(study.get_trials(deepcopy=False)[before:])
+        log.info("search stopped: %s; this invocation: %s", stop_reason, counts)
+        if settings.print_front:
+            print_front(study, settings.objective, store_url=self.store.display_url)
+        return returns
+
+    def _launch_batch(
+        self, size: int, limit: TrialLimit | None, job_idx: int
+    ) -> Sequence[JobReturn]:
+        study = self.study
+        trials = [study.ask(self.space.distributions) for _ in range(size)]
+        batch = [job_overrides(self.space, t, limit) for t in trials]
+        try:
+            self.sweeper.validate_batch_is_legal(batch)
+            results = self.sweeper.launcher.launch(batch, initial_job_idx=job_idx)
+        except BaseException as exc:  # a user error or an interrupt ends the search
+            for trial in trials:
+                trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:1000])
+                study.tell(trial, state=TrialState.FAIL)
+            raise
+        for trial, ret in zip(trials, results, strict=True):
+            outcome = outcome_of_job(ret, self.store, self.settings.objective)
+            for key, value in outcome.attrs.items():
+                trial.set_user_attr(key, value)
+            study.tell(trial, outcome.values, state=outcome.state)
+            _log_outcome(trial.number, outcome)
+        return results
+
+
+def _log_outcome(number: int, outcome: Outcome) -> None:
+    attrs = outcome.attrs
+    run = attrs.get("run_id")
+    if outcome.state == TrialState.COMPLETE:
+        reused = " (reused a completed run)" if attrs.get("reused_run") else ""
+        log.info("trial %d -> run %s: values %s%s", number, run, outcome.values, reused)
+    else:
+        why = attrs.get("stop_reason") or attrs.get("error") or ""
+        log.info("trial %d -> run %s: %s %s", number, run, outcome.state.name, why)
+
+
+def _count_states(trials: Sequence[Any]) -> str:
+    counts: dict[str, int] = {}
+    for t in trials:
+        counts[t.state.name.lower()] = counts.get(t.state.name.lower(), 0) + 1
+    return ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "no trials"
+
+
+def run_search(sweeper: Any, arguments: Sequence[str]) -> list[Sequence[JobReturn]]:
+    """Entry point of the plugin's sweep(); user errors end it in one line."""
+    from sweeper.errors import USER_ERRORS, exit_with_user_error
+
+    try:
+        loop = SearchLoop(sweeper, settings_from(sweeper.settings), arguments)
+    except USER_ERRORS as exc:
+        exit_with_user_error(exc)
+    return loop.run()

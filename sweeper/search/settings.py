@@ -1,0 +1,109 @@
+"""The validated settings of a search (the `hydra.sweeper` node of `hydra/sweeper=pareto`).
+
+Checked before any study is opened or any job launched, so a typo in a sampler name or
+objective is reported in one line naming the key.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sweeper.spec import ConfigError
+
+# Second objective (minimised) -> its unit, for tables and metric names.
+OBJECTIVES: dict[str, str] = {
+    "energy_train_j": "J",
+    "energy_per_inference_sample_j": "J",
+    "energy_total_j": "J",
+    "co2_g": "g",
+}
+SAMPLERS = ("nsga2", "tpe", "random")
+ACCURACY = "val_accuracy"
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    params: dict[str, str]
+    objective: str = "energy_train_j"
+    n_trials: int = 12
+    n_jobs: int = 1
+    sampler: str = "nsga2"
+    seed: int | None = None
+    population_size: int = 8
+    energy_budget_j: float | None = None
+    max_trial_energy_j: float | None = None
+    prune_dominated: bool = True
+    target_accuracy: float = 1.0
+    study_name: str | None = None
+    storage: str | None = None
+    print_front: bool = True
+
+
+def _key(name: str) -> str:
+    return f"hydra.sweeper.{name}"
+
+
+def _fail(name: str, value: Any, allowed: str) -> ConfigError:
+    return ConfigError(f"invalid value for '{_key(name)}': {value!r}; allowed: {allowed}")
+
+
+def _int(raw: Mapping[str, Any], name: str, default: int, minimum: int) -> int:
+    value = raw.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise _fail(name, value, f"an integer >= {minimum}")
+    return value
+
+
+def _positive(raw: Mapping[str, Any], name: str) -> float | None:
+    value = raw.get(name)
+    if value is None:
+        return None
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if not ok or not math.isfinite(value) or value <= 0:
+        raise _fail(name, value, "null or a finite number of joules > 0")
+    return float(value)
+
+
+def _choice(raw: Mapping[str, Any], name: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = raw.get(name, default)
+    if value not in allowed:
+        raise _fail(name, value, ", ".join(allowed))
+    return value
+
+
+def settings_from(raw: Mapping[str, Any]) -> SearchSettings:
+    """Validate the plugin's keyword arguments (plain containers, not DictConfig)."""
+    params = raw.get("params") or {}
+    if not isinstance(params, Mapping):
+        raise _fail("params", params, "a mapping of config keys to sweeps such as choice(a,b)")
+    seed = raw.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise _fail("seed", seed, "null or an integer >= 0")
+    target = raw.get("target_accuracy", 1.0)
+    if isinstance(target, bool) or not isinstance(target, int | float) or not 0 < target <= 1:
+        raise _fail("target_accuracy", target, "a fraction in (0, 1]")
+    study_name = raw.get("study_name")
+    if study_name is not None and (not isinstance(study_name, str) or not study_name.strip()):
+        raise _fail("study_name", study_name, "null or a non-empty name")
+    storage = raw.get("storage")
+    if storage is not None and (not isinstance(storage, str) or "://" not in storage):
+        raise _fail("storage", storage, "null or a SQLAlchemy URL")
+    return SearchSettings(
+        params={str(k): str(v) for k, v in params.items()},
+        objective=_choice(raw, "objective", "energy_train_j", tuple(OBJECTIVES)),
+        n_trials=_int(raw, "n_trials", 12, 0),
+        n_jobs=_int(raw, "n_jobs", 1, 1),
+        sampler=_choice(raw, "sampler", "nsga2", SAMPLERS),
+        seed=seed,
+        population_size=_int(raw, "population_size", 8, 2),
+        energy_budget_j=_positive(raw, "energy_budget_j"),
+        max_trial_energy_j=_positive(raw, "max_trial_energy_j"),
+        prune_dominated=bool(raw.get("prune_dominated", True)),
+        target_accuracy=float(target),
+        study_name=study_name,
+        storage=storage,
+        print_front=bool(raw.get("print_front", True)),
+    )

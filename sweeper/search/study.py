@@ -1,0 +1,162 @@
+"""The Optuna side of a search: storage, sampler, study, and what a finished job tells it.
+
+The study lives in the runs' database by default, so one SQLite file holds both and
+optuna-dashboard opens it directly.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from optuna.samplers import BaseSampler, NSGAIISampler, RandomSampler, TPESampler
+from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy.engine import URL
+
+from sweeper.search.settings import ACCURACY, SearchSettings
+from sweeper.spec import ConfigError
+from sweeper.store import Run
+
+SQLITE_TIMEOUT_S = 60  # several workers writing one file wait instead of "database is locked"
+SPENT_ATTR = "energy_spent_j"  # joules a trial newly spent (0 when it reused a run)
+# Objectives bounded below by a run's training energy: a trial forecast to spend more on
+# training than a trial at the accuracy target cannot beat it.
+TRAIN_BOUNDED = ("energy_train_j", "energy_total_j")
+
+
+def optuna_storage(url: URL) -> optuna.storages.RDBStorage:
+    kwargs: dict[str, Any] = {}
+    if url.get_backend_name() == "sqlite":
+        kwargs["connect_args"] = {"timeout": SQLITE_TIMEOUT_S}
+    else:
+        kwargs["pool_pre_ping"] = True
+    return optuna.storages.RDBStorage(
+        url.render_as_string(hide_password=False), engine_kwargs=kwargs
+    )
+
+
+def make_sampler(settings: SearchSettings, seed: int | None) -> BaseSampler:
+    if settings.sampler == "tpe":
+        return TPESampler(seed=seed)
+    if settings.sampler == "random":
+        return RandomSampler(seed=seed)
+    return NSGAIISampler(population_size=settings.population_size, seed=seed)
+
+
+def default_study_name(sweep_name: str, objective: str) -> str:
+    """The sweep's name plus the objective: one sweep's runs can feed several studies."""
+    return f"{sweep_name} [{objective}]"
+
+
+def open_study(
+    settings: SearchSettings, storage: optuna.storages.BaseStorage, name: str
+) -> optuna.Study:
+    """Create the study, or load it to resume; refuse one made for another objective."""
+    study = optuna.create_study(
+        storage=storage, study_name=name, directions=["maximize", "minimize"],
+        load_if_exists=True,
+    )
+    metrics = [ACCURACY, settings.objective]
+    if study.metric_names is None:
+        with warnings.catch_warnings():  # stable in practice; the dashboard shows the names
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(metrics)
+    elif list(study.metric_names) != metrics:
+        raise ConfigError(
+            f"study {name!r} optimises {study.metric_names}, not {metrics}; choose another "
+            "hydra.sweeper.study_name (or the same objective) to resume it"
+        )
+    # Offset the seed by the trials already run, so a resumed study explores new points
+    # instead of replaying the first invocation's sequence.
+    seed = None if settings.seed is None else settings.seed + len(study.trials)
+    study.sampler = make_sampler(settings, seed)
+    return study
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one job tells its trial."""
+
+    state: TrialState
+    values: tuple[float, float] | None
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+def _finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+def outcome_of_run(run: Run | None, objective: str, *, reused: bool) -> Outcome:
+    """The trial's state and values from its run row (the single source of truth)."""
+    if run is None:
+        return Outcome(TrialState.FAIL, None, {"error": "the job returned no run row"})
+    attrs: dict[str, Any] = {
+        "run_id": run.id,
+        "run_status": run.status,
+        ACCURACY: run.val_accuracy,
+        "energy_train_j": run.energy_train_j,
+        "energy_total_j": run.energy_total_j,
+        objective: getattr(run, objective),
+        "meter_source": run.meter_source,
+        SPENT_ATTR: 0.0 if reused else float(run.energy_total_j or 0.0),
+        "reused_run": reused,
+    }
+    if run.forecast_energy_train_j is not None:
+        attrs["forecast_energy_train_j"] = run.forecast_energy_train_j
+    if run.stop_reason:
+        attrs["stop_reason"] = run.stop_reason
+    if run.error_type:
+        attrs["error"] = f"{run.error_type}: {run.error_message or ''}"[:1000]
+    if run.status == "pruned":
+        return Outcome(TrialState.PRUNED, None, attrs)
+    values = (run.val_accuracy, getattr(run, objective))
+    if run.status != "completed" or not all(_finite(v) for v in values):
+        if run.status == "completed":
+            attrs["error"] = f"objective values missing or not finite: {values}"
+        return Outcome(TrialState.FAIL, None, attrs)
+    return Outcome(TrialState.COMPLETE, (float(values[0]), float(values[1])), attrs)
+
+
+def spent_energy_j(trials: Sequence[FrozenTrial]) -> float:
+    """Joules the study's trials have spent so far, over every invocation."""
+    return sum(float(t.user_attrs.get(SPENT_ATTR) or 0.0) for t in trials)
+
+
+@dataclass(frozen=True)
+class TrialLimit:
+    limit_j: float
+    reason: str
+
+
+def trial_energy_limit(
+    settings: SearchSettings,
+    trials: Sequence[FrozenTrial],
+    batch_size: int,
+    app_limit_j: float | None = None,
+) -> TrialLimit | None:
+    """The training-energy limit for the next trials: the tightest of the per-trial cap,
+    their share of the remaining budget, and the dominance bound."""
+    candidates: list[TrialLimit] = []
+    if app_limit_j is not None:
+        candidates.append(TrialLimit(app_limit_j, "sweeper.max_energy_train_j"))
+    if settings.max_trial_energy_j is not None:
+        candidates.append(TrialLimit(settings.max_trial_energy_j, "max_trial_energy_j"))
+    if settings.energy_budget_j is not None:
+        remaining = max(settings.energy_budget_j - spent_energy_j(trials), 0.0)
+        candidates.append(TrialLimit(remaining / batch_size, "remaining study budget"))
+    if settings.prune_dominated and settings.objective in TRAIN_BOUNDED:
+        at_target = [
+            t for t in trials
+            if t.state == TrialState.COMPLETE and t.values[0] >= settings.target_accuracy
+        ]
+        if at_target:
+            best = min(at_target, key=lambda t: t.values[1])
+            candidates.append(TrialLimit(
+                best.values[1],
+                f"dominated by trial {best.number} at val acc {best.values[0]:.3f}",
+            ))
+    return min(candidates, key=lambda c: c.limit_j, default=None)

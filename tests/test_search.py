@@ -1,0 +1,309 @@
+"""The Pareto search (`hydra/sweeper=pareto`): the search-space parser and limits as unit
+tests, then real Optuna studies of tiny digits trainings through the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+import urllib.request
+from pathlib import Path
+from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+import optuna
+import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState, create_trial
+
+from sweeper.forecast import ProfileWindow
+from sweeper.search.settings import settings_from
+from sweeper.search.space import format_value, parse_space
+from sweeper.search.study import outcome_of_run, trial_energy_limit
+from sweeper.spec import ConfigError
+from sweeper.stopping import EarlyStop, EnergyLimit, energy_limit, guard_steps
+from sweeper.store import Run
+from tests.conftest import ROOT, TINY, run_cli
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+# --- search space ---------------------------------------------------------------------
+
+
+def test_hydra_sweep_syntax_maps_to_optuna_distributions() -> None:
+    space = parse_space({
+        "model": "choice(resnet,vit,cnn)",
+        "batch": "choice(16,32,64,128)",
+        "lr": "tag(log, interval(1e-4, 1e-2))",
+        "epochs": "range(1,4)",
+        "model.width": "tag(int, interval(8, 64))",
+        "momentum": "range(0.5,1.0,0.25)",
+        "seed": "3",
+    })
+    d = space.distributions
+    assert d["model"] == CategoricalDistribution(["resnet", "vit", "cnn"])
+    assert d["batch"] == CategoricalDistribution([16, 32, 64, 128])
+    assert d["lr"] == FloatDistribution(1e-4, 1e-2, log=True)
+    assert d["epochs"] == IntDistribution(1, 3)  # Hydra's range excludes its stop
+    assert d["model.width"] == IntDistribution(8, 64)
+    assert d["momentum"] == CategoricalDistribution([0.5, 0.75])
+    assert space.fixed == ["seed=3"]
+
+
+def test_command_line_sweeps_join_and_plain_overrides_replace() -> None:
+    space = parse_space(
+        {"model": "choice(resnet,vit)", "epochs": "range(1,4)"},
+        ["model=mlp,cnn", "epochs=1", "+extra=2", "batch=32,64"],
+    )
+    assert space.distributions["model"] == CategoricalDistribution(["mlp", "cnn"])
+    assert space.distributions["batch"] == CategoricalDistribution([32, 64])
+    assert "epochs" not in space.distributions
+    assert space.fixed == ["epochs=1", "+extra=2"]
+    overrides = space.overrides({"model": "cnn", "batch": 64})
+    assert overrides == ["epochs=1", "+extra=2", "model=cnn", "batch=64"]
+
+
+@pytest.mark.parametrize(
+    ("params", "needle"),
+    [
+        ({"lr": "tag(log, interval(0, 1))"}, "lr"),
+        ({"lr": "tag(loog, interval(0.1, 1))"}, "unknown tag"),
+        ({"epochs": "range(3,3)"}, "empty"),
+        ({"model": "choice(a,"}, "cannot parse"),
+    ],
+)
+def test_bad_search_parameters_are_refused(params: dict[str, str], needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle):
+        parse_space(params)
+
+
+@pytest.mark.parametrize("value", ["resnet", "1", "true", "null", "it's", "a,b", 1e-05, 64, True])
+def test_sampled_values_round_trip_through_hydra(value: object) -> None:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_override(f"k={format_value(value)}").value()
+    assert parsed == value and type(parsed) is type(value)
+
+
+def test_settings_are_validated_with_the_key_named() -> None:
+    assert settings_from({}).sampler == "nsga2"
+    with pytest.raises(ConfigError, match="hydra.sweeper.sampler"):
+        settings_from({"sampler": "cmaes"})
+    with pytest.raises(ConfigError, match="hydra.sweeper.objective"):
+        settings_from({"objective": "accuracy"})
+    with pytest.raises(ConfigError, match="hydra.sweeper.energy_budget_j"):
+        settings_from({"energy_budget_j": -1})
+
+
+# --- early stopping and what a run tells its trial -------------------------------------
+
+
+def test_forecast_above_the_limit_stops_training() -> None:
+    joules = iter(range(0, 1000, 10))  # 10 J per reading
+    profile = ProfileWindow(100, 0.05, 2, lambda: float(next(joules)))
+    on_step = guard_steps(profile, EnergyLimit(50.0, "remaining study budget"))
+    profile.start()
+    with pytest.raises(EarlyStop, match="remaining study budget") as caught:
+        for step in range(1, 101):
+            on_step(step)
+    assert caught.value.forecast_j > 50.0
+    assert profile.result is not None and profile.result.total_steps == 100
+
+
+def test_limit_is_read_from_the_run_config() -> None:
+    assert energy_limit({"sweeper": {"max_energy_train_j": None}}) is None
+    limit = energy_limit({"sweeper": {"max_energy_train_j": 5, "energy_limit_reason": "cap"}})
+    assert limit == EnergyLimit(5.0, "cap")
+    with pytest.raises(ConfigError, match="max_energy_train_j"):
+        energy_limit({"sweeper": {"max_energy_train_j": "lots"}})
+
+
+def _trial(number: int, acc: float, energy_j: float, spent_j: float) -> optuna.trial.FrozenTrial:
+    trial = create_trial(values=[acc, energy_j], user_attrs={"energy_spent_j": spent_j})
+    trial.number = number
+    return trial
+
+
+def test_trial_limit_is_the_tightest_rule() -> None:
+    settings = settings_from({"energy_budget_j": 100.0, "max_trial_energy_j": 80.0})
+    trials = [_trial(0, 0.9, 30.0, 30.0), _trial(1, 0.95, 20.0, 20.0)]
+    limit = trial_energy_limit(settings, trials, batch_size=1)
+    assert limit is not None and limit.limit_j == 50.0 and "budget" in limit.reason
+    # A trial at the accuracy target bounds the rest: spending more cannot beat it.
+    settings = settings_from({"target_accuracy": 0.95})
+    limit = trial_energy_limit(settings, trials, batch_size=1)
+    assert limit is not None and limit.limit_j == 20.0 and "trial 1" in limit.reason
+    assert trial_energy_limit(settings_from({}), trials, batch_size=1) is None
+
+
+def _run(**values: object) -> Run:
+    base = {"id": 7, "status": "completed", "val_accuracy": 0.9, "energy_train_j": 12.0,
+            "energy_total_j": 15.0, "co2_g": 0.01, "meter_source": "estimate"}
+    return Run(**{**base, **values})
+
+
+def test_run_rows_become_trial_outcomes() -> None:
+    done = outcome_of_run(_run(), "energy_total_j", reused=False)
+    assert done.state == TrialState.COMPLETE and done.values == (0.9, 15.0)
+    assert done.attrs["run_id"] == 7 and done.attrs["meter_source"] == "estimate"
+    assert done.attrs["energy_spent_j"] == 15.0
+    reused = outcome_of_run(_run(), "energy_train_j", reused=True)
+    assert reused.values == (0.9, 12.0) and reused.attrs["energy_spent_j"] == 0.0
+    assert outcome_of_run(_run(status="failed"), "co2_g", reused=False).state == TrialState.FAIL
+    nan = outcome_of_run(_run(val_accuracy=float("nan")), "co2_g", reused=False)
+    assert nan.state == TrialState.FAIL
+    pruned = outcome_of_run(_run(status="pruned", stop_reason="forecast"), "co2_g", reused=False)
+    assert pruned.state == TrialState.PRUNED and pruned.attrs["stop_reason"] == "forecast"
+
+
+def test_hydra_discovers_the_plugin_and_its_config() -> None:
+    from hydra.core.config_store import ConfigStore
+    from hydra.core.plugins import Plugins
+    from hydra.plugins.sweeper import Sweeper
+
+    names = [p.__name__ for p in Plugins.instance().discover(Sweeper)]
+    assert "ParetoSweeper" in names
+    assert "pareto.yaml" in ConfigStore.instance().repo["hydra"]["sweeper"]
+
+
+# --- real studies through the CLI ------------------------------------------------------
+
+SEARCH = [
+    "-m", "hydra/sweeper=pareto", "hydra.sweeper.seed=0",
+    "model=mlp,cnn", "batch=32,64,128", "precision=fp32", *TINY,
+]
+
+
+def _rows(db: Path, sql: str) -> list[tuple]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def _study(db: Path, name: str | None = None) -> optuna.Study:
+    storage = f"sqlite:///{db}"
+    names = optuna.get_all_study_names(storage)
+    return optuna.load_study(study_name=name or names[0], storage=storage)
+
+
+@pytest.fixture(scope="module")
+def search(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
+    """One real six-trial study, shared by the assertions below."""
+    work = tmp_path_factory.mktemp("search")
+    proc = run_cli([*SEARCH, "hydra.sweeper.n_trials=6"], cwd=work)
+    return work, proc
+
+
+@pytest.mark.slow
+def test_search_records_a_front_with_every_trial_linked_to_its_run(
+    search: tuple[Path, subprocess.CompletedProcess],
+) -> None:
+    work, proc = search
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    db = work / "results" / "sweeper.db"
+    study = _study(db)
+    trials = study.get_trials()
+    assert len(trials) == 6
+    assert study.metric_names == ["val_accuracy", "energy_train_j"]
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    assert study.best_trials
+    runs = {r[0]: r[1:] for r in _rows(
+        db, "select id, trial_number, status, val_accuracy, energy_train_j, meter_source from runs"
+    )}
+    for t in trials:
+        trial_number, status, acc, e_tr, meter = runs[t.user_attrs["run_id"]]
+        assert status == "completed"
+        assert t.values == [acc, e_tr]
+        assert t.user_attrs["meter_source"] == meter
+        if not t.user_attrs["reused_run"]:
+            assert trial_number == t.number
+    assert _rows(db, "select kind, study_name from sweeps") == [("search", study.study_name)]
+    assert "Pareto front" in proc.stdout
+
+
+@pytest.mark.slow
+def test_running_the_search_again_resumes_the_study(
+    search: tuple[Path, subprocess.CompletedProcess],
+) -> None:
+    work, _ = search
+    db = work / "results" / "sweeper.db"
+    proc = run_cli([*SEARCH, "hydra.sweeper.n_trials=2"], cwd=work)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert optuna.get_all_study_names(f"sqlite:///{db}") == [_study(db).study_name]
+    assert len(_study(db).trials) == 8
+    assert _rows(db, "select count(*) from sweeps") == [(1,)]
+
+
+@pytest.mark.slow
+def test_dashboard_backend_lists_the_study(
+    search: tuple[Path, subprocess.CompletedProcess],
+) -> None:
+    from optuna_dashboard import wsgi
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+    work, _ = search
+    db = work / "results" / "sweeper.db"
+    server = make_server("127.0.0.1", 0, wsgi(f"sqlite:///{db}"), handler_class=Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{server.server_port}/api/studies"
+        with urllib.request.urlopen(base, timeout=30) as response:
+            studies = json.load(response)["study_summaries"]
+        assert [s["study_name"] for s in studies] == [_study(db).study_name]
+        assert studies[0]["directions"] == ["maximize", "minimize"]
+        with urllib.request.urlopen(f"{base}/{studies[0]['study_id']}", timeout=30) as response:
+            detail = json.load(response)
+        assert len(detail["trials"]) >= 6 and detail["best_trials"]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+@pytest.mark.slow
+def test_front_command_prints_the_table(search: tuple[Path, subprocess.CompletedProcess]) -> None:
+    work, _ = search
+    proc = subprocess.run(
+        [sys.executable, "-m", "sweeper.front", "--storage", "sqlite:///results/sweeper.db"],
+        cwd=work, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Pareto front" in proc.stdout and "val acc" in proc.stdout
+
+
+@pytest.mark.slow
+def test_diverged_trials_fail_and_the_study_goes_on(tmp_path: Path) -> None:
+    # The random sampler with seed 0 draws 1e8, 0.01, 1e8: fail, complete, fail.
+    proc = run_cli([
+        "-m", "hydra/sweeper=pareto", "hydra.sweeper.sampler=random", "hydra.sweeper.seed=0",
+        "hydra.sweeper.n_trials=3", "hydra.sweeper.study_name=diverge", "model=mlp",
+        "batch=32", "precision=fp32", "optimizer=sgd", "lr=choice(0.01,1e8)", *TINY,
+    ], cwd=tmp_path)
+    # As for grids, failed runs make the exit status 1; the search itself finished.
+    assert proc.returncode == 1 and "search stopped" in proc.stdout, proc.stderr[-3000:]
+    study = _study(tmp_path / "results" / "sweeper.db", "diverge")
+    states = [t.state for t in study.trials]
+    assert states == [TrialState.FAIL, TrialState.COMPLETE, TrialState.FAIL]
+    assert "DivergedError" in study.trials[0].user_attrs["error"]
+
+
+@pytest.mark.slow
+def test_energy_budget_stops_a_trial_early_and_ends_the_study(tmp_path: Path) -> None:
+    proc = run_cli([
+        "-m", "hydra/sweeper=pareto", "hydra.sweeper.n_trials=3",
+        "hydra.sweeper.energy_budget_j=0.01", "model=mlp", "batch=32", "precision=fp32", *TINY,
+    ], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    db = tmp_path / "results" / "sweeper.db"
+    study = _study(db)
+    (trial,) = study.trials
+    assert trial.state == TrialState.PRUNED
+    assert study.user_attrs["stop_reason"].startswith("energy budget reached")
+    ((status, reason, e_tr),) = _rows(db, "select status, stop_reason, energy_train_j from runs")
+    assert status == "pruned" and "remaining study budget" in reason and e_tr > 0
