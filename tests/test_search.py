@@ -305,5 +305,6 @@ def test_energy_budget_stops_a_trial_early_and_ends_the_study(tmp_path: Path) ->
     (trial,) = study.trials
     assert trial.state == TrialState.PRUNED
     assert study.user_attrs["stop_reason"].startswith("energy budget reached")
-    ((status, reason, e_tr),) = _rows(db, "select status, stop_reason, energy_train_j from runs")
-    assert status == "pruned" and "remaining study budget" in reason and e_tr > 0
+    ((status, reason, spent_j),) = _rows(db, "select status, stop_reason, energy_total_j from runs")
+    assert status == "pruned" and "remaining study budget" in reason
+    assert trial.user_attrs["energy_spent_j"] == pytest.approx(spent_j) and spent_j > 0
