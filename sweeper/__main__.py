@@ -26,6 +26,8 @@ def app(cfg: DictConfig) -> JobResult:
         result = run_job(cfg)
     except USER_ERRORS as exc:
         exit_with_user_error(exc)
+    if result.run_id is None and result.status == "completed":
+        return result  # a torchrun rank other than 0: rank 0 reports the run
     if result.status == "completed":
         log.info(
             "run %s completed: val acc %.3f, E_tr %.1f J, E_in %.2f J (%s)",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
 from hydra.core.global_hydra import GlobalHydra
@@ -14,9 +15,12 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from sweeper.errors import USER_ERRORS, exit_with_user_error
+from sweeper.redact import has_secret, install_log_redaction, mask_overrides, scrub_hydra_outputs
 from sweeper.spec import build_spec
 from sweeper.store import open_store
 from sweeper.store import runs as store_runs
+from sweeper.store.db import resolve_url
+from sweeper.store.optuna_schema import prepare_optuna_schema
 from sweeper.summary import print_sweep
 from sweeper.sweepinfo import SWEEP_KIND_ENV, SWEEP_NAME_ENV, sweep_name_from_overrides
 
@@ -62,13 +66,25 @@ def validate_grid(config: DictConfig) -> int:
 
 
 class SweepCallback(Callback):
+    # The sweep's name, kind and command for its jobs. Launchers such as submitit pickle
+    # this callback into each job (on another node under Slurm), and on_job_start puts
+    # them back into the job's environment even where the launcher's own is not inherited.
+    job_env: dict[str, str] | None = None
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _guard_secrets(config)
+
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _guard_secrets(config)
         task = list(config.hydra.overrides.task)
         is_grid = OmegaConf.select(config, "hydra.sweeper._target_") == BASIC_SWEEPER
         kind = "grid" if is_grid else "search"
         os.environ[SWEEP_KIND_ENV] = kind
         os.environ[SWEEP_NAME_ENV] = sweep_name_from_overrides(task, prefix=kind)
-        os.environ["SWEEPER_SWEEP_COMMAND"] = " ".join(task)
+        os.environ["SWEEPER_SWEEP_COMMAND"] = mask_overrides(task)
+        self.job_env = {
+            k: os.environ[k] for k in (SWEEP_KIND_ENV, SWEEP_NAME_ENV, "SWEEPER_SWEEP_COMMAND")
+        }
         try:
             if is_grid:
                 count = validate_grid(config)
@@ -76,10 +92,25 @@ class SweepCallback(Callback):
             spec = build_spec(config)
             # An unreachable or foreign database is refused here, before any job starts.
             open_store(spec.storage_url, base_dir=config.hydra.runtime.cwd)
+            if "sweeper_pareto" in str(OmegaConf.select(config, "hydra.sweeper._target_")):
+                # Workers started together on a fresh database race to create the study's
+                # tables; settle that before the search opens the study.
+                study_url = OmegaConf.select(config, "hydra.sweeper.storage") or spec.storage_url
+                prepare_optuna_schema(resolve_url(study_url, config.hydra.runtime.cwd))
         except (*USER_ERRORS, ConfigCompositionException) as exc:
             exit_with_user_error(exc)
 
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        os.environ.update(self.job_env or {})
+        install_log_redaction()  # in the job's process (a submitit job starts a new one)
+        if config.hydra.output_subdir is not None:
+            scrub_hydra_outputs(
+                Path(config.hydra.runtime.output_dir) / str(config.hydra.output_subdir),
+                config.hydra.sweep.dir if self.job_env else None,
+            )
+
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        scrub_hydra_outputs(None, config.hydra.sweep.dir)
         spec = build_spec(config)
         name = spec.sweep_name or os.environ.get(SWEEP_NAME_ENV)
         if name:
@@ -98,6 +129,18 @@ class SweepCallback(Callback):
             interrupted=sum(r.status == "interrupted" for r in runs),
         )
         print_sweep(f"sweep {name!r} ({store.display_url})", runs)
+
+
+def _guard_secrets(config: DictConfig) -> None:
+    """Mask passwords in every log line from now on, and say where one should live."""
+    install_log_redaction()
+    if any(has_secret(str(o)) for o in config.hydra.overrides.task):
+        log.warning(
+            "a database password was given on the command line: it is now in your shell "
+            "history and in the job files launchers write (e.g. .submitit/). sweeper masks it "
+            "in logs, saved configs and the database; prefer SWEEPER_DB_PASSWORD, PGPASSWORD "
+            "or ~/.pgpass (see README, Scaling out)"
+        )
 
 
 def summarise_runs(config: DictConfig, run_ids: list[int], title: str) -> None:

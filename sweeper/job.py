@@ -23,7 +23,7 @@ from omegaconf import DictConfig
 
 from datasets import load_dataset
 from models import build_model, describe_model
-from sweeper import energy
+from sweeper import distributed, energy
 from sweeper.device import check_precision, describe_accelerator, resolve_device
 from sweeper.forecast import ProfileWindow
 from sweeper.hardware import describe_host
@@ -87,13 +87,15 @@ def run_job(cfg: DictConfig, base_dir: str | Path | None = None) -> JobResult:
         from sweeper.estimate_mode import run_estimate
 
         return run_estimate(cfg, spec, base_dir)
-    device = resolve_device(spec.device)
+    device = distributed.setup(resolve_device(spec.device))  # cuda:LOCAL_RANK under torchrun
     check_precision(spec.precision, device)
     try:
         carbon = energy.carbon_intensity(spec.country, spec.region)
     except ValueError as exc:
         raise ConfigError(f"invalid value for 'energy.country'/'energy.region': {exc}") from exc
     sweep = current_sweep(spec)
+    if not distributed.is_main():
+        return _follow(spec, sweep, device, carbon)
     store = open_store(spec.storage_url, base_dir=base_dir or sweep.base_dir)
     sweep_id = store_runs.ensure_sweep(
         store, sweep.name, kind=sweep.kind, command=sweep.command, sweep_dir=sweep.sweep_dir
@@ -105,13 +107,46 @@ def run_job(cfg: DictConfig, base_dir: str | Path | None = None) -> JobResult:
                 "skipping %s: already completed in sweep %r as run %d "
                 "(pass sweeper.resume=false to run it again)", sweep.overrides, sweep.name, done,
             )
+            distributed.agree(False)
             return JobResult(status="skipped", run_id=done, sweep_id=sweep_id)
+    distributed.agree(True)
     prepared = _prepare(spec, store, sweep, sweep_id, device, carbon)
     if mode == "forecast":
         from sweeper.forecast_mode import execute_forecast
 
-        return execute_forecast(prepared)
-    return _execute(prepared)
+        result = execute_forecast(prepared)
+    else:
+        result = _execute(prepared)
+    _end_distributed_run(result)
+    return result
+
+
+def _follow(
+    spec: RunSpec, sweep: SweepContext, device: torch.device, carbon: energy.CarbonIntensity
+) -> JobResult:
+    """A torchrun rank other than 0: trains its shard in step with rank 0, which
+    measures every GPU and records the run; this rank writes nothing."""
+    if not distributed.agree(True):
+        return JobResult(status="skipped", run_id=None, sweep_id=0)
+    p = _prepare(spec, None, sweep, 0, device, carbon)  # type: ignore[arg-type]
+    p.meters.close()
+    for _ in range(spec.epochs):
+        p.trainer.train_epoch(p.loaders["train"])
+    distributed.end_of_run()
+    return JobResult(status="completed", run_id=None, sweep_id=0)
+
+
+def _end_distributed_run(result: JobResult) -> None:
+    """Rank 0 releases the other ranks once the run is recorded. A run that stopped
+    early leaves them inside a collective: the launch has to end (torchrun stops them)."""
+    if not distributed.launch().active:
+        return
+    if result.status != "completed":
+        raise RuntimeError(
+            f"run {result.run_id} {result.status} on rank 0 under torchrun; "
+            "the other ranks cannot finish it, so this launch stops"
+        )
+    distributed.end_of_run()
 
 
 def _prepare(
@@ -141,21 +176,20 @@ def _prepare(
     optimizer = make_optimizer(
         spec.optimizer, model.parameters(), spec.lr, spec.momentum, spec.weight_decay
     )
-    trainer = Trainer(model, optimizer, device, spec.precision)
+    trainer = Trainer(distributed.wrap_model(model, device), optimizer, device, spec.precision)
     loaders = {
-        "train": make_loader(data.train, spec.batch, shuffle=True, seed=spec.seed),
+        "train": distributed.train_loader(data.train, spec.batch, seed=spec.seed),
         "val": make_loader(data.val, max(spec.batch, 256), shuffle=False, seed=spec.seed),
         "test": make_loader(data.test, max(spec.batch, 256), shuffle=False, seed=spec.seed),
         "inference": make_loader(data.test, spec.inference_batch, shuffle=False, seed=spec.seed),
     }
-    gpus = spec.gpus
-    if gpus is None and device.type == "cuda" and device.index is not None:
-        gpus = (device.index,)
+    gpus = distributed.measured_gpus(spec.gpus, device)  # every rank's GPU under torchrun
     meters = energy.open_meters(
         spec.meter, gpu_indices=gpus if device.type == "cuda" else (), cpu_tdp_w=spec.cpu_tdp_w
     )
-    hardware = describe_host(describe_accelerator(device)).as_dict()
+    hardware = describe_host(describe_accelerator(device), meters.describe()).as_dict()
     hardware["meters"] = meters.describe()
+    hardware["distributed"] = distributed.describe(device)
     return _Prepared(
         spec=spec, store=store, sweep=sweep, sweep_id=sweep_id, device=device, trainer=trainer,
         loaders=loaders, meters=meters, params=info.params,

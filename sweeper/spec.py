@@ -16,6 +16,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from datasets import DATASET_NAMES
 from models import MODEL_NAMES
+from sweeper import distributed
+from sweeper.redact import mask_config
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -136,7 +138,8 @@ def _resolve_without_hydra(cfg: DictConfig) -> dict[str, Any]:
 
 def build_spec(cfg: DictConfig) -> RunSpec:
     """Validate a composed config (its hydra node, if any, is ignored)."""
-    resolved = _resolve_without_hydra(cfg)
+    # Stored with every run, so passwords are masked; a torchrun launch adds its world size.
+    resolved = mask_config(_resolve_without_hydra(cfg)) | distributed.identity()
 
     model_cfg = dict(resolved.get("model") or {})
     model = model_cfg.pop("name", None)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
+from sweeper.redact import mask_overrides, mask_secrets
 from sweeper.spec import RunSpec
 
 SWEEP_NAME_ENV = "SWEEPER_SWEEP_NAME"
@@ -38,7 +39,7 @@ class SweepContext:
 def sweep_name_from_overrides(overrides: Sequence[str], prefix: str = "sweep") -> str:
     """A readable, deterministic name: the same command gives the same sweep."""
     kept = sorted(o for o in overrides if not o.lstrip("+~").startswith(_IGNORED_PREFIXES))
-    text = " ".join(kept) or "defaults"
+    text = mask_overrides(kept) or "defaults"
     name = f"{prefix}: {text}"
     if len(name) > _MAX_NAME:
         digest = hashlib.sha1(text.encode()).hexdigest()[:10]
@@ -67,8 +68,8 @@ def current_sweep(spec: RunSpec) -> SweepContext:
     return SweepContext(
         name=name,
         kind=kind,
-        command=os.environ.get("SWEEPER_SWEEP_COMMAND", " ".join(overrides)),
-        overrides=" ".join(overrides),
+        command=mask_secrets(os.environ.get("SWEEPER_SWEEP_COMMAND", " ".join(overrides))),
+        overrides=mask_overrides(overrides),  # stored per run: no password
         sweep_dir=sweep_dir,
         base_dir=base_dir,
         # A lone run is measured every time; sweeps (or a named sweep) resume.

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from sweeper import distributed
 from sweeper.device import autocast_dtype
 
 StepHook = Callable[[int], None]  # called with the global step count after each step
@@ -134,13 +135,14 @@ class Trainer:
             if progress is not None:
                 progress()
         _sync(self.device)
-        return EpochStats(
+        stats = EpochStats(
             loss=total_loss / max(samples, 1),
             accuracy=correct / max(samples, 1),
             steps=steps,
             samples=samples,
             duration_s=time.perf_counter() - start,
         )
+        return distributed.reduce_epoch(stats, self.device)  # all ranks' samples under DDP
 
     @torch.no_grad()
     def evaluate(self, loader: DataLoader) -> EvalStats:

@@ -198,3 +198,15 @@ def test_estimate_refuses_other_hardware_and_meters(tmp_path: Path) -> None:
     assert len(choose_group(rows, "a", "estimate", store)) == 1
     with pytest.raises(ConfigError, match="estimate.meter"):
         choose_group(rows, "b", "rapl", store)
+
+
+def test_mode_is_validated() -> None:
+    from omegaconf import OmegaConf
+
+    from sweeper.modes import job_mode
+    from sweeper.spec import ConfigError
+
+    assert job_mode(OmegaConf.create({})) == "train"
+    assert job_mode(OmegaConf.create({"mode": "forecast"})) == "forecast"
+    with pytest.raises(ConfigError, match="invalid value for 'mode': 'bogus'; allowed: train"):
+        job_mode(OmegaConf.create({"mode": "bogus"}))

@@ -18,6 +18,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from sweeper.redact import mask_secrets
 from sweeper.store.schema import SCHEMA_VERSION, Base, SchemaInfo
 
 SQLITE_BUSY_TIMEOUT_S = 60.0
@@ -30,7 +31,8 @@ class StoreError(RuntimeError):
 def mask_url(url: str | URL) -> str:
     """Render a URL with its password hidden, for logs, tables and stored rows."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        # password=... in the query string is a libpq keyword SQLAlchemy does not hide.
+        return mask_secrets(make_url(url).render_as_string(hide_password=True))
     except ArgumentError:
         return "<unparseable database URL>"
 
@@ -43,7 +45,7 @@ def resolve_url(url: str, base_dir: str | Path | None = None) -> URL:
         parsed = make_url(url)
     except ArgumentError as exc:
         raise StoreError(
-            f"storage.url={url!r} is not a database URL; expected e.g. "
+            f"storage.url={mask_secrets(url)!r} is not a database URL; expected e.g. "
             "sqlite:///results/sweeper.db or postgresql+psycopg://user@host/db"
         ) from exc
     if parsed.get_backend_name() == "sqlite":

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from sweeper.redact import mask_config, mask_secrets
 from sweeper.store.db import Store
 from sweeper.store.schema import Phase, PhaseDomainEnergy, PowerSample, Run, Sweep
 
@@ -38,7 +39,7 @@ def ensure_sweep(
         try:
             with store.session() as session:
                 sweep = Sweep(
-                    name=name, kind=kind, command=command, sweep_dir=sweep_dir,
+                    name=name, kind=kind, command=mask_secrets(command), sweep_dir=sweep_dir,
                     study_name=study_name,
                 )
                 session.add(sweep)
@@ -71,6 +72,9 @@ def completed_run_id(store: Store, sweep_id: int, config_hash: str) -> int | Non
 
 
 def insert_run(store: Store, run: Run) -> int:
+    # A password typed into storage.url must not reach the shared tables.
+    run.overrides = mask_secrets(run.overrides or "")
+    run.config = mask_config(run.config)
     with store.session() as session:
         session.add(run)
         session.flush()
