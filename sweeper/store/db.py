@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, inspect, select, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, select, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -114,6 +114,7 @@ class Store:
     def _check_schema(self) -> None:
         try:
             with self.engine.begin() as conn:
+                lock_schema(conn)
                 tables = set(inspect(conn).get_table_names())
                 if "schema_info" not in tables:
                     ours = {t.name for t in Base.metadata.sorted_tables}
@@ -160,6 +161,18 @@ class Store:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+# Any constant: PostgreSQL advisory lock id that serialises schema creation and upgrades.
+_SCHEMA_LOCK_ID = 0x5EE9E4
+
+
+def lock_schema(conn: Connection) -> None:
+    """Hold the schema lock until this transaction ends, so workers opening a fresh (or an
+    old) database at the same instant do not all try to create (or upgrade) its tables.
+    SQLite needs nothing: BEGIN IMMEDIATE already serialises writers."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _SCHEMA_LOCK_ID})
 
 
 def _written_by() -> str:

@@ -1,31 +1,52 @@
 """Upgrading databases written by older sweeper versions.
 
-Each step moves a database one schema version forward inside one transaction, so a
-failed upgrade leaves the old database as it was. A version with no step is refused.
+Each step moves a database one schema version forward; all steps run in one transaction
+(DDL is transactional on SQLite and PostgreSQL), so a failed upgrade leaves the old
+database as it was. A version with no step is refused. The transaction holds the schema
+lock and re-reads the version, so workers opening an old database at once upgrade it
+once. A numbered step table rather than Alembic: one file, no migration environment to
+ship, and the same code on both back ends; a step that adds a column must ALTER TABLE
+itself (create_all only adds missing tables).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import Connection, Engine, update
+from sqlalchemy import Connection, Engine, select, update
 
-from sweeper.store.schema import SCHEMA_VERSION, SchemaInfo
+from sweeper.store.schema import SCHEMA_VERSION, SchemaInfo, utcnow
 
 # from_version -> function upgrading a connection to from_version + 1
 STEPS: dict[int, Callable[[Connection], None]] = {}
 
 
 def upgrade(engine: Engine, from_version: int) -> None:
-    from sweeper.store.db import StoreError
+    from sweeper.store.db import StoreError, lock_schema
 
+    _check_steps(from_version, StoreError)
+    with engine.begin() as conn:
+        lock_schema(conn)
+        # Another process may have upgraded it since from_version was read.
+        current = conn.execute(select(SchemaInfo.version)).scalar()
+        if current is None or current >= SCHEMA_VERSION:
+            return
+        _check_steps(current, StoreError)
+        for version in range(current, SCHEMA_VERSION):
+            try:
+                STEPS[version](conn)
+            except Exception as exc:  # rolled back with the whole transaction
+                raise StoreError(
+                    f"upgrading the database from schema version {version} failed "
+                    f"({type(exc).__name__}: {exc}); it was left unchanged at version {current}"
+                ) from exc
+        conn.execute(update(SchemaInfo).values(version=SCHEMA_VERSION, updated_at=utcnow()))
+
+
+def _check_steps(from_version: int, error: type[Exception]) -> None:
     missing = [v for v in range(from_version, SCHEMA_VERSION) if v not in STEPS]
     if missing:
-        raise StoreError(
+        raise error(
             f"database schema version {from_version} cannot be upgraded to {SCHEMA_VERSION} "
             f"(no migration from version {missing[0]}); export it with an older sweeper"
         )
-    with engine.begin() as conn:
-        for version in range(from_version, SCHEMA_VERSION):
-            STEPS[version](conn)
-        conn.execute(update(SchemaInfo).values(version=SCHEMA_VERSION))

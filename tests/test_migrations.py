@@ -1,0 +1,120 @@
+"""Schema versioning: a database written by an older sweeper is upgraded by the numbered
+steps in sweeper.store.migrate, atomically, or refused; never half-changed.
+
+The shipped schema has no old version yet, so these tests pretend the code is one version
+ahead and register a synthetic step, against real SQLite files and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from sqlalchemy import Connection, inspect, select, text
+
+from sweeper.store import SCHEMA_VERSION, StoreError, migrate
+from sweeper.store import runs as store_runs
+from sweeper.store.db import Store
+from sweeper.store.schema import Run, SchemaInfo
+
+OLD, NEW = SCHEMA_VERSION, SCHEMA_VERSION + 1
+
+
+def _add_note_column(conn: Connection) -> None:
+    conn.execute(text("ALTER TABLE runs ADD COLUMN note TEXT DEFAULT 'migrated'"))
+
+
+def _half_then_fail(conn: Connection) -> None:
+    _add_note_column(conn)
+    raise RuntimeError("disk on fire")
+
+
+def _old_database(url: str) -> int:
+    """A database as the previous version wrote it, holding one finished run."""
+    store = Store(url)
+    sweep_id = store_runs.ensure_sweep(store, "grid: old")
+    run_id = store_runs.insert_run(
+        store,
+        Run(sweep_id=sweep_id, config={}, config_hash="h", model="mlp", dataset="digits",
+            batch=32, lr=1e-3, optimizer="adam", epochs=1, precision="fp32", device="cpu",
+            status="completed"),
+    )
+    store.dispose()
+    return run_id
+
+
+def _pretend_newer_code(
+    monkeypatch: pytest.MonkeyPatch, step: Callable[[Connection], None]
+) -> list[int]:
+    calls: list[int] = []
+
+    def counted(conn: Connection) -> None:
+        calls.append(1)
+        step(conn)
+
+    monkeypatch.setattr("sweeper.store.db.SCHEMA_VERSION", NEW)
+    monkeypatch.setattr("sweeper.store.migrate.SCHEMA_VERSION", NEW)
+    monkeypatch.setitem(migrate.STEPS, OLD, counted)
+    return calls
+
+
+def _version_and_columns(store_url: str) -> tuple[int, set[str]]:
+    from sqlalchemy import create_engine
+
+    engine = create_engine(store_url)
+    with engine.connect() as conn:
+        version = conn.execute(select(SchemaInfo.version)).scalar_one()
+        columns = {c["name"] for c in inspect(conn).get_columns("runs")}
+    engine.dispose()
+    return version, columns
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def url(request: pytest.FixtureRequest, sqlite_url: str) -> str:
+    return request.getfixturevalue("pg_url") if request.param == "postgres" else sqlite_url
+
+
+def test_older_database_is_upgraded_once_and_keeps_its_rows(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_id = _old_database(url)
+    calls = _pretend_newer_code(monkeypatch, _add_note_column)
+    store = Store(url)
+    version, columns = _version_and_columns(url)
+    assert version == NEW and "note" in columns
+    with store.session() as session:
+        assert session.execute(text(f"SELECT note FROM runs WHERE id={run_id}")).scalar() == (
+            "migrated"
+        )
+    assert store_runs.get_run(store, run_id) is not None
+    # A second worker that read the old version before the upgrade does not re-apply it.
+    migrate.upgrade(store.engine, OLD)
+    Store(url).dispose()
+    assert len(calls) == 1
+    store.dispose()
+
+
+def test_failed_upgrade_leaves_the_database_unchanged(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_id = _old_database(url)
+    _pretend_newer_code(monkeypatch, _half_then_fail)
+    with pytest.raises(StoreError, match=f"disk on fire.*left unchanged at version {OLD}"):
+        Store(url)
+    version, columns = _version_and_columns(url)
+    assert version == OLD and "note" not in columns  # the ALTER TABLE was rolled back
+    monkeypatch.undo()
+    store = Store(url)  # the current code still opens it as before
+    assert store_runs.get_run(store, run_id) is not None
+    store.dispose()
+
+
+def test_missing_step_is_refused_without_touching_the_file(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _old_database(sqlite_url)
+    monkeypatch.setattr("sweeper.store.db.SCHEMA_VERSION", NEW)
+    monkeypatch.setattr("sweeper.store.migrate.SCHEMA_VERSION", NEW)
+    with pytest.raises(StoreError, match=f"no migration from version {OLD}"):
+        Store(sqlite_url)
+    assert _version_and_columns(sqlite_url)[0] == OLD
