@@ -6,6 +6,7 @@ written, and an error names the key, the bad value and what is allowed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -91,13 +92,15 @@ def _float(
     if value is None and allow_none:
         return None
     ok = isinstance(value, int | float) and not isinstance(value, bool)
+    number = math.nan
     if ok:
-        value = float(value)
-        ok = math.isfinite(value) and (value > minimum if strict else value >= minimum)
+        with contextlib.suppress(OverflowError):  # an int beyond float range
+            number = float(value)
+        ok = math.isfinite(number) and (number > minimum if strict else number >= minimum)
     if not ok:
         relation = ">" if strict else ">="
-        raise _fail(key, value, f"a finite number {relation} {minimum:g}")
-    return value
+        raise _fail(key, value, f"a finite number {relation} {minimum:g}")  # value as given
+    return number
 
 
 def _choice(cfg: DictConfig, key: str, allowed: tuple[str, ...]) -> str:
@@ -111,7 +114,7 @@ def _device(value: Any) -> str:
     text = str(value)
     if text in ("auto", "cpu", "cuda"):
         return text
-    if text.startswith("cuda:") and text[5:].isdigit():
+    if text.startswith("cuda:") and text[5:].isascii() and text[5:].isdigit():  # not "cuda:²"
         return text
     raise _fail("device", value, "auto, cpu, cuda, cuda:N")
 
@@ -149,6 +152,10 @@ def build_spec(cfg: DictConfig) -> RunSpec:
     dataset = dataset_cfg.pop("name", None)
     if dataset not in DATASET_NAMES:
         raise _fail("dataset", dataset, ", ".join(DATASET_NAMES))
+    from sweeper.options import check_dataset_options, check_model_options  # imports spec
+
+    check_dataset_options(dataset, dataset_cfg)
+    check_model_options(model, model_cfg, dataset, dataset_cfg)
     precision = OmegaConf.select(cfg, "precision.name")
     if precision not in PRECISIONS:
         raise _fail("precision", precision, ", ".join(PRECISIONS))
