@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 
 from sweeper.callbacks import LAST_SWEEP, summarise_runs
 from sweeper.errors import USER_ERRORS, exit_with_user_error
-from sweeper.job import JobResult, run_job
+from sweeper.job import JobResult, RunInterrupted, run_job
 
 log = logging.getLogger("sweeper")
 
@@ -49,7 +49,15 @@ def app(cfg: DictConfig) -> JobResult:
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except KeyboardInterrupt as exc:  # the job has already recorded its run as interrupted
+        print(
+            f"sweeper: interrupted ({str(exc) or 'Ctrl-C'}); finished runs are kept, and running "
+            "a sweep's command again resumes it",
+            file=sys.stderr,
+        )
+        sys.exit(143 if isinstance(exc, RunInterrupted) else 130)  # 128 + SIGTERM / SIGINT
     failed = LAST_SWEEP.get("failed", 0)
     if failed:
         print(

@@ -122,11 +122,14 @@ class SweepCallback(Callback):
         if sweep is None:
             return
         runs = store_runs.sweep_runs(store, sweep.id)
+        # A resumed sweep's outcome is each configuration's latest attempt (runs are in id
+        # order): a failure fixed by a rerun no longer fails the command.
+        latest = list({r.config_hash: r for r in runs}.values())
         LAST_SWEEP.clear()
         LAST_SWEEP.update(
-            runs=len(runs),
-            failed=sum(r.status == "failed" for r in runs),
-            interrupted=sum(r.status == "interrupted" for r in runs),
+            runs=len(latest),
+            failed=sum(r.status == "failed" for r in latest),
+            interrupted=sum(r.status == "interrupted" for r in latest),
         )
         print_sweep(f"sweep {name!r} ({store.display_url})", runs)
 

@@ -314,6 +314,8 @@ def _execute(p: _Prepared) -> JobResult:
         status = "failed"
         error = (type(exc).__name__, str(exc))
         log.error("run %d failed: %s: %s", run_id, *error)
+    if status != "completed":
+        _record_cut_phases(recorder, sampler)
     values.update(_energy_columns(p, recorder, summary, values))
     if profile.result is not None:
         forecast = profile.result
@@ -341,6 +343,16 @@ def _execute(p: _Prepared) -> JobResult:
         meter_source=values.get("meter_source"),
         error=None if error is None else f"{error[0]}: {error[1]}",
     )
+
+
+def _record_cut_phases(recorder: _Recorder, sampler: energy.EnergySampler) -> None:
+    """Store the phase a failure or an interrupt cut short: the sampler closed and measured
+    it, so its energy (a partial epoch is training energy) counts in the run's columns."""
+    try:
+        for result in sampler.phases[len(recorder.phases):]:
+            recorder.phase(result)
+    except Exception as exc:  # the run's own row matters more than this phase
+        log.warning("could not record the unfinished phase: %s: %s", type(exc).__name__, exc)
 
 
 def _phases(
