@@ -186,6 +186,7 @@ def forecast_error_vs_window(runs: pd.DataFrame, path: Path) -> Path:
     ax.plot(mean.index, mean.values, color="black", marker="s", label="MAPE per window")
     ax.set_xlabel("profiling window (% of training steps)")
     ax.set_ylabel("|forecast - actual| / actual E_tr (%)")
+    ax.set_xlim(0, max(25.0, float(x.max()) * 1.1))
     ax.set_ylim(bottom=0)
     ax.set_title(_title(title, estimated))
     _estimate_legend(ax, estimated)
