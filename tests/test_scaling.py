@@ -7,6 +7,7 @@ Real runs go through subprocesses with the tiny settings of conftest.TINY.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -87,7 +88,11 @@ def test_sweep_identity_reaches_jobs_through_the_pickled_callback(
         "output_subdir": ".hydra", "runtime": {"output_dir": str(tmp_path)},
         "sweep": {"dir": str(tmp_path)},
     }})
-    shipped.on_job_start(config, task_function=lambda cfg: None)
+    factory = logging.getLogRecordFactory()  # on_job_start installs log redaction
+    try:
+        shipped.on_job_start(config, task_function=lambda cfg: None)
+    finally:
+        logging.setLogRecordFactory(factory)
     assert os.environ[SWEEP_NAME_ENV] == "grid: model=mlp,cnn"
 
 
