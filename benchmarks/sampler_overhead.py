@@ -140,9 +140,17 @@ def main() -> None:
             f"{statistics.median(cpu_ms[hz]):>17.3f}  "
             f"{100 * statistics.median(share[hz]):.3f}% of a core"
         )
-    slowdown = 1 - statistics.median(paired(10.0))
+    ratios_10 = paired(10.0)
+    slowdown = 1 - statistics.median(ratios_10)
     thread_pct = 100 * statistics.median(share[10.0]) / (psutil.cpu_count() or 1)
-    verdict = "OK" if slowdown <= 0.01 else "ABOVE TARGET (compare with the load below)"
+    q1, _, q3 = statistics.quantiles(ratios_10, n=4) if len(ratios_10) > 1 else (0, 0, 1)
+    if q3 - q1 > 0.02:  # also with a single round: noise unknown
+        verdict = (
+            f"INCONCLUSIVE: round-to-round noise (ratio quartiles {q1:.3f}..{q3:.3f}) exceeds "
+            "the 1% being measured; rely on the sampler thread's CPU share below"
+        )
+    else:
+        verdict = "OK" if slowdown <= 0.01 else "ABOVE TARGET"
     print(f"\n10 Hz slowdown (throughput): {100 * slowdown:+.2f}% (target <= 1%): {verdict}")
     print(f"10 Hz sampler thread: {thread_pct:.3f}% of the machine's CPU capacity")
     print(f"load average during the run: {os.getloadavg()[0]:.2f} on {psutil.cpu_count()} CPUs")
