@@ -69,9 +69,9 @@ def traced_run(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", nargs="+", default=["cnn", "resnet", "vit"])
+    parser.add_argument("--models", nargs="+", default=["resnet", "vit", "mobilenet"])
     parser.add_argument("--batches", nargs="+", type=int, default=[16, 64])
-    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--dataset", default="digits")
     parser.add_argument("--windows", nargs="+", type=float, default=[0.01, 0.05, 0.10, 0.20])
     parser.add_argument("--warmup-steps", type=int, default=2,
