@@ -87,6 +87,9 @@ def run_job(cfg: DictConfig, base_dir: str | Path | None = None) -> JobResult:
         from sweeper.estimate_mode import run_estimate
 
         return run_estimate(cfg, spec, base_dir)
+    if mode == "forecast" and distributed.launch().active:
+        raise ConfigError("invalid value for 'mode': 'forecast' under torchrun; profile on one "
+                          "device (allowed here: train)")
     device = distributed.setup(resolve_device(spec.device))  # cuda:LOCAL_RANK under torchrun
     check_precision(spec.precision, device)
     try:
@@ -287,8 +290,11 @@ def _execute(p: _Prepared) -> JobResult:
         p.meters.meters, sample_hz=spec.sample_hz, on_samples=recorder.samples
     )
     train_steps = len(p.loaders["train"]) * spec.epochs
+    # Training steps only: a window that crosses an epoch boundary skips the evaluation.
     profile = ProfileWindow(
-        train_steps, spec.forecast_window, spec.forecast_warmup_steps, sampler.energy_so_far_j
+        train_steps, spec.forecast_window, spec.forecast_warmup_steps,
+        lambda: sampler.energy_so_far_j() - recorder.energy_of("eval"),
+        lambda: time.perf_counter() - recorder.duration_of("eval"),
     )
     on_step = guard_steps(profile, limit)
     values: dict[str, Any] = {}
