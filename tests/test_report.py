@@ -175,7 +175,7 @@ def test_pareto_and_matched_pairs() -> None:
     })
     change = paired_change(frame, "batch", 32, 128)
     assert change is not None and change.n == 2  # model c has no batch-32 partner
-    assert change.energy_change == pytest.approx((-0.5 - 0.25) / 2)
+    assert change.energy_change == pytest.approx((0.5 * 0.75) ** 0.5 - 1)  # geometric mean
     assert change.accuracy_points == pytest.approx(-1.0)
 
 
@@ -196,3 +196,30 @@ def test_report_does_not_import_torch() -> None:
     code = "import sys, sweeper.report.__main__, sweeper.report; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_paper_preset_composes_the_study_grid() -> None:
+    import itertools
+
+    from hydra import compose, initialize_config_dir
+
+    from sweeper.spec import build_spec
+
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=["+experiment=paper"], return_hydra_config=True)
+        params = dict(cfg.hydra.sweeper.params)
+        assert params == {"model": "cnn,vgg,resnet,mobilenet", "batch": "32,64,128,256",
+                          "lr": "0.01,0.001", "precision": "fp32,bf16"}
+        assert (cfg.optimizer, cfg.epochs, cfg.sweeper.name) == ("sgd", 5, "paper")
+        assert cfg.forecast.window == 0.2
+        grid = [v.split(",") for v in params.values()]
+        # Every value of every factor appears in one of these jobs (the full grid is 64).
+        jobs = zip(*(itertools.islice(itertools.cycle(values), 4) for values in grid),
+                   strict=True)
+        for model, batch, lr, precision in jobs:
+            job = compose("config", overrides=[
+                "+experiment=paper", f"model={model}", f"batch={batch}", f"lr={lr}",
+                f"precision={precision}"])
+            spec = build_spec(job)
+            assert (spec.model, spec.batch, spec.lr, spec.dataset) == (
+                model, int(batch), float(lr), "digits")

@@ -83,7 +83,7 @@ class PairedChange:
     low: object
     high: object
     n: int
-    energy_change: float  # relative, (high - low) / low, of E_tr
+    energy_change: float  # relative change of E_tr, high vs low: geometric mean of the ratios
     accuracy_points: float  # percentage points, high - low
     estimated: bool
     model: str | None = None
@@ -107,13 +107,14 @@ def paired_change(
                       suffixes=("_low", "_high"))
     if joined.empty:
         return None
-    change = (joined["energy_train_j_high"] - joined["energy_train_j_low"]) / joined[
-        "energy_train_j_low"
-    ]
+    # Ratios average geometrically: one noisy pair cannot dominate, and 2x up and 2x down
+    # cancel out.
+    ratios = joined["energy_train_j_high"] / joined["energy_train_j_low"]
     points = (joined["accuracy_high"] - joined["accuracy_low"]) * 100.0
     involved = runs[runs[factor].isin([low, high])]
     machines = joined.index.get_level_values("hardware_id").nunique(dropna=False)
-    return PairedChange(factor, low, high, len(joined), float(change.mean()),
+    change = math.exp(float(np.log(ratios).mean())) - 1.0
+    return PairedChange(factor, low, high, len(joined), change,
                         float(points.mean()), bool(involved["estimated"].any()), model,
                         int(machines))
 
@@ -134,7 +135,7 @@ def describe_change(c: PairedChange) -> str:
     high = f"{name} {c.high}".strip()
     low = f"{name} {c.low}".strip()
     text = (f"{scope}{high} used {_less_more(c.energy_change)} training energy than {low} "
-            f"for {_points(c.accuracy_points)} (mean of {c.n} matched configuration"
+            f"for {_points(c.accuracy_points)} (geometric mean of {c.n} matched configuration"
             f"{'s' if c.n != 1 else ''}"
             f"{f' on {c.machines} machines' if c.machines > 1 else ''})")
     return text + (ESTIMATED_NOTE if c.estimated else "")
