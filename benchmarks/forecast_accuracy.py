@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = [traced_run(m, b, args, data) for m, b in itertools.product(args.models, args.batches)]
     windows = sorted(args.windows)
 
-    header = f"{'run':<12} {'steps':>6} {'E_tr (J)':>9} " + " ".join(
+    header = f"{'run':<14} {'steps':>6} {'E_tr (J)':>9} " + " ".join(
         f"{w:>8.0%}" for w in windows)
     print(f"forecast error of E_tr by profiling window ({args.dataset}, CPU, "
           f"{args.threads} thread(s), {args.warmup_steps} warm-up steps, meter "
@@ -107,10 +107,10 @@ def main(argv: list[str] | None = None) -> int:
             errors[w].append(forecast_error(f.energy_j, actual_j))
             time_errors[w].append(forecast_error(f.duration_s, actual_s))
             cells.append(f"{errors[w][-1]:>+8.1%}")
-        print(f"{run.label:<12} {run.steps:>6} {actual_j:>9.1f} " + " ".join(cells))
-    print(f"{'MAPE E_tr':<29} " + " ".join(
+        print(f"{run.label:<14} {run.steps:>6} {actual_j:>9.1f} " + " ".join(cells))
+    print(f"{'MAPE E_tr':<31} " + " ".join(
         f"{statistics.fmean(abs(e) for e in errors[w]):>8.1%}" for w in windows))
-    print(f"{'MAPE time':<29} " + " ".join(
+    print(f"{'MAPE time':<31} " + " ".join(
         f"{statistics.fmean(abs(e) for e in time_errors[w]):>8.1%}" for w in windows))
     if TARGET_WINDOW in errors:
         mape = statistics.fmean(abs(e) for e in errors[TARGET_WINDOW])
