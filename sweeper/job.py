@@ -169,11 +169,11 @@ def _prepare(
         root = Path(sweep.base_dir) / root
     try:
         data = load_dataset(spec.dataset, root=root, seed=spec.seed, **options)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise ConfigError(f"invalid option for dataset {spec.dataset!r}: {exc}") from exc
     try:
         model = build_model(spec.model, data.input_shape, data.num_classes, **spec.model_options)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise ConfigError(f"invalid option for model {spec.model!r}: {exc}") from exc
     info = describe_model(model, data.input_shape)
     optimizer = make_optimizer(
