@@ -36,7 +36,12 @@ def grid_job_overrides(config: DictConfig) -> list[list[str]]:
     """The override list of every job the basic sweeper will launch."""
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 
-    parsed = OverridesParser.create().parse_overrides(list(config.hydra.overrides.task))
+    # As BasicSweeper does: the config's hydra.sweeper.params (a preset's grid) first,
+    # then the command line's overrides.
+    params = OmegaConf.select(config, "hydra.sweeper.params") or {}
+    arguments = [f"{key}={value}" for key, value in params.items()]
+    arguments += list(config.hydra.overrides.task)
+    parsed = OverridesParser.create().parse_overrides(arguments)
     return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
 
 
@@ -126,9 +131,12 @@ class SweepCallback(Callback):
         # order): a failure fixed by a rerun no longer fails the command.
         latest = list({r.config_hash: r for r in runs}.values())
         LAST_SWEEP.clear()
+        # In a search, failed trials (a diverging lr, say) are part of the exploration;
+        # in a grid every configuration was asked for, so a failure fails the command.
+        is_grid = os.environ.get(SWEEP_KIND_ENV, "grid") == "grid"
         LAST_SWEEP.update(
             runs=len(latest),
-            failed=sum(r.status == "failed" for r in latest),
+            failed=sum(r.status == "failed" for r in latest) if is_grid else 0,
             interrupted=sum(r.status == "interrupted" for r in latest),
         )
         print_sweep(f"sweep {name!r} ({store.display_url})", runs)

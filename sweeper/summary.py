@@ -24,6 +24,10 @@ def _joules(value: float | None) -> str:
     return f"{value:.1f} J"
 
 
+# Statuses that are outcomes, not problems, are not shown in red.
+_STATUS_COLOURS = {"completed": "", "forecast": "cyan", "pruned": "yellow", "skipped": ""}
+
+
 def sweep_table(title: str, runs: Sequence[Run]) -> Table:
     estimated = any((r.meter_source or "").find("estimate") >= 0 for r in runs)
     table = Table(title=title, caption=_caption(runs, estimated))
@@ -35,7 +39,8 @@ def sweep_table(title: str, runs: Sequence[Run]) -> Table:
     ]:
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for r in runs:
-        status = r.status if r.status == "completed" else f"[red]{r.status}[/red]"
+        colour = _STATUS_COLOURS.get(r.status, "red")
+        status = f"[{colour}]{r.status}[/{colour}]" if colour else r.status
         meter = r.meter_source or "-"
         if "estimate" in meter:
             meter = f"[yellow]{meter}[/yellow]"
@@ -63,6 +68,8 @@ def _caption(runs: Sequence[Run], estimated: bool) -> str:
     for r in runs:
         if r.status in ("failed", "interrupted"):
             lines.append(f"run {r.id} {r.status}: {r.error_type}: {r.error_message}")
+        elif r.stop_reason:
+            lines.append(f"run {r.id} {r.status}: {r.stop_reason}")
         if r.measurement_warning:
             lines.append(f"run {r.id} measurement warning: {r.measurement_warning}")
     return "\n".join(lines)

@@ -100,3 +100,19 @@ def test_identity_ignores_storage_and_bookkeeping() -> None:
     c = build_spec(_compose("batch=32"))
     assert a.config_hash == b.config_hash
     assert a.config_hash != c.config_hash
+
+
+def test_grid_jobs_include_a_presets_sweeper_params() -> None:
+    from sweeper.callbacks import grid_job_overrides
+
+    cfg = compose(
+        config_name="config",
+        overrides=["+experiment=paper", "epochs=1"],
+        return_hydra_config=True,
+    )
+    jobs = grid_job_overrides(cfg)
+    assert len(jobs) == 4 * 4 * 2 * 2
+    assert all("epochs=1" in job for job in jobs)
+    assert {o for job in jobs for o in job if o.startswith("model=")} == {
+        "model=cnn", "model=vgg", "model=resnet", "model=mobilenet"
+    }
