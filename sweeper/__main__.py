@@ -15,7 +15,8 @@ from omegaconf import DictConfig
 
 from sweeper.callbacks import LAST_SWEEP, summarise_runs
 from sweeper.errors import USER_ERRORS, exit_with_user_error
-from sweeper.job import JobResult, RunInterrupted, run_job
+from sweeper.job import JobResult, run_job
+from sweeper.recording import RunInterrupted
 
 log = logging.getLogger("sweeper")
 

@@ -19,23 +19,30 @@ from rich.table import Table
 
 from sweeper import energy
 from sweeper.forecast import Forecast, ProfileWindow
+from sweeper.recording import (
+    Recorder,
+    RunError,
+    close_run,
+    forecast_columns,
+    sigterm_as_interrupt,
+)
 from sweeper.store import runs as store_runs
 
 if TYPE_CHECKING:
-    from sweeper.job import JobResult, _Prepared
+    from sweeper.job import JobResult, Prepared
 
 log = logging.getLogger(__name__)
 
 FORECAST_STATUS = "forecast"
 
 
-def execute_forecast(p: _Prepared) -> JobResult:
+def execute_forecast(p: Prepared) -> JobResult:
     """Run warm-up + window steps in one measured "profile" phase and store the forecast."""
-    from sweeper.job import JobResult, _new_run_row, _Recorder, _sigterm_as_interrupt, _utcnow
+    from sweeper.job import JobResult, new_run_row
 
     spec, store = p.spec, p.store
-    run_id = store_runs.insert_run(store, _new_run_row(p))
-    recorder = _Recorder(store, run_id, spec.keep_samples)
+    run_id = store_runs.insert_run(store, new_run_row(p))
+    recorder = Recorder(store, run_id, spec.keep_samples)
     sampler = energy.EnergySampler(
         p.meters.meters, sample_hz=spec.sample_hz, on_samples=recorder.samples
     )
@@ -45,12 +52,14 @@ def execute_forecast(p: _Prepared) -> JobResult:
         total_steps, spec.forecast_window, spec.forecast_warmup_steps, sampler.energy_so_far_j
     )
     needed = profile.warmup_steps + profile.profiled_steps
-    status, error, interrupt = FORECAST_STATUS, None, None
+    status = FORECAST_STATUS
+    error: RunError = None
+    interrupt: KeyboardInterrupt | None = None
     values: dict[str, Any] = {}
     summary: energy.EnergySummary | None = None
     t0 = time.perf_counter()
     try:
-        with _sigterm_as_interrupt():
+        with sigterm_as_interrupt():
             sampler.start()
             try:
                 with sampler.phase("profile", 0) as ph:
@@ -90,15 +99,8 @@ def execute_forecast(p: _Prepared) -> JobResult:
     forecast_co2_g = None
     if forecast is not None:
         forecast_co2_g = energy.co2_g(forecast.energy_j, p.carbon.g_per_kwh, spec.pue)
-        values.update(
-            forecast_window=forecast.window, forecast_steps=forecast.profiled_steps,
-            forecast_energy_train_j=forecast.energy_j,
-            forecast_duration_train_s=forecast.duration_s,
-        )
-    values.update(status=status, ended_at=_utcnow(), duration_s=time.perf_counter() - t0)
-    if error is not None:
-        values.update(error_type=error[0], error_message=error[1][:4000])
-    store_runs.update_run(store, run_id, **values)
+        values.update(forecast_columns(forecast))
+    close_run(store, run_id, values, status, error, t0)
     if interrupt is not None:
         raise interrupt
     if forecast is not None and status == FORECAST_STATUS:

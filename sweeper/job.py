@@ -8,12 +8,9 @@ too, then re-raised so the process stops promptly.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import signal
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,18 +26,23 @@ from sweeper.forecast import ProfileWindow
 from sweeper.hardware import describe_host
 from sweeper.modes import job_mode
 from sweeper.progress import TrainingProgress
+from sweeper.recording import (
+    Recorder,
+    RunError,
+    close_run,
+    forecast_columns,
+    record_cut_phases,
+    sigterm_as_interrupt,
+)
 from sweeper.spec import ConfigError, RunSpec, build_spec
 from sweeper.stopping import PRUNED, EarlyStop, energy_limit, guard_steps
-from sweeper.store import Phase, PhaseDomainEnergy, Run, Store, open_store
+from sweeper.store import Run, Store, open_store
 from sweeper.store import runs as store_runs
+from sweeper.store.schema import utcnow
 from sweeper.sweepinfo import SweepContext, current_sweep
 from sweeper.train import Trainer, make_loader, make_optimizer
 
 log = logging.getLogger(__name__)
-
-
-class RunInterrupted(KeyboardInterrupt):
-    """SIGTERM (for example a Slurm pre-emption) turned into an interrupt."""
 
 
 @dataclass
@@ -63,7 +65,7 @@ class JobResult:
 
 
 @dataclass
-class _Prepared:
+class Prepared:
     """Everything built and checked before a run row exists."""
 
     spec: RunSpec
@@ -159,7 +161,7 @@ def _prepare(
     sweep_id: int,
     device: torch.device,
     carbon: energy.CarbonIntensity,
-) -> _Prepared:
+) -> Prepared:
     torch.manual_seed(spec.seed)
     if spec.num_threads:
         torch.set_num_threads(spec.num_threads)
@@ -193,14 +195,14 @@ def _prepare(
     hardware = describe_host(describe_accelerator(device), meters.describe()).as_dict()
     hardware["meters"] = meters.describe()
     hardware["distributed"] = distributed.describe(device)
-    return _Prepared(
+    return Prepared(
         spec=spec, store=store, sweep=sweep, sweep_id=sweep_id, device=device, trainer=trainer,
         loaders=loaders, meters=meters, params=info.params,
         macs_per_sample=info.macs_per_sample, hardware=hardware, carbon=carbon,
     )
 
 
-def _new_run_row(p: _Prepared) -> Run:
+def new_run_row(p: Prepared) -> Run:
     spec, hw = p.spec, p.hardware
     return Run(
         sweep_id=p.sweep_id, config=spec.config, config_hash=spec.config_hash,
@@ -208,84 +210,18 @@ def _new_run_row(p: _Prepared) -> Run:
         lr=spec.lr, optimizer=spec.optimizer, epochs=spec.epochs, precision=spec.precision,
         device=str(p.device), seed=spec.seed, params=p.params,
         macs_per_sample=p.macs_per_sample, status="running", trial_number=spec.trial,
-        started_at=_utcnow(), host=str(hw["host"]), hardware_id=str(hw["hardware_id"]),
+        started_at=utcnow(), host=str(hw["host"]), hardware_id=str(hw["hardware_id"]),
         cpu_model=str(hw["cpu_model"]), gpu_model=hw.get("gpu_model"),
         gpu_count=int(hw.get("gpu_count") or 0), hardware=hw, pue=spec.pue,
         meter_source=p.meters.source,
     )
 
 
-def _utcnow():  # type: ignore[no-untyped-def]
-    from sweeper.store.schema import utcnow
-
-    return utcnow()
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """Pre-emption sends SIGTERM: treat it like Ctrl-C so the run is recorded first."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, _frame: object) -> None:
-        raise RunInterrupted(f"received signal {signal.Signals(signum).name}")
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-class _Recorder:
-    """Writes phases and samples of one run as they happen."""
-
-    def __init__(self, store: Store, run_id: int, keep_samples: bool) -> None:
-        self.store = store
-        self.run_id = run_id
-        self.keep_samples = keep_samples
-        self.phases: list[energy.PhaseEnergy] = []
-
-    def samples(self, batch: list[energy.Sample]) -> None:
-        if not self.keep_samples:
-            return
-        store_runs.add_samples(
-            self.store,
-            (
-                {
-                    "run_id": self.run_id, "t_s": s.t_s, "domain": s.domain, "source": s.source,
-                    "power_w": s.power_w, "energy_j": s.energy_j,
-                }
-                for s in batch
-            ),
-        )
-
-    def phase(self, result: energy.PhaseEnergy, **stats: Any) -> None:
-        self.phases.append(result)
-        row = Phase(
-            run_id=self.run_id, kind=result.kind, index=result.index, start_s=result.start_s,
-            duration_s=result.duration_s, energy_j=result.energy_j,
-            mean_power_w=result.mean_power_w, meter_source=result.source, **stats,
-        )
-        domains = [
-            PhaseDomainEnergy(domain=d, source=result.sources.get(d, result.source), energy_j=e)
-            for d, e in result.by_domain.items()
-        ]
-        store_runs.add_phase(self.store, row, domains)
-
-    def energy_of(self, kind: str) -> float:
-        return sum(p.energy_j for p in self.phases if p.kind == kind)
-
-    def duration_of(self, kind: str) -> float:
-        return sum(p.duration_s for p in self.phases if p.kind == kind)
-
-
-def _execute(p: _Prepared) -> JobResult:
+def _execute(p: Prepared) -> JobResult:
     spec, store = p.spec, p.store
     limit = energy_limit(spec.config)  # checked before the run row exists
-    run_id = store_runs.insert_run(store, _new_run_row(p))
-    recorder = _Recorder(store, run_id, spec.keep_samples)
+    run_id = store_runs.insert_run(store, new_run_row(p))
+    recorder = Recorder(store, run_id, spec.keep_samples)
     sampler = energy.EnergySampler(
         p.meters.meters, sample_hz=spec.sample_hz, on_samples=recorder.samples
     )
@@ -298,11 +234,13 @@ def _execute(p: _Prepared) -> JobResult:
     )
     on_step = guard_steps(profile, limit)
     values: dict[str, Any] = {}
-    status, error, interrupt = "completed", None, None
+    status = "completed"
+    error: RunError = None
+    interrupt: KeyboardInterrupt | None = None
     t0 = time.perf_counter()
     summary: energy.EnergySummary | None = None
     try:
-        with _sigterm_as_interrupt():
+        with sigterm_as_interrupt():
             sampler.start()
             try:
                 values.update(_phases(p, sampler, recorder, profile, train_steps, on_step))
@@ -321,22 +259,15 @@ def _execute(p: _Prepared) -> JobResult:
         error = (type(exc).__name__, str(exc))
         log.error("run %d failed: %s: %s", run_id, *error)
     if status != "completed":
-        _record_cut_phases(recorder, sampler)
+        record_cut_phases(recorder, sampler)
     values.update(_energy_columns(p, recorder, summary, values))
     if profile.result is not None:
         forecast = profile.result
-        values.update(
-            forecast_window=forecast.window, forecast_steps=forecast.profiled_steps,
-            forecast_energy_train_j=forecast.energy_j,
-            forecast_duration_train_s=forecast.duration_s,
-        )
+        values.update(forecast_columns(forecast))
         actual = values.get("energy_train_j")
         if status == "completed" and actual:
             values["forecast_error"] = (forecast.energy_j - actual) / actual
-    values.update(status=status, ended_at=_utcnow(), duration_s=time.perf_counter() - t0)
-    if error is not None:
-        values.update(error_type=error[0], error_message=error[1][:4000])
-    store_runs.update_run(store, run_id, **values)
+    close_run(store, run_id, values, status, error, t0)
     if interrupt is not None:
         raise interrupt
     return JobResult(
@@ -351,20 +282,10 @@ def _execute(p: _Prepared) -> JobResult:
     )
 
 
-def _record_cut_phases(recorder: _Recorder, sampler: energy.EnergySampler) -> None:
-    """Store the phase a failure or an interrupt cut short: the sampler closed and measured
-    it, so its energy (a partial epoch is training energy) counts in the run's columns."""
-    try:
-        for result in sampler.phases[len(recorder.phases):]:
-            recorder.phase(result)
-    except Exception as exc:  # the run's own row matters more than this phase
-        log.warning("could not record the unfinished phase: %s: %s", type(exc).__name__, exc)
-
-
 def _phases(
-    p: _Prepared,
+    p: Prepared,
     sampler: energy.EnergySampler,
-    recorder: _Recorder,
+    recorder: Recorder,
     profile: ProfileWindow,
     train_steps: int,
     on_step: Callable[[int], None] | None = None,
@@ -403,8 +324,8 @@ def _phases(
 
 
 def _energy_columns(
-    p: _Prepared,
-    recorder: _Recorder,
+    p: Prepared,
+    recorder: Recorder,
     summary: energy.EnergySummary | None,
     values: dict[str, Any],
 ) -> dict[str, Any]:

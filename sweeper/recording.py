@@ -1,0 +1,125 @@
+"""Writing one run as it happens: its phases and samples, the phase a failure cut
+short, and the closing update of its row.
+
+Training runs and forecast-only runs share this, so both record interrupts, failures and
+forecasts the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from sweeper import energy
+from sweeper.forecast import Forecast
+from sweeper.store import Phase, PhaseDomainEnergy, Store
+from sweeper.store import runs as store_runs
+from sweeper.store.schema import utcnow
+
+log = logging.getLogger(__name__)
+
+# (type name, message) of what ended a run early, or None.
+RunError = tuple[str, str] | None
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """SIGTERM (for example a Slurm pre-emption) turned into an interrupt."""
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Pre-emption sends SIGTERM: treat it like Ctrl-C so the run is recorded first."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, _frame: object) -> None:
+        raise RunInterrupted(f"received signal {signal.Signals(signum).name}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class Recorder:
+    """Writes phases and samples of one run as they happen."""
+
+    def __init__(self, store: Store, run_id: int, keep_samples: bool) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.keep_samples = keep_samples
+        self.phases: list[energy.PhaseEnergy] = []
+
+    def samples(self, batch: list[energy.Sample]) -> None:
+        if not self.keep_samples:
+            return
+        store_runs.add_samples(
+            self.store,
+            (
+                {
+                    "run_id": self.run_id, "t_s": s.t_s, "domain": s.domain, "source": s.source,
+                    "power_w": s.power_w, "energy_j": s.energy_j,
+                }
+                for s in batch
+            ),
+        )
+
+    def phase(self, result: energy.PhaseEnergy, **stats: Any) -> None:
+        self.phases.append(result)
+        row = Phase(
+            run_id=self.run_id, kind=result.kind, index=result.index, start_s=result.start_s,
+            duration_s=result.duration_s, energy_j=result.energy_j,
+            mean_power_w=result.mean_power_w, meter_source=result.source, **stats,
+        )
+        domains = [
+            PhaseDomainEnergy(domain=d, source=result.sources.get(d, result.source), energy_j=e)
+            for d, e in result.by_domain.items()
+        ]
+        store_runs.add_phase(self.store, row, domains)
+
+    def energy_of(self, kind: str) -> float:
+        return sum(p.energy_j for p in self.phases if p.kind == kind)
+
+    def duration_of(self, kind: str) -> float:
+        return sum(p.duration_s for p in self.phases if p.kind == kind)
+
+
+def record_cut_phases(recorder: Recorder, sampler: energy.EnergySampler) -> None:
+    """Store the phase a failure or an interrupt cut short: the sampler closed and measured
+    it, so its energy (a partial epoch is training energy) counts in the run's columns."""
+    try:
+        for result in sampler.phases[len(recorder.phases):]:
+            recorder.phase(result)
+    except Exception as exc:  # the run's own row matters more than this phase
+        log.warning("could not record the unfinished phase: %s: %s", type(exc).__name__, exc)
+
+
+def forecast_columns(forecast: Forecast) -> dict[str, Any]:
+    return {
+        "forecast_window": forecast.window,
+        "forecast_steps": forecast.profiled_steps,
+        "forecast_energy_train_j": forecast.energy_j,
+        "forecast_duration_train_s": forecast.duration_s,
+    }
+
+
+def close_run(
+    store: Store,
+    run_id: int,
+    values: dict[str, Any],
+    status: str,
+    error: RunError,
+    started_s: float,
+) -> None:
+    """The run's final status, timing and error, with every column gathered in values."""
+    values.update(status=status, ended_at=utcnow(), duration_s=time.perf_counter() - started_s)
+    if error is not None:
+        values.update(error_type=error[0], error_message=error[1][:4000])
+    store_runs.update_run(store, run_id, **values)
