@@ -73,6 +73,8 @@ class Recorder:
 
     def phase(self, result: energy.PhaseEnergy, **stats: Any) -> None:
         self.phases.append(result)
+        if result.utilisation:  # passing None would store JSON 'null' rather than SQL NULL
+            stats = {"utilisation": dict(result.utilisation), **stats}
         row = Phase(
             run_id=self.run_id, kind=result.kind, index=result.index, start_s=result.start_s,
             duration_s=result.duration_s, energy_j=result.energy_j,

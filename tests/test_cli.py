@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
@@ -51,6 +52,8 @@ def test_grid_stores_energy_per_phase(grid: tuple[Path, object]) -> None:
         assert source and "estimate" in source  # no NVML/RAPL on these machines
         kinds = [k for (k,) in _rows(db, f"select kind from phases where run_id={run_id}")]
         assert kinds == ["train_epoch", "eval", "test", "inference"]
+        for (util,) in _rows(db, f"select utilisation from phases where run_id={run_id}"):
+            assert 0 <= json.loads(util)["process.cpu_util_pct"] <= 100
         (epoch_j,) = _rows(db, f"select sum(energy_j) from phases "
                                f"where run_id={run_id} and kind='train_epoch'")[0]
         assert epoch_j == pytest.approx(e_tr)

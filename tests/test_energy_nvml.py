@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from types import SimpleNamespace
 
 import pytest
 
+from sweeper.energy import EnergySampler
 from sweeper.energy.nvml import NvmlMeter
 from sweeper.energy.types import MeterReadError, MeterUnavailable
 
@@ -31,6 +33,9 @@ class FakeGpu:
     enforced_limit_mw: float | None = 300_000
     management_limit_mw: float = 250_000
     fail: bool = False
+    util_pct: int = 87
+    memory_used_b: int = 3 * 2**30
+    stats_fail: bool = False  # utilisation calls fail while energy calls still work
 
 
 class FakeNvml:
@@ -89,11 +94,14 @@ class FakeNvml:
 
     def nvmlDeviceGetUtilizationRates(self, h: FakeGpu) -> SimpleNamespace:
         self._check(h)
-        return SimpleNamespace(gpu=87, memory=40)
+        if h.stats_fail:
+            raise NVMLError("Unknown Error")
+        return SimpleNamespace(gpu=h.util_pct, memory=40)
 
     def nvmlDeviceGetMemoryInfo(self, h: FakeGpu) -> SimpleNamespace:
         self._check(h)
-        return SimpleNamespace(used=3 * 2**30, total=80 * 2**30, free=77 * 2**30)
+        used = h.memory_used_b
+        return SimpleNamespace(used=used, total=80 * 2**30, free=80 * 2**30 - used)
 
 
 class Clock:
@@ -156,6 +164,40 @@ def test_two_gpus_mixed_methods_and_identity() -> None:
 
     only_second = NvmlMeter([1], nvml=nvml, clock=clock)
     assert [r.domain for r in only_second.read()] == ["gpu:1"]
+
+
+def test_stats_flattens_utilisation_and_memory_per_gpu() -> None:
+    gpus = [
+        FakeGpu("NVIDIA H100", power_mw=1, counter_mj=0),
+        FakeGpu("NVIDIA H100", power_mw=1, counter_mj=0, util_pct=12, memory_used_b=512 * 2**20),
+    ]
+    assert NvmlMeter(nvml=FakeNvml(gpus)).stats() == {
+        "gpu:0.util_pct": 87.0,
+        "gpu:0.memory_used_mib": 3072.0,
+        "gpu:1.util_pct": 12.0,
+        "gpu:1.memory_used_mib": 512.0,
+    }
+
+
+def test_sampler_records_gpu_utilisation_and_survives_failing_stats() -> None:
+    gpu = FakeGpu("NVIDIA L4", power_mw=70_000, counter_mj=0, util_pct=60)
+    sampler = EnergySampler([NvmlMeter(nvml=FakeNvml([gpu]))], sample_hz=100).start()
+    with sampler.phase("train_epoch") as ok:
+        time.sleep(0.1)
+    gpu.stats_fail = True
+    with sampler.phase("train_epoch", 1) as broken:
+        gpu.counter_mj = 5_000
+        time.sleep(0.1)
+    summary = sampler.stop()
+
+    assert ok.result.utilisation["gpu:0.util_pct"] == 60.0
+    assert ok.result.utilisation["gpu:0.memory_used_mib"] == 3072.0
+    assert "gpu:0.util_pct" not in broken.result.utilisation
+    assert 0 <= broken.result.utilisation["process.cpu_util_pct"] <= 100
+    assert broken.result.by_domain == {"gpu:0": pytest.approx(5.0)}  # energy still measured
+    assert summary.by_domain == {"gpu:0": pytest.approx(5.0)}
+    (warning,) = summary.warnings
+    assert "nvml stats() failed" in warning and "Unknown Error" in warning
 
 
 def test_failing_call_during_read_raises_clear_error() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import psutil
 import pytest
 
 from sweeper.energy import EnergySampler, source_label
@@ -44,6 +45,69 @@ class BreaksAfter(ConstantPower):
         if time.perf_counter() - self.t0 > self.break_at_s:
             raise MeterReadError("NVML read of GPU 0 failed: GPU is lost")
         return super().read()
+
+
+class WithStats(ConstantPower):
+    """A GPU-like meter whose stats() cycle through known values, remembering each call."""
+
+    UTIL = (20.0, 60.0, 90.0)
+    MEMORY = (900.0, 1500.0, 1200.0, 300.0)
+
+    def __init__(self) -> None:
+        super().__init__(200.0, "gpu:0", "nvml")
+        self.calls: list[dict[str, float]] = []
+
+    def stats(self) -> dict[str, float]:
+        n = len(self.calls)
+        got = {
+            "gpu:0.util_pct": self.UTIL[n % 3],
+            "gpu:0.memory_used_mib": self.MEMORY[n % 4],
+        }
+        self.calls.append(got)
+        return got
+
+
+def _busy(seconds: float) -> None:
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+def test_phase_utilisation_is_mean_util_and_peak_memory() -> None:
+    meter = WithStats()
+    sampler = EnergySampler([meter], sample_hz=100).start()
+    time.sleep(0.05)  # polls outside phases do not ask for stats
+    assert meter.calls == []
+    with sampler.phase("train_epoch") as busy:
+        _busy(0.15)
+    n_first = len(meter.calls)
+    with sampler.phase("eval") as idle:
+        time.sleep(0.15)
+    sampler.stop()
+
+    assert n_first >= 3 and len(meter.calls) > n_first
+    for ph, calls in ((busy, meter.calls[:n_first]), (idle, meter.calls[n_first:])):
+        u = ph.result.utilisation
+        assert u["gpu:0.util_pct"] == pytest.approx(sum(c["gpu:0.util_pct"] for c in calls)
+                                                   / len(calls))
+        assert u["gpu:0.memory_used_mib"] == max(c["gpu:0.memory_used_mib"] for c in calls)
+    assert busy.result.utilisation["gpu:0.memory_used_mib"] == 1500.0
+    # CPU: a busy loop keeps one of the machine's cores busy, a sleep keeps none
+    cores = psutil.cpu_count(logical=True) or 1
+    cpu_busy = busy.result.utilisation["process.cpu_util_pct"]
+    cpu_idle = idle.result.utilisation["process.cpu_util_pct"]
+    assert 0.3 * 100 / cores <= cpu_busy <= 100
+    assert 0 <= cpu_idle < cpu_busy
+
+
+def test_stats_are_never_read_at_phase_boundaries() -> None:
+    meter = WithStats()
+    sampler = EnergySampler([meter, ConstantPower(5.0)], sample_hz=1).start()
+    with sampler.phase("eval") as ph:
+        time.sleep(0.05)  # shorter than the sampling period: no background poll inside
+    sampler.stop()
+    assert meter.calls == []
+    assert set(ph.result.utilisation) == {"process.cpu_util_pct"}  # CPU works for any meter
 
 
 def test_phases_add_up_to_the_run_total() -> None:

@@ -176,6 +176,14 @@ class NvmlMeter:
             )
         return out
 
+    def stats(self) -> dict[str, float]:
+        """gpu_stats() flattened for the sampler, which aggregates them per phase."""
+        out: dict[str, float] = {}
+        for s in self.gpu_stats():
+            out[f"gpu:{s.index}.util_pct"] = s.utilization_gpu_pct
+            out[f"gpu:{s.index}.memory_used_mib"] = s.memory_used_bytes / 2**20
+        return out
+
     def describe(self) -> dict[str, str]:
         info = {"nvml_driver_version": self.driver_version}
         for g in self._gpus:

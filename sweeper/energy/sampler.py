@@ -7,6 +7,12 @@ does not depend on the sampling rate (except for meters that integrate power the
 
 A meter that raises never stops the run: the failure becomes a warning in the summary and the
 meter's last good reading is kept, so energy measured until then still counts.
+
+Meters with an optional ``stats()`` (NVML: GPU utilisation and memory) are asked on the
+background polls made while a phase is open, never at the exact boundary readings, so their
+cost stays within the sampling budget; a phase shorter than the sampling period has no such
+figures. The process's CPU utilisation comes from its CPU time at the phase boundaries, so it
+exists for every phase whatever the meters are.
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+
+import psutil
 
 from sweeper.energy.types import SOURCES, DomainReading, EnergySummary, Meter, PhaseEnergy, Sample
 
@@ -74,11 +82,39 @@ class _Failures:
 
 
 @dataclass
+class _Utilisation:
+    """Running aggregate of stats() over a phase: mean of ``*_pct`` keys, max of the others
+    (memory in use matters at its peak, since that is what decides whether a run fits)."""
+
+    sums: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    peaks: dict[str, float] = field(default_factory=dict)
+
+    def add(self, stats: dict[str, float]) -> None:
+        for key, value in stats.items():
+            v = float(value)
+            if not math.isfinite(v):
+                continue
+            if key.endswith("_pct"):
+                self.sums[key] = self.sums.get(key, 0.0) + v
+                self.counts[key] = self.counts.get(key, 0) + 1
+            else:
+                self.peaks[key] = max(self.peaks.get(key, v), v)
+
+    def result(self) -> dict[str, float]:
+        out = {k: self.sums[k] / self.counts[k] for k in self.sums}
+        out.update(self.peaks)
+        return dict(sorted(out.items()))
+
+
+@dataclass
 class _OpenPhase:
     kind: str
     index: int
     t_s: float
     energy_j: dict[str, float] = field(default_factory=dict)
+    cpu_mark: tuple[float, float] | None = None  # (clock, process CPU seconds) at the start
+    util: _Utilisation = field(default_factory=_Utilisation)
 
 
 class EnergySampler:
@@ -106,6 +142,9 @@ class EnergySampler:
         self._meters: list[Meter] = list(meters)
         if not self._meters:
             raise ValueError("EnergySampler needs at least one meter")
+        self._stats_meters: list[tuple[int, Callable[[], dict[str, float]]]] = [
+            (i, m.stats) for i, m in enumerate(self._meters) if callable(getattr(m, "stats", None))
+        ]
         self._notes: list[str] = list(getattr(meters, "notes", []) or [])
         self.sample_hz = float(sample_hz)
         self.on_samples = on_samples
@@ -124,6 +163,7 @@ class EnergySampler:
         self._baseline_j: dict[str, float] = {}
         self._sources: dict[str, str] = {}
         self._failures: dict[int, _Failures] = {}
+        self._stats_failures: dict[int, _Failures] = {}
         self._callback_failures = _Failures()
         self._extra_warnings: list[str] = []
 
@@ -134,6 +174,8 @@ class EnergySampler:
         self._peak_power_w: float | None = None
         self._hardware: dict[str, str] = {}
         self._thread_cpu_s = 0.0
+        self._proc = psutil.Process()
+        self._n_cores = psutil.cpu_count(logical=True) or 1
 
         self._open_phase: _OpenPhase | None = None
         self.phases: list[PhaseEnergy] = []
@@ -197,6 +239,38 @@ class EnergySampler:
         self._polls_buffered += 1
         return t_s, values
 
+    def _poll_stats_locked(self) -> None:
+        """Fold the meters' stats() into the open phase; only background polls call this."""
+        p = self._open_phase
+        if p is None:
+            return
+        for i, stats in self._stats_meters:
+            try:
+                p.util.add(stats())
+            except Exception as e:  # utilisation is a side figure: never cost the energy
+                f = self._stats_failures.setdefault(i, _Failures())
+                f.count += 1
+                if f.count == 1:
+                    f.first = f"{type(e).__name__}: {e}"
+                    src = self._meters[i].source
+                    log.warning("%s stats() failed (%s); utilisation may be missing", src, f.first)
+
+    def _cpu_mark(self) -> tuple[float, float] | None:
+        """(clock, CPU seconds of this process and its reaped children), or None if unreadable."""
+        try:
+            t = self._proc.cpu_times()
+        except psutil.Error:
+            return None
+        return self._clock(), t.user + t.system + t.children_user + t.children_system
+
+    def _cpu_util_pct(self, start: tuple[float, float] | None) -> float | None:
+        """Share of all logical cores the process kept busy since ``start``, in percent."""
+        end = self._cpu_mark()
+        if start is None or end is None or end[0] <= start[0]:
+            return None
+        pct = 100.0 * (end[1] - start[1]) / ((end[0] - start[0]) * self._n_cores)
+        return min(100.0, max(0.0, pct))
+
     def _flush(self) -> None:
         """Hand buffered samples to on_samples, outside the lock so phases never wait on it."""
         with self._lock:
@@ -224,6 +298,7 @@ class EnergySampler:
                 next_s = now + period_s
             with self._lock:
                 self._poll_locked("background")
+                self._poll_stats_locked()
                 full = self._polls_buffered >= self.flush_every
             if full:
                 self._flush()
@@ -262,9 +337,10 @@ class EnergySampler:
             if self._open_phase is not None:
                 p = self._open_phase
                 raise RuntimeError(f"phase {p.kind}[{p.index}] is still open; end it first")
+            cpu_mark = self._cpu_mark()
             t_s, values, _ = self._read_locked(f"begin {kind}[{index}]")
             energies = {d: r.energy_j for d, r in values.items()}
-            self._open_phase = _OpenPhase(kind, index, t_s, energies)
+            self._open_phase = _OpenPhase(kind, index, t_s, energies, cpu_mark)
 
     def end_phase(self) -> PhaseEnergy:
         """Close the open phase at an exact reading and return its energy."""
@@ -278,6 +354,10 @@ class EnergySampler:
                 raise RuntimeError("no phase is open")
             t_s, values, _ = self._read_locked(f"end {p.kind}[{p.index}]")
             self._open_phase = None
+        utilisation = p.util.result()
+        cpu_pct = self._cpu_util_pct(p.cpu_mark)
+        if cpu_pct is not None:
+            utilisation["process.cpu_util_pct"] = cpu_pct
         by_domain = {d: r.energy_j - p.energy_j.get(d, 0.0) for d, r in values.items()}
         sources = {d: r.source for d, r in values.items()}
         result = PhaseEnergy(
@@ -289,6 +369,7 @@ class EnergySampler:
             by_domain=by_domain,
             sources=sources,
             source=source_label(sources.values()),
+            utilisation=utilisation,
         )
         self.phases.append(result)
         return result
@@ -320,7 +401,7 @@ class EnergySampler:
 
     @property
     def warnings(self) -> list[str]:
-        """Problems so far: failed meter reads and on_samples errors."""
+        """Problems so far: failed meter reads, stats() and on_samples errors."""
         out = list(self._extra_warnings)
         for i, f in sorted(self._failures.items()):
             src = self._meters[i].source
@@ -328,6 +409,11 @@ class EnergySampler:
             out.append(
                 f"{src} meter failed {f.count} read(s), first {f.first}; {kept}, so energy "
                 f"after the failure may be missing"
+            )
+        for i, f in sorted(self._stats_failures.items()):
+            out.append(
+                f"{self._meters[i].source} stats() failed {f.count} time(s), first: {f.first}; "
+                f"utilisation is missing from those polls (energy is unaffected)"
             )
         if self._callback_failures.count:
             out.append(

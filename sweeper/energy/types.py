@@ -23,6 +23,11 @@ class Meter(Protocol):
 
     Readings are cumulative so a phase's energy is the difference of two exact
     readings, independent of how often the background sampler polls.
+
+    A meter may also have ``stats() -> dict[str, float]`` (utilisation now, e.g.
+    ``"gpu:0.util_pct"``, ``"gpu:0.memory_used_mib"``). It is optional, so it is not part of
+    the protocol: the sampler looks for it and averages ``*_pct`` keys over a phase and takes
+    the maximum of the others.
     """
 
     source: str
@@ -57,6 +62,9 @@ class PhaseEnergy:
     by_domain: dict[str, float] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)  # domain -> source
     source: str = "estimate"  # best source among the domains ("mixed" never hides an estimate)
+    # Mean of "*_pct" keys, max of the rest ("gpu:0.memory_used_mib"), over the phase's polls;
+    # plus "process.cpu_util_pct", this process's share of all logical cores over the phase.
+    utilisation: dict[str, float] = field(default_factory=dict)
 
     @property
     def mean_power_w(self) -> float | None:

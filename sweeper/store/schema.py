@@ -158,6 +158,9 @@ class Phase(Base):
     energy_j: Mapped[float | None] = mapped_column(Float, default=None)
     mean_power_w: Mapped[float | None] = mapped_column(Float, default=None)
     meter_source: Mapped[str | None] = mapped_column(String(32), default=None)
+    # GPU util % (mean) and memory MiB (peak) per GPU, and the process's CPU util % (mean):
+    # whether a phase's energy went into work or into idling hardware.
+    utilisation: Mapped[dict[str, Any] | None] = mapped_column(default=None)
 
     run: Mapped[Run] = relationship(back_populates="phases")
     domains: Mapped[list[PhaseDomainEnergy]] = relationship(
