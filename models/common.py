@@ -1,8 +1,10 @@
-"""Shape checks and sizing rules shared by the architectures."""
+"""Shape checks, sizing rules and the classifier head shared by the architectures."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+
+from torch import nn
 
 InputShape = tuple[int, int, int]
 
@@ -34,3 +36,13 @@ def can_halve(height: int, width: int, min_size: int = 2) -> bool:
     architectures only downsample while this holds and pool adaptively at the end.
     """
     return height // 2 >= min_size and width // 2 >= min_size
+
+
+def fc_head(in_features: int, hidden: int, num_classes: int) -> nn.Sequential:
+    """Flatten -> Linear(hidden) -> ReLU -> Linear: the classifier the conv nets share."""
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(in_features, hidden),
+        nn.ReLU(inplace=True),
+        nn.Linear(hidden, num_classes),
+    )

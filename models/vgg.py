@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from models.common import can_halve, check_input, int_tuple
+from models.common import can_halve, check_input, fc_head, int_tuple
 
 
 class VGG(nn.Module):
@@ -45,12 +45,7 @@ class VGG(nn.Module):
                 layers.append(nn.MaxPool2d(2))
                 h, w = h // 2, w // 2
         self.features = nn.Sequential(*layers)
-        self.classifier = nn.Sequential(
-            nn.Flatten(),
-            nn.Linear(c * h * w, hidden),
-            nn.ReLU(inplace=True),
-            nn.Linear(hidden, num_classes),
-        )
+        self.classifier = fc_head(c * h * w, hidden, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(self.features(x))
