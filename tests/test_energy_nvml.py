@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 from sweeper.energy import EnergySampler
-from sweeper.energy.nvml import NvmlMeter
+from sweeper.energy.nvml import NvmlMeter, visible_devices
 from sweeper.energy.types import MeterReadError, MeterUnavailable
 
 
@@ -36,6 +36,7 @@ class FakeGpu:
     util_pct: int = 87
     memory_used_b: int = 3 * 2**30
     stats_fail: bool = False  # utilisation calls fail while energy calls still work
+    uuid: str = ""
 
 
 class FakeNvml:
@@ -66,6 +67,12 @@ class FakeNvml:
 
     def nvmlDeviceGetHandleByIndex(self, i: int) -> FakeGpu:
         return self.gpus[i]
+
+    def nvmlDeviceGetHandleByUUID(self, uuid: str) -> FakeGpu:
+        for gpu in self.gpus:
+            if gpu.uuid == uuid:
+                return gpu
+        raise NVMLError("Not Found")
 
     def nvmlDeviceGetName(self, h: FakeGpu) -> str | bytes:
         return h.name
@@ -102,6 +109,12 @@ class FakeNvml:
         self._check(h)
         used = h.memory_used_b
         return SimpleNamespace(used=used, total=80 * 2**30, free=80 * 2**30 - used)
+
+
+@pytest.fixture(autouse=True)
+def no_visible_devices_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tests set CUDA_VISIBLE_DEVICES explicitly; a GPU machine's own must not leak in."""
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
 
 
 class Clock:
@@ -254,3 +267,51 @@ def test_real_pynvml_without_driver_is_unavailable() -> None:
         readings = meter.read()
         meter.close()
         assert readings and all(r.domain.startswith("gpu:") for r in readings)
+
+
+def _three_gpus() -> list[FakeGpu]:
+    return [
+        FakeGpu(f"GPU {i}", power_mw=100_000 * (i + 1), counter_mj=1_000.0 * i,
+                uuid=f"GPU-0000000{i}-aaaa-bbbb-cccc-dddddddddddd")
+        for i in range(3)
+    ]
+
+
+def test_visible_devices_parsing_follows_cuda() -> None:
+    assert visible_devices(None) is None
+    assert visible_devices("") == []
+    assert visible_devices("2, 0") == ["2", "0"]
+    assert visible_devices("1,-1,2") == ["1"]  # CUDA ignores everything from a bad entry on
+    assert visible_devices("GPU-abc,3") == ["GPU-abc", "3"]
+
+
+def test_cuda_index_maps_through_visible_devices_to_the_physical_gpu() -> None:
+    gpus = _three_gpus()
+    meter = NvmlMeter(nvml=FakeNvml(gpus), cuda_visible_devices="2,0")
+    gpus[2].counter_mj += 5_000.0  # only physical GPU 2 works
+    readings = {r.domain: r for r in meter.read()}
+    assert readings["gpu:0"].energy_j == pytest.approx(5.0)  # cuda:0 is physical GPU 2
+    assert readings["gpu:1"].energy_j == 0.0
+    assert readings["gpu:0"].power_w == pytest.approx(300.0)
+    info = meter.describe()
+    assert (info["gpu:0.name"], info["gpu:0.nvml_device"]) == ("GPU 2", "2")
+    assert info["gpu:1.nvml_device"] == "0"
+
+
+def test_uuid_entries_are_opened_by_uuid_and_env_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    gpus = _three_gpus()
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", gpus[1].uuid)
+    meter = NvmlMeter(nvml=FakeNvml(gpus))
+    assert meter.gpu_indices == [0]
+    assert meter.describe()["gpu:0.name"] == "GPU 1"
+
+
+def test_hidden_or_unmeasurable_gpus_are_unavailable() -> None:
+    with pytest.raises(MeterUnavailable, match="CUDA_VISIBLE_DEVICES shows 1"):
+        NvmlMeter([1], nvml=FakeNvml(_three_gpus()), cuda_visible_devices="0")
+    with pytest.raises(MeterUnavailable, match="no GPUs"):
+        NvmlMeter(nvml=FakeNvml(_three_gpus()), cuda_visible_devices="")
+    with pytest.raises(MeterUnavailable, match="MIG instance"):
+        NvmlMeter(nvml=FakeNvml(_three_gpus()), cuda_visible_devices="MIG-1234")
+    with pytest.raises(MeterUnavailable, match="NVML device GPU-nope"):
+        NvmlMeter(nvml=FakeNvml(_three_gpus()), cuda_visible_devices="GPU-nope")

@@ -9,6 +9,7 @@ often the sampler polls. The meter only reads: it never changes clocks or power 
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -49,8 +50,30 @@ class _Gpu:
     last_power_w: float = 0.0
 
 
+def visible_devices(value: str | None) -> list[str] | None:
+    """CUDA_VISIBLE_DEVICES as CUDA reads it: None when unset (every GPU visible), else its
+    entries up to the first one CUDA would reject (an empty value hides every GPU)."""
+    if value is None:
+        return None
+    entries = []
+    for entry in value.split(","):
+        entry = entry.strip()
+        if not (entry.isdigit() or entry.startswith(("GPU-", "MIG-"))):
+            break
+        entries.append(entry)
+    return entries
+
+
 class NvmlMeter:
-    """Cumulative energy in joules per GPU (domain ``gpu:<index>``) since the meter was opened."""
+    """Cumulative energy in joules per GPU (domain ``gpu:<index>``) since the meter was opened.
+
+    Indices are CUDA's, as torch numbers devices (``cuda:0`` is ``gpu:0``). Under
+    CUDA_VISIBLE_DEVICES (set by Slurm, by users sharing a node) CUDA's ``cuda:0`` can be
+    any physical GPU while NVML always counts all of them, so each index is mapped through
+    that variable to NVML's index or UUID. Integer entries assume CUDA's order matches
+    NVML's PCI order, which holds on nodes of identical GPUs or with
+    CUDA_DEVICE_ORDER=PCI_BUS_ID; UUID entries are exact.
+    """
 
     source = "nvml"
 
@@ -60,7 +83,11 @@ class NvmlMeter:
         *,
         nvml: ModuleType | Any | None = None,
         clock: Callable[[], float] = time.perf_counter,
+        cuda_visible_devices: str | None = None,
     ) -> None:
+        if cuda_visible_devices is None:
+            cuda_visible_devices = os.environ.get("CUDA_VISIBLE_DEVICES")
+        self._visible = visible_devices(cuda_visible_devices)
         if nvml is None:
             try:
                 import pynvml as nvml
@@ -90,19 +117,37 @@ class NvmlMeter:
             self.driver_version = _text(nvml.nvmlSystemGetDriverVersion())
         except nvml.NVMLError as e:
             raise MeterUnavailable(f"NVML started but cannot list GPUs: {e}") from e
-        indices = list(range(count)) if gpu_indices is None else list(gpu_indices)
+        visible = self._visible
+        n_visible = count if visible is None else len(visible)
+        indices = list(range(n_visible)) if gpu_indices is None else list(gpu_indices)
         if not indices:
-            raise MeterUnavailable("NVML found no GPUs" if count == 0 else "no GPU selected")
-        bad = [i for i in indices if not 0 <= i < count]
+            raise MeterUnavailable("NVML found no GPUs" if n_visible == 0 else "no GPU selected")
+        bad = [i for i in indices if not 0 <= i < n_visible]
         if bad:
-            raise MeterUnavailable(f"GPU indices {bad} do not exist (NVML sees {count} GPUs)")
+            seen = f"NVML sees {count} GPUs"
+            if visible is not None:
+                seen += f", CUDA_VISIBLE_DEVICES shows {n_visible}"
+            raise MeterUnavailable(f"GPU indices {bad} do not exist ({seen})")
         self._gpus: list[_Gpu] = []
+        self.nvml_ids: dict[int, str] = {}  # CUDA index -> NVML index or UUID measured
         for i in indices:
+            target = str(i) if visible is None else visible[i]
             try:
-                handle = nvml.nvmlDeviceGetHandleByIndex(i)
+                if target.isdigit():
+                    handle = nvml.nvmlDeviceGetHandleByIndex(int(target))
+                elif target.startswith("GPU-"):
+                    handle = nvml.nvmlDeviceGetHandleByUUID(target)
+                else:
+                    raise MeterUnavailable(
+                        f"GPU {i} is the MIG instance {target}: NVML's energy counter covers "
+                        "the whole physical GPU, so it cannot be attributed to one instance"
+                    )
                 name = _text(nvml.nvmlDeviceGetName(handle))
             except nvml.NVMLError as e:
-                raise MeterUnavailable(f"NVML cannot open GPU {i}: {e}") from e
+                raise MeterUnavailable(
+                    f"NVML cannot open GPU {i} (NVML device {target}): {e}"
+                ) from e
+            self.nvml_ids[i] = target
             gpu = _Gpu(i, handle, name, False, False, self._power_limit_w(handle))
             try:
                 gpu.start_mj = float(nvml.nvmlDeviceGetTotalEnergyConsumption(handle))
@@ -189,6 +234,7 @@ class NvmlMeter:
         for g in self._gpus:
             key = f"gpu:{g.index}"
             info[f"{key}.name"] = g.name
+            info[f"{key}.nvml_device"] = self.nvml_ids[g.index]
             if g.power_limit_w is not None:
                 info[f"{key}.power_limit_w"] = f"{g.power_limit_w:g}"
             info[f"{key}.energy_method"] = (
