@@ -282,3 +282,36 @@ def test_sampler_thread_is_cheap() -> None:
     summary = sampler.stop()
     assert len(summary.by_domain) == 1
     assert 0 < thread_cpu_s < 0.05 * 0.5
+
+
+class SteppedEnergy:
+    """Energy that jumps when the test says so, as a coarse counter (CPU-time ticks) does."""
+
+    source = "estimate"
+
+    def __init__(self) -> None:
+        self.energy_j = 0.0
+
+    def read(self) -> list[DomainReading]:
+        return [DomainReading("cpu", self.source, self.energy_j, None)]
+
+    def describe(self) -> dict[str, str]:
+        return {}
+
+    def close(self) -> None:
+        pass
+
+
+def test_no_power_spike_from_a_rate_over_a_tiny_interval() -> None:
+    # A counter step seen over a sliver of the sampling period (here the poll at stop, 20 ms
+    # into a 2 s period) is the counter's resolution, not power: 10 J / 20 ms would be 500 W.
+    meter = SteppedEnergy()
+    samples: list[Sample] = []
+    sampler = EnergySampler([meter], sample_hz=0.5, on_samples=samples.extend)
+    sampler.start()
+    time.sleep(0.02)
+    meter.energy_j = 10.0
+    summary = sampler.stop()
+    assert [s.power_w for s in samples] == [None]
+    assert summary.peak_power_w is None
+    assert samples[-1].energy_j == pytest.approx(10.0) == pytest.approx(summary.energy_j)

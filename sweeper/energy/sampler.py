@@ -219,19 +219,25 @@ class EnergySampler:
     def _poll_locked(self, context: str) -> tuple[float, dict[str, DomainReading]]:
         """A background sample of every domain, with power from the meter or from energy/dt."""
         t_s, values, stale = self._read_locked(context)
-        total_w = 0.0
+        # A rate over a much shorter interval than the sampling period (the poll at stop,
+        # right after a background one) is mostly the meter's resolution: a CPU-time tick
+        # over a few ms reads as hundreds of watts. Such a sample keeps its energy but gets
+        # no power, and the next rate is taken from the last full interval.
+        min_dt_s = 0.5 / self.sample_hz
+        total_w: float | None = None
         for domain, r in values.items():
             prev_t, prev_e = self._prev_sample.get(domain, (0.0, 0.0))
-            power_w = r.power_w
-            if domain in stale:
-                power_w = None
-            elif power_w is None and t_s > prev_t:
-                power_w = (r.energy_j - prev_e) / (t_s - prev_t)
-            self._prev_sample[domain] = (t_s, r.energy_j)
+            power_w = None if domain in stale else r.power_w
+            if domain not in stale and power_w is None:
+                if t_s - prev_t >= min_dt_s:
+                    power_w = (r.energy_j - prev_e) / (t_s - prev_t)
+                    self._prev_sample[domain] = (t_s, r.energy_j)
+            else:
+                self._prev_sample[domain] = (t_s, r.energy_j)
             if power_w is not None:
-                total_w += power_w
+                total_w = (total_w or 0.0) + power_w
             self._buffer.append(Sample(t_s, domain, r.source, power_w, r.energy_j))
-        if values:
+        if total_w is not None:
             self._peak_power_w = (
                 total_w if self._peak_power_w is None else max(self._peak_power_w, total_w)
             )
