@@ -109,3 +109,11 @@ def test_single_run_with_custom_store(tmp_path: Path) -> None:
     proc = run_cli(["model=mlp", f"storage.url=sqlite:///{db}", *TINY], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert _rows(db, "select model, status from runs") == [("mlp", "completed")]
+
+
+def test_help_names_the_app_and_its_groups(tmp_path: Path) -> None:
+    proc = run_cli(["--help"], cwd=tmp_path)
+    assert proc.returncode == 0
+    assert proc.stdout.startswith("sweeper: Hydra sweeps")
+    assert "model: cnn, mlp, mobilenet, resnet, vgg, vit" in proc.stdout
+    assert not (tmp_path / "results").exists()  # help runs nothing
