@@ -19,7 +19,7 @@ import torch
 from datasets import dataset_options, load_dataset
 from models import build_model
 from models.build import model_options
-from sweeper.spec import ConfigError
+from sweeper.spec import ConfigError, invalid_value
 
 # (channels, height, width) and classes of the data sets whose files are read from disk;
 # synthetic's come from its options.
@@ -43,10 +43,6 @@ def _loader_options() -> dict[str, Any]:
         for p in params
         if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name != "seed"
     }
-
-
-def _fail(key: str, value: Any, allowed: str) -> ConfigError:
-    return ConfigError(f"invalid value for '{key}': {value!r}; allowed: {allowed}")
 
 
 def _is_int(value: Any) -> bool:
@@ -76,24 +72,24 @@ def _check_like_default(key: str, value: Any, default: Any, minimum: int | None 
     """Type (and simple range) check of one option against its signature default."""
     if isinstance(default, bool):
         if not isinstance(value, bool):
-            raise _fail(key, value, "true or false")
+            raise invalid_value(key, value, "true or false")
     elif isinstance(default, int) or minimum is not None:
         low = 0 if minimum is None else minimum
         if value is None and default is None:
             return
         if not _is_int(value) or value < low:
             nullable = "null or " if default is None else ""
-            raise _fail(key, value, f"{nullable}an integer >= {low}")
+            raise invalid_value(key, value, f"{nullable}an integer >= {low}")
     elif isinstance(default, float):
         if not _is_number(value) or value < 0:
-            raise _fail(key, value, "a finite number >= 0")
+            raise invalid_value(key, value, "a finite number >= 0")
     elif isinstance(default, tuple):
         if not isinstance(value, list | tuple) or not value or not all(
             _is_int(v) and v >= 1 for v in value
         ):
-            raise _fail(key, value, "a non-empty list of integers >= 1")
+            raise invalid_value(key, value, "a non-empty list of integers >= 1")
     elif default is None and value is not None and not _is_int(value):
-        raise _fail(key, value, "null or an integer")
+        raise invalid_value(key, value, "null or an integer")
 
 
 def check_dataset_options(name: str, options: dict[str, Any]) -> None:
@@ -104,17 +100,19 @@ def check_dataset_options(name: str, options: dict[str, Any]) -> None:
         full = f"dataset.{key}"
         if key in ("val_fraction", "test_fraction"):
             if not _is_number(value) or not 0.0 <= value < 1.0:
-                raise _fail(full, value, "a number in [0, 1)")
+                raise invalid_value(full, value, "a number in [0, 1)")
         elif key == "root":
             if not isinstance(value, str) or not value:
-                raise _fail(full, value, "a directory path")
+                raise invalid_value(full, value, "a directory path")
         else:
             _check_like_default(full, value, allowed[key], _INT_MINIMUM.get(key))
     if name == "synthetic":
         n = options.get("n_samples", allowed["n_samples"])
         k = options.get("num_classes", allowed["num_classes"])
         if k > n:
-            raise _fail("dataset.num_classes", k, f"an integer from 2 to dataset.n_samples ({n})")
+            raise invalid_value(
+                "dataset.num_classes", k, f"an integer from 2 to dataset.n_samples ({n})"
+            )
 
 
 def data_shape(name: str, options: dict[str, Any]) -> tuple[tuple[int, int, int], int] | None:

@@ -72,7 +72,7 @@ class RunSpec:
     config_hash: str = ""
 
 
-def _fail(key: str, value: Any, allowed: str) -> ConfigError:
+def invalid_value(key: str, value: Any, allowed: str) -> ConfigError:
     return ConfigError(f"invalid value for '{key}': {value!r}; allowed: {allowed}")
 
 
@@ -81,7 +81,7 @@ def _int(cfg: DictConfig, key: str, *, minimum: int, allow_none: bool = False) -
     if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise _fail(key, value, f"an integer >= {minimum}")
+        raise invalid_value(key, value, f"an integer >= {minimum}")
     return value
 
 
@@ -99,14 +99,14 @@ def _float(
         ok = math.isfinite(number) and (number > minimum if strict else number >= minimum)
     if not ok:
         relation = ">" if strict else ">="
-        raise _fail(key, value, f"a finite number {relation} {minimum:g}")  # value as given
+        raise invalid_value(key, value, f"a finite number {relation} {minimum:g}")  # value as given
     return number
 
 
 def _choice(cfg: DictConfig, key: str, allowed: tuple[str, ...]) -> str:
     value = OmegaConf.select(cfg, key)
     if value not in allowed:
-        raise _fail(key, value, ", ".join(allowed))
+        raise invalid_value(key, value, ", ".join(allowed))
     return value
 
 
@@ -116,7 +116,7 @@ def _device(value: Any) -> str:
         return text
     if text.startswith("cuda:") and text[5:].isascii() and text[5:].isdigit():  # not "cuda:²"
         return text
-    raise _fail("device", value, "auto, cpu, cuda, cuda:N")
+    raise invalid_value("device", value, "auto, cpu, cuda, cuda:N")
 
 
 def config_hash(resolved: dict[str, Any]) -> str:
@@ -147,37 +147,39 @@ def build_spec(cfg: DictConfig) -> RunSpec:
     model_cfg = dict(resolved.get("model") or {})
     model = model_cfg.pop("name", None)
     if model not in MODEL_NAMES:
-        raise _fail("model", model, ", ".join(MODEL_NAMES))
+        raise invalid_value("model", model, ", ".join(MODEL_NAMES))
     dataset_cfg = dict(resolved.get("dataset") or {})
     dataset = dataset_cfg.pop("name", None)
     if dataset not in DATASET_NAMES:
-        raise _fail("dataset", dataset, ", ".join(DATASET_NAMES))
+        raise invalid_value("dataset", dataset, ", ".join(DATASET_NAMES))
     from sweeper.options import check_dataset_options, check_model_options  # imports spec
 
     check_dataset_options(dataset, dataset_cfg)
     check_model_options(model, model_cfg, dataset, dataset_cfg)
     precision = OmegaConf.select(cfg, "precision.name")
     if precision not in PRECISIONS:
-        raise _fail("precision", precision, ", ".join(PRECISIONS))
+        raise invalid_value("precision", precision, ", ".join(PRECISIONS))
 
     gpus = OmegaConf.select(cfg, "energy.gpus")
     if gpus is not None:
         gpus = [gpus] if isinstance(gpus, int) else list(gpus)
         if not all(isinstance(g, int) and not isinstance(g, bool) and g >= 0 for g in gpus):
-            raise _fail("energy.gpus", gpus, "null or a list of GPU indices >= 0")
+            raise invalid_value("energy.gpus", gpus, "null or a list of GPU indices >= 0")
         gpus = tuple(gpus)
 
     url = OmegaConf.select(cfg, "storage.url")
     if not isinstance(url, str) or "://" not in url:
-        raise _fail("storage.url", url, "a SQLAlchemy URL such as sqlite:///results/sweeper.db")
+        raise invalid_value("storage.url", url, "a SQLAlchemy URL such as sqlite:///results/sweeper.db")
 
     country = OmegaConf.select(cfg, "energy.country")
     if not isinstance(country, str) or not country:
-        raise _fail("energy.country", country, "an ISO 3166 alpha-3 code such as FRA, or WORLD")
+        raise invalid_value(
+            "energy.country", country, "an ISO 3166 alpha-3 code such as FRA, or WORLD"
+        )
 
     window = _float(cfg, "forecast.window", minimum=0.0)
     if window is not None and window >= 1.0:
-        raise _fail("forecast.window", window, "a fraction between 0 and 1 (exclusive)")
+        raise invalid_value("forecast.window", window, "a fraction between 0 and 1 (exclusive)")
 
     trial = OmegaConf.select(cfg, "trial", default=None)
     return RunSpec(
