@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
 
-from sweeper.spec import ConfigError
+from sweeper.spec import invalid_value
 
 MODES = ("train", "forecast", "estimate")
 
@@ -15,5 +15,5 @@ MODES = ("train", "forecast", "estimate")
 def job_mode(cfg: DictConfig) -> str:
     value = OmegaConf.select(cfg, "mode", default="train")
     if value not in MODES:
-        raise ConfigError(f"invalid value for 'mode': {value!r}; allowed: {', '.join(MODES)}")
+        raise invalid_value("mode", value, ", ".join(MODES))
     return str(value)

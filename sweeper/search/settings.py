@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sweeper.spec import ConfigError
+from sweeper.spec import ConfigError, invalid_value
 
 # Second objective (minimised) -> its unit, for tables and metric names.
 OBJECTIVES: dict[str, str] = {
@@ -47,7 +47,7 @@ def _key(name: str) -> str:
 
 
 def _fail(name: str, value: Any, allowed: str) -> ConfigError:
-    return ConfigError(f"invalid value for '{_key(name)}': {value!r}; allowed: {allowed}")
+    return invalid_value(_key(name), value, allowed)
 
 
 def _int(raw: Mapping[str, Any], name: str, default: int, minimum: int) -> int:
