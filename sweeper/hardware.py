@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field
 
 import psutil
 
+from sweeper.energy import cpu_model_name
+
 
 @dataclass(frozen=True)
 class Hardware:
@@ -50,17 +52,6 @@ class Hardware:
         return {**asdict(self), "hardware_id": self.hardware_id}
 
 
-def cpu_model_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown CPU"
-
-
 GpuInfo = dict[str, dict[str, str | float]]  # "gpu:0" -> {"name": ..., "power_limit_w": ...}
 
 
@@ -95,7 +86,7 @@ def describe_host(
     details["python"] = platform.python_version()
     return Hardware(
         host=socket.gethostname(),
-        cpu_model=cpu_model_name(),
+        cpu_model=cpu_model_name() or platform.processor() or platform.machine() or "unknown CPU",
         cpu_count=os.cpu_count() or 1,
         memory_gib=round(psutil.virtual_memory().total / 2**30, 1),
         gpu_model=str(gpu_model) if gpu_model else None,
