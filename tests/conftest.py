@@ -80,3 +80,23 @@ def run_cli(
         [sys.executable, "-m", "sweeper", *args],
         cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout,
     )
+
+
+def deny_read(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make a powercap counter unreadable, as energy_uj is to non-root users since 2020.
+
+    chmod is enough for an ordinary user; root reads anything, so as root the RAPL
+    reader's file access is patched to refuse that one path.
+    """
+    from sweeper.energy import rapl
+
+    path.chmod(0o000)
+    if os.geteuid() == 0:
+        real = rapl._read_int
+
+        def read_int(p: Path) -> int:
+            if Path(p) == path:
+                raise PermissionError(13, "Permission denied", str(p))
+            return real(p)
+
+        monkeypatch.setattr(rapl, "_read_int", read_int)

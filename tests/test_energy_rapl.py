@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sweeper.energy import rapl
 from sweeper.energy.rapl import RaplMeter, counter_delta_uj
 from sweeper.energy.types import MeterReadError, MeterUnavailable
+from tests.conftest import deny_read
 
 MAX_UJ = 262_143_328_850  # a typical Intel package range
 
@@ -85,16 +84,7 @@ def test_unreadable_counter_names_the_fix(
     tree: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     target = tree["d1"] / "energy_uj"
-    target.chmod(0o000)
-    if os.geteuid() == 0:  # root reads anything: simulate what an ordinary user would see
-        real = rapl._read_int
-
-        def read_int(path: Path) -> int:
-            if Path(path) == target:
-                raise PermissionError(13, "Permission denied", str(path))
-            return real(path)
-
-        monkeypatch.setattr(rapl, "_read_int", read_int)
+    deny_read(target, monkeypatch)
     with pytest.raises(MeterUnavailable) as err:
         RaplMeter(tree["root"])
     message = str(err.value)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-from sweeper.energy import EnergySampler, open_meters, rapl
+from sweeper.energy import EnergySampler, open_meters
 from sweeper.energy.types import MeterUnavailable
+from tests.conftest import deny_read
 
 
 class NVMLError(Exception):
@@ -69,16 +69,7 @@ def powercap(tmp_path: Path) -> Path:
 @pytest.fixture
 def unreadable_powercap(powercap: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     target = powercap / "intel-rapl:0" / "energy_uj"
-    target.chmod(0o000)
-    if os.geteuid() == 0:
-        real = rapl._read_int
-
-        def read_int(path: Path) -> int:
-            if Path(path) == target:
-                raise PermissionError(13, "Permission denied", str(path))
-            return real(path)
-
-        monkeypatch.setattr(rapl, "_read_int", read_int)
+    deny_read(target, monkeypatch)
     return powercap
 
 
