@@ -204,9 +204,17 @@ def test_on_samples_gets_batches_and_a_final_flush() -> None:
         assert times == sorted(times) and len(set(times)) == len(times)
         assert [s.energy_j for s in series] == sorted(s.energy_j for s in series)
         assert series[-1].energy_j == summary.by_domain[domain]
-    for s in by_domain["package-0"][1:]:
+    series = by_domain["package-0"]
+    rated = [s for s in series[1:] if s.power_w is not None]
+    assert len(rated) >= len(series) // 2
+    for s in rated:
         assert s.power_w == pytest.approx(100.0, rel=0.05)  # from energy deltas / dt
-        assert s.source == "rapl"
+    # A poll that lands less than half a period after the one before (the poll at stop, or an
+    # on-schedule poll right after a late one on a loaded machine) carries energy but no rate.
+    for prev, s in zip(series, series[1:], strict=False):
+        if s.power_w is None:
+            assert s.t_s - prev.t_s < 0.5 / 50
+    assert all(s.source == "rapl" for s in series)
     assert 10 <= len(by_domain["package-0"]) <= 25  # ~50 Hz for 0.4 s
     assert summary.source == "rapl+estimate"
 
