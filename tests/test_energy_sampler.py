@@ -8,6 +8,7 @@ import psutil
 import pytest
 
 from sweeper.energy import EnergySampler, source_label
+from sweeper.energy.sampler import next_poll_s
 from sweeper.energy.types import DomainReading, MeterReadError, Sample
 
 
@@ -323,3 +324,31 @@ def test_no_power_spike_from_a_rate_over_a_tiny_interval() -> None:
     assert [s.power_w for s in samples] == [None]
     assert summary.peak_power_w is None
     assert samples[-1].energy_j == pytest.approx(10.0) == pytest.approx(summary.energy_j)
+
+
+def test_polls_keep_their_rate_but_a_late_one_never_brings_the_next_within_half_a_period() -> None:
+    assert next_poll_s(1.0, 1.0, 0.1) == pytest.approx(1.1)  # on time
+    assert next_poll_s(1.0, 1.04, 0.1) == pytest.approx(1.1)  # a little late: keeps the grid
+    assert next_poll_s(1.0, 1.07, 0.1) == pytest.approx(1.17)  # late: skips rather than slivers
+    assert next_poll_s(1.0, 5.0, 0.1) == pytest.approx(5.1)  # suspended: no burst of polls
+
+
+def test_on_a_loaded_machine_only_the_poll_at_stop_may_lack_a_rate() -> None:
+    batches: list[list[Sample]] = []
+
+    def slow_sometimes(batch: list[Sample]) -> None:
+        """Every third flush takes 1.7 periods, so the next poll starts 0.7 of a period late."""
+        batches.append(batch)
+        if len(batches) % 3 == 0:
+            time.sleep(1.7 * 0.02)
+
+    sampler = EnergySampler(
+        [ConstantPower(50.0)], sample_hz=50, on_samples=slow_sometimes, flush_every=1
+    )
+    sampler.start()
+    time.sleep(0.5)
+    sampler.stop()
+    series = [s for b in batches for s in b]
+    assert len(series) >= 10
+    for s in series[1:-1]:
+        assert s.power_w == pytest.approx(50.0, rel=0.1)

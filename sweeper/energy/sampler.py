@@ -43,6 +43,19 @@ def source_label(sources: Iterable[str]) -> str:
     return "+".join(ordered) if ordered else "none"
 
 
+def next_poll_s(scheduled_s: float, now_s: float, period_s: float) -> float:
+    """When to poll after the poll scheduled at ``scheduled_s`` ran at ``now_s``.
+
+    Polls keep a fixed rate, but a late poll (loaded machine, slow meter) never brings the
+    next one within half a period: that would burst after a suspend, and a rate over such a
+    sliver of time is mostly counter resolution, so the poll would carry no power.
+    """
+    next_s = scheduled_s + period_s
+    if next_s - now_s < 0.5 * period_s:
+        next_s = now_s + period_s
+    return next_s
+
+
 def describe_meters(meters: Iterable[Meter], problems: list[str] | None = None) -> dict[str, str]:
     """Every meter's describe(), keys prefixed by its source ("nvml.gpu:0.name").
 
@@ -298,10 +311,7 @@ class EnergySampler:
         period_s = 1.0 / self.sample_hz
         next_s = self._clock() + period_s
         while not self._stop_event.wait(max(0.0, next_s - self._clock())):
-            now = self._clock()
-            next_s += period_s
-            if next_s < now:  # fell behind (suspended, slow meter): skip, don't burst
-                next_s = now + period_s
+            next_s = next_poll_s(next_s, self._clock(), period_s)
             with self._lock:
                 self._poll_locked("background")
                 self._poll_stats_locked()
