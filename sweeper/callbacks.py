@@ -15,6 +15,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from sweeper.errors import USER_ERRORS, exit_with_user_error
+from sweeper.liveness import reclaim_vanished_runs
 from sweeper.redact import has_secret, install_log_redaction, mask_overrides, scrub_hydra_outputs
 from sweeper.spec import build_spec
 from sweeper.store import open_store
@@ -126,6 +127,7 @@ class SweepCallback(Callback):
         sweep = store_runs.find_sweep(store, name)
         if sweep is None:
             return
+        reclaim_vanished_runs(store, sweep.id)
         runs = store_runs.sweep_runs(store, sweep.id)
         # A resumed sweep's outcome is each configuration's latest attempt (runs are in id
         # order): a failure fixed by a rerun no longer fails the command.

@@ -19,6 +19,7 @@ from rich.table import Table
 
 from sweeper import energy
 from sweeper.forecast import Forecast, ProfileWindow
+from sweeper.liveness import Heartbeat
 from sweeper.recording import (
     Recorder,
     RunError,
@@ -59,7 +60,7 @@ def execute_forecast(p: Prepared) -> JobResult:
     summary: energy.EnergySummary | None = None
     t0 = time.perf_counter()
     try:
-        with sigterm_as_interrupt():
+        with sigterm_as_interrupt(), Heartbeat(store, run_id):
             sampler.start()
             try:
                 with sampler.phase("profile", 0) as ph:

@@ -9,6 +9,7 @@ too, then re-raised so the process stops promptly.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from sweeper import distributed, energy
 from sweeper.device import check_precision, describe_accelerator, resolve_device
 from sweeper.forecast import ProfileWindow
 from sweeper.hardware import describe_host
+from sweeper.liveness import Heartbeat, reclaim_vanished_runs
 from sweeper.modes import job_mode
 from sweeper.progress import TrainingProgress
 from sweeper.recording import (
@@ -105,6 +107,7 @@ def run_job(cfg: DictConfig, base_dir: str | Path | None = None) -> JobResult:
     sweep_id = store_runs.ensure_sweep(
         store, sweep.name, kind=sweep.kind, command=sweep.command, sweep_dir=sweep.sweep_dir
     )
+    reclaim_vanished_runs(store, sweep_id)
     if sweep.resume:
         done = store_runs.completed_run_id(store, sweep_id, spec.config_hash)
         if done is not None:
@@ -210,7 +213,8 @@ def new_run_row(p: Prepared) -> Run:
         lr=spec.lr, optimizer=spec.optimizer, epochs=spec.epochs, precision=spec.precision,
         device=str(p.device), seed=spec.seed, params=p.params,
         macs_per_sample=p.macs_per_sample, status="running", trial_number=spec.trial,
-        started_at=utcnow(), host=str(hw["host"]), hardware_id=str(hw["hardware_id"]),
+        started_at=utcnow(), pid=os.getpid(), heartbeat_at=utcnow(), host=str(hw["host"]),
+        hardware_id=str(hw["hardware_id"]),
         cpu_model=str(hw["cpu_model"]), gpu_model=hw.get("gpu_model"),
         gpu_count=int(hw.get("gpu_count") or 0), hardware=hw, pue=spec.pue,
         meter_source=p.meters.source,
@@ -240,7 +244,7 @@ def _execute(p: Prepared) -> JobResult:
     t0 = time.perf_counter()
     summary: energy.EnergySummary | None = None
     try:
-        with sigterm_as_interrupt():
+        with sigterm_as_interrupt(), Heartbeat(store, run_id):
             sampler.start()
             try:
                 values.update(_phases(p, sampler, recorder, profile, train_steps, on_step))

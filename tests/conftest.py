@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -100,3 +102,30 @@ def deny_read(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
             return real(p)
 
         monkeypatch.setattr(rapl, "_read_int", read_int)
+
+
+# Long enough that it is always mid-training when the signal comes (~a minute of epochs).
+LONG_RUN = [
+    "model=mlp", "dataset=synthetic", "dataset.n_samples=4000", "epochs=300",
+    "energy.sample_hz=50", "sweeper.progress=false", "inference.batches=3",
+]
+
+
+def wait_for_training(db: Path, proc: subprocess.Popen, timeout: float = 120) -> int:
+    """Block until the run row is 'running' and an epoch has been recorded; return the
+    number of samples stored by then."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        if db.exists():
+            try:
+                with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+                    status = conn.execute("select status from runs").fetchall()
+                    phases = conn.execute("select count(*) from phases").fetchone()[0]
+                    samples = conn.execute("select count(*) from power_samples").fetchone()[0]
+                if status == [("running",)] and phases >= 1:
+                    return samples
+            except sqlite3.Error:
+                pass  # the schema is being created
+        time.sleep(0.1)
+    raise AssertionError("the run never started training")

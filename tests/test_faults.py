@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, TINY, run_cli
+from tests.conftest import LONG_RUN, ROOT, TINY, run_cli, wait_for_training
 
 pytestmark = pytest.mark.slow
 
@@ -105,33 +105,6 @@ def test_bad_option_in_a_later_job_stops_the_grid_before_any_training(tmp_path: 
     assert not db.exists() or _rows(db, "select count(*) from runs") == [(0,)]
 
 
-# Long enough that it is always mid-training when the signal comes (~a minute of epochs).
-LONG_RUN = [
-    "model=mlp", "dataset=synthetic", "dataset.n_samples=4000", "epochs=300",
-    "energy.sample_hz=50", "sweeper.progress=false", "inference.batches=3",
-]
-
-
-def _wait_for_training(db: Path, proc: subprocess.Popen, timeout: float = 120) -> int:
-    """Block until the run row is 'running' and an epoch has been recorded; return the
-    number of samples stored by then."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.communicate()[1][-3000:]
-        if db.exists():
-            try:
-                with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-                    status = conn.execute("select status from runs").fetchall()
-                    phases = conn.execute("select count(*) from phases").fetchone()[0]
-                    samples = conn.execute("select count(*) from power_samples").fetchone()[0]
-                if status == [("running",)] and phases >= 1:
-                    return samples
-            except sqlite3.Error:
-                pass  # the schema is being created
-        time.sleep(0.1)
-    raise AssertionError("the run never started training")
-
-
 @pytest.mark.parametrize(
     ("sig", "multirun", "exit_code", "error_type"),
     [
@@ -151,7 +124,7 @@ def test_signal_mid_training_records_interrupted_run(
     )
     db = tmp_path / "results" / "sweeper.db"
     try:
-        samples_before = _wait_for_training(db, proc)
+        samples_before = wait_for_training(db, proc)
         sent = time.monotonic()
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=10)
@@ -177,4 +150,44 @@ def test_signal_mid_training_records_interrupted_run(
     phase_sum = _rows(db, f"select sum(energy_j) from phases where run_id={run_id} "
                           "and kind='train_epoch'")[0][0]
     assert phase_sum == pytest.approx(e_tr)
+    assert _rows(db, "PRAGMA integrity_check") == [("ok",)]
+
+
+def test_run_killed_outright_is_recorded_interrupted_by_the_next_job_of_its_sweep(
+    tmp_path: Path,
+) -> None:
+    """SIGKILL (the out-of-memory killer, a hard pre-emption) leaves no chance to record the
+    run; the sweep's next job finds its process gone and records it before going on."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HYDRA_FULL_ERROR": "0"}
+    env.pop("SWEEPER_SWEEP_NAME", None)
+    named = "sweeper.name=killed"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sweeper", "-m", named, *LONG_RUN],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    db = tmp_path / "results" / "sweeper.db"
+    try:
+        wait_for_training(db, proc)
+        proc.kill()
+        proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    ((killed_id, status, pid),) = _rows(db, "select id, status, pid from runs")
+    assert (status, pid) == ("running", proc.pid)  # nothing could record the end
+
+    again = run_cli(["-m", named, "model=mlp", *TINY], cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    rows = _rows(db, "select id, status, error_type, error_message, ended_at, energy_train_j, "
+                     "measurement_warning from runs order by id")
+    (_, status, etype, message, ended, e_tr, warning), (_, new_status, *_) = rows
+    assert (status, etype, new_status) == ("interrupted", "RunVanished", "completed")
+    assert f"pid {proc.pid}" in message and ended is not None
+    # Its totals are what its finished epochs stored, and say they are a lower bound.
+    epochs_j = _rows(db, f"select sum(energy_j) from phases where run_id={killed_id} "
+                         "and kind='train_epoch'")[0][0]
+    assert e_tr == pytest.approx(epochs_j) and e_tr > 0
+    assert "lower bound" in warning
+    assert "interrupted" in again.stdout
     assert _rows(db, "PRAGMA integrity_check") == [("ok",)]

@@ -1,8 +1,9 @@
 """Schema versioning: a database written by an older sweeper is upgraded by the numbered
 steps in sweeper.store.migrate, atomically, or refused; never half-changed.
 
-The shipped schema has no old version yet, so these tests pretend the code is one version
-ahead and register a synthetic step, against real SQLite files and PostgreSQL.
+The shipped step (1 -> 2) runs on a version-1 database rebuilt from the current schema; the
+failure and refusal paths pretend the code is one version ahead with a synthetic step.
+Both against real SQLite files and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -118,3 +119,38 @@ def test_missing_step_is_refused_without_touching_the_file(
     with pytest.raises(StoreError, match=f"no migration from version {OLD}"):
         Store(sqlite_url)
     assert _version_and_columns(sqlite_url)[0] == OLD
+
+
+def test_version_1_database_gets_the_liveness_columns_and_keeps_its_runs(url: str) -> None:
+    """Version 1 had no runs.pid / runs.heartbeat_at: upgraded rows have them empty, and a
+    run that version 1 left 'running' long ago is then reclaimed like any silent run."""
+    from datetime import timedelta
+
+    from sweeper.liveness import STALE_AFTER_S, reclaim_vanished_runs
+    from sweeper.store.schema import utcnow
+
+    finished = _old_database(url)
+    store = Store(url)
+    sweep_id = store_runs.ensure_sweep(store, "grid: old")
+    left_running = store_runs.insert_run(
+        store,
+        Run(sweep_id=sweep_id, config={}, config_hash="r", model="mlp", dataset="digits",
+            batch=32, lr=1e-3, optimizer="adam", epochs=1, precision="fp32", device="cpu",
+            status="running", host="old-node",
+            started_at=utcnow() - timedelta(seconds=STALE_AFTER_S + 60)),
+    )
+    with store.engine.begin() as conn:  # what version 1 wrote
+        conn.execute(text("ALTER TABLE runs DROP COLUMN pid"))
+        conn.execute(text("ALTER TABLE runs DROP COLUMN heartbeat_at"))
+        conn.execute(text("UPDATE schema_info SET version = 1"))
+    store.dispose()
+    version, columns = _version_and_columns(url)
+    assert version == 1 and not {"pid", "heartbeat_at"} & columns
+
+    store = Store(url)
+    version, columns = _version_and_columns(url)
+    assert version == SCHEMA_VERSION == 2 and {"pid", "heartbeat_at"} <= columns
+    run = store_runs.get_run(store, finished)
+    assert run is not None and run.status == "completed" and run.pid is None
+    assert reclaim_vanished_runs(store, sweep_id) == [left_running]
+    store.dispose()

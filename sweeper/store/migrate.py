@@ -13,12 +13,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy import Connection, Engine, select, text, update
 
-from sweeper.store.schema import SCHEMA_VERSION, SchemaInfo, utcnow
+from sweeper.store.schema import SCHEMA_VERSION, Run, SchemaInfo, utcnow
+
+
+def _add_run_liveness(conn: Connection) -> None:
+    """1 -> 2: runs.pid and runs.heartbeat_at (NULL for runs written before)."""
+    for column in (Run.__table__.c.pid, Run.__table__.c.heartbeat_at):
+        sql_type = column.type.compile(dialect=conn.dialect)
+        conn.execute(text(f"ALTER TABLE runs ADD COLUMN {column.name} {sql_type}"))
+
 
 # from_version -> function upgrading a connection to from_version + 1
-STEPS: dict[int, Callable[[Connection], None]] = {}
+STEPS: dict[int, Callable[[Connection], None]] = {1: _add_run_liveness}
 
 
 def upgrade(engine: Engine, from_version: int) -> None:

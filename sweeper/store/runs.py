@@ -7,6 +7,7 @@ row being written, and concurrent writers hold locks only briefly.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, insert, select, update
@@ -14,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from sweeper.redact import mask_config, mask_secrets
 from sweeper.store.db import Store
-from sweeper.store.schema import Phase, PhaseDomainEnergy, PowerSample, Run, Sweep
+from sweeper.store.schema import Phase, PhaseDomainEnergy, PowerSample, Run, Sweep, utcnow
 
 
 def ensure_sweep(
@@ -91,6 +92,56 @@ def update_run(store: Store, run_id: int, **values: Any) -> None:
         raise AttributeError(f"Run has no column(s) {unknown}")
     with store.session() as session:
         session.execute(update(Run).where(Run.id == run_id).values(**values))
+
+
+def beat(store: Store, run_id: int) -> None:
+    """Mark a running row alive now."""
+    with store.session() as session:
+        session.execute(
+            update(Run)
+            .where(Run.id == run_id, Run.status == "running")
+            .values(heartbeat_at=utcnow())
+        )
+
+
+def running_runs(store: Store, sweep_id: int) -> list[Run]:
+    with store.session() as session:
+        query = select(Run).where(Run.sweep_id == sweep_id, Run.status == "running")
+        return list(session.scalars(query.order_by(Run.id)))
+
+
+def phase_totals(store: Store, run_id: int) -> dict[str, tuple[float, float]]:
+    """Energy (J) and duration (s) of a run's stored phases, by kind."""
+    with store.session() as session:
+        rows = session.execute(
+            select(Phase.kind, func.sum(Phase.energy_j), func.sum(Phase.duration_s))
+            .where(Phase.run_id == run_id)
+            .group_by(Phase.kind)
+        )
+        return {kind: (energy_j or 0.0, duration_s or 0.0) for kind, energy_j, duration_s in rows}
+
+
+def mark_vanished(
+    store: Store, run_id: int, seen_heartbeat_at: datetime | None, message: str,
+    **values: Any,
+) -> bool:
+    """Record a run whose process is gone as interrupted (with values, other columns),
+    unless it has moved on since it was judged (finished, or beat again): the update is
+    conditional, so a live run is never overwritten. True if the row was changed."""
+    with store.session() as session:
+        result = session.execute(
+            update(Run)
+            .where(
+                Run.id == run_id,
+                Run.status == "running",
+                Run.heartbeat_at.is_not_distinct_from(seen_heartbeat_at),
+            )
+            .values(
+                status="interrupted", error_type="RunVanished", error_message=message[:4000],
+                ended_at=utcnow(), **values,
+            )
+        )
+        return bool(result.rowcount)
 
 
 def add_phase(store: Store, phase: Phase, domains: Sequence[PhaseDomainEnergy] = ()) -> int:

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: runs.pid and runs.heartbeat_at
 
 RUN_STATUSES = ("pending", "running", "completed", "failed", "interrupted")
 PHASE_KINDS = ("train_epoch", "eval", "test", "inference", "profile")
@@ -90,6 +90,10 @@ class Run(Base):
     stop_reason: Mapped[str | None] = mapped_column(Text, default=None)
 
     started_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Liveness: a process that vanished (SIGKILL, out-of-memory killer, lost node) leaves its
+    # row 'running'; pid and heartbeat let a later sweep tell it from a run still going.
+    pid: Mapped[int | None] = mapped_column(Integer, default=None)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(default=None)
     ended_at: Mapped[datetime | None] = mapped_column(default=None)
     duration_s: Mapped[float | None] = mapped_column(Float, default=None)
     train_duration_s: Mapped[float | None] = mapped_column(Float, default=None)

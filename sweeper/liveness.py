@@ -1,0 +1,123 @@
+"""Telling a run whose process vanished from one still going.
+
+A process killed outright (SIGKILL, the out-of-memory killer, a lost node, a torchrun
+rank 0 stopped while blocked in a collective) cannot record how it ended, so its row stays
+'running'. Each run beats while it works; the next job or summary of its sweep marks a row
+interrupted when its process is gone from this host, or when it has not beaten for
+STALE_AFTER_S (another host). Resume then re-runs it, like any interrupted run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from datetime import datetime, timezone
+from typing import Any
+
+import psutil
+
+from sweeper.store import Store
+from sweeper.store import runs as store_runs
+from sweeper.store.schema import Run, utcnow
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_S = 30.0
+STALE_AFTER_S = 10 * HEARTBEAT_S  # a loaded database or a paused VM can delay a few beats
+
+
+class Heartbeat:
+    """Beats for one running row every ``every_s`` on a daemon thread until stopped."""
+
+    def __init__(self, store: Store, run_id: int, every_s: float = HEARTBEAT_S) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.every_s = every_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sweeper-heartbeat", daemon=True)
+        self._warned = False
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            try:
+                store_runs.beat(self.store, self.run_id)
+            except Exception as exc:  # a busy database must not stop the run; later beats may
+                if not self._warned:
+                    self._warned = True
+                    log.warning("run %d heartbeat failed: %s: %s", self.run_id,
+                                type(exc).__name__, exc)
+
+
+def why_vanished(
+    run: Run, host: str, now: datetime, stale_after_s: float = STALE_AFTER_S
+) -> str | None:
+    """Why a 'running' row cannot belong to a live process, or None if it may."""
+    if run.host == host and run.pid is not None:
+        if run.pid == os.getpid():
+            return None
+        if not psutil.pid_exists(run.pid):
+            return (
+                f"its process (pid {run.pid} on {host}) ended without recording the run: "
+                "killed (SIGKILL, out-of-memory killer) or crashed"
+            )
+    last = run.heartbeat_at or run.started_at
+    if last is None:
+        return None
+    if last.tzinfo is None:  # SQLite keeps no zone; sweeper writes UTC
+        last = last.replace(tzinfo=timezone.utc)
+    silent_s = (now - last).total_seconds()
+    if silent_s <= stale_after_s:
+        return None
+    return (
+        f"no heartbeat from pid {run.pid} on {run.host} for {silent_s:.0f} s "
+        f"(since {last:%Y-%m-%d %H:%M:%S} UTC; a live run beats every {HEARTBEAT_S:.0f} s): "
+        "its process or node was lost"
+    )
+
+
+def reclaim_vanished_runs(
+    store: Store, sweep_id: int, stale_after_s: float = STALE_AFTER_S
+) -> list[int]:
+    """Mark the sweep's runs whose process is gone as interrupted; their ids."""
+    host, now = socket.gethostname(), utcnow()
+    reclaimed = []
+    for run in store_runs.running_runs(store, sweep_id):
+        reason = why_vanished(run, host, now, stale_after_s)
+        if reason is None:
+            continue
+        partial = partial_energy(store_runs.phase_totals(store, run.id))
+        if store_runs.mark_vanished(store, run.id, run.heartbeat_at, reason, **partial):
+            log.warning("run %d was left 'running': %s; recorded as interrupted", run.id, reason)
+            reclaimed.append(run.id)
+    return reclaimed
+
+
+def partial_energy(totals: dict[str, tuple[float, float]]) -> dict[str, Any]:
+    """A vanished run's energy columns from the phases it stored before it went: a lower
+    bound (the phase it was in, and the gaps between phases, are lost), and labelled so."""
+    if not totals:
+        return {}
+
+    def energy_j(*kinds: str) -> float:
+        return sum(totals[k][0] for k in kinds if k in totals)
+
+    train_s = totals.get("train_epoch", (0.0, 0.0))[1]
+    return {
+        "energy_train_j": energy_j("train_epoch"),
+        "energy_eval_j": energy_j("eval", "test"),
+        "energy_inference_j": energy_j("inference"),
+        "energy_total_j": energy_j(*totals),
+        "train_duration_s": train_s or None,
+        "measurement_warning": "energy is the sum of the phases finished before the process "
+        "vanished (a lower bound)",
+    }
