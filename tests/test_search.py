@@ -25,7 +25,7 @@ from sweeper.search.study import outcome_of_run, trial_energy_limit
 from sweeper.spec import ConfigError
 from sweeper.stopping import EarlyStop, EnergyLimit, energy_limit, guard_steps
 from sweeper.store import Run
-from tests.conftest import ROOT, TINY, run_cli
+from tests.conftest import LONG_RUN, ROOT, TINY, run_cli, wait_for_training
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -312,3 +312,62 @@ def test_energy_budget_stops_a_trial_early_and_ends_the_study(tmp_path: Path) ->
     ((status, reason, spent_j),) = _rows(db, "select status, stop_reason, energy_total_j from runs")
     assert status == "pruned" and "remaining study budget" in reason
     assert trial.user_attrs["energy_spent_j"] == pytest.approx(spent_j) and spent_j > 0
+
+
+@pytest.mark.slow
+def test_trial_of_a_search_killed_outright_is_failed_when_the_search_resumes(
+    tmp_path: Path,
+) -> None:
+    """Optuna's heartbeat does not cover ask-and-tell: a SIGKILLed search leaves its trial
+    RUNNING, and the resumed search fails it (and the run) with the reason."""
+    named = ["-m", "hydra/sweeper=pareto", "sweeper.name=killed-search", "hydra.sweeper.seed=0"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HYDRA_FULL_ERROR": "0"}
+    env.pop("SWEEPER_SWEEP_NAME", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sweeper", *named, "hydra.sweeper.n_trials=1", *LONG_RUN],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    db = tmp_path / "results" / "sweeper.db"
+    try:
+        wait_for_training(db, proc)
+        proc.kill()
+        proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    (stale,) = _study(db).get_trials()
+    assert stale.state == TrialState.RUNNING
+    assert stale.user_attrs["search_pid"] == proc.pid
+
+    again = run_cli([*named, "hydra.sweeper.n_trials=1", "model=mlp", *TINY], cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    first, second = _study(db).get_trials()
+    assert (first.state, second.state) == (TrialState.FAIL, TrialState.COMPLETE)
+    assert f"(pid {proc.pid} on " in first.user_attrs["error"]
+    assert _rows(db, "select trial_number, status, error_type from runs order by id") == [
+        (0, "interrupted", "RunVanished"), (1, "completed", None),
+    ]
+
+
+def test_a_running_trial_is_orphaned_only_when_nobody_can_tell_it() -> None:
+    from sweeper.search.orphans import why_orphaned
+
+    def running_trial(host: str, pid: int) -> optuna.trial.FrozenTrial:
+        return create_trial(
+            state=TrialState.RUNNING, user_attrs={"search_host": host, "search_pid": pid}
+        )
+
+    here = "this-host"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    live, ended = Run(id=1, status="running"), Run(id=2, status="interrupted")
+    elsewhere = running_trial("other-host", dead.pid)
+    assert why_orphaned(elsewhere, here, []) is None  # may still be preparing its run
+    assert why_orphaned(elsewhere, here, [live]) is None
+    assert why_orphaned(elsewhere, here, [ended, live]) is None
+    assert "its run 2 ended (interrupted)" in str(why_orphaned(elsewhere, here, [ended]))
+    assert why_orphaned(running_trial(here, os.getpid()), here, []) is None
+    assert f"(pid {dead.pid} on {here}) is gone" in str(
+        why_orphaned(running_trial(here, dead.pid), here, [])
+    )

@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.trial import Trial, TrialState
 
 from sweeper.search.front import print_front
+from sweeper.search.orphans import claim, fail_orphaned_trials
 from sweeper.search.settings import SearchSettings, settings_from
 from sweeper.search.space import SearchSpace, format_value, parse_space
 from sweeper.search.study import (
@@ -107,6 +108,7 @@ class SearchLoop:
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        fail_orphaned_trials(study, self.store, self.sweep_name)
         before = len(study.trials)
         log.info(
             "study %r (%d trial(s) so far): %d new trial(s), sampler %s, objectives "
@@ -139,6 +141,8 @@ class SearchLoop:
     ) -> Sequence[JobReturn]:
         study = self.study
         trials = [study.ask(self.space.distributions) for _ in range(size)]
+        for trial in trials:
+            claim(trial)
         batch = [job_overrides(self.space, t, limit) for t in trials]
         try:
             self.sweeper.validate_batch_is_legal(batch)

@@ -1,0 +1,76 @@
+"""Trials left RUNNING by a search process that was killed outright.
+
+Optuna's own heartbeat works inside `study.optimize`, not with ask-and-tell, so a search
+killed by SIGKILL or a lost node leaves its trials RUNNING for ever (the dashboard shows
+them running, and nothing tells them). Each trial records which process asked it; a
+resumed search fails the ones whose process is gone, or whose run has ended without the
+trial being told.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+
+import psutil
+from optuna import Study
+from optuna.trial import FrozenTrial, Trial, TrialState
+
+from sweeper.liveness import reclaim_vanished_runs
+from sweeper.store import Run, Store
+from sweeper.store import runs as store_runs
+
+log = logging.getLogger("sweeper.search")
+
+HOST_ATTR = "search_host"
+PID_ATTR = "search_pid"
+
+
+def claim(trial: Trial) -> None:
+    """Record the process that asked this trial and will tell its outcome."""
+    trial.set_user_attr(HOST_ATTR, socket.gethostname())
+    trial.set_user_attr(PID_ATTR, os.getpid())
+
+
+def why_orphaned(trial: FrozenTrial, host: str, runs: list[Run]) -> str | None:
+    """Why nobody will ever tell this RUNNING trial, or None if someone still may.
+
+    runs: the sweep's run rows with this trial's number.
+    """
+    pid = trial.user_attrs.get(PID_ATTR)
+    asked_here = trial.user_attrs.get(HOST_ATTR) == host and isinstance(pid, int)
+    if asked_here and pid != os.getpid() and not psutil.pid_exists(pid):
+        return f"the search process that asked it (pid {pid} on {host}) is gone"
+    if runs and all(r.status != "running" for r in runs):
+        last = runs[-1]
+        return f"its run {last.id} ended ({last.status}) but the search never told the trial"
+    return None
+
+
+def fail_orphaned_trials(study: Study, store: Store, sweep_name: str) -> list[int]:
+    """Fail the study's RUNNING trials that nobody will tell; their numbers."""
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    if not running:
+        return []
+    sweep = store_runs.find_sweep(store, sweep_name)
+    by_trial: dict[int, list[Run]] = {}
+    if sweep is not None:
+        reclaim_vanished_runs(store, sweep.id)  # a killed search's run was left 'running' too
+        for run in store_runs.sweep_runs(store, sweep.id):
+            if run.trial_number is not None:
+                by_trial.setdefault(run.trial_number, []).append(run)
+    host, failed = socket.gethostname(), []
+    for frozen in running:
+        reason = why_orphaned(frozen, host, by_trial.get(frozen.number, []))
+        if reason is None:
+            continue
+        try:
+            # Trial(study, id) is how Optuna itself reopens a trial to write to it.
+            Trial(study, frozen._trial_id).set_user_attr("error", f"orphaned: {reason}")
+            study.tell(frozen.number, state=TrialState.FAIL)
+        except (RuntimeError, ValueError):  # told by its own process meanwhile: not orphaned
+            continue
+        log.warning("trial %d was left RUNNING: %s; marked failed", frozen.number, reason)
+        failed.append(frozen.number)
+    return failed
