@@ -10,8 +10,11 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from sweeper.store import Run
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = ROOT / "conf"
@@ -129,3 +132,28 @@ def wait_for_training(db: Path, proc: subprocess.Popen, timeout: float = 120) ->
                 pass  # the schema is being created
         time.sleep(0.1)
     raise AssertionError("the run never started training")
+
+
+def kill_mid_training(args: list[str], cwd: Path) -> int:
+    """Start `python -m sweeper ARGS`, SIGKILL it once it is training, return its pid."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HYDRA_FULL_ERROR": "0"}
+    env.pop("SWEEPER_SWEEP_NAME", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sweeper", *args],
+        cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        wait_for_training(cwd / "results" / "sweeper.db", proc)
+    finally:
+        proc.kill()
+        proc.communicate(timeout=10)
+    return proc.pid
+
+
+def run_row(sweep_id: int, **columns: Any) -> Run:
+    """A run row with the required columns filled with small valid values."""
+    required: dict[str, Any] = {
+        "config": {}, "config_hash": "h", "model": "mlp", "dataset": "digits", "batch": 32,
+        "lr": 1e-3, "optimizer": "adam", "epochs": 1, "precision": "fp32", "device": "cpu",
+    }
+    return Run(sweep_id=sweep_id, **{**required, **columns})

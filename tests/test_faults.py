@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import LONG_RUN, ROOT, TINY, run_cli, wait_for_training
+from tests.conftest import LONG_RUN, ROOT, TINY, kill_mid_training, run_cli, wait_for_training
 
 pytestmark = pytest.mark.slow
 
@@ -158,24 +158,11 @@ def test_run_killed_outright_is_recorded_interrupted_by_the_next_job_of_its_swee
 ) -> None:
     """SIGKILL (the out-of-memory killer, a hard pre-emption) leaves no chance to record the
     run; the sweep's next job finds its process gone and records it before going on."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HYDRA_FULL_ERROR": "0"}
-    env.pop("SWEEPER_SWEEP_NAME", None)
     named = "sweeper.name=killed"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sweeper", "-m", named, *LONG_RUN],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+    pid = kill_mid_training(["-m", named, *LONG_RUN], tmp_path)
     db = tmp_path / "results" / "sweeper.db"
-    try:
-        wait_for_training(db, proc)
-        proc.kill()
-        proc.communicate(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    ((killed_id, status, pid),) = _rows(db, "select id, status, pid from runs")
-    assert (status, pid) == ("running", proc.pid)  # nothing could record the end
+    ((killed_id, status, stored_pid),) = _rows(db, "select id, status, pid from runs")
+    assert (status, stored_pid) == ("running", pid)  # nothing could record the end
 
     again = run_cli(["-m", named, "model=mlp", *TINY], cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
@@ -183,7 +170,7 @@ def test_run_killed_outright_is_recorded_interrupted_by_the_next_job_of_its_swee
                      "measurement_warning from runs order by id")
     (_, status, etype, message, ended, e_tr, warning), (_, new_status, *_) = rows
     assert (status, etype, new_status) == ("interrupted", "RunVanished", "completed")
-    assert f"pid {proc.pid}" in message and ended is not None
+    assert f"pid {pid}" in message and ended is not None
     # Its totals are what its finished epochs stored, and say they are a lower bound.
     epochs_j = _rows(db, f"select sum(energy_j) from phases where run_id={killed_id} "
                          "and kind='train_epoch'")[0][0]

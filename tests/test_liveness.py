@@ -14,9 +14,10 @@ from datetime import timedelta
 import pytest
 
 from sweeper.liveness import STALE_AFTER_S, Heartbeat, reclaim_vanished_runs
-from sweeper.store import Phase, Run, Store
+from sweeper.store import Phase, Store
 from sweeper.store import runs as store_runs
 from sweeper.store.schema import utcnow
+from tests.conftest import run_row
 
 HOST = socket.gethostname()
 
@@ -33,10 +34,8 @@ def _running(store: Store, sweep_id: int, host: str, pid: int | None, silent_s: 
     beat_at = utcnow() - timedelta(seconds=silent_s)
     return store_runs.insert_run(
         store,
-        Run(sweep_id=sweep_id, config={}, config_hash=f"h{time.monotonic_ns()}", model="mlp",
-            dataset="digits", batch=32, lr=1e-3, optimizer="adam", epochs=1, precision="fp32",
-            device="cpu", status="running", host=host, pid=pid, started_at=beat_at,
-            heartbeat_at=beat_at),
+        run_row(sweep_id, config_hash=f"h{time.monotonic_ns()}", status="running", host=host,
+                pid=pid, started_at=beat_at, heartbeat_at=beat_at),
     )
 
 

@@ -16,7 +16,8 @@ from sqlalchemy import Connection, inspect, select, text
 from sweeper.store import SCHEMA_VERSION, StoreError, migrate
 from sweeper.store import runs as store_runs
 from sweeper.store.db import Store
-from sweeper.store.schema import Run, SchemaInfo
+from sweeper.store.schema import SchemaInfo
+from tests.conftest import run_row
 
 OLD, NEW = SCHEMA_VERSION, SCHEMA_VERSION + 1
 
@@ -36,9 +37,7 @@ def _old_database(url: str) -> int:
     sweep_id = store_runs.ensure_sweep(store, "grid: old")
     run_id = store_runs.insert_run(
         store,
-        Run(sweep_id=sweep_id, config={}, config_hash="h", model="mlp", dataset="digits",
-            batch=32, lr=1e-3, optimizer="adam", epochs=1, precision="fp32", device="cpu",
-            status="completed"),
+        run_row(sweep_id, status="completed"),
     )
     store.dispose()
     return run_id
@@ -134,10 +133,8 @@ def test_version_1_database_gets_the_liveness_columns_and_keeps_its_runs(url: st
     sweep_id = store_runs.ensure_sweep(store, "grid: old")
     left_running = store_runs.insert_run(
         store,
-        Run(sweep_id=sweep_id, config={}, config_hash="r", model="mlp", dataset="digits",
-            batch=32, lr=1e-3, optimizer="adam", epochs=1, precision="fp32", device="cpu",
-            status="running", host="old-node",
-            started_at=utcnow() - timedelta(seconds=STALE_AFTER_S + 60)),
+        run_row(sweep_id, config_hash="r", status="running", host="old-node",
+                started_at=utcnow() - timedelta(seconds=STALE_AFTER_S + 60)),
     )
     with store.engine.begin() as conn:  # what version 1 wrote
         conn.execute(text("ALTER TABLE runs DROP COLUMN pid"))

@@ -25,7 +25,7 @@ from sweeper.search.study import outcome_of_run, trial_energy_limit
 from sweeper.spec import ConfigError
 from sweeper.stopping import EarlyStop, EnergyLimit, energy_limit, guard_steps
 from sweeper.store import Run
-from tests.conftest import LONG_RUN, ROOT, TINY, run_cli, wait_for_training
+from tests.conftest import LONG_RUN, ROOT, TINY, kill_mid_training, run_cli
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -321,30 +321,17 @@ def test_trial_of_a_search_killed_outright_is_failed_when_the_search_resumes(
     """Optuna's heartbeat does not cover ask-and-tell: a SIGKILLed search leaves its trial
     RUNNING, and the resumed search fails it (and the run) with the reason."""
     named = ["-m", "hydra/sweeper=pareto", "sweeper.name=killed-search", "hydra.sweeper.seed=0"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HYDRA_FULL_ERROR": "0"}
-    env.pop("SWEEPER_SWEEP_NAME", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sweeper", *named, "hydra.sweeper.n_trials=1", *LONG_RUN],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+    pid = kill_mid_training([*named, "hydra.sweeper.n_trials=1", *LONG_RUN], tmp_path)
     db = tmp_path / "results" / "sweeper.db"
-    try:
-        wait_for_training(db, proc)
-        proc.kill()
-        proc.communicate(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
     (stale,) = _study(db).get_trials()
     assert stale.state == TrialState.RUNNING
-    assert stale.user_attrs["search_pid"] == proc.pid
+    assert stale.user_attrs["search_pid"] == pid
 
     again = run_cli([*named, "hydra.sweeper.n_trials=1", "model=mlp", *TINY], cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
     first, second = _study(db).get_trials()
     assert (first.state, second.state) == (TrialState.FAIL, TrialState.COMPLETE)
-    assert f"(pid {proc.pid} on " in first.user_attrs["error"]
+    assert f"(pid {pid} on " in first.user_attrs["error"]
     assert _rows(db, "select trial_number, status, error_type from runs order by id") == [
         (0, "interrupted", "RunVanished"), (1, "completed", None),
     ]
