@@ -122,6 +122,9 @@ def close_run(
 ) -> None:
     """The run's final status, timing and error, with every column gathered in values."""
     values.update(status=status, ended_at=utcnow(), duration_s=time.perf_counter() - started_s)
-    if error is not None:
-        values.update(error_type=error[0], error_message=error[1][:4000])
+    # No error clears one set while it ran (a run wrongly judged vanished that went on).
+    values.update(
+        error_type=None if error is None else error[0],
+        error_message=None if error is None else error[1][:4000],
+    )
     store_runs.update_run(store, run_id, **values)

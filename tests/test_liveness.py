@@ -121,3 +121,18 @@ def test_heartbeat_advances_while_the_run_works_and_stops_with_it(store: Store) 
     time.sleep(0.2)
     assert beat_at() == after  # stopped with the run: no more beats
     assert _status(store, run_id) == "running"
+
+
+def test_a_run_wrongly_judged_vanished_ends_with_its_own_outcome(store: Store) -> None:
+    """Two machines sharing a host name could judge each other's runs gone; the run that
+    goes on still records how it really ended, without the other's verdict."""
+    from sweeper.recording import close_run
+
+    sweep_id = store_runs.ensure_sweep(store, "grid: same name")
+    run_id = _running(store, sweep_id, HOST, _dead_pid(), silent_s=1)
+    assert reclaim_vanished_runs(store, sweep_id) == [run_id]
+    close_run(store, run_id, {"energy_total_j": 12.0}, "completed", None, time.perf_counter())
+    run = store_runs.get_run(store, run_id)
+    assert run is not None
+    assert (run.status, run.error_type, run.error_message) == ("completed", None, None)
+    assert run.energy_total_j == 12.0
