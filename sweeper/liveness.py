@@ -58,6 +58,13 @@ class Heartbeat:
                                 type(exc).__name__, exc)
 
 
+def as_utc(moment: datetime | None) -> datetime | None:
+    """A stored time as an aware UTC datetime: SQLite keeps no zone, and sweeper writes UTC."""
+    if moment is not None and moment.tzinfo is None:
+        return moment.replace(tzinfo=timezone.utc)
+    return moment
+
+
 def why_vanished(
     run: Run, host: str, now: datetime, stale_after_s: float = STALE_AFTER_S
 ) -> str | None:
@@ -70,11 +77,9 @@ def why_vanished(
                 f"its process (pid {run.pid} on {host}) ended without recording the run: "
                 "killed (SIGKILL, out-of-memory killer) or crashed"
             )
-    last = run.heartbeat_at or run.started_at
+    last = as_utc(run.heartbeat_at or run.started_at)
     if last is None:
         return None
-    if last.tzinfo is None:  # SQLite keeps no zone; sweeper writes UTC
-        last = last.replace(tzinfo=timezone.utc)
     silent_s = (now - last).total_seconds()
     if silent_s <= stale_after_s:
         return None

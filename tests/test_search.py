@@ -338,23 +338,46 @@ def test_trial_of_a_search_killed_outright_is_failed_when_the_search_resumes(
 
 
 def test_a_running_trial_is_orphaned_only_when_nobody_can_tell_it() -> None:
-    from sweeper.search.orphans import why_orphaned
+    from datetime import datetime, timedelta, timezone
+
+    from sweeper.search.orphans import TELL_GRACE_S, why_orphaned
 
     def running_trial(host: str, pid: int) -> optuna.trial.FrozenTrial:
         return create_trial(
             state=TrialState.RUNNING, user_attrs={"search_host": host, "search_pid": pid}
         )
 
-    here = "this-host"
+    here, now = "this-host", datetime.now(timezone.utc)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    live, ended = Run(id=1, status="running"), Run(id=2, status="interrupted")
+    live = Run(id=1, status="running")
+    long_ended = Run(id=2, status="interrupted",
+                     ended_at=now - timedelta(seconds=TELL_GRACE_S + 1))
+    just_ended = Run(id=3, status="completed", ended_at=now - timedelta(seconds=1))
     elsewhere = running_trial("other-host", dead.pid)
-    assert why_orphaned(elsewhere, here, []) is None  # may still be preparing its run
-    assert why_orphaned(elsewhere, here, [live]) is None
-    assert why_orphaned(elsewhere, here, [ended, live]) is None
-    assert "its run 2 ended (interrupted)" in str(why_orphaned(elsewhere, here, [ended]))
-    assert why_orphaned(running_trial(here, os.getpid()), here, []) is None
+    assert why_orphaned(elsewhere, here, [], now) is None  # may still be preparing its run
+    assert why_orphaned(elsewhere, here, [live], now) is None
+    assert why_orphaned(elsewhere, here, [long_ended, live], now) is None
+    assert why_orphaned(elsewhere, here, [just_ended], now) is None  # its search may tell it
+    assert "its run 2 ended (interrupted)" in str(why_orphaned(elsewhere, here, [long_ended], now))
+    assert why_orphaned(running_trial(here, os.getpid()), here, [], now) is None
     assert f"(pid {dead.pid} on {here}) is gone" in str(
-        why_orphaned(running_trial(here, dead.pid), here, [])
+        why_orphaned(running_trial(here, dead.pid), here, [just_ended], now)
     )
+
+
+def test_a_trial_failed_by_another_worker_is_not_told_twice() -> None:
+    from sweeper.search.loop import tell_outcome
+    from sweeper.search.study import Outcome
+
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    trial = study.ask()
+    study.tell(trial.number, state=TrialState.FAIL)  # judged orphaned by another worker
+    done = Outcome(TrialState.COMPLETE, (0.9, 10.0), {"run_id": 7})
+    assert tell_outcome(study, trial, done) is False
+    (frozen,) = study.get_trials()
+    assert frozen.state == TrialState.FAIL and "run_id" not in frozen.user_attrs
+
+    fresh = study.ask()
+    assert tell_outcome(study, fresh, done) is True
+    assert study.get_trials()[1].values == [0.9, 10.0]

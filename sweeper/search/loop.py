@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import optuna
 from hydra.core.utils import JobReturn
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import Trial, TrialState
@@ -154,11 +155,23 @@ class SearchLoop:
             raise
         for trial, ret in zip(trials, results, strict=True):
             outcome = outcome_of_job(ret, self.store, self.settings.objective)
-            for key, value in outcome.attrs.items():
-                trial.set_user_attr(key, value)
-            study.tell(trial, outcome.values, state=outcome.state)
-            _log_outcome(trial.number, outcome)
+            if tell_outcome(study, trial, outcome):
+                _log_outcome(trial.number, outcome)
         return results
+
+
+def tell_outcome(study: optuna.Study, trial: Trial, outcome: Outcome) -> bool:
+    """Tell Optuna what the trial's run measured; False if the trial was already finished
+    (another worker judged it orphaned while this one was slow to tell)."""
+    try:
+        for key, value in outcome.attrs.items():
+            trial.set_user_attr(key, value)
+        study.tell(trial, outcome.values, state=outcome.state)
+    except (RuntimeError, ValueError) as exc:  # UpdateFinishedTrialError; "Cannot tell a ..."
+        log.warning("trial %d was already finished elsewhere (%s); its run row is kept",
+                    trial.number, exc)
+        return False
+    return True
 
 
 def _log_outcome(number: int, outcome: Outcome) -> None:

@@ -12,19 +12,22 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from datetime import datetime
 
 import psutil
 from optuna import Study
 from optuna.trial import FrozenTrial, Trial, TrialState
 
-from sweeper.liveness import reclaim_vanished_runs
+from sweeper.liveness import HEARTBEAT_S, as_utc, reclaim_vanished_runs
 from sweeper.store import Run, Store
 from sweeper.store import runs as store_runs
+from sweeper.store.schema import utcnow
 
 log = logging.getLogger("sweeper.search")
 
 HOST_ATTR = "search_host"
 PID_ATTR = "search_pid"
+TELL_GRACE_S = 2 * HEARTBEAT_S  # a live search tells a finished run's trial within seconds
 
 
 def claim(trial: Trial) -> None:
@@ -33,16 +36,22 @@ def claim(trial: Trial) -> None:
     trial.set_user_attr(PID_ATTR, os.getpid())
 
 
-def why_orphaned(trial: FrozenTrial, host: str, runs: list[Run]) -> str | None:
+def why_orphaned(
+    trial: FrozenTrial, host: str, runs: list[Run], now: datetime, grace_s: float = TELL_GRACE_S
+) -> str | None:
     """Why nobody will ever tell this RUNNING trial, or None if someone still may.
 
-    runs: the sweep's run rows with this trial's number.
+    runs: the sweep's run rows with this trial's number. A run that ended less than grace_s
+    ago may be about to be told by a live search on another host.
     """
     pid = trial.user_attrs.get(PID_ATTR)
     asked_here = trial.user_attrs.get(HOST_ATTR) == host and isinstance(pid, int)
     if asked_here and pid != os.getpid() and not psutil.pid_exists(pid):
         return f"the search process that asked it (pid {pid} on {host}) is gone"
-    if runs and all(r.status != "running" for r in runs):
+    ended = [as_utc(r.ended_at) for r in runs if r.status != "running"]
+    if not runs or len(ended) < len(runs):
+        return None
+    if all(e is not None and (now - e).total_seconds() > grace_s for e in ended):
         last = runs[-1]
         return f"its run {last.id} ended ({last.status}) but the search never told the trial"
     return None
@@ -60,9 +69,9 @@ def fail_orphaned_trials(study: Study, store: Store, sweep_name: str) -> list[in
         for run in store_runs.sweep_runs(store, sweep.id):
             if run.trial_number is not None:
                 by_trial.setdefault(run.trial_number, []).append(run)
-    host, failed = socket.gethostname(), []
+    host, now, failed = socket.gethostname(), utcnow(), []
     for frozen in running:
-        reason = why_orphaned(frozen, host, by_trial.get(frozen.number, []))
+        reason = why_orphaned(frozen, host, by_trial.get(frozen.number, []), now)
         if reason is None:
             continue
         try:
