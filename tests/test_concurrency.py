@@ -11,13 +11,15 @@ import os
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
-from sweeper.store import PhaseDomainEnergy, PowerSample, Run, Sweep, open_store
+from sweeper.store import PhaseDomainEnergy, PowerSample, Run, Store, Sweep, open_store
+from sweeper.store import runs as store_runs
 from tests.conftest import ROOT, TINY
 
 WRITER = Path(__file__).with_name("store_writer.py")
@@ -60,6 +62,30 @@ def _check_all_rows(url: str, sweep: str) -> None:
     assert {s for _, s in runs} == {"completed"}
     assert samples == 200 * SAMPLES_PER_RUN
     assert domains == 200
+    store.dispose()
+
+
+def test_fresh_file_opens_while_another_worker_still_holds_its_write_lock(tmp_path: Path) -> None:
+    """Workers opening a fresh file at once: while one holds the write lock and the file is
+    still in rollback mode, SQLite refuses another's switch to WAL at once (no busy
+    handler); opening must wait for the lock like any statement does."""
+    db = tmp_path / "fresh.db"
+    other = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    other.execute("CREATE TABLE scratch (a)")
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("INSERT INTO scratch VALUES (1)")
+    release = threading.Timer(0.5, other.execute, ("COMMIT",))
+    release.start()
+    t0 = time.monotonic()
+    try:
+        store = Store(f"sqlite:///{db}")
+    finally:
+        release.join()
+        other.close()
+    assert time.monotonic() - t0 >= 0.4  # it waited for the lock instead of failing
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    assert store_runs.ensure_sweep(store, "grid: after the wait") > 0
     store.dispose()
 
 

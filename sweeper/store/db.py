@@ -9,6 +9,8 @@ locked" errors.
 from __future__ import annotations
 
 import os
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -77,8 +79,8 @@ def _make_engine(url: URL) -> Engine:
         # without waiting for the busy timeout.
         dbapi_conn.isolation_level = None
         cursor = dbapi_conn.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
+        _switch_to_wal(cursor)
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
@@ -88,6 +90,26 @@ def _make_engine(url: URL) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def _switch_to_wal(cursor: sqlite3.Cursor) -> None:
+    """PRAGMA journal_mode=WAL, waiting out other writers like any statement would.
+
+    While another connection holds a write lock on a file still in rollback mode (a worker
+    creating a fresh database), SQLite refuses the switch at once with "database is locked"
+    instead of calling the busy handler (its deadlock avoidance), so the wait is ours.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+    delay_s = 0.005
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + delay_s > deadline:
+                raise
+        time.sleep(delay_s)
+        delay_s = min(2 * delay_s, 0.2)
 
 
 class Store:
