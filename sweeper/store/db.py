@@ -217,3 +217,10 @@ def open_store(url: str, base_dir: str | Path | None = None) -> Store:
         store = Store(url, base_dir)
         _STORES[key] = store
     return store
+
+
+def dispose_stores() -> None:
+    """Close every store this process opened (its pooled connections)."""
+    for store in _STORES.values():
+        store.dispose()
+    _STORES.clear()
