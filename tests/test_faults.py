@@ -105,6 +105,13 @@ def test_bad_option_in_a_later_job_stops_the_grid_before_any_training(tmp_path: 
     assert not db.exists() or _rows(db, "select count(*) from runs") == [(0,)]
 
 
+def _sigint_as_a_terminal_sends_it() -> None:
+    """In the child before exec: SIGINT to its default. A test run started in the
+    background of a non-interactive shell inherits SIGINT ignored, and so would the sweep,
+    which then never sees the Ctrl-C this test sends."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize(
     ("sig", "multirun", "exit_code", "error_type"),
     [
@@ -120,7 +127,8 @@ def test_signal_mid_training_records_interrupted_run(
     env.pop("SWEEPER_SWEEP_NAME", None)
     args = [sys.executable, "-m", "sweeper", *(["-m"] if multirun else []), *LONG_RUN]
     proc = subprocess.Popen(
-        args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=_sigint_as_a_terminal_sends_it,
     )
     db = tmp_path / "results" / "sweeper.db"
     try:
