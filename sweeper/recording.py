@@ -48,6 +48,36 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextlib.contextmanager
+def interrupts_held() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM until the block ends, then deliver them as before.
+
+    A signal landing inside a write would cut it between the run's in-memory record and
+    the database (a phase counted in E_tr but never stored); held, the write completes and
+    the interrupt follows a moment later.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+
+    def hold(signum: int, _frame: object) -> None:
+        caught.append(signum)
+
+    previous = {sig: signal.signal(sig, hold) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if caught:
+            handler = previous[caught[0]]
+            if callable(handler):
+                handler(caught[0], None)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(caught[0])
+
+
 class Recorder:
     """Writes phases and samples of one run as they happen."""
 
@@ -72,7 +102,6 @@ class Recorder:
         )
 
     def phase(self, result: energy.PhaseEnergy, **stats: Any) -> None:
-        self.phases.append(result)
         if result.utilisation:  # passing None would store JSON 'null' rather than SQL NULL
             stats = {"utilisation": dict(result.utilisation), **stats}
         row = Phase(
@@ -84,7 +113,9 @@ class Recorder:
             PhaseDomainEnergy(domain=d, source=result.sources.get(d, result.source), energy_j=e)
             for d, e in result.by_domain.items()
         ]
-        store_runs.add_phase(self.store, row, domains)
+        with interrupts_held():  # stored and counted together, or neither
+            store_runs.add_phase(self.store, row, domains)
+            self.phases.append(result)
 
     def energy_of(self, kind: str) -> float:
         return sum(p.energy_j for p in self.phases if p.kind == kind)
@@ -127,4 +158,5 @@ def close_run(
         error_type=None if error is None else error[0],
         error_message=None if error is None else error[1][:4000],
     )
-    store_runs.update_run(store, run_id, **values)
+    with interrupts_held():  # a second Ctrl-C must not leave the row 'running'
+        store_runs.update_run(store, run_id, **values)

@@ -1,0 +1,64 @@
+"""A signal landing in the middle of a write: held until the write is done, then delivered,
+so what a run counts and what it stores never part ways."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+
+import pytest
+
+from sweeper.energy import PhaseEnergy
+from sweeper.recording import Recorder, RunInterrupted, interrupts_held, sigterm_as_interrupt
+from sweeper.store import Store
+from sweeper.store import runs as store_runs
+from tests.conftest import run_row
+
+
+@pytest.fixture
+def store(sqlite_url: str) -> Iterator[Store]:
+    s = Store(sqlite_url)
+    yield s
+    s.dispose()
+
+
+def test_held_signals_arrive_after_the_block_through_the_previous_handler() -> None:
+    done = []
+    with pytest.raises(KeyboardInterrupt), interrupts_held():
+        os.kill(os.getpid(), signal.SIGINT)
+        done.append("the rest of the block ran")
+    assert done == ["the rest of the block ran"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+
+    with sigterm_as_interrupt(), pytest.raises(RunInterrupted, match="SIGTERM"), interrupts_held():
+        os.kill(os.getpid(), signal.SIGTERM)
+        done.append("again")
+    assert done[-1] == "again"
+
+
+def test_no_signal_means_no_interrupt() -> None:
+    with interrupts_held():
+        pass
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_ctrl_c_during_a_phase_write_keeps_memory_and_database_in_step(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sweep_id = store_runs.ensure_sweep(store, "grid: cut")
+    run_id = store_runs.insert_run(store, run_row(sweep_id, status="running"))
+    recorder = Recorder(store, run_id, keep_samples=False)
+    write_phase = store_runs.add_phase
+
+    def ctrl_c_mid_write(*args: object, **kwargs: object) -> int:
+        os.kill(os.getpid(), signal.SIGINT)  # lands while the row is being written
+        return write_phase(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store_runs, "add_phase", ctrl_c_mid_write)
+    epoch = PhaseEnergy("train_epoch", 0, 0.0, 1.0, 12.5, {"cpu": 12.5}, {"cpu": "estimate"})
+    with pytest.raises(KeyboardInterrupt):
+        recorder.phase(epoch, steps=10)
+    stored = store_runs.run_phases(store, run_id)
+    assert [(p.kind, p.energy_j) for p in stored] == [("train_epoch", 12.5)]
+    assert recorder.energy_of("train_epoch") == 12.5  # counted once, like it is stored
