@@ -74,16 +74,21 @@ def pg_url() -> Iterator[str]:
         admin.dispose()
 
 
+def cli_env(**extra: str) -> dict[str, str]:
+    """The environment of a `python -m sweeper` subprocess: this checkout on the path, short
+    Hydra errors, and no sweep name left over from a sweep run in this process."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HYDRA_FULL_ERROR": "0"}
+    env.pop("SWEEPER_SWEEP_NAME", None)
+    return {**env, **extra}
+
+
 def run_cli(
     args: list[str], cwd: Path, timeout: float = 300, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run `python -m sweeper ARGS` the way a user would, from cwd."""
-    full_env = {**os.environ, "PYTHONPATH": str(ROOT), "HYDRA_FULL_ERROR": "0"}
-    full_env.pop("SWEEPER_SWEEP_NAME", None)
-    full_env.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "sweeper", *args],
-        cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout,
+        cwd=cwd, env=cli_env(**(env or {})), capture_output=True, text=True, timeout=timeout,
     )
 
 
@@ -136,11 +141,9 @@ def wait_for_training(db: Path, proc: subprocess.Popen, timeout: float = 120) ->
 
 def kill_mid_training(args: list[str], cwd: Path) -> int:
     """Start `python -m sweeper ARGS`, SIGKILL it once it is training, return its pid."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HYDRA_FULL_ERROR": "0"}
-    env.pop("SWEEPER_SWEEP_NAME", None)
     proc = subprocess.Popen(
         [sys.executable, "-m", "sweeper", *args],
-        cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=cwd, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
         wait_for_training(cwd / "results" / "sweeper.db", proc)

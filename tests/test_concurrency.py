@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 
 from sweeper.store import PhaseDomainEnergy, PowerSample, Run, Store, Sweep, open_store
 from sweeper.store import runs as store_runs
-from tests.conftest import ROOT, TINY
+from tests.conftest import ROOT, TINY, cli_env
 
 WRITER = Path(__file__).with_name("store_writer.py")
 WORKERS = 4
@@ -109,8 +109,7 @@ def test_four_processes_write_one_postgres_database(pg_url: str) -> None:
 def test_two_cli_sweeps_share_one_sqlite_file(tmp_path: Path) -> None:
     """Two real multiruns (different sweeps) launched together into one file."""
     db = tmp_path / "shared.db"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HYDRA_FULL_ERROR": "0"}
-    env.pop("SWEEPER_SWEEP_NAME", None)
+    env = cli_env()
     grids = (["-m", "model=mlp"], ["-m", "model=cnn"])
     procs = []
     for n, grid in enumerate(grids):

@@ -3,7 +3,6 @@ and Ctrl-C / SIGTERM in the middle of training."""
 
 from __future__ import annotations
 
-import os
 import signal
 import sqlite3
 import subprocess
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import LONG_RUN, ROOT, TINY, kill_mid_training, run_cli, wait_for_training
+from tests.conftest import LONG_RUN, TINY, cli_env, kill_mid_training, run_cli, wait_for_training
 
 pytestmark = pytest.mark.slow
 
@@ -123,8 +122,7 @@ def _sigint_as_a_terminal_sends_it() -> None:
 def test_signal_mid_training_records_interrupted_run(
     tmp_path: Path, sig: signal.Signals, multirun: bool, exit_code: int, error_type: str
 ) -> None:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HYDRA_FULL_ERROR": "0"}
-    env.pop("SWEEPER_SWEEP_NAME", None)
+    env = cli_env()
     args = [sys.executable, "-m", "sweeper", *(["-m"] if multirun else []), *LONG_RUN]
     proc = subprocess.Popen(
         args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -20,7 +20,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
-from tests.conftest import ROOT, TINY, run_cli
+from tests.conftest import ROOT, TINY, cli_env, run_cli
 
 SECRET = "hunter2-Sw33p"  # a password that must appear nowhere
 
@@ -35,8 +35,8 @@ def _rows(url: str, sql: str) -> list[tuple[Any, ...]]:
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HYDRA_FULL_ERROR": "0", **extra}
-    for key in ("SWEEPER_SWEEP_NAME", "SWEEPER_SWEEP_KIND", "SWEEPER_SWEEP_COMMAND"):
+    env = cli_env(**extra)
+    for key in ("SWEEPER_SWEEP_KIND", "SWEEPER_SWEEP_COMMAND"):
         env.pop(key, None)
     return env
 

@@ -11,14 +11,11 @@ from sqlalchemy import select
 from sweeper.store import SCHEMA_VERSION, Phase, PhaseDomainEnergy, Run, StoreError, mask_url
 from sweeper.store import runs as store_runs
 from sweeper.store.db import Store
+from tests.conftest import run_row
 
 
-def _run(sweep_id: int, config_hash: str = "h", status: str = "running") -> Run:
-    return Run(
-        sweep_id=sweep_id, config={"model": {"name": "mlp"}}, config_hash=config_hash,
-        model="mlp", dataset="digits", batch=32, lr=1e-3, optimizer="adam", epochs=1,
-        precision="fp32", device="cpu", status=status,
-    )
+def _run(sweep_id: int, status: str = "running") -> Run:
+    return run_row(sweep_id, config={"model": {"name": "mlp"}}, status=status)
 
 
 def test_new_file_gets_schema_and_version(tmp_path: Path) -> None:
