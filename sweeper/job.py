@@ -32,6 +32,7 @@ from sweeper.recording import (
     Recorder,
     RunError,
     close_run,
+    energy_split,
     forecast_columns,
     record_cut_phases,
     sigterm_as_interrupt,
@@ -341,18 +342,15 @@ def _energy_columns(
     }
     if not recorder.phases and summary is None:
         return out
-    e_train = recorder.energy_of("train_epoch")
-    e_inf = recorder.energy_of("inference")
-    e_eval = recorder.energy_of("eval") + recorder.energy_of("test")
-    total = summary.energy_j if summary is not None else e_train + e_inf + e_eval
-    out.update(
-        energy_train_j=e_train, energy_inference_j=e_inf, energy_eval_j=e_eval,
-        energy_total_j=total,
-    )
+    split = energy_split(recorder.energy_of)
+    total = summary.energy_j if summary is not None else sum(split.values())
+    out.update(split, energy_total_j=total)
     if values.get("train_samples"):
-        out["energy_per_train_sample_j"] = e_train / values["train_samples"]
+        out["energy_per_train_sample_j"] = split["energy_train_j"] / values["train_samples"]
     if values.get("inference_samples"):
-        out["energy_per_inference_sample_j"] = e_inf / values["inference_samples"]
+        out["energy_per_inference_sample_j"] = (
+            split["energy_inference_j"] / values["inference_samples"]
+        )
     if summary is not None:
         out.update(
             meter_source=summary.source, mean_power_w=summary.mean_power_w,

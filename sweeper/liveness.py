@@ -18,6 +18,7 @@ from typing import Any
 
 import psutil
 
+from sweeper.recording import energy_split
 from sweeper.store import Store
 from sweeper.store import runs as store_runs
 from sweeper.store.schema import Run, utcnow
@@ -112,16 +113,10 @@ def partial_energy(totals: dict[str, tuple[float, float]]) -> dict[str, Any]:
     bound (the phase it was in, and the gaps between phases, are lost), and labelled so."""
     if not totals:
         return {}
-
-    def energy_j(*kinds: str) -> float:
-        return sum(totals[k][0] for k in kinds if k in totals)
-
     train_s = totals.get("train_epoch", (0.0, 0.0))[1]
     return {
-        "energy_train_j": energy_j("train_epoch"),
-        "energy_eval_j": energy_j("eval", "test"),
-        "energy_inference_j": energy_j("inference"),
-        "energy_total_j": energy_j(*totals),
+        **energy_split(lambda kind: totals.get(kind, (0.0, 0.0))[0]),
+        "energy_total_j": sum(energy_j for energy_j, _ in totals.values()),
         "train_duration_s": train_s or None,
         "measurement_warning": "energy is the sum of the phases finished before the process "
         "vanished (a lower bound)",

@@ -12,7 +12,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from sweeper import energy
@@ -122,6 +122,15 @@ class Recorder:
 
     def duration_of(self, kind: str) -> float:
         return sum(p.duration_s for p in self.phases if p.kind == kind)
+
+
+def energy_split(energy_of: Callable[[str], float]) -> dict[str, float]:
+    """A run's E_tr, E_in and evaluation energy columns from its phases' energy by kind."""
+    return {
+        "energy_train_j": energy_of("train_epoch"),
+        "energy_eval_j": energy_of("eval") + energy_of("test"),
+        "energy_inference_j": energy_of("inference"),
+    }
 
 
 def record_cut_phases(recorder: Recorder, sampler: energy.EnergySampler) -> None:
