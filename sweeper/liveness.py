@@ -66,18 +66,25 @@ def as_utc(moment: datetime | None) -> datetime | None:
     return moment
 
 
+def gone_from_this_host(host: str | None, pid: int | None, this_host: str) -> bool:
+    """Whether (host, pid) names another process of this host that no longer exists."""
+    return (
+        host == this_host and pid is not None and pid != os.getpid()
+        and not psutil.pid_exists(pid)
+    )
+
+
 def why_vanished(
     run: Run, host: str, now: datetime, stale_after_s: float = STALE_AFTER_S
 ) -> str | None:
     """Why a 'running' row cannot belong to a live process, or None if it may."""
-    if run.host == host and run.pid is not None:
-        if run.pid == os.getpid():
-            return None
-        if not psutil.pid_exists(run.pid):
-            return (
-                f"its process (pid {run.pid} on {host}) ended without recording the run: "
-                "killed (SIGKILL, out-of-memory killer) or crashed"
-            )
+    if run.host == host and run.pid == os.getpid():
+        return None
+    if gone_from_this_host(run.host, run.pid, host):
+        return (
+            f"its process (pid {run.pid} on {host}) ended without recording the run: "
+            "killed (SIGKILL, out-of-memory killer) or crashed"
+        )
     last = as_utc(run.heartbeat_at or run.started_at)
     if last is None:
         return None

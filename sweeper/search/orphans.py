@@ -14,11 +14,10 @@ import os
 import socket
 from datetime import datetime
 
-import psutil
 from optuna import Study
 from optuna.trial import FrozenTrial, Trial, TrialState
 
-from sweeper.liveness import HEARTBEAT_S, as_utc, reclaim_vanished_runs
+from sweeper.liveness import HEARTBEAT_S, as_utc, gone_from_this_host, reclaim_vanished_runs
 from sweeper.store import Run, Store
 from sweeper.store import runs as store_runs
 from sweeper.store.schema import utcnow
@@ -45,8 +44,7 @@ def why_orphaned(
     ago may be about to be told by a live search on another host.
     """
     pid = trial.user_attrs.get(PID_ATTR)
-    asked_here = trial.user_attrs.get(HOST_ATTR) == host and isinstance(pid, int)
-    if asked_here and pid != os.getpid() and not psutil.pid_exists(pid):
+    if isinstance(pid, int) and gone_from_this_host(trial.user_attrs.get(HOST_ATTR), pid, host):
         return f"the search process that asked it (pid {pid} on {host}) is gone"
     ended = [as_utc(r.ended_at) for r in runs if r.status != "running"]
     if not runs or len(ended) < len(runs):
