@@ -2,7 +2,7 @@
 
 Trains a small grid of real runs (digits on the CPU by default) with the project's own
 trainer and energy meters, recording the cumulative energy and time at every step
-boundary (sweeper.forecast_trace.StepTrace). Every window is then evaluated on the same
+boundary (sweeper.predict.trace.StepTrace). Every window is then evaluated on the same
 runs with the ProfileWindow's rule, so windows are compared without run-to-run noise.
 The actual value is the run's measured training energy (training steps only, as E_tr).
 
@@ -25,12 +25,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
+from sweeper.datasets import load_dataset  # noqa: E402
+from sweeper.models import build_model  # noqa: E402
 
-from datasets import load_dataset  # noqa: E402
-from models import build_model  # noqa: E402
 from sweeper import energy  # noqa: E402
-from sweeper.forecast_trace import StepTrace, forecast_error, forecast_from_trace  # noqa: E402
-from sweeper.train import Trainer, make_loader, make_optimizer  # noqa: E402
+from sweeper.predict.trace import StepTrace, forecast_error, forecast_from_trace  # noqa: E402
+from sweeper.training.loaders import make_loader  # noqa: E402
+from sweeper.training.trainer import Trainer, make_optimizer  # noqa: E402
 
 TARGET_WINDOW, TARGET_MAPE = 0.05, 0.05
 

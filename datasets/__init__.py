@@ -5,9 +5,11 @@
 they download nothing unless asked to.
 """
 
-from datasets.load import DATASET_NAMES, dataset_options, load_dataset
-from datasets.tensors import ImageTensorDataset
-from datasets.types import DatasetUnavailable, DataSplits
+from sweeper.errors import DatasetUnavailable
+
+from .load import DATASET_NAMES, dataset_options, load_dataset
+from .tensors import ImageTensorDataset
+from .types import DataSplits
 
 __all__ = [
     "DATASET_NAMES",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from sklearn.datasets import load_digits
 
-from datasets.source import SourceData
-from datasets.tensors import ImageTensorDataset
+from .source import SourceData
+from .tensors import ImageTensorDataset
 
 _MAX_PIXEL = 16.0  # the UCI digits are 4-bit counts, 0..16
 

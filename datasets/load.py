@@ -8,12 +8,12 @@ from typing import Any
 
 import numpy as np
 
-from datasets.digits import read_digits
-from datasets.source import SourceData
-from datasets.stratify import split_off, take
-from datasets.synthetic import make_synthetic
-from datasets.types import DataSplits
-from datasets.vision import read_vision
+from .digits import read_digits
+from .source import SourceData
+from .stratify import split_off, take
+from .synthetic import make_synthetic
+from .types import DataSplits
+from .vision import read_vision
 
 DATASET_NAMES: tuple[str, ...] = ("digits", "synthetic", "mnist", "fashion_mnist", "cifar10")
 

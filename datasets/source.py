@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from datasets.tensors import ImageTensorDataset
+from .tensors import ImageTensorDataset
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from datasets.source import SourceData
-from datasets.tensors import ImageTensorDataset
+from .source import SourceData
+from .tensors import ImageTensorDataset
 
 _PROTOTYPE_GRID = 4  # prototypes are random 4x4 patterns, smoothly upsampled
 

@@ -7,11 +7,6 @@ from dataclasses import dataclass
 from torch.utils.data import Dataset
 
 
-class DatasetUnavailable(RuntimeError):
-    """The data cannot be read (files missing, download impossible); the message says
-    where we looked and how to get the files, so a sweep fails with an actionable error."""
-
-
 @dataclass(frozen=True)
 class DataSplits:
     """Train/val/test splits of one dataset plus what a model needs to be sized for it."""

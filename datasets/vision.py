@@ -12,9 +12,10 @@ from pathlib import Path
 import torch
 from torchvision import datasets as tv
 
-from datasets.source import SourceData
-from datasets.tensors import ImageTensorDataset
-from datasets.types import DatasetUnavailable
+from sweeper.errors import DatasetUnavailable
+
+from .source import SourceData
+from .tensors import ImageTensorDataset
 
 
 @dataclass(frozen=True)

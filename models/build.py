@@ -8,12 +8,12 @@ from typing import Any
 
 from torch import nn
 
-from models.cnn import SimpleCNN
-from models.mlp import MLP
-from models.mobilenet import MobileNetV2
-from models.resnet import ResNet
-from models.vgg import VGG
-from models.vit import ViT
+from .cnn import SimpleCNN
+from .mlp import MLP
+from .mobilenet import MobileNetV2
+from .resnet import ResNet
+from .vgg import VGG
+from .vit import ViT
 
 ARCHITECTURES: dict[str, type[nn.Module]] = {
     "resnet": ResNet,

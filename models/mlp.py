@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from models.common import check_input
+from .common import check_input
 
 
 class MLP(nn.Module):

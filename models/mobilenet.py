@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from models.common import can_halve, check_input
+from .common import can_halve, check_input
 
 # (expansion t, output channels c, repeats n, stride s) per stage, as in the paper's
 # Table 2 but cut to four stages and a 3x3 stride-1 stem: small images have no

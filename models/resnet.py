@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from models.common import can_halve, check_input, int_tuple
+from .common import can_halve, check_input, int_tuple
 
 
 class BasicBlock(nn.Module):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from models.common import check_input
+from .common import check_input
 
 MAX_AUTO_TOKENS = 64
 

@@ -16,16 +16,16 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from sweeper.callbacks import LAST_SWEEP, summarise_runs
+from sweeper.app.callbacks import LAST_SWEEP, summarise_runs
 from sweeper.errors import USER_ERRORS, exit_with_user_error
-from sweeper.job import JobResult, run_job
-from sweeper.recording import RunInterrupted
+from sweeper.run.job import JobResult, run_job
+from sweeper.run.recording import RunInterrupted
 from sweeper.store.db import dispose_stores
 
 log = logging.getLogger("sweeper")
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@hydra.main(version_base="1.3", config_path="pkg://sweeper.conf", config_name="config")
 def app(cfg: DictConfig) -> JobResult:
     try:
         result = run_job(cfg)

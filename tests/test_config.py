@@ -10,10 +10,11 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import ConfigCompositionException
 from omegaconf import DictConfig
+from sweeper.datasets import DATASET_NAMES
+from sweeper.models import MODEL_NAMES
 
-from datasets import DATASET_NAMES
-from models import MODEL_NAMES
-from sweeper.spec import PRECISIONS, ConfigError, build_spec
+from sweeper.config.spec import PRECISIONS, build_spec
+from sweeper.errors import ConfigError
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -95,7 +96,7 @@ def test_bad_values_name_key_value_and_allowed(override: str, key: str) -> None:
 
 
 def test_identity_ignores_storage_and_bookkeeping() -> None:
-    a = build_spec(_compose("storage.url=sqlite:///a.db", "sweeper.progress=false"))
+    a = build_spec(_compose("storage.url=sqlite:///a.db", "sweeper.training.progress=false"))
     b = build_spec(_compose("storage.url=sqlite:///b.db"))
     c = build_spec(_compose("batch=32"))
     assert a.config_hash == b.config_hash
@@ -103,7 +104,7 @@ def test_identity_ignores_storage_and_bookkeeping() -> None:
 
 
 def test_grid_jobs_include_a_presets_sweeper_params() -> None:
-    from sweeper.callbacks import grid_job_overrides
+    from sweeper.app.callbacks import grid_job_overrides
 
     cfg = compose(
         config_name="config",

@@ -12,16 +12,11 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 from sklearn.linear_model import LogisticRegression
+from sweeper.datasets import DATASET_NAMES, DataSplits, ImageTensorDataset, load_dataset
 from torchvision import datasets as tv
 from torchvision.transforms import ToTensor
 
-from datasets import (
-    DATASET_NAMES,
-    DatasetUnavailable,
-    DataSplits,
-    ImageTensorDataset,
-    load_dataset,
-)
+from sweeper.errors import DatasetUnavailable
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "dataset"
 

@@ -10,7 +10,8 @@ import pytest
 
 from sweeper.energy import EnergySampler
 from sweeper.energy.nvml import NvmlMeter, visible_devices
-from sweeper.energy.types import MeterReadError, MeterUnavailable
+from sweeper.energy.types import MeterReadError
+from sweeper.errors import MeterUnavailable
 
 
 class NVMLError(Exception):

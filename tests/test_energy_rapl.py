@@ -9,7 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sweeper.energy.rapl import RaplMeter, counter_delta_uj
-from sweeper.energy.types import MeterReadError, MeterUnavailable
+from sweeper.energy.types import MeterReadError
+from sweeper.errors import MeterUnavailable
 from tests.conftest import deny_read
 
 MAX_UJ = 262_143_328_850  # a typical Intel package range

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from sweeper.energy import EnergySampler, open_meters
-from sweeper.energy.types import MeterUnavailable
+from sweeper.errors import MeterUnavailable
 from tests.conftest import deny_read
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from sweeper import estimator
-from sweeper.estimator import (
+from sweeper.predict.estimator import (
     MixedHardwareError,
     Observation,
     Query,
@@ -197,6 +197,6 @@ def test_estimator_does_not_import_torch() -> None:
     assert "torch" not in getattr(estimator, "__dict__", {})
     import subprocess
 
-    code = "import sys, sweeper.estimator; print('torch' in sys.modules)"
+    code = "import sys, sweeper.predict.estimator; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

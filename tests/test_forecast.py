@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from sweeper.forecast import ProfileWindow, extrapolate
-from sweeper.forecast_trace import StepTrace, forecast_error, forecast_from_trace, profile_plan
+from sweeper.predict.forecast import ProfileWindow, extrapolate
+from sweeper.predict.trace import StepTrace, forecast_error, forecast_from_trace, profile_plan
 from sweeper.store import Run, Sweep, open_store
 from tests.conftest import run_cli
 
@@ -102,7 +102,7 @@ def test_trace_rejects_an_empty_trace() -> None:
 
 
 REAL = ["model=resnet", "batch=16", "num_threads=1", "meter=estimate", "inference.batches=3",
-        "sweeper.progress=false"]
+        "sweeper.training.progress=false"]
 
 
 @pytest.mark.slow
@@ -146,8 +146,8 @@ def test_forecast_mode_profiles_without_training(tmp_path: Path) -> None:
 def _hardware_id() -> str:
     import torch
 
-    from sweeper.device import describe_accelerator
-    from sweeper.hardware import describe_host
+    from sweeper.energy.hardware import describe_host
+    from sweeper.training.device import describe_accelerator
 
     return describe_host(describe_accelerator(torch.device("cpu"))).hardware_id
 
@@ -185,9 +185,9 @@ def test_estimate_mode_predicts_a_config_never_run(tmp_path: Path) -> None:
 
 
 def test_estimate_refuses_other_hardware_and_meters(tmp_path: Path) -> None:
-    from sweeper.estimate_mode import choose_group
-    from sweeper.estimator import Observation
-    from sweeper.spec import ConfigError
+    from sweeper.errors import ConfigError
+    from sweeper.predict.estimator import Observation
+    from sweeper.run.estimate_mode import choose_group
 
     store = open_store(f"sqlite:///{tmp_path / 'x.db'}")
     rows = [Observation(i, hw, meter, "cnn", "digits", 16, "fp32", 10, 100.0, 1.0, "box")
@@ -204,8 +204,8 @@ def test_estimate_refuses_other_hardware_and_meters(tmp_path: Path) -> None:
 def test_mode_is_validated() -> None:
     from omegaconf import OmegaConf
 
-    from sweeper.modes import job_mode
-    from sweeper.spec import ConfigError
+    from sweeper.config.modes import job_mode
+    from sweeper.errors import ConfigError
 
     assert job_mode(OmegaConf.create({})) == "train"
     assert job_mode(OmegaConf.create({"mode": "forecast"})) == "forecast"

@@ -13,7 +13,7 @@ from datetime import timedelta
 
 import pytest
 
-from sweeper.liveness import STALE_AFTER_S, Heartbeat, reclaim_vanished_runs
+from sweeper.run.liveness import STALE_AFTER_S, Heartbeat, reclaim_vanished_runs
 from sweeper.store import Phase, Store
 from sweeper.store import runs as store_runs
 from sweeper.store.schema import utcnow
@@ -126,7 +126,7 @@ def test_heartbeat_advances_while_the_run_works_and_stops_with_it(store: Store) 
 def test_a_run_wrongly_judged_vanished_ends_with_its_own_outcome(store: Store) -> None:
     """Two machines sharing a host name could judge each other's runs gone; the run that
     goes on still records how it really ended, without the other's verdict."""
-    from sweeper.recording import close_run
+    from sweeper.run.recording import close_run
 
     sweep_id = store_runs.ensure_sweep(store, "grid: same name")
     run_id = _running(store, sweep_id, HOST, _dead_pid(), silent_s=1)

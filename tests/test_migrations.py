@@ -13,7 +13,8 @@ from collections.abc import Callable
 import pytest
 from sqlalchemy import Connection, inspect, select, text
 
-from sweeper.store import SCHEMA_VERSION, StoreError, migrate
+from sweeper.errors import StoreError
+from sweeper.store import SCHEMA_VERSION, migrate
 from sweeper.store import runs as store_runs
 from sweeper.store.db import Store
 from sweeper.store.schema import SchemaInfo
@@ -125,7 +126,7 @@ def test_version_1_database_gets_the_liveness_columns_and_keeps_its_runs(url: st
     run that version 1 left 'running' long ago is then reclaimed like any silent run."""
     from datetime import timedelta
 
-    from sweeper.liveness import STALE_AFTER_S, reclaim_vanished_runs
+    from sweeper.run.liveness import STALE_AFTER_S, reclaim_vanished_runs
     from sweeper.store.schema import utcnow
 
     finished = _old_database(url)

@@ -7,11 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 from omegaconf import OmegaConf
+from sweeper.datasets import load_dataset
+from sweeper.models import MODEL_NAMES, ModelInfo, build_model, describe_model
 from torch import nn
 from torch.utils.data import DataLoader
-
-from datasets import load_dataset
-from models import MODEL_NAMES, ModelInfo, build_model, describe_model
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "model"
 SHAPES = [(1, 8, 8), (1, 28, 28), (3, 32, 32)]  # digits, MNIST, CIFAR-10

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from sweeper.energy import PhaseEnergy
-from sweeper.recording import Recorder, RunInterrupted, interrupts_held, sigterm_as_interrupt
+from sweeper.run.recording import Recorder, RunInterrupted, interrupts_held, sigterm_as_interrupt
 from sweeper.store import Store
 from sweeper.store import runs as store_runs
 from tests.conftest import run_row

@@ -203,7 +203,7 @@ def test_paper_preset_composes_the_study_grid() -> None:
 
     from hydra import compose, initialize_config_dir
 
-    from sweeper.spec import build_spec
+    from sweeper.config.spec import build_spec
 
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=["+experiment=paper"], return_hydra_config=True)

@@ -77,8 +77,8 @@ def test_sweep_identity_reaches_jobs_through_the_pickled_callback(
 
     from omegaconf import OmegaConf
 
-    from sweeper.callbacks import SweepCallback
-    from sweeper.sweepinfo import SWEEP_NAME_ENV
+    from sweeper.app.callbacks import SweepCallback
+    from sweeper.config.sweep import SWEEP_NAME_ENV
 
     callback = SweepCallback()
     callback.job_env = {SWEEP_NAME_ENV: "grid: model=mlp,cnn"}
@@ -175,7 +175,7 @@ def test_masking_covers_urls_keywords_and_configs() -> None:
 
 
 def test_spec_config_masks_the_password_but_connects_with_it() -> None:
-    from sweeper.spec import build_spec
+    from sweeper.config.spec import build_spec
 
     url = f"postgresql+psycopg://alice:{SECRET}@db/sweeps"
     spec = build_spec(_compose(f"storage.url={url}"))
@@ -229,7 +229,7 @@ def test_password_from_the_environment_connects_and_stays_hidden(
 
 def test_nvml_driver_and_power_limits_land_in_the_hardware_record() -> None:
     from sweeper import energy
-    from sweeper.hardware import describe_host
+    from sweeper.energy.hardware import describe_host
 
     def hardware(limit_mw: float) -> dict[str, Any]:
         nvml = FakeNvml(["NVIDIA A100-SXM4-40GB", "NVIDIA A100-SXM4-40GB"], limit_mw)
@@ -291,19 +291,20 @@ class FakeNvml:
 def test_ddp_rank_layout_from_torchrun_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
 
-    from sweeper import distributed
+    from sweeper.config import launch
+    from sweeper.training import distributed
 
     for key, value in {"WORLD_SIZE": "4", "RANK": "2", "LOCAL_RANK": "2",
                        "LOCAL_WORLD_SIZE": "4"}.items():
         monkeypatch.setenv(key, value)
-    info = distributed.launch()
+    info = launch.launch()
     assert info.active and not info.is_main and info.local_rank == 2
-    assert distributed.identity() == {"world_size": 4}
+    assert launch.identity() == {"world_size": 4}
     # Rank 0 measures the GPUs of all four ranks unless energy.gpus says otherwise.
     assert distributed.measured_gpus(None, torch.device("cuda", 0)) == (0, 1, 2, 3)
     assert distributed.measured_gpus((5,), torch.device("cuda", 0)) == (5,)
     monkeypatch.setenv("WORLD_SIZE", "1")
-    assert distributed.identity() == {}
+    assert launch.identity() == {}
     assert distributed.measured_gpus(None, torch.device("cuda", 1)) == (1,)
 
 

@@ -18,12 +18,12 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
 
-from sweeper.forecast import ProfileWindow
+from sweeper.errors import ConfigError
+from sweeper.predict.forecast import ProfileWindow
+from sweeper.run.stopping import EarlyStop, EnergyLimit, energy_limit, guard_steps
 from sweeper.search.settings import settings_from
 from sweeper.search.space import format_value, parse_space
 from sweeper.search.study import outcome_of_run, trial_energy_limit
-from sweeper.spec import ConfigError
-from sweeper.stopping import EarlyStop, EnergyLimit, energy_limit, guard_steps
 from sweeper.store import Run
 from tests.conftest import LONG_RUN, ROOT, TINY, kill_mid_training, run_cli
 

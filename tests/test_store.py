@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from sweeper.store import SCHEMA_VERSION, Phase, PhaseDomainEnergy, Run, StoreError, mask_url
+from sweeper.errors import StoreError
+from sweeper.store import SCHEMA_VERSION, Phase, PhaseDomainEnergy, Run, mask_url
 from sweeper.store import runs as store_runs
 from sweeper.store.db import Store
 from tests.conftest import run_row

@@ -1,4 +1,4 @@
-"""Property-based tests of the config validator (sweeper.spec.build_spec).
+"""Property-based tests of the config validator (sweeper.config.spec.build_spec).
 
 The real config is composed by Hydra once; each example then changes one key of a copy
 with OmegaConf, so hundreds of examples stay fast. Every rejection must be a ConfigError
@@ -18,7 +18,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from omegaconf import DictConfig, OmegaConf
 
-from sweeper.spec import METERS, OPTIMIZERS, PRECISIONS, ConfigError, RunSpec, build_spec
+from sweeper.config.spec import METERS, OPTIMIZERS, PRECISIONS, RunSpec, build_spec
+from sweeper.errors import ConfigError
 from tests.conftest import CONF_DIR
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

@@ -29,10 +29,10 @@ from sweeper.energy.types import (
     EnergySummary,
     Meter,
     MeterReadError,
-    MeterUnavailable,
     PhaseEnergy,
     Sample,
 )
+from sweeper.errors import MeterUnavailable
 
 __all__ = [
     "CHOICES",

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from sweeper.energy.types import DomainReading, MeterReadError, MeterUnavailable
+from sweeper.energy.types import DomainReading, MeterReadError
+from sweeper.errors import MeterUnavailable
 
 
 def _text(value: Any) -> str:

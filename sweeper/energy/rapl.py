@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sweeper.energy.estimate import cpu_model_name
-from sweeper.energy.types import DomainReading, MeterReadError, MeterUnavailable
+from sweeper.energy.types import DomainReading, MeterReadError
+from sweeper.errors import MeterUnavailable
 
 DEFAULT_POWERCAP_ROOT = Path("/sys/class/powercap")
 

@@ -1,6 +1,7 @@
 """Choosing meters: the best readable ones in "auto", or exactly the ones asked for.
 
-"auto" uses NVML for GPUs when a driver is present, RAPL for CPU packages and DRAM when the
+"auto" uses NVML for GPUs when a driver is present (a GPU run whose NVML cannot be read
+carries a warning that its GPU energy was not measured), RAPL for CPU packages and DRAM when the
 counters are readable, and otherwise the labelled estimate for CPU and memory. Every decision
 and every reason a meter was skipped (e.g. the RAPL permission fix) lands in ``notes``.
 
@@ -21,7 +22,8 @@ from sweeper.energy.estimate import EstimateMeter
 from sweeper.energy.nvml import NvmlMeter
 from sweeper.energy.rapl import DEFAULT_POWERCAP_ROOT, RaplMeter
 from sweeper.energy.sampler import describe_meters, source_label
-from sweeper.energy.types import SOURCES, Meter, MeterUnavailable
+from sweeper.energy.types import SOURCES, Meter
+from sweeper.errors import MeterUnavailable
 
 CHOICES = ("auto", *SOURCES)
 
@@ -32,6 +34,8 @@ class MeterSet:
 
     meters: list[Meter]
     notes: list[str] = field(default_factory=list)
+    # What a run's reader must know about what was not measured (stored with the run).
+    warnings: list[str] = field(default_factory=list)
 
     def __iter__(self) -> Iterator[Meter]:
         return iter(self.meters)
@@ -87,6 +91,7 @@ def open_meters(
     """
     parts = _parse_choice(choice)
     notes: list[str] = []
+    warnings: list[str] = []
     meters: list[Meter] = []
     if parts != ["auto"]:
         try:
@@ -113,6 +118,8 @@ def open_meters(
             notes.append(f"nvml: GPUs {gpu.gpu_indices}")
         except MeterUnavailable as e:
             notes.append(f"nvml: not used ({e})")
+            warnings.append(f"GPU energy not measured: NVML unavailable ({e}); the energy "
+                            "figures cover the CPU and memory only")
     try:
         rapl = RaplMeter(powercap_root)
         meters.append(rapl)
@@ -122,4 +129,4 @@ def open_meters(
         est = EstimateMeter(cpu_tdp_w)
         meters.append(est)
         notes.append(f"estimate: cpu+memory, TDP {est.tdp.tdp_w:g} W from {est.tdp.source}")
-    return MeterSet(meters, notes)
+    return MeterSet(meters, notes, warnings)

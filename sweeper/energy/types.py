@@ -85,13 +85,5 @@ class EnergySummary:
     hardware: dict[str, str] = field(default_factory=dict)
 
 
-class MeterUnavailable(RuntimeError):
-    """A meter cannot be opened here; the message says why and, where possible, how to fix it.
-
-    Auto-selection catches it to fall back; an explicit meter choice lets it propagate so a
-    run fails before training rather than after.
-    """
-
-
 class MeterReadError(RuntimeError):
     """An opened meter failed to read; the sampler records it as a warning and keeps going."""

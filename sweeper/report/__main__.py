@@ -8,7 +8,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from sweeper.store import StoreError, open_store
+from sweeper.errors import StoreError
+from sweeper.store import open_store
 from sweeper.store.db import resolve_url
 
 DEFAULT_STORAGE = "sqlite:///results/sweeper.db"

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from sweeper.estimator import EnergyFit
+from sweeper.predict.estimator import EnergyFit
 
 MATCH_KEYS = ("model", "dataset", "lr", "optimizer", "epochs", "precision", "batch",
               "hardware_id", "meter_source")

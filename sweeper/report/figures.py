@@ -21,7 +21,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import NullFormatter
 
-from sweeper.estimator import EnergyFit
+from sweeper.predict.estimator import EnergyFit
 from sweeper.report.analysis import Correlation, completed, correlation, pareto_mask
 
 DPI = 110

@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from sweeper.estimator import EnergyFit
+from sweeper.predict.estimator import EnergyFit
 from sweeper.report.analysis import Correlation, WindowAccuracy
 
 STYLE = """

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from sweeper.estimator import EnergyFit
+from sweeper.predict.estimator import EnergyFit
 from sweeper.report.analysis import completed, pareto_mask
 
 

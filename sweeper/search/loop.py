@@ -19,6 +19,8 @@ from hydra.core.utils import JobReturn
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import Trial, TrialState
 
+from sweeper.config.sweep import SWEEP_KIND_ENV, SWEEP_NAME_ENV, sweep_name_from_overrides
+from sweeper.run.stopping import LIMIT_KEY, REASON_KEY
 from sweeper.search.front import print_front
 from sweeper.search.orphans import claim, fail_orphaned_trials
 from sweeper.search.settings import SearchSettings, settings_from
@@ -33,11 +35,9 @@ from sweeper.search.study import (
     spent_energy_j,
     trial_energy_limit,
 )
-from sweeper.stopping import LIMIT_KEY, REASON_KEY
 from sweeper.store import Store, open_store
 from sweeper.store import runs as store_runs
 from sweeper.store.db import resolve_url
-from sweeper.sweepinfo import SWEEP_KIND_ENV, SWEEP_NAME_ENV, sweep_name_from_overrides
 
 log = logging.getLogger("sweeper.search")
 

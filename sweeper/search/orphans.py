@@ -17,7 +17,7 @@ from datetime import datetime
 from optuna import Study
 from optuna.trial import FrozenTrial, Trial, TrialState
 
-from sweeper.liveness import HEARTBEAT_S, as_utc, gone_from_this_host, reclaim_vanished_runs
+from sweeper.run.liveness import HEARTBEAT_S, as_utc, gone_from_this_host, reclaim_vanished_runs
 from sweeper.store import Run, Store
 from sweeper.store import runs as store_runs
 from sweeper.store.schema import utcnow

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sweeper.spec import ConfigError, invalid_value
+from sweeper.errors import ConfigError, invalid_value
 
 # Second objective (minimised) -> its unit, for tables and metric names.
 OBJECTIVES: dict[str, str] = {

@@ -26,7 +26,7 @@ from optuna.distributions import (
     IntDistribution,
 )
 
-from sweeper.spec import ConfigError
+from sweeper.errors import ConfigError
 
 _TAGS = {"log", "int"}
 _PRIMITIVES = (str, int, float, bool)

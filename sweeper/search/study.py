@@ -17,8 +17,8 @@ from optuna.samplers import BaseSampler, NSGAIISampler, RandomSampler, TPESample
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.engine import URL
 
+from sweeper.errors import ConfigError
 from sweeper.search.settings import ACCURACY, SearchSettings
-from sweeper.spec import ConfigError
 from sweeper.store import Run
 
 SQLITE_TIMEOUT_S = 60  # several workers writing one file wait instead of "database is locked"

@@ -1,6 +1,7 @@
 """Persistence of sweeps, runs, phases and power samples (SQLAlchemy 2.0)."""
 
-from sweeper.store.db import Store, StoreError, mask_url, open_store
+from sweeper.errors import StoreError
+from sweeper.store.db import Store, mask_url, open_store
 from sweeper.store.schema import (
     SCHEMA_VERSION,
     Phase,

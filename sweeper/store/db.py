@@ -15,19 +15,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, create_engine, event, inspect, select, text
+from sqlalchemy import Engine, create_engine, event, inspect, select, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from sweeper.errors import StoreError
 from sweeper.redact import mask_secrets
+from sweeper.store.migrate import lock_schema, upgrade
 from sweeper.store.schema import SCHEMA_VERSION, Base, SchemaInfo
 
 SQLITE_BUSY_TIMEOUT_S = 60.0
-
-
-class StoreError(RuntimeError):
-    """The store cannot be used; the message says why and what to do."""
 
 
 def mask_url(url: str | URL) -> str:
@@ -164,8 +162,6 @@ class Store:
                 f"(schema {SCHEMA_VERSION}); upgrade sweeper to read it"
             )
         if version < SCHEMA_VERSION:
-            from sweeper.store.migrate import upgrade
-
             upgrade(self.engine, version)
         with self.engine.begin() as conn:
             # Tables added in this version without a migration of their own.
@@ -183,18 +179,6 @@ class Store:
 
     def dispose(self) -> None:
         self.engine.dispose()
-
-
-# Any constant: PostgreSQL advisory lock id that serialises schema creation and upgrades.
-_SCHEMA_LOCK_ID = 0x5EE9E4
-
-
-def lock_schema(conn: Connection) -> None:
-    """Hold the schema lock until this transaction ends, so workers opening a fresh (or an
-    old) database at the same instant do not all try to create (or upgrade) its tables.
-    SQLite needs nothing: BEGIN IMMEDIATE already serialises writers."""
-    if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _SCHEMA_LOCK_ID})
 
 
 def _written_by() -> str:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from sqlalchemy import Connection, Engine, select, text, update
 
+from sweeper.errors import StoreError
 from sweeper.store.schema import SCHEMA_VERSION, Run, SchemaInfo, utcnow
 
 
@@ -29,9 +30,19 @@ def _add_run_liveness(conn: Connection) -> None:
 STEPS: dict[int, Callable[[Connection], None]] = {1: _add_run_liveness}
 
 
-def upgrade(engine: Engine, from_version: int) -> None:
-    from sweeper.store.db import StoreError, lock_schema
+# Any constant: PostgreSQL advisory lock id that serialises schema creation and upgrades.
+_SCHEMA_LOCK_ID = 0x5EE9E4
 
+
+def lock_schema(conn: Connection) -> None:
+    """Hold the schema lock until this transaction ends, so workers opening a fresh (or an
+    old) database at the same instant do not all try to create (or upgrade) its tables.
+    SQLite needs nothing: BEGIN IMMEDIATE already serialises writers."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _SCHEMA_LOCK_ID})
+
+
+def upgrade(engine: Engine, from_version: int) -> None:
     _check_steps(from_version, StoreError)
     with engine.begin() as conn:
         lock_schema(conn)

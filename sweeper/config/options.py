@@ -16,10 +16,10 @@ from typing import Any
 
 import torch
 
-from datasets import dataset_options, load_dataset
-from models import build_model
-from models.build import model_options
-from sweeper.spec import ConfigError, invalid_value
+from sweeper.datasets import dataset_options, load_dataset
+from sweeper.errors import ConfigError, invalid_value
+from sweeper.models import build_model
+from sweeper.models.build import model_options
 
 # (channels, height, width) and classes of the data sets whose files are read from disk;
 # synthetic's come from its options.

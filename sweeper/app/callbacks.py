@@ -14,16 +14,16 @@ from hydra.errors import ConfigCompositionException
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from sweeper.app.summary import print_sweep
+from sweeper.config.spec import build_spec
+from sweeper.config.sweep import SWEEP_KIND_ENV, SWEEP_NAME_ENV, sweep_name_from_overrides
 from sweeper.errors import USER_ERRORS, exit_with_user_error
-from sweeper.liveness import reclaim_vanished_runs
 from sweeper.redact import has_secret, install_log_redaction, mask_overrides, scrub_hydra_outputs
-from sweeper.spec import build_spec
+from sweeper.run.liveness import reclaim_vanished_runs
 from sweeper.store import open_store
 from sweeper.store import runs as store_runs
 from sweeper.store.db import resolve_url
 from sweeper.store.optuna_schema import prepare_optuna_schema
-from sweeper.summary import print_sweep
-from sweeper.sweepinfo import SWEEP_KIND_ENV, SWEEP_NAME_ENV, sweep_name_from_overrides
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +48,9 @@ def grid_job_overrides(config: DictConfig) -> list[list[str]]:
 
 def validate_grid(config: DictConfig) -> int:
     """Compose and validate every job of a grid before any of them trains."""
-    from sweeper.device import check_precision, resolve_device
     from sweeper.energy import carbon_intensity
-    from sweeper.spec import ConfigError
+    from sweeper.errors import ConfigError
+    from sweeper.training.device import check_precision, resolve_device
 
     loader = GlobalHydra.instance().config_loader()
     jobs = grid_job_overrides(config)

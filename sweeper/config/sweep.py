@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
+from sweeper.config.spec import RunSpec
 from sweeper.redact import mask_overrides, mask_secrets
-from sweeper.spec import RunSpec
 
 SWEEP_NAME_ENV = "SWEEPER_SWEEP_NAME"
 SWEEP_KIND_ENV = "SWEEPER_SWEEP_KIND"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from sweeper.spec import ConfigError
+from sweeper.errors import ConfigError
 
 
 def resolve_device(requested: str) -> torch.device:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
 
-from sweeper.spec import invalid_value
+from sweeper.errors import invalid_value
 
 MODES = ("train", "forecast", "estimate")
 

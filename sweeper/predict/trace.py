@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from sweeper.forecast import Forecast, extrapolate, window_steps
+from sweeper.predict.forecast import Forecast, extrapolate, window_steps
 
 
 def profile_plan(total_steps: int, window: float, warmup_steps: int) -> tuple[int, int]:

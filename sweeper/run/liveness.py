@@ -18,7 +18,7 @@ from typing import Any
 
 import psutil
 
-from sweeper.recording import energy_split
+from sweeper.run.recording import energy_split
 from sweeper.store import Store
 from sweeper.store import runs as store_runs
 from sweeper.store.schema import Run, utcnow

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from sweeper import energy
-from sweeper.forecast import Forecast
+from sweeper.predict.forecast import Forecast
 from sweeper.store import Phase, PhaseDomainEnergy, Store
 from sweeper.store import runs as store_runs
 from sweeper.store.schema import utcnow

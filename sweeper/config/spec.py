@@ -15,9 +15,10 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from datasets import DATASET_NAMES
-from models import MODEL_NAMES
-from sweeper import distributed
+from sweeper.config.launch import identity as launch_identity
+from sweeper.datasets import DATASET_NAMES
+from sweeper.errors import invalid_value
+from sweeper.models import MODEL_NAMES
 from sweeper.redact import mask_config
 
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -27,10 +28,6 @@ METERS = ("auto", "nvml", "rapl", "estimate")
 # Keys that say where and how results are kept, not what is measured: they do not
 # change a run's identity, so a resumed sweep still recognises its finished runs.
 _IDENTITY_EXCLUDED = ("storage", "sweeper", "hydra", "trial")
-
-
-class ConfigError(ValueError):
-    """A config value is invalid; raised before any work starts."""
 
 
 @dataclass(frozen=True)
@@ -70,10 +67,6 @@ class RunSpec:
     trial: int | None = None
     config: dict[str, Any] = field(default_factory=dict)  # the full resolved config
     config_hash: str = ""
-
-
-def invalid_value(key: str, value: Any, allowed: str) -> ConfigError:
-    return ConfigError(f"invalid value for '{key}': {value!r}; allowed: {allowed}")
 
 
 def _int(cfg: DictConfig, key: str, *, minimum: int, allow_none: bool = False) -> int | None:
@@ -142,7 +135,7 @@ def _resolve_without_hydra(cfg: DictConfig) -> dict[str, Any]:
 def build_spec(cfg: DictConfig) -> RunSpec:
     """Validate a composed config (its hydra node, if any, is ignored)."""
     # Stored with every run, so passwords are masked; a torchrun launch adds its world size.
-    resolved = mask_config(_resolve_without_hydra(cfg)) | distributed.identity()
+    resolved = mask_config(_resolve_without_hydra(cfg)) | launch_identity()
 
     model_cfg = dict(resolved.get("model") or {})
     model = model_cfg.pop("name", None)
@@ -152,7 +145,7 @@ def build_spec(cfg: DictConfig) -> RunSpec:
     dataset = dataset_cfg.pop("name", None)
     if dataset not in DATASET_NAMES:
         raise invalid_value("dataset", dataset, ", ".join(DATASET_NAMES))
-    from sweeper.options import check_dataset_options, check_model_options  # imports spec
+    from sweeper.config.options import check_dataset_options, check_model_options  # imports spec
 
     check_dataset_options(dataset, dataset_cfg)
     check_model_options(model, model_cfg, dataset, dataset_cfg)
@@ -214,7 +207,7 @@ def build_spec(cfg: DictConfig) -> RunSpec:
         storage_url=url,
         sweep_name=OmegaConf.select(cfg, "sweeper.name"),
         resume=bool(OmegaConf.select(cfg, "sweeper.resume", default=True)),
-        progress=bool(OmegaConf.select(cfg, "sweeper.progress", default=True)),
+        progress=bool(OmegaConf.select(cfg, "sweeper.training.progress", default=True)),
         trial=trial if isinstance(trial, int) else None,
         config=resolved,
         config_hash=config_hash(resolved),

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
-from sweeper import distributed
-from sweeper.device import autocast_dtype
+from sweeper.training import distributed
+from sweeper.training.device import autocast_dtype
 
 StepHook = Callable[[int], None]  # called with the global step count after each step
 
@@ -48,11 +48,6 @@ class InferenceStats:
     batches: int
     samples: int
     duration_s: float
-
-
-def make_loader(dataset: Dataset, batch: int, *, shuffle: bool, seed: int) -> DataLoader:
-    generator = torch.Generator().manual_seed(seed)
-    return DataLoader(dataset, batch_size=batch, shuffle=shuffle, generator=generator)
 
 
 def make_optimizer(

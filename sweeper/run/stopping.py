@@ -16,8 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sweeper.forecast import ProfileWindow
-from sweeper.spec import ConfigError
+from sweeper.errors import ConfigError
+from sweeper.predict.forecast import ProfileWindow
 
 LIMIT_KEY = "max_energy_train_j"
 REASON_KEY = "energy_limit_reason"

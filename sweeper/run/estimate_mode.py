@@ -1,5 +1,5 @@
 """`mode=estimate`: the energy of a configuration that was never run, predicted from the
-completed runs in the store with sweeper.estimator, and the hardware the fit came from.
+completed runs in the store with sweeper.predict.estimator, and the hardware the fit came from.
 
 This is the torch side: the configuration's MACs and parameter count come from building
 its model (no training); the estimator itself never imports torch. Nothing is written to
@@ -12,20 +12,18 @@ import logging
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from sweeper.estimator import EnergyFit, Observation, Prediction, Query, fit_energy
-from sweeper.estimator import load_observations as load_store_observations
-from sweeper.spec import ConfigError, RunSpec
+from sweeper.config.spec import RunSpec
+from sweeper.errors import ConfigError
+from sweeper.predict.estimator import EnergyFit, Observation, Prediction, Query, fit_energy
+from sweeper.predict.estimator import load_observations as load_store_observations
+from sweeper.run.result import JobResult
 from sweeper.store import Store, open_store
-
-if TYPE_CHECKING:
-    from sweeper.job import JobResult
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +59,10 @@ class SizedConfig:
 
 def size_config(spec: RunSpec, base_dir: str) -> SizedConfig:
     """Build the configuration's model (no training) for its MACs and parameters."""
-    from datasets import load_dataset
-    from models import build_model, describe_model
-    from sweeper.device import describe_accelerator, resolve_device
-    from sweeper.hardware import describe_host
+    from sweeper.datasets import load_dataset
+    from sweeper.energy.hardware import describe_host
+    from sweeper.models import build_model, describe_model
+    from sweeper.training.device import describe_accelerator, resolve_device
 
     options = dict(spec.dataset_options)
     root = Path(str(options.pop("root", "data"))).expanduser()
@@ -108,8 +106,7 @@ def choose_group(
 
 def run_estimate(cfg: DictConfig, spec: RunSpec, base_dir: str | Path | None) -> JobResult:
     from sweeper import energy
-    from sweeper.job import JobResult
-    from sweeper.sweepinfo import current_sweep
+    from sweeper.config.sweep import current_sweep
 
     options = estimate_options(cfg)
     base = str(base_dir or current_sweep(spec).base_dir)

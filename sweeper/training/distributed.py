@@ -15,8 +15,6 @@ import atexit
 import dataclasses
 import inspect
 import os
-from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -24,57 +22,11 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset
-from torch.utils.data.distributed import DistributedSampler
+
+from sweeper.config.launch import launch
 
 # Rank 0 evaluates and benchmarks inference while the others wait: allow it hours.
 CONTROL_TIMEOUT = timedelta(hours=6)
-
-
-@dataclass(frozen=True)
-class Launch:
-    """Where this process sits in a torchrun launch (world_size 1 without torchrun)."""
-
-    world_size: int = 1
-    rank: int = 0
-    local_rank: int = 0
-    local_world_size: int = 1
-
-    @property
-    def active(self) -> bool:
-        return self.world_size > 1
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-def _env_int(name: str, default: int) -> int:
-    try:
-        return int(os.environ.get(name, default))
-    except ValueError:
-        return default
-
-
-def launch() -> Launch:
-    world = _env_int("WORLD_SIZE", 1)
-    return Launch(
-        world_size=world,
-        rank=_env_int("RANK", 0),
-        local_rank=_env_int("LOCAL_RANK", 0),
-        local_world_size=_env_int("LOCAL_WORLD_SIZE", world),
-    )
-
-
-def is_main() -> bool:
-    return launch().is_main
-
-
-def identity() -> dict[str, Any]:
-    """Extra config keys that make a DDP run a different measurement than a
-    single-device one (empty without torchrun, so existing config hashes stay)."""
-    info = launch()
-    return {"world_size": info.world_size} if info.active else {}
 
 
 _control: Any = None  # the gloo group for coordination, once initialised
@@ -82,7 +34,7 @@ _control: Any = None  # the gloo group for coordination, once initialised
 
 def setup(device: torch.device) -> torch.device:
     """Join the process group (once per process) and return this rank's device."""
-    from sweeper.spec import ConfigError
+    from sweeper.errors import ConfigError
 
     info = launch()
     if not info.active:
@@ -138,29 +90,6 @@ def wrap_model(model: nn.Module, device: torch.device) -> nn.Module:
     params = inspect.signature(DistributedDataParallel).parameters
     no_sync = "forward_sync_buffers" if "forward_sync_buffers" in params else "broadcast_buffers"
     return DistributedDataParallel(model, device_ids=ids, **{no_sync: False})
-
-
-def train_loader(dataset: Dataset, batch: int, *, seed: int) -> DataLoader:
-    """The training loader: each rank gets its own shard, reshuffled every epoch.
-    `batch` is per process, so the global batch is batch x world size."""
-    from sweeper.train import make_loader
-
-    info = launch()
-    if not info.active:
-        return make_loader(dataset, batch, shuffle=True, seed=seed)
-    sampler = _EpochSampler(
-        dataset, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=seed
-    )
-    return DataLoader(dataset, batch_size=batch, sampler=sampler)
-
-
-class _EpochSampler(DistributedSampler):
-    """Advances its epoch on every pass, so no caller has to call set_epoch."""
-
-    def __iter__(self) -> Iterator[int]:
-        indices = super().__iter__()  # computed eagerly from the current epoch
-        self.set_epoch(self.epoch + 1)
-        return indices
 
 
 def measured_gpus(

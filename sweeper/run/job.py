@@ -1,0 +1,98 @@
+"""One sweep job: validate the config, then dispatch it to its mode (train, forecast or
+estimate). Deciding whether to run at all (resume, torchrun ranks) happens here; measuring
+happens in sweeper.run.measured, which every mode that trains shares.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+
+from sweeper import energy
+from sweeper.config.launch import launch
+from sweeper.config.modes import job_mode
+from sweeper.config.spec import RunSpec, build_spec
+from sweeper.config.sweep import SweepContext, current_sweep
+from sweeper.errors import ConfigError
+from sweeper.run.estimate_mode import run_estimate
+from sweeper.run.forecast_mode import execute_forecast
+from sweeper.run.liveness import reclaim_vanished_runs
+from sweeper.run.prepare import prepare
+from sweeper.run.result import JobResult
+from sweeper.run.train_mode import execute_training
+from sweeper.store import open_store
+from sweeper.store import runs as store_runs
+from sweeper.training import distributed
+from sweeper.training.device import check_precision, resolve_device
+
+log = logging.getLogger(__name__)
+
+
+def run_job(cfg: DictConfig, base_dir: str | Path | None = None) -> JobResult:
+    spec = build_spec(cfg)
+    mode = job_mode(cfg)
+    if mode == "estimate":  # nothing runs and nothing is stored
+        return run_estimate(cfg, spec, base_dir)
+    if mode == "forecast" and launch().active:
+        raise ConfigError("invalid value for 'mode': 'forecast' under torchrun; profile on one "
+                          "device (allowed here: train)")
+    device = distributed.setup(resolve_device(spec.device))  # cuda:LOCAL_RANK under torchrun
+    check_precision(spec.precision, device)
+    try:
+        carbon = energy.carbon_intensity(spec.country, spec.region)
+    except ValueError as exc:
+        raise ConfigError(f"invalid value for 'energy.country'/'energy.region': {exc}") from exc
+    sweep = current_sweep(spec)
+    if not launch().is_main:
+        return _follow(spec, sweep, device, carbon)
+    store = open_store(spec.storage_url, base_dir=base_dir or sweep.base_dir)
+    sweep_id = store_runs.ensure_sweep(
+        store, sweep.name, kind=sweep.kind, command=sweep.command, sweep_dir=sweep.sweep_dir
+    )
+    reclaim_vanished_runs(store, sweep_id)
+    if sweep.resume:
+        done = store_runs.completed_run_id(store, sweep_id, spec.config_hash)
+        if done is not None:
+            log.info(
+                "skipping %s: already completed in sweep %r as run %d "
+                "(pass sweeper.resume=false to run it again)", sweep.overrides, sweep.name, done,
+            )
+            distributed.agree(False)
+            return JobResult(status="skipped", run_id=done, sweep_id=sweep_id)
+    distributed.agree(True)
+    prepared = prepare(spec, store, sweep, sweep_id, device, carbon)
+    execute = execute_forecast if mode == "forecast" else execute_training
+    result = execute(prepared)
+    _end_distributed_run(result)
+    return result
+
+
+def _follow(
+    spec: RunSpec, sweep: SweepContext, device: torch.device, carbon: energy.CarbonIntensity
+) -> JobResult:
+    """A torchrun rank other than 0: trains its shard in step with rank 0, which
+    measures every GPU and records the run; this rank writes nothing."""
+    if not distributed.agree(True):
+        return JobResult(status="skipped", run_id=None, sweep_id=0)
+    p = prepare(spec, None, sweep, 0, device, carbon)  # type: ignore[arg-type]
+    p.meters.close()
+    for _ in range(spec.epochs):
+        p.trainer.train_epoch(p.loaders["train"])
+    distributed.end_of_run()
+    return JobResult(status="completed", run_id=None, sweep_id=0)
+
+
+def _end_distributed_run(result: JobResult) -> None:
+    """Rank 0 releases the other ranks once the run is recorded. A run that stopped
+    early leaves them inside a collective: the launch has to end (torchrun stops them)."""
+    if not launch().active:
+        return
+    if result.status != "completed":
+        raise RuntimeError(
+            f"run {result.run_id} {result.status} on rank 0 under torchrun; "
+            "the other ranks cannot finish it, so this launch stops"
+        )
+    distributed.end_of_run()

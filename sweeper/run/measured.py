@@ -1,0 +1,124 @@
+"""The one skeleton every measured run goes through, whatever its mode.
+
+A run row is inserted, the background sampler measures the mode's work inside SIGTERM
+handling and a heartbeat, and whatever ends the work (success, the energy rule, a failure,
+Ctrl-C or SIGTERM) is classified and recorded. Failures are kept in the row and do not
+escape, so a multirun goes on with its next job; an interrupt is recorded and then
+re-raised by close(), so the process stops promptly.
+
+    run = MeasuredRun(prepared, ok_status="completed")
+    run.measure(lambda: body(run.sampler, run.recorder))
+    run.values.update(columns...)
+    run.close()            # writes the row; re-raises a Ctrl-C
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sweeper import energy
+from sweeper.run.liveness import Heartbeat
+from sweeper.run.prepare import Prepared, new_run_row
+from sweeper.run.recording import (
+    Recorder,
+    RunError,
+    close_run,
+    record_cut_phases,
+    sigterm_as_interrupt,
+)
+from sweeper.run.result import JobResult
+from sweeper.run.stopping import PRUNED, EarlyStop
+from sweeper.store import runs as store_runs
+
+log = logging.getLogger(__name__)
+
+
+class MeasuredRun:
+    """One run row and the sampler that measures it."""
+
+    def __init__(self, p: Prepared, *, ok_status: str = "completed") -> None:
+        self.p = p
+        self.ok_status = ok_status
+        self.status = ok_status
+        self.error: RunError = None
+        self.interrupt: KeyboardInterrupt | None = None
+        self.summary: energy.EnergySummary | None = None
+        self.values: dict[str, Any] = {}
+        self.run_id = store_runs.insert_run(p.store, new_run_row(p))
+        self.recorder = Recorder(p.store, self.run_id, p.spec.keep_samples)
+        self.sampler = energy.EnergySampler(
+            p.meters.meters, sample_hz=p.spec.sample_hz, on_samples=self.recorder.samples
+        )
+        self._t0 = time.perf_counter()
+
+    @property
+    def ok(self) -> bool:
+        return self.status == self.ok_status
+
+    def measure(self, body: Callable[[], Any]) -> None:
+        """Run the mode's work under the sampler; record, never raise, what stopped it."""
+        try:
+            with sigterm_as_interrupt(), Heartbeat(self.p.store, self.run_id):
+                self.sampler.start()
+                try:
+                    body()
+                finally:
+                    self.summary = self.sampler.stop()
+                    self.p.meters.close()
+        except EarlyStop as exc:  # the energy rule, not a failure: recorded with its reason
+            self.status = PRUNED
+            self.values["stop_reason"] = str(exc)
+            log.info("run %d pruned: %s", self.run_id, exc)
+        except KeyboardInterrupt as exc:
+            self.status, self.interrupt = "interrupted", exc
+            self.error = (type(exc).__name__, str(exc) or "interrupted by the user")
+        except Exception as exc:  # a broken configuration must not stop the sweep
+            self.fail(type(exc).__name__, str(exc))
+        if not self.ok:
+            record_cut_phases(self.recorder, self.sampler)
+
+    def fail(self, error_type: str, message: str) -> None:
+        self.status, self.error = "failed", (error_type, message)
+        log.error("run %d failed: %s: %s", self.run_id, error_type, message)
+
+    def summary_columns(self, total_j: float | None) -> dict[str, Any]:
+        """Meter, power, warnings and carbon of the run, for its `total_j` joules."""
+        spec, carbon = self.p.spec, self.p.carbon
+        out: dict[str, Any] = {
+            "carbon_intensity_g_per_kwh": carbon.g_per_kwh, "carbon_source": carbon.source,
+        }
+        warnings = list(self.p.meters.warnings)
+        if self.summary is not None:
+            warnings += self.summary.warnings
+            out.update(
+                meter_source=self.summary.source, mean_power_w=self.summary.mean_power_w,
+                peak_power_w=self.summary.peak_power_w,
+            )
+        if total_j is not None:
+            out.update(energy_total_j=total_j,
+                       co2_g=energy.co2_g(total_j, carbon.g_per_kwh, spec.pue))
+        out["measurement_warning"] = "; ".join(warnings) or None
+        return out
+
+    def close(self) -> None:
+        """Write the row's status, timing, error and values; then re-raise an interrupt."""
+        close_run(self.p.store, self.run_id, self.values, self.status, self.error, self._t0)
+        if self.interrupt is not None:
+            raise self.interrupt
+
+    def result(self, **extra: Any) -> JobResult:
+        v = self.values
+        return JobResult(
+            status=self.status, run_id=self.run_id, sweep_id=self.p.sweep_id,
+            val_accuracy=v.get("val_accuracy"), test_accuracy=v.get("test_accuracy"),
+            energy_train_j=v.get("energy_train_j"),
+            energy_inference_j=v.get("energy_inference_j"),
+            energy_per_inference_sample_j=v.get("energy_per_inference_sample_j"),
+            energy_total_j=v.get("energy_total_j"), co2_g=v.get("co2_g"),
+            meter_source=v.get("meter_source"),
+            error=None if self.error is None else f"{self.error[0]}: {self.error[1]}",
+            extra=extra,
+        )

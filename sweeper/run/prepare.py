@@ -1,0 +1,107 @@
+"""Everything a measured run needs, built and checked before its row exists: data, model,
+optimizer, loaders, meters, the hardware identity, the carbon intensity."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sweeper import energy
+from sweeper.config.spec import RunSpec
+from sweeper.config.sweep import SweepContext
+from sweeper.datasets import load_dataset
+from sweeper.energy.hardware import describe_host
+from sweeper.errors import ConfigError
+from sweeper.models import build_model, describe_model
+from sweeper.store import Run, Store
+from sweeper.store.schema import utcnow
+from sweeper.training import distributed
+from sweeper.training.device import describe_accelerator
+from sweeper.training.loaders import make_loader, train_loader
+from sweeper.training.trainer import Trainer, make_optimizer
+
+
+@dataclass
+class Prepared:
+    """Everything built and checked before a run row exists."""
+
+    spec: RunSpec
+    store: Store
+    sweep: SweepContext
+    sweep_id: int
+    device: torch.device
+    trainer: Trainer
+    loaders: dict[str, torch.utils.data.DataLoader]
+    meters: energy.MeterSet
+    params: int
+    macs_per_sample: float
+    hardware: dict[str, Any]
+    carbon: energy.CarbonIntensity
+
+
+def prepare(
+    spec: RunSpec,
+    store: Store,
+    sweep: SweepContext,
+    sweep_id: int,
+    device: torch.device,
+    carbon: energy.CarbonIntensity,
+) -> Prepared:
+    torch.manual_seed(spec.seed)
+    if spec.num_threads:
+        torch.set_num_threads(spec.num_threads)
+    options = dict(spec.dataset_options)
+    root = Path(str(options.pop("root", "data"))).expanduser()
+    if not root.is_absolute():
+        root = Path(sweep.base_dir) / root
+    try:
+        data = load_dataset(spec.dataset, root=root, seed=spec.seed, **options)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"invalid option for dataset {spec.dataset!r}: {exc}") from exc
+    try:
+        model = build_model(spec.model, data.input_shape, data.num_classes, **spec.model_options)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"invalid option for model {spec.model!r}: {exc}") from exc
+    info = describe_model(model, data.input_shape)
+    optimizer = make_optimizer(
+        spec.optimizer, model.parameters(), spec.lr, spec.momentum, spec.weight_decay
+    )
+    trainer = Trainer(distributed.wrap_model(model, device), optimizer, device, spec.precision)
+    loaders = {
+        "train": train_loader(data.train, spec.batch, seed=spec.seed),
+        "val": make_loader(data.val, max(spec.batch, 256), shuffle=False, seed=spec.seed),
+        "test": make_loader(data.test, max(spec.batch, 256), shuffle=False, seed=spec.seed),
+        "inference": make_loader(data.test, spec.inference_batch, shuffle=False, seed=spec.seed),
+    }
+    gpus = distributed.measured_gpus(spec.gpus, device)  # every rank's GPU under torchrun
+    meters = energy.open_meters(
+        spec.meter, gpu_indices=gpus if device.type == "cuda" else (), cpu_tdp_w=spec.cpu_tdp_w
+    )
+    hardware = describe_host(describe_accelerator(device), meters.describe()).as_dict()
+    hardware["meters"] = meters.describe()
+    hardware["distributed"] = distributed.describe(device)
+    return Prepared(
+        spec=spec, store=store, sweep=sweep, sweep_id=sweep_id, device=device, trainer=trainer,
+        loaders=loaders, meters=meters, params=info.params,
+        macs_per_sample=info.macs_per_sample, hardware=hardware, carbon=carbon,
+    )
+
+
+def new_run_row(p: Prepared) -> Run:
+    spec, hw = p.spec, p.hardware
+    return Run(
+        sweep_id=p.sweep_id, config=spec.config, config_hash=spec.config_hash,
+        overrides=p.sweep.overrides, model=spec.model, dataset=spec.dataset, batch=spec.batch,
+        lr=spec.lr, optimizer=spec.optimizer, epochs=spec.epochs, precision=spec.precision,
+        device=str(p.device), seed=spec.seed, params=p.params,
+        macs_per_sample=p.macs_per_sample, status="running", trial_number=spec.trial,
+        started_at=utcnow(), pid=os.getpid(), heartbeat_at=utcnow(), host=str(hw["host"]),
+        hardware_id=str(hw["hardware_id"]),
+        cpu_model=str(hw["cpu_model"]), gpu_model=hw.get("gpu_model"),
+        gpu_count=int(hw.get("gpu_count") or 0), hardware=hw, pue=spec.pue,
+        meter_source=p.meters.source,
+    )

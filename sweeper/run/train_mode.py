@@ -1,0 +1,106 @@
+"""`mode=train` (the default): train, evaluate each epoch, test, benchmark inference, and
+record every phase with its energy, inside the one measured-run skeleton."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sweeper import energy
+from sweeper.predict.forecast import ProfileWindow
+from sweeper.run.measured import MeasuredRun
+from sweeper.run.prepare import Prepared
+from sweeper.run.recording import Recorder, energy_split, forecast_columns
+from sweeper.run.result import JobResult
+from sweeper.run.stopping import energy_limit, guard_steps
+from sweeper.training.progress import TrainingProgress
+
+
+def execute_training(p: Prepared) -> JobResult:
+    limit = energy_limit(p.spec.config)  # checked before the run row exists
+    run = MeasuredRun(p)
+    sampler, recorder = run.sampler, run.recorder
+    train_steps = len(p.loaders["train"]) * p.spec.epochs
+    # Training steps only: a window that crosses an epoch boundary skips the evaluation.
+    profile = ProfileWindow(
+        train_steps, p.spec.forecast_window, p.spec.forecast_warmup_steps,
+        lambda: sampler.energy_so_far_j() - recorder.energy_of("eval"),
+        lambda: time.perf_counter() - recorder.duration_of("eval"),
+    )
+    on_step = guard_steps(profile, limit)
+    run.measure(lambda: run.values.update(
+        _phases(p, sampler, recorder, profile, train_steps, on_step)
+    ))
+    run.values.update(_energy_columns(run, run.values))
+    if profile.result is not None:
+        forecast = profile.result
+        run.values.update(forecast_columns(forecast))
+        actual = run.values.get("energy_train_j")
+        if run.ok and actual:
+            run.values["forecast_error"] = (forecast.energy_j - actual) / actual
+    run.close()
+    return run.result()
+
+
+def _phases(
+    p: Prepared,
+    sampler: energy.EnergySampler,
+    recorder: Recorder,
+    profile: ProfileWindow,
+    train_steps: int,
+    on_step: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    spec, trainer, loaders = p.spec, p.trainer, p.loaders
+    out: dict[str, Any] = {}
+    label = f"{spec.model}/{spec.dataset} b{spec.batch} {spec.precision}"
+    with TrainingProgress(label, train_steps, enabled=spec.progress) as bar:
+        profile.start()
+        for epoch in range(spec.epochs):
+            with sampler.phase("train_epoch", epoch) as ph:
+                stats = trainer.train_epoch(
+                    loaders["train"], on_step or profile.on_step, bar.advance
+                )
+            recorder.phase(ph.result, steps=stats.steps, samples=stats.samples, loss=stats.loss,
+                           accuracy=stats.accuracy)
+            with sampler.phase("eval", epoch) as ph:
+                val = trainer.evaluate(loaders["val"])
+            recorder.phase(ph.result, samples=val.samples, loss=val.loss, accuracy=val.accuracy)
+            bar.set_status(f"epoch {epoch + 1}/{spec.epochs} loss {stats.loss:.3f} "
+                           f"val acc {val.accuracy:.3f}")
+            out.update(train_loss=stats.loss, val_accuracy=val.accuracy)
+            out["train_samples"] = out.get("train_samples", 0) + stats.samples
+    with sampler.phase("test", 0) as ph:
+        test = trainer.evaluate(loaders["test"])
+    recorder.phase(ph.result, samples=test.samples, loss=test.loss, accuracy=test.accuracy)
+    out["test_accuracy"] = test.accuracy
+    if spec.inference_batches > 0:
+        with sampler.phase("inference", 0) as ph:
+            inf = trainer.inference_benchmark(
+                loaders["inference"], spec.inference_batches, spec.inference_warmup_batches
+            )
+        recorder.phase(ph.result, steps=inf.batches, samples=inf.samples)
+        out["inference_samples"] = inf.samples
+    return out
+
+
+def _energy_columns(run: MeasuredRun, values: dict[str, Any]) -> dict[str, Any]:
+    """Per-run energy, power and carbon from the recorded phases and the sampler summary."""
+    recorder, summary = run.recorder, run.summary
+    out: dict[str, Any] = {
+        "train_duration_s": recorder.duration_of("train_epoch") or None,
+        "inference_duration_s": recorder.duration_of("inference") or None,
+    }
+    if not recorder.phases and summary is None:
+        return out
+    split = energy_split(recorder.energy_of)
+    out.update(split)
+    if values.get("train_samples"):
+        out["energy_per_train_sample_j"] = split["energy_train_j"] / values["train_samples"]
+    if values.get("inference_samples"):
+        out["energy_per_inference_sample_j"] = (
+            split["energy_inference_j"] / values["inference_samples"]
+        )
+    total_j = summary.energy_j if summary is not None else sum(split.values())
+    out.update(run.summary_columns(total_j))
+    return out

@@ -1,0 +1,1 @@
+"""Training stage: the torch loop, device and precision handling, torchrun (DDP), progress."""
