@@ -28,7 +28,7 @@ TINY = [
     "epochs=1",
     "inference.batches=3",
     "energy.sample_hz=20",
-    "sweeper.training.progress=false",
+    "sweeper.progress=false",
     "dataset.max_samples=400",
 ]
 
@@ -115,7 +115,7 @@ def deny_read(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 # Long enough that it is always mid-training when the signal comes (~a minute of epochs).
 LONG_RUN = [
     "model=mlp", "dataset=synthetic", "dataset.n_samples=4000", "epochs=300",
-    "energy.sample_hz=50", "sweeper.training.progress=false", "inference.batches=3",
+    "energy.sample_hz=50", "sweeper.progress=false", "inference.batches=3",
 ]
 
 

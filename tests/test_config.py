@@ -96,7 +96,7 @@ def test_bad_values_name_key_value_and_allowed(override: str, key: str) -> None:
 
 
 def test_identity_ignores_storage_and_bookkeeping() -> None:
-    a = build_spec(_compose("storage.url=sqlite:///a.db", "sweeper.training.progress=false"))
+    a = build_spec(_compose("storage.url=sqlite:///a.db", "sweeper.progress=false"))
     b = build_spec(_compose("storage.url=sqlite:///b.db"))
     c = build_spec(_compose("batch=32"))
     assert a.config_hash == b.config_hash

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from sweeper import estimator
+from sweeper.predict import estimator
 from sweeper.predict.estimator import (
     MixedHardwareError,
     Observation,

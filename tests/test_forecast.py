@@ -102,7 +102,7 @@ def test_trace_rejects_an_empty_trace() -> None:
 
 
 REAL = ["model=resnet", "batch=16", "num_threads=1", "meter=estimate", "inference.batches=3",
-        "sweeper.training.progress=false"]
+        "sweeper.progress=false"]
 
 
 @pytest.mark.slow

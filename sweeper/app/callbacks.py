@@ -16,13 +16,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from sweeper.app.summary import print_sweep
 from sweeper.config.spec import build_spec
-from sweeper.config.sweep import SWEEP_KIND_ENV, SWEEP_NAME_ENV, sweep_name_from_overrides
+from sweeper.config.storage import open_results, resolve_storage
+from sweeper.config.sweep import announce, announced, identity_for
 from sweeper.errors import USER_ERRORS, exit_with_user_error
-from sweeper.redact import has_secret, install_log_redaction, mask_overrides, scrub_hydra_outputs
+from sweeper.redact import has_secret, install_log_redaction, scrub_hydra_outputs
 from sweeper.run.liveness import reclaim_vanished_runs
-from sweeper.store import open_store
 from sweeper.store import runs as store_runs
-from sweeper.store.db import resolve_url
 from sweeper.store.optuna_schema import prepare_optuna_schema
 
 log = logging.getLogger(__name__)
@@ -85,24 +84,21 @@ class SweepCallback(Callback):
         task = list(config.hydra.overrides.task)
         is_grid = OmegaConf.select(config, "hydra.sweeper._target_") == BASIC_SWEEPER
         kind = "grid" if is_grid else "search"
-        os.environ[SWEEP_KIND_ENV] = kind
-        os.environ[SWEEP_NAME_ENV] = sweep_name_from_overrides(task, prefix=kind)
-        os.environ["SWEEPER_SWEEP_COMMAND"] = mask_overrides(task)
-        self.job_env = {
-            k: os.environ[k] for k in (SWEEP_KIND_ENV, SWEEP_NAME_ENV, "SWEEPER_SWEEP_COMMAND")
-        }
+        identity = identity_for(kind, task)
+        announce(identity)
+        self.job_env = identity.env()
         try:
             if is_grid:
                 count = validate_grid(config)
-                log.info("validated %d job(s) of sweep %r", count, os.environ[SWEEP_NAME_ENV])
+                log.info("validated %d job(s) of sweep %r", count, identity.name)
             spec = build_spec(config)
             # An unreachable or foreign database is refused here, before any job starts.
-            open_store(spec.storage_url, base_dir=config.hydra.runtime.cwd)
+            open_results(spec.storage_url)
             if "sweeper_pareto" in str(OmegaConf.select(config, "hydra.sweeper._target_")):
                 # Workers started together on a fresh database race to create the study's
                 # tables; settle that before the search opens the study.
                 study_url = OmegaConf.select(config, "hydra.sweeper.storage") or spec.storage_url
-                prepare_optuna_schema(resolve_url(study_url, config.hydra.runtime.cwd))
+                prepare_optuna_schema(resolve_storage(study_url))
         except (*USER_ERRORS, ConfigCompositionException) as exc:
             exit_with_user_error(exc)
 
@@ -118,12 +114,13 @@ class SweepCallback(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         scrub_hydra_outputs(None, config.hydra.sweep.dir)
         spec = build_spec(config)
-        name = spec.sweep_name or os.environ.get(SWEEP_NAME_ENV)
+        shared = announced()
+        name = spec.sweep_name or (shared.name if shared else None)
         if name:
-            self._summarise(spec.storage_url, config.hydra.runtime.cwd, name)
+            self._summarise(spec.storage_url, name, shared.kind if shared else "grid")
 
-    def _summarise(self, url: str, base_dir: str, name: str) -> None:
-        store = open_store(url, base_dir=base_dir)
+    def _summarise(self, url: str, name: str, kind: str) -> None:
+        store = open_results(url)
         sweep = store_runs.find_sweep(store, name)
         if sweep is None:
             return
@@ -135,7 +132,7 @@ class SweepCallback(Callback):
         LAST_SWEEP.clear()
         # In a search, failed trials (a diverging lr, say) are part of the exploration;
         # in a grid every configuration was asked for, so a failure fails the command.
-        is_grid = os.environ.get(SWEEP_KIND_ENV, "grid") == "grid"
+        is_grid = kind == "grid"
         LAST_SWEEP.update(
             runs=len(latest),
             failed=sum(r.status == "failed" for r in latest) if is_grid else 0,
@@ -158,12 +155,7 @@ def _guard_secrets(config: DictConfig) -> None:
 
 def summarise_runs(config: DictConfig, run_ids: list[int], title: str) -> None:
     spec = build_spec(config)
-    store = open_store(spec.storage_url, base_dir=config_base_dir(config))
+    store = open_results(spec.storage_url)
     runs = [r for r in (store_runs.get_run(store, i) for i in run_ids) if r is not None]
     print_sweep(f"{title} ({store.display_url})", runs)
 
-
-def config_base_dir(config: DictConfig) -> str:
-    from hydra.core.hydra_config import HydraConfig
-
-    return HydraConfig.get().runtime.cwd if HydraConfig.initialized() else os.getcwd()

@@ -16,6 +16,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from sweeper.config.launch import identity as launch_identity
+from sweeper.config.storage import check_url
 from sweeper.datasets import DATASET_NAMES
 from sweeper.errors import invalid_value
 from sweeper.models import MODEL_NAMES
@@ -160,9 +161,7 @@ def build_spec(cfg: DictConfig) -> RunSpec:
             raise invalid_value("energy.gpus", gpus, "null or a list of GPU indices >= 0")
         gpus = tuple(gpus)
 
-    url = OmegaConf.select(cfg, "storage.url")
-    if not isinstance(url, str) or "://" not in url:
-        raise invalid_value("storage.url", url, "a SQLAlchemy URL such as sqlite:///results/sweeper.db")
+    url = check_url(OmegaConf.select(cfg, "storage.url"))
 
     country = OmegaConf.select(cfg, "energy.country")
     if not isinstance(country, str) or not country:
@@ -207,7 +206,7 @@ def build_spec(cfg: DictConfig) -> RunSpec:
         storage_url=url,
         sweep_name=OmegaConf.select(cfg, "sweeper.name"),
         resume=bool(OmegaConf.select(cfg, "sweeper.resume", default=True)),
-        progress=bool(OmegaConf.select(cfg, "sweeper.training.progress", default=True)),
+        progress=bool(OmegaConf.select(cfg, "sweeper.progress", default=True)),
         trial=trial if isinstance(trial, int) else None,
         config=resolved,
         config_hash=config_hash(resolved),

@@ -17,10 +17,12 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
 from sweeper.config.spec import RunSpec
+from sweeper.config.storage import launch_dir
 from sweeper.redact import mask_overrides, mask_secrets
 
 SWEEP_NAME_ENV = "SWEEPER_SWEEP_NAME"
 SWEEP_KIND_ENV = "SWEEPER_SWEEP_KIND"
+SWEEP_COMMAND_ENV = "SWEEPER_SWEEP_COMMAND"
 _IGNORED_PREFIXES = ("hydra.", "hydra/", "sweeper.", "storage.")
 _MAX_NAME = 160
 
@@ -34,6 +36,41 @@ class SweepContext:
     sweep_dir: str | None
     base_dir: str  # the directory the command was launched from
     resume: bool
+
+
+@dataclass(frozen=True)
+class SweepIdentity:
+    """What every job of one multirun or search shares. The process that sees the whole
+    command line announces it; jobs (in this process, a launcher's worker, or a Slurm node
+    that got it through the Hydra callback) read it back with announced()."""
+
+    name: str
+    kind: str  # grid | search
+    command: str  # masked overrides
+
+    def env(self) -> dict[str, str]:
+        return {SWEEP_NAME_ENV: self.name, SWEEP_KIND_ENV: self.kind,
+                SWEEP_COMMAND_ENV: self.command}
+
+
+def announce(identity: SweepIdentity) -> None:
+    os.environ.update(identity.env())
+
+
+def announced() -> SweepIdentity | None:
+    name = os.environ.get(SWEEP_NAME_ENV)
+    if not name:
+        return None
+    return SweepIdentity(name, os.environ.get(SWEEP_KIND_ENV, "grid"),
+                         os.environ.get(SWEEP_COMMAND_ENV, ""))
+
+
+def identity_for(kind: str, overrides: Sequence[str], name: str | None = None) -> SweepIdentity:
+    """The identity of a sweep launched with `overrides` (`name`: sweeper.name, if set)."""
+    return SweepIdentity(
+        name or sweep_name_from_overrides(overrides, prefix=kind), kind,
+        mask_overrides(overrides),
+    )
 
 
 def sweep_name_from_overrides(overrides: Sequence[str], prefix: str = "sweep") -> str:
@@ -52,15 +89,15 @@ def current_sweep(spec: RunSpec) -> SweepContext:
         hc = HydraConfig.get()
         multirun = hc.mode == RunMode.MULTIRUN
         overrides = list(hc.overrides.task)
-        base_dir = hc.runtime.cwd
         sweep_dir = str(hc.sweep.dir) if multirun else None
     else:
-        multirun, overrides, base_dir, sweep_dir = False, [], os.getcwd(), None
-    kind = os.environ.get(SWEEP_KIND_ENV, "grid") if multirun else "single"
+        multirun, overrides, sweep_dir = False, [], None
+    shared = announced() if multirun else None
+    kind = (shared.kind if shared else "grid") if multirun else "single"
     if spec.sweep_name:
         name = spec.sweep_name
-    elif multirun and os.environ.get(SWEEP_NAME_ENV):
-        name = os.environ[SWEEP_NAME_ENV]
+    elif shared is not None:
+        name = shared.name
     elif multirun:
         name = f"sweep: {sweep_dir}"
     else:
@@ -68,10 +105,10 @@ def current_sweep(spec: RunSpec) -> SweepContext:
     return SweepContext(
         name=name,
         kind=kind,
-        command=mask_secrets(os.environ.get("SWEEPER_SWEEP_COMMAND", " ".join(overrides))),
+        command=mask_secrets(shared.command if shared else " ".join(overrides)),
         overrides=mask_overrides(overrides),  # stored per run: no password
         sweep_dir=sweep_dir,
-        base_dir=base_dir,
+        base_dir=str(launch_dir()),
         # A lone run is measured every time; sweeps (or a named sweep) resume.
         resume=spec.resume and (multirun or spec.sweep_name is not None),
     )

@@ -19,11 +19,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from sweeper.config.spec import RunSpec
+from sweeper.config.storage import launch_dir, open_results
 from sweeper.errors import ConfigError
 from sweeper.predict.estimator import EnergyFit, Observation, Prediction, Query, fit_energy
 from sweeper.predict.estimator import load_observations as load_store_observations
 from sweeper.run.result import JobResult
-from sweeper.store import Store, open_store
+from sweeper.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -104,14 +105,12 @@ def choose_group(
     return group
 
 
-def run_estimate(cfg: DictConfig, spec: RunSpec, base_dir: str | Path | None) -> JobResult:
+def run_estimate(cfg: DictConfig, spec: RunSpec) -> JobResult:
     from sweeper import energy
-    from sweeper.config.sweep import current_sweep
 
     options = estimate_options(cfg)
-    base = str(base_dir or current_sweep(spec).base_dir)
-    store = open_store(spec.storage_url, base_dir=base)
-    sized = size_config(spec, base)
+    store = open_results(spec.storage_url)
+    sized = size_config(spec, str(launch_dir()))
     hardware_id = options.hardware or sized.hardware_id
     fits: dict[str, EnergyFit] = {}
     for target in ("train", "inference"):

@@ -6,7 +6,6 @@ happens in sweeper.run.measured, which every mode that trains shares.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
@@ -15,6 +14,7 @@ from sweeper import energy
 from sweeper.config.launch import launch
 from sweeper.config.modes import job_mode
 from sweeper.config.spec import RunSpec, build_spec
+from sweeper.config.storage import open_results
 from sweeper.config.sweep import SweepContext, current_sweep
 from sweeper.errors import ConfigError
 from sweeper.run.estimate_mode import run_estimate
@@ -23,7 +23,6 @@ from sweeper.run.liveness import reclaim_vanished_runs
 from sweeper.run.prepare import prepare
 from sweeper.run.result import JobResult
 from sweeper.run.train_mode import execute_training
-from sweeper.store import open_store
 from sweeper.store import runs as store_runs
 from sweeper.training import distributed
 from sweeper.training.device import check_precision, resolve_device
@@ -31,11 +30,11 @@ from sweeper.training.device import check_precision, resolve_device
 log = logging.getLogger(__name__)
 
 
-def run_job(cfg: DictConfig, base_dir: str | Path | None = None) -> JobResult:
+def run_job(cfg: DictConfig) -> JobResult:
     spec = build_spec(cfg)
     mode = job_mode(cfg)
     if mode == "estimate":  # nothing runs and nothing is stored
-        return run_estimate(cfg, spec, base_dir)
+        return run_estimate(cfg, spec)
     if mode == "forecast" and launch().active:
         raise ConfigError("invalid value for 'mode': 'forecast' under torchrun; profile on one "
                           "device (allowed here: train)")
@@ -48,7 +47,7 @@ def run_job(cfg: DictConfig, base_dir: str | Path | None = None) -> JobResult:
     sweep = current_sweep(spec)
     if not launch().is_main:
         return _follow(spec, sweep, device, carbon)
-    store = open_store(spec.storage_url, base_dir=base_dir or sweep.base_dir)
+    store = open_results(spec.storage_url)
     sweep_id = store_runs.ensure_sweep(
         store, sweep.name, kind=sweep.kind, command=sweep.command, sweep_dir=sweep.sweep_dir
     )

@@ -32,16 +32,16 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from sweeper.errors import StoreError
+    from sweeper.config.storage import resolve_storage
+    from sweeper.errors import USER_ERRORS
     from sweeper.search.front import print_front
     from sweeper.search.study import optuna_storage
-    from sweeper.store.db import resolve_url
 
     args = _parse(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        url = resolve_url(args.storage, base_dir=".")
-    except StoreError as exc:
+        url = resolve_storage(args.storage)
+    except USER_ERRORS as exc:
         print(f"sweeper.front: error: {exc}", file=sys.stderr)
         return 2
     if url.get_backend_name() == "sqlite" and not _exists(url.database):
@@ -51,6 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # In creation order (the storage lists studies by id).
     summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
     if args.list:
+        if not summaries:
+            print(f"no studies in {args.storage}", file=sys.stderr)
         for s in summaries:
             print(f"{s.study_name}\t{s.n_trials} trial(s)")
         return 0

@@ -9,7 +9,6 @@ sweeper/stopping.py. Trial user attributes link back to the run row.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,8 @@ from hydra.core.utils import JobReturn
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import Trial, TrialState
 
-from sweeper.config.sweep import SWEEP_KIND_ENV, SWEEP_NAME_ENV, sweep_name_from_overrides
+from sweeper.config.storage import check_url, open_results, resolve_storage
+from sweeper.config.sweep import announce, announced, identity_for
 from sweeper.run.stopping import LIMIT_KEY, REASON_KEY
 from sweeper.search.front import print_front
 from sweeper.search.orphans import claim, fail_orphaned_trials
@@ -35,9 +35,8 @@ from sweeper.search.study import (
     spent_energy_j,
     trial_energy_limit,
 )
-from sweeper.store import Store, open_store
+from sweeper.store import Store
 from sweeper.store import runs as store_runs
-from sweeper.store.db import resolve_url
 
 log = logging.getLogger("sweeper.search")
 
@@ -47,8 +46,9 @@ STOP_REASON_ATTR = "stop_reason"
 def sweep_name(config: DictConfig, arguments: Sequence[str]) -> str:
     """The sweep the jobs will record into: sweeper.name, else the callback's name (set
     before the sweeper starts), else one derived from the command line."""
-    name = OmegaConf.select(config, "sweeper.name") or os.environ.get(SWEEP_NAME_ENV)
-    return name or sweep_name_from_overrides(arguments, prefix="search")
+    shared = announced()
+    name = OmegaConf.select(config, "sweeper.name") or (shared.name if shared else None)
+    return identity_for("search", arguments, name).name
 
 
 def job_overrides(space: SearchSpace, trial: Trial, limit: TrialLimit | None) -> list[str]:
@@ -81,16 +81,14 @@ class SearchLoop:
         self.settings = settings
         config: DictConfig = sweeper.config
         self.config = config
-        base_dir = config.hydra.runtime.cwd
         self.space = parse_space(settings.params, arguments)
         if not self.space.distributions:
             log.warning("the search space is empty: every trial runs the same config")
-        app_url = OmegaConf.select(config, "storage.url")
-        self.store = open_store(app_url, base_dir=base_dir)
+        app_url = check_url(OmegaConf.select(config, "storage.url"))
+        self.store = open_results(app_url)
         self.sweep_name = sweep_name(config, arguments)
         # Jobs (in this process or a launcher's) record into the same sweep.
-        os.environ[SWEEP_NAME_ENV] = self.sweep_name
-        os.environ.setdefault(SWEEP_KIND_ENV, "search")
+        announce(identity_for("search", arguments, self.sweep_name))
         self.study_name = settings.study_name or default_study_name(
             self.sweep_name, settings.objective
         )
@@ -98,7 +96,7 @@ class SearchLoop:
             self.store, self.sweep_name, kind="search", command=" ".join(arguments),
             sweep_dir=str(config.hydra.sweep.dir), study_name=self.study_name,
         )
-        storage_url = resolve_url(settings.storage or app_url, base_dir)
+        storage_url = resolve_storage(settings.storage or app_url)
         self.study = open_study(settings, optuna_storage(storage_url), self.study_name)
         self.study.set_user_attr("sweep_name", self.sweep_name)
         self.study.set_user_attr("objective", settings.objective)

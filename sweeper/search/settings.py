@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from sweeper.errors import ConfigError, invalid_value
+from sweeper.search.config import ParetoSweeperConf
+from sweeper.search.samplers import sampler_names
 
 # Second objective (minimised) -> its unit, for tables and metric names.
 OBJECTIVES: dict[str, str] = {
@@ -20,26 +22,27 @@ OBJECTIVES: dict[str, str] = {
     "energy_total_j": "J",
     "co2_g": "g",
 }
-SAMPLERS = ("nsga2", "tpe", "random")
 ACCURACY = "val_accuracy"
 
 
 @dataclass(frozen=True)
 class SearchSettings:
+    """The validated settings; their defaults are ParetoSweeperConf's (sweeper.search.config)."""
+
     params: dict[str, str]
-    objective: str = "energy_train_j"
-    n_trials: int = 12
-    n_jobs: int = 1
-    sampler: str = "nsga2"
-    seed: int | None = None
-    population_size: int = 8
-    energy_budget_j: float | None = None
-    max_trial_energy_j: float | None = None
-    prune_dominated: bool = True
-    target_accuracy: float = 1.0
-    study_name: str | None = None
-    storage: str | None = None
-    print_front: bool = True
+    objective: str
+    n_trials: int
+    n_jobs: int
+    sampler: str
+    seed: int | None
+    population_size: int
+    energy_budget_j: float | None
+    max_trial_energy_j: float | None
+    prune_dominated: bool
+    target_accuracy: float
+    study_name: str | None
+    storage: str | None
+    print_front: bool
 
 
 def _key(name: str) -> str:
@@ -50,8 +53,8 @@ def _fail(name: str, value: Any, allowed: str) -> ConfigError:
     return invalid_value(_key(name), value, allowed)
 
 
-def _int(raw: Mapping[str, Any], name: str, default: int, minimum: int) -> int:
-    value = raw.get(name, default)
+def _int(raw: Mapping[str, Any], name: str, minimum: int) -> int:
+    value = raw[name]
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise _fail(name, value, f"an integer >= {minimum}")
     return value
@@ -67,22 +70,24 @@ def _positive(raw: Mapping[str, Any], name: str) -> float | None:
     return float(value)
 
 
-def _choice(raw: Mapping[str, Any], name: str, default: str, allowed: tuple[str, ...]) -> str:
-    value = raw.get(name, default)
+def _choice(raw: Mapping[str, Any], name: str, allowed: tuple[str, ...]) -> str:
+    value = raw[name]
     if value not in allowed:
         raise _fail(name, value, ", ".join(allowed))
     return value
 
 
 def settings_from(raw: Mapping[str, Any]) -> SearchSettings:
-    """Validate the plugin's keyword arguments (plain containers, not DictConfig)."""
-    params = raw.get("params") or {}
+    """Validate the plugin's keyword arguments (plain containers, not DictConfig); a key
+    left out takes ParetoSweeperConf's default."""
+    raw = {**asdict(ParetoSweeperConf()), **raw}
+    params = raw["params"] or {}
     if not isinstance(params, Mapping):
         raise _fail("params", params, "a mapping of config keys to sweeps such as choice(a,b)")
     seed = raw.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
         raise _fail("seed", seed, "null or an integer >= 0")
-    target = raw.get("target_accuracy", 1.0)
+    target = raw["target_accuracy"]
     if isinstance(target, bool) or not isinstance(target, int | float) or not 0 < target <= 1:
         raise _fail("target_accuracy", target, "a fraction in (0, 1]")
     study_name = raw.get("study_name")
@@ -93,17 +98,17 @@ def settings_from(raw: Mapping[str, Any]) -> SearchSettings:
         raise _fail("storage", storage, "null or a SQLAlchemy URL")
     return SearchSettings(
         params={str(k): str(v) for k, v in params.items()},
-        objective=_choice(raw, "objective", "energy_train_j", tuple(OBJECTIVES)),
-        n_trials=_int(raw, "n_trials", 12, 0),
-        n_jobs=_int(raw, "n_jobs", 1, 1),
-        sampler=_choice(raw, "sampler", "nsga2", SAMPLERS),
+        objective=_choice(raw, "objective", tuple(OBJECTIVES)),
+        n_trials=_int(raw, "n_trials", 0),
+        n_jobs=_int(raw, "n_jobs", 1),
+        sampler=_choice(raw, "sampler", sampler_names()),
         seed=seed,
-        population_size=_int(raw, "population_size", 8, 2),
+        population_size=_int(raw, "population_size", 2),
         energy_budget_j=_positive(raw, "energy_budget_j"),
         max_trial_energy_j=_positive(raw, "max_trial_energy_j"),
-        prune_dominated=bool(raw.get("prune_dominated", True)),
+        prune_dominated=bool(raw["prune_dominated"]),
         target_accuracy=float(target),
         study_name=study_name,
         storage=storage,
-        print_front=bool(raw.get("print_front", True)),
+        print_front=bool(raw["print_front"]),
     )

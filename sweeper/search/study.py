@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
-from optuna.samplers import BaseSampler, NSGAIISampler, RandomSampler, TPESampler
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.engine import URL
 
 from sweeper.errors import ConfigError
+from sweeper.search.samplers import make_sampler
 from sweeper.search.settings import ACCURACY, SearchSettings
 from sweeper.store import Run
 
@@ -37,14 +37,6 @@ def optuna_storage(url: URL) -> optuna.storages.RDBStorage:
     return optuna.storages.RDBStorage(
         url.render_as_string(hide_password=False), engine_kwargs=kwargs
     )
-
-
-def make_sampler(settings: SearchSettings, seed: int | None) -> BaseSampler:
-    if settings.sampler == "tpe":
-        return TPESampler(seed=seed)
-    if settings.sampler == "random":
-        return RandomSampler(seed=seed)
-    return NSGAIISampler(population_size=settings.population_size, seed=seed)
 
 
 def default_study_name(sweep_name: str, objective: str) -> str:
@@ -73,7 +65,9 @@ def open_study(
     # Offset the seed by the trials already run, so a resumed study explores new points
     # instead of replaying the first invocation's sequence.
     seed = None if settings.seed is None else settings.seed + len(study.trials)
-    study.sampler = make_sampler(settings, seed)
+    study.sampler = make_sampler(
+        settings.sampler, seed=seed, population_size=settings.population_size
+    )
     return study
 
 

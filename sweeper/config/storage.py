@@ -1,0 +1,45 @@
+"""Where results are stored: the one place a configured storage URL becomes a store.
+
+A relative SQLite path is anchored at the launch directory: the directory the command was
+started from (Hydra's runtime.cwd inside a Hydra app and its jobs, the current directory
+for the command-line tools), never a job's own output directory. Every stage that opens the
+results database or an Optuna study goes through here, so they all agree on which file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import URL
+
+from sweeper.errors import invalid_value
+from sweeper.store import Store, open_store
+from sweeper.store.db import resolve_url
+
+DEFAULT_URL = "sqlite:///results/sweeper.db"
+
+
+def launch_dir() -> Path:
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        return Path(HydraConfig.get().runtime.cwd)
+    return Path.cwd()
+
+
+def check_url(value: Any, key: str = "storage.url") -> str:
+    """A configured URL, refused in one line before anything opens it."""
+    if not isinstance(value, str) or "://" not in value:
+        raise invalid_value(key, value, f"a SQLAlchemy URL such as {DEFAULT_URL}")
+    return value
+
+
+def resolve_storage(url: str) -> URL:
+    """The full URL (SQLite path anchored, password from the environment)."""
+    return resolve_url(check_url(url), launch_dir())
+
+
+def open_results(url: str) -> Store:
+    """The results store of `url`, created or upgraded if needed (cached per process)."""
+    return open_store(check_url(url), base_dir=launch_dir())

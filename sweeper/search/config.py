@@ -1,0 +1,39 @@
+"""The settings of `hydra/sweeper=pareto`, with their defaults: the one place they are written.
+
+Hydra's plugin scan imports this on every start (through hydra_plugins.sweeper_pareto), so
+it stays light: no Optuna or torch imports. The default search space and the samplers are
+YAML configs (conf/hydra/sweeper/pareto.yaml, conf/search/sampler/*.yaml).
+"""
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class ParetoSweeperConf:
+    _target_: str = "hydra_plugins.sweeper_pareto.pareto_sweeper.ParetoSweeper"
+    # Search space in Hydra's sweep syntax: choice(...), range(...), interval(...),
+    # tag(log, ...) for a log scale, tag(int, interval(...)) for integers. Sweeps given
+    # on the command line (model=mlp,cnn) join it; plain overrides (epochs=1) replace it.
+    # The default space is conf/hydra/sweeper/pareto.yaml; this schema gives the types.
+    params: dict[str, str] = field(default_factory=dict)
+    # Second objective, minimised (the first, val_accuracy, is maximised):
+    # energy_train_j | energy_per_inference_sample_j | energy_total_j | co2_g
+    objective: str = "energy_train_j"
+    n_trials: int = 12  # new trials per invocation; a resumed study grows by this many
+    n_jobs: int = 1  # trials asked and launched together (for parallel launchers)
+    # A sampler config of conf/search/sampler/ (an Optuna sampler as `_target_`).
+    sampler: str = "nsga2"
+    seed: int | None = None  # sampler seed; a resumed study offsets it by its trial count
+    population_size: int = 8  # NSGA-II generation size
+    # Stop launching trials once the study's trials have spent this many joules
+    # (energy_total_j summed over every invocation of the study); null: no budget.
+    energy_budget_j: float | None = None
+    # Stop a trial early when its profile forecasts more training energy than this.
+    max_trial_energy_j: float | None = None
+    # Once a trial reaches target_accuracy, stop later trials whose forecast training
+    # energy exceeds its energy objective: they cannot beat it on either objective.
+    prune_dominated: bool = True
+    target_accuracy: float = 1.0
+    study_name: str | None = None  # null: derived from the sweep name and objective
+    storage: str | None = None  # null: the app's storage.url (the runs' database)
+    print_front: bool = True  # print the Pareto front when the search ends
