@@ -12,7 +12,7 @@ from sweeper.energy.carbon import (
     co2_g,
     country_codes,
 )
-from sweeper.energy.estimate import codecarbon_data_path
+from sweeper.energy.codecarbon_data import codecarbon_data_path
 
 
 def bundled(*parts: str) -> dict:

@@ -11,14 +11,10 @@ import psutil
 import pytest
 
 from sweeper.energy import EnergySampler
-from sweeper.energy.estimate import (
-    CODECARBON_DEFAULT_TDP_W,
-    MEMORY_W_PER_GIB,
-    EstimateMeter,
-    codecarbon_data_path,
-    cpu_model_name,
-    lookup_cpu_tdp_w,
-)
+from sweeper.energy.codecarbon_data import codecarbon_data_path
+from sweeper.energy.cpu_name import cpu_model_name
+from sweeper.energy.estimate import MEMORY_W_PER_GIB, EstimateMeter
+from sweeper.energy.tdp import CODECARBON_DEFAULT_TDP_W, lookup_cpu_tdp_w
 
 
 def busy(seconds: float) -> None:

@@ -19,8 +19,8 @@ from sweeper.predict.estimator import (
     fit_loglinear,
     in_sample_predictions,
     leave_one_config_out,
-    load_observations,
 )
+from sweeper.predict.observations import load_observations
 from sweeper.store import Run, Sweep, open_store
 
 # ln E = B0 + B_MACS ln MACs + B_PARAMS ln params + B_BATCH ln batch + C_BF16 [bf16]

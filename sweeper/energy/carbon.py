@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from sweeper.energy.estimate import codecarbon_data_path
+from sweeper.energy.codecarbon_data import codecarbon_data_path
 
 DEFAULT_COUNTRY = "WORLD"
 J_PER_KWH = 3.6e6

@@ -18,7 +18,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from sweeper.energy.estimate import cpu_model_name
+from sweeper.energy.cpu_name import cpu_model_name
 from sweeper.energy.types import DomainReading, MeterReadError
 from sweeper.errors import MeterUnavailable
 

@@ -21,7 +21,8 @@ others. MAPE and R^2 (of ln E) use those held-out predictions only; in-sample er
 never reported as quality. The prediction interval applies the empirical quantiles of the
 held-out log residuals to the point estimate.
 
-No torch here: a configuration's MACs and parameters are computed by the caller.
+No torch and no database here: a configuration's MACs and parameters are computed by the
+caller, and observations are read from a store by sweeper.predict.observations.
 """
 
 from __future__ import annotations
@@ -32,9 +33,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
-
-from sweeper.store import Run, Store, Sweep
 
 TARGETS: dict[str, str] = {
     "train": "energy_per_train_sample_j",
@@ -346,47 +344,3 @@ def fit_by_hardware(
     for o in observations:
         groups.setdefault(o.group, []).append(o)
     return {g: fit_energy(rows, target, level) for g, rows in sorted(groups.items())}
-
-
-def hardware_label(run: Any) -> str:
-    parts = [getattr(run, "host", None), getattr(run, "cpu_model", None)]
-    gpu = getattr(run, "gpu_model", None)
-    if gpu:
-        parts.append(f"{getattr(run, 'gpu_count', 1) or 1}x {gpu}")
-    parts.append(f"device {getattr(run, 'device', '?')}")
-    return " / ".join(str(p) for p in parts if p)
-
-
-def observations_from_runs(runs: Iterable[Any], target: str = "train") -> list[Observation]:
-    """Completed runs with a positive energy per sample, MACs and parameter count."""
-    column = TARGETS[target]
-    out = []
-    for r in runs:
-        value = getattr(r, column, None)
-        if (
-            getattr(r, "status", None) != "completed"
-            or value is None or not value > 0
-            or not (r.params or 0) > 0 or not (r.macs_per_sample or 0) > 0
-            or not r.hardware_id
-        ):
-            continue
-        out.append(Observation(
-            run_id=int(r.id), hardware_id=str(r.hardware_id),
-            meter_source=str(r.meter_source or "unknown"), model=str(r.model),
-            dataset=str(r.dataset), batch=int(r.batch), precision=str(r.precision),
-            params=int(r.params), macs_per_sample=float(r.macs_per_sample),
-            energy_per_sample_j=float(value), hardware_label=hardware_label(r),
-        ))
-    return out
-
-
-def load_observations(
-    store: Store, target: str = "train", sweep: str | None = None
-) -> list[Observation]:
-    """Observations of every completed run in the store (or in one sweep, by name)."""
-    query = select(Run).where(Run.status == "completed").order_by(Run.id)
-    if sweep is not None:
-        query = query.join(Sweep, Run.sweep_id == Sweep.id).where(Sweep.name == sweep)
-    with store.session() as session:
-        runs = list(session.scalars(query))
-    return observations_from_runs(runs, target)

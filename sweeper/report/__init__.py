@@ -13,7 +13,8 @@ from pathlib import Path
 import pandas as pd
 from rich.console import Console
 
-from sweeper.predict.estimator import EnergyFit, fit_by_hardware, observations_from_runs
+from sweeper.predict.estimator import EnergyFit, fit_by_hardware
+from sweeper.predict.observations import observations_from_runs
 from sweeper.report import analysis, data, figures
 from sweeper.report.export import export_tables
 from sweeper.report.html import FigureRef, write_page

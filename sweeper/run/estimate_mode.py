@@ -22,7 +22,7 @@ from sweeper.config.spec import RunSpec
 from sweeper.config.storage import launch_dir, open_results
 from sweeper.errors import ConfigError
 from sweeper.predict.estimator import EnergyFit, Observation, Prediction, Query, fit_energy
-from sweeper.predict.estimator import load_observations as load_store_observations
+from sweeper.predict.observations import load_observations as load_store_observations
 from sweeper.run.result import JobResult
 from sweeper.store import Store
 

@@ -14,7 +14,7 @@ from sweeper.run.prepare import Prepared
 from sweeper.run.recording import Recorder, energy_split, forecast_columns
 from sweeper.run.result import JobResult
 from sweeper.run.stopping import energy_limit, guard_steps
-from sweeper.progress import TrainingProgress
+from sweeper.training.progress import TrainingProgress
 
 
 def execute_training(p: Prepared) -> JobResult:
