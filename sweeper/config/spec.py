@@ -15,6 +15,7 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from sweeper.config.keys import check_keys
 from sweeper.config.launch import identity as launch_identity
 from sweeper.config.storage import check_url
 from sweeper.datasets import DATASET_NAMES
@@ -135,6 +136,7 @@ def _resolve_without_hydra(cfg: DictConfig) -> dict[str, Any]:
 
 def build_spec(cfg: DictConfig) -> RunSpec:
     """Validate a composed config (its hydra node, if any, is ignored)."""
+    check_keys(cfg)
     # Stored with every run, so passwords are masked; a torchrun launch adds its world size.
     resolved = mask_config(_resolve_without_hydra(cfg)) | launch_identity()
 
