@@ -16,7 +16,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from sweeper.errors import USER_ERRORS, exit_with_user_error
 from sweeper.liveness import reclaim_vanished_runs
-from sweeper.redact import has_secret, install_log_redaction, mask_overrides, scrub_hydra_outputs
+from sweeper.redact import (
+    has_secret,
+    install_log_redaction,
+    mask_overrides,
+    scrub_hydra_outputs,
+    scrub_sweep_dir,
+)
 from sweeper.spec import build_spec
 from sweeper.store import open_store
 from sweeper.store import runs as store_runs
@@ -116,7 +122,7 @@ class SweepCallback(Callback):
             )
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        scrub_hydra_outputs(None, config.hydra.sweep.dir)
+        scrub_sweep_dir(config.hydra.sweep.dir, config.hydra.overrides.task)
         spec = build_spec(config)
         name = spec.sweep_name or os.environ.get(SWEEP_NAME_ENV)
         if name:
