@@ -15,7 +15,8 @@ from rich.console import Console
 
 from sweeper.report import build_report
 from sweeper.report.__main__ import main as report_main
-from sweeper.report.analysis import paired_change, pareto_mask
+from sweeper.report.analysis import pareto_mask
+from sweeper.report.effects import paired_change
 from sweeper.store import Phase, PhaseDomainEnergy, PowerSample, Run, Sweep, open_store
 from tests.conftest import ROOT, TINY
 
@@ -137,8 +138,8 @@ def test_report_on_generated_runs(tmp_path: Path) -> None:
     assert all(f.loo is not None and f.loo.mape < 0.05 for f in report.fits)
 
     text = " ".join(report.guidelines)
-    assert re.search(r"batch 128 used \d+% less training energy than batch 32 for "
-                     r"[\d.]+ points less accuracy", text)
+    assert re.search(r"batch 128 used \d+% less training energy than batch 32 \(95% CI "
+                     r"-\d+% to -\d+%\) for [\d.]+ points less accuracy", text)
     assert "bf16 used 20% less training energy than fp32" in text
     assert "[estimated energy]" in text
     summary = (tmp_path / "summary.txt").read_text()
@@ -149,14 +150,31 @@ def test_report_filters_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture[st
     url = f"sqlite:///{tmp_path / 'runs.db'}"
     counts = populate(url)
     out = tmp_path / "r"
+    assert report_main(["--storage", url, "--out", str(out), "--quiet"]) == 0
+    assert (out / "runs.parquet").is_file()
     code = report_main(["--storage", url, "--out", str(out), "--sweep", "paper: synthetic",
                         "--run", "1", "--no-parquet", "--quiet"])
     assert code == 0
-    assert not list(out.glob("*.parquet"))
+    assert not list(out.glob("*.parquet"))  # the earlier report's Parquet files are gone
     assert len(pd.read_csv(out / "runs.csv")) == counts["runs"]
-    assert report_main(["--storage", url, "--out", str(out), "--sweep", "nothing", "--quiet"]) == 0
-    assert pd.read_csv(out / "runs.csv").empty
-    assert all((out / name).stat().st_size > 0 for name in EXPECTED_FIGURES)
+    page = (out / "index.html").read_bytes()
+    capsys.readouterr()
+
+    # An unknown sweep is refused in one line that names the sweeps; nothing is rewritten.
+    assert report_main(["--storage", url, "--out", str(out), "--sweep", "nothing",
+                        "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "'nothing'" in err and "'paper: synthetic'" in err
+    assert (out / "index.html").read_bytes() == page
+    assert len(pd.read_csv(out / "runs.csv")) == counts["runs"]
+
+    assert report_main(["--storage", url, "--list"]) == 0
+    assert capsys.readouterr().out == f"paper: synthetic\t{counts['runs']} run(s)\n"
+    empty = f"sqlite:///{tmp_path / 'empty.db'}"
+    open_store(empty)
+    assert report_main(["--storage", empty, "--list"]) == 0
+    assert "no sweeps in" in capsys.readouterr().out
+
     missing = f"sqlite:///{tmp_path / 'absent.db'}"
     assert report_main(["--storage", missing, "--out", str(out)]) == 2
     assert "no database" in capsys.readouterr().err
