@@ -22,7 +22,8 @@ from tests.conftest import ROOT, TINY
 
 MODELS = {"cnn": (2.0e4, 9.0e3, 0.90), "resnet": (6.0e5, 7.0e4, 0.95), "vit": (2.5e5, 6.0e4, 0.92)}
 EXPECTED_FIGURES = (
-    "accuracy_vs_energy.png", "energy_vs_batch.png", "energy_vs_macs.png",
+    "accuracy_vs_energy.png", "correlation_heatmaps.png", "energy_vs_batch.png",
+    "energy_vs_macs.png",
     "forecast_error_vs_window.png", "power_trace.png", "energy_split.png", "estimator_fit.png",
 )
 
@@ -121,6 +122,13 @@ def test_report_on_generated_runs(tmp_path: Path) -> None:
     assert page.count('<tr class="estimated">') >= 18
     # HTML is escaped.
     assert "shape &lt;mismatch&gt; &amp; co" in page
+    # The page is rendered from the packaged Jinja2 template; the wide all-runs table sits in
+    # a scroll container, so the page keeps its width.
+    assert (ROOT / "sweeper" / "report" / "templates" / "report.html.j2").is_file()
+    assert page.startswith("<!doctype html>") and "{{" not in page and "{%" not in page
+    assert '<div class="scroll tall" id="all-runs"><table>' in page
+    assert ".scroll { max-width: 100%; overflow-x: auto; }" in page
+    assert "src='correlation_heatmaps.png'" in page
     # The forecast-only run is listed with its prediction.
     assert "Forecast-only runs" in page and "900.0" in page
 

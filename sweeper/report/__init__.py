@@ -15,7 +15,7 @@ from rich.console import Console
 
 from sweeper.estimator import EnergyFit, fit_by_hardware, observations_from_runs
 from sweeper.report import analysis, configs, data, figures
-from sweeper.report.effects import not_established
+from sweeper.report.effects import effects, not_established
 from sweeper.report.export import export_tables
 from sweeper.report.heatmaps import correlation_heatmaps
 from sweeper.report.html import FigureRef, write_page
@@ -82,8 +82,9 @@ def build_report(
 
     fits = fit_runs(runs)
     correlations = analysis.correlations(runs)
-    guidelines = analysis.guidelines(runs, fits, correlations)
-    unproven = not_established(runs)
+    changes = effects(runs)
+    guidelines = analysis.guidelines(runs, fits, correlations, changes)
+    unproven = not_established(changes)
     matrices = configs.correlation_matrices(runs)
     tables = configs.batch_tables(runs)
     windows = analysis.forecast_accuracy(runs)

@@ -17,7 +17,7 @@ import pandas as pd
 
 from sweeper.estimator import EnergyFit
 from sweeper.report.configs import ESTIMATED_NOTE, completed, configurations
-from sweeper.report.effects import describe_change, effects, is_finding
+from sweeper.report.effects import PairedChange, describe_change, effects, is_finding
 
 __all__ = ["completed", "configurations"]
 
@@ -141,11 +141,16 @@ def _label(row: pd.Series) -> str:
 
 
 def guidelines(
-    frame: pd.DataFrame, fits: Sequence[EnergyFit] = (), correlations_: Sequence[Correlation] = ()
+    frame: pd.DataFrame,
+    fits: Sequence[EnergyFit] = (),
+    correlations_: Sequence[Correlation] = (),
+    changes: Sequence[PairedChange] | None = None,
 ) -> list[str]:
     """Plain statements computed from the data; each names its evidence and marks estimates.
-    An effect is stated only when its interval excludes zero."""
-    out: list[str] = [describe_change(c) for c in effects(frame) if is_finding(c)]
+    An effect (`changes`, computed from the frame if not given) is stated only when its
+    interval excludes zero."""
+    changes = effects(frame) if changes is None else changes
+    out: list[str] = [describe_change(c) for c in changes if is_finding(c)]
     trade = best_tradeoff(frame)
     if trade:
         out.append(trade[0].upper() + trade[1:])

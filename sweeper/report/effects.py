@@ -56,20 +56,20 @@ class PairedChange:
         return low > 0 or high < 0
 
 
-def bootstrap_ci(values: Sequence[float], level: float = CI_LEVEL) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean, resampling configurations (seeded, so a
-    report is reproducible); NaN with too few values to resample."""
+def bootstrap_ci(
+    values: Sequence[float], level: float = CI_LEVEL, resamples: int = 4000
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean, resampling configurations with replacement
+    (seeded, so a report is reproducible); NaN with too few values to resample."""
     data = np.asarray(values, dtype=float)
     data = data[np.isfinite(data)]
     if len(data) < MIN_CONFIGS_FOR_CI:
         return math.nan, math.nan
-    if np.ptp(data) == 0:
-        return float(data[0]), float(data[0])
-    from scipy.stats import bootstrap
-
-    result = bootstrap((data,), np.mean, confidence_level=level, n_resamples=2000,
-                       method="percentile", random_state=np.random.default_rng(0))
-    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+    rng = np.random.default_rng(0)
+    means = data[rng.integers(0, len(data), size=(resamples, len(data)))].mean(axis=1)
+    tail = (1.0 - level) / 2.0 * 100.0
+    low, high = np.percentile(means, [tail, 100.0 - tail])
+    return float(low), float(high)
 
 
 def paired_change(
@@ -180,9 +180,9 @@ def is_finding(c: PairedChange) -> bool:
     return c.energy_finding if c.factor in ENERGY_FACTORS else c.accuracy_finding
 
 
-def not_established(frame: pd.DataFrame) -> list[str]:
+def not_established(changes: Sequence[PairedChange]) -> list[str]:
     """Effects whose interval spans zero (or that rest on too few configurations): shown
     apart, never as findings."""
-    return [describe_change(c) for c in effects(frame) if not is_finding(c)]
+    return [describe_change(c) for c in changes if not is_finding(c)]
 
 
