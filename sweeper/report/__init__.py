@@ -14,8 +14,7 @@ import pandas as pd
 from rich.console import Console
 
 from sweeper.estimator import EnergyFit, fit_by_hardware, observations_from_runs
-from sweeper.report import analysis, configs, data, figures
-from sweeper.report.effects import effects, not_established
+from sweeper.report import analysis, configs, data, effects, figures
 from sweeper.report.export import export_tables
 from sweeper.report.heatmaps import correlation_heatmaps
 from sweeper.report.html import FigureRef, write_page
@@ -82,9 +81,9 @@ def build_report(
 
     fits = fit_runs(runs)
     correlations = analysis.correlations(runs)
-    changes = effects(runs)
+    changes = effects.effects(runs)
     guidelines = analysis.guidelines(runs, fits, correlations, changes)
-    unproven = not_established(changes)
+    unproven = effects.not_established(changes)
     matrices = configs.correlation_matrices(runs)
     tables = configs.batch_tables(runs)
     windows = analysis.forecast_accuracy(runs)
