@@ -61,9 +61,10 @@ def accuracy_vs_energy(runs: pd.DataFrame, path: Path) -> Path:
     return save(fig, path)
 
 
-# Settings a point of energy_vs_batch may average over (they do not change the computation).
-AVERAGED = (("lr", "lr", "g"), ("seed", "seed", ""), ("repeat", "repeat", ""),
-            ("optimizer", "optimizer", ""), ("dataset", "data set", ""), ("epochs", "epochs", ""))
+# Settings a point of energy_vs_batch averages over: they do not change the computation.
+AVERAGED = (("lr", "lr", "g"), ("seed", "seed", ""), ("repeat", "repeat", ""))
+# Settings that do: when they vary, each value gets its own line.
+SPLIT = ("dataset", "epochs", "optimizer")
 
 
 def averaged_note(groups: pd.core.groupby.DataFrameGroupBy) -> str:
@@ -95,17 +96,20 @@ def draw_energy_vs_batch(runs: pd.DataFrame) -> Figure:
     colors = model_colors(data["model"])
     panels = [("energy_train_j", "training energy E_tr (J)"),
               ("energy_per_inference_sample_j", "inference energy per sample (J)")]
-    keys = ["hardware_id", "meter_source", "model", "precision"]
+    split = [c for c in SPLIT if data[c].nunique(dropna=False) > 1]
+    keys = ["hardware_id", "meter_source", "model", "precision", *split]
     precisions = sorted(data["precision"].unique(), key=lambda p: (p != "fp32", p))
     styles = {p: ("-", "--", ":", "-.")[i % 4] for i, p in enumerate(precisions)}
     for ax, (column, label) in zip(axes, panels, strict=True):
         labelled: set[str] = set()
-        for (hardware, meter, model, precision), group in data.groupby(keys, dropna=False):
+        for (hardware, meter, model, precision, *rest), group in data.groupby(
+                keys, dropna=False):
             mean = group.groupby("batch").agg(
                 value=(column, "mean"), estimated=("estimated", "any")).dropna()
             if mean.empty:
                 continue
-            name = f"{model}" + (f" @{hardware} ({meter})" if machines > 1 else "")
+            name = " ".join([str(model), *(f"{c}={v}" for c, v in zip(split, rest, strict=True))])
+            name += f" @{hardware} ({meter})" if machines > 1 else ""
             ax.plot(mean.index, mean["value"], color=colors[model], linewidth=1,
                     linestyle=styles[precision])
             scatter(ax, mean.index, mean["value"], mean["estimated"], colors[model],
@@ -121,6 +125,8 @@ def draw_energy_vs_batch(runs: pd.DataFrame) -> Figure:
     note = averaged_note(data.groupby([*keys, "batch"], dropna=False))
     if machines > 1:
         note += "; one line per machine and meter"
+    if split:
+        note += f"; one line per {', '.join(split)}"
     fig.suptitle(with_estimate_suffix(f"{title} ({note})", estimated), fontsize="medium")
     return fig
 
