@@ -114,6 +114,7 @@ def test_model_by_batch_tables(runs: pd.DataFrame) -> None:
     expected = np.mean([energy_j("b", 128, "fp32", lr) for lr in LR_ARTIFACT])
     assert e_tr.values[row][col] == pytest.approx(expected)
     assert e_tr.counts[row][col] == 2
+    assert e_tr.estimated == [False] * 8  # RAPL-measured rows are not marked as estimates
     assert tables["accuracy"].values[row][col] == pytest.approx(0.85 + 0.01 * 4e5 / 1e7)
 
 

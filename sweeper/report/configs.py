@@ -141,7 +141,7 @@ class BatchTable:
     values: list[list[float]]
     counts: list[list[int]]
     fmt: str
-    estimated: bool
+    estimated: list[bool]  # per row: any of its runs has estimated energy
 
 
 TABLE_METRICS = (("energy_train_j", "E_tr (J)", ".4g"), ("energy_inference_j", "E_in (J)", ".4g"),
@@ -158,6 +158,7 @@ def batch_tables(runs: pd.DataFrame) -> list[BatchTable]:
               if configs[k].nunique(dropna=False) > 1]
     configs = configs.assign(row=configs[["model", *splits]].astype(str).agg(" ".join, axis=1))
     rows = sorted(configs["row"].unique())
+    estimated = configs.groupby("row")["estimated"].any().reindex(rows).astype(bool).tolist()
     batches = sorted(int(b) for b in configs["batch"].unique())
     out = []
     for column, label, fmt in TABLE_METRICS:
@@ -168,6 +169,5 @@ def batch_tables(runs: pd.DataFrame) -> list[BatchTable]:
         title = f"{label} by model and batch size" + (
             f" (rows: model {' '.join(splits)})" if splits else "")
         out.append(BatchTable(title, rows, batches, mean.to_numpy().tolist(),
-                              count.astype(int).to_numpy().tolist(), fmt,
-                              bool(configs["estimated"].any())))
+                              count.astype(int).to_numpy().tolist(), fmt, estimated))
     return out

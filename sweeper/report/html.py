@@ -125,8 +125,9 @@ def batch_table(table: BatchTable) -> HtmlTable:
                                         strict=True)
     ]
     return HtmlTable(["model", *(f"batch {b}" for b in table.batches)], rows,
-                     [table.estimated] * len(rows), frozenset({0}),
-                     title=table.title + (" (estimated)" if table.estimated else ""))
+                     list(table.estimated), frozenset({0}),
+                     title=table.title + (" (estimated rows highlighted)"
+                                          if any(table.estimated) else ""))
 
 
 def fits_table(fits: Sequence[EnergyFit]) -> HtmlTable:
