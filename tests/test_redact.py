@@ -117,6 +117,7 @@ def _assert_nowhere(tmp_path: Path, pg_url: str, output: str) -> dict[str, list[
 
 def _multirun(tmp_path: Path, pg_url: str, *args: str) -> str:
     url, options = _url_with_password(pg_url)
+    args = tuple(a.replace("URL", url) for a in args)
     proc = run_cli(["-m", "model=mlp", "batch=32,64", *TINY, *args, f"storage.url={url}"],
                    cwd=tmp_path, timeout=240, env={"PGOPTIONS": options})
     output = proc.stdout + proc.stderr
@@ -138,7 +139,8 @@ def test_a_grid_multirun_leaves_the_password_nowhere(tmp_path: Path, pg_url: str
 @pytest.mark.postgres
 @pytest.mark.slow
 def test_a_search_leaves_the_password_nowhere(tmp_path: Path, pg_url: str) -> None:
-    output = _multirun(tmp_path, pg_url, "hydra/sweeper=pareto", "hydra.sweeper.n_trials=2")
+    output = _multirun(tmp_path, pg_url, "hydra/sweeper=pareto", "hydra.sweeper.n_trials=2",
+                       "hydra.sweeper.storage=URL")  # the study's own storage, too
     tables = _assert_nowhere(tmp_path, pg_url, output)
     assert len(tables["runs"]) == 2 and len(tables["trials"]) == 2
 
