@@ -6,6 +6,7 @@ bootstrap interval, are withheld when it spans zero, and never read lr as an ene
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 
@@ -161,3 +162,13 @@ def test_report_page_shows_the_analyses(runs: pd.DataFrame, tmp_path: Path) -> N
     assert "Strong correlations (|r| &ge; 0.7)" in page
     assert "<h3>E_tr (J) by model and batch size (rows: model precision)</h3>" in page
     assert "Not established" in page and "bf16 used" in page
+
+    from rich.console import Console
+
+    from sweeper.report.terminal import print_summary
+
+    console = Console(file=io.StringIO(), width=200)
+    print_summary(console, runs, analysis.guidelines(runs, changes=changes), [], "x.html",
+                  effects.not_established(changes))
+    summary = console.file.getvalue()
+    assert "5 effect(s) not established" in summary and "bf16 used" not in summary

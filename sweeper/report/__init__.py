@@ -142,7 +142,7 @@ def build_report(
     if console is not None:
         from sweeper.report.terminal import print_summary
 
-        print_summary(console, runs, guidelines, fits, str(html))
+        print_summary(console, runs, guidelines, fits, str(html), unproven)
     return Report(out_dir=out, html=html, figures=paths, exports=exports,
                   guidelines=guidelines, not_established=unproven, matrices=matrices,
                   batch_tables=tables, fits=fits, trace_run_id=trace_id)
