@@ -46,7 +46,7 @@ def open_existing(url: str, purpose: str) -> Store:
     resolved = resolve_storage(url)
     if resolved.get_backend_name() == "sqlite":
         path = resolved.database or ""
-        if path and path != ":memory:" and not Path(path).exists():
+        if path and path != ":memory:" and not path.startswith("file:") and not Path(path).exists():
             raise StoreError(f"no database at {path}: {purpose}; nothing was created")
     return open_results(url)
 
