@@ -134,3 +134,25 @@ def test_the_same_grid_started_twice_trains_each_config_once(tmp_path: Path) -> 
         (out + err).count("this sweep is shared with another process") for out, err in outputs
     )
     assert skipped >= 1  # the second process found work taken, rather than repeating it
+
+
+@pytest.mark.parametrize(
+    ("override", "allowed"),
+    [
+        ("energy.sample_hz=100000", "a rate in Hz > 0 and <= 1000"),
+        ("inference.batches=0", "an integer >= 1"),
+    ],
+)
+def test_values_that_measure_nothing_useful_are_refused(override: str, allowed: str) -> None:
+    key = override.split("=")[0]
+    with pytest.raises(ConfigError, match=f"invalid value for '{key}'.*allowed: {allowed}"):
+        build_spec(_compose(override))
+
+
+def test_a_batch_larger_than_the_training_set_is_refused_before_any_row(tmp_path: Path) -> None:
+    proc = run_cli(["batch=5000", *TINY], cwd=tmp_path)
+    assert proc.returncode == USER_ERROR_EXIT
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("sweeper: error: invalid value for 'batch': 5000; allowed: at most")
+    with sqlite3.connect(tmp_path / "results" / "sweeper.db") as conn:
+        assert conn.execute("select count(*) from runs").fetchone() == (0,)
