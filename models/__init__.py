@@ -4,7 +4,7 @@
 options of each architecture mirror ``conf/model/<name>.yaml``.
 """
 
-from models.build import MODEL_NAMES, build_model, model_options
-from models.info import ModelInfo, describe_model
+from .build import MODEL_NAMES, build_model, model_options
+from .info import ModelInfo, describe_model
 
 __all__ = ["MODEL_NAMES", "ModelInfo", "build_model", "describe_model", "model_options"]
