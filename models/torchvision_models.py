@@ -70,12 +70,24 @@ def _build(arch: str, channels: int, num_classes: int, small_input_stem: bool) -
     options: dict[str, object] = {"weights": None, "num_classes": num_classes}
     if arch in _AUX_LOGITS:
         options |= {"aux_logits": False, "init_weights": True}
-    model = torchvision.models.get_model(arch, **options)
+    model = _get_model(arch, options)
     if small_input_stem:
         _use_small_stem(arch, model, channels)
     elif channels != 3:
         _retarget_first_conv(model, channels)
     return model
+
+
+def _get_model(arch: str, options: dict[str, object]) -> nn.Module:
+    try:
+        return torchvision.models.get_model(arch, **options)
+    except NotImplementedError:
+        # The regnet_* builders compute their stage widths with tensors and read them
+        # back, which the meta device cannot do: build those on the CPU, then move them.
+        if torch.get_default_device().type != "meta":
+            raise
+        with torch.device("cpu"):
+            return torchvision.models.get_model(arch, **options).to("meta")
 
 
 def _use_small_stem(arch: str, model: nn.Module, channels: int) -> None:

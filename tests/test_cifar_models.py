@@ -188,3 +188,9 @@ def test_a_config_on_a_size_they_cannot_take_is_refused_before_any_run() -> None
         cfg = compose(config_name="config", overrides=["model=resnet18", "dataset=digits"])
     with pytest.raises(ConfigError, match=r"resnet18.*1x8x8.*needs 32x32 images"):
         build_spec(cfg)
+
+
+def test_torchvision_regnets_can_be_checked_on_the_meta_device() -> None:
+    # Their builders read tensors back while constructing; config checks build on meta.
+    model = on_meta("torchvision", arch="regnet_x_400mf")
+    assert all(p.is_meta for p in model.parameters())
