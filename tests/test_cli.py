@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from sweeper.models import MODEL_NAMES
 from tests.conftest import TINY, run_cli
 
 
@@ -115,5 +116,6 @@ def test_help_names_the_app_and_its_groups(tmp_path: Path) -> None:
     proc = run_cli(["--help"], cwd=tmp_path)
     assert proc.returncode == 0
     assert proc.stdout.startswith("sweeper: Hydra sweeps")
-    assert "model: cnn, mlp, mobilenet, resnet, vgg, vit" in proc.stdout
+    assert f"model: {', '.join(sorted(MODEL_NAMES))}\n" in proc.stdout
+    assert "sampler" not in proc.stdout.split("== Config ==")[0]  # samplers: hydra.sweeper
     assert not (tmp_path / "results").exists()  # help runs nothing
