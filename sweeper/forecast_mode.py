@@ -25,6 +25,7 @@ from sweeper.recording import (
     RunError,
     close_run,
     forecast_columns,
+    record_cut_phases,
     sigterm_as_interrupt,
 )
 from sweeper.store import runs as store_runs
@@ -89,8 +90,10 @@ def execute_forecast(p: Prepared) -> JobResult:
     forecast = profile.result
     if status == FORECAST_STATUS and forecast is None:
         status, error = "failed", ("ForecastError", "the profiling window did not complete")
+    record_cut_phases(recorder, sampler)  # the profile phase may wait for a refresh
     if summary is not None:
         values.update(
+            energy_total_uncertainty_j=summary.energy_uncertainty_j,
             energy_total_j=summary.energy_j, meter_source=summary.source,
             mean_power_w=summary.mean_power_w, peak_power_w=summary.peak_power_w,
             measurement_warning="; ".join(summary.warnings) or None,

@@ -36,6 +36,7 @@ from sweeper.recording import (
     forecast_columns,
     record_cut_phases,
     sigterm_as_interrupt,
+    uncertainty_columns,
 )
 from sweeper.spec import ConfigError, RunSpec, build_spec
 from sweeper.stopping import PRUNED, EarlyStop, energy_limit, guard_steps
@@ -263,8 +264,7 @@ def _execute(p: Prepared) -> JobResult:
         status = "failed"
         error = (type(exc).__name__, str(exc))
         log.error("run %d failed: %s: %s", run_id, *error)
-    if status != "completed":
-        record_cut_phases(recorder, sampler)
+    record_cut_phases(recorder, sampler)  # a cut phase, and phases waiting for a refresh
     values.update(_energy_columns(p, recorder, summary, values))
     if profile.result is not None:
         forecast = profile.result
@@ -351,11 +351,15 @@ def _energy_columns(
         out["energy_per_inference_sample_j"] = (
             split["energy_inference_j"] / values["inference_samples"]
         )
+    uncertainty = uncertainty_columns(recorder.phases, summary)
+    flagged = uncertainty.pop("flagged_phases", None)
+    out.update(uncertainty)
+    warnings = ([*summary.warnings] if summary is not None else []) + ([flagged] if flagged else [])
+    out["measurement_warning"] = "; ".join(warnings) or None
     if summary is not None:
         out.update(
             meter_source=summary.source, mean_power_w=summary.mean_power_w,
             peak_power_w=summary.peak_power_w,
-            measurement_warning="; ".join(summary.warnings) or None,
         )
     intensity = p.carbon
     out.update(

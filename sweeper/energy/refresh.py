@@ -16,9 +16,10 @@ Estimate at a boundary ``t`` inside refresh interval ``[t1, t2]`` (values ``E1``
 in proportion to the power of its neighbours, as if the load stepped at the boundary, was
 tried: it is exact for a step at the boundary but worse on average, since in real work the
 load does not change exactly at the boundary; benchmarks/phase_accuracy.py.)
-The uncertainty is half the range of splits that the power seen around the boundary allows
-(the neighbouring intervals' mean power and any instant-power samples there, which reveal
-structure finer than a refresh), plus the refresh timing jitter times that power.
+The uncertainty is the range of splits that the power seen around the boundary allows: power
+within the interval's mean +- the largest deviation seen nearby (the neighbouring intervals'
+means, and instant-power samples, which catch bursts shorter than a refresh) moves the split
+by up to that deviation times the shorter side; plus the refresh timing jitter times power.
 """
 
 from __future__ import annotations
@@ -230,15 +231,14 @@ class RefreshTimeline:
         r_next = (c3.value_j - e2) / (c3.t_s - t2) if c3 and c3.t_s > t2 else r_int
         a, b = t_s - t1, t2 - t_s
         est = e1 + (e2 - e1) * a / span
-        # Splits the power around the boundary allows: energy before t within the interval
-        # lies between p_lo * a and p_hi * a, and leaves between p_lo * b and p_hi * b after.
+        # How far power strays from the interval's mean within a refresh: the neighbouring
+        # intervals' means and instant-power samples nearby (which catch sub-refresh bursts).
+        # Power within r_int +- dev splits the interval's energy at t within +- dev * min(a, b).
         around = [w for t, w in self.power_samples if t1 - span <= t <= t2 + span]
-        p_lo = max(min(r_prev, r_int, r_next, *around), 0.0)
-        p_hi = max(r_prev, r_int, r_next, *around)
+        dev = max(abs(r - r_int) for r in (r_prev, r_next, *around))
+        spread = dev * min(a, b)
+        p_hi = r_int + dev
         e_int = e2 - e1
-        lo = max(p_lo * a, e_int - p_hi * b, 0.0)
-        hi = min(p_hi * a, e_int - p_lo * b, e_int)
-        spread = 0.5 * (hi - lo) if hi >= lo else 0.5 * e_int
         skipped = span > 1.5 * self.period_s  # refreshes without a read in between
         timing = (self.jitter_s + 0.5 * DENSE_READ_S) * p_hi
         unc = spread + timing + (0.5 * e_int if skipped else 0.0)
