@@ -31,9 +31,11 @@ NVML_FI_DEV_POWER_INSTANT = 186  # pynvml's constant, for bindings that lack it
 # 778 W over a whole 100 ms refresh on a 700 W card. Above limit x this is not physical.
 TRANSIENT_HEADROOM = 1.25
 DEFAULT_REFRESH_S = 0.1  # assumed only for the uncertainty of a boundary never interpolated
-# Over the recorded H200 stretches, power integration missed the counter by up to 11%
-# (GetPowerUsage) and 20% (the instant field on 30 ms bursts): their relative uncertainty.
-INTEGRATION_UNCERTAINTY = {"instant_power_integration": 0.2, "power_usage_integration": 0.12}
+# Over the recorded H200 stretches, the instant field missed the counter by up to 20% (it
+# is a point sample, and aliases with 30 ms bursts): its relative uncertainty.
+INTEGRATION_UNCERTAINTY = {"instant_power_integration": 0.2}
+# GetPowerUsage is a trailing 1 s mean: at a boundary it lags the load by about half that.
+POWER_USAGE_LAG_S = 0.5
 
 
 def _text(value: Any) -> str:
@@ -309,11 +311,14 @@ class NvmlMeter:
             return g.timeline.energy_at(t_s, final=final)
 
     def boundary_uncertainty_j(self, domain: str, power_w: float) -> float:
-        """Uncertainty of a boundary taken from a plain read: the counter's value is that of
-        the last refresh, up to one refresh old."""
+        """Uncertainty of a boundary taken from a plain read: the counter's value, and the
+        instant field, are those of the last refresh, up to one refresh old; GetPowerUsage
+        lags the load by about half its 1 s window."""
         g = self._by_domain(domain)
-        if g is None or not g.uses_counter:
+        if g is None:
             return 0.0
+        if g.method == "power_usage_integration":
+            return POWER_USAGE_LAG_S * abs(power_w)
         period = (g.timeline.period_s if g.timeline else None) or DEFAULT_REFRESH_S
         return period * abs(power_w)
 

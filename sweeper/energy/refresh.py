@@ -168,9 +168,15 @@ class RefreshTimeline:
         return self._anchor_s + n * self.period_s
 
     def _on_grid(self, change: Change) -> float:
-        """The grid's refresh time inside the change's bracket (the bracket's middle if none)."""
-        g = self._grid_time(change.t_s)
-        return g if change.lo_s < g <= change.hi_s else change.t_s
+        """The last grid refresh inside the change's bracket (the value read at its end is
+        that refresh's); the bracket's middle if the grid has none there."""
+        assert self.period_s is not None
+        g = self._grid_time(change.hi_s)
+        if g > change.hi_s:
+            g -= self.period_s
+        if g > change.lo_s or change.lo_s == -math.inf:
+            return g
+        return 0.5 * (change.lo_s + change.hi_s)
 
     # ------------------------------------------------------------------ scheduling
 
