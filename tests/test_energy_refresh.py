@@ -248,3 +248,41 @@ def test_a_phase_above_what_the_gpu_can_draw_is_flagged_with_the_reason() -> Non
     assert "exceeds the 875 W" in flag and "700 W maximum power limit" in flag
     assert "not a measurement" in flag
     assert fine.result.flag is None
+
+
+# ------------------------------------------------------------------------- the timeline
+
+
+def test_timeline_survives_an_off_grid_glitch_and_follows_a_moved_grid() -> None:
+    """A read stalled by the host (the recording has one, 86 ms off during CUDA context
+    creation) must not move the grid; a grid that really moved is learned again."""
+    from sweeper.energy.refresh import RefreshTimeline
+
+    timeline = RefreshTimeline()
+    period, energy, t = 0.1, 0.0, 50.0
+    refresh = 50.0005
+
+    def run(until: float, *, glitch_at: float | None = None) -> None:
+        nonlocal t, energy, refresh
+        while t < until:
+            due = timeline.next_read_s(t)
+            t = max(due if due is not None else t + 0.01, t + 1e-4)
+            while refresh <= t:
+                energy += 12.4  # 124 W idle
+                refresh += period
+            if glitch_at is not None and t >= glitch_at:
+                timeline.observe(glitch_at, energy + 8.0)  # a change off the grid
+                glitch_at = None
+            timeline.observe(t, energy)
+
+    run(51.0)
+    assert timeline.period_s == pytest.approx(period, rel=0.002)
+    run(52.0, glitch_at=51.55)
+    assert timeline.period_s == pytest.approx(period, rel=0.002)
+    got = timeline.energy_at(51.8)
+    assert got is not None and got.method == "interpolated"
+    refresh += 0.037  # the grid jumps (a driver reset)
+    run(54.0)
+    assert timeline.period_s == pytest.approx(period, rel=0.002)
+    grid_error = min(abs((c.t_s - refresh) % period) for c in list(timeline.changes)[-3:])
+    assert min(grid_error, period - grid_error) < 0.003

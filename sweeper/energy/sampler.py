@@ -648,6 +648,8 @@ class EnergySampler:
             t_s, values = self._poll_locked("stop")
             end = _Boundary(self._t0 + t_s, {d: r.energy_j for d, r in values.items()})
         self._wait_for_refreshes(end)
+        if self._watchers:  # what they learned since start, e.g. NVML's refresh period
+            self._hardware.update(describe_meters(self._watchers, self._extra_warnings))
         with self._lock:
             self._settle_locked(final=True)
             start = self._run_start or _Boundary(self._t0, {})
