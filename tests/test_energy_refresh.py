@@ -169,7 +169,9 @@ def test_background_thread_on_the_real_clock_finishes_phases_at_stop() -> None:
     gpu = EmulatedGpu(session.signal, time.perf_counter)
     meter = NvmlMeter(nvml=FakeNvml([gpu]))
     sampler = EnergySampler([meter], sample_hz=10).start()
-    time.sleep(0.6)  # the grid is learned
+    deadline = time.perf_counter() + 3.0  # the grid is learned in ~0.4 s on an idle machine
+    while "gpu:0.refresh_period_ms" not in meter.describe() and time.perf_counter() < deadline:
+        time.sleep(0.05)
     with sampler.phase("train_epoch") as ph:
         t0 = time.perf_counter()
         time.sleep(0.25)
@@ -286,3 +288,18 @@ def test_timeline_survives_an_off_grid_glitch_and_follows_a_moved_grid() -> None
     assert timeline.period_s == pytest.approx(period, rel=0.002)
     grid_error = min(abs((c.t_s - refresh) % period) for c in list(timeline.changes)[-3:])
     assert min(grid_error, period - grid_error) < 0.003
+
+
+def test_a_fast_refreshing_counter_is_not_watched() -> None:
+    clock = Clock()
+    session = h200_session()
+    gpu = EmulatedGpu(session.signal, clock, period_s=0.01, jitter_s=0.0001)
+    meter = NvmlMeter(nvml=FakeNvml([gpu]), clock=clock)
+    clock.t = session.stretches["heavy"][0]
+    sampler = EnergySampler([meter], clock=clock, background=False).start()
+    drive(sampler, clock, clock.t + 1.0)
+    gpu.calls = 0
+    drive(sampler, clock, clock.t + 1.0)
+    sampler.stop()
+    assert meter.describe()["gpu:0.refresh_period_ms"] == "10.0"
+    assert gpu.calls <= 3 * 11  # the 10 Hz polls only

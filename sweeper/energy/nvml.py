@@ -297,9 +297,10 @@ class NvmlMeter:
         return min(times) if times else None
 
     def settle_s(self) -> float:
-        """How long after a boundary its refreshes are all seen (two learned periods)."""
+        """How long after a boundary the two refreshes that settle it are seen (with room
+        for a late read on a busy machine)."""
         periods = [g.timeline.period_s for g in self._gpus if g.timeline and g.timeline.period_s]
-        return 2.5 * max(periods) if periods else 0.0
+        return 3.0 * max(periods) if periods else 0.0
 
     def resolve(self, domain: str, t_s: float, final: bool = False) -> BoundaryEnergy | None:
         """Energy of ``domain`` at clock time ``t_s``, interpolated between refreshes; None

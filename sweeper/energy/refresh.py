@@ -33,6 +33,9 @@ from dataclasses import dataclass
 DENSE_READ_S = 0.002  # read spacing while the period is unknown, and around each refresh
 LEARN_FOR_S = 2.0  # give up learning (and fall back to plain reads) after this long
 MIN_PERIOD_S = 0.005
+# Below this period watching each refresh would cost more CPU than the error it removes
+# (at most one period of power per boundary), so only the sampler's own reads are used.
+WATCH_MIN_PERIOD_S = 0.02
 MAX_PERIOD_S = 2.0
 HISTORY = 600  # refreshes kept (a minute at 100 ms); boundaries resolve within ~0.3 s
 
@@ -193,6 +196,8 @@ class RefreshTimeline:
                 return None
             return last_read + DENSE_READ_S
         p = self.period_s
+        if p < WATCH_MIN_PERIOD_S:  # fast enough that the sampler's own reads suffice
+            return None
         ref_s = self.changes[-1].t_s if self.changes else last_read
         g = self._grid_time(ref_s) + p  # the refresh after the last one seen
         while g + 0.4 * p < last_read:  # not seen within 0.4 periods: look for the next
