@@ -180,9 +180,13 @@ def test_background_thread_on_the_real_clock_finishes_phases_at_stop() -> None:
     assert ph.result is not None and ph.result.final
     assert ph.result.methods == {"gpu:0": "interpolated"}
     true_j = gpu.energy_j(t1) - gpu.energy_j(t0)
-    # the boundary times are those of the reads, a few microseconds from t0 and t1
-    assert ph.result.energy_j == pytest.approx(true_j, rel=0.03)
-    assert sampler.thread_cpu_s < 0.05 * summary.duration_s  # ~25 counter reads a second
+    # The boundary times are those of the reads, microseconds from t0 and t1. On a machine
+    # so busy that the sampler thread misses refreshes, the error grows, and so must the
+    # uncertainty.
+    error_j = abs(ph.result.energy_j - true_j)
+    assert error_j <= max(0.03 * true_j, ph.result.energy_uncertainty_j)
+    # a ~0.4 s burst of reads every 2 ms to learn the grid, then ~40 reads a second
+    assert sampler.thread_cpu_s < 0.1 * summary.duration_s
 
 
 # ------------------------------------------------------------- power-integration fallback

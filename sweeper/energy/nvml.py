@@ -235,12 +235,12 @@ class NvmlMeter:
         return [g.index for g in self._gpus]
 
     def _read_counter(self, g: _Gpu) -> None:
-        """Read the counter and tell its timeline when (the middle of the call) it was read."""
+        """Read the counter and tell its timeline when the call began and returned."""
         t0 = self._clock()
         mj = float(self._nvml.nvmlDeviceGetTotalEnergyConsumption(g.handle))
         g.energy_j = (mj - g.start_mj) / 1000.0
         assert g.timeline is not None
-        g.timeline.observe(0.5 * (t0 + self._clock()), g.energy_j)
+        g.timeline.observe(t0, g.energy_j, self._clock())
 
     def read(self) -> list[DomainReading]:
         """Energy per GPU: counter difference, or power integrated since the last read."""

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 DENSE_READ_S = 0.002  # read spacing while the period is unknown, and around each refresh
 LEARN_FOR_S = 2.0  # give up learning (and fall back to plain reads) after this long
+LEARN_POINTS = 5  # consecutive narrowly timed refreshes before a period is trusted
 MIN_PERIOD_S = 0.005
 # Below this period watching each refresh would cost more CPU than the error it removes
 # (at most one period of power per boundary), so only the sampler's own reads are used.
@@ -87,17 +88,20 @@ class RefreshTimeline:
         refresh (it is never used for the energy itself)."""
         self.power_samples.append((t_s, power_w))
 
-    def observe(self, t_s: float, value_j: float) -> None:
-        """One read of the counter at ``t_s`` (the middle of the read call)."""
+    def observe(self, t_s: float, value_j: float, end_s: float | None = None) -> None:
+        """One read of the counter, called at ``t_s`` and returned at ``end_s`` (same if
+        None). A refresh seen by this read happened after the previous read was called and
+        before this one returned, whatever the thread was doing in between."""
+        end_s = t_s if end_s is None else end_s
         if self._first_read_s is None:
             self._first_read_s = t_s
         if self._first is None:
             self._first = (t_s, value_j)
         last = self._last
         self._last = (t_s, value_j)
-        if last is None or value_j == last[1] or t_s <= last[0]:
+        if last is None or value_j == last[1] or end_s <= last[0]:
             return
-        change = Change(last[0], t_s, value_j, 0.5 * (last[0] + t_s))
+        change = Change(last[0], end_s, value_j, 0.5 * (last[0] + end_s))
         narrow = change.hi_s - change.lo_s <= max(2.5 * DENSE_READ_S, 0.1 * (self.period_s or 0))
         if narrow:
             self._learn(change.t_s)
@@ -110,14 +114,19 @@ class RefreshTimeline:
         self._fit.append(t_s)
         pts = list(self._fit)
         if self.period_s is None:
-            if len(pts) < 4:
+            if len(pts) < LEARN_POINTS:
                 return
-            gaps = [b - a for a, b in zip(pts[-4:-1], pts[-3:], strict=True)]
+            recent = pts[-LEARN_POINTS:]
+            gaps = [b - a for a, b in zip(recent, recent[1:], strict=False)]
             p = statistics.median(gaps)
-            if not MIN_PERIOD_S <= p <= MAX_PERIOD_S or any(abs(g - p) > 0.1 * p for g in gaps):
+            if not MIN_PERIOD_S <= p <= MAX_PERIOD_S or any(abs(g - p) > 0.05 * p for g in gaps):
                 return
-            self.period_s, self._anchor_s = p, pts[-1]
-            self._fit = deque(pts[-4:], maxlen=64)
+            # least squares over the consecutive refreshes, not just their median gap
+            n_mean, t_mean = (len(recent) - 1) / 2, statistics.fmean(recent)
+            p = sum((n - n_mean) * (t - t_mean) for n, t in enumerate(recent)) / sum(
+                (n - n_mean) ** 2 for n in range(len(recent)))
+            self.period_s, self._anchor_s = p, t_mean + (len(recent) - 1 - n_mean) * p
+            self._fit = deque(recent, maxlen=64)
             self._place_history()
             return
         period = self.period_s
