@@ -166,6 +166,8 @@ class EnergySampler:
     go into the summary's hardware description). The sampler does not close the meters.
     ``on_samples`` runs on the sampler thread with batches of ``flush_every`` polls (one
     Sample per domain per poll) and once more at ``stop()``; keep it quick.
+    ``background=False`` starts no thread: the caller drives polls with ``tick()`` (a
+    simulated clock in tests and benchmarks; then ``stop()`` does not wait for refreshes).
     """
 
     def __init__(
