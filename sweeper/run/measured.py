@@ -29,6 +29,7 @@ from sweeper.run.recording import (
     close_run,
     record_cut_phases,
     sigterm_as_interrupt,
+    uncertainty_columns,
 )
 from sweeper.run.result import JobResult
 from sweeper.run.stopping import PRUNED, EarlyStop
@@ -102,20 +103,29 @@ class MeasuredRun:
             self.error = (type(exc).__name__, str(exc) or "interrupted by the user")
         except Exception as exc:  # a broken configuration must not stop the sweep
             self.fail(type(exc).__name__, str(exc))
-        if not self.ok:
-            record_cut_phases(self.recorder, self.sampler)
+        # The phase a failure cut short, and finished phases still waiting for the meter's
+        # next refresh to finalise their boundary.
+        record_cut_phases(self.recorder, self.sampler)
 
     def fail(self, error_type: str, message: str) -> None:
         self.status, self.error = "failed", (error_type, message)
         log.error("run %d failed: %s: %s", self.run_id, error_type, message)
 
-    def summary_columns(self, total_j: float | None) -> dict[str, Any]:
-        """Meter, power, warnings and carbon of the run, for its `total_j` joules."""
+    def summary_columns(
+        self, total_j: float | None, *, by_kind: bool = False
+    ) -> dict[str, Any]:
+        """Meter, power, uncertainty, warnings and carbon of the run, for its `total_j`
+        joules; `by_kind` adds the uncertainty of E_tr, evaluation and E_in."""
         spec, carbon = self.p.spec, self.p.carbon
         out: dict[str, Any] = {
             "carbon_intensity_g_per_kwh": carbon.g_per_kwh, "carbon_source": carbon.source,
         }
-        warnings = list(self.p.meters.warnings)
+        uncertainty = uncertainty_columns(self.recorder.phases, self.summary)
+        flagged = uncertainty.pop("flagged_phases", None)
+        total_uncertainty_j = uncertainty.pop("energy_total_uncertainty_j")
+        if by_kind:
+            out.update(uncertainty)
+        warnings = list(self.p.meters.warnings) + ([flagged] if flagged else [])
         if self.summary is not None:
             warnings += self.summary.warnings
             out.update(
@@ -123,7 +133,7 @@ class MeasuredRun:
                 peak_power_w=self.summary.peak_power_w,
             )
         if total_j is not None:
-            out.update(energy_total_j=total_j,
+            out.update(energy_total_j=total_j, energy_total_uncertainty_j=total_uncertainty_j,
                        co2_g=energy.co2_g(total_j, carbon.g_per_kwh, spec.pue))
         out["measurement_warning"] = "; ".join(warnings) or None
         return out
