@@ -70,6 +70,14 @@ class RunSpec:
     config: dict[str, Any] = field(default_factory=dict)  # the full resolved config
     config_hash: str = ""
 
+    @property
+    def model_label(self) -> str:
+        """The model as stored and reported: `model=torchvision` names its architecture
+        (`torchvision:resnet50`), so different architectures are never pooled as one."""
+        if self.model == "torchvision":
+            return f"torchvision:{self.model_options.get('arch')}"
+        return self.model
+
 
 def _int(cfg: DictConfig, key: str, *, minimum: int, allow_none: bool = False) -> int | None:
     value = OmegaConf.select(cfg, key)
