@@ -30,7 +30,9 @@ class ParetoSweeperConf:
     objective: str = "energy_train_j"
     n_trials: int = 12  # new trials per invocation; a resumed study grows by this many
     n_jobs: int = 1  # trials asked and launched together (for parallel launchers)
-    sampler: str = "nsga2"  # nsga2 | tpe | random
+    # nsga2 | tpe | random | frontier (estimate each configuration's energy before running
+    # it, skip or stop those that cannot reach the front: sweeper/search/frontier.py)
+    sampler: str = "nsga2"
     seed: int | None = None  # sampler seed; a resumed study offsets it by its trial count
     population_size: int = 8  # NSGA-II generation size
     # Stop launching trials once the study's trials have spent this many joules

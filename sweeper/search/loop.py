@@ -20,6 +20,8 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.trial import Trial, TrialState
 
 from sweeper.search.front import print_front
+from sweeper.search.frontier import sampler_stop_reason, tighter_limit
+from sweeper.search.frontier_sizes import frontier_sampler
 from sweeper.search.orphans import claim, fail_orphaned_trials
 from sweeper.search.settings import SearchSettings, settings_from
 from sweeper.search.space import SearchSpace, format_value, parse_space
@@ -99,7 +101,10 @@ class SearchLoop:
             sweep_dir=str(config.hydra.sweep.dir), study_name=self.study_name,
         )
         storage_url = resolve_url(settings.storage or app_url, base_dir)
-        self.study = open_study(settings, optuna_storage(storage_url), self.study_name)
+        self.study = open_study(
+            settings, optuna_storage(storage_url), self.study_name,
+            lambda seed: frontier_sampler(sweeper, self.space, self.store, seed),
+        )
         self.study.set_user_attr("sweep_name", self.sweep_name)
         self.study.set_user_attr("objective", settings.objective)
         self.app_limit_j = OmegaConf.select(config, f"sweeper.{LIMIT_KEY}")
@@ -126,6 +131,10 @@ class SearchLoop:
             if budget is not None and spent >= budget:
                 stop_reason = f"energy budget reached: {spent:.1f} J spent of {budget:.1f} J"
                 break
+            reason = sampler_stop_reason(study)
+            if reason:
+                stop_reason = reason
+                break
             size = min(settings.n_jobs, settings.n_trials - launched)
             limit = trial_energy_limit(settings, trials, size, self.app_limit_j)
             returns.append(self._launch_batch(size, limit, launched))
@@ -144,7 +153,7 @@ class SearchLoop:
         trials = [study.ask(self.space.distributions) for _ in range(size)]
         for trial in trials:
             claim(trial)
-        batch = [job_overrides(self.space, t, limit) for t in trials]
+        batch = [job_overrides(self.space, t, tighter_limit(limit, t.user_attrs)) for t in trials]
         try:
             self.sweeper.validate_batch_is_legal(batch)
             results = self.sweeper.launcher.launch(batch, initial_job_idx=job_idx)

@@ -20,8 +20,9 @@ OBJECTIVES: dict[str, str] = {
     "energy_total_j": "J",
     "co2_g": "g",
 }
-SAMPLERS = ("nsga2", "tpe", "random")
+SAMPLERS = ("nsga2", "tpe", "random", "frontier")
 ACCURACY = "val_accuracy"
+FRONTIER_OBJECTIVES = ("energy_train_j", "energy_total_j")  # what its energy estimate bounds
 
 
 @dataclass(frozen=True)
@@ -91,12 +92,17 @@ def settings_from(raw: Mapping[str, Any]) -> SearchSettings:
     storage = raw.get("storage")
     if storage is not None and (not isinstance(storage, str) or "://" not in storage):
         raise _fail("storage", storage, "null or a SQLAlchemy URL")
+    sampler = _choice(raw, "sampler", "nsga2", SAMPLERS)
+    objective = _choice(raw, "objective", "energy_train_j", tuple(OBJECTIVES))
+    if sampler == "frontier" and objective not in FRONTIER_OBJECTIVES:
+        raise _fail("objective", objective, "with sampler frontier, which predicts training "
+                    "energy: " + ", ".join(FRONTIER_OBJECTIVES))
     return SearchSettings(
         params={str(k): str(v) for k, v in params.items()},
-        objective=_choice(raw, "objective", "energy_train_j", tuple(OBJECTIVES)),
+        objective=objective,
         n_trials=_int(raw, "n_trials", 12, 0),
         n_jobs=_int(raw, "n_jobs", 1, 1),
-        sampler=_choice(raw, "sampler", "nsga2", SAMPLERS),
+        sampler=sampler,
         seed=seed,
         population_size=_int(raw, "population_size", 8, 2),
         energy_budget_j=_positive(raw, "energy_budget_j"),

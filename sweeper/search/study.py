@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,7 +39,15 @@ def optuna_storage(url: URL) -> optuna.storages.RDBStorage:
     )
 
 
-def make_sampler(settings: SearchSettings, seed: int | None) -> BaseSampler:
+def make_sampler(
+    settings: SearchSettings, seed: int | None,
+    frontier: Callable[[int | None], BaseSampler] | None = None,
+) -> BaseSampler:
+    """frontier builds the space-aware sampler (sweeper.search.frontier_sizes)."""
+    if settings.sampler == "frontier":
+        if frontier is None:
+            raise ConfigError("hydra.sweeper.sampler=frontier needs the search space")
+        return frontier(seed)
     if settings.sampler == "tpe":
         return TPESampler(seed=seed)
     if settings.sampler == "random":
@@ -53,7 +61,8 @@ def default_study_name(sweep_name: str, objective: str) -> str:
 
 
 def open_study(
-    settings: SearchSettings, storage: optuna.storages.BaseStorage, name: str
+    settings: SearchSettings, storage: optuna.storages.BaseStorage, name: str,
+    frontier: Callable[[int | None], BaseSampler] | None = None,
 ) -> optuna.Study:
     """Create the study, or load it to resume; refuse one made for another objective."""
     study = optuna.create_study(
@@ -73,7 +82,7 @@ def open_study(
     # Offset the seed by the trials already run, so a resumed study explores new points
     # instead of replaying the first invocation's sequence.
     seed = None if settings.seed is None else settings.seed + len(study.trials)
-    study.sampler = make_sampler(settings, seed)
+    study.sampler = make_sampler(settings, seed, frontier)
     return study
 
 
