@@ -26,6 +26,7 @@ the worst of its seeds.
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import subprocess
 import sys
@@ -80,6 +81,14 @@ def hypervolume(points: Sequence[tuple[float, float]], ref: tuple[float, float])
     return float(compute_hypervolume(np.array(kept), np.array([-ref[0], ref[1]])))
 
 
+def log_hypervolume(points: Sequence[tuple[float, float]], ref: tuple[float, float]) -> float:
+    """The same on a log10 energy axis: the cheap end counts as much as the costly end
+    (energies here span two decades, and a linear axis lets the cheapest good point
+    dominate the measure)."""
+    return hypervolume([(a, math.log10(e)) for a, e in points if e > 0],
+                       (ref[0], math.log10(ref[1])))
+
+
 def front_of(points: dict[Config, tuple[float, float]]) -> list[Config]:
     return [c for c, (a, e) in points.items()
             if not any(a2 >= a and e2 <= e and (a2, e2) != (a, e) for a2, e2 in points.values())]
@@ -88,6 +97,7 @@ def front_of(points: dict[Config, tuple[float, float]]) -> list[Config]:
 @dataclass
 class SeedResult:
     hv_fraction: float
+    log_hv_fraction: float
     joules_fraction: float
     trials: int
     completed: int
@@ -100,7 +110,7 @@ class SeedResult:
 
 def replay(
     sampler: BaseSampler, grid: dict[Config, Measured], budget: int, ref: tuple[float, float],
-    true_hv: float, grid_joules: float, checkpoints: Sequence[int],
+    true_hv: tuple[float, float], grid_joules: float, checkpoints: Sequence[int],
 ) -> dict[int, SeedResult]:
     """Ask-and-tell as sweeper.search.loop does (n_jobs=1), answered from the grid."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -161,29 +171,33 @@ def replay(
     return out
 
 
-def _result(study: optuna.Study, ref: tuple[float, float], true_hv: float, spent: float,
+def _result(study: optuna.Study, ref: tuple[float, float], true_hv: tuple[float, float],
+            spent: float,
             grid_joules: float, run_s: float, sampler_s: float, counts: dict[str, int],
             stop: str) -> SeedResult:
     points = [(t.values[0], t.values[1]) for t in study.trials if t.state == TrialState.COMPLETE]
-    return SeedResult(hypervolume(points, ref) / true_hv, spent / grid_joules,
+    return SeedResult(hypervolume(points, ref) / true_hv[0],
+                      log_hypervolume(points, ref) / true_hv[1], spent / grid_joules,
                       len(study.trials), counts["completed"], counts["pruned"], counts["reused"],
                       run_s + sampler_s, sampler_s, stop)
 
 
-def frontier_energy(grid: dict[Config, Measured]) -> FrontierEnergy:
+def frontier_energy(grid: dict[Config, Measured], epochs: int) -> FrontierEnergy:
     """Sizes from the grid's run rows: MACs and parameters are computed by building the
     model (describe_model), not measured, so the search may know them before it runs."""
     def describe(params: dict[str, Any]) -> SizedParams:
         m = grid[config_key(params)]
         return SizedParams(m.macs_per_sample, m.params, int(params["batch"]),
-                           str(params["precision"]), m.train_samples_per_epoch * EPOCHS)
+                           str(params["precision"]), m.train_samples_per_epoch * epochs)
     return FrontierEnergy(describe)
 
 
-def make_strategy(name: str, seed: int, grid: dict[Config, Measured]) -> BaseSampler:
+def make_strategy(
+    name: str, seed: int, grid: dict[Config, Measured], epochs: int = EPOCHS
+) -> BaseSampler:
     if name == "frontier":
         space = {k: CategoricalDistribution(v) for k, v in SPACE.items()}
-        return FrontierSampler(space, frontier_energy(grid), seed=seed)
+        return FrontierSampler(space, frontier_energy(grid, epochs), seed=seed)
     if name == "gp":
         return GPSampler(seed=seed)
     return make_sampler(SearchSettings(params={}, sampler=name), seed)
@@ -191,10 +205,12 @@ def make_strategy(name: str, seed: int, grid: dict[Config, Measured]) -> BaseSam
 
 def summarise(results: Sequence[SeedResult]) -> dict[str, Any]:
     hv = [r.hv_fraction for r in results]
+    log_hv = [r.log_hv_fraction for r in results]
     joules = [r.joules_fraction for r in results]
     worst = min(results, key=lambda r: (r.hv_fraction, -r.joules_fraction))
     return {
         "hv_median": statistics.median(hv), "hv_worst": min(hv),
+        "log_hv_median": statistics.median(log_hv), "log_hv_worst": min(log_hv),
         "j_median": statistics.median(joules), "j_worst": max(joules),
         "trials_median": statistics.median(r.trials for r in results),
         "trials_max": max(r.trials for r in results),
@@ -210,9 +226,11 @@ def summarise(results: Sequence[SeedResult]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", default=DEFAULT_DB)
+    parser.add_argument("--epochs", type=int, default=EPOCHS,
+                        help="epochs of every grid run (each epoch count is its own grid)")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
-    parser.add_argument("--budgets", nargs="+", type=int, default=[16, 24, 32],
+    parser.add_argument("--budgets", nargs="+", type=int, default=[8, 12, 16, 24, 32],
                         help="trial counts at which the fixed-budget samplers are scored")
     parser.add_argument("--frontier-cap", type=int, default=48,
                         help="most trials the frontier strategy may take (it stops itself)")
@@ -221,8 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     started = time.perf_counter()
     log_to = ROOT / "results" / "search_efficiency.log"
-    ensure_grid(args.db, log_to)
-    grid = load_grid(args.db)
+    ensure_grid(args.db, args.epochs, log_to)
+    grid = load_grid(args.db, args.epochs)
     if len(grid) < 2:
         print(f"only {len(grid)} configuration(s) measured in {args.db}; see {log_to}")
         return 1
@@ -232,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     front = sorted(front_of(points), key=lambda c: points[c][1])
     true_hv = hypervolume(list(points.values()), ref)
     meters = sorted({m.meter_source for m in grid.values()})
-    print(f"grid: {len(grid)} configurations, {EPOCHS} epochs on digits, meter {meters}; "
+    print(f"grid: {len(grid)} configurations, {args.epochs} epochs on digits, meter {meters}; "
           f"{grid_joules:.0f} J spent in all (energy_total_j), "
           f"{sum(m.duration_s for m in grid.values()):.0f} s of runs")
     print(f"reference point: val accuracy {ref[0]}, energy_train_j {ref[1]:.1f} J; "
@@ -242,8 +260,8 @@ def main(argv: list[str] | None = None) -> int:
         a, e = points[c]
         print(f"  acc {a:.3f}  E_tr {e:6.1f} J  " + " ".join(f"{k}={v}" for k, v in c))
 
-    ensure_repeats(args.db, front, args.repeats, log_to)
-    noise_report(grid, front, points, load_repeats(args.db), ref, true_hv)
+    ensure_repeats(args.db, args.epochs, front, args.repeats, log_to)
+    noise_report(grid, front, points, load_repeats(args.db, args.epochs), ref, true_hv)
 
     checkpoints = sorted(set(args.budgets))
     rows: list[tuple[str, dict[str, Any]]] = []
@@ -252,7 +270,8 @@ def main(argv: list[str] | None = None) -> int:
         for seed in range(args.seeds):
             budget = args.frontier_cap if name == "frontier" else max(checkpoints)
             marks = [] if name == "frontier" else checkpoints
-            res = replay(make_strategy(name, seed, grid), grid, budget, ref, true_hv,
+            res = replay(make_strategy(name, seed, grid, args.epochs), grid, budget, ref,
+                         (true_hv, log_hypervolume(list(points.values()), ref)),
                          grid_joules, marks)
             for key in ([-1] if name == "frontier" else checkpoints):
                 by_budget.setdefault(key, []).append(res[key])
@@ -306,13 +325,15 @@ def noise_report(grid: dict[Config, Measured], front: list[Config],
 def print_table(rows: Sequence[tuple[str, dict[str, Any]]], seeds: int) -> None:
     print(f"\nper strategy over {seeds} seeds (median / worst seed); target: hypervolume >= "
           f"{TARGET_HV:.0%} and joules <= {TARGET_JOULES:.0%} of the grid's, worst seed")
-    head = (f"{'strategy':<38} {'HV frac':>15} {'joules frac':>15} {'trials':>9} "
+    head = (f"{'strategy':<38} {'HV frac':>15} {'HV frac log J':>15} {'joules frac':>15} "
+            f"{'trials':>9} "
             f"{'pruned':>6} {'wall s':>13} {'sampler s':>9}  target")
     print(head)
     print("-" * len(head))
     fmt: Callable[[float], str] = lambda x: f"{x:6.1%}"  # noqa: E731
     for label, s in rows:
         print(f"{label:<38} {fmt(s['hv_median'])} / {fmt(s['hv_worst'])} "
+              f"{fmt(s['log_hv_median'])} / {fmt(s['log_hv_worst'])} "
               f"{fmt(s['j_median'])} / {fmt(s['j_worst'])} "
               f"{s['trials_median']:>4g} /{s['trials_max']:>3d} {s['pruned_median']:>6g} "
               f"{s['wall_median']:>5.1f} / {s['wall_worst']:>5.1f} {s['sampler_median']:>9.2f}"

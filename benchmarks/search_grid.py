@@ -29,10 +29,14 @@ sys.path.insert(0, str(ROOT))
 
 from sweeper.store import Run, Store, Sweep, open_store  # noqa: E402
 
-EPOCHS = 4
-GRID_SWEEP = f"search-efficiency grid {EPOCHS} epochs"
-PROFILE_SWEEP = f"search-efficiency profile {EPOCHS} epochs"
-REPEAT_SWEEP = f"search-efficiency repeats {EPOCHS} epochs"
+EPOCHS = 4  # the default; --epochs 2 measures (or reuses) a second, noisier grid
+
+
+def sweep_names(epochs: int) -> tuple[str, str, str]:
+    """The grid, profile and repeat sweeps of one epoch count."""
+    return tuple(f"search-efficiency {kind} {epochs} epochs"  # type: ignore[return-value]
+                 for kind in ("grid", "profile", "repeats"))
+
 DEFAULT_DB = "results/search_efficiency.db"
 
 # The space: 4 models x 3 batch sizes x 2 precisions x 4 learning rates = 96 configurations.
@@ -45,7 +49,7 @@ SPACE: dict[str, list[Any]] = {
 # Fixed for every run: digits, one torch thread (steadier on a shared host), and 4 epochs:
 # 2-epoch runs last 0.1-2 s, too close to the estimate meter's resolution (CPU time in
 # 10 ms ticks, about 0.4 J here) for the cheap models' energies and profiles to mean much.
-FIXED = [f"epochs={EPOCHS}", "dataset=digits", "num_threads=1", "sweeper.progress=false"]
+FIXED = ["dataset=digits", "num_threads=1", "sweeper.progress=false"]
 
 Config = tuple[tuple[str, Any], ...]
 
@@ -89,9 +93,9 @@ def _key_of(run: Run) -> Config:
                        "lr": run.lr})
 
 
-def _launch(db: str, sweep: str, overrides: Sequence[str], log_to: Path) -> None:
+def _launch(db: str, sweep: str, overrides: Sequence[str], epochs: int, log_to: Path) -> None:
     command = [
-        sys.executable, "-m", "sweeper", "-m", *overrides, *FIXED,
+        sys.executable, "-m", "sweeper", "-m", *overrides, f"epochs={epochs}", *FIXED,
         f"storage.url=sqlite:///{db}", f"sweeper.name={sweep}",
         "hydra.sweep.dir=results/multirun/search-efficiency/${now:%Y-%m-%d_%H-%M-%S}",
     ]
@@ -124,45 +128,50 @@ def _product_overrides(configs: Sequence[Config]) -> list[list[str]]:
     return out
 
 
-def ensure_grid(db: str, log_to: Path) -> None:
+def ensure_grid(db: str, epochs: int, log_to: Path) -> None:
     """Train and profile every configuration missing from the file."""
     store = open_store(f"sqlite:///{db}", base_dir=str(ROOT))
-    for sweep, extra, status in [(GRID_SWEEP, [], "completed"),
-                                 (PROFILE_SWEEP, ["mode=forecast"], "forecast")]:
+    grid_sweep, profile_sweep, _ = sweep_names(epochs)
+    for sweep, extra, status in [(grid_sweep, [], "completed"),
+                                 (profile_sweep, ["mode=forecast"], "forecast")]:
         have = {_key_of(r) for r in _sweep_runs(store, sweep) if r.status == status}
         missing = [c for c in all_configs() if c not in have]
         if not missing:
             continue
         print(f"{sweep}: measuring {len(missing)} configuration(s) (log: {log_to})", flush=True)
         for overrides in _product_overrides(missing):
-            _launch(db, sweep, [*overrides, *extra], log_to)
+            _launch(db, sweep, [*overrides, *extra], epochs, log_to)
 
 
-def ensure_repeats(db: str, configs: Sequence[Config], repeats: int, log_to: Path) -> None:
+def ensure_repeats(
+    db: str, epochs: int, configs: Sequence[Config], repeats: int, log_to: Path
+) -> None:
     """Measure these configurations again as repeat=1..repeats (new runs, same config)."""
     if repeats <= 0 or not configs:
         return
     store = open_store(f"sqlite:///{db}", base_dir=str(ROOT))
-    done = {(_key_of(r), int(r.config.get("repeat", 0))) for r in _sweep_runs(store, REPEAT_SWEEP)
+    repeat_sweep = sweep_names(epochs)[2]
+    done = {(_key_of(r), int(r.config.get("repeat", 0))) for r in _sweep_runs(store, repeat_sweep)
             if r.status == "completed"}
     wanted = [c for c in configs if any((c, r) not in done for r in range(1, repeats + 1))]
     if not wanted:
         return
-    print(f"{REPEAT_SWEEP}: measuring {len(wanted)} front configuration(s) {repeats} more "
+    print(f"{repeat_sweep}: measuring {len(wanted)} front configuration(s) {repeats} more "
           f"time(s) (log: {log_to})", flush=True)
     for c in wanted:
         d = dict(c)
-        _launch(db, REPEAT_SWEEP, [f"model={d['model']}", f"precision={d['precision']}",
+        _launch(db, repeat_sweep, [f"model={d['model']}", f"precision={d['precision']}",
                                    f"batch={d['batch']}", f"lr={d['lr']}",
                                    "repeat=" + ",".join(str(r) for r in range(1, repeats + 1))],
-                log_to)
+                epochs, log_to)
 
 
-def load_grid(db: str) -> dict[Config, Measured]:
+def load_grid(db: str, epochs: int) -> dict[Config, Measured]:
     store = open_store(f"sqlite:///{db}", base_dir=str(ROOT))
-    profiles = {_key_of(r): r for r in _sweep_runs(store, PROFILE_SWEEP) if r.status == "forecast"}
+    grid_sweep, profile_sweep, _ = sweep_names(epochs)
+    profiles = {_key_of(r): r for r in _sweep_runs(store, profile_sweep) if r.status == "forecast"}
     grid: dict[Config, Measured] = {}
-    for r in _sweep_runs(store, GRID_SWEEP):
+    for r in _sweep_runs(store, grid_sweep):
         key = _key_of(r)
         if r.status != "completed" or key not in profiles or r.val_accuracy is None:
             continue
@@ -181,16 +190,16 @@ def load_grid(db: str) -> dict[Config, Measured]:
     return grid
 
 
-def load_repeats(db: str) -> dict[Config, list[tuple[float, float]]]:
+def load_repeats(db: str, epochs: int) -> dict[Config, list[tuple[float, float]]]:
     """(val_accuracy, energy_train_j) of every repeat measurement, by configuration."""
     store = open_store(f"sqlite:///{db}", base_dir=str(ROOT))
     out: dict[Config, list[tuple[float, float]]] = {}
-    for r in _sweep_runs(store, REPEAT_SWEEP):
+    for r in _sweep_runs(store, sweep_names(epochs)[2]):
         if r.status == "completed" and r.val_accuracy is not None and r.energy_train_j:
             out.setdefault(_key_of(r), []).append((float(r.val_accuracy), float(r.energy_train_j)))
     return out
 
 
 if __name__ == "__main__":
-    ensure_grid(DEFAULT_DB, ROOT / "results" / "search_efficiency.log")
-    print(f"{len(load_grid(DEFAULT_DB))} configurations measured in {DEFAULT_DB}")
+    ensure_grid(DEFAULT_DB, EPOCHS, ROOT / "results" / "search_efficiency.log")
+    print(f"{len(load_grid(DEFAULT_DB, EPOCHS))} configurations measured in {DEFAULT_DB}")

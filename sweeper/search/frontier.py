@@ -49,6 +49,7 @@ OPTIMISTIC_ATTR = "frontier_optimistic_accuracy"
 ENERGY_ATTR = "energy_train_j"
 FORECAST_ATTR = "forecast_energy_train_j"
 MIN_CONFIGS_FOR_FIT = 4
+MIN_MODELS_FOR_FIT = 3
 MAX_CANDIDATES = 20_000
 _QUANTILES = 32
 
@@ -129,9 +130,10 @@ class FrontierEnergy:
 
     In order of trust: the measured energy of configurations with the same size (they
     differ only in, say, the learning rate, which does not change the work done); the
-    estimator's log-linear fit once MIN_CONFIGS_FOR_FIT sizes are measured (prior
-    observations, such as earlier runs on this machine, count); the MACs x samples
-    proxy scaled by the measurements so far (relative until something is measured).
+    estimator's log-linear fit once MIN_CONFIGS_FOR_FIT sizes of MIN_MODELS_FOR_FIT models
+    are measured (prior observations, such as earlier runs on this machine, count); the
+    MACs x samples proxy scaled by the measurements so far (relative until something is
+    measured; proportional to MACs, it overrates larger models, which only delays them).
     """
 
     def __init__(self, describe: Describe, prior: Sequence[Observation] = ()) -> None:
@@ -161,7 +163,11 @@ class FrontierEnergy:
             for s, e in self._measured.items()
         )]
         sizes = {(o.macs_per_sample, o.params, o.batch, o.precision) for o in observations}
-        self._fit = fit_loglinear(observations) if len(sizes) >= MIN_CONFIGS_FOR_FIT else None
+        models = {(o.macs_per_sample, o.params) for o in observations}
+        # Fewer than three model sizes leave MACs and parameters unresolved (one: no MACs
+        # term at all; two: collinear): such a fit cannot tell another model's cost.
+        enough = len(sizes) >= MIN_CONFIGS_FOR_FIT and len(models) >= MIN_MODELS_FOR_FIT
+        self._fit = fit_loglinear(observations) if enough else None
 
     def predict_j(self, params: Mapping[str, Any]) -> float:
         s = self.size(params)
@@ -194,7 +200,7 @@ class AccuracyModel:
     value pairs: a value never tried keeps its prior uncertainty, so optimism reaches it."""
 
     def __init__(self, names: Sequence[str], *, prior_std: float = 1.0,
-                 pair_std: float = 0.7, noise_std: float = 0.4) -> None:
+                 pair_std: float = 0.7, noise_std: float = 0.3) -> None:
         self.names = list(names)
         self.prior_std, self.pair_std, self.noise_std = prior_std, pair_std, noise_std
         self._index: dict[tuple[Any, ...], int] = {("intercept",): 0}
@@ -381,6 +387,8 @@ class FrontierSampler(BaseSampler):
         z = np.array([_normal_quantile((k + 0.5) / _QUANTILES) for k in range(_QUANTILES)])
         best: Choice | None = None
         best_score = -1.0
+        largest = 0.0  # the largest expected gain of any candidate
+        floor = self.min_gain * current  # 0 until the front has a point
         for i in open_points:
             params, cost = self.points[i], predicted[i]
             mean, std = model.predict(params)
@@ -389,19 +397,22 @@ class FrontierSampler(BaseSampler):
                 continue  # dominated even if it turned out as good as hoped
             accs = _sigmoid(mean + std * z)
             expected = float(np.mean([gain(front, (a, cost), ref) for a in accs]))
+            largest = max(largest, expected)
+            if expected <= floor:
+                continue  # not worth a run, however cheap
             score = expected / max(cost, 1e-12)
             if score > best_score:
                 limit = min((e for a, e in front if a >= optimistic), default=None)
                 best_score = score
                 best = Choice(dict(params), cost, optimistic, expected, limit)
-        if best is None:
+        if best is None and largest <= 0.0:
             self.stop_reason = (f"no untried configuration can join the front, even at "
                                 f"mean + {self.optimism:g} sd of its predicted accuracy")
             return None
-        if front and best.expected_gain < self.min_gain * current:
-            self.stop_reason = (f"the best untried configuration is expected to add "
-                                f"{best.expected_gain / current:.2%} of the front's "
-                                f"hypervolume (< min_gain {self.min_gain:.2%})")
+        if best is None:
+            self.stop_reason = (f"no untried configuration is expected to add more than "
+                                f"{largest / current:.2%} of the front's hypervolume "
+                                f"(min_gain {self.min_gain:.2%})")
             return None
         self.stop_reason = None
         return best
