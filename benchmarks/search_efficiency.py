@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 import optuna  # noqa: E402
+import psutil  # noqa: E402
 from optuna._hypervolume import compute_hypervolume  # noqa: E402
 from optuna.distributions import CategoricalDistribution  # noqa: E402
 from optuna.samplers import BaseSampler, GPSampler  # noqa: E402
@@ -59,6 +60,7 @@ from search_grid import (  # noqa: E402
     load_repeats,
 )
 
+from sweeper.energy.estimate import cpu_model_name, lookup_cpu_tdp_w  # noqa: E402
 from sweeper.search.frontier import (  # noqa: E402
     FRONTIER_LIMIT_ATTR,
     FrontierEnergy,
@@ -69,6 +71,8 @@ from sweeper.search.settings import SearchSettings  # noqa: E402
 from sweeper.search.study import SPENT_ATTR, make_sampler, trial_energy_limit  # noqa: E402
 
 CHANCE_ACCURACY = 0.1  # digits has 10 classes
+# The search's own computation, priced as the estimate meter prices a run's CPU time.
+CPU_W_PER_CORE = lookup_cpu_tdp_w(cpu_model_name()).tdp_w / (psutil.cpu_count() or 1)
 TARGET_HV, TARGET_JOULES = 0.95, 0.30
 STRATEGIES = ("frontier", "nsga2", "tpe", "random", "gp")
 
@@ -105,6 +109,7 @@ class SeedResult:
     reused: int
     wall_s: float  # replayed run time plus the sampler's own time
     sampler_s: float
+    sampler_j: float  # the sampler's own CPU time, priced as the estimate meter prices it
     stop: str
 
 
@@ -117,29 +122,31 @@ def replay(
     settings = SearchSettings(params={})  # the loop's defaults: prune_dominated, target 1.0
     study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
     space = {k: CategoricalDistribution(v) for k, v in SPACE.items()}
-    spent = run_s = sampler_s = 0.0
+    spent = run_s = sampler_s = sampler_cpu_s = 0.0
     out: dict[int, SeedResult] = {}
     stop = f"{budget} trials"
     counts = {"completed": 0, "pruned": 0, "reused": 0}
     for n in range(budget):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         should_stop = getattr(sampler, "should_stop", None)
         reason = should_stop(study) if should_stop else None
         if reason:
             sampler_s += time.perf_counter() - t0
+            sampler_cpu_s += time.process_time() - c0
             stop = reason
             break
         trials = study.get_trials(deepcopy=False)
         limit = trial_energy_limit(settings, trials, 1)
         trial = study.ask(space)
         sampler_s += time.perf_counter() - t0
+        sampler_cpu_s += time.process_time() - c0
         m = grid[config_key(trial.params)]
         own = trial.user_attrs.get(FRONTIER_LIMIT_ATTR)
         limit_j = min([x for x in (None if limit is None else limit.limit_j, own)
                        if x is not None], default=None)
         reused = any(t.state == TrialState.COMPLETE and t.params == trial.params
                      for t in trials)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         if reused:
             trial.set_user_attr(SPENT_ATTR, 0.0)
             trial.set_user_attr("energy_train_j", m.energy_train_j)
@@ -162,24 +169,25 @@ def replay(
             run_s += m.duration_s
             counts["completed"] += 1
         sampler_s += time.perf_counter() - t0
+        sampler_cpu_s += time.process_time() - c0
         if n + 1 in checkpoints:
             out[n + 1] = _result(study, ref, true_hv, spent, grid_joules, run_s, sampler_s,
-                                 counts, f"{n + 1} trials")
-    out[-1] = _result(study, ref, true_hv, spent, grid_joules, run_s, sampler_s, counts, stop)
+                                 sampler_cpu_s, counts, f"{n + 1} trials")
+    out[-1] = _result(study, ref, true_hv, spent, grid_joules, run_s, sampler_s, sampler_cpu_s,
+                      counts, stop)
     for c in checkpoints:  # stopped before a checkpoint: it stays where it stopped
         out.setdefault(c, out[-1])
     return out
 
 
 def _result(study: optuna.Study, ref: tuple[float, float], true_hv: tuple[float, float],
-            spent: float,
-            grid_joules: float, run_s: float, sampler_s: float, counts: dict[str, int],
-            stop: str) -> SeedResult:
+            spent: float, grid_joules: float, run_s: float, sampler_s: float,
+            sampler_cpu_s: float, counts: dict[str, int], stop: str) -> SeedResult:
     points = [(t.values[0], t.values[1]) for t in study.trials if t.state == TrialState.COMPLETE]
     return SeedResult(hypervolume(points, ref) / true_hv[0],
                       log_hypervolume(points, ref) / true_hv[1], spent / grid_joules,
                       len(study.trials), counts["completed"], counts["pruned"], counts["reused"],
-                      run_s + sampler_s, sampler_s, stop)
+                      run_s + sampler_s, sampler_s, sampler_cpu_s * CPU_W_PER_CORE, stop)
 
 
 def frontier_energy(grid: dict[Config, Measured], epochs: int) -> FrontierEnergy:
@@ -203,7 +211,7 @@ def make_strategy(
     return make_sampler(SearchSettings(params={}, sampler=name), seed)
 
 
-def summarise(results: Sequence[SeedResult]) -> dict[str, Any]:
+def summarise(results: Sequence[SeedResult], grid_joules: float) -> dict[str, Any]:
     hv = [r.hv_fraction for r in results]
     log_hv = [r.log_hv_fraction for r in results]
     joules = [r.joules_fraction for r in results]
@@ -218,6 +226,8 @@ def summarise(results: Sequence[SeedResult]) -> dict[str, Any]:
         "wall_median": statistics.median(r.wall_s for r in results),
         "wall_worst": max(r.wall_s for r in results),
         "sampler_median": statistics.median(r.sampler_s for r in results),
+        "sampler_j_median": statistics.median(r.sampler_j for r in results),
+        "j_incl_worst": max(r.joules_fraction + r.sampler_j / grid_joules for r in results),
         "met_worst": min(hv) >= TARGET_HV and max(joules) <= TARGET_JOULES,
         "worst_stop": worst.stop,
     }
@@ -278,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         for key, results in sorted(by_budget.items()):
             label = f"{name} (stops itself, cap {args.frontier_cap})" if key == -1 \
                 else f"{name} {key} trials"
-            rows.append((label, summarise(results)))
+            rows.append((label, summarise(results, grid_joules)))
             print(f"  done: {label}", flush=True)
     print_table(rows, args.seeds)
     elapsed = time.perf_counter() - started
@@ -299,12 +309,14 @@ def noise_report(grid: dict[Config, Measured], front: list[Config],
         print("noise: no repeat measurements of the front")
         return
     n = min(len(repeats[c]) for c in have)
-    moves = []
+    moves, log_moves = [], []
+    true_log = log_hypervolume(list(points.values()), ref)
     for r in range(n):
         again = dict(points)
         for c in have:
             again[c] = repeats[c][r]
         moves.append(hypervolume(list(again.values()), ref) / true_hv - 1.0)
+        log_moves.append(log_hypervolume(list(again.values()), ref) / true_log - 1.0)
     spreads = []
     for c in have:
         energies = [points[c][1], *(e for _, e in repeats[c])]
@@ -313,21 +325,23 @@ def noise_report(grid: dict[Config, Measured], front: list[Config],
                         max(accs) - min(accs)))
     print(f"noise: the {len(have)} front configurations measured {n} more time(s): grid "
           "hypervolume with each re-measurement in place of the first: "
-          + ", ".join(f"{m:+.1%}" for m in moves))
+          + ", ".join(f"{m:+.1%}" for m in moves) + " (log J axis: "
+          + ", ".join(f"{m:+.1%}" for m in log_moves) + ")")
     print("  per front configuration: energy CV, accuracy range over "
           f"{n + 1} measurements: " + "; ".join(
               f"{dict(c)['model']}/b{dict(c)['batch']}/{dict(c)['precision']}/lr{dict(c)['lr']} "
               f"{cv:.0%}, {rng:.3f}" for c, cv, rng in spreads))
-    print(f"  so hypervolume fractions within about {max(abs(m) for m in moves):.1%} of each "
-          "other are not distinguishable from measurement noise")
+    print(f"  so hypervolume fractions within about {max(abs(m) for m in moves):.1%} "
+          f"({max(abs(m) for m in log_moves):.1%} on the log J axis) of each other are not "
+          "distinguishable from measurement noise")
 
 
 def print_table(rows: Sequence[tuple[str, dict[str, Any]]], seeds: int) -> None:
     print(f"\nper strategy over {seeds} seeds (median / worst seed); target: hypervolume >= "
           f"{TARGET_HV:.0%} and joules <= {TARGET_JOULES:.0%} of the grid's, worst seed")
     head = (f"{'strategy':<38} {'HV frac':>15} {'HV frac log J':>15} {'joules frac':>15} "
-            f"{'trials':>9} "
-            f"{'pruned':>6} {'wall s':>13} {'sampler s':>9}  target")
+            f"{'trials':>9} {'pruned':>6} {'wall s':>13} {'sampler s':>9} {'sampler J':>9} "
+            f"{'J+sampler':>9}  target")
     print(head)
     print("-" * len(head))
     fmt: Callable[[float], str] = lambda x: f"{x:6.1%}"  # noqa: E731
@@ -336,7 +350,8 @@ def print_table(rows: Sequence[tuple[str, dict[str, Any]]], seeds: int) -> None:
               f"{fmt(s['log_hv_median'])} / {fmt(s['log_hv_worst'])} "
               f"{fmt(s['j_median'])} / {fmt(s['j_worst'])} "
               f"{s['trials_median']:>4g} /{s['trials_max']:>3d} {s['pruned_median']:>6g} "
-              f"{s['wall_median']:>5.1f} / {s['wall_worst']:>5.1f} {s['sampler_median']:>9.2f}"
+              f"{s['wall_median']:>5.1f} / {s['wall_worst']:>5.1f} {s['sampler_median']:>9.2f} "
+              f"{s['sampler_j_median']:>9.1f} {fmt(s['j_incl_worst']):>9}"
               f"  {'met' if s['met_worst'] else 'not met'}")
 
 
