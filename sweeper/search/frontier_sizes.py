@@ -19,6 +19,10 @@ from sweeper.store import Store
 
 log = logging.getLogger("sweeper.search")
 
+# Run keys that never change what a run computes per sample, how many samples it sees,
+# its batch or its precision: candidates differing only in these share one description.
+SIZE_NEUTRAL = frozenset({"lr", "momentum", "weight_decay", "optimizer", "seed", "repeat"})
+
 
 def sweep_describer(sweeper: Any, space: SearchSpace) -> Any:
     """params -> SizedParams, composing each candidate's job config like a launcher does."""
@@ -29,9 +33,17 @@ def sweep_describer(sweeper: Any, space: SearchSpace) -> Any:
     loader = sweeper.hydra_context.config_loader
     base_dir = str(config.hydra.runtime.cwd)
     sized: dict[tuple[Any, ...], tuple[float, int, int]] = {}
+    described: dict[tuple[Any, ...], SizedParams] = {}
     hardware: list[str] = []
 
     def describe(params: Mapping[str, Any]) -> SizedParams:
+        relevant = tuple(sorted((k, repr(v)) for k, v in params.items()
+                                if space.keys[k].lstrip("+~") not in SIZE_NEUTRAL))
+        if relevant not in described:
+            described[relevant] = _describe(params)
+        return described[relevant]
+
+    def _describe(params: Mapping[str, Any]) -> SizedParams:
         cfg = loader.load_sweep_config(config, space.overrides(params))
         spec = build_spec(cfg)
         key = (spec.model, repr(spec.model_options), spec.dataset, repr(spec.dataset_options))
