@@ -50,6 +50,9 @@ def test_candidates_enumerate_the_space_and_cut_ranges() -> None:
     assert len(points) == 2 * 3 * 3
     assert sorted({p["lr"] for p in points}) == pytest.approx([1e-4, 1e-3, 1e-2])
     assert sorted({p["epochs"] for p in points}) == [1, 2, 3]
+    huge = {f"k{i}": CategoricalDistribution(list(range(10))) for i in range(5)}
+    with pytest.raises(ConfigError, match="frontier.*100000 points"):
+        candidates(huge)
 
 
 def test_hypervolume_agrees_with_optunas() -> None:

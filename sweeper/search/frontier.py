@@ -42,6 +42,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from sweeper.estimator import Observation, Query, fit_loglinear
 from sweeper.search.study import TrialLimit
+from sweeper.spec import ConfigError
 
 FRONTIER_LIMIT_ATTR = "frontier_limit_j"  # the trial's training-energy limit (J)
 PREDICTED_ATTR = "frontier_predicted_energy_train_j"
@@ -66,9 +67,9 @@ def candidates(
         axes.append(_axis(name, dist, grid_points))
     count = math.prod(len(a) for a in axes)
     if count > MAX_CANDIDATES:
-        raise ValueError(
-            f"the frontier sampler enumerates the space, and this one has {count} points "
-            f"(limit {MAX_CANDIDATES}); lower grid_points or narrow the space"
+        raise ConfigError(
+            f"invalid value for 'hydra.sweeper.sampler': 'frontier' enumerates the space, and "
+            f"this one has {count} points (at most {MAX_CANDIDATES}); narrow the space"
         )
     return [dict(zip(distributions, values, strict=True)) for values in itertools.product(*axes)]
 
@@ -88,7 +89,8 @@ def _axis(name: str, dist: BaseDistribution, points: int) -> list[Any]:
             if n <= max(points, 2):
                 return [dist.low + i * dist.step for i in range(n)]
         return [float(f"{v:.6g}") for v in _spaced(dist.low, dist.high, points, dist.log)]
-    raise ValueError(f"search parameter {name!r}: {type(dist).__name__} is not supported")
+    raise ConfigError(f"search parameter {name!r}: {type(dist).__name__} is not supported "
+                      "by the frontier sampler")
 
 
 def _spaced(low: float, high: float, points: int, log: bool) -> list[float]:
