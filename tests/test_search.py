@@ -25,7 +25,7 @@ from sweeper.search.settings import settings_from
 from sweeper.search.space import format_value, parse_space
 from sweeper.search.study import outcome_of_run, trial_energy_limit
 from sweeper.store import Run
-from tests.conftest import LONG_RUN, ROOT, TINY, kill_mid_training, run_cli
+from tests.conftest import CONF_DIR, LONG_RUN, ROOT, TINY, kill_mid_training, run_cli
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -88,13 +88,27 @@ def test_sampled_values_round_trip_through_hydra(value: object) -> None:
 
 
 def test_settings_are_validated_with_the_key_named() -> None:
-    assert settings_from({}).sampler == "nsga2"
+    assert settings_from({}).sampler == "frontier"  # the default (benchmarks/README.md)
     with pytest.raises(ConfigError, match="hydra.sweeper.sampler"):
         settings_from({"sampler": "cmaes"})
     with pytest.raises(ConfigError, match="hydra.sweeper.objective"):
         settings_from({"objective": "accuracy"})
     with pytest.raises(ConfigError, match="hydra.sweeper.energy_budget_j"):
         settings_from({"energy_budget_j": -1})
+
+
+def test_samplers_are_configs_with_a_target() -> None:
+    import optuna
+
+    from sweeper.search.samplers import make_sampler, sampler_names
+
+    assert {"frontier", "nsga2", "tpe", "random"} <= set(sampler_names())
+    nsga2 = make_sampler("nsga2", seed=3, population_size=5)
+    assert isinstance(nsga2, optuna.samplers.NSGAIISampler) and nsga2._population_size == 5
+    assert isinstance(make_sampler("tpe", seed=None, population_size=8),
+                      optuna.samplers.TPESampler)
+    assert isinstance(make_sampler("random", seed=1, population_size=8),
+                      optuna.samplers.RandomSampler)
 
 
 # --- early stopping and what a run tells its trial -------------------------------------
@@ -165,7 +179,9 @@ def test_hydra_discovers_the_plugin_and_its_config() -> None:
 
     names = [p.__name__ for p in Plugins.instance().discover(Sweeper)]
     assert "ParetoSweeper" in names
-    assert "pareto.yaml" in ConfigStore.instance().repo["hydra"]["sweeper"]
+    # The schema is registered by the plugin; the default space is the app's YAML on top.
+    assert "pareto_schema.yaml" in ConfigStore.instance().repo["hydra"]["sweeper"]
+    assert "pareto_schema" in (CONF_DIR / "hydra" / "sweeper" / "pareto.yaml").read_text()
 
 
 # --- real studies through the CLI ------------------------------------------------------
