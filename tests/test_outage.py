@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import socket
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -31,7 +33,7 @@ from sweeper.store import runs as store_runs
 from sweeper.store.db import DEFAULT_OUTAGE_S
 from sweeper.store.schema import utcnow
 from tests.conftest import CONF_DIR as CONF
-from tests.conftest import run_row
+from tests.conftest import cli_env, run_row
 
 
 class CuttableProxy:
@@ -101,8 +103,11 @@ class CuttableProxy:
         _close(sink)
 
     def url(self, url: str) -> str:
-        """`url` with its host and port replaced by the proxy's."""
-        return make_url(url).set(host="127.0.0.1", port=self.port).render_as_string(False)
+        """`url` (whose host and port are the target's) through the proxy; the query is
+        kept as written (a rendered URL would unescape its `%3D`)."""
+        host, port = self.target
+        assert f"@{host}:{port}/" in url, url
+        return url.replace(f"@{host}:{port}/", f"@127.0.0.1:{self.port}/", 1)
 
 
 def _close(sock: socket.socket) -> None:
@@ -220,7 +225,7 @@ def test_an_outage_longer_than_outage_s_gives_up_in_one_line_and_keeps_what_was_
     with pytest.raises(StoreUnavailable):  # and every later write says so at once
         recorder.phase(_phase("eval", 1, 2.0))
     proxy.restore()
-    assert _rows(pg_url, "select kind, index from phases") == [("train_epoch", 0)]
+    assert _rows(pg_url, 'select kind, "index" from phases') == [("train_epoch", 0)]
     assert _rows(pg_url, "select count(*) from power_samples") == [(5,)]
     assert _rows(pg_url, "select status from runs") == [("running",)]  # for the next command
     store.dispose()
@@ -289,3 +294,189 @@ def test_outage_s_is_validated() -> None:
             with pytest.raises(ConfigError, match=r"'storage.outage_s': .*a finite number >= 0"):
                 build_spec(compose("config", [f"storage.outage_s={value}"]))
     GlobalHydra.instance().clear()
+
+
+# ------------------------------------------------------------------- the CLI, end to end
+
+# Three runs of about 1.5 s each on an idle machine (8 epochs of ~0.15 s), so a run still
+# trains after a cut at its first phase; 50 Hz so sample batches (one per 50 polls) are
+# written during the outage.
+EPOCHS = 8
+GRID = [
+    "-m", "model=mlp", "dataset=synthetic", "lr=1e-3,2e-3,3e-3", f"epochs={EPOCHS}",
+    "num_threads=1", "inference.batches=3", "energy.sample_hz=50", "sweeper.progress=false",
+]
+PHASES = [
+    *[(kind, epoch) for epoch in range(EPOCHS) for kind in ("train_epoch", "eval")],
+    ("test", 0), ("inference", 0),
+]
+
+
+def _start(args: list[str], cwd: Path) -> tuple[subprocess.Popen[str], Path]:
+    log = cwd / "sweep.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sweeper", *args], cwd=cwd, env=cli_env(), text=True,
+        stdout=log.open("w"), stderr=subprocess.PIPE,
+    )
+    return proc, log
+
+
+def _when_training(
+    proc: subprocess.Popen[str], query: Any, timeout_s: float = 120
+) -> int:
+    """The id of the first run that has stored a phase, polled every 20 ms."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        found = query()
+        if found is not None:
+            return found
+        time.sleep(0.02)
+    raise AssertionError("no run started training")
+
+
+def _pg_first_training(engine: sqlalchemy.Engine) -> Any:
+    def query() -> int | None:
+        try:
+            with engine.connect() as conn:
+                return conn.execute(sqlalchemy.text(
+                    "select min(run_id) from phases join runs on runs.id = run_id "
+                    "where runs.status = 'running'")).scalar()
+        except sqlalchemy.exc.ProgrammingError:  # the tables do not exist yet
+            return None
+    return query
+
+
+def _check_runs_complete(rows: Any, run_ids: list[int]) -> None:
+    """Every phase of every run, in order, and a power series with no hole in it."""
+    for run_id in run_ids:
+        phases = rows(f'select kind, "index" from phases where run_id = {run_id} order by id')
+        assert phases == PHASES, (run_id, phases)
+        times = [t for t, in rows(f"select t_s from power_samples where run_id = {run_id} "
+                                  "and domain = 'cpu' order by t_s")]
+        assert len(times) >= 20
+        gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+        assert max(gaps) < 1.0, f"run {run_id} lost samples: a {max(gaps):.1f} s hole"
+        (duration_s,), = rows(f"select sum(duration_s) from phases where run_id = {run_id}")
+        assert times[-1] >= duration_s  # sampled to the end, the final flush included
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_a_grid_survives_the_database_going_away_mid_run(
+    tmp_path: Path, proxy: CuttableProxy, pg_url: str
+) -> None:
+    engine = sqlalchemy.create_engine(pg_url)
+    proc, log = _start([*GRID, f"storage.url={proxy.url(pg_url)!r}", "storage.outage_s=60"],
+                       tmp_path)
+    try:
+        cut_run = _when_training(proc, _pg_first_training(engine))
+        _cut_for(proxy, 3.0)
+        _, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    out = log.read_text() + err
+    assert proc.returncode == 0, out[-3000:]
+    assert "Traceback" not in out
+    # The outage hit a run mid-way: it went on, kept its writes, and stored them later.
+    assert f"run {cut_run} goes on and keeps its writes in memory" in out
+    assert f"buffered write(s) of run {cut_run} stored" in out
+
+    def rows(sql: str) -> list[tuple[Any, ...]]:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(sqlalchemy.text(sql))]
+
+    runs = rows("select id, lr, status, ended_at is not null from runs order by id")
+    assert [(lr, status, ended) for _, lr, status, ended in runs] == [
+        (1e-3, "completed", True), (2e-3, "completed", True), (3e-3, "completed", True)
+    ]
+    _check_runs_complete(rows, [run_id for run_id, *_ in runs])
+    engine.dispose()
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_an_outage_past_outage_s_ends_the_grid_in_one_line_and_the_next_command_recovers(
+    tmp_path: Path, proxy: CuttableProxy, pg_url: str
+) -> None:
+    engine = sqlalchemy.create_engine(pg_url)
+
+    def rows(sql: str) -> list[tuple[Any, ...]]:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(sqlalchemy.text(sql))]
+
+    grid = [a if not a.startswith("lr=") else "lr=1e-3,2e-3" for a in GRID]
+    url = f"storage.url={proxy.url(pg_url)!r}"
+    proc, log = _start([*grid, url, "storage.outage_s=2"], tmp_path)
+    try:
+        cut_run = _when_training(proc, _pg_first_training(engine))
+        proxy.cut()
+        _, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proxy.restore()
+    assert proc.returncode == 2, (log.read_text() + err)[-3000:]
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if line.startswith("sweeper: error:")]
+    assert len(errors) == 1, err[-3000:]
+    assert f"could not record run {cut_run}: the store at " in errors[0]
+    assert "storage.outage_s=2;" in errors[0] and "resumes the sweep" in errors[0]
+    # What was stored before the outage is kept; the run is left for the next command.
+    phases_of_cut_run = f'select id, kind, "index" from phases where run_id = {cut_run} order by id'
+    kept = rows(phases_of_cut_run)
+    samples = rows(f"select count(*) from power_samples where run_id = {cut_run}")
+    assert kept and rows("select id, status from runs") == [(cut_run, "running")]
+
+    again = subprocess.run(
+        [sys.executable, "-m", "sweeper", *grid, url], cwd=tmp_path, env=cli_env(),
+        capture_output=True, text=True, timeout=300,
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    (status, error_type), = rows(f"select status, error_type from runs where id = {cut_run}")
+    assert (status, error_type) == ("interrupted", "RunVanished")
+    assert rows(phases_of_cut_run) == kept
+    assert rows(f"select count(*) from power_samples where run_id = {cut_run}") == samples
+    resumed = rows(f"select id, lr, status from runs where id != {cut_run} order by id")
+    assert [(lr, status) for _, lr, status in resumed] == [
+        (1e-3, "completed"), (2e-3, "completed")
+    ]
+    _check_runs_complete(rows, [run_id for run_id, *_ in resumed])
+    engine.dispose()
+
+
+@pytest.mark.slow
+def test_a_run_completes_through_a_sqlite_lock_held_past_the_busy_timeout(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "sweeper.db"
+    single = [a for a in GRID if a != "-m" and not a.startswith("lr=")]
+    proc, log = _start([*single, f"storage.url={f'sqlite:///{db}?timeout=0.3'!r}"], tmp_path)
+
+    def rows(sql: str) -> list[tuple[Any, ...]]:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+            return conn.execute(sql).fetchall()
+
+    def first_training() -> int | None:
+        try:
+            return rows("select min(run_id) from phases")[0][0] if db.exists() else None
+        except sqlite3.OperationalError:  # the schema is being created
+            return None
+
+    try:
+        run_id = _when_training(proc, first_training)
+        holder = sqlite3.connect(db, isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")  # ten busy timeouts long
+        time.sleep(3.0)
+        holder.execute("COMMIT")
+        holder.close()
+        _, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    out = log.read_text() + err
+    assert proc.returncode == 0, out[-3000:]
+    assert f"run {run_id} goes on and keeps its writes in memory" in out
+    assert rows("select id, status from runs") == [(run_id, "completed")]
+    _check_runs_complete(rows, [run_id])
