@@ -21,6 +21,7 @@ The figures are estimates, never measurements: every reading has source ``"estim
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -136,6 +137,18 @@ class EstimateMeter:
                 DomainReading("cpu", self.source, self._cpu_energy_j, None),
                 DomainReading("memory", self.source, self._mem_energy_j, mem_w),
             ]
+
+    def boundary_uncertainty_j(self, domain: str, power_w: float) -> float:
+        """CPU time is counted in clock ticks (10 ms at USER_HZ=100) per process, so each
+        boundary may miss up to one tick of each process in the tree."""
+        if domain != "cpu":
+            return 0.0
+        tick_s = 1.0 / os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 0.01
+        return self.tdp.tdp_w * tick_s * (1 + len(self._children)) / self.n_cores
+
+    def max_power_w(self) -> dict[str, tuple[float, str]]:
+        """The model gives at most the TDP (every core busy); more is a counting artefact."""
+        return {"cpu": (self.tdp.tdp_w, f"{self.tdp.tdp_w:g} W TDP of the estimate model")}
 
     def describe(self) -> dict[str, str]:
         return {

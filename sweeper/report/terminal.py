@@ -19,6 +19,7 @@ def print_summary(
     guidelines: Sequence[str],
     fits: Sequence[EnergyFit],
     html_path: str,
+    not_established: Sequence[str] = (),
 ) -> None:
     done = completed(runs)
     estimated = bool(runs["estimated"].any()) if not runs.empty else False
@@ -51,4 +52,7 @@ def print_summary(
         console.print("[bold]Guidelines from the data[/bold]")
         for g in guidelines:
             console.print(f"  - {escape(g)}", highlight=False)
+    if not_established:
+        console.print(f"{len(not_established)} effect(s) not established (the interval spans "
+                      "zero or rests on too few configurations): listed in the report")
     console.print(f"report: {html_path}")

@@ -19,7 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from sweeper.config.spec import RunSpec
-from sweeper.config.storage import launch_dir, open_results
+from sweeper.config.storage import launch_dir, open_existing
 from sweeper.errors import ConfigError
 from sweeper.predict.estimator import EnergyFit, Observation, Prediction, Query, fit_energy
 from sweeper.predict.observations import load_observations as load_store_observations
@@ -109,7 +109,9 @@ def run_estimate(cfg: DictConfig, spec: RunSpec) -> JobResult:
     from sweeper import energy
 
     options = estimate_options(cfg)
-    store = open_results(spec.storage_url)
+    store = open_existing(
+        spec.storage_url, "mode=estimate fits the completed runs stored there; run some first"
+    )
     sized = size_config(spec, str(launch_dir()))
     hardware_id = options.hardware or sized.hardware_id
     fits: dict[str, EnergyFit] = {}

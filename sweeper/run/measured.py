@@ -22,20 +22,34 @@ from collections.abc import Callable
 from typing import Any
 
 from sweeper import energy
+from sweeper.config.launch import launch
 from sweeper.errors import StoreUnavailable
-from sweeper.run.liveness import Heartbeat
+from sweeper.run.liveness import Heartbeat, live_twin
 from sweeper.run.prepare import Prepared, new_run_row
 from sweeper.run.recording import (
     Recorder,
     RunError,
     record_cut_phases,
     sigterm_as_interrupt,
+    uncertainty_columns,
 )
 from sweeper.run.result import JobResult
 from sweeper.run.stopping import PRUNED, EarlyStop
+from sweeper.store import Run
 from sweeper.store import runs as store_runs
 
 log = logging.getLogger(__name__)
+
+
+class TakenByTwin(Exception):
+    """Another live process already runs (or just finished) this config of the sweep."""
+
+    def __init__(self, twin: Run) -> None:
+        self.twin = twin
+        where = "completed" if twin.status == "completed" else (
+            f"running in pid {twin.pid} on {twin.host}"
+        )
+        super().__init__(f"run {twin.id} of the same config is {where}")
 
 
 class MeasuredRun:
@@ -50,11 +64,23 @@ class MeasuredRun:
         self.summary: energy.EnergySummary | None = None
         self.values: dict[str, Any] = {}
         self.run_id = store_runs.insert_run(p.store, new_run_row(p))
+        self._claim()
         self.recorder = Recorder(p.store, self.run_id, p.spec.keep_samples)
         self.sampler = energy.EnergySampler(
             p.meters.meters, sample_hz=p.spec.sample_hz, on_samples=self.recorder.samples
         )
         self._t0 = time.perf_counter()
+
+    def _claim(self) -> None:
+        """Two processes started on one sweep share its work: the row inserted first keeps
+        the config, a later one gives its fresh row up (it recorded nothing yet)."""
+        p = self.p
+        if not p.sweep.resume or launch().active:
+            return
+        twin = live_twin(p.store, p.sweep_id, p.spec.config_hash, self.run_id)
+        if twin is not None:
+            store_runs.delete_run(p.store, self.run_id)
+            raise TakenByTwin(twin)
 
     @property
     def ok(self) -> bool:
@@ -81,20 +107,29 @@ class MeasuredRun:
             self.error = (type(exc).__name__, str(exc) or "interrupted by the user")
         except Exception as exc:  # a broken configuration must not stop the sweep
             self.fail(type(exc).__name__, str(exc))
-        if not self.ok:
-            record_cut_phases(self.recorder, self.sampler)
+        # The phase a failure cut short, and finished phases still waiting for the meter's
+        # next refresh to finalise their boundary.
+        record_cut_phases(self.recorder, self.sampler)
 
     def fail(self, error_type: str, message: str) -> None:
         self.status, self.error = "failed", (error_type, message)
         log.error("run %d failed: %s: %s", self.run_id, error_type, message)
 
-    def summary_columns(self, total_j: float | None) -> dict[str, Any]:
-        """Meter, power, warnings and carbon of the run, for its `total_j` joules."""
+    def summary_columns(
+        self, total_j: float | None, *, by_kind: bool = False
+    ) -> dict[str, Any]:
+        """Meter, power, uncertainty, warnings and carbon of the run, for its `total_j`
+        joules; `by_kind` adds the uncertainty of E_tr, evaluation and E_in."""
         spec, carbon = self.p.spec, self.p.carbon
         out: dict[str, Any] = {
             "carbon_intensity_g_per_kwh": carbon.g_per_kwh, "carbon_source": carbon.source,
         }
-        warnings = list(self.p.meters.warnings)
+        uncertainty = uncertainty_columns(self.recorder.phases, self.summary)
+        flagged = uncertainty.pop("flagged_phases", None)
+        total_uncertainty_j = uncertainty.pop("energy_total_uncertainty_j")
+        if by_kind:
+            out.update(uncertainty)
+        warnings = list(self.p.meters.warnings) + ([flagged] if flagged else [])
         if self.summary is not None:
             warnings += self.summary.warnings
             out.update(
@@ -102,7 +137,7 @@ class MeasuredRun:
                 peak_power_w=self.summary.peak_power_w,
             )
         if total_j is not None:
-            out.update(energy_total_j=total_j,
+            out.update(energy_total_j=total_j, energy_total_uncertainty_j=total_uncertainty_j,
                        co2_g=energy.co2_g(total_j, carbon.g_per_kwh, spec.pue))
         out["measurement_warning"] = "; ".join(warnings) or None
         return out

@@ -22,7 +22,7 @@ from sweeper.predict.forecast import Forecast
 from sweeper.store import Phase, PhaseDomainEnergy, Store
 from sweeper.store import runs as store_runs
 from sweeper.store.outage import WriteBehind
-from sweeper.store.schema import utcnow
+from sweeper.store.schema import PHASE_KINDS, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -82,13 +82,19 @@ def interrupts_held() -> Iterator[None]:
 
 
 class Recorder:
-    """Writes phases, samples and heartbeats of one run as they happen, and its end."""
+    """Writes phases, samples and heartbeats of one run as they happen, and its end.
+
+    A phase measured by a slowly refreshing meter (NVML) is final only once the refresh
+    after its end is seen: it counts at once (``phases``) and is written when final, at the
+    next ``phase()`` call or at ``flush()`` (after the sampler stopped, every phase is).
+    """
 
     def __init__(self, store: Store, run_id: int, keep_samples: bool) -> None:
         self.store = store
         self.run_id = run_id
         self.keep_samples = keep_samples
         self.phases: list[energy.PhaseEnergy] = []
+        self._unwritten: list[tuple[energy.PhaseEnergy, dict[str, Any]]] = []
         self.writes = WriteBehind(
             store, f"run {run_id}",
             after=f"What was stored before is kept; run {run_id} stays 'running' until the "
@@ -115,20 +121,23 @@ class Recorder:
         self.writes.submit_beat("record a heartbeat", store_runs.beat, self.run_id)
 
     def phase(self, result: energy.PhaseEnergy, **stats: Any) -> None:
-        if result.utilisation:  # passing None would store JSON 'null' rather than SQL NULL
-            stats = {"utilisation": dict(result.utilisation), **stats}
-        row = Phase(
-            run_id=self.run_id, kind=result.kind, index=result.index, start_s=result.start_s,
-            duration_s=result.duration_s, energy_j=result.energy_j,
-            mean_power_w=result.mean_power_w, meter_source=result.source, **stats,
-        )
-        domains = [
-            PhaseDomainEnergy(domain=d, source=result.sources.get(d, result.source), energy_j=e)
-            for d, e in result.by_domain.items()
-        ]
-        with interrupts_held():  # stored (or queued) and counted together, or neither
-            self.writes.submit("store a phase", store_runs.add_phase, row, domains)
+        with interrupts_held():  # counted and queued together, or neither
             self.phases.append(result)
+            self._unwritten.append((result, stats))
+        self.flush(final_only=True)
+
+    def flush(self, final_only: bool = False) -> None:
+        """Write the phases not yet stored, in order; ``final_only`` stops at the first one
+        still waiting for a refresh."""
+        while self._unwritten:
+            result, stats = self._unwritten[0]
+            if final_only and not result.final:
+                return
+            with interrupts_held():  # stored (or queued) and dequeued together, or neither
+                self.writes.submit(
+                    "store a phase", store_runs.add_phase, *phase_rows(self.run_id, result, stats)
+                )
+                self._unwritten.pop(0)
 
     def energy_of(self, kind: str) -> float:
         return sum(p.energy_j for p in self.phases if p.kind == kind)
@@ -154,6 +163,53 @@ class Recorder:
         self.writes.flush()
 
 
+def phase_rows(
+    run_id: int, result: energy.PhaseEnergy, stats: dict[str, Any]
+) -> tuple[Phase, list[PhaseDomainEnergy]]:
+    """A phase's row and its per-domain rows. A flagged phase (its mean power is above what
+    the devices can draw) keeps its figure out: energy NULL, the reason in energy_flag."""
+    if result.utilisation:  # passing None would store JSON 'null' rather than SQL NULL
+        stats = {"utilisation": dict(result.utilisation), **stats}
+    measured = result.flag is None
+    row = Phase(
+        run_id=run_id, kind=result.kind, index=result.index, start_s=result.start_s,
+        duration_s=result.duration_s, energy_j=result.energy_j if measured else None,
+        mean_power_w=result.mean_power_w if measured else None, meter_source=result.source,
+        energy_uncertainty_j=result.energy_uncertainty_j, energy_flag=result.flag, **stats,
+    )
+    domains = [
+        PhaseDomainEnergy(
+            domain=d, source=result.sources.get(d, result.source), energy_j=e,
+            energy_uncertainty_j=result.uncertainty_by_domain.get(d),
+        )
+        for d, e in result.by_domain.items()
+    ] if measured else []
+    return row, domains
+
+
+def uncertainty_columns(
+    phases: list[energy.PhaseEnergy], summary: energy.EnergySummary | None
+) -> dict[str, Any]:
+    """Uncertainty of E_tr, evaluation, E_in (their phases' summed) and of the run's total,
+    plus a warning naming any flagged phase (its figure still counts in the run's sums:
+    a boundary's error moves energy between neighbouring phases, and cancels in a sum)."""
+    def unc(*kinds: str) -> float:
+        return sum(p.energy_uncertainty_j for p in phases if p.kind in kinds)
+
+    out: dict[str, Any] = {
+        "energy_train_uncertainty_j": unc("train_epoch"),
+        "energy_eval_uncertainty_j": unc("eval", "test"),
+        "energy_inference_uncertainty_j": unc("inference"),
+        "energy_total_uncertainty_j": (
+            summary.energy_uncertainty_j if summary is not None else unc(*PHASE_KINDS)
+        ),
+    }
+    flagged = [f"{p.kind}[{p.index}]: {p.flag}" for p in phases if p.flag]
+    if flagged:
+        out["flagged_phases"] = "phases not stored as measurements: " + "; ".join(flagged)
+    return out
+
+
 def energy_split(energy_of: Callable[[str], float]) -> dict[str, float]:
     """A run's E_tr, E_in and evaluation energy columns from its phases' energy by kind."""
     return {
@@ -164,11 +220,13 @@ def energy_split(energy_of: Callable[[str], float]) -> dict[str, float]:
 
 
 def record_cut_phases(recorder: Recorder, sampler: energy.EnergySampler) -> None:
-    """Store the phase a failure or an interrupt cut short: the sampler closed and measured
-    it, so its energy (a partial epoch is training energy) counts in the run's columns."""
+    """After the sampler stopped: store the phase a failure or an interrupt cut short (the
+    sampler closed and measured it, so its energy, a partial epoch being training energy,
+    counts in the run's columns), and every phase still waiting to be written."""
     try:
         for result in sampler.phases[len(recorder.phases):]:
             recorder.phase(result)
+        recorder.flush()
     except Exception as exc:  # the run's own row matters more than this phase
         log.warning("could not record the unfinished phase: %s: %s", type(exc).__name__, exc)
 

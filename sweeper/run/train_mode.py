@@ -102,5 +102,5 @@ def _energy_columns(run: MeasuredRun, values: dict[str, Any]) -> dict[str, Any]:
             split["energy_inference_j"] / values["inference_samples"]
         )
     total_j = summary.energy_j if summary is not None else sum(split.values())
-    out.update(run.summary_columns(total_j))
+    out.update(run.summary_columns(total_j, by_kind=True))
     return out

@@ -2,7 +2,7 @@
 
 Hydra's plugin scan imports this on every start (through hydra_plugins.sweeper_pareto), so
 it stays light: no Optuna or torch imports. The default search space and the samplers are
-YAML configs (conf/hydra/sweeper/pareto.yaml, conf/search/sampler/*.yaml).
+YAML configs (conf/hydra/sweeper/pareto.yaml, conf/hydra/sweeper/sampler/*.yaml).
 """
 
 from dataclasses import dataclass, field
@@ -21,7 +21,7 @@ class ParetoSweeperConf:
     objective: str = "energy_train_j"
     n_trials: int = 12  # new trials per invocation; a resumed study grows by this many
     n_jobs: int = 1  # trials asked and launched together (for parallel launchers)
-    # A sampler config of conf/search/sampler/ (an Optuna sampler as `_target_`).
+    # A sampler config of conf/hydra/sweeper/sampler/ (an Optuna sampler as `_target_`).
     sampler: str = "nsga2"
     seed: int | None = None  # sampler seed; a resumed study offsets it by its trial count
     population_size: int = 8  # NSGA-II generation size

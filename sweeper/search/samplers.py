@@ -1,4 +1,4 @@
-"""Samplers as configs: each conf/search/sampler/<name>.yaml names an Optuna sampler as
+"""Samplers as configs: each conf/hydra/sweeper/sampler/<name>.yaml names an Optuna sampler as
 `_target_` (the pattern of Hydra's own Optuna sweeper plugin), so adding a sampler is adding
 a file, and `hydra.sweeper.sampler=<name>` picks one. `${seed}` and `${population_size}`
 in a file come from the search's settings.
@@ -11,7 +11,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-SAMPLER_CONFIGS = ("search", "sampler")  # inside the sweeper.conf package
+SAMPLER_CONFIGS = ("hydra", "sweeper", "sampler")  # inside the sweeper.conf package
 
 
 def _folder() -> Any:
@@ -25,7 +25,7 @@ def sampler_names() -> tuple[str, ...]:
 
 
 def make_sampler(name: str, *, seed: int | None, population_size: int) -> Any:
-    """The Optuna sampler that conf/search/sampler/<name>.yaml describes."""
+    """The Optuna sampler that conf/hydra/sweeper/sampler/<name>.yaml describes."""
     from hydra.utils import instantiate
 
     node = OmegaConf.create({

@@ -11,23 +11,51 @@ itself (create_all only adds missing tables).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from sqlalchemy import Connection, Engine, select, text, update
+from sqlalchemy import Column, Connection, Engine, select, text, update
 
 from sweeper.errors import StoreError
-from sweeper.store.schema import SCHEMA_VERSION, Run, SchemaInfo, utcnow
+from sweeper.store.schema import (
+    SCHEMA_VERSION,
+    Phase,
+    PhaseDomainEnergy,
+    Run,
+    SchemaInfo,
+    utcnow,
+)
+
+
+def _add_columns(conn: Connection, columns: Sequence[Column[Any]]) -> None:
+    """ALTER TABLE ... ADD COLUMN for each (nullable) column, typed for this back end."""
+    for column in columns:
+        sql_type = column.type.compile(dialect=conn.dialect)
+        conn.execute(text(f"ALTER TABLE {column.table.name} ADD COLUMN {column.name} {sql_type}"))
 
 
 def _add_run_liveness(conn: Connection) -> None:
     """1 -> 2: runs.pid and runs.heartbeat_at (NULL for runs written before)."""
-    for column in (Run.__table__.c.pid, Run.__table__.c.heartbeat_at):
-        sql_type = column.type.compile(dialect=conn.dialect)
-        conn.execute(text(f"ALTER TABLE runs ADD COLUMN {column.name} {sql_type}"))
+    _add_columns(conn, [Run.__table__.c.pid, Run.__table__.c.heartbeat_at])
+
+
+def _add_energy_uncertainty(conn: Connection) -> None:
+    """2 -> 3: energy uncertainty of runs, phases and phase domains, and the phase flag
+    (NULL for what was written before: its uncertainty was not known)."""
+    runs, phases = Run.__table__.c, Phase.__table__.c
+    _add_columns(conn, [
+        runs.energy_train_uncertainty_j, runs.energy_eval_uncertainty_j,
+        runs.energy_inference_uncertainty_j, runs.energy_total_uncertainty_j,
+        phases.energy_uncertainty_j, phases.energy_flag,
+        PhaseDomainEnergy.__table__.c.energy_uncertainty_j,
+    ])
 
 
 # from_version -> function upgrading a connection to from_version + 1
-STEPS: dict[int, Callable[[Connection], None]] = {1: _add_run_liveness}
+STEPS: dict[int, Callable[[Connection], None]] = {
+    1: _add_run_liveness,
+    2: _add_energy_uncertainty,
+}
 
 
 # Any constant: PostgreSQL advisory lock id that serialises schema creation and upgrades.

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import make_transient
@@ -136,6 +136,25 @@ def beat(store: Store, run_id: int) -> None:
             .where(Run.id == run_id, Run.status == "running")
             .values(heartbeat_at=utcnow())
         )
+
+
+@retried("look for other runs of this configuration")
+def earlier_twins(store: Store, sweep_id: int, config_hash: str, run_id: int) -> list[Run]:
+    """Runs of the same config in the sweep, inserted before `run_id`, that completed or may
+    still be running (oldest first)."""
+    with store.session() as session:
+        query = select(Run).where(
+            Run.sweep_id == sweep_id, Run.config_hash == config_hash, Run.id < run_id,
+            Run.status.in_(("running", "completed")),
+        )
+        return list(session.scalars(query.order_by(Run.id)))
+
+
+@retried("give the run's row up")
+def delete_run(store: Store, run_id: int) -> None:
+    """Remove a row that recorded nothing yet (a claim given up to a twin)."""
+    with store.session() as session:
+        session.execute(delete(Run).where(Run.id == run_id))
 
 
 @retried("read the running runs")

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-SCHEMA_VERSION = 2  # 2: runs.pid and runs.heartbeat_at
+SCHEMA_VERSION = 3  # 2: runs.pid and runs.heartbeat_at; 3: energy uncertainty and flags
 
 RUN_STATUSES = ("pending", "running", "completed", "failed", "interrupted")
 PHASE_KINDS = ("train_epoch", "eval", "test", "inference", "profile")
@@ -124,6 +124,12 @@ class Run(Base):
     mean_power_w: Mapped[float | None] = mapped_column(Float, default=None)
     peak_power_w: Mapped[float | None] = mapped_column(Float, default=None)
     measurement_warning: Mapped[str | None] = mapped_column(Text, default=None)
+    # Uncertainty (J) of the figures above: the phases' summed (train: train_epoch; eval:
+    # eval and test; inference), and the run's from its first and last readings.
+    energy_train_uncertainty_j: Mapped[float | None] = mapped_column(Float, default=None)
+    energy_eval_uncertainty_j: Mapped[float | None] = mapped_column(Float, default=None)
+    energy_inference_uncertainty_j: Mapped[float | None] = mapped_column(Float, default=None)
+    energy_total_uncertainty_j: Mapped[float | None] = mapped_column(Float, default=None)
 
     co2_g: Mapped[float | None] = mapped_column(Float, default=None)
     carbon_intensity_g_per_kwh: Mapped[float | None] = mapped_column(Float, default=None)
@@ -162,6 +168,11 @@ class Phase(Base):
     energy_j: Mapped[float | None] = mapped_column(Float, default=None)
     mean_power_w: Mapped[float | None] = mapped_column(Float, default=None)
     meter_source: Mapped[str | None] = mapped_column(String(32), default=None)
+    # +- joules of energy_j (both boundaries: refresh interpolation, counter resolution).
+    energy_uncertainty_j: Mapped[float | None] = mapped_column(Float, default=None)
+    # Why energy_j is NULL although measured: e.g. a mean power above what the devices can
+    # draw. Such a figure is never stored as a measurement.
+    energy_flag: Mapped[str | None] = mapped_column(Text, default=None)
     # GPU util % (mean) and memory MiB (peak) per GPU, and the process's CPU util % (mean):
     # whether a phase's energy went into work or into idling hardware.
     utilisation: Mapped[dict[str, Any] | None] = mapped_column(default=None)
@@ -182,6 +193,7 @@ class PhaseDomainEnergy(Base):
     domain: Mapped[str] = mapped_column(String(64))
     source: Mapped[str] = mapped_column(String(32))
     energy_j: Mapped[float] = mapped_column(Float)
+    energy_uncertainty_j: Mapped[float | None] = mapped_column(Float, default=None)
 
     phase: Mapped[Phase] = relationship(back_populates="domains")
 
