@@ -227,6 +227,8 @@ def record_cut_phases(recorder: Recorder, sampler: energy.EnergySampler) -> None
         for result in sampler.phases[len(recorder.phases):]:
             recorder.phase(result)
         recorder.flush()
+    except StoreUnavailable:
+        raise  # the store is gone for good: reported once, by the run
     except Exception as exc:  # the run's own row matters more than this phase
         log.warning("could not record the unfinished phase: %s: %s", type(exc).__name__, exc)
 

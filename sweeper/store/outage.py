@@ -183,14 +183,8 @@ class WriteBehind:
         self.after = after
         self._cond = threading.Condition()
         self._pending: deque[_Pending] = deque()
-        self._outage: _Outage | None = None
         self._failed: StoreUnavailable | None = None
-        self._drainer: threading.Thread | None = None
-        self.buffered = 0  # writes that went through the queue (for the log and tests)
-
-    @property
-    def failed(self) -> StoreUnavailable | None:
-        return self._failed
+        self.buffered = 0  # writes that went through the queue, over all outages
 
     def submit(
         self, what: str, op: Retried[P, Any], *args: P.args, **kwargs: P.kwargs
@@ -226,34 +220,32 @@ class WriteBehind:
                     raise
                 self._pending.append(_Pending(what, write, True, coalesce))
                 self.buffered += 1
-                self._outage = _Outage(time.monotonic())
                 log.warning(
                     "the store at %s is unreachable (%s): %s goes on and keeps its writes in "
                     "memory for up to %g s (storage.outage_s)", self.store.display_url,
                     _first_line(exc), self.label, self.store.outage_s,
                 )
-                self._drainer = threading.Thread(
-                    target=self._drain, name="sweeper-store-outage", daemon=True
-                )
-                self._drainer.start()
+                threading.Thread(
+                    target=self._drain, args=(_Outage(time.monotonic()),),
+                    name="sweeper-store-outage", daemon=True,
+                ).start()
 
-    def _drain(self) -> None:
+    def _drain(self, outage: _Outage) -> None:
         """Write the queue in order once the store answers; stop after store.outage_s."""
-        assert self._outage is not None
-        outage = self._outage
+        written = 0
         while True:
             with self._cond:
                 if not self._pending:
                     log.warning(
                         "the store is back after %.1f s: %d buffered write(s) of %s stored",
-                        outage.down_s(), self.buffered, self.label,
+                        outage.down_s(), written, self.label,
                     )
-                    self._drainer = self._outage = None
                     self._cond.notify_all()
                     return
                 item = self._pending[0]
             try:
                 item.write(item.tried)
+                written += 1
             except Exception as exc:
                 if is_transient(exc, self.store):
                     item.tried = True
@@ -263,7 +255,6 @@ class WriteBehind:
                         self._failed = give_up(
                             self.store, f"record {self.label}", outage.down_s(), exc, self.after
                         )
-                        self._drainer = None
                         self._cond.notify_all()
                     return
                 # Not an outage: this write is wrong in itself; the rest still go in.
