@@ -66,6 +66,18 @@ def test_auto_gpu_with_estimate_keeps_the_estimate_visible(tmp_path: Path) -> No
     assert meters.meters[1].cpu_tdp_w == 65
 
 
+def test_auto_gpu_run_whose_nvml_fails_warns_that_the_gpu_was_not_measured(
+    powercap: Path,
+) -> None:
+    meters = open_meters(gpu_indices=(0,), powercap_root=powercap, nvml=one_gpu(broken=True))
+    assert meters.source == "rapl"  # what was measured: the CPU only
+    (warning,) = meters.warnings
+    assert warning.startswith("GPU energy not measured: NVML unavailable")
+    assert "Shared Library Not Found" in warning
+    assert open_meters(gpu_indices=(0,), powercap_root=powercap, nvml=one_gpu()).warnings == []
+    assert open_meters(gpu_indices=(), powercap_root=powercap, nvml=one_gpu()).warnings == []
+
+
 def test_auto_with_no_gpus_requested_does_not_touch_nvml(powercap: Path) -> None:
     class Exploding(FakeNvml):
         def nvmlInit(self) -> None:

@@ -209,13 +209,15 @@ def test_search_records_a_front_with_every_trial_linked_to_its_run(
     assert all(t.state == TrialState.COMPLETE for t in trials)
     assert study.best_trials
     runs = {r[0]: r[1:] for r in _rows(
-        db, "select id, trial_number, status, val_accuracy, energy_train_j, meter_source from runs"
+        db, "select id, trial_number, status, val_accuracy, energy_train_j, meter_source, "
+        "energy_train_uncertainty_j from runs"
     )}
     for t in trials:
-        trial_number, status, acc, e_tr, meter = runs[t.user_attrs["run_id"]]
+        trial_number, status, acc, e_tr, meter, e_tr_unc = runs[t.user_attrs["run_id"]]
         assert status == "completed"
         assert t.values == [acc, e_tr]
         assert t.user_attrs["meter_source"] == meter
+        assert t.user_attrs["energy_train_uncertainty_j"] == e_tr_unc and e_tr_unc > 0
         if not t.user_attrs["reused_run"]:
             assert trial_number == t.number
     assert _rows(db, "select kind, study_name from sweeps") == [("search", study.study_name)]

@@ -73,6 +73,14 @@ class RunSpec:
     config_hash: str = ""
     storage_outage_s: float = DEFAULT_OUTAGE_S  # how long the store may be unreachable
 
+    @property
+    def model_label(self) -> str:
+        """The model as stored and reported: `model=torchvision` names its architecture
+        (`torchvision:resnet50`), so different architectures are never pooled as one."""
+        if self.model == "torchvision":
+            return f"torchvision:{self.model_options.get('arch')}"
+        return self.model
+
 
 def _int(cfg: DictConfig, key: str, *, minimum: int, allow_none: bool = False) -> int | None:
     value = OmegaConf.select(cfg, key)

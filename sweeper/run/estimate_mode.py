@@ -162,7 +162,7 @@ def print_estimate(
 ) -> None:
     train = predictions["train"]
     estimated = train.estimated
-    title = (f"estimate for {spec.model}/{spec.dataset} b{spec.batch} {spec.precision}, "
+    title = (f"estimate for {spec.model_label}/{spec.dataset} b{spec.batch} {spec.precision}, "
              f"{spec.epochs} epoch(s) (not run)" + (" (estimated energy)" if estimated else ""))
     table = Table(title=title)
     table.add_column("quantity")

@@ -64,8 +64,8 @@ def execute_forecast(p: Prepared) -> JobResult:
     run.close()
     if forecast is not None and run.ok:
         spec = p.spec
-        print_forecast(spec.model, spec.dataset, spec.batch, spec.epochs, run.run_id, forecast,
-                       forecast_co2_g, run.values.get("meter_source"),
+        print_forecast(spec.model_label, spec.dataset, spec.batch, spec.epochs, run.run_id,
+                       forecast, forecast_co2_g, run.values.get("meter_source"),
                        run.values.get("energy_total_j"))
     return run.result(
         mode="forecast",

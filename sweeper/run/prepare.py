@@ -102,7 +102,7 @@ def new_run_row(p: Prepared) -> Run:
     spec, hw = p.spec, p.hardware
     return Run(
         sweep_id=p.sweep_id, config=spec.config, config_hash=spec.config_hash,
-        overrides=p.sweep.overrides, model=spec.model, dataset=spec.dataset, batch=spec.batch,
+        overrides=p.sweep.overrides, model=spec.model_label, dataset=spec.dataset, batch=spec.batch,
         lr=spec.lr, optimizer=spec.optimizer, epochs=spec.epochs, precision=spec.precision,
         device=str(p.device), seed=spec.seed, params=p.params,
         macs_per_sample=p.macs_per_sample, status="running", trial_number=spec.trial,

@@ -53,7 +53,7 @@ def _phases(
 ) -> dict[str, Any]:
     spec, trainer, loaders = p.spec, p.trainer, p.loaders
     out: dict[str, Any] = {}
-    label = f"{spec.model}/{spec.dataset} b{spec.batch} {spec.precision}"
+    label = f"{spec.model_label}/{spec.dataset} b{spec.batch} {spec.precision}"
     with TrainingProgress(label, train_steps, enabled=spec.progress) as bar:
         profile.start()
         for epoch in range(spec.epochs):

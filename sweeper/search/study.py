@@ -94,6 +94,9 @@ def outcome_of_run(run: Run | None, objective: str, *, reused: bool) -> Outcome:
         ACCURACY: run.val_accuracy,
         "energy_train_j": run.energy_train_j,
         "energy_total_j": run.energy_total_j,
+        # Uncertainty (J) of the energies, from the meter's resolution at phase boundaries.
+        "energy_train_uncertainty_j": run.energy_train_uncertainty_j,
+        "energy_total_uncertainty_j": run.energy_total_uncertainty_j,
         objective: getattr(run, objective),
         "meter_source": run.meter_source,
         SPENT_ATTR: 0.0 if reused else float(run.energy_total_j or 0.0),
