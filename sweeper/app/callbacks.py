@@ -18,7 +18,7 @@ from sweeper.app.summary import print_sweep
 from sweeper.config.spec import build_spec
 from sweeper.config.storage import open_results, resolve_storage
 from sweeper.config.sweep import announce, announced, identity_for
-from sweeper.errors import USER_ERRORS, exit_with_user_error
+from sweeper.errors import USER_ERRORS, StoreUnavailable, exit_with_user_error
 from sweeper.redact import (
     has_secret,
     install_log_redaction,
@@ -122,8 +122,11 @@ class SweepCallback(Callback):
         shared = announced()
         name = spec.sweep_name or (shared.name if shared else None)
         if name:
-            self._summarise(spec.storage_url, spec.storage_outage_s, name,
-                            shared.kind if shared else "grid")
+            try:
+                self._summarise(spec.storage_url, spec.storage_outage_s, name,
+                                shared.kind if shared else "grid")
+            except StoreUnavailable as exc:  # every run is recorded; only the table is lost
+                exit_with_user_error(exc)
 
     def _summarise(self, url: str, outage_s: float, name: str, kind: str) -> None:
         store = open_results(url, outage_s)
