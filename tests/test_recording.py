@@ -49,13 +49,13 @@ def test_ctrl_c_during_a_phase_write_keeps_memory_and_database_in_step(
     sweep_id = store_runs.ensure_sweep(store, "grid: cut")
     run_id = store_runs.insert_run(store, run_row(sweep_id, status="running"))
     recorder = Recorder(store, run_id, keep_samples=False)
-    write_phase = store_runs.add_phase
+    write_phase = store_runs.add_phase.fn
 
     def ctrl_c_mid_write(*args: object, **kwargs: object) -> int:
         os.kill(os.getpid(), signal.SIGINT)  # lands while the row is being written
         return write_phase(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(store_runs, "add_phase", ctrl_c_mid_write)
+    monkeypatch.setattr(store_runs.add_phase, "fn", ctrl_c_mid_write)
     epoch = PhaseEnergy("train_epoch", 0, 0.0, 1.0, 12.5, {"cpu": 12.5}, {"cpu": "estimate"})
     with pytest.raises(KeyboardInterrupt):
         recorder.phase(epoch, steps=10)

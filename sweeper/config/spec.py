@@ -22,6 +22,7 @@ from sweeper.datasets import DATASET_NAMES
 from sweeper.errors import invalid_value
 from sweeper.models import MODEL_NAMES
 from sweeper.redact import mask_config
+from sweeper.store.db import DEFAULT_OUTAGE_S
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -30,6 +31,7 @@ METERS = ("auto", "nvml", "rapl", "estimate")
 # Keys that say where and how results are kept, not what is measured: they do not
 # change a run's identity, so a resumed sweep still recognises its finished runs.
 _IDENTITY_EXCLUDED = ("storage", "sweeper", "hydra", "trial")
+_ABSENT = object()
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ class RunSpec:
     trial: int | None = None
     config: dict[str, Any] = field(default_factory=dict)  # the full resolved config
     config_hash: str = ""
+    storage_outage_s: float = DEFAULT_OUTAGE_S  # how long the store may be unreachable
 
     @property
     def model_label(self) -> str:
@@ -124,6 +127,14 @@ def _choice(cfg: DictConfig, key: str, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
         raise invalid_value(key, value, ", ".join(allowed))
     return value
+
+
+def _outage_s(cfg: DictConfig) -> float:
+    """storage.outage_s: seconds >= 0 (0: give up at the first failure); a config saved
+    before the key existed gets the default."""
+    if OmegaConf.select(cfg, "storage.outage_s", default=_ABSENT) is _ABSENT:
+        return DEFAULT_OUTAGE_S
+    return _float(cfg, "storage.outage_s", minimum=0.0, strict=False)  # type: ignore[return-value]
 
 
 def _device(value: Any) -> str:
@@ -227,6 +238,7 @@ def build_spec(cfg: DictConfig) -> RunSpec:
         forecast_window=window,  # type: ignore[arg-type]
         forecast_warmup_steps=_int(cfg, "forecast.warmup_steps", minimum=0),  # type: ignore[arg-type]
         storage_url=url,
+        storage_outage_s=_outage_s(cfg),
         sweep_name=OmegaConf.select(cfg, "sweeper.name"),
         resume=bool(OmegaConf.select(cfg, "sweeper.resume", default=True)),
         progress=bool(OmegaConf.select(cfg, "sweeper.progress", default=True)),

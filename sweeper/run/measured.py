@@ -4,7 +4,9 @@ A run row is inserted, the background sampler measures the mode's work inside SI
 handling and a heartbeat, and whatever ends the work (success, the energy rule, a failure,
 Ctrl-C or SIGTERM) is classified and recorded. Failures are kept in the row and do not
 escape, so a multirun goes on with its next job; an interrupt is recorded and then
-re-raised by close(), so the process stops promptly.
+re-raised by close(), so the process stops promptly. A store outage only delays the
+writes (sweeper.store.outage); one that outlasts storage.outage_s raises StoreUnavailable
+at the run's next write, and the run is left for the next command to reclaim.
 
     run = MeasuredRun(prepared, ok_status="completed")
     run.measure(lambda: body(run.sampler, run.recorder))
@@ -21,12 +23,12 @@ from typing import Any
 
 from sweeper import energy
 from sweeper.config.launch import launch
+from sweeper.errors import StoreUnavailable
 from sweeper.run.liveness import Heartbeat, live_twin
 from sweeper.run.prepare import Prepared, new_run_row
 from sweeper.run.recording import (
     Recorder,
     RunError,
-    close_run,
     record_cut_phases,
     sigterm_as_interrupt,
     uncertainty_columns,
@@ -87,7 +89,7 @@ class MeasuredRun:
     def measure(self, body: Callable[[], Any]) -> None:
         """Run the mode's work under the sampler; record, never raise, what stopped it."""
         try:
-            with sigterm_as_interrupt(), Heartbeat(self.p.store, self.run_id):
+            with sigterm_as_interrupt(), Heartbeat(self.run_id, self.recorder.beat):
                 self.sampler.start()
                 try:
                     body()
@@ -98,6 +100,8 @@ class MeasuredRun:
             self.status = PRUNED
             self.values["stop_reason"] = str(exc)
             log.info("run %d pruned: %s", self.run_id, exc)
+        except StoreUnavailable:
+            raise  # nothing more can be recorded: the next command reclaims the run
         except KeyboardInterrupt as exc:
             self.status, self.interrupt = "interrupted", exc
             self.error = (type(exc).__name__, str(exc) or "interrupted by the user")
@@ -140,7 +144,7 @@ class MeasuredRun:
 
     def close(self) -> None:
         """Write the row's status, timing, error and values; then re-raise an interrupt."""
-        close_run(self.p.store, self.run_id, self.values, self.status, self.error, self._t0)
+        self.recorder.close(self.values, self.status, self.error, self._t0)
         if self.interrupt is not None:
             raise self.interrupt
 

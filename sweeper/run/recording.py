@@ -1,8 +1,9 @@
 """Writing one run as it happens: its phases and samples, the phase a failure cut
-short, and the closing update of its row.
+short, its heartbeats and the closing update of its row.
 
 Training runs and forecast-only runs share this, so both record interrupts, failures and
-forecasts the same way.
+forecasts the same way. Every write goes through one WriteBehind, so a store outage
+delays them (in order, in memory) instead of losing them or stopping the run.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from sweeper import energy
+from sweeper.errors import StoreUnavailable
 from sweeper.predict.forecast import Forecast
 from sweeper.store import Phase, PhaseDomainEnergy, Store
 from sweeper.store import runs as store_runs
+from sweeper.store.outage import WriteBehind
 from sweeper.store.schema import PHASE_KINDS, utcnow
 
 log = logging.getLogger(__name__)
@@ -79,7 +82,7 @@ def interrupts_held() -> Iterator[None]:
 
 
 class Recorder:
-    """Writes phases and samples of one run as they happen.
+    """Writes phases, samples and heartbeats of one run as they happen, and its end.
 
     A phase measured by a slowly refreshing meter (NVML) is final only once the refresh
     after its end is seen: it counts at once (``phases``) and is written when final, at the
@@ -92,20 +95,30 @@ class Recorder:
         self.keep_samples = keep_samples
         self.phases: list[energy.PhaseEnergy] = []
         self._unwritten: list[tuple[energy.PhaseEnergy, dict[str, Any]]] = []
+        self.writes = WriteBehind(
+            store, f"run {run_id}",
+            after=f"What was stored before is kept; run {run_id} stays 'running' until the "
+            "next command of this sweep records it as interrupted, and running the same "
+            "command again resumes the sweep.",
+        )
 
     def samples(self, batch: list[energy.Sample]) -> None:
+        """On the sampler thread."""
         if not self.keep_samples:
             return
-        store_runs.add_samples(
-            self.store,
-            (
-                {
-                    "run_id": self.run_id, "t_s": s.t_s, "domain": s.domain, "source": s.source,
-                    "power_w": s.power_w, "energy_j": s.energy_j,
-                }
-                for s in batch
-            ),
-        )
+        rows = [
+            {
+                "run_id": self.run_id, "t_s": s.t_s, "domain": s.domain, "source": s.source,
+                "power_w": s.power_w, "energy_j": s.energy_j,
+            }
+            for s in batch
+        ]
+        with contextlib.suppress(StoreUnavailable):  # the run's own thread reports it, once
+            self.writes.submit("store power samples", store_runs.add_samples, rows)
+
+    def beat(self) -> None:
+        """On the heartbeat thread: mark the row alive (only the latest beat is queued)."""
+        self.writes.submit_beat("record a heartbeat", store_runs.beat, self.run_id)
 
     def phase(self, result: energy.PhaseEnergy, **stats: Any) -> None:
         with interrupts_held():  # counted and queued together, or neither
@@ -120,8 +133,10 @@ class Recorder:
             result, stats = self._unwritten[0]
             if final_only and not result.final:
                 return
-            with interrupts_held():  # stored and dequeued together, or neither
-                store_runs.add_phase(self.store, *phase_rows(self.run_id, result, stats))
+            with interrupts_held():  # stored (or queued) and dequeued together, or neither
+                self.writes.submit(
+                    "store a phase", store_runs.add_phase, *phase_rows(self.run_id, result, stats)
+                )
                 self._unwritten.pop(0)
 
     def energy_of(self, kind: str) -> float:
@@ -129,6 +144,23 @@ class Recorder:
 
     def duration_of(self, kind: str) -> float:
         return sum(p.duration_s for p in self.phases if p.kind == kind)
+
+    def close(
+        self, values: dict[str, Any], status: str, error: RunError, started_s: float
+    ) -> None:
+        """The run's final status, timing and error, with every column gathered in values;
+        returns once everything the run wrote is stored (after an outage, once the store
+        is back), or raises StoreUnavailable."""
+        values.update(status=status, ended_at=utcnow(), duration_s=time.perf_counter() - started_s)
+        # No error clears one set while it ran (a run wrongly judged vanished that went on).
+        values.update(
+            error_type=None if error is None else error[0],
+            error_message=None if error is None else error[1][:4000],
+        )
+        with interrupts_held():  # a second Ctrl-C must not leave the row 'running'
+            self.writes.submit("record how the run ended", store_runs.update_run, self.run_id,
+                               **values)
+        self.writes.flush()
 
 
 def phase_rows(
@@ -195,6 +227,8 @@ def record_cut_phases(recorder: Recorder, sampler: energy.EnergySampler) -> None
         for result in sampler.phases[len(recorder.phases):]:
             recorder.phase(result)
         recorder.flush()
+    except StoreUnavailable:
+        raise  # the store is gone for good: reported once, by the run
     except Exception as exc:  # the run's own row matters more than this phase
         log.warning("could not record the unfinished phase: %s: %s", type(exc).__name__, exc)
 
@@ -206,22 +240,3 @@ def forecast_columns(forecast: Forecast) -> dict[str, Any]:
         "forecast_energy_train_j": forecast.energy_j,
         "forecast_duration_train_s": forecast.duration_s,
     }
-
-
-def close_run(
-    store: Store,
-    run_id: int,
-    values: dict[str, Any],
-    status: str,
-    error: RunError,
-    started_s: float,
-) -> None:
-    """The run's final status, timing and error, with every column gathered in values."""
-    values.update(status=status, ended_at=utcnow(), duration_s=time.perf_counter() - started_s)
-    # No error clears one set while it ran (a run wrongly judged vanished that went on).
-    values.update(
-        error_type=None if error is None else error[0],
-        error_message=None if error is None else error[1][:4000],
-    )
-    with interrupts_held():  # a second Ctrl-C must not leave the row 'running'
-        store_runs.update_run(store, run_id, **values)
