@@ -140,6 +140,7 @@ def test_version_1_database_gets_the_liveness_columns_and_keeps_its_runs(url: st
     with store.engine.begin() as conn:  # what version 1 wrote
         conn.execute(text("ALTER TABLE runs DROP COLUMN pid"))
         conn.execute(text("ALTER TABLE runs DROP COLUMN heartbeat_at"))
+        _drop_gpu_meaning(conn)
         conn.execute(text("UPDATE schema_info SET version = 1"))
     store.dispose()
     version, columns = _version_and_columns(url)
@@ -147,8 +148,38 @@ def test_version_1_database_gets_the_liveness_columns_and_keeps_its_runs(url: st
 
     store = Store(url)
     version, columns = _version_and_columns(url)
-    assert version == SCHEMA_VERSION == 2 and {"pid", "heartbeat_at"} <= columns
+    assert version == SCHEMA_VERSION and {"pid", "heartbeat_at"} <= columns
     run = store_runs.get_run(store, finished)
     assert run is not None and run.status == "completed" and run.pid is None
     assert reclaim_vanished_runs(store, sweep_id) == [left_running]
+    store.dispose()
+
+
+def _drop_gpu_meaning(conn: Connection) -> None:
+    """Back to what version 2 wrote: no net/idle/load columns, no phases.low_resolution."""
+    for table, names in migrate.GPU_MEANING_COLUMNS.items():
+        for name in names:
+            conn.execute(text(f"ALTER TABLE {table} DROP COLUMN {name}"))
+    conn.execute(text("DROP TABLE idle_baselines"))
+
+
+def test_version_2_database_gets_net_and_load_columns(url: str) -> None:
+    """2 -> 3 (h-gpu): the new columns arrive empty, old rows keep their values, and the
+    idle_baselines table is created."""
+    finished = _old_database(url)
+    store = Store(url)
+    with store.engine.begin() as conn:
+        _drop_gpu_meaning(conn)
+        conn.execute(text("UPDATE schema_info SET version = 2"))
+    store.dispose()
+    assert _version_and_columns(url)[0] == 2
+    store = Store(url)
+    version, columns = _version_and_columns(url)
+    assert version == SCHEMA_VERSION
+    assert set(migrate.GPU_MEANING_COLUMNS["runs"]) <= columns
+    with store.engine.connect() as conn:
+        assert "idle_baselines" in inspect(conn).get_table_names()
+        assert "low_resolution" in {c["name"] for c in inspect(conn).get_columns("phases")}
+    run = store_runs.get_run(store, finished)
+    assert run is not None and run.status == "completed" and run.energy_train_net_j is None
     store.dispose()

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from sqlalchemy import Connection, Engine, select, text, update
 
 from sweeper.errors import StoreError
-from sweeper.store.schema import SCHEMA_VERSION, Run, SchemaInfo, utcnow
+from sweeper.store.schema import SCHEMA_VERSION, Base, Run, SchemaInfo, utcnow
 
 
 def _add_run_liveness(conn: Connection) -> None:
@@ -26,8 +26,30 @@ def _add_run_liveness(conn: Connection) -> None:
         conn.execute(text(f"ALTER TABLE runs ADD COLUMN {column.name} {sql_type}"))
 
 
+# h-gpu's step, written as 2 -> 3; the lead renumbers it after merging h-energy's 2 -> 3.
+GPU_MEANING_COLUMNS = {
+    "runs": (
+        "energy_train_net_j", "energy_inference_net_j", "energy_total_net_j",
+        "energy_per_train_sample_net_j", "energy_per_inference_sample_net_j", "idle_power_w",
+        "idle_baseline_id", "other_cpu_pct", "load_avg_1m", "machine_busy",
+    ),
+    "phases": ("low_resolution",),
+}
+
+
+def _add_gpu_meaning(conn: Connection) -> None:
+    """2 -> 3: net-of-idle energies, idle power and machine load on runs, and
+    phases.low_resolution (NULL for rows written before). idle_baselines is a new table:
+    create_all adds it."""
+    for table_name, names in GPU_MEANING_COLUMNS.items():
+        table = Base.metadata.tables[table_name]
+        for name in names:
+            sql_type = table.c[name].type.compile(dialect=conn.dialect)
+            conn.execute(text(f"ALTER TABLE {table_name} ADD COLUMN {name} {sql_type}"))
+
+
 # from_version -> function upgrading a connection to from_version + 1
-STEPS: dict[int, Callable[[Connection], None]] = {1: _add_run_liveness}
+STEPS: dict[int, Callable[[Connection], None]] = {1: _add_run_liveness, 2: _add_gpu_meaning}
 
 
 # Any constant: PostgreSQL advisory lock id that serialises schema creation and upgrades.
