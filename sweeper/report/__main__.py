@@ -29,6 +29,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--run", type=int, default=None, metavar="ID",
                         help="run whose power trace is drawn (default: the latest with samples)")
     parser.add_argument("--no-parquet", action="store_true", help="CSV exports only")
+    parser.add_argument("--energy", choices=("gross", "net"), default="gross",
+                        help="energy the analyses use: gross (all the meters read) or net of "
+                             "idle power, the study's definition (default: gross)")
+    parser.add_argument("--exclude-busy", action="store_true",
+                        help="leave out runs measured while other processes loaded the machine")
     parser.add_argument("--quiet", action="store_true", help="no terminal summary")
     return parser.parse_args(argv)
 
@@ -46,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         store = open_store(args.storage, base_dir=Path.cwd())
         console = None if args.quiet else Console(width=160)
         build_report(store, args.out, sweeps=args.sweep, run_id=args.run,
-                     parquet=not args.no_parquet, console=console)
+                     parquet=not args.no_parquet, console=console, energy=args.energy,
+                     exclude_busy=args.exclude_busy)
     except (StoreError, LookupError) as exc:
         print(f"sweeper-report: error: {exc}", file=sys.stderr)
         return 2

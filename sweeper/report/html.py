@@ -144,6 +144,7 @@ def write_page(
     fits: Sequence[EnergyFit],
     windows: Sequence[WindowAccuracy],
     exports: Sequence[str],
+    notes: Sequence[str] = (),
 ) -> Path:
     estimated = bool(runs["estimated"].any()) if not runs.empty else False
     counts = ", ".join(f"{n} {s}" for s, n in runs["status"].value_counts().items())
@@ -154,6 +155,7 @@ def write_page(
         f"<p>Store <code>{escape(store_url)}</code>; {len(runs)} run(s) ({escape(counts)}); "
         f"sweeps: {escape(', '.join(sorted(runs['sweep'].dropna().unique())) or '-')}; "
         f"generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}.</p>",
+        *(f"<p>{escape(n)}</p>" for n in notes),
     ]
     if estimated:
         parts.append(

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from sweeper import energy
+from sweeper.energy.resolution import low_resolution_reason
 from sweeper.predict.forecast import Forecast
 from sweeper.store import Phase, PhaseDomainEnergy, Store
 from sweeper.store import runs as store_runs
@@ -81,11 +82,21 @@ def interrupts_held() -> Iterator[None]:
 class Recorder:
     """Writes phases and samples of one run as they happen."""
 
-    def __init__(self, store: Store, run_id: int, keep_samples: bool) -> None:
+    def __init__(
+        self, store: Store, run_id: int, keep_samples: bool,
+        resolution: tuple[float, str] | None = None,
+    ) -> None:
         self.store = store
         self.run_id = run_id
         self.keep_samples = keep_samples
+        self.resolution = resolution  # (refresh period s, source) of the slowest meter
         self.phases: list[energy.PhaseEnergy] = []
+
+    def low_resolution(self, result: energy.PhaseEnergy) -> str | None:
+        """Why the phase is too short for the slowest meter, or None."""
+        if self.resolution is None:
+            return None
+        return low_resolution_reason(result.duration_s, *self.resolution)
 
     def samples(self, batch: list[energy.Sample]) -> None:
         if not self.keep_samples:
@@ -107,7 +118,8 @@ class Recorder:
         row = Phase(
             run_id=self.run_id, kind=result.kind, index=result.index, start_s=result.start_s,
             duration_s=result.duration_s, energy_j=result.energy_j,
-            mean_power_w=result.mean_power_w, meter_source=result.source, **stats,
+            mean_power_w=result.mean_power_w, meter_source=result.source,
+            low_resolution=self.low_resolution(result), **stats,
         )
         domains = [
             PhaseDomainEnergy(domain=d, source=result.sources.get(d, result.source), energy_j=e)
