@@ -45,8 +45,18 @@ class ContentionProbe:
 
     source = "machine"
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        machine_busy_s: Callable[[], float] = _busy_s,
+        own_cpu_s: Callable[[], float] | None = None,
+    ) -> None:
+        """The counters are injectable so tests can drive them; by default the machine's
+        busy CPU seconds and this process tree's CPU seconds."""
         self._clock = clock
+        self._machine_busy_s = machine_busy_s
+        self._own_cpu_s = own_cpu_s or self._tree_cpu_s
         self._proc = psutil.Process()
         self.cores = psutil.cpu_count(logical=True) or 1
         self._lock = threading.Lock()
@@ -56,6 +66,10 @@ class ContentionProbe:
         self._peak_load: float | None = None
 
     def _mark(self) -> tuple[float, float, float]:
+        return self._clock(), self._machine_busy_s(), self._own_cpu_s()
+
+    def _tree_cpu_s(self) -> float:
+        """CPU seconds of this process, its reaped children and its live descendants."""
         t = self._proc.cpu_times()
         own = t.user + t.system + t.children_user + t.children_system
         now = self._clock()
@@ -73,7 +87,7 @@ class ContentionProbe:
                 self._children.pop(child.pid, None)
                 continue
             own += c.user + c.system
-        return now, _busy_s(), own
+        return own
 
     def _other_pct(self, a: tuple[float, float, float], b: tuple[float, float, float]) -> float:
         wall = b[0] - a[0]

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from sweeper import energy
+from sweeper._threads import wait_policy
 from sweeper.config.spec import RunSpec
 from sweeper.config.sweep import SweepContext
 from sweeper.datasets import load_dataset
@@ -85,6 +86,7 @@ def prepare(
     hardware = describe_host(describe_accelerator(device), meters.describe()).as_dict()
     hardware["meters"] = meters.describe()
     hardware["distributed"] = distributed.describe(device)
+    hardware["omp_wait_policy"] = wait_policy()  # spinning threads inflate CPU time
     return Prepared(
         spec=spec, store=store, sweep=sweep, sweep_id=sweep_id, device=device, trainer=trainer,
         loaders=loaders, meters=meters, params=info.params,
