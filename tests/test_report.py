@@ -188,6 +188,7 @@ def test_report_uses_net_energy_and_leaves_out_busy_runs(tmp_path: Path) -> None
     assert runs.loc[3, "energy_train_gross_j"] == pytest.approx(gross[3])
     page = (out / "index.html").read_text()
     assert "net of idle" in page and "Left out 2 run(s) measured on a busy machine" in page
+    assert "Meter &#x27;rapl&#x27;: CPU package and DRAM energy measured by RAPL" in page
 
 
 def test_pareto_and_matched_pairs() -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 from rich.console import Console
 
+from sweeper.energy.labels import describe_source
 from sweeper.predict.estimator import EnergyFit, fit_by_hardware
 from sweeper.predict.observations import observations_from_runs
 from sweeper.report import analysis, data, figures
@@ -78,7 +79,10 @@ def build_report(
             raise LookupError(f"no run with id {run_id} in {store.display_url}")
         runs = pd.concat([runs, extra[~extra["id"].isin(runs["id"])]], ignore_index=True)
     runs, basis_note = apply_basis(runs, energy)
-    notes = [basis_note]
+    notes = [basis_note] + [
+        f"Meter '{source}': {describe_source(source)}."
+        for source in sorted(runs["meter_source"].dropna().unique())
+    ]
     if exclude_busy:
         runs, busy_note = drop_busy(runs)
         notes += [busy_note] if busy_note else []
