@@ -26,6 +26,7 @@ from __future__ import annotations
 import bisect
 import math
 import random
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -424,6 +425,20 @@ def emulated_h200(
     session = h200_session(t0_s, seed)
     gpu = EmulatedGpu(session.signal, clock, seed=seed)
     return FakeNvml([gpu], driver="580.159.04"), gpu, session
+
+
+def steady_gpu(
+    power_w: float, period_s: float = H200_PERIOD_S, clock: Callable[[], float] | None = None,
+    seed: int = 0,
+) -> FakeNvml:
+    """One emulated H200 drawing ``power_w`` for the next ten minutes on the real clock, for
+    code that sleeps rather than taking an injected clock (idle baselines, raw readers)."""
+    clock = clock or time.perf_counter
+    now = clock()
+    signal = PowerSignal([now - 1.0, now + 600.0], [power_w, power_w])
+    gpu = EmulatedGpu(signal, clock, seed=seed, period_s=period_s,
+                      jitter_s=min(H200_JITTER_S, period_s / 20))
+    return FakeNvml([gpu], driver="580.159.04")
 
 
 # ----------------------------------------------------------------------------- harness

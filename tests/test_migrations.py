@@ -62,6 +62,7 @@ def _pretend_newer_code(
 
 # (table, column) added by each version, newest first: dropping them rebuilds older files.
 ADDED_IN = {
+    4: [(table, c) for table, names in migrate.GPU_MEANING_COLUMNS.items() for c in names],
     3: [("runs", c) for c in ("energy_train_uncertainty_j", "energy_eval_uncertainty_j",
                               "energy_inference_uncertainty_j", "energy_total_uncertainty_j")]
        + [("phases", "energy_uncertainty_j"), ("phases", "energy_flag"),
@@ -76,6 +77,8 @@ def _as_written_by(store: Store, version: int) -> None:
         for newer in range(SCHEMA_VERSION, version, -1):
             for table, column in ADDED_IN[newer]:
                 conn.execute(text(f"ALTER TABLE {table} DROP COLUMN {column}"))
+        if version < 4:
+            conn.execute(text("DROP TABLE IF EXISTS idle_baselines"))  # new in 4, no step
         conn.execute(text(f"UPDATE schema_info SET version = {version}"))
 
 
@@ -174,7 +177,7 @@ def test_version_1_database_gets_the_liveness_columns_and_keeps_its_runs(url: st
 
     store = Store(url)
     version, columns = _version_and_columns(url)
-    assert version == SCHEMA_VERSION == 3 and {"pid", "heartbeat_at"} <= columns
+    assert version == SCHEMA_VERSION == 4 and {"pid", "heartbeat_at"} <= columns
     run = store_runs.get_run(store, finished)
     assert run is not None and run.status == "completed" and run.pid is None
     assert reclaim_vanished_runs(store, sweep_id) == [left_running]
@@ -200,7 +203,7 @@ def test_version_2_database_gets_uncertainty_columns_empty_and_takes_new_phases(
 
     store = Store(url)
     version, run_columns = _version_and_columns(url)
-    assert version == 3 and "energy_total_uncertainty_j" in run_columns
+    assert version == SCHEMA_VERSION and "energy_total_uncertainty_j" in run_columns
     assert {"energy_uncertainty_j", "energy_flag"} <= _columns(url, "phases")
     assert "energy_uncertainty_j" in _columns(url, "phase_domain_energy")
     new_phase = store_runs.add_phase(
@@ -218,4 +221,23 @@ def test_version_2_database_gets_uncertainty_columns_empty_and_takes_new_phases(
     run = store_runs.get_run(store, run_id)
     assert run is not None and run.energy_train_uncertainty_j == 0.25
     assert run.energy_total_uncertainty_j is None
+
+
+def test_version_3_database_gets_net_and_load_columns(url: str) -> None:
+    """3 -> 4: the net-of-idle, idle power and machine-load columns arrive empty, old rows
+    keep their values, and the idle_baselines table is created."""
+    finished = _old_database(url)
+    store = Store(url)
+    _as_written_by(store, 3)
+    store.dispose()
+    assert _version_and_columns(url)[0] == 3
+    store = Store(url)
+    version, columns = _version_and_columns(url)
+    assert version == SCHEMA_VERSION
+    assert set(migrate.GPU_MEANING_COLUMNS["runs"]) <= columns
+    with store.engine.connect() as conn:
+        assert "idle_baselines" in inspect(conn).get_table_names()
+        assert "low_resolution" in {c["name"] for c in inspect(conn).get_columns("phases")}
+    run = store_runs.get_run(store, finished)
+    assert run is not None and run.status == "completed" and run.energy_train_net_j is None
     store.dispose()

@@ -27,6 +27,7 @@ from sweeper.store.db import DEFAULT_OUTAGE_S
 PRECISIONS = ("fp32", "bf16", "fp16")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 METERS = ("auto", "nvml", "rapl", "estimate")
+INFERENCE_PROTOCOLS = ("batches", "study")
 
 # Keys that say where and how results are kept, not what is measured: they do not
 # change a run's identity, so a resumed sweep still recognises its finished runs.
@@ -56,6 +57,14 @@ class RunSpec:
     inference_batches: int = 50
     inference_batch: int = 64
     inference_warmup_batches: int = 2
+    inference_protocol: str = "batches"
+    inference_passes: int = 5
+    inference_min_seconds: float | None = None  # None: from the meters' resolution
+    idle_seconds: float = 5.0
+    idle_max_age_h: float = 24.0
+    busy_other_cpu_pct: float = 25.0
+    forecast_warmup_seconds: float | None = None
+    forecast_min_seconds: float | None = None
     sample_hz: float = 10.0
     gpus: tuple[int, ...] | None = None
     cpu_tdp_w: float | None = None
@@ -135,6 +144,20 @@ def _outage_s(cfg: DictConfig) -> float:
     if OmegaConf.select(cfg, "storage.outage_s", default=_ABSENT) is _ABSENT:
         return DEFAULT_OUTAGE_S
     return _float(cfg, "storage.outage_s", minimum=0.0, strict=False)  # type: ignore[return-value]
+
+
+def _choice_default(cfg: DictConfig, key: str, allowed: tuple[str, ...]) -> str:
+    """A choice whose key a config composed without it (an old preset) may lack."""
+    if OmegaConf.select(cfg, key) is None:
+        return allowed[0]
+    return _choice(cfg, key, allowed)
+
+
+def _float_default(cfg: DictConfig, key: str, default: float) -> float:
+    """A finite number >= 0 that a config composed without the key gets by default."""
+    if OmegaConf.select(cfg, key) is None:
+        return default
+    return _float(cfg, key, minimum=0.0, strict=False)  # type: ignore[return-value]
 
 
 def _device(value: Any) -> str:
@@ -228,6 +251,20 @@ def build_spec(cfg: DictConfig) -> RunSpec:
         inference_batches=_int(cfg, "inference.batches", minimum=1),  # type: ignore[arg-type]
         inference_batch=_int(cfg, "inference.batch", minimum=1),  # type: ignore[arg-type]
         inference_warmup_batches=_int(cfg, "inference.warmup_batches", minimum=0),  # type: ignore[arg-type]
+        inference_protocol=_choice_default(cfg, "inference.protocol", INFERENCE_PROTOCOLS),
+        inference_passes=_int(cfg, "inference.passes", minimum=1, allow_none=True) or 5,
+        inference_min_seconds=_float(
+            cfg, "inference.min_seconds", minimum=0.0, strict=False, allow_none=True
+        ),
+        idle_seconds=_float_default(cfg, "energy.idle.seconds", 5.0),
+        idle_max_age_h=_float_default(cfg, "energy.idle.max_age_h", 24.0),
+        busy_other_cpu_pct=_float_default(cfg, "energy.busy_other_cpu_pct", 25.0),
+        forecast_warmup_seconds=_float(
+            cfg, "forecast.warmup_seconds", minimum=0.0, strict=False, allow_none=True
+        ),
+        forecast_min_seconds=_float(
+            cfg, "forecast.min_seconds", minimum=0.0, strict=False, allow_none=True
+        ),
         sample_hz=_sample_hz(cfg),
         gpus=gpus,
         cpu_tdp_w=_float(cfg, "energy.cpu_tdp_w", minimum=0.0, allow_none=True),

@@ -16,6 +16,13 @@ Model (CodeCarbon's "process" tracking convention, made cumulative so it is exac
   the process tree, integrated over time with the trapezoid rule. RSS is summed per process,
   so pages shared with fork()ed workers are counted more than once (an over-estimate).
 
+* Contention: CPU time is not the work done when threads wait on a busy machine. torch's
+  OpenMP threads spin while a sibling is descheduled, and the spinning counts: on a loaded
+  2-core VM 100 training steps took 36 s of CPU spinning against 2.5 s passive
+  (benchmarks/estimate_contention.py). ``python -m sweeper`` therefore runs with
+  OMP_WAIT_POLICY=PASSIVE (sweeper._threads), and every run records how busy the machine
+  was (sweeper.energy.contention) so such runs are flagged rather than trusted.
+
 The figures are estimates, never measurements: every reading has source ``"estimate"``.
 """
 

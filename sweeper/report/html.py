@@ -171,6 +171,7 @@ def write_page(
     fits: Sequence[EnergyFit],
     windows: Sequence[WindowAccuracy],
     exports: Sequence[str],
+    notes: Sequence[str] = (),
 ) -> Path:
     failed = runs[runs["status"].isin(["failed", "interrupted"])]
     html = environment().get_template(TEMPLATE).render(
@@ -193,6 +194,7 @@ def write_page(
         failed=[(r["id"], r["status"], r["error_type"], r["error_message"])
                 for _, r in failed.iterrows()],
         exports=list(exports),
+        notes=list(notes),
     )
     path.write_text(html, encoding="utf-8")
     return path

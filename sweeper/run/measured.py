@@ -23,8 +23,12 @@ from typing import Any
 
 from sweeper import energy
 from sweeper.config.launch import launch
+from sweeper.energy.contention import ContentionProbe, busy_warning
+from sweeper.energy.resolution import slowest_meter
 from sweeper.errors import StoreUnavailable
+from sweeper.run.idle import IdlePower, idle_power
 from sweeper.run.liveness import Heartbeat, live_twin
+from sweeper.run.net import net_columns
 from sweeper.run.prepare import Prepared, new_run_row
 from sweeper.run.recording import (
     Recorder,
@@ -63,11 +67,17 @@ class MeasuredRun:
         self.interrupt: KeyboardInterrupt | None = None
         self.summary: energy.EnergySummary | None = None
         self.values: dict[str, Any] = {}
+        # Measured (or reused) before the run row exists: it is no part of the run.
+        self.idle: IdlePower | None = idle_power(p)
         self.run_id = store_runs.insert_run(p.store, new_run_row(p))
         self._claim()
-        self.recorder = Recorder(p.store, self.run_id, p.spec.keep_samples)
+        self.resolution = slowest_meter(p.meters.meters)  # (refresh period s, source)
+        self.recorder = Recorder(p.store, self.run_id, p.spec.keep_samples, self.resolution)
+        # The machine's load is polled with the meters, per phase and for the whole run.
+        self.contention = ContentionProbe()
         self.sampler = energy.EnergySampler(
-            p.meters.meters, sample_hz=p.spec.sample_hz, on_samples=self.recorder.samples
+            [*p.meters.meters, self.contention], sample_hz=p.spec.sample_hz,
+            on_samples=self.recorder.samples,
         )
         self._t0 = time.perf_counter()
 
@@ -116,10 +126,12 @@ class MeasuredRun:
         log.error("run %d failed: %s: %s", self.run_id, error_type, message)
 
     def summary_columns(
-        self, total_j: float | None, *, by_kind: bool = False
+        self, total_j: float | None, gross: dict[str, Any] | None = None, *,
+        by_kind: bool = False,
     ) -> dict[str, Any]:
-        """Meter, power, uncertainty, warnings and carbon of the run, for its `total_j`
-        joules; `by_kind` adds the uncertainty of E_tr, evaluation and E_in."""
+        """Meter, power, uncertainty, warnings, carbon, machine load and net-of-idle energies
+        of the run, for its `total_j` joules and the `gross` columns gathered so far;
+        `by_kind` adds the uncertainty of E_tr, evaluation and E_in."""
         spec, carbon = self.p.spec, self.p.carbon
         out: dict[str, Any] = {
             "carbon_intensity_g_per_kwh": carbon.g_per_kwh, "carbon_source": carbon.source,
@@ -139,6 +151,24 @@ class MeasuredRun:
         if total_j is not None:
             out.update(energy_total_j=total_j, energy_total_uncertainty_j=total_uncertainty_j,
                        co2_g=energy.co2_g(total_j, carbon.g_per_kwh, spec.pue))
+        load = self.contention.total()
+        busy = busy_warning(load, spec.busy_other_cpu_pct)
+        out.update(other_cpu_pct=load.other_cpu_pct, load_avg_1m=load.load_avg_1m,
+                   machine_busy=busy is not None)
+        if busy:
+            warnings.append(busy)
+        inference = [ph for ph in self.recorder.phases if ph.kind == "inference"]
+        short = [self.recorder.low_resolution(ph) for ph in inference]
+        warnings += [f"E_in is low-resolution: {why}" for why in short if why]
+        sources: dict[str, str] = {}
+        for ph in self.recorder.phases:
+            sources.update(ph.sources)
+        net, net_warnings = net_columns(
+            {**self.values, **(gross or {}), **out}, self.idle, sources,
+            None if self.summary is None else self.summary.duration_s,
+        )
+        out.update(net)
+        warnings += net_warnings
         out["measurement_warning"] = "; ".join(warnings) or None
         return out
 

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from sweeper import energy
+from sweeper.energy.resolution import low_resolution_reason
 from sweeper.errors import StoreUnavailable
 from sweeper.predict.forecast import Forecast
 from sweeper.store import Phase, PhaseDomainEnergy, Store
@@ -89,10 +90,14 @@ class Recorder:
     next ``phase()`` call or at ``flush()`` (after the sampler stopped, every phase is).
     """
 
-    def __init__(self, store: Store, run_id: int, keep_samples: bool) -> None:
+    def __init__(
+        self, store: Store, run_id: int, keep_samples: bool,
+        resolution: tuple[float, str] | None = None,
+    ) -> None:
         self.store = store
         self.run_id = run_id
         self.keep_samples = keep_samples
+        self.resolution = resolution  # (refresh period s, source) of the slowest meter
         self.phases: list[energy.PhaseEnergy] = []
         self._unwritten: list[tuple[energy.PhaseEnergy, dict[str, Any]]] = []
         self.writes = WriteBehind(
@@ -101,6 +106,12 @@ class Recorder:
             "next command of this sweep records it as interrupted, and running the same "
             "command again resumes the sweep.",
         )
+
+    def low_resolution(self, result: energy.PhaseEnergy) -> str | None:
+        """Why the phase is too short for the slowest meter, or None."""
+        if self.resolution is None:
+            return None
+        return low_resolution_reason(result.duration_s, *self.resolution)
 
     def samples(self, batch: list[energy.Sample]) -> None:
         """On the sampler thread."""
@@ -121,6 +132,9 @@ class Recorder:
         self.writes.submit_beat("record a heartbeat", store_runs.beat, self.run_id)
 
     def phase(self, result: energy.PhaseEnergy, **stats: Any) -> None:
+        low_resolution = self.low_resolution(result)
+        if low_resolution:  # shorter than a few refreshes of the slowest meter
+            stats = {**stats, "low_resolution": low_resolution}
         with interrupts_held():  # counted and queued together, or neither
             self.phases.append(result)
             self._unwritten.append((result, stats))

@@ -19,6 +19,7 @@ from sqlalchemy import Column, Connection, Engine, select, text, update
 from sweeper.errors import StoreError
 from sweeper.store.schema import (
     SCHEMA_VERSION,
+    Base,
     Phase,
     PhaseDomainEnergy,
     Run,
@@ -51,10 +52,31 @@ def _add_energy_uncertainty(conn: Connection) -> None:
     ])
 
 
+GPU_MEANING_COLUMNS = {
+    "runs": (
+        "energy_train_net_j", "energy_inference_net_j", "energy_total_net_j",
+        "energy_per_train_sample_net_j", "energy_per_inference_sample_net_j", "idle_power_w",
+        "idle_baseline_id", "other_cpu_pct", "load_avg_1m", "machine_busy",
+    ),
+    "phases": ("low_resolution",),
+}
+
+
+def _add_gpu_meaning(conn: Connection) -> None:
+    """3 -> 4: net-of-idle energies, idle power and machine load on runs, and
+    phases.low_resolution (NULL for rows written before). idle_baselines is a new table:
+    create_all adds it."""
+    _add_columns(conn, [
+        Base.metadata.tables[table].c[name]
+        for table, names in GPU_MEANING_COLUMNS.items() for name in names
+    ])
+
+
 # from_version -> function upgrading a connection to from_version + 1
 STEPS: dict[int, Callable[[Connection], None]] = {
     1: _add_run_liveness,
     2: _add_energy_uncertainty,
+    3: _add_gpu_meaning,
 }
 
 
