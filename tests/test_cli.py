@@ -72,6 +72,7 @@ def test_grid_prints_summary_table(grid: tuple[Path, object]) -> None:
     assert "E_tr" in out and "val acc" in out and "completed" in out
     assert out.count("digits") >= 4
     assert "estimate" in out
+    assert out.count(" ± ") >= 8  # E_tr and E_in of each run, with their uncertainty
 
 
 def test_rerunning_the_same_grid_resumes(grid: tuple[Path, object]) -> None:

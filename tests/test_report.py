@@ -244,6 +244,9 @@ def test_report_on_a_real_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert all((out / name).stat().st_size > 0 for name in EXPECTED_FIGURES)
     runs = pd.read_csv(out / "runs.csv")
     assert len(runs) == 1 and bool(runs["estimated"].iloc[0])
+    assert runs["energy_train_uncertainty_j"].iloc[0] > 0  # the stored uncertainty is shown
+    page = (out / "index.html").read_text()
+    assert "<th>± E_tr</th>" in page or "± E_tr" in page
 
 
 def test_report_does_not_import_torch() -> None:

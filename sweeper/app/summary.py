@@ -15,14 +15,16 @@ def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-def _joules(value: float | None) -> str:
+def _joules(value: float | None, uncertainty_j: float | None = None) -> str:
+    """Joules in a readable unit, with the measurement uncertainty when it is known."""
     if value is None:
         return "-"
-    if value >= 1e6:
-        return f"{value / 3.6e6:.3f} kWh"
-    if value >= 1e3:
-        return f"{value / 1e3:.2f} kJ"
-    return f"{value:.1f} J"
+    scale, unit, digits = (3.6e6, "kWh", 3) if value >= 1e6 else (
+        (1e3, "kJ", 2) if value >= 1e3 else (1.0, "J", 1)
+    )
+    if uncertainty_j is None:
+        return f"{value / scale:.{digits}f} {unit}"
+    return f"{value / scale:.{digits}f} ± {uncertainty_j / scale:.{digits}f} {unit}"
 
 
 # Statuses that are outcomes, not problems, are not shown in red.
@@ -59,7 +61,8 @@ def sweep_table(title: str, runs: Sequence[Run]) -> Table:
             str(r.id), r.model, r.dataset, str(r.batch), r.precision, f"{r.lr:g}", status,
             _fmt(r.val_accuracy, ".3f"), _fmt(r.test_accuracy, ".3f"),
             _fmt(r.duration_s, ".1f") + ("s" if r.duration_s is not None else ""),
-            _joules(r.energy_train_j), _joules(r.energy_inference_j),
+            _joules(r.energy_train_j, r.energy_train_uncertainty_j),
+            _joules(r.energy_inference_j, r.energy_inference_uncertainty_j),
             _fmt(None if r.energy_per_inference_sample_j is None
                  else r.energy_per_inference_sample_j * 1e3, ".3f")
             + (" mJ" if r.energy_per_inference_sample_j is not None else ""),
@@ -88,6 +91,9 @@ def _caption(runs: Sequence[Run], net: bool) -> str:
     elif any(r.meter_source for r in runs):
         lines.append("energy is gross (all the meters read); no idle power was subtracted "
                      "(no idle baseline: energy.idle.seconds=0)")
+    if any(r.energy_train_uncertainty_j is not None for r in runs):
+        lines.append("±: the meters' resolution at phase boundaries (refresh period x the "
+                     "power around each boundary), not run-to-run variation")
     busy = [r.id for r in runs if r.machine_busy]
     if busy:
         lines.append(f"busy: run(s) {', '.join(map(str, busy))} measured while other "

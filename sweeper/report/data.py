@@ -25,7 +25,8 @@ RUN_COLUMNS = (
     "error_message", "measurement_warning", "trial_number", "overrides", "config_hash",
     "started_at", "energy_train_net_j", "energy_inference_net_j", "energy_total_net_j",
     "energy_per_train_sample_net_j", "energy_per_inference_sample_net_j", "idle_power_w",
-    "other_cpu_pct", "load_avg_1m", "machine_busy",
+    "other_cpu_pct", "load_avg_1m", "machine_busy", "energy_train_uncertainty_j",
+    "energy_inference_uncertainty_j", "energy_total_uncertainty_j",
 )
 NUMERIC_RUN_COLUMNS = (
     "lr", "params", "macs_per_sample", "energy_train_j", "energy_eval_j", "energy_inference_j",
@@ -36,7 +37,8 @@ NUMERIC_RUN_COLUMNS = (
     "forecast_energy_train_j", "forecast_duration_train_s", "forecast_error",
     "energy_train_net_j", "energy_inference_net_j", "energy_total_net_j",
     "energy_per_train_sample_net_j", "energy_per_inference_sample_net_j", "idle_power_w",
-    "other_cpu_pct", "load_avg_1m",
+    "other_cpu_pct", "load_avg_1m", "energy_train_uncertainty_j",
+    "energy_inference_uncertainty_j", "energy_total_uncertainty_j",
 )
 PHASE_COLUMNS = (
     "id", "run_id", "kind", "index", "start_s", "duration_s", "steps", "samples", "loss",
