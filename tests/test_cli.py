@@ -60,7 +60,9 @@ def test_grid_stores_energy_per_phase(grid: tuple[Path, object]) -> None:
         assert epoch_j == pytest.approx(e_tr)
         (unc_tr, unc_total), = _rows(db, "select energy_train_uncertainty_j, "
                                          f"energy_total_uncertainty_j from runs where id={run_id}")
-        assert 0 < unc_tr < e_tr and unc_total > 0  # CPU-time ticks of the estimate
+        # CPU-time ticks of the estimate at each boundary: bounded whatever the run's
+        # length (on a 1-epoch run it can exceed E_tr itself, and then says so).
+        assert 0 < unc_tr < 5.0 and unc_total > 0
         assert _rows(db, f"select count(*) from phases where run_id={run_id} "
                          "and (energy_uncertainty_j is null or energy_flag is not null)") == [(0,)]
         assert _rows(db, f"select count(*) from power_samples where run_id={run_id}")[0][0] > 0

@@ -43,7 +43,7 @@ def test_the_search_plugin_is_found_from_any_directory(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "lr: tag(log, interval(1e-3, 1e-1))" in proc.stdout
-    assert "sampler: nsga2" in proc.stdout
+    assert "sampler: frontier" in proc.stdout  # the default
 
 
 def _clean_env() -> dict[str, str]:

@@ -3,6 +3,7 @@ exports hold the rows, and the guidelines carry numbers from the data."""
 
 from __future__ import annotations
 
+import html
 import math
 import re
 import subprocess
@@ -214,7 +215,7 @@ def test_report_uses_net_energy_and_leaves_out_busy_runs(tmp_path: Path) -> None
     assert runs.loc[3, "energy_train_gross_j"] == pytest.approx(gross[3])
     page = (out / "index.html").read_text()
     assert "net of idle" in page and "Left out 2 run(s) measured on a busy machine" in page
-    assert "Meter &#x27;rapl&#x27;: CPU package and DRAM energy measured by RAPL" in page
+    assert "Meter 'rapl': CPU package and DRAM energy measured by RAPL" in html.unescape(page)
 
 
 def test_pareto_and_matched_pairs() -> None:
