@@ -335,16 +335,22 @@ def fit_additive(observations: Sequence[Observation], terms: Sequence[str]) -> A
 
 
 def candidate_laws(observations: Sequence[Observation]) -> dict[str, LawFactory]:
-    """The laws the data can support: activations only where every run has them; additive
-    terms only where batch varies (else per-step and per-sample costs cannot be told apart)."""
+    """The laws the data can support. Size columns (MACs, params, activations) are constant
+    within a model, so a law gets at most one per model beyond the first: with two models
+    only the MACs slope can be learned, and a richer law would only fit noise. Activations
+    only where every run has them; additive terms only where batch varies (else per-step
+    and per-sample costs cannot be told apart)."""
     acts = all(o.activations_per_sample for o in observations)
     batches = len({o.batch for o in observations}) > 1
+    size_columns = max(1, len({o.model_key for o in observations}) - 1)
     columns = [("ln_macs", "ln_batch"), ("ln_macs", "ln_params", "ln_batch")]
     if acts:
         columns += [("ln_macs", "ln_acts", "ln_batch"),
                     ("ln_macs", "ln_params", "ln_acts", "ln_batch")]
     out: dict[str, LawFactory] = {}
     for cols in columns:
+        if len(cols) - 1 > size_columns:
+            continue
         name = "log-linear(" + ", ".join(c[3:] for c in cols) + ")"
         out[name] = lambda obs, cols=cols: fit_loglinear(obs, cols)
     if batches:
@@ -352,13 +358,15 @@ def candidate_laws(observations: Sequence[Observation]) -> dict[str, LawFactory]
         if acts:
             term_sets.append(("MACs", "activations", "params/batch", "1/batch", "1"))
         for terms in term_sets:
+            if len(terms) - 2 > size_columns:  # the size terms: MACs, activations, params
+                continue
             out["additive(" + ", ".join(terms) + ")"] = (
                 lambda obs, terms=terms: fit_additive(obs, terms)
             )
     return out
 
 
-DEFAULT_LAW = "log-linear(macs, params, batch)"
+DEFAULT_LAW = "log-linear(macs, batch)"
 
 
 @dataclass(frozen=True)
