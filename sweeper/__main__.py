@@ -17,7 +17,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from sweeper.app.callbacks import LAST_SWEEP, summarise_runs
-from sweeper.errors import USER_ERRORS, exit_with_user_error
+from sweeper.errors import USER_ERROR_EXIT, USER_ERRORS, exit_with_user_error
 from sweeper.run.job import JobResult, run_job
 from sweeper.run.recording import RunInterrupted
 from sweeper.store.db import dispose_stores
@@ -44,7 +44,7 @@ def app(cfg: DictConfig) -> JobResult:
         )
     elif result.status in ("forecast", "estimate"):
         pass  # the mode printed its own table
-    elif result.status not in ("skipped", "pruned"):  # pruned: logged by the job
+    elif result.status not in ("skipped", "pruned", "failed"):  # those: logged by the job
         log.error("run %s %s: %s", result.run_id, result.status, result.error)
     if HydraConfig.get().mode == RunMode.RUN and result.run_id is not None:
         summarise_runs(cfg, [result.run_id], title=f"run {result.run_id}")
@@ -67,9 +67,24 @@ def _exit_now(code: int) -> NoReturn:
     os._exit(code)
 
 
+def _is_usage_error(exc: SystemExit) -> bool:
+    """Hydra reports a bad override or config (parse, composition, unknown key) by printing
+    it and calling sys.exit(1) inside its handler, so the error is the exit's context."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    return exc.code == 1 and isinstance(exc.__context__, HydraException | OmegaConfBaseException)
+
+
 def main() -> None:
+    """Exit status: 0 done; 1 a run of a grid failed; 2 bad input (sweeper's checks or
+    Hydra's), before anything ran; 130 / 143 interrupted by Ctrl-C / SIGTERM."""
     try:
         app()
+    except SystemExit as exc:
+        if _is_usage_error(exc):
+            sys.exit(USER_ERROR_EXIT)
+        raise
     except KeyboardInterrupt as exc:  # the job has already recorded its run as interrupted
         print(
             f"sweeper: interrupted ({str(exc) or 'Ctrl-C'}); finished runs are kept, and running "

@@ -16,20 +16,43 @@ from typing import Any
 
 MASK = "***"
 
-# scheme://user:password@host  (the password may hold anything but '@' and spaces)
-_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*):(?P<pw>[^@\s]+)@")
-# libpq keywords in a query string or a conninfo: ?password=... / password=...
-_KEYWORD_PASSWORD = re.compile(r"(?P<head>\bpassword=)(?P<pw>[^&\s'\"]+)", re.IGNORECASE)
+# scheme://user:password@host. The password may hold anything but '@' and spaces. Hydra
+# escapes ':' (and '=') in the overrides it hands to each job of a sweep, so its launch lines,
+# overrides.yaml, hydra.yaml and runs.overrides hold `scheme\://user\:password@host`; YAML
+# and JSON double the backslash. Any number of backslashes before a colon is the same colon.
+_URL_PASSWORD = re.compile(
+    r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*\\*://[^:/@\s]*?)(?P<sep>\\*:)(?P<pw>[^@\s]+)@"
+)
+# libpq keywords in a query string or a conninfo (?password=..., password=...), also escaped
+# (password\=...), and the environment variables that carry one (PGPASSWORD=...).
+_KEYWORD_PASSWORD = re.compile(
+    r"(?P<head>(?:\b|(?<=PG)|(?<=SWEEPER_DB_))password\\*=)(?P<pw>[^&\s'\"]+)",
+    re.IGNORECASE,
+)
 
 
 def mask_secrets(text: str) -> str:
-    """The text with every URL password and password= value replaced by ***."""
-    text = _URL_PASSWORD.sub(lambda m: f"{m['head']}:{MASK}@", text)
+    """The text with every URL password and password= value replaced by ***, in every form
+    Hydra, YAML or JSON writes it (plain, or with escaped colons)."""
+    text = _URL_PASSWORD.sub(lambda m: f"{m['head']}{m['sep']}{MASK}@", text)
     return _KEYWORD_PASSWORD.sub(lambda m: f"{m['head']}{MASK}", text)
 
 
 def has_secret(text: str) -> bool:
     return mask_secrets(text) != text
+
+
+def secrets_in(texts: Iterable[str]) -> set[str]:
+    """The passwords written in these texts (as typed, and without Hydra's escapes)."""
+    found: set[str] = set()
+    for text in texts:
+        for pattern in (_URL_PASSWORD, _KEYWORD_PASSWORD):
+            for match in pattern.finditer(str(text)):
+                found |= {match["pw"], _HYDRA_ESCAPE.sub(r"\1", match["pw"])}
+    return {s for s in found if s}
+
+
+_HYDRA_ESCAPE = re.compile(r"\\([\\()\[\]{}:=, \t])")
 
 
 def mask_config(value: Any) -> Any:
@@ -86,6 +109,44 @@ def scrub_files(paths: Iterable[Path]) -> list[Path]:
             path.write_text(masked, encoding="utf-8")
             changed.append(path)
     return changed
+
+
+def scrub_pickles(paths: Iterable[Path], secrets: Iterable[str]) -> list[Path]:
+    """Overwrite each password's bytes in binary job files (submitit's pickles of a job's
+    overrides and result) with as many '*': a pickle stores string lengths, so a same-length
+    mask keeps it loadable. Returns the files that were rewritten."""
+    needles = [s.encode("utf-8") for s in sorted(set(secrets), key=len, reverse=True) if s]
+    changed = []
+    for path in paths:
+        try:
+            blob = path.read_bytes()
+        except OSError:
+            continue
+        masked = blob
+        for needle in needles:
+            masked = masked.replace(needle, b"*" * len(needle))
+        if masked != blob:
+            path.write_bytes(masked)
+            changed.append(path)
+    return changed
+
+
+def scrub_sweep_dir(sweep_dir: str | Path | None, overrides: Iterable[str]) -> list[Path]:
+    """Once a sweep is over, mask the passwords in `overrides` wherever its directory holds
+    them: multirun.yaml, each job's .hydra/*.yaml and logs, and the launcher's job files
+    (submitit's .submitit/*/*.pkl, *.out, *.err), which need the password while jobs run."""
+    if not sweep_dir or not Path(sweep_dir).is_dir():
+        return []
+    root = Path(sweep_dir)
+    texts = [p for p in root.rglob("*") if p.is_file() and p.suffix in _TEXT_SUFFIXES]
+    pickles = [p for p in root.rglob("*.pkl") if p.is_file()]
+    changed = scrub_files(texts)
+    secrets = secrets_in(overrides)
+    # A text file can hold the password outside a URL (an error message, say).
+    return sorted({*changed, *scrub_pickles(pickles + texts, secrets)})
+
+
+_TEXT_SUFFIXES = {".yaml", ".yml", ".log", ".out", ".err", ".txt", ".json", ".sh"}
 
 
 def scrub_hydra_outputs(hydra_dir: str | Path | None, sweep_dir: str | Path | None) -> None:

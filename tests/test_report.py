@@ -15,13 +15,15 @@ from rich.console import Console
 
 from sweeper.report import build_report
 from sweeper.report.__main__ import main as report_main
-from sweeper.report.analysis import paired_change, pareto_mask
+from sweeper.report.analysis import pareto_mask
+from sweeper.report.effects import paired_change
 from sweeper.store import Phase, PhaseDomainEnergy, PowerSample, Run, Sweep, open_store
 from tests.conftest import ROOT, TINY
 
 MODELS = {"cnn": (2.0e4, 9.0e3, 0.90), "resnet": (6.0e5, 7.0e4, 0.95), "vit": (2.5e5, 6.0e4, 0.92)}
 EXPECTED_FIGURES = (
-    "accuracy_vs_energy.png", "energy_vs_batch.png", "energy_vs_macs.png",
+    "accuracy_vs_energy.png", "correlation_heatmaps.png", "energy_vs_batch.png",
+    "energy_vs_macs.png",
     "forecast_error_vs_window.png", "power_trace.png", "energy_split.png", "estimator_fit.png",
 )
 
@@ -120,6 +122,13 @@ def test_report_on_generated_runs(tmp_path: Path) -> None:
     assert page.count('<tr class="estimated">') >= 18
     # HTML is escaped.
     assert "shape &lt;mismatch&gt; &amp; co" in page
+    # The page is rendered from the packaged Jinja2 template; the wide all-runs table sits in
+    # a scroll container, so the page keeps its width.
+    assert (ROOT / "sweeper" / "report" / "templates" / "report.html.j2").is_file()
+    assert page.startswith("<!doctype html>") and "{{" not in page and "{%" not in page
+    assert '<div class="scroll tall" id="all-runs"><table>' in page
+    assert ".scroll { max-width: 100%; overflow-x: auto; }" in page
+    assert "src='correlation_heatmaps.png'" in page
     # The forecast-only run is listed with its prediction.
     assert "Forecast-only runs" in page and "900.0" in page
 
@@ -137,8 +146,8 @@ def test_report_on_generated_runs(tmp_path: Path) -> None:
     assert all(f.loo is not None and f.loo.mape < 0.05 for f in report.fits)
 
     text = " ".join(report.guidelines)
-    assert re.search(r"batch 128 used \d+% less training energy than batch 32 for "
-                     r"[\d.]+ points less accuracy", text)
+    assert re.search(r"batch 128 used \d+% less training energy than batch 32 \(95% CI "
+                     r"-\d+% to -\d+%\) for [\d.]+ points less accuracy", text)
     assert "bf16 used 20% less training energy than fp32" in text
     assert "[estimated energy]" in text
     summary = (tmp_path / "summary.txt").read_text()
@@ -149,14 +158,31 @@ def test_report_filters_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture[st
     url = f"sqlite:///{tmp_path / 'runs.db'}"
     counts = populate(url)
     out = tmp_path / "r"
+    assert report_main(["--storage", url, "--out", str(out), "--quiet"]) == 0
+    assert (out / "runs.parquet").is_file()
     code = report_main(["--storage", url, "--out", str(out), "--sweep", "paper: synthetic",
                         "--run", "1", "--no-parquet", "--quiet"])
     assert code == 0
-    assert not list(out.glob("*.parquet"))
+    assert not list(out.glob("*.parquet"))  # the earlier report's Parquet files are gone
     assert len(pd.read_csv(out / "runs.csv")) == counts["runs"]
-    assert report_main(["--storage", url, "--out", str(out), "--sweep", "nothing", "--quiet"]) == 0
-    assert pd.read_csv(out / "runs.csv").empty
-    assert all((out / name).stat().st_size > 0 for name in EXPECTED_FIGURES)
+    page = (out / "index.html").read_bytes()
+    capsys.readouterr()
+
+    # An unknown sweep is refused in one line that names the sweeps; nothing is rewritten.
+    assert report_main(["--storage", url, "--out", str(out), "--sweep", "nothing",
+                        "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "'nothing'" in err and "'paper: synthetic'" in err
+    assert (out / "index.html").read_bytes() == page
+    assert len(pd.read_csv(out / "runs.csv")) == counts["runs"]
+
+    assert report_main(["--storage", url, "--list"]) == 0
+    assert capsys.readouterr().out == f"paper: synthetic\t{counts['runs']} run(s)\n"
+    empty = f"sqlite:///{tmp_path / 'empty.db'}"
+    open_store(empty)
+    assert report_main(["--storage", empty, "--list"]) == 0
+    assert "no sweeps in" in capsys.readouterr().out
+
     missing = f"sqlite:///{tmp_path / 'absent.db'}"
     assert report_main(["--storage", missing, "--out", str(out)]) == 2
     assert "no database" in capsys.readouterr().err

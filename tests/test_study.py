@@ -186,7 +186,7 @@ def test_grid_estimate_through_the_cli_stores_nothing(tmp_path: Path) -> None:
 
 # --- study_smoke end to end ---------------------------------------------------------------
 
-SMOKE_CPU = ["+experiment=study_smoke", *DATA_OVERRIDES[:3], "dataset.n_samples=60",
+SMOKE_CPU = ["+experiment=study_smoke", *DATA_OVERRIDES[:3], "dataset.n_samples=200",
              "inference.batches=2", "sweeper.progress=false", "device=cpu"]
 
 
@@ -214,7 +214,7 @@ def test_study_smoke_runs_end_to_end_on_cpu(tmp_path: Path) -> None:
     assert all(r[4] > 0 and r[5] > 0 for r in rows) and phases == 8
     # The full study can now be estimated from these fits, nothing run.
     result = run_cli(["-m", "+experiment=study", "mode=estimate", *DATA_OVERRIDES[:3],
-                      "dataset.n_samples=60", "model=lenet,mobilenetv2,resnet18",
+                      "dataset.n_samples=200", "model=lenet,mobilenetv2,resnet18",
                       "batch=4,256", f"storage.url=sqlite:///{db}", "device=cpu",
                       f"hydra.sweep.dir={tmp_path / 'est'}"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]

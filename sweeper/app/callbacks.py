@@ -19,7 +19,12 @@ from sweeper.config.spec import build_spec
 from sweeper.config.storage import open_results, resolve_storage
 from sweeper.config.sweep import announce, announced, identity_for
 from sweeper.errors import USER_ERRORS, exit_with_user_error
-from sweeper.redact import has_secret, install_log_redaction, scrub_hydra_outputs
+from sweeper.redact import (
+    has_secret,
+    install_log_redaction,
+    scrub_hydra_outputs,
+    scrub_sweep_dir,
+)
 from sweeper.run.estimate_grid import print_grid
 from sweeper.run.estimate_mode import ConfigEstimate
 from sweeper.run.liveness import reclaim_vanished_runs
@@ -127,7 +132,7 @@ class SweepCallback(Callback):
             self.estimates = [*(self.estimates or []), estimate]
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        scrub_hydra_outputs(None, config.hydra.sweep.dir)
+        scrub_sweep_dir(config.hydra.sweep.dir, config.hydra.overrides.task)
         if self.estimates:  # mode=estimate: nothing was run or stored
             print_grid(self.estimates)
             return

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy.engine import URL
 
-from sweeper.errors import invalid_value
+from sweeper.errors import StoreError, invalid_value
 from sweeper.store import Store, open_store
 from sweeper.store.db import resolve_url
 
@@ -38,6 +38,17 @@ def check_url(value: Any, key: str = "storage.url") -> str:
 def resolve_storage(url: str) -> URL:
     """The full URL (SQLite path anchored, password from the environment)."""
     return resolve_url(check_url(url), launch_dir())
+
+
+def open_existing(url: str, purpose: str) -> Store:
+    """The results store of `url` for reading only: a SQLite file that does not exist is
+    refused (naming `purpose`) instead of being created empty."""
+    resolved = resolve_storage(url)
+    if resolved.get_backend_name() == "sqlite":
+        path = resolved.database or ""
+        if path and path != ":memory:" and not path.startswith("file:") and not Path(path).exists():
+            raise StoreError(f"no database at {path}: {purpose}; nothing was created")
+    return open_results(url)
 
 
 def open_results(url: str) -> Store:

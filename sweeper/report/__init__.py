@@ -15,8 +15,9 @@ from rich.console import Console
 
 from sweeper.predict.estimator import EnergyFit, fit_by_hardware
 from sweeper.predict.observations import observations_from_runs
-from sweeper.report import analysis, data, figures
+from sweeper.report import analysis, configs, data, effects, figures
 from sweeper.report.export import export_tables
+from sweeper.report.heatmaps import correlation_heatmaps
 from sweeper.report.html import FigureRef, write_page
 from sweeper.store import Store
 
@@ -30,6 +31,9 @@ class Report:
     figures: list[Path] = field(default_factory=list)
     exports: list[Path] = field(default_factory=list)
     guidelines: list[str] = field(default_factory=list)
+    not_established: list[str] = field(default_factory=list)
+    matrices: list[configs.CorrelationMatrix] = field(default_factory=list)
+    batch_tables: list[configs.BatchTable] = field(default_factory=list)
     fits: list[EnergyFit] = field(default_factory=list)
     trace_run_id: int | None = None
 
@@ -78,7 +82,11 @@ def build_report(
 
     fits = fit_runs(runs)
     correlations = analysis.correlations(runs)
-    guidelines = analysis.guidelines(runs, fits, correlations)
+    changes = effects.effects(runs)
+    guidelines = analysis.guidelines(runs, fits, correlations, changes)
+    unproven = effects.not_established(changes)
+    matrices = configs.correlation_matrices(runs)
+    tables = configs.batch_tables(runs)
     windows = analysis.forecast_accuracy(runs)
 
     trace_id = pick_trace_run(store, runs, run_id)
@@ -86,44 +94,56 @@ def build_report(
     trace_run = runs[runs["id"] == trace_id].iloc[0] if trace_id is not None else None
     trace_phases = phases[phases["run_id"] == trace_id]
 
-    paths = [
-        figures.accuracy_vs_energy(runs, out / "accuracy_vs_energy.png"),
-        figures.energy_vs_batch(runs, out / "energy_vs_batch.png"),
-        figures.energy_vs_macs(runs, out / "energy_vs_macs.png"),
-        figures.forecast_error_vs_window(runs, out / "forecast_error_vs_window.png"),
-        figures.power_trace(trace, trace_phases, trace_run, out / "power_trace.png"),
-        figures.energy_split(runs, out / "energy_split.png"),
-        figures.estimator_fit(fits, out / "estimator_fit.png"),
-    ]
-    titles = [
-        ("Accuracy vs training energy; the black line is the Pareto front (no run is both "
+    split_pages = figures.energy_split(runs, out)
+    drawn: list[tuple[Path, str, str]] = [
+        (figures.accuracy_vs_energy(runs, out / "accuracy_vs_energy.png"),
+         "Accuracy vs training energy; the black line is the Pareto front (no run is both "
          "cheaper and more accurate than a point on it).", ""),
-        ("Training energy and inference energy per sample vs batch size, per model "
-         "(solid fp32, dashed other precisions).", ""),
-        ("Training energy per sample vs MACs and vs MACs per parameter, with correlations.",
-         "Pearson is computed on log values (the relation is a power law), Spearman on ranks."),
-        ("Error of the in-run forecast of E_tr vs the profiling window.",
+        (correlation_heatmaps(matrices, out / "correlation_heatmaps.png"),
+         "Pearson and Spearman correlations between energy per sample (training, inference), "
+         "MACs, parameters, MACs per parameter, training time, accuracy, throughput and "
+         "energy efficiency (training samples and forward MACs per joule), per machine.",
+         "Runs that differ only in lr, seed or repeat are averaged into one configuration "
+         "first; |r| >= 0.7 (the study's 'strong') is boxed. Strong pairs are listed below."),
+        (figures.energy_vs_batch(runs, out / "energy_vs_batch.png"),
+         "Training energy and inference energy per sample vs batch size, per model "
+         "(one line style per precision).", ""),
+        (figures.energy_vs_macs(runs, out / "energy_vs_macs.png"),
+         "Training energy per sample vs MACs and vs MACs per parameter, with correlations.",
+         "Pearson is computed on log values (the relation is a power law), Spearman on ranks, "
+         "over distinct configurations."),
+        (figures.forecast_error_vs_window(runs, out / "forecast_error_vs_window.png"),
+         "Error of the in-run forecast of E_tr vs the profiling window.",
          "benchmarks/forecast_accuracy.py compares several windows on the same runs."),
-        (f"Power trace of run {trace_id} with its phases shaded."
-         if trace_id is not None else "Power trace.", "python -m sweeper.report --run ID "
-         "picks another run."),
-        ("Energy split of each run: training, evaluation/test, inference benchmark.", ""),
-        ("Energy per sample predicted with each configuration held out, against the "
-         "measurement.", "The fit is per hardware and meter; see the table below."),
+        (figures.power_trace(trace, trace_phases, trace_run, out / "power_trace.png"),
+         f"Power trace of run {trace_id} with its phases shaded."
+         if trace_id is not None else "Power trace.",
+         "python -m sweeper.report --run ID picks another run."),
+        *((page, "Energy split of each completed run: training, evaluation/test, inference "
+           f"benchmark (page {i} of {len(split_pages)})." if len(split_pages) > 1 else
+           "Energy split of each completed run: training, evaluation/test, inference "
+           "benchmark.", "") for i, page in enumerate(split_pages, start=1)),
+        (figures.estimator_fit(fits, out / "estimator_fit.png"),
+         "Energy per sample predicted with each configuration held out, against the "
+         "value from the meter (measured, or estimated where the meter is the estimate).",
+         "The fit is per hardware and meter; see the table below."),
     ]
-    refs = [FigureRef(p.name, t, n) for p, (t, n) in zip(paths, titles, strict=True)]
+    paths = [p for p, _, _ in drawn]
+    refs = [FigureRef(p.name, t, n) for p, t, n in drawn]
 
     exports = export_tables(
         {"runs": runs, "phases": phases, "phase_domains": domains}, out, parquet=parquet
     )
     html = write_page(
         out / "index.html", store_url=store.display_url, runs=runs, figures=refs,
-        guidelines=guidelines, correlations=correlations, fits=fits, windows=windows,
+        guidelines=guidelines, not_established=unproven, correlations=correlations,
+        matrices=matrices, batch_tables=tables, fits=fits, windows=windows,
         exports=[p.name for p in exports],
     )
     if console is not None:
         from sweeper.report.terminal import print_summary
 
-        print_summary(console, runs, guidelines, fits, str(html))
+        print_summary(console, runs, guidelines, fits, str(html), unproven)
     return Report(out_dir=out, html=html, figures=paths, exports=exports,
-                  guidelines=guidelines, fits=fits, trace_run_id=trace_id)
+                  guidelines=guidelines, not_established=unproven, matrices=matrices,
+                  batch_tables=tables, fits=fits, trace_run_id=trace_id)

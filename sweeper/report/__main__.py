@@ -1,4 +1,8 @@
-"""`python -m sweeper.report [--storage URL] [--out DIR] [--sweep NAME] [--run ID]`."""
+"""`python -m sweeper.report [--storage URL] [--out DIR] [--sweep NAME] [--run ID]`, and
+`python -m sweeper.report --list` for the sweep names a store holds.
+
+Bad input (no database, an unknown sweep or run) is one line on stderr and exit status 2,
+as sweeper's own user errors, and nothing in --out is written or changed."""
 
 from __future__ import annotations
 
@@ -8,11 +12,10 @@ from pathlib import Path
 
 from rich.console import Console
 
-from sweeper.errors import StoreError
-from sweeper.store import open_store
-from sweeper.store.db import resolve_url
-
-DEFAULT_STORAGE = "sqlite:///results/sweeper.db"
+from sweeper.config.storage import DEFAULT_URL as DEFAULT_STORAGE
+from sweeper.config.storage import open_existing
+from sweeper.errors import USER_ERROR_EXIT, USER_ERRORS
+from sweeper.store import Store
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -28,9 +31,36 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="only this sweep (repeatable; default: every run)")
     parser.add_argument("--run", type=int, default=None, metavar="ID",
                         help="run whose power trace is drawn (default: the latest with samples)")
-    parser.add_argument("--no-parquet", action="store_true", help="CSV exports only")
+    parser.add_argument("--no-parquet", action="store_true",
+                        help="CSV exports only (removes Parquet files of an earlier report)")
+    parser.add_argument("--list", action="store_true",
+                        help="print the store's sweep names (with run counts) and exit")
     parser.add_argument("--quiet", action="store_true", help="no terminal summary")
     return parser.parse_args(argv)
+
+
+def check_sweeps(store: Store, wanted: list[str]) -> None:
+    """Refuse sweep names the store does not hold, naming those it does."""
+    from sweeper.report.data import sweep_names
+
+    known = [name for name, _ in sweep_names(store)]
+    missing = [name for name in wanted if name not in known]
+    if missing:
+        listing = ", ".join(repr(n) for n in known) if known else "none"
+        raise LookupError(
+            f"no sweep named {', '.join(repr(n) for n in missing)} in {store.display_url}; "
+            f"its sweeps: {listing} (python -m sweeper.report --list)"
+        )
+
+
+def print_sweeps(store: Store) -> None:
+    from sweeper.report.data import sweep_names
+
+    names = sweep_names(store)
+    if not names:
+        print(f"no sweeps in {store.display_url}")
+    for name, runs in names:
+        print(f"{name}\t{runs} run(s)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,18 +68,17 @@ def main(argv: list[str] | None = None) -> int:
     from sweeper.report import build_report
 
     try:
-        url = resolve_url(args.storage, Path.cwd())
-        database = url.database or ""
-        on_disk = url.get_backend_name() == "sqlite" and database not in ("", ":memory:")
-        if on_disk and not database.startswith("file:") and not Path(database).exists():
-            raise StoreError(f"no database at {database}; run a sweep first or pass --storage")
-        store = open_store(args.storage, base_dir=Path.cwd())
+        store = open_existing(args.storage, "run a sweep first or pass --storage")
+        if args.list:
+            print_sweeps(store)
+            return 0
+        check_sweeps(store, args.sweep)
         console = None if args.quiet else Console(width=160)
         build_report(store, args.out, sweeps=args.sweep, run_id=args.run,
                      parquet=not args.no_parquet, console=console)
-    except (StoreError, LookupError) as exc:
+    except (*USER_ERRORS, LookupError) as exc:
         print(f"sweeper-report: error: {exc}", file=sys.stderr)
-        return 2
+        return USER_ERROR_EXIT
     return 0
 
 

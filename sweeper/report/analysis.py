@@ -1,9 +1,9 @@
 """The study's analyses computed from stored runs: correlations, the energy-accuracy Pareto
 front, forecast accuracy, and guideline statements with their numbers.
 
-Comparisons are matched: a batch-size statement compares runs that differ only in batch
-size (same model, data set, learning rate, optimiser, epochs, precision, hardware and
-meter), averaging repeats, so a statement never rests on a confounded pair.
+Correlations rest on distinct configurations (runs differing only in lr, seed or repeat are
+averaged first, see configs.py); effects of batch size and precision are matched pairs with
+intervals (effects.py) and are stated only when the interval excludes zero.
 """
 
 from __future__ import annotations
@@ -16,20 +16,16 @@ import numpy as np
 import pandas as pd
 
 from sweeper.predict.estimator import EnergyFit
+from sweeper.report.configs import ESTIMATED_NOTE, completed, configurations
+from sweeper.report.effects import PairedChange, describe_change, effects, is_finding
 
-MATCH_KEYS = ("model", "dataset", "lr", "optimizer", "epochs", "precision", "batch",
-              "hardware_id", "meter_source")
-ESTIMATED_NOTE = " [estimated energy]"
-
-
-def completed(frame: pd.DataFrame) -> pd.DataFrame:
-    """Completed runs with a training energy figure."""
-    return frame[(frame["status"] == "completed") & frame["energy_train_j"].notna()]
+__all__ = ["completed", "configurations"]
 
 
 @dataclass(frozen=True)
 class Correlation:
-    """Pearson (of log values: the relation is a power law) and Spearman (rank) of y on x."""
+    """Pearson (of log values: the relation is a power law) and Spearman (rank) of y on x,
+    over n distinct configurations."""
 
     x: str
     y: str
@@ -50,8 +46,9 @@ def correlation(frame: pd.DataFrame, x: str, y: str) -> Correlation:
 
 
 def correlations(frame: pd.DataFrame) -> list[Correlation]:
-    """The paper's pairs: training and inference energy against MACs and MACs per parameter."""
-    runs = completed(frame)
+    """The paper's pairs: training and inference energy against MACs and MACs per parameter,
+    over distinct configurations."""
+    runs = configurations(frame)
     pairs = [
         ("macs_per_sample", "energy_per_train_sample_j"),
         ("macs_per_param", "energy_per_train_sample_j"),
@@ -73,93 +70,6 @@ def pareto_mask(energy_j: Sequence[float], accuracy: Sequence[float]) -> np.ndar
         dominated = (e <= e[i]) & (a >= a[i]) & ((e < e[i]) | (a > a[i]))
         mask[i] = not dominated.any()
     return mask
-
-
-@dataclass(frozen=True)
-class PairedChange:
-    """Mean change from `low` to `high` of one factor over matched configurations."""
-
-    factor: str
-    low: object
-    high: object
-    n: int
-    energy_change: float  # relative change of E_tr, high vs low: geometric mean of the ratios
-    accuracy_points: float  # percentage points, high - low
-    estimated: bool
-    model: str | None = None
-    machines: int = 1
-
-
-def paired_change(
-    frame: pd.DataFrame, factor: str, low: object, high: object, model: str | None = None
-) -> PairedChange | None:
-    runs = completed(frame).dropna(subset=["accuracy"])
-    if model is not None:
-        runs = runs[runs["model"] == model]
-    keys = [k for k in MATCH_KEYS if k != factor]
-    metrics = ["energy_train_j", "accuracy"]
-
-    def side(value: object) -> pd.DataFrame:
-        part = runs[runs[factor] == value]
-        return part.groupby(keys, dropna=False)[metrics].mean()
-
-    joined = pd.merge(side(low), side(high), left_index=True, right_index=True,
-                      suffixes=("_low", "_high"))
-    if joined.empty:
-        return None
-    # Ratios average geometrically: one noisy pair cannot dominate, and 2x up and 2x down
-    # cancel out.
-    ratios = joined["energy_train_j_high"] / joined["energy_train_j_low"]
-    points = (joined["accuracy_high"] - joined["accuracy_low"]) * 100.0
-    involved = runs[runs[factor].isin([low, high])]
-    machines = joined.index.get_level_values("hardware_id").nunique(dropna=False)
-    change = math.exp(float(np.log(ratios).mean())) - 1.0
-    return PairedChange(factor, low, high, len(joined), change,
-                        float(points.mean()), bool(involved["estimated"].any()), model,
-                        int(machines))
-
-
-def _less_more(change: float) -> str:
-    return f"{abs(change):.0%} {'less' if change < 0 else 'more'}"
-
-
-def _points(points: float) -> str:
-    if abs(points) < 0.05:
-        return "the same accuracy"
-    return f"{abs(points):.1f} points {'more' if points > 0 else 'less'} accuracy"
-
-
-def describe_change(c: PairedChange) -> str:
-    scope = f"{c.model}: " if c.model else ""
-    name = {"batch": "batch", "precision": "", "lr": "lr"}.get(c.factor, c.factor)
-    high = f"{name} {c.high}".strip()
-    low = f"{name} {c.low}".strip()
-    text = (f"{scope}{high} used {_less_more(c.energy_change)} training energy than {low} "
-            f"for {_points(c.accuracy_points)} (geometric mean of {c.n} matched configuration"
-            f"{'s' if c.n != 1 else ''}"
-            f"{f' on {c.machines} machines' if c.machines > 1 else ''})")
-    return text + (ESTIMATED_NOTE if c.estimated else "")
-
-
-def factor_changes(frame: pd.DataFrame, factor: str, per_model: bool = True) -> list[PairedChange]:
-    """Smallest vs largest value of a factor, overall and per model."""
-    runs = completed(frame)
-    values = sorted(v for v in runs[factor].dropna().unique())
-    if len(values) < 2:
-        return []
-    low, high = values[0], values[-1]
-    if factor == "precision" and "fp32" in values:
-        low, high = "fp32", next(v for v in values if v != "fp32")
-    out = []
-    overall = paired_change(frame, factor, low, high)
-    if overall is not None:
-        out.append(overall)
-    if per_model:
-        for model in sorted(runs["model"].unique()):
-            change = paired_change(frame, factor, low, high, model=model)
-            if change is not None:
-                out.append(change)
-    return out
 
 
 @dataclass(frozen=True)
@@ -231,13 +141,16 @@ def _label(row: pd.Series) -> str:
 
 
 def guidelines(
-    frame: pd.DataFrame, fits: Sequence[EnergyFit] = (), correlations_: Sequence[Correlation] = ()
+    frame: pd.DataFrame,
+    fits: Sequence[EnergyFit] = (),
+    correlations_: Sequence[Correlation] = (),
+    changes: Sequence[PairedChange] | None = None,
 ) -> list[str]:
-    """Plain statements computed from the data; each names its evidence and marks estimates."""
-    out: list[str] = []
-    for factor in ("batch", "precision", "lr"):
-        changes = factor_changes(frame, factor, per_model=factor == "batch")
-        out.extend(describe_change(c) for c in changes)
+    """Plain statements computed from the data; each names its evidence and marks estimates.
+    An effect (`changes`, computed from the frame if not given) is stated only when its
+    interval excludes zero."""
+    changes = effects(frame) if changes is None else changes
+    out: list[str] = [describe_change(c) for c in changes if is_finding(c)]
     trade = best_tradeoff(frame)
     if trade:
         out.append(trade[0].upper() + trade[1:])
@@ -247,7 +160,7 @@ def guidelines(
             name = "MACs" if c.x == "macs_per_sample" else "MACs per parameter"
             out.append(
                 f"Training energy per sample vs {name}: Spearman {c.spearman:+.2f}, Pearson "
-                f"(log-log) {c.pearson_log:+.2f} over {c.n} runs"
+                f"(log-log) {c.pearson_log:+.2f} over {c.n} configurations"
                 + (ESTIMATED_NOTE if c.estimated else "")
             )
     for w in forecast_accuracy(frame):
@@ -259,10 +172,13 @@ def guidelines(
     for fit in fits:
         if fit.loo is not None:
             out.append(
-                f"Estimating {fit.target} energy per sample from MACs, parameters, batch and "
+                f"Estimating {fit.target} energy per sample from model size, batch and "
                 f"precision on hardware {fit.hardware_id} ({fit.meter_source}): held-out "
                 f"MAPE {fit.loo.mape:.1%}, R^2 (log) {fit.loo.r2_log:.2f} over "
                 f"{fit.loo.n_configs} configurations"
+                + ("" if fit.lomo is None else
+                   f"; for a model never run (each of {fit.lomo.n_configs} models held out "
+                   f"in turn) MAPE {fit.lomo.mape:.1%}")
                 + (ESTIMATED_NOTE if fit.estimated else "")
             )
     even = inference_break_even(frame)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from sweeper.store import Phase, PhaseDomainEnergy, PowerSample, Run, Store, Sweep
 
@@ -74,6 +74,18 @@ def load_runs(
         * frame["pue"].fillna(1.0)
     )
     return frame
+
+
+def sweep_names(store: Store) -> list[tuple[str, int]]:
+    """Every sweep in the store with its number of runs, oldest first."""
+    query = (
+        select(Sweep.name, func.count(Run.id))
+        .join(Run, Run.sweep_id == Sweep.id, isouter=True)
+        .group_by(Sweep.id, Sweep.name)
+        .order_by(Sweep.id)
+    )
+    with store.session() as session:
+        return [(str(name), int(count)) for name, count in session.execute(query)]
 
 
 def load_phases(store: Store, run_ids: Sequence[int]) -> pd.DataFrame:

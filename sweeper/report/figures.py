@@ -14,75 +14,27 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib import colormaps
-from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
-from matplotlib.ticker import NullFormatter
 
 from sweeper.predict.estimator import EnergyFit
 from sweeper.report.analysis import Correlation, completed, correlation, pareto_mask
-
-DPI = 110
-ESTIMATE_SUFFIX = " (estimated)"
-PHASE_COLORS = {"train_epoch": "#4c72b0", "eval": "#dd8452", "test": "#937860",
-                "inference": "#55a868", "profile": "#8172b3"}
-
-
-def _title(text: str, estimated: bool) -> str:
-    return text + (ESTIMATE_SUFFIX if estimated else "")
-
-
-def _figure(width: float, height: float) -> Figure:
-    fig = Figure(figsize=(width, height))
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _colors(models: Sequence[str]) -> dict[str, tuple[float, ...]]:
-    cmap = colormaps["tab10"]
-    return {m: cmap(i % 10) for i, m in enumerate(sorted(set(models)))}
-
-
-def _save(fig: Figure, path: Path) -> Path:
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    return path
-
-
-def _empty(path: Path, title: str, message: str) -> Path:
-    ax = (fig := _figure(6, 3)).subplots()
-    ax.set_title(title)
-    ax.text(0.5, 0.5, message, ha="center", va="center", wrap=True)
-    ax.set_axis_off()
-    return _save(fig, path)
-
-
-def _scatter(
-    ax: Axes, x: object, y: object, estimated: object, color: object,
-    label: str | None = None, size: float = 36,
-) -> None:
-    """Filled markers for measured energy, hollow ones for estimated."""
-    x, y, est = np.asarray(x), np.asarray(y), np.asarray(estimated, dtype=bool)
-    if (~est).any():
-        ax.scatter(x[~est], y[~est], s=size, color=color, label=label, zorder=3)
-    if est.any():
-        ax.scatter(x[est], y[est], s=size, facecolors="none", edgecolors=color,
-                   label=None if (~est).any() else label, zorder=3)
-
-
-def _estimate_legend(ax: Axes, estimated: bool, outside: bool = False) -> None:
-    handles, labels = ax.get_legend_handles_labels()
-    if estimated:
-        handles.append(Line2D([], [], marker="o", linestyle="", markerfacecolor="none",
-                              markeredgecolor="gray"))
-        labels.append("hollow = estimated energy")
-    if handles and outside:
-        ax.legend(handles, labels, fontsize="x-small", loc="upper left",
-                  bbox_to_anchor=(1.01, 1.0))
-    elif handles:
-        ax.legend(handles, labels, fontsize="small", loc="best")
+from sweeper.report.configs import configurations
+from sweeper.report.data import is_estimate
+from sweeper.report.plotting import (
+    PHASE_COLORS,
+    batch_axis,
+    empty_figure,
+    estimate_legend,
+    log_axes,
+    model_colors,
+    new_figure,
+    save,
+    save_empty,
+    scatter,
+    with_estimate_suffix,
+)
 
 
 def accuracy_vs_energy(runs: pd.DataFrame, path: Path) -> Path:
@@ -90,107 +42,152 @@ def accuracy_vs_energy(runs: pd.DataFrame, path: Path) -> Path:
     data = data[data["energy_train_j"] > 0]
     title = "Accuracy vs training energy, with the Pareto front"
     if data.empty:
-        return _empty(path, title, "no completed runs with energy and accuracy")
+        return save_empty(path, title, "no completed runs with energy and accuracy")
     estimated = bool(data["estimated"].any())
-    ax = (fig := _figure(7, 4.5)).subplots()
-    colors = _colors(data["model"])
+    ax = (fig := new_figure(7, 4.5)).subplots()
+    colors = model_colors(data["model"])
     for model, group in data.groupby("model"):
-        _scatter(ax, group["energy_train_j"], group["accuracy"], group["estimated"],
+        scatter(ax, group["energy_train_j"], group["accuracy"], group["estimated"],
                  colors[model], label=model)
     front = data[pareto_mask(data["energy_train_j"], data["accuracy"])].sort_values(
         "energy_train_j")
     ax.step(front["energy_train_j"], front["accuracy"], where="post", color="black",
             linewidth=1, label="Pareto front", zorder=2)
-    ax.set_xscale("log")
+    log_axes(ax, y=False)
     ax.set_xlabel("training energy E_tr (J, log)")
     ax.set_ylabel("test accuracy")
-    ax.set_title(_title(title, estimated))
-    _estimate_legend(ax, estimated)
-    return _save(fig, path)
+    ax.set_title(with_estimate_suffix(title, estimated))
+    estimate_legend(ax, estimated)
+    return save(fig, path)
 
 
-def energy_vs_batch(runs: pd.DataFrame, path: Path) -> Path:
+# Settings a point of energy_vs_batch averages over: they do not change the computation.
+AVERAGED = (("lr", "lr", "g"), ("seed", "seed", ""), ("repeat", "repeat", ""))
+# Settings that do: when they vary, each value gets its own line.
+SPLIT = ("dataset", "epochs", "optimizer")
+
+
+def averaged_note(groups: pd.core.groupby.DataFrameGroupBy) -> str:
+    """What the points of a grouped plot average over, named with the values that vary:
+    'each point: mean of runs over lr 0.001, 0.01 and 2 repeats', or 'one run per point'."""
+    frame = groups.obj
+    varying = []
+    for column, name, fmt in AVERAGED:
+        if column not in frame or not (groups[column].nunique(dropna=False) > 1).any():
+            continue
+        values = sorted(frame[column].dropna().unique())
+        if column in ("seed", "repeat"):
+            varying.append(f"{len(values)} {name}s")
+        else:
+            varying.append(f"{name} " + ", ".join(format(v, fmt) for v in values))
+    if varying:
+        return "each point: mean of runs over " + "; ".join(varying)
+    return "one run per point" if (groups.size() <= 1).all() else "each point: mean of runs"
+
+
+def draw_energy_vs_batch(runs: pd.DataFrame) -> Figure:
     data = completed(runs)
     title = "Energy vs batch size, per model"
     if data.empty:
-        return _empty(path, title, "no completed runs")
+        return empty_figure(title, "no completed runs")
     estimated = bool(data["estimated"].any())
     machines = data["hardware_id"].nunique(dropna=False)
-    axes = (fig := _figure(13, 4.4)).subplots(1, 2)
-    colors = _colors(data["model"])
+    axes = (fig := new_figure(13, 4.6)).subplots(1, 2)
+    colors = model_colors(data["model"])
     panels = [("energy_train_j", "training energy E_tr (J)"),
               ("energy_per_inference_sample_j", "inference energy per sample (J)")]
-    keys = ["hardware_id", "meter_source", "model", "precision"]
+    split = [c for c in SPLIT if data[c].nunique(dropna=False) > 1]
+    keys = ["hardware_id", "meter_source", "model", "precision", *split]
+    precisions = sorted(data["precision"].unique(), key=lambda p: (p != "fp32", p))
+    styles = {p: ("-", "--", ":", "-.")[i % 4] for i, p in enumerate(precisions)}
     for ax, (column, label) in zip(axes, panels, strict=True):
-        for (hardware, meter, model, precision), group in data.groupby(keys, dropna=False):
+        labelled: set[str] = set()
+        for (hardware, meter, model, precision, *rest), group in data.groupby(
+                keys, dropna=False):
             mean = group.groupby("batch").agg(
                 value=(column, "mean"), estimated=("estimated", "any")).dropna()
             if mean.empty:
                 continue
-            name = f"{model} {precision}" + (f" @{hardware} ({meter})" if machines > 1 else "")
+            name = " ".join([str(model), *(f"{c}={v}" for c, v in zip(split, rest, strict=True))])
+            name += f" @{hardware} ({meter})" if machines > 1 else ""
             ax.plot(mean.index, mean["value"], color=colors[model], linewidth=1,
-                    linestyle="-" if precision == "fp32" else "--")
-            _scatter(ax, mean.index, mean["value"], mean["estimated"], colors[model],
-                     label=name)
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_xlabel("batch size (log2)")
+                    linestyle=styles[precision])
+            scatter(ax, mean.index, mean["value"], mean["estimated"], colors[model],
+                     label=None if name in labelled else name)
+            labelled.add(name)
+        batch_axis(ax, data["batch"])
+        log_axes(ax, x=False)
+        ax.set_xlabel("batch size (log scale)")
         ax.set_ylabel(label)
-        _estimate_legend(ax, estimated, outside=ax is axes[1])
-    note = "mean over repeats" + ("; one line per machine and meter" if machines > 1 else "")
-    fig.suptitle(_title(f"{title} ({note})", estimated))
-    return _save(fig, path)
+    for precision, style in styles.items():  # the line styles, in the legend
+        axes[1].plot([], [], color="gray", linestyle=style, label=f"{precision} (line style)")
+    estimate_legend(axes[1], estimated, outside=True)  # one legend, beside the right panel
+    note = averaged_note(data.groupby([*keys, "batch"], dropna=False))
+    if machines > 1:
+        note += "; one line per machine and meter"
+    if split:
+        note += f"; one line per {', '.join(split)}"
+    fig.suptitle(with_estimate_suffix(f"{title} ({note})", estimated), fontsize="medium")
+    return fig
+
+
+def energy_vs_batch(runs: pd.DataFrame, path: Path) -> Path:
+    return save(draw_energy_vs_batch(runs), path)
 
 
 def _corr_text(c: Correlation) -> str:
-    return f"Pearson(log) {c.pearson_log:+.2f}, Spearman {c.spearman:+.2f}, n={c.n}"
+    return (f"Pearson(log) {c.pearson_log:+.2f}, Spearman {c.spearman:+.2f}, "
+            f"n={c.n} configurations")
 
 
 def energy_vs_macs(runs: pd.DataFrame, path: Path) -> Path:
+    return save(draw_energy_vs_macs(runs), path)
+
+
+def draw_energy_vs_macs(runs: pd.DataFrame) -> Figure:
     data = completed(runs)
     data = data[data["energy_per_train_sample_j"] > 0]
     title = "Training energy per sample vs MACs and MACs per parameter"
     if data.empty:
-        return _empty(path, title, "no completed runs with MACs and energy")
+        return empty_figure(title, "no completed runs with MACs and energy")
+    configs = configurations(data)
     estimated = bool(data["estimated"].any())
-    axes = (fig := _figure(12, 4.2)).subplots(1, 2)
-    colors = _colors(data["model"])
+    axes = (fig := new_figure(12, 4.2)).subplots(1, 2)
+    colors = model_colors(data["model"])
     for ax, x, label in ((axes[0], "macs_per_sample", "MACs per sample (log)"),
                          (axes[1], "macs_per_param", "MACs per parameter (log)")):
         for model, group in data.groupby("model"):
-            _scatter(ax, group[x], group["energy_per_train_sample_j"], group["estimated"],
+            scatter(ax, group[x], group["energy_per_train_sample_j"], group["estimated"],
                      colors[model], label=model)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.xaxis.set_minor_formatter(NullFormatter())
+        log_axes(ax)
         ax.set_xlabel(label)
         ax.set_ylabel("E_tr per training sample (J, log)")
-        ax.set_title(_corr_text(correlation(data, x, "energy_per_train_sample_j")),
+        ax.set_title(_corr_text(correlation(configs, x, "energy_per_train_sample_j")),
                      fontsize="medium")
-        _estimate_legend(ax, estimated, outside=ax is axes[1])
-    fig.suptitle(_title(title, estimated))
-    return _save(fig, path)
+    estimate_legend(axes[1], estimated, outside=True)  # one legend, beside the right panel
+    fig.suptitle(with_estimate_suffix(title, estimated))
+    return fig
 
 
 def forecast_error_vs_window(runs: pd.DataFrame, path: Path) -> Path:
     data = completed(runs).dropna(subset=["forecast_error", "forecast_window"])
     title = "Forecast error vs profiling window"
     if data.empty:
-        return _empty(path, title, "no completed runs with a forecast")
+        return save_empty(path, title, "no completed runs with a forecast")
     estimated = bool(data["estimated"].any())
-    ax = (fig := _figure(7, 4.2)).subplots()
+    ax = (fig := new_figure(7, 4.2)).subplots()
     x = data["forecast_window"] * 100.0
     y = data["forecast_error"].abs() * 100.0
-    _scatter(ax, x, y, data["estimated"], "#4c72b0", label="one run")
+    scatter(ax, x, y, data["estimated"], "#4c72b0", label="one run")
     mean = y.groupby(x).mean()
     ax.plot(mean.index, mean.values, color="black", marker="s", label="MAPE per window")
     ax.set_xlabel("profiling window (% of training steps)")
     ax.set_ylabel("|forecast - actual| / actual E_tr (%)")
     ax.set_xlim(0, max(25.0, float(x.max()) * 1.1))
     ax.set_ylim(bottom=0)
-    ax.set_title(_title(title, estimated))
-    _estimate_legend(ax, estimated)
-    return _save(fig, path)
+    ax.set_title(with_estimate_suffix(title, estimated))
+    estimate_legend(ax, estimated)
+    return save(fig, path)
 
 
 def power_trace(
@@ -199,9 +196,9 @@ def power_trace(
     title = "Power trace" if run is None else f"Power trace of run {run['id']}: {run['model']} " \
         f"b{run['batch']} {run['precision']}"
     if run is None or trace.empty:
-        return _empty(path, title, "no stored power samples (energy.keep_samples=false?)")
+        return save_empty(path, title, "no stored power samples (energy.keep_samples=false?)")
     estimated = bool(trace["source"].astype(str).str.contains("estimate").any())
-    ax = (fig := _figure(11, 4)).subplots()
+    ax = (fig := new_figure(11, 4)).subplots()
     for _, phase in phases.iterrows():
         ax.axvspan(phase["start_s"], phase["start_s"] + phase["duration_s"],
                    color=PHASE_COLORS.get(phase["kind"], "#cccccc"), alpha=0.12, linewidth=0)
@@ -223,19 +220,38 @@ def power_trace(
     ax.legend(handles, labels, fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_xlabel("time since the sampler started (s)")
     ax.set_ylabel("power (W)")
-    ax.set_title(_title(title, estimated))
-    return _save(fig, path)
+    ax.set_title(with_estimate_suffix(title, estimated))
+    return save(fig, path)
 
 
-def energy_split(runs: pd.DataFrame, path: Path, limit: int = 40) -> Path:
+def split_page_name(page: int) -> str:
+    return "energy_split.png" if page == 1 else f"energy_split_{page}.png"
+
+
+def energy_split(runs: pd.DataFrame, out_dir: Path, per_page: int = 40) -> list[Path]:
+    """The energy split of every completed run, `per_page` runs to a figure (energy_split.png,
+    energy_split_2.png, ...); pages left from an earlier, larger report are removed."""
+    data = completed(runs)
+    pages = max(1, -(-len(data) // per_page))
+    for stale in out_dir.glob("energy_split_*.png"):
+        number = stale.stem.removeprefix("energy_split_")
+        if not number.isdigit() or int(number) > pages:
+            stale.unlink()
+    return [save(draw_energy_split(data, page, per_page), out_dir / split_page_name(page))
+            for page in range(1, pages + 1)]
+
+
+def draw_energy_split(runs: pd.DataFrame, page: int = 1, per_page: int = 40) -> Figure:
     data = completed(runs)
     title = "Energy split: training, evaluation, inference"
     if data.empty:
-        return _empty(path, title, "no completed runs")
-    shown = data.tail(limit)
+        return empty_figure(title, "no completed runs")
+    first = (page - 1) * per_page
+    shown = data.iloc[first:first + per_page]
     estimated = bool(shown["estimated"].any())
-    labels = [f"#{r.id} {r.model} b{r.batch} {r.precision}" for r in shown.itertuples()]
-    ax = (fig := _figure(9, 1.2 + 0.28 * len(shown))).subplots()
+    labels = [f"#{r.id} {r.model} b{r.batch} {r.precision} lr {r.lr:g}"
+              for r in shown.itertuples()]
+    ax = (fig := new_figure(9, 1.4 + 0.28 * len(shown))).subplots()
     left = np.zeros(len(shown))
     parts = (("energy_train_j", "train E_tr", "#4c72b0"),
              ("energy_eval_j", "eval + test", "#dd8452"),
@@ -255,18 +271,35 @@ def energy_split(runs: pd.DataFrame, path: Path, limit: int = 40) -> Path:
         names.append("hatched = estimated")
     ax.legend(handles, names, fontsize="small", loc="lower right")
     ax.invert_yaxis()
-    suffix = f" (last {limit} of {len(data)} runs)" if len(data) > limit else ""
-    ax.set_title(_title(title + suffix, estimated))
-    return _save(fig, path)
+    pages = -(-len(data) // per_page)
+    scope = (f" (runs {first + 1}-{first + len(shown)} of {len(data)}, page {page} of {pages})"
+             if pages > 1 else f" (all {len(data)} completed runs)")
+    ax.set_title(with_estimate_suffix(title + scope, estimated), fontsize="medium")
+    return fig
+
+
+def meter_axis_label(sources: Sequence[str]) -> str:
+    """'measured', 'estimated' or both, from the meters that produced the values."""
+    kinds = {"estimated" if is_estimate(s) else "measured" for s in sources}
+    if kinds == {"estimated"}:
+        return "estimated energy per sample (J, estimate meter)"
+    if kinds == {"measured"}:
+        return "measured energy per sample (J)"
+    return "energy per sample, measured or estimated (hollow: estimate meter) (J)"
 
 
 def estimator_fit(fits: Sequence[EnergyFit], path: Path) -> Path:
+    return save(draw_estimator_fit(fits), path)
+
+
+def draw_estimator_fit(fits: Sequence[EnergyFit]) -> Figure:
     title = "Energy per sample estimated from model size: held-out predictions"
     scored = [f for f in fits if f.loo is not None]
     if not scored:
-        return _empty(path, title, "fewer than 3 configurations per hardware: no held-out fit")
+        return empty_figure(title,
+                             "fewer than 3 configurations per hardware: no held-out fit")
     estimated = any(f.estimated for f in scored)
-    ax = (fig := _figure(6.5, 5)).subplots()
+    ax = (fig := new_figure(6.5, 5)).subplots()
     cmap = colormaps["tab10"]
     low, high = np.inf, 0.0
     for i, fit in enumerate(scored):
@@ -276,13 +309,12 @@ def estimator_fit(fits: Sequence[EnergyFit], path: Path) -> Path:
                                                                   predicted.max())
         label = (f"{fit.target} on {fit.hardware_id} ({fit.meter_source}): "
                  f"MAPE {fit.loo.mape:.1%}, R2 {fit.loo.r2_log:.2f}")
-        _scatter(ax, actual, predicted, [fit.estimated] * len(actual), cmap(i % 10), label=label)
+        scatter(ax, actual, predicted, [fit.estimated] * len(actual), cmap(i % 10), label=label)
     ax.plot([low, high], [low, high], color="black", linewidth=1, label="exact")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("measured energy per sample (J)")
+    log_axes(ax)
+    ax.set_xlabel(meter_axis_label([f.meter_source for f in scored]))
     ax.set_ylabel("predicted, configuration held out (J)")
-    ax.set_title(_title("Estimate from MACs, params, batch, precision", estimated),
+    ax.set_title(with_estimate_suffix("Estimate from MACs, params, batch, precision", estimated),
                  fontsize="medium")
-    _estimate_legend(ax, estimated)
-    return _save(fig, path)
+    estimate_legend(ax, estimated)
+    return fig

@@ -1,29 +1,27 @@
-"""The report's HTML page: one self-contained file next to its PNG figures."""
+"""The report's HTML page: one self-contained file next to its PNG figures, rendered from
+the Jinja2 template shipped in sweeper/report/templates (autoescaped).
+
+This module turns frames and analysis results into plain tables (headers, formatted cells,
+which rows are estimates); the template lays them out.
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from html import escape
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from sweeper.predict.estimator import EnergyFit
 from sweeper.report.analysis import Correlation, WindowAccuracy
+from sweeper.report.configs import BatchTable, CorrelationMatrix
 
-STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
-table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0 1.5em; }
-th, td { border: 1px solid #ccc; padding: 3px 6px; text-align: right; }
-th { background: #f0f0f0; } td.text { text-align: left; }
-tr.estimated td { background: #fff8e1; } .estimate { color: #a66b00; font-weight: bold; }
-.banner { background: #fff3cd; border: 1px solid #e0c060; padding: 0.6em 1em; }
-figure { margin: 1.5em 0; } figure img { max-width: 100%; border: 1px solid #ddd; }
-"""
+TEMPLATE = "report.html.j2"
 
 
 @dataclass(frozen=True)
@@ -33,30 +31,27 @@ class FigureRef:
     note: str = ""
 
 
+@dataclass(frozen=True)
+class HtmlTable:
+    """A table ready to render: formatted cells, which rows are estimates, which columns
+    are text (left-aligned)."""
+
+    headers: list[str]
+    rows: list[list[str]]
+    estimated: list[bool] = field(default_factory=list)
+    text_columns: frozenset[int] = frozenset()
+    title: str = ""
+
+    def row_is_estimated(self, index: int) -> bool:
+        return bool(self.estimated) and self.estimated[index]
+
+
 def _cell(value: Any, fmt: str = "") -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     if fmt and isinstance(value, int | float):
         return format(value, fmt)
     return str(value)
-
-
-def table(
-    headers: Sequence[str],
-    rows: Sequence[Sequence[str]],
-    estimated: Sequence[bool] | None = None,
-    text_columns: Sequence[int] = (),
-) -> str:
-    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
-    body = []
-    for i, row in enumerate(rows):
-        marked = estimated is not None and estimated[i]
-        cells = "".join(
-            f'<td class="text">{escape(c)}</td>' if j in text_columns else f"<td>{escape(c)}</td>"
-            for j, c in enumerate(row)
-        )
-        body.append(f'<tr class="estimated">{cells}</tr>' if marked else f"<tr>{cells}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
 RUN_TABLE: list[tuple[str, str, str]] = [  # header, column, format
@@ -71,24 +66,24 @@ RUN_TABLE: list[tuple[str, str, str]] = [  # header, column, format
     ("forecast err", "forecast_error", "+.1%"), ("meter", "meter_source", ""),
     ("energy is", "energy_kind", ""),
 ]
+RUN_TEXT_COLUMNS = ("sweep", "model", "dataset", "precision", "status", "meter_source",
+                    "energy_kind")
 
 
-def runs_table(runs: pd.DataFrame) -> str:
+def runs_table(runs: pd.DataFrame) -> HtmlTable:
     frame = runs.assign(
         energy_per_inference_sample_mj=runs["energy_per_inference_sample_j"] * 1e3,
         energy_kind=runs["estimated"].map({True: "ESTIMATE", False: "measured"}),
     )
     rows = [[_cell(r[c], f) for _, c, f in RUN_TABLE] for _, r in frame.iterrows()]
-    text = [i for i, (_, c, _) in enumerate(RUN_TABLE)
-            if c in ("sweep", "model", "dataset", "precision", "status", "meter_source",
-                     "energy_kind")]
-    return table([h for h, _, _ in RUN_TABLE], rows, list(frame["estimated"]), text)
+    text = frozenset(i for i, (_, c, _) in enumerate(RUN_TABLE) if c in RUN_TEXT_COLUMNS)
+    return HtmlTable([h for h, _, _ in RUN_TABLE], rows, list(frame["estimated"]), text)
 
 
-def forecast_runs_table(runs: pd.DataFrame) -> str:
+def forecast_runs_table(runs: pd.DataFrame) -> HtmlTable | None:
     rows = runs[runs["status"] == "forecast"]
     if rows.empty:
-        return ""
+        return None
     columns: list[tuple[str, Callable[[pd.Series], str]]] = [
         ("run", lambda r: _cell(r["id"])), ("model", lambda r: _cell(r["model"])),
         ("batch", lambda r: _cell(r["batch"])), ("epochs", lambda r: _cell(r["epochs"])),
@@ -101,36 +96,67 @@ def forecast_runs_table(runs: pd.DataFrame) -> str:
         ("meter", lambda r: _cell(r["meter_source"])),
     ]
     body = [[f(r) for _, f in columns] for _, r in rows.iterrows()]
-    return (
-        "<h2>Forecast-only runs (<code>mode=forecast</code>)</h2>"
-        + table([h for h, _ in columns], body, list(rows["estimated"]), (1, 10))
-    )
+    return HtmlTable([h for h, _ in columns], body, list(rows["estimated"]), frozenset({1, 10}))
 
 
-def correlations_table(items: Sequence[Correlation]) -> str:
+def correlations_table(items: Sequence[Correlation]) -> HtmlTable:
     rows = [[c.y, c.x, str(c.n), _cell(c.pearson_log, "+.2f"), _cell(c.spearman, "+.2f"),
              "ESTIMATE" if c.estimated else "measured"] for c in items]
-    return table(["energy", "against", "runs", "Pearson (log-log)", "Spearman", "energy is"],
-                 rows, [c.estimated for c in items], (0, 1, 5))
+    return HtmlTable(["energy", "against", "configurations", "Pearson (log-log)", "Spearman",
+                      "energy is"], rows, [c.estimated for c in items], frozenset({0, 1, 5}))
 
 
-def fits_table(fits: Sequence[EnergyFit]) -> str:
+def strong_correlations_table(matrices: Sequence[CorrelationMatrix]) -> HtmlTable:
     rows, marks = [], []
-    for f in fits:
-        rows.append([
-            f.target, f.hardware_id, f.hardware_label, f.meter_source, str(f.n_rows),
-            str(f.n_configs), "-" if f.loo is None else f"{f.loo.mape:.1%}",
-            "-" if f.loo is None else f"{f.loo.r2_log:.2f}", f.describe(),
-        ])
-        marks.append(f.estimated)
-    return table(["target", "hardware", "machine", "meter", "runs", "configs",
-                  "held-out MAPE", "held-out R2 (log)", "fitted law"],
-                 rows, marks, (0, 1, 2, 3, 8))
+    for m in matrices:
+        for a, b, pearson, spearman, n in m.strong():
+            rows.append([f"{m.hardware_id} ({m.meter_source})", a, b, _cell(pearson, "+.2f"),
+                         _cell(spearman, "+.2f"), str(n)])
+            marks.append(m.estimated)
+    return HtmlTable(["machine (meter)", "metric", "metric", "Pearson", "Spearman",
+                      "configurations"], rows, marks, frozenset({0, 1, 2}))
 
 
-def windows_table(items: Sequence[WindowAccuracy]) -> str:
+def batch_table(table: BatchTable) -> HtmlTable:
+    rows = [
+        [name, *(f"{_cell(v, table.fmt)} ({n})" if n else "-" for v, n in zip(
+            values, counts, strict=True))]
+        for name, values, counts in zip(table.row_names, table.values, table.counts,
+                                        strict=True)
+    ]
+    return HtmlTable(["model", *(f"batch {b}" for b in table.batches)], rows,
+                     list(table.estimated), frozenset({0}),
+                     title=table.title + (" (estimated rows highlighted)"
+                                          if any(table.estimated) else ""))
+
+
+def fits_table(fits: Sequence[EnergyFit]) -> HtmlTable:
+    rows = [[
+        f.target, f.hardware_id, f.hardware_label, f.meter_source, str(f.n_rows),
+        str(f.n_configs), "-" if f.loo is None else f"{f.loo.mape:.1%}",
+        "-" if f.loo is None else f"{f.loo.r2_log:.2f}", str(f.n_models),
+        "-" if f.lomo is None else f"{f.lomo.mape:.1%}", f.describe(),
+    ] for f in fits]
+    return HtmlTable(["target", "hardware", "machine", "meter", "runs", "configs",
+                      "held-out MAPE (by configuration)", "held-out R2 (log)", "models",
+                      "held-out MAPE (by model)", "fitted law"],
+                     rows, [f.estimated for f in fits], frozenset({0, 1, 2, 3, 10}))
+
+
+def windows_table(items: Sequence[WindowAccuracy]) -> HtmlTable:
     rows = [[f"{w.window:.0%}", str(w.n), f"{w.mape:.1%}", f"{w.worst:.1%}"] for w in items]
-    return table(["window", "runs", "MAPE", "worst"], rows)
+    return HtmlTable(["window", "runs", "MAPE", "worst"], rows, [w.estimated for w in items])
+
+
+def environment() -> Environment:
+    """Templates from the installed package (package data), HTML-escaped."""
+    return Environment(
+        loader=PackageLoader("sweeper.report", "templates"),
+        autoescape=select_autoescape(["html", "j2"], default_for_string=True),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
 
 
 def write_page(
@@ -140,51 +166,35 @@ def write_page(
     runs: pd.DataFrame,
     figures: Sequence[FigureRef],
     guidelines: Sequence[str],
+    not_established: Sequence[str] = (),
     correlations: Sequence[Correlation],
+    matrices: Sequence[CorrelationMatrix] = (),
+    batch_tables: Sequence[BatchTable] = (),
     fits: Sequence[EnergyFit],
     windows: Sequence[WindowAccuracy],
     exports: Sequence[str],
 ) -> Path:
-    estimated = bool(runs["estimated"].any()) if not runs.empty else False
-    counts = ", ".join(f"{n} {s}" for s, n in runs["status"].value_counts().items())
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'><title>sweeper report</title>",
-        f"<style>{STYLE}</style></head><body>",
-        "<h1>sweeper report</h1>",
-        f"<p>Store <code>{escape(store_url)}</code>; {len(runs)} run(s) ({escape(counts)}); "
-        f"sweeps: {escape(', '.join(sorted(runs['sweep'].dropna().unique())) or '-')}; "
-        f"generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}.</p>",
-    ]
-    if estimated:
-        parts.append(
-            "<p class='banner'><span class='estimate'>Estimates:</span> some energy figures "
-            "come from the <code>estimate</code> meter (CPU utilisation x rated power, no "
-            "NVML or RAPL reading). They are marked as estimates in every figure (hollow "
-            "markers, hatched bars, '(estimated)' titles) and table (highlighted rows, "
-            "'energy is' column). Treat them as relative, not as measurements.</p>"
-        )
-    parts.append("<h2>Guidelines from the data</h2><ul>")
-    parts += [f"<li>{escape(g)}</li>" for g in guidelines] or ["<li>not enough runs</li>"]
-    parts.append("</ul><h2>Figures</h2>")
-    for f in figures:
-        note = f"<br><small>{escape(f.note)}</small>" if f.note else ""
-        parts.append(f"<figure><img src='{escape(f.file)}' alt='{escape(f.title)}'>"
-                     f"<figcaption>{escape(f.title)}{note}</figcaption></figure>")
-    parts.append("<h2>Correlations</h2>" + correlations_table(correlations))
-    parts.append("<h2>Energy estimated from model size (leave-one-configuration-out)</h2>"
-                 + fits_table(fits))
-    if windows:
-        parts.append("<h2>Forecast from a profile</h2>" + windows_table(windows))
-    parts.append(forecast_runs_table(runs))
-    parts.append("<h2>All runs</h2>" + runs_table(runs))
     failed = runs[runs["status"].isin(["failed", "interrupted"])]
-    if not failed.empty:
-        parts.append("<h2>Failed and interrupted runs</h2><ul>")
-        parts += [f"<li>run {r['id']} {escape(str(r['status']))}: "
-                  f"{escape(str(r['error_type']))}: {escape(str(r['error_message']))}</li>"
-                  for _, r in failed.iterrows()]
-        parts.append("</ul>")
-    links = " ".join(f"<a href='{escape(e)}'>{escape(e)}</a>" for e in exports)
-    parts.append(f"<h2>Exports</h2><p>{links}</p></body></html>")
-    path.write_text("\n".join(parts), encoding="utf-8")
+    html = environment().get_template(TEMPLATE).render(
+        store_url=store_url,
+        n_runs=len(runs),
+        status_counts=", ".join(f"{n} {s}" for s, n in runs["status"].value_counts().items()),
+        sweeps=", ".join(sorted(runs["sweep"].dropna().unique())) or "-",
+        generated=f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}",
+        estimated=bool(runs["estimated"].any()) if not runs.empty else False,
+        guidelines=list(guidelines),
+        not_established=list(not_established),
+        figures=list(figures),
+        correlations=correlations_table(correlations),
+        strong=strong_correlations_table(matrices),
+        batch_tables=[batch_table(t) for t in batch_tables],
+        fits=fits_table(fits),
+        windows=windows_table(windows) if windows else None,
+        forecast_runs=forecast_runs_table(runs),
+        all_runs=runs_table(runs),
+        failed=[(r["id"], r["status"], r["error_type"], r["error_message"])
+                for _, r in failed.iterrows()],
+        exports=list(exports),
+    )
+    path.write_text(html, encoding="utf-8")
     return path

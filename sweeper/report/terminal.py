@@ -19,6 +19,7 @@ def print_summary(
     guidelines: Sequence[str],
     fits: Sequence[EnergyFit],
     html_path: str,
+    not_established: Sequence[str] = (),
 ) -> None:
     done = completed(runs)
     estimated = bool(runs["estimated"].any()) if not runs.empty else False
@@ -40,15 +41,20 @@ def print_summary(
         console.print(table)
     if fits:
         table = Table(title="Energy per sample from model size (held-out error)")
-        for column in ("target", "hardware", "meter", "configs", "MAPE", "R2 (log)"):
+        for column in ("target", "hardware", "meter", "configs", "models", "MAPE by config",
+                       "R2 (log)", "MAPE by model"):
             table.add_column(column)
         for f in fits:
             table.add_row(f.target, f.hardware_id, f.meter_source, str(f.n_configs),
-                          "-" if f.loo is None else f"{f.loo.mape:.1%}",
-                          "-" if f.loo is None else f"{f.loo.r2_log:.2f}")
+                          str(f.n_models), "-" if f.loo is None else f"{f.loo.mape:.1%}",
+                          "-" if f.loo is None else f"{f.loo.r2_log:.2f}",
+                          "-" if f.lomo is None else f"{f.lomo.mape:.1%}")
         console.print(table)
     if guidelines:
         console.print("[bold]Guidelines from the data[/bold]")
         for g in guidelines:
             console.print(f"  - {escape(g)}", highlight=False)
+    if not_established:
+        console.print(f"{len(not_established)} effect(s) not established (the interval spans "
+                      "zero or rests on too few configurations): listed in the report")
     console.print(f"report: {html_path}")

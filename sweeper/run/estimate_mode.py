@@ -28,7 +28,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from sweeper.config.spec import RunSpec
-from sweeper.config.storage import launch_dir, open_results
+from sweeper.config.storage import launch_dir, open_existing
 from sweeper.errors import ConfigError
 from sweeper.predict.estimator import EnergyFit, Observation, Prediction, Query, fit_energy
 from sweeper.predict.observations import load_observations as load_store_observations
@@ -242,7 +242,9 @@ class ConfigEstimate:
 def estimate_config(cfg: DictConfig, spec: RunSpec) -> ConfigEstimate:
     """Predict one configuration's energy and time from this hardware's fitted runs."""
     options = estimate_options(cfg)
-    store = open_results(spec.storage_url)
+    store = open_existing(
+        spec.storage_url, "mode=estimate fits the completed runs stored there; run some first"
+    )
     sized = size_config(spec, str(launch_dir()))
     fits = fitted(store, options, options.hardware or sized.hardware_id)
     query = Query(sized.macs_per_sample, sized.params, spec.batch, spec.precision,

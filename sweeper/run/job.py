@@ -20,6 +20,7 @@ from sweeper.errors import ConfigError
 from sweeper.run.estimate_mode import run_estimate
 from sweeper.run.forecast_mode import execute_forecast
 from sweeper.run.liveness import reclaim_vanished_runs
+from sweeper.run.measured import TakenByTwin
 from sweeper.run.prepare import prepare
 from sweeper.run.result import JobResult
 from sweeper.run.train_mode import execute_training
@@ -64,7 +65,13 @@ def run_job(cfg: DictConfig) -> JobResult:
     distributed.agree(True)
     prepared = prepare(spec, store, sweep, sweep_id, device, carbon)
     execute = execute_forecast if mode == "forecast" else execute_training
-    result = execute(prepared)
+    try:
+        result = execute(prepared)
+    except TakenByTwin as exc:
+        prepared.meters.close()
+        log.info("skipping %s: %s (this sweep is shared with another process)",
+                 sweep.overrides or "this run", exc)
+        return JobResult(status="skipped", run_id=exc.twin.id, sweep_id=sweep_id)
     _end_distributed_run(result)
     return result
 

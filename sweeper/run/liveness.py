@@ -98,6 +98,16 @@ def why_vanished(
     )
 
 
+def live_twin(store: Store, sweep_id: int, config_hash: str, run_id: int) -> Run | None:
+    """An earlier run of the same config in the sweep that completed or is still alive
+    (another process working through the same grid), or None."""
+    host, now = socket.gethostname(), utcnow()
+    for run in store_runs.earlier_twins(store, sweep_id, config_hash, run_id):
+        if run.status == "completed" or why_vanished(run, host, now) is None:
+            return run
+    return None
+
+
 def reclaim_vanished_runs(
     store: Store, sweep_id: int, stale_after_s: float = STALE_AFTER_S
 ) -> list[int]:

@@ -20,7 +20,8 @@ from collections.abc import Callable
 from typing import Any
 
 from sweeper import energy
-from sweeper.run.liveness import Heartbeat
+from sweeper.config.launch import launch
+from sweeper.run.liveness import Heartbeat, live_twin
 from sweeper.run.prepare import Prepared, new_run_row
 from sweeper.run.recording import (
     Recorder,
@@ -31,9 +32,21 @@ from sweeper.run.recording import (
 )
 from sweeper.run.result import JobResult
 from sweeper.run.stopping import PRUNED, EarlyStop
+from sweeper.store import Run
 from sweeper.store import runs as store_runs
 
 log = logging.getLogger(__name__)
+
+
+class TakenByTwin(Exception):
+    """Another live process already runs (or just finished) this config of the sweep."""
+
+    def __init__(self, twin: Run) -> None:
+        self.twin = twin
+        where = "completed" if twin.status == "completed" else (
+            f"running in pid {twin.pid} on {twin.host}"
+        )
+        super().__init__(f"run {twin.id} of the same config is {where}")
 
 
 class MeasuredRun:
@@ -48,11 +61,23 @@ class MeasuredRun:
         self.summary: energy.EnergySummary | None = None
         self.values: dict[str, Any] = {}
         self.run_id = store_runs.insert_run(p.store, new_run_row(p))
+        self._claim()
         self.recorder = Recorder(p.store, self.run_id, p.spec.keep_samples)
         self.sampler = energy.EnergySampler(
             p.meters.meters, sample_hz=p.spec.sample_hz, on_samples=self.recorder.samples
         )
         self._t0 = time.perf_counter()
+
+    def _claim(self) -> None:
+        """Two processes started on one sweep share its work: the row inserted first keeps
+        the config, a later one gives its fresh row up (it recorded nothing yet)."""
+        p = self.p
+        if not p.sweep.resume or launch().active:
+            return
+        twin = live_twin(p.store, p.sweep_id, p.spec.config_hash, self.run_id)
+        if twin is not None:
+            store_runs.delete_run(p.store, self.run_id)
+            raise TakenByTwin(twin)
 
     @property
     def ok(self) -> bool:

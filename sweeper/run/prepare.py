@@ -11,11 +11,12 @@ from typing import Any
 import torch
 
 from sweeper import energy
+from sweeper.config.launch import launch
 from sweeper.config.spec import RunSpec
 from sweeper.config.sweep import SweepContext
 from sweeper.datasets import load_dataset
 from sweeper.energy.hardware import describe_host
-from sweeper.errors import ConfigError
+from sweeper.errors import ConfigError, invalid_value
 from sweeper.models import build_model, describe_model
 from sweeper.store import Run, Store
 from sweeper.store.schema import utcnow
@@ -63,6 +64,12 @@ def prepare(
         data = load_dataset(spec.dataset, root=root, seed=spec.seed, **options)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"invalid option for dataset {spec.dataset!r}: {exc}") from exc
+    per_process = len(data.train) // launch().world_size  # type: ignore[arg-type]
+    if spec.batch > per_process:  # one short step per epoch: nothing would be learned
+        raise invalid_value(
+            "batch", spec.batch,
+            f"at most the {per_process} training samples of {spec.dataset} per process",
+        )
     try:
         model = build_model(spec.model, data.input_shape, data.num_classes, **spec.model_options)
     except (TypeError, ValueError) as exc:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, inspect, select, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import ArgumentError, DatabaseError, NoSuchModuleError
 from sqlalchemy.orm import Session, sessionmaker
 
 from sweeper.errors import StoreError
@@ -67,7 +67,14 @@ def _make_engine(url: URL) -> Engine:
         return create_engine(url, pool_pre_ping=True)
     database = url.database or ""
     if database and database != ":memory:":
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(database).parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot create the folder {folder} for the SQLite database ({exc.strerror}); "
+                "choose a writable storage.url"
+            ) from exc
     engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
 
     @event.listens_for(engine, "connect")
@@ -151,11 +158,8 @@ class Store:
                     )
                     return
                 version = conn.execute(select(SchemaInfo.version)).scalar()
-        except OperationalError as exc:
-            raise StoreError(
-                f"cannot open the store at {self.display_url}: {exc.orig}. "
-                "Check storage.url (and that the database server is running)."
-            ) from exc
+        except DatabaseError as exc:
+            raise self._open_error(exc) from exc
         if version is None or version > SCHEMA_VERSION:
             raise StoreError(
                 f"{self.display_url} has schema version {version}, newer than this sweeper "
@@ -166,6 +170,25 @@ class Store:
         with self.engine.begin() as conn:
             # Tables added in this version without a migration of their own.
             Base.metadata.create_all(conn)
+
+    def _open_error(self, exc: DatabaseError) -> StoreError:
+        """One line that says what is wrong with the file or server, and what to do."""
+        if not self.is_sqlite:
+            return StoreError(
+                f"cannot open the store at {self.display_url}: {exc.orig}. "
+                "Check storage.url and that the database server is running."
+            )
+        path = self.url.database
+        reason = str(exc.orig)
+        if "not a database" in reason or "malformed" in reason:
+            return StoreError(
+                f"{path} is not a valid sweeper database (SQLite: {reason}); nothing was "
+                "changed. Move it away or point storage.url at another file."
+            )
+        return StoreError(
+            f"cannot write the SQLite database {path} (SQLite: {reason}); check that its "
+            "folder is writable, or choose another storage.url"
+        )
 
     @contextmanager
     def session(self) -> Iterator[Session]:

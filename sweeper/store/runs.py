@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from sweeper.redact import mask_config, mask_secrets
@@ -102,6 +102,23 @@ def beat(store: Store, run_id: int) -> None:
             .where(Run.id == run_id, Run.status == "running")
             .values(heartbeat_at=utcnow())
         )
+
+
+def earlier_twins(store: Store, sweep_id: int, config_hash: str, run_id: int) -> list[Run]:
+    """Runs of the same config in the sweep, inserted before `run_id`, that completed or may
+    still be running (oldest first)."""
+    with store.session() as session:
+        query = select(Run).where(
+            Run.sweep_id == sweep_id, Run.config_hash == config_hash, Run.id < run_id,
+            Run.status.in_(("running", "completed")),
+        )
+        return list(session.scalars(query.order_by(Run.id)))
+
+
+def delete_run(store: Store, run_id: int) -> None:
+    """Remove a row that recorded nothing yet (a claim given up to a twin)."""
+    with store.session() as session:
+        session.execute(delete(Run).where(Run.id == run_id))
 
 
 def running_runs(store: Store, sweep_id: int) -> list[Run]:

@@ -1,0 +1,156 @@
+"""A password typed into storage.url reaches no file, table or output line of a multirun: the
+grid, the search and the submitit launcher, in every form Hydra writes it (issue 14, item 11).
+
+The test server trusts local connections, so any password is accepted; the schema of the
+pg_url fixture is chosen with PGOPTIONS so the URL on the command line is the plain form a
+user types (`postgresql+psycopg://postgres:PW@host:5432/test`), which Hydra escapes to
+`postgresql+psycopg\\://postgres\\:PW@host\\:5432/test` in each job's overrides.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+from pathlib import Path
+
+import pytest
+import sqlalchemy
+from sqlalchemy.engine import make_url
+
+from sweeper.redact import mask_secrets, scrub_sweep_dir, secrets_in
+from tests.conftest import TINY, run_cli
+
+SECRET = "S3cretPW-x9"
+
+
+@pytest.mark.parametrize("text", [
+    f"storage.url=postgresql+psycopg://postgres:{SECRET}@127.0.0.1:5432/test",
+    # Hydra's escaped sweep override, as in the launch lines and overrides.yaml
+    f"storage.url=postgresql+psycopg\\://postgres\\:{SECRET}@127.0.0.1\\:5432/test",
+    # the same inside a double-quoted YAML or JSON string
+    f'"storage.url=postgresql+psycopg\\\\://postgres\\\\:{SECRET}@127.0.0.1\\\\:5432/test"',
+    f"override_dirname: batch=32,storage.url=postgresql\\://u\\:{SECRET}@h\\:5432/db,x=1",
+    f"postgresql://u@h/db?sslmode=require&password\\={SECRET}",
+    f"PGPASSWORD={SECRET} SWEEPER_DB_PASSWORD={SECRET} python -m sweeper",
+])
+def test_every_written_form_of_a_password_is_masked(text: str) -> None:
+    masked = mask_secrets(text)
+    assert SECRET not in masked and "***" in masked
+    assert secrets_in([text]) >= {SECRET}
+
+
+def test_urls_without_a_password_are_left_alone() -> None:
+    for text in ("sqlite:///results/sweeper.db", "postgresql+psycopg://postgres@127.0.0.1/test",
+                 "postgresql://db.example/sweeps", "a time 12:30 and mail me@host"):
+        assert mask_secrets(text) == text
+    assert secrets_in(["sqlite:///results/sweeper.db batch=32"]) == set()
+
+
+def test_scrub_sweep_dir_masks_yaml_logs_and_keeps_pickles_loadable(tmp_path: Path) -> None:
+    job = tmp_path / "0" / ".hydra"
+    job.mkdir(parents=True)
+    escaped = f"storage.url=postgresql+psycopg\\://postgres\\:{SECRET}@127.0.0.1\\:5432/test"
+    (job / "overrides.yaml").write_text(f"- batch=32\n- {escaped}\n")
+    (tmp_path / "multirun.yaml").write_text(f"task:\n- {escaped}\n")
+    jobs = tmp_path / ".submitit" / "123"
+    jobs.mkdir(parents=True)
+    (jobs / "123_0_log.err").write_text(f"could not log in with {SECRET}\n")
+    payload = {"overrides": [escaped, "batch=32"], "note": f"pw {SECRET} end"}
+    (jobs / "123_submitted.pkl").write_bytes(pickle.dumps(payload))
+    weights = tmp_path / "0" / "model.pt"
+    weights.write_bytes(b"\x00" * 10)
+
+    command = ["batch=32,64", escaped.replace("\\", "")]
+    changed = scrub_sweep_dir(tmp_path, command)
+
+    assert {p.name for p in changed} == {"overrides.yaml", "multirun.yaml", "123_0_log.err",
+                                         "123_submitted.pkl"}
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert SECRET.encode() not in path.read_bytes(), path
+    assert "postgres\\:***@127.0.0.1" in (job / "overrides.yaml").read_text()
+    loaded = pickle.loads((jobs / "123_submitted.pkl").read_bytes())
+    assert loaded["note"] == f"pw {'*' * len(SECRET)} end"
+    assert loaded["overrides"][1] == "batch=32"
+
+
+# ----------------------------------------------------------------- real multiruns (PostgreSQL)
+
+
+def _url_with_password(pg_url: str) -> tuple[str, str]:
+    """The fixture's server as a user would type it (with a password, without the query),
+    and the PGOPTIONS that select the fixture's schema."""
+    schema = re.search(r"search_path%3D(\w+)", pg_url)
+    assert schema is not None
+    url = make_url(pg_url).set(password=SECRET, query={})
+    return url.render_as_string(hide_password=False), f"-csearch_path={schema[1]}"
+
+
+def _every_row_as_text(pg_url: str) -> dict[str, list[str]]:
+    """Every row of every table in the fixture's schema (sweeper's and Optuna's), as text."""
+    engine = sqlalchemy.create_engine(pg_url)
+    try:
+        with engine.connect() as conn:
+            schema = conn.execute(sqlalchemy.text("select current_schema()")).scalar_one()
+            tables = conn.execute(sqlalchemy.text(
+                "select table_name from information_schema.tables where table_schema = :s"
+            ), {"s": schema}).scalars().all()
+            return {t: [str(r[0]) for r in conn.execute(
+                sqlalchemy.text(f'select t::text from "{schema}"."{t}" t'))] for t in tables}
+    finally:
+        engine.dispose()
+
+
+def _assert_nowhere(tmp_path: Path, pg_url: str, output: str) -> dict[str, list[str]]:
+    assert SECRET not in output
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert any(p.name == "overrides.yaml" for p in written)
+    for path in written:  # results, .hydra/*, logs, multirun.yaml, launcher files
+        assert SECRET.encode() not in path.read_bytes(), path
+    tables = _every_row_as_text(pg_url)
+    assert tables["runs"], "no run was recorded"
+    for table, rows in tables.items():
+        for row in rows:
+            assert SECRET not in row, (table, row[:300])
+    return tables
+
+
+def _multirun(tmp_path: Path, pg_url: str, *args: str) -> str:
+    url, options = _url_with_password(pg_url)
+    args = tuple(a.replace("URL", url) for a in args)
+    proc = run_cli(["-m", "model=mlp", "batch=32,64", *TINY, *args, f"storage.url={url}"],
+                   cwd=tmp_path, timeout=240, env={"PGOPTIONS": options})
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-3000:]
+    return output
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_a_grid_multirun_leaves_the_password_nowhere(tmp_path: Path, pg_url: str) -> None:
+    output = _multirun(tmp_path, pg_url)
+    assert "#1 : " in output  # Hydra's launch lines were printed, masked
+    assert "postgres\\:***@" in output
+    tables = _assert_nowhere(tmp_path, pg_url, output)
+    assert len(tables["runs"]) == 2
+    assert all("postgres\\\\:***@" in row for row in tables["runs"])  # runs.overrides
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_a_search_leaves_the_password_nowhere(tmp_path: Path, pg_url: str) -> None:
+    output = _multirun(tmp_path, pg_url, "hydra/sweeper=pareto", "hydra.sweeper.n_trials=2",
+                       "hydra.sweeper.storage=URL")  # the study's own storage, too
+    tables = _assert_nowhere(tmp_path, pg_url, output)
+    assert len(tables["runs"]) == 2 and len(tables["trials"]) == 2
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_a_submitit_sweep_leaves_the_password_nowhere(tmp_path: Path, pg_url: str) -> None:
+    """submitit's local executor writes what its Slurm executor writes: pickled jobs and
+    results, and each job's stdout/stderr, under the sweep's .submitit folder."""
+    output = _multirun(tmp_path, pg_url, "hydra/launcher=submitit_local",
+                       "hydra.launcher.timeout_min=5")
+    assert list(tmp_path.rglob(".submitit/*/*_submitted.pkl"))
+    _assert_nowhere(tmp_path, pg_url, output)

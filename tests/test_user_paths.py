@@ -1,0 +1,158 @@
+"""Paths a new user takes (issue 14): strict keys, one-line errors with documented exit
+codes, reading a database that does not exist, and two processes sharing one sweep."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from sweeper.config.keys import check_keys, known_keys
+from sweeper.config.spec import build_spec
+from sweeper.errors import USER_ERROR_EXIT, ConfigError
+from tests.conftest import CONF_DIR, TINY, cli_env, run_cli
+
+
+def _compose(*overrides: str):
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        return compose("config", overrides=list(overrides))
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("+epoch=1", "unknown config key 'epoch'; did you mean 'epochs'?"),
+        ("+energy.sample_hzz=5", "unknown config key 'energy.sample_hzz'; did you mean "
+         "'energy.sample_hz'?"),
+        ("++inference.batchs=3", "did you mean 'inference.batches'?"),
+        ("+zzz=1", "unknown config key 'zzz'; see conf/config.yaml"),
+    ],
+)
+def test_unknown_keys_are_refused_with_the_nearest_key(override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("?", r"\?").replace(".", r"\.")):
+        build_spec(_compose(override))
+
+
+def test_every_declared_key_and_preset_passes() -> None:
+    assert {"epochs", "energy.sample_hz", "sweeper.energy_limit_reason", "trial"} <= known_keys()
+    check_keys(_compose("+experiment=paper", "trial=3", "sweeper.max_energy_train_j=5"))
+
+
+def test_a_typo_with_plus_trains_nothing_and_exits_2(tmp_path: Path) -> None:
+    proc = run_cli(["+epoch=1", *TINY], cwd=tmp_path)
+    assert proc.returncode == USER_ERROR_EXIT
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "sweeper: error: unknown config key 'epoch'; did you mean 'epochs'?"
+    )
+    assert not (tmp_path / "results" / "sweeper.db").exists()
+
+
+@pytest.mark.parametrize(
+    "args", [["nosuch=3"], ["model=nosuch"], ["batch=["]], ids=["key", "group", "syntax"]
+)
+def test_hydra_usage_errors_exit_2_like_sweepers_own(tmp_path: Path, args: list[str]) -> None:
+    proc = run_cli([*args, *TINY], cwd=tmp_path)
+    assert proc.returncode == USER_ERROR_EXIT, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_corrupt_sqlite_file_is_refused_in_one_line_and_left_untouched(tmp_path: Path) -> None:
+    db = tmp_path / "bad.db"
+    garbage = bytes(range(256)) * 20
+    db.write_bytes(garbage)
+    proc = run_cli([f"storage.url=sqlite:///{db}", *TINY], cwd=tmp_path)
+    assert proc.returncode == USER_ERROR_EXIT
+    lines = proc.stderr.strip().splitlines()
+    assert "Traceback" not in proc.stderr
+    assert lines[-1].startswith(f"sweeper: error: {db} is not a valid sweeper database")
+    assert "nothing was changed" in lines[-1]
+    assert db.read_bytes() == garbage
+    assert not Path(f"{db}-wal").exists()
+
+
+def test_an_unwritable_sqlite_location_says_so(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    proc = run_cli([f"storage.url=sqlite:///{blocker}/x.db", *TINY], cwd=tmp_path)
+    assert proc.returncode == USER_ERROR_EXIT
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"sweeper: error: cannot create the folder {blocker}")
+    assert "server" not in last
+
+
+def test_a_failed_run_logs_its_error_once(tmp_path: Path) -> None:
+    proc = run_cli(["lr=1e30", "optimizer=sgd", *TINY], cwd=tmp_path)
+    assert proc.returncode == 1
+    log = proc.stdout + proc.stderr
+    error_lines = [line for line in log.splitlines() if "[ERROR]" in line and "run 1" in line]
+    assert len(error_lines) == 1, error_lines
+
+
+def test_estimate_on_a_missing_database_creates_nothing(tmp_path: Path) -> None:
+    db = tmp_path / "none" / "sweeper.db"
+    proc = run_cli(["mode=estimate", f"storage.url=sqlite:///{db}"], cwd=tmp_path)
+    assert proc.returncode == USER_ERROR_EXIT
+    assert f"no database at {db}" in proc.stderr
+    assert not db.parent.exists()
+
+
+def test_front_list_on_a_database_without_studies_says_so(tmp_path: Path) -> None:
+    run = run_cli(["mode=estimate"], cwd=tmp_path)  # refused: nothing to fit, nothing made
+    assert run.returncode == USER_ERROR_EXIT
+    db = tmp_path / "empty.db"
+    sqlite3.connect(db).close()
+    proc = subprocess.run(
+        [sys.executable, "-m", "sweeper.front", "--list", "--storage", f"sqlite:///{db}"],
+        cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0
+    assert proc.stderr.strip() == f"no studies in sqlite:///{db}"
+
+
+@pytest.mark.slow
+def test_the_same_grid_started_twice_trains_each_config_once(tmp_path: Path) -> None:
+    args = ["-m", "model=mlp", "batch=16,32,64,128", "sweeper.name=shared", *TINY]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "sweeper", *args], cwd=tmp_path, env=cli_env(),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    for proc, (_out, err) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, err[-3000:]
+    with sqlite3.connect(tmp_path / "results" / "sweeper.db") as conn:
+        rows = conn.execute("select batch, status from runs order by id").fetchall()
+    assert sorted(b for b, _ in rows) == [16, 32, 64, 128]
+    assert {s for _, s in rows} == {"completed"}
+    skipped = sum(
+        (out + err).count("this sweep is shared with another process") for out, err in outputs
+    )
+    assert skipped >= 1  # the second process found work taken, rather than repeating it
+
+
+@pytest.mark.parametrize(
+    ("override", "allowed"),
+    [
+        ("energy.sample_hz=100000", "a rate in Hz > 0 and <= 1000"),
+        ("inference.batches=0", "an integer >= 1"),
+    ],
+)
+def test_values_that_measure_nothing_useful_are_refused(override: str, allowed: str) -> None:
+    key = override.split("=")[0]
+    with pytest.raises(ConfigError, match=f"invalid value for '{key}'.*allowed: {allowed}"):
+        build_spec(_compose(override))
+
+
+def test_a_batch_larger_than_the_training_set_is_refused_before_any_row(tmp_path: Path) -> None:
+    proc = run_cli(["batch=5000", *TINY], cwd=tmp_path)
+    assert proc.returncode == USER_ERROR_EXIT
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("sweeper: error: invalid value for 'batch': 5000; allowed: at most")
+    with sqlite3.connect(tmp_path / "results" / "sweeper.db") as conn:
+        assert conn.execute("select count(*) from runs").fetchone() == (0,)
