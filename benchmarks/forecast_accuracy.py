@@ -25,10 +25,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
-from sweeper.datasets import load_dataset  # noqa: E402
-from sweeper.models import build_model  # noqa: E402
 
 from sweeper import energy  # noqa: E402
+from sweeper.datasets import load_dataset  # noqa: E402
+from sweeper.models import build_model  # noqa: E402
 from sweeper.predict.trace import StepTrace, forecast_error, forecast_from_trace  # noqa: E402
 from sweeper.training.loaders import make_loader  # noqa: E402
 from sweeper.training.trainer import Trainer, make_optimizer  # noqa: E402

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from .augment import TRANSFORM_OPTIONS, check_transform_options, split_transforms
 from .digits import read_digits
 from .source import SourceData
 from .stratify import split_off, take
@@ -22,7 +23,7 @@ def dataset_options(name: str) -> dict[str, Any]:
     """Dataset-specific keyword options of ``name`` with their defaults."""
     _check_name(name)
     if name != "synthetic":
-        return {}
+        return dict(TRANSFORM_OPTIONS.get(name, {}))
     params = inspect.signature(make_synthetic).parameters.values()
     return {p.name: p.default for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY}
 
@@ -45,6 +46,8 @@ def load_dataset(
     val. ``max_samples`` then subsamples train only, so val and test stay comparable
     across quick and full runs. ``root`` and ``download`` matter only for the
     torchvision datasets; relative roots are taken relative to the current directory.
+    CIFAR-10's ``augment`` and ``normalize`` options (see datasets/augment.py) give the
+    training split the study's random crop and flip, and every split its normalisation.
     """
     allowed = dataset_options(name)
     unknown = sorted(set(options) - set(allowed))
@@ -59,6 +62,8 @@ def load_dataset(
     if max_samples is not None and max_samples < 1:
         raise ValueError(f"max_samples must be a positive int or None, got {max_samples}")
 
+    transform_options = {k: options.pop(k) for k in TRANSFORM_OPTIONS.get(name, {}) if k in options}
+    check_transform_options(transform_options)
     data = _read(name, Path(root), download, seed, options)
     rng = np.random.default_rng(seed)
     pool, test = data.train, data.test
@@ -71,14 +76,16 @@ def load_dataset(
         train = train.subset(take(train.targets, max_samples, rng))
     if len(train) == 0:
         raise ValueError(f"no training samples left for {name!r}; lower the split fractions")
+    _, height, width = train.input_shape
+    transforms = split_transforms(name, (height, width), **transform_options)
     return DataSplits(
         name=name,
-        train=train,
-        val=val,
-        test=test,
+        train=train.with_transform(transforms.train),
+        val=val.with_transform(transforms.evaluation),
+        test=test.with_transform(transforms.evaluation),
         input_shape=train.input_shape,
         num_classes=data.num_classes,
-        source=data.description,
+        source="; ".join(filter(None, (data.description, transforms.description))),
     )
 
 

@@ -3,25 +3,33 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from torch import nn
 
+from .cifar import CIFAR_ARCHITECTURES
 from .cnn import SimpleCNN
 from .mlp import MLP
 from .mobilenet import MobileNetV2
 from .resnet import ResNet
+from .torchvision_models import torchvision_model
 from .vgg import VGG
 from .vit import ViT
 
-ARCHITECTURES: dict[str, type[nn.Module]] = {
+# Each builder is called as builder(input_shape, num_classes, **keyword-only options).
+ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
+    # Small architectures that adapt to any input size (8x8 digits to 32x32 CIFAR).
     "resnet": ResNet,
     "vit": ViT,
     "mobilenet": MobileNetV2,
     "vgg": VGG,
     "cnn": SimpleCNN,
     "mlp": MLP,
+    # The study's 14 CIFAR-10 networks (most need 32x32 inputs).
+    **CIFAR_ARCHITECTURES,
+    # Any torchvision classification architecture, by name (model.arch).
+    "torchvision": torchvision_model,
 }
 MODEL_NAMES: tuple[str, ...] = tuple(ARCHITECTURES)
 
@@ -54,7 +62,7 @@ def build_model(
     return _architecture(name)(tuple(input_shape), int(num_classes), **options)
 
 
-def _architecture(name: str) -> type[nn.Module]:
+def _architecture(name: str) -> Callable[..., nn.Module]:
     try:
         return ARCHITECTURES[name]
     except KeyError:

@@ -34,6 +34,16 @@ TINY = [
 
 
 @pytest.fixture
+def tiny_cifar10(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A data root holding a 70-image CIFAR-10 in torchvision's format (tests/cifar_files.py)."""
+    from cifar_files import accept_unofficial_cifar10, write_tiny_cifar10
+
+    write_tiny_cifar10(tmp_path)
+    accept_unofficial_cifar10(monkeypatch)
+    return tmp_path
+
+
+@pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'sweeper.db'}"
 

@@ -12,11 +12,19 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 from sklearn.linear_model import LogisticRegression
-from sweeper.datasets import DATASET_NAMES, DataSplits, ImageTensorDataset, load_dataset
 from torchvision import datasets as tv
 from torchvision.transforms import ToTensor
 
-from sweeper.errors import DatasetUnavailable
+from sweeper.config.options import check_dataset_options
+from sweeper.datasets import (
+    DATASET_NAMES,
+    DataSplits,
+    ImageTensorDataset,
+    dataset_options,
+    load_dataset,
+)
+from sweeper.datasets.augment import CIFAR10_MEAN, CIFAR10_STD
+from sweeper.errors import ConfigError, DatasetUnavailable
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "dataset"
 
@@ -210,3 +218,62 @@ def test_yaml_root_defaults_to_data(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SWEEPER_DATA_ROOT", raising=False)
     cfg = OmegaConf.load(CONF / "mnist.yaml")
     assert cfg.root == "data"
+
+
+# ---- CIFAR-10: the real torchvision reader on a tiny copy, and the study's augmentation ----
+
+MEAN = torch.tensor(CIFAR10_MEAN).view(3, 1, 1)
+STD = torch.tensor(CIFAR10_STD).view(3, 1, 1)
+
+
+def crops_and_flips(image: torch.Tensor) -> torch.Tensor:
+    """All 9 x 9 x 2 outcomes of RandomCrop(32, padding=4) + RandomHorizontalFlip."""
+    padded = torch.nn.functional.pad(image, (4, 4, 4, 4))
+    crops = [padded[:, y : y + 32, x : x + 32] for y in range(9) for x in range(9)]
+    return torch.stack(crops + [c.flip(-1) for c in crops])
+
+
+def test_tiny_cifar10_loads_through_torchvision(tiny_cifar10: Path) -> None:
+    splits = load_dataset(
+        "cifar10", root=tiny_cifar10, val_fraction=0.2, augment=False, normalize=False
+    )
+    assert (len(splits.train), len(splits.val), len(splits.test)) == (40, 10, 20)
+    assert splits.input_shape == (3, 32, 32) and splits.num_classes == 10
+    reference = tv.CIFAR10(str(tiny_cifar10), train=False, transform=ToTensor())
+    for i in (0, 19):
+        image, label = splits.test[i]
+        expected, expected_label = reference[i]
+        assert torch.equal(image, expected) and label == expected_label
+
+
+def test_cifar10_augments_the_training_split_only(tiny_cifar10: Path) -> None:
+    torch.manual_seed(0)
+    splits = load_dataset("cifar10", root=tiny_cifar10, val_fraction=0.2)
+    assert "augmented" in splits.source and "normalised" in splits.source
+    raw = splits.train.images[3].float() / 255
+    outcomes = (crops_and_flips(raw) - MEAN) / STD
+    draws = torch.stack([splits.train[3][0] for _ in range(12)])
+    # Every draw is one crop/flip of the image, normalised; they are not all the same one.
+    matches = [torch.isclose(outcomes, d, atol=1e-6).flatten(1).all(1).any() for d in draws]
+    assert all(matches)
+    assert len({d.numpy().tobytes() for d in draws}) > 1
+    # Evaluation splits: normalised only, the same on every read.
+    for split in (splits.val, splits.test):
+        image = split.images[0].float() / 255
+        assert torch.allclose(split[0][0], (image - MEAN) / STD, atol=1e-6)
+        assert torch.equal(split[0][0], split[0][0])
+
+
+def test_cifar10_augment_false_leaves_training_images_whole(tiny_cifar10: Path) -> None:
+    splits = load_dataset("cifar10", root=tiny_cifar10, augment=False)
+    image = splits.train.images[0].float() / 255
+    assert torch.allclose(splits.train[0][0], (image - MEAN) / STD, atol=1e-6)
+    assert "augmented" not in splits.source
+
+
+def test_cifar10_switches_are_checked_before_reading(tmp_path: Path) -> None:
+    assert dataset_options("cifar10") == {"augment": True, "normalize": True}
+    with pytest.raises(ValueError, match="dataset.augment must be true or false, got 'yes'"):
+        load_dataset("cifar10", root=tmp_path, augment="yes")  # no files: read never started
+    with pytest.raises(ConfigError, match="dataset.normalize"):
+        check_dataset_options("cifar10", {"normalize": 1})
