@@ -164,12 +164,19 @@ class Eco2AITool(Tool):
         self.tracker.start()
 
     def stop(self) -> float | None:
+        # Tracker.stop() as eco2AI 0.3.12 does it, reading the total before the reset that
+        # follows its CSV write (which fails under pandas 2: the figure is kept regardless).
+        tracker = self.tracker
+        tracker._scheduler.remove_job("job")
+        tracker._scheduler.shutdown()
+        tracker._func_for_sched()
+        kwh = float(tracker._consumption)
+        self.note = "its CPU estimate (TDP x utilisation)"
         try:
-            self.tracker.stop()
-            self.note = "its CPU estimate (TDP x utilisation)"
-        except TypeError as exc:  # eco2AI 0.3.12 fails writing its CSV row under pandas 2
-            self.note = f"its CPU estimate; its stop() failed writing its log ({exc})"
-        return float(self.tracker.consumption()) * KWH_J
+            tracker._write_to_csv()
+        except TypeError as exc:
+            self.note += f"; its CSV log failed ({exc})"
+        return kwh * KWH_J
 
 
 @dataclass
@@ -177,6 +184,7 @@ class Results:
     steps_per_s: list[float] = field(default_factory=list)
     ratios: list[float] = field(default_factory=list)
     joules_per_step: list[float] = field(default_factory=list)
+    start_stop_s: list[float] = field(default_factory=list)  # the tool's own start + stop
     note: str = ""
 
 
@@ -233,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
             order = tools[r % len(tools):] + tools[:r % len(tools)]
             speed: dict[str, float] = {}
             for tool in order:
+                t_start = time.perf_counter()
                 try:
                     quiet(tool.start)
                 except Exception as exc:
@@ -241,11 +250,14 @@ def main(argv: list[str] | None = None) -> int:
                 t0 = time.perf_counter()
                 train(model, opt, x, y, args.steps, args.batch)
                 elapsed = time.perf_counter() - t0
+                t_stop = time.perf_counter()
                 try:
                     joules = quiet(tool.stop)
                 except Exception as exc:
                     joules = None
                     results[tool.name].note = f"failed to stop: {type(exc).__name__}: {exc}"
+                results[tool.name].start_stop_s.append(
+                    (t0 - t_start) + (time.perf_counter() - t_stop))
                 speed[tool.name] = args.steps / elapsed
                 results[tool.name].steps_per_s.append(speed[tool.name])
                 if isinstance(joules, float):
@@ -254,28 +266,34 @@ def main(argv: list[str] | None = None) -> int:
             for name, value in speed.items():
                 if "none" in speed:
                     results[name].ratios.append(value / speed["none"])
-        wall = time.perf_counter() - started
-    print(f"{args.rounds} rounds x {len(tools)} tools x {args.steps} steps (batch {args.batch}, "
+            print_table(results, r + 1, len(tools), args, time.perf_counter() - started,
+                        load_before[0])
+    for line in missing:
+        print(f"not compared: {line}")
+    return 0
+
+
+def print_table(results: dict[str, Results], rounds: int, n_tools: int,
+                args: argparse.Namespace, wall: float, load_before: float) -> None:
+    """The table so far (printed after every round, so a cut-short run still reports)."""
+    print(f"\n{rounds} round(s) x {n_tools} tools x {args.steps} steps (batch {args.batch}, "
           f"{torch.get_num_threads()} threads) in {wall:.0f} s; load average before "
-          f"{load_before[0]:.2f}, after {os.getloadavg()[0]:.2f}; "
-          f"{psutil.cpu_count()} logical CPUs")
+          f"{load_before:.2f}, now {os.getloadavg()[0]:.2f}; {psutil.cpu_count()} logical CPUs")
     header = (f"{'tool':22} {'steps/s':>8}  {'ratio vs none: median [quartiles]':34} "
-              f"{'J/step':>8}  energy figure from")
+              f"{'start+stop':>10} {'J/step':>8}  energy figure from")
     print(header)
     for name, res in results.items():
         if not res.steps_per_s:
-            print(f"{name:22} {'-':>8}  {'-':34} {'-':>8}  {res.note}")
+            print(f"{name:22} {'-':>8}  {'-':34} {'-':>10} {'-':>8}  {res.note}")
             continue
         low, high = quartiles(res.ratios) if res.ratios else (float("nan"),) * 2
         ratio = statistics.median(res.ratios) if res.ratios else float("nan")
         joules = (f"{statistics.median(res.joules_per_step):8.3f}" if res.joules_per_step
                   else f"{'-':>8}")
         print(f"{name:22} {statistics.median(res.steps_per_s):8.2f}  "
-              f"{ratio:.4f} [{low:.3f}, {high:.3f}]{'':14} {joules}  "
-              f"{res.note or ('no energy figure' if name != 'none' else '')}")
-    for line in missing:
-        print(f"not compared: {line}")
-    return 0
+              f"{ratio:.4f} [{low:.3f}, {high:.3f}]{'':14} "
+              f"{statistics.median(res.start_stop_s):9.2f}s {joules}  "
+              f"{res.note or ('no energy figure' if name != 'none' else '')}", flush=True)
 
 
 if __name__ == "__main__":
