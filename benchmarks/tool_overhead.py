@@ -164,18 +164,18 @@ class Eco2AITool(Tool):
         self.tracker.start()
 
     def stop(self) -> float | None:
-        # Tracker.stop() as eco2AI 0.3.12 does it, reading the total before the reset that
-        # follows its CSV write (which fails under pandas 2: the figure is kept regardless).
+        # Tracker.stop() as eco2AI 0.3.12 does it, keeping the total it resets afterwards.
+        # Its every measurement adds to the total and then writes a CSV row, which fails
+        # under pandas 2 (also in its background thread): the total is kept regardless.
         tracker = self.tracker
         tracker._scheduler.remove_job("job")
         tracker._scheduler.shutdown()
-        tracker._func_for_sched()
-        kwh = float(tracker._consumption)
         self.note = "its CPU estimate (TDP x utilisation)"
         try:
-            tracker._write_to_csv()
+            tracker._func_for_sched()
         except TypeError as exc:
-            self.note += f"; its CSV log failed ({exc})"
+            self.note += f"; its CSV log fails ({exc})"
+        kwh = float(tracker._consumption)
         return kwh * KWH_J
 
 

@@ -187,7 +187,7 @@ def test_grid_estimate_through_the_cli_stores_nothing(tmp_path: Path) -> None:
 # --- study_smoke end to end ---------------------------------------------------------------
 
 SMOKE_CPU = ["+experiment=study_smoke", *DATA_OVERRIDES[:3], "dataset.n_samples=200",
-             "inference.batches=2", "sweeper.progress=false", "device=cpu"]
+             "inference.batches=2", "sweeper.progress=false", "device=cpu", "loader.workers=1"]
 
 
 def _smoke(tmp_path: Path, models: str, batches: str) -> tuple[Any, Path]:

@@ -4,7 +4,7 @@ optimizer, loaders, meters, the hardware identity, the carbon intensity."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -86,13 +86,15 @@ def prepare(
     )
     loading = resolve_loader(LoaderOptions(spec.loader_workers, spec.loader_pin_memory), device)
     eval_batch = max(spec.batch, 256)
+    # Read once each: worker processes kept alive for a single pass would only hold memory
+    # (the inference benchmark copies its batches to the device before it is timed).
+    once = replace(loading, workers=0)
     loaders = {
         "train": train_loader(data.train, spec.batch, seed=spec.seed, settings=loading),
         "val": make_loader(data.val, eval_batch, shuffle=False, seed=spec.seed, settings=loading),
-        "test": make_loader(data.test, eval_batch, shuffle=False, seed=spec.seed,
-                            settings=loading),
+        "test": make_loader(data.test, eval_batch, shuffle=False, seed=spec.seed, settings=once),
         "inference": make_loader(data.test, spec.inference_batch, shuffle=False, seed=spec.seed,
-                                 settings=loading),
+                                 settings=once),
     }
     gpus = distributed.measured_gpus(spec.gpus, device)  # every rank's GPU under torchrun
     meters = energy.open_meters(
