@@ -9,6 +9,9 @@ drift in machine load hits them all alike; throughput ratios against "none" are 
 within a round and the median is reported with quartiles. Each tool's own energy figure
 for the stretch it measured is printed in joules per training step beside sweeper's.
 
+Throughput on a shared machine is blurred by other load; the CPU time this process spends
+per step (training plus the tool's threads) is not, so it is printed too.
+
 Every tool polls at 1 s (CodeCarbon measure_power_secs, eco2AI measure_period,
 carbontracker update_interval) except sweeper at its default 10 Hz: the same settings a
 user would choose to measure short phases. Where a tool cannot read a counter (no RAPL, no
@@ -185,6 +188,7 @@ class Results:
     ratios: list[float] = field(default_factory=list)
     joules_per_step: list[float] = field(default_factory=list)
     start_stop_s: list[float] = field(default_factory=list)  # the tool's own start + stop
+    cpu_ms_per_step: list[float] = field(default_factory=list)  # this process, tool threads in
     note: str = ""
 
 
@@ -247,9 +251,11 @@ def main(argv: list[str] | None = None) -> int:
                 except Exception as exc:
                     results[tool.name].note = f"failed to start: {type(exc).__name__}: {exc}"
                     continue
-                t0 = time.perf_counter()
+                t0, cpu0 = time.perf_counter(), time.process_time()
                 train(model, opt, x, y, args.steps, args.batch)
                 elapsed = time.perf_counter() - t0
+                results[tool.name].cpu_ms_per_step.append(
+                    1e3 * (time.process_time() - cpu0) / args.steps)
                 t_stop = time.perf_counter()
                 try:
                     joules = quiet(tool.stop)
@@ -280,11 +286,11 @@ def print_table(results: dict[str, Results], rounds: int, n_tools: int,
           f"{torch.get_num_threads()} threads) in {wall:.0f} s; load average before "
           f"{load_before:.2f}, now {os.getloadavg()[0]:.2f}; {psutil.cpu_count()} logical CPUs")
     header = (f"{'tool':22} {'steps/s':>8}  {'ratio vs none: median [quartiles]':34} "
-              f"{'start+stop':>10} {'J/step':>8}  energy figure from")
+              f"{'CPU ms/step':>11} {'start+stop':>10} {'J/step':>8}  energy figure from")
     print(header)
     for name, res in results.items():
         if not res.steps_per_s:
-            print(f"{name:22} {'-':>8}  {'-':34} {'-':>10} {'-':>8}  {res.note}")
+            print(f"{name:22} {'-':>8}  {'-':34} {'-':>11} {'-':>10} {'-':>8}  {res.note}")
             continue
         low, high = quartiles(res.ratios) if res.ratios else (float("nan"),) * 2
         ratio = statistics.median(res.ratios) if res.ratios else float("nan")
@@ -292,6 +298,7 @@ def print_table(results: dict[str, Results], rounds: int, n_tools: int,
                   else f"{'-':>8}")
         print(f"{name:22} {statistics.median(res.steps_per_s):8.2f}  "
               f"{ratio:.4f} [{low:.3f}, {high:.3f}]{'':14} "
+              f"{statistics.median(res.cpu_ms_per_step):11.1f} "
               f"{statistics.median(res.start_stop_s):9.2f}s {joules}  "
               f"{res.note or ('no energy figure' if name != 'none' else '')}", flush=True)
 

@@ -322,3 +322,19 @@ def test_time_targets_read_duration_per_sample(tmp_path) -> None:
     assert sized[0].activations_per_sample == 123.0
     with pytest.raises(ValueError, match="unknown target"):
         observations_from_runs(runs, "power")
+
+
+def test_log_linear_size_slopes_are_never_negative() -> None:
+    """A noisy handful of models can make the free fit say more MACs cost less energy (the
+    CPU preset's -1.31); the slope is held at zero instead, batch stays free."""
+    rows = [Observation(i, "hw", "rapl", f"m{i}", "d", batch, "fp32", 1000 * (i + 1),
+                        macs, 1.0 / macs**0.5 * batch**-0.3)
+            for i, macs in enumerate((1e6, 1e7, 1e8)) for batch in (16, 64)]
+    free = np.linalg.lstsq(
+        np.column_stack([np.ones(6), np.log([o.macs_per_sample for o in rows]),
+                         np.log([o.batch for o in rows])]),
+        np.log([o.energy_per_sample_j for o in rows]), rcond=None)[0]
+    assert free[1] < 0
+    fit = fit_loglinear(rows, ("ln_macs", "ln_batch"))
+    assert fit.coef["ln_macs"] == pytest.approx(0.0, abs=1e-9)
+    assert fit.coef["ln_batch"] == pytest.approx(-0.3, abs=1e-6)
