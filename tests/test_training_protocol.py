@@ -11,12 +11,12 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from sweeper.datasets import load_dataset
-from sweeper.models import build_model
 from torch.utils.data import Dataset
 
 from sweeper.config.spec import build_spec
+from sweeper.datasets import load_dataset
 from sweeper.errors import ConfigError
+from sweeper.models import build_model
 from sweeper.training.loaders import LoaderOptions, LoaderSettings, make_loader, resolve_loader
 from sweeper.training.schedule import ScheduleSpec, make_scheduler
 from sweeper.training.trainer import Trainer, make_optimizer
