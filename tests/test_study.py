@@ -179,6 +179,7 @@ def test_grid_estimate_through_the_cli_stores_nothing(tmp_path: Path) -> None:
     assert "vit/synthetic b32 fp32" in out and "total" in out
     assert "held-out MAPE: by configuration" in out and "by model" in out
     assert "1 model(s) never run on this hardware (vit/synthetic)" in out
+    assert "CO2 of the total" in out
     assert "estimate for" not in out  # no per-job tables in a grid
     with sqlite3.connect(db) as conn:
         assert conn.execute("select count(*) from runs").fetchone()[0] == 12

@@ -91,6 +91,9 @@ def print_grid(estimates: Sequence[ConfigEstimate], console: Console | None = No
     lines = [score_line(t, p) for t, p in first.predictions.items()]
     lines.append("energy: training, evaluation passes (costed at the inference rate) and the "
                  "inference benchmark; totals add the per-configuration bounds")
+    if all(e.co2_g is not None for e in estimates):
+        co2_kg = sum(e.co2_g or 0.0 for e in estimates) / 1e3
+        lines.append(f"CO2 of the total: {co2_kg:.3g} kg (energy.country, energy.pue)")
     if first.duration_s is None:
         lines.append("no fitted run stored its durations: no time estimate")
     unseen = sorted({e.label.split(" ")[0] for e in estimates if not e.known_model})

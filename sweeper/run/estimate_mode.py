@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -229,6 +229,7 @@ class ConfigEstimate:
     params: int
     macs_per_sample: float
     activations_per_sample: float | None
+    co2_g: float | None = None  # of the point estimate, at the configured grid intensity
 
     @property
     def known_model(self) -> bool:
@@ -277,6 +278,7 @@ def run_estimate(cfg: DictConfig, spec: RunSpec, *, in_grid: bool = False) -> Jo
     estimate = estimate_config(cfg, spec)
     carbon = energy.carbon_intensity(spec.country, spec.region)
     co2 = energy.co2_g(estimate.energy_j.value, carbon.g_per_kwh, spec.pue)
+    estimate = replace(estimate, co2_g=co2)
     if in_grid:
         log.info("estimated %s: %.4g J", estimate.label, estimate.energy_j.value)
     else:
