@@ -51,9 +51,11 @@ def traced_run(
     torch.manual_seed(args.seed)
     model = build_model(model_name, data.input_shape, data.num_classes)  # type: ignore[attr-defined]
     optimizer = make_optimizer("adam", model.parameters(), args.lr, 0.9, 0.0)
-    trainer = Trainer(model, optimizer, torch.device("cpu"), "fp32")
+    device = torch.device(args.device)
+    trainer = Trainer(model, optimizer, device, "fp32")
     loader = make_loader(data.train, batch, shuffle=True, seed=args.seed)  # type: ignore[attr-defined]
-    meters = energy.open_meters(args.meter, gpu_indices=())
+    gpus = [device.index or 0] if device.type == "cuda" else ()
+    meters = energy.open_meters(args.meter, gpu_indices=gpus)
     sampler = energy.EnergySampler(meters.meters, sample_hz=args.sample_hz)
     trace = StepTrace(sampler.energy_so_far_j)
     sampler.start()
@@ -81,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads; 1 keeps CPU time free of spin-waiting on busy hosts")
     parser.add_argument("--sample-hz", type=float, default=10.0)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -93,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
 
     header = f"{'run':<14} {'steps':>6} {'E_tr (J)':>9} " + " ".join(
         f"{w:>8.0%}" for w in windows)
-    print(f"forecast error of E_tr by profiling window ({args.dataset}, CPU, "
+    print(f"forecast error of E_tr by profiling window ({args.dataset}, {args.device}, "
           f"{args.threads} thread(s), {args.warmup_steps} warm-up steps, meter "
           f"{runs[0].source})")
     print(header)

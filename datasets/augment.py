@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from torch import Tensor
-from torchvision.transforms import v2
 
 Transform = Callable[[Tensor], Tensor]
 
@@ -43,6 +42,8 @@ def split_transforms(
     if name not in TRANSFORM_OPTIONS:
         return SplitTransforms(None, None, "")
     check_transform_options({"augment": augment, "normalize": normalize})
+    from torchvision.transforms import v2  # torchvision costs seconds to import: only here
+
     train: list[Transform] = []
     evaluation: list[Transform] = []
     parts = []

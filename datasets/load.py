@@ -10,13 +10,11 @@ import numpy as np
 
 from .augment import TRANSFORM_OPTIONS, check_transform_options, split_transforms
 from .digits import read_digits
+from .names import DATASET_NAMES
 from .source import SourceData
 from .stratify import split_off, take
 from .synthetic import make_synthetic
 from .types import DataSplits
-from .vision import read_vision
-
-DATASET_NAMES: tuple[str, ...] = ("digits", "synthetic", "mnist", "fashion_mnist", "cifar10")
 
 
 def dataset_options(name: str) -> dict[str, Any]:
@@ -94,6 +92,8 @@ def _read(name: str, root: Path, download: bool, seed: int, options: dict[str, A
         return read_digits()
     if name == "synthetic":
         return make_synthetic(seed, **options)
+    from .vision import read_vision  # torchvision: imported only for its data sets
+
     return read_vision(name, root, download)
 
 

@@ -12,6 +12,7 @@ from .cifar import CIFAR_ARCHITECTURES
 from .cnn import SimpleCNN
 from .mlp import MLP
 from .mobilenet import MobileNetV2
+from .names import MODEL_NAMES
 from .resnet import ResNet
 from .torchvision_models import torchvision_model
 from .vgg import VGG
@@ -31,7 +32,8 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     # Any torchvision classification architecture, by name (model.arch).
     "torchvision": torchvision_model,
 }
-MODEL_NAMES: tuple[str, ...] = tuple(ARCHITECTURES)
+if tuple(ARCHITECTURES) != MODEL_NAMES:  # names.py is the torch-free copy config reads
+    raise ImportError("sweeper.models.names.MODEL_NAMES is out of step with ARCHITECTURES")
 
 
 def model_options(name: str) -> dict[str, Any]:

@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from functools import cache
 
 import torch
-import torchvision
 from torch import nn
 
 from .common import check_input
@@ -23,6 +22,8 @@ _AUX_LOGITS = ("googlenet", "inception_v3")
 @cache
 def classification_archs() -> tuple[str, ...]:
     """Names torchvision.models.get_model accepts for image classification."""
+    import torchvision  # seconds to import: only for model=torchvision
+
     return tuple(torchvision.models.list_models(module=torchvision.models))
 
 
@@ -79,6 +80,8 @@ def _build(arch: str, channels: int, num_classes: int, small_input_stem: bool) -
 
 
 def _get_model(arch: str, options: dict[str, object]) -> nn.Module:
+    import torchvision
+
     try:
         return torchvision.models.get_model(arch, **options)
     except NotImplementedError:
@@ -91,6 +94,8 @@ def _get_model(arch: str, options: dict[str, object]) -> nn.Module:
 
 
 def _use_small_stem(arch: str, model: nn.Module, channels: int) -> None:
+    import torchvision
+
     if not isinstance(model, torchvision.models.ResNet):
         raise ValueError(
             f"model.small_input_stem=true is supported for torchvision's ResNet family "

@@ -9,24 +9,29 @@ import atexit
 import logging
 import os
 import sys
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from sweeper import _threads  # noqa: F401  (first: OMP_WAIT_POLICY before torch loads)
 from sweeper.app.callbacks import LAST_SWEEP, summarise_runs
 from sweeper.errors import USER_ERROR_EXIT, USER_ERRORS, exit_with_user_error
-from sweeper.run.job import JobResult, run_job
 from sweeper.run.recording import RunInterrupted
 from sweeper.store.db import dispose_stores
+
+if TYPE_CHECKING:
+    from sweeper.run.result import JobResult
 
 log = logging.getLogger("sweeper")
 
 
 @hydra.main(version_base="1.3", config_path="pkg://sweeper.conf", config_name="config")
 def app(cfg: DictConfig) -> JobResult:
+    from sweeper.run.job import run_job  # torch and the data sets: only once a job runs
+
     try:
         result = run_job(cfg)
     except USER_ERRORS as exc:

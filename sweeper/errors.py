@@ -19,6 +19,11 @@ class StoreError(RuntimeError):
     """The store cannot be used; the message says why and what to do."""
 
 
+class StoreUnavailable(StoreError):
+    """The store stopped answering for longer than storage.outage_s: sweeper waited (and
+    kept a running run's writes in memory) that long, then gave up."""
+
+
 class DatasetUnavailable(RuntimeError):
     """The data cannot be read (files missing, download impossible); the message says
     where we looked and how to get the files, so a sweep fails with an actionable error."""

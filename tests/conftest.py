@@ -30,6 +30,7 @@ TINY = [
     "energy.sample_hz=20",
     "sweeper.progress=false",
     "dataset.max_samples=400",
+    "energy.idle.seconds=0.5",  # where RAPL or NVML is readable, a short idle baseline
 ]
 
 

@@ -195,3 +195,14 @@ def test_torchvision_regnets_can_be_checked_on_the_meta_device() -> None:
     # Their builders read tensors back while constructing; config checks build on meta.
     model = on_meta("torchvision", arch="regnet_x_400mf")
     assert all(p.is_meta for p in model.parameters())
+
+
+def test_a_torchvision_run_is_stored_under_its_architecture() -> None:
+    """Different torchvision architectures must not be pooled under one model name."""
+    with initialize_config_dir(str(Path(__file__).resolve().parents[1] / "conf"),
+                               version_base="1.3"):
+        cfg = compose("config", overrides=["model=torchvision", "model.arch=resnet50"])
+    GlobalHydra.instance().clear()
+    spec = build_spec(cfg)
+    assert spec.model == "torchvision"
+    assert spec.model_label == "torchvision:resnet50"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from sweeper.models import MODEL_NAMES
 from tests.conftest import TINY, run_cli
 
 
@@ -57,6 +58,11 @@ def test_grid_stores_energy_per_phase(grid: tuple[Path, object]) -> None:
         (epoch_j,) = _rows(db, f"select sum(energy_j) from phases "
                                f"where run_id={run_id} and kind='train_epoch'")[0]
         assert epoch_j == pytest.approx(e_tr)
+        (unc_tr, unc_total), = _rows(db, "select energy_train_uncertainty_j, "
+                                         f"energy_total_uncertainty_j from runs where id={run_id}")
+        assert 0 < unc_tr < e_tr and unc_total > 0  # CPU-time ticks of the estimate
+        assert _rows(db, f"select count(*) from phases where run_id={run_id} "
+                         "and (energy_uncertainty_j is null or energy_flag is not null)") == [(0,)]
         assert _rows(db, f"select count(*) from power_samples where run_id={run_id}")[0][0] > 0
 
 
@@ -66,6 +72,7 @@ def test_grid_prints_summary_table(grid: tuple[Path, object]) -> None:
     assert "E_tr" in out and "val acc" in out and "completed" in out
     assert out.count("digits") >= 4
     assert "estimate" in out
+    assert out.count(" ± ") >= 8  # E_tr and E_in of each run, with their uncertainty
 
 
 def test_rerunning_the_same_grid_resumes(grid: tuple[Path, object]) -> None:
@@ -115,5 +122,6 @@ def test_help_names_the_app_and_its_groups(tmp_path: Path) -> None:
     proc = run_cli(["--help"], cwd=tmp_path)
     assert proc.returncode == 0
     assert proc.stdout.startswith("sweeper: Hydra sweeps")
-    assert "model: cnn, mlp, mobilenet, resnet, vgg, vit" in proc.stdout
+    assert f"model: {', '.join(sorted(MODEL_NAMES))}\n" in proc.stdout
+    assert "sampler" not in proc.stdout.split("== Config ==")[0]  # samplers: hydra.sweeper
     assert not (tmp_path / "results").exists()  # help runs nothing

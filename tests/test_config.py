@@ -86,6 +86,12 @@ def test_unknown_group_option_lists_the_choices() -> None:
         ("forecast.window=1.5", "forecast.window"),
         ("storage.url=results.db", "storage.url"),
         ("batch=abc", "batch"),
+        ("inference.protocol=forever", "inference.protocol"),
+        ("inference.min_seconds=-1", "inference.min_seconds"),
+        ("inference.passes=0", "inference.passes"),
+        ("energy.idle.seconds=-2", "energy.idle.seconds"),
+        ("energy.busy_other_cpu_pct=-5", "energy.busy_other_cpu_pct"),
+        ("forecast.min_seconds=-1", "forecast.min_seconds"),
     ],
 )
 def test_bad_values_name_key_value_and_allowed(override: str, key: str) -> None:

@@ -277,3 +277,16 @@ def test_cifar10_switches_are_checked_before_reading(tmp_path: Path) -> None:
         load_dataset("cifar10", root=tmp_path, augment="yes")  # no files: read never started
     with pytest.raises(ConfigError, match="dataset.normalize"):
         check_dataset_options("cifar10", {"normalize": 1})
+
+
+def test_digits_read_without_sklearn_equal_load_digits() -> None:
+    """read_digits reads scikit-learn's bundled file directly (importing scikit-learn costs
+    seconds per run); it must give exactly what sklearn.datasets.load_digits gives."""
+    from sklearn.datasets import load_digits
+
+    from sweeper.datasets.digits import read_digits
+
+    ours, reference = read_digits(), load_digits()
+    expected = torch.as_tensor(reference.images, dtype=torch.float32).div(16.0).unsqueeze(1)
+    assert torch.equal(ours.train.images, expected)
+    assert torch.equal(ours.train.targets, torch.as_tensor(reference.target))

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from types import SimpleNamespace
 
 import pytest
 
@@ -12,118 +10,13 @@ from sweeper.energy import EnergySampler
 from sweeper.energy.nvml import NvmlMeter, visible_devices
 from sweeper.energy.types import MeterReadError
 from sweeper.errors import MeterUnavailable
-
-
-class NVMLError(Exception):
-    pass
-
-
-class NVMLError_NotSupported(NVMLError):
-    pass
-
-
-class NVMLError_LibraryNotFound(NVMLError):
-    pass
-
-
-@dataclass
-class FakeGpu:
-    name: str | bytes
-    power_mw: float
-    counter_mj: float | None = None  # None: the counter is not supported (pre-Volta)
-    enforced_limit_mw: float | None = 300_000
-    management_limit_mw: float = 250_000
-    fail: bool = False
-    util_pct: int = 87
-    memory_used_b: int = 3 * 2**30
-    stats_fail: bool = False  # utilisation calls fail while energy calls still work
-    uuid: str = ""
-
-
-class FakeNvml:
-    """The subset of pynvml the meter calls, with pynvml's error classes."""
-
-    NVMLError = NVMLError
-    NVMLError_NotSupported = NVMLError_NotSupported
-
-    def __init__(self, gpus: list[FakeGpu], init_error: Exception | None = None) -> None:
-        self.gpus = gpus
-        self.init_error = init_error
-        self.init_calls = 0
-        self.shutdown_calls = 0
-
-    def nvmlInit(self) -> None:
-        self.init_calls += 1
-        if self.init_error is not None:
-            raise self.init_error
-
-    def nvmlShutdown(self) -> None:
-        self.shutdown_calls += 1
-
-    def nvmlDeviceGetCount(self) -> int:
-        return len(self.gpus)
-
-    def nvmlSystemGetDriverVersion(self) -> bytes:
-        return b"550.54.15"
-
-    def nvmlDeviceGetHandleByIndex(self, i: int) -> FakeGpu:
-        return self.gpus[i]
-
-    def nvmlDeviceGetHandleByUUID(self, uuid: str) -> FakeGpu:
-        for gpu in self.gpus:
-            if gpu.uuid == uuid:
-                return gpu
-        raise NVMLError("Not Found")
-
-    def nvmlDeviceGetName(self, h: FakeGpu) -> str | bytes:
-        return h.name
-
-    def _check(self, h: FakeGpu) -> None:
-        if h.fail:
-            raise NVMLError("GPU is lost")
-
-    def nvmlDeviceGetTotalEnergyConsumption(self, h: FakeGpu) -> float:
-        self._check(h)
-        if h.counter_mj is None:
-            raise NVMLError_NotSupported("Not Supported")
-        return h.counter_mj
-
-    def nvmlDeviceGetPowerUsage(self, h: FakeGpu) -> float:
-        self._check(h)
-        return h.power_mw
-
-    def nvmlDeviceGetEnforcedPowerLimit(self, h: FakeGpu) -> float:
-        if h.enforced_limit_mw is None:
-            raise NVMLError_NotSupported("Not Supported")
-        return h.enforced_limit_mw
-
-    def nvmlDeviceGetPowerManagementLimit(self, h: FakeGpu) -> float:
-        return h.management_limit_mw
-
-    def nvmlDeviceGetUtilizationRates(self, h: FakeGpu) -> SimpleNamespace:
-        self._check(h)
-        if h.stats_fail:
-            raise NVMLError("Unknown Error")
-        return SimpleNamespace(gpu=h.util_pct, memory=40)
-
-    def nvmlDeviceGetMemoryInfo(self, h: FakeGpu) -> SimpleNamespace:
-        self._check(h)
-        used = h.memory_used_b
-        return SimpleNamespace(used=used, total=80 * 2**30, free=80 * 2**30 - used)
+from tests.fake_nvml import Clock, FakeGpu, FakeNvml, NVMLError, NVMLError_LibraryNotFound
 
 
 @pytest.fixture(autouse=True)
 def no_visible_devices_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """The tests set CUDA_VISIBLE_DEVICES explicitly; a GPU machine's own must not leak in."""
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 100.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def test_counter_supported_gives_counter_difference() -> None:
@@ -152,7 +45,7 @@ def test_counter_unsupported_integrates_power_with_trapezoids() -> None:
     assert r.energy_j == pytest.approx(500.0)  # + 200 W * 1 s
     info = meter.describe()
     assert info["gpu:0.name"] == "Tesla P100-PCIE-16GB"  # bytes from old bindings decoded
-    assert info["gpu:0.energy_method"] == "power_integration"
+    assert info["gpu:0.energy_method"] == "power_usage_integration"  # no instant field
 
 
 def test_two_gpus_mixed_methods_and_identity() -> None:

@@ -3,56 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
 from sweeper.energy import EnergySampler, open_meters
 from sweeper.errors import MeterUnavailable
 from tests.conftest import deny_read
+from tests.fake_nvml import FakeGpu, FakeNvml, NVMLError
 
 
-class NVMLError(Exception):
-    pass
-
-
-class FakeNvml:
-    """One GPU with an energy counter; ``broken`` simulates a machine without a driver."""
-
-    NVMLError = NVMLError
-
-    def __init__(self, broken: bool = False) -> None:
-        self.broken = broken
-        self.mj = 0.0
-
-    def nvmlInit(self) -> None:
-        if self.broken:
-            raise NVMLError("NVML Shared Library Not Found")
-
-    def nvmlShutdown(self) -> None:
-        pass
-
-    def nvmlDeviceGetCount(self) -> int:
-        return 1
-
-    def nvmlSystemGetDriverVersion(self) -> str:
-        return "550"
-
-    def nvmlDeviceGetHandleByIndex(self, i: int) -> SimpleNamespace:
-        return SimpleNamespace(i=i)
-
-    def nvmlDeviceGetName(self, h: object) -> str:
-        return "NVIDIA H100"
-
-    def nvmlDeviceGetTotalEnergyConsumption(self, h: object) -> float:
-        self.mj += 1000.0
-        return self.mj
-
-    def nvmlDeviceGetPowerUsage(self, h: object) -> float:
-        return 100_000.0
-
-    def nvmlDeviceGetEnforcedPowerLimit(self, h: object) -> float:
-        return 700_000.0
+def one_gpu(broken: bool = False) -> FakeNvml:
+    """One GPU with an energy counter; ``broken`` is a machine without a driver."""
+    if broken:
+        return FakeNvml([], init_error=NVMLError("NVML Shared Library Not Found"))
+    return FakeNvml([FakeGpu("NVIDIA H100", counter_mj=0.0, enforced_limit_mw=700_000)])
 
 
 @pytest.fixture
@@ -74,7 +38,7 @@ def unreadable_powercap(powercap: Path, monkeypatch: pytest.MonkeyPatch) -> Path
 
 
 def test_auto_prefers_nvml_and_rapl(powercap: Path) -> None:
-    meters = open_meters(powercap_root=powercap, nvml=FakeNvml())
+    meters = open_meters(powercap_root=powercap, nvml=one_gpu())
     assert [m.source for m in meters] == ["nvml", "rapl"]
     assert meters.source == "nvml+rapl"
     assert meters.notes[0].startswith("nvml: GPUs [0]")
@@ -87,7 +51,7 @@ def test_auto_prefers_nvml_and_rapl(powercap: Path) -> None:
 
 
 def test_auto_falls_back_to_estimate_and_says_why(unreadable_powercap: Path) -> None:
-    meters = open_meters(powercap_root=unreadable_powercap, nvml=FakeNvml(broken=True))
+    meters = open_meters(powercap_root=unreadable_powercap, nvml=one_gpu(broken=True))
     assert [m.source for m in meters] == ["estimate"]
     assert meters.source == "estimate"
     notes = " | ".join(meters.notes)
@@ -97,9 +61,21 @@ def test_auto_falls_back_to_estimate_and_says_why(unreadable_powercap: Path) -> 
 
 
 def test_auto_gpu_with_estimate_keeps_the_estimate_visible(tmp_path: Path) -> None:
-    meters = open_meters(powercap_root=tmp_path / "none", nvml=FakeNvml(), cpu_tdp_w=65)
+    meters = open_meters(powercap_root=tmp_path / "none", nvml=one_gpu(), cpu_tdp_w=65)
     assert meters.source == "nvml+estimate"
     assert meters.meters[1].cpu_tdp_w == 65
+
+
+def test_auto_gpu_run_whose_nvml_fails_warns_that_the_gpu_was_not_measured(
+    powercap: Path,
+) -> None:
+    meters = open_meters(gpu_indices=(0,), powercap_root=powercap, nvml=one_gpu(broken=True))
+    assert meters.source == "rapl"  # what was measured: the CPU only
+    (warning,) = meters.warnings
+    assert warning.startswith("GPU energy not measured: NVML unavailable")
+    assert "Shared Library Not Found" in warning
+    assert open_meters(gpu_indices=(0,), powercap_root=powercap, nvml=one_gpu()).warnings == []
+    assert open_meters(gpu_indices=(), powercap_root=powercap, nvml=one_gpu()).warnings == []
 
 
 def test_auto_with_no_gpus_requested_does_not_touch_nvml(powercap: Path) -> None:
@@ -107,24 +83,24 @@ def test_auto_with_no_gpus_requested_does_not_touch_nvml(powercap: Path) -> None
         def nvmlInit(self) -> None:
             raise AssertionError("NVML must not be started for a CPU run")
 
-    meters = open_meters(gpu_indices=(), powercap_root=powercap, nvml=Exploding())
+    meters = open_meters(gpu_indices=(), powercap_root=powercap, nvml=Exploding([]))
     assert meters.source == "rapl"
     assert "no GPU requested" in meters.notes[0]
 
 
 def test_explicit_choices_fail_loudly(tmp_path: Path, unreadable_powercap: Path) -> None:
     with pytest.raises(MeterUnavailable, match="'nvml' was requested.*Library Not Found"):
-        open_meters("nvml", nvml=FakeNvml(broken=True))
+        open_meters("nvml", nvml=one_gpu(broken=True))
     with pytest.raises(MeterUnavailable, match="'rapl' was requested.*no RAPL package zones"):
         open_meters("rapl", powercap_root=tmp_path / "none")
     with pytest.raises(MeterUnavailable, match=r"chmod a\+r"):
         open_meters("rapl", powercap_root=unreadable_powercap)
-    assert open_meters("nvml", nvml=FakeNvml()).source == "nvml"
+    assert open_meters("nvml", nvml=one_gpu()).source == "nvml"
     assert open_meters("estimate").source == "estimate"
 
 
 def test_combined_choice(powercap: Path) -> None:
-    meters = open_meters("nvml+rapl", powercap_root=powercap, nvml=FakeNvml())
+    meters = open_meters("nvml+rapl", powercap_root=powercap, nvml=one_gpu())
     assert meters.source == "nvml+rapl"
     assert open_meters("rapl+estimate", powercap_root=powercap).source == "rapl+estimate"
 

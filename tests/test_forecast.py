@@ -125,8 +125,10 @@ def test_real_run_forecast_is_within_tolerance(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_forecast_mode_profiles_without_training(tmp_path: Path) -> None:
     db = tmp_path / "f.db"
-    result = run_cli([*REAL, "epochs=20", "mode=forecast", f"storage.url=sqlite:///{db}"],
-                     tmp_path)
+    # Without the time floors the profile is exactly warm-up steps + the window's steps
+    # (the floors are covered in test_phase_length.py).
+    result = run_cli([*REAL, "epochs=20", "mode=forecast", f"storage.url=sqlite:///{db}",
+                      "forecast.warmup_seconds=0", "forecast.min_seconds=0"], tmp_path)
     assert result.returncode == 0, result.stderr
     assert "forecast of run 1" in result.stdout and "CO2" in result.stdout
     assert "(estimated)" in result.stdout
@@ -141,6 +143,19 @@ def test_forecast_mode_profiles_without_training(tmp_path: Path) -> None:
     assert phases == [("profile", 2 + 81)]  # warm-up + window, nothing else ran
     assert e_tr is None and co2 is not None
     assert forecast_j > 5 * spent_j and forecast_s > 0
+
+
+def test_forecast_mode_runs_until_the_windows_time_floor(tmp_path: Path) -> None:
+    db = tmp_path / "f.db"
+    result = run_cli([*REAL, "epochs=20", "mode=forecast", f"storage.url=sqlite:///{db}",
+                      "forecast.warmup_seconds=0", "forecast.min_seconds=1.0"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    with sqlite3.connect(db) as conn:
+        (steps,) = conn.execute("select forecast_steps from runs").fetchone()
+        kind, profile_steps, duration_s = conn.execute(
+            "select kind, steps, duration_s from phases").fetchone()
+    assert kind == "profile" and profile_steps == 2 + steps
+    assert steps >= 81 and duration_s >= 1.0  # 5% of 1620 steps, and at least 1 s
 
 
 def _hardware_id() -> str:

@@ -14,6 +14,7 @@ from datetime import timedelta
 import pytest
 
 from sweeper.run.liveness import STALE_AFTER_S, Heartbeat, reclaim_vanished_runs
+from sweeper.run.recording import Recorder
 from sweeper.store import Phase, Store
 from sweeper.store import runs as store_runs
 from sweeper.store.schema import utcnow
@@ -113,7 +114,7 @@ def test_heartbeat_advances_while_the_run_works_and_stops_with_it(store: Store) 
         return run.heartbeat_at
 
     before = beat_at()
-    with Heartbeat(store, run_id, every_s=0.05):
+    with Heartbeat(run_id, Recorder(store, run_id, keep_samples=False).beat, every_s=0.05):
         time.sleep(0.3)
         during = beat_at()
         assert during != before
@@ -126,12 +127,11 @@ def test_heartbeat_advances_while_the_run_works_and_stops_with_it(store: Store) 
 def test_a_run_wrongly_judged_vanished_ends_with_its_own_outcome(store: Store) -> None:
     """Two machines sharing a host name could judge each other's runs gone; the run that
     goes on still records how it really ended, without the other's verdict."""
-    from sweeper.run.recording import close_run
-
     sweep_id = store_runs.ensure_sweep(store, "grid: same name")
     run_id = _running(store, sweep_id, HOST, _dead_pid(), silent_s=1)
     assert reclaim_vanished_runs(store, sweep_id) == [run_id]
-    close_run(store, run_id, {"energy_total_j": 12.0}, "completed", None, time.perf_counter())
+    recorder = Recorder(store, run_id, keep_samples=False)
+    recorder.close({"energy_total_j": 12.0}, "completed", None, time.perf_counter())
     run = store_runs.get_run(store, run_id)
     assert run is not None
     assert (run.status, run.error_type, run.error_message) == ("completed", None, None)

@@ -1,8 +1,9 @@
 """Schema versioning: a database written by an older sweeper is upgraded by the numbered
 steps in sweeper.store.migrate, atomically, or refused; never half-changed.
 
-The shipped step (1 -> 2) runs on a version-1 database rebuilt from the current schema; the
-failure and refusal paths pretend the code is one version ahead with a synthetic step.
+The shipped steps (1 -> 2 -> 3) run on older databases rebuilt from the current schema by
+dropping what later versions added; the failure and refusal paths pretend the code is one
+version ahead with a synthetic step.
 Both against real SQLite files and PostgreSQL.
 """
 
@@ -57,6 +58,38 @@ def _pretend_newer_code(
     monkeypatch.setattr("sweeper.store.migrate.SCHEMA_VERSION", NEW)
     monkeypatch.setitem(migrate.STEPS, OLD, counted)
     return calls
+
+
+# (table, column) added by each version, newest first: dropping them rebuilds older files.
+ADDED_IN = {
+    4: [(table, c) for table, names in migrate.GPU_MEANING_COLUMNS.items() for c in names],
+    3: [("runs", c) for c in ("energy_train_uncertainty_j", "energy_eval_uncertainty_j",
+                              "energy_inference_uncertainty_j", "energy_total_uncertainty_j")]
+       + [("phases", "energy_uncertainty_j"), ("phases", "energy_flag"),
+          ("phase_domain_energy", "energy_uncertainty_j")],
+    2: [("runs", "pid"), ("runs", "heartbeat_at")],
+}
+
+
+def _as_written_by(store: Store, version: int) -> None:
+    """Make a current database look as ``version`` wrote it."""
+    with store.engine.begin() as conn:
+        for newer in range(SCHEMA_VERSION, version, -1):
+            for table, column in ADDED_IN[newer]:
+                conn.execute(text(f"ALTER TABLE {table} DROP COLUMN {column}"))
+        if version < 4:
+            conn.execute(text("DROP TABLE IF EXISTS idle_baselines"))  # new in 4, no step
+        conn.execute(text(f"UPDATE schema_info SET version = {version}"))
+
+
+def _columns(store_url: str, table: str) -> set[str]:
+    from sqlalchemy import create_engine
+
+    engine = create_engine(store_url)
+    with engine.connect() as conn:
+        columns = {c["name"] for c in inspect(conn).get_columns(table)}
+    engine.dispose()
+    return columns
 
 
 def _version_and_columns(store_url: str) -> tuple[int, set[str]]:
@@ -137,18 +170,74 @@ def test_version_1_database_gets_the_liveness_columns_and_keeps_its_runs(url: st
         run_row(sweep_id, config_hash="r", status="running", host="old-node",
                 started_at=utcnow() - timedelta(seconds=STALE_AFTER_S + 60)),
     )
-    with store.engine.begin() as conn:  # what version 1 wrote
-        conn.execute(text("ALTER TABLE runs DROP COLUMN pid"))
-        conn.execute(text("ALTER TABLE runs DROP COLUMN heartbeat_at"))
-        conn.execute(text("UPDATE schema_info SET version = 1"))
+    _as_written_by(store, 1)
     store.dispose()
     version, columns = _version_and_columns(url)
     assert version == 1 and not {"pid", "heartbeat_at"} & columns
 
     store = Store(url)
     version, columns = _version_and_columns(url)
-    assert version == SCHEMA_VERSION == 2 and {"pid", "heartbeat_at"} <= columns
+    assert version == SCHEMA_VERSION == 4 and {"pid", "heartbeat_at"} <= columns
     run = store_runs.get_run(store, finished)
     assert run is not None and run.status == "completed" and run.pid is None
     assert reclaim_vanished_runs(store, sweep_id) == [left_running]
+    store.dispose()
+
+
+def test_version_2_database_gets_uncertainty_columns_empty_and_takes_new_phases(url: str) -> None:
+    """Version 2 stored no uncertainty: upgraded rows have it NULL (unknown, not zero), and
+    phases written afterwards store theirs and their flag."""
+    from sweeper.store import Phase, PhaseDomainEnergy
+
+    run_id = _old_database(url)
+    store = Store(url)
+    old_phase = store_runs.add_phase(
+        store, Phase(run_id=run_id, kind="train_epoch", start_s=0.0, duration_s=1.0,
+                     energy_j=5.0),
+        [PhaseDomainEnergy(domain="cpu", source="estimate", energy_j=5.0)],
+    )
+    _as_written_by(store, 2)
+    store.dispose()
+    assert _version_and_columns(url)[0] == 2
+    assert "energy_flag" not in _columns(url, "phases")
+
+    store = Store(url)
+    version, run_columns = _version_and_columns(url)
+    assert version == SCHEMA_VERSION and "energy_total_uncertainty_j" in run_columns
+    assert {"energy_uncertainty_j", "energy_flag"} <= _columns(url, "phases")
+    assert "energy_uncertainty_j" in _columns(url, "phase_domain_energy")
+    new_phase = store_runs.add_phase(
+        store, Phase(run_id=run_id, kind="eval", start_s=1.0, duration_s=0.01, energy_j=None,
+                     energy_uncertainty_j=0.4, energy_flag="mean power 1768 W exceeds 875 W"),
+        [],
+    )
+    store_runs.update_run(store, run_id, energy_train_uncertainty_j=0.25)
+    with store.session() as session:
+        rows = dict(session.execute(
+            select(Phase.id, Phase.energy_uncertainty_j).where(Phase.run_id == run_id)
+        ).all())
+        flag = session.get(Phase, new_phase).energy_flag
+    assert rows == {old_phase: None, new_phase: 0.4} and flag.startswith("mean power 1768 W")
+    run = store_runs.get_run(store, run_id)
+    assert run is not None and run.energy_train_uncertainty_j == 0.25
+    assert run.energy_total_uncertainty_j is None
+
+
+def test_version_3_database_gets_net_and_load_columns(url: str) -> None:
+    """3 -> 4: the net-of-idle, idle power and machine-load columns arrive empty, old rows
+    keep their values, and the idle_baselines table is created."""
+    finished = _old_database(url)
+    store = Store(url)
+    _as_written_by(store, 3)
+    store.dispose()
+    assert _version_and_columns(url)[0] == 3
+    store = Store(url)
+    version, columns = _version_and_columns(url)
+    assert version == SCHEMA_VERSION
+    assert set(migrate.GPU_MEANING_COLUMNS["runs"]) <= columns
+    with store.engine.connect() as conn:
+        assert "idle_baselines" in inspect(conn).get_table_names()
+        assert "low_resolution" in {c["name"] for c in inspect(conn).get_columns("phases")}
+    run = store_runs.get_run(store, finished)
+    assert run is not None and run.status == "completed" and run.energy_train_net_j is None
     store.dispose()

@@ -28,8 +28,22 @@ def test_every_package_folder_is_listed_in_pyproject() -> None:
             continue
         top = mapped.get(rel.parts[0], rel.parts[0])
         found.add(".".join([top, *rel.parts[1:]]))
-    found.add("hydra_plugins.sweeper_pareto")
+    found |= {"hydra_plugins", "hydra_plugins.sweeper_pareto"}  # a namespace package
     assert found == listed
+
+
+def test_the_search_plugin_is_found_from_any_directory(tmp_path: Path) -> None:
+    """Hydra finds plugins by scanning the hydra_plugins namespace: the install must put
+    sweeper's there, not only make it importable by name. The override is the README's."""
+    documented = 'hydra.sweeper.params.lr="tag(log, interval(1e-3, 1e-1))"'
+    assert f"`'{documented}'`" in (ROOT / "README.md").read_text()
+    proc = subprocess.run(
+        [sys.executable, "-m", "sweeper", "hydra/sweeper=pareto", documented, "--cfg", "hydra"],
+        cwd=tmp_path, env=_clean_env(), capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "lr: tag(log, interval(1e-3, 1e-1))" in proc.stdout
+    assert "sampler: nsga2" in proc.stdout
 
 
 def _clean_env() -> dict[str, str]:
@@ -59,7 +73,7 @@ def test_wheel_installs_and_runs_outside_the_clone(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert "sweeper/conf/config.yaml" in names
     assert "sweeper/conf/model/resnet.yaml" in names
-    assert "sweeper/conf/search/sampler/nsga2.yaml" in names
+    assert "sweeper/conf/hydra/sweeper/sampler/nsga2.yaml" in names
     assert "sweeper/models/build.py" in names and "sweeper/datasets/load.py" in names
     assert not [n for n in names if re.match(r"(models|datasets|conf)/", n)]
 

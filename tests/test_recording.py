@@ -49,16 +49,63 @@ def test_ctrl_c_during_a_phase_write_keeps_memory_and_database_in_step(
     sweep_id = store_runs.ensure_sweep(store, "grid: cut")
     run_id = store_runs.insert_run(store, run_row(sweep_id, status="running"))
     recorder = Recorder(store, run_id, keep_samples=False)
-    write_phase = store_runs.add_phase
+    write_phase = store_runs.add_phase.fn
 
     def ctrl_c_mid_write(*args: object, **kwargs: object) -> int:
         os.kill(os.getpid(), signal.SIGINT)  # lands while the row is being written
         return write_phase(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(store_runs, "add_phase", ctrl_c_mid_write)
+    monkeypatch.setattr(store_runs.add_phase, "fn", ctrl_c_mid_write)
     epoch = PhaseEnergy("train_epoch", 0, 0.0, 1.0, 12.5, {"cpu": 12.5}, {"cpu": "estimate"})
     with pytest.raises(KeyboardInterrupt):
         recorder.phase(epoch, steps=10)
     stored = store_runs.run_phases(store, run_id)
     assert [(p.kind, p.energy_j) for p in stored] == [("train_epoch", 12.5)]
     assert recorder.energy_of("train_epoch") == 12.5  # counted once, like it is stored
+
+
+def test_a_phase_is_written_once_final_and_a_flagged_one_keeps_its_figure_out(
+    store: Store,
+) -> None:
+    from sweeper.run.recording import uncertainty_columns
+
+    sweep_id = store_runs.ensure_sweep(store, "grid: refresh")
+    run_id = store_runs.insert_run(store, run_row(sweep_id, status="running"))
+    recorder = Recorder(store, run_id, keep_samples=False)
+    # From the boundary reads; the sampler fills in the interpolated figure later, in place.
+    epoch = PhaseEnergy("train_epoch", 0, 0.0, 1.0, 124.0, {"gpu:0": 124.0}, {"gpu:0": "nvml"},
+                        source="nvml", energy_uncertainty_j=12.4, final=False)
+    recorder.phase(epoch, steps=5)
+    assert store_runs.run_phases(store, run_id) == []  # waits for the refresh after its end
+    assert recorder.energy_of("train_epoch") == 124.0  # but counts at once
+    epoch.energy_j, epoch.by_domain = 131.0, {"gpu:0": 131.0}
+    epoch.energy_uncertainty_j, epoch.uncertainty_by_domain = 0.6, {"gpu:0": 0.6}
+    epoch.final = True
+    impossible = PhaseEnergy(
+        "eval", 0, 1.0, 0.007, 12.0, {"gpu:0": 12.0}, {"gpu:0": "nvml"}, source="nvml",
+        energy_uncertainty_j=0.2,
+        flag="mean power 1714 W (+- 29 W) of gpu:0 over 7 ms exceeds the 875 W ...",
+    )
+    recorder.phase(impossible, samples=10)  # writes the first, now final, then this one
+
+    stored = store_runs.run_phases(store, run_id)
+    assert [(p.kind, p.energy_j, p.energy_uncertainty_j, p.steps) for p in stored] == [
+        ("train_epoch", 131.0, 0.6, 5), ("eval", None, 0.2, None),
+    ]
+    assert stored[0].energy_flag is None and stored[1].mean_power_w is None
+    assert (stored[1].energy_flag or "").startswith("mean power 1714 W")
+    with store.session() as session:
+        from sqlalchemy import select
+
+        from sweeper.store import PhaseDomainEnergy
+
+        domains = session.execute(
+            select(PhaseDomainEnergy.phase_id, PhaseDomainEnergy.energy_uncertainty_j)
+        ).all()
+    assert domains == [(stored[0].id, 0.6)]  # none for the flagged phase
+
+    columns = uncertainty_columns(recorder.phases, None)
+    assert columns["energy_train_uncertainty_j"] == 0.6
+    assert columns["energy_eval_uncertainty_j"] == 0.2
+    assert columns["energy_total_uncertainty_j"] == pytest.approx(0.8)
+    assert "eval[0]: mean power 1714 W" in columns["flagged_phases"]

@@ -189,6 +189,34 @@ def test_report_filters_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert report_main(["--storage", url, "--out", str(out), "--run", "999", "--quiet"]) == 2
 
 
+def test_report_uses_net_energy_and_leaves_out_busy_runs(tmp_path: Path) -> None:
+    """--energy net puts the net-of-idle figures in every analysis (gross kept in the
+    export) and --exclude-busy drops runs measured on a busy machine; the page says both."""
+    import sqlite3
+
+    db = tmp_path / "runs.db"
+    url = f"sqlite:///{db}"
+    counts = populate(url)
+    with sqlite3.connect(db) as conn:
+        conn.execute("update runs set energy_train_net_j = energy_train_j / 2, "
+                     "idle_power_w = 10 where meter_source = 'rapl'")
+        conn.execute("update runs set energy_train_net_j = energy_train_j, idle_power_w = 0 "
+                     "where meter_source = 'estimate'")
+        conn.execute("update runs set machine_busy = 1 where id in (1, 2)")
+        gross = dict(conn.execute("select id, energy_train_j from runs where id = 3"))
+    out = tmp_path / "r"
+    code = report_main(["--storage", url, "--out", str(out), "--energy", "net",
+                        "--exclude-busy", "--no-parquet", "--quiet"])
+    assert code == 0
+    runs = pd.read_csv(out / "runs.csv").set_index("id")
+    assert len(runs) == counts["runs"] - 2 and not {1, 2} & set(runs.index)
+    assert runs.loc[3, "energy_train_j"] == pytest.approx(gross[3] / 2)  # run 3 is rapl
+    assert runs.loc[3, "energy_train_gross_j"] == pytest.approx(gross[3])
+    page = (out / "index.html").read_text()
+    assert "net of idle" in page and "Left out 2 run(s) measured on a busy machine" in page
+    assert "Meter &#x27;rapl&#x27;: CPU package and DRAM energy measured by RAPL" in page
+
+
 def test_pareto_and_matched_pairs() -> None:
     mask = pareto_mask([1, 2, 3, 2.5, 4], [0.5, 0.7, 0.9, 0.6, 0.9])
     assert mask.tolist() == [True, True, True, False, False]
@@ -216,6 +244,9 @@ def test_report_on_a_real_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert all((out / name).stat().st_size > 0 for name in EXPECTED_FIGURES)
     runs = pd.read_csv(out / "runs.csv")
     assert len(runs) == 1 and bool(runs["estimated"].iloc[0])
+    assert runs["energy_train_uncertainty_j"].iloc[0] > 0  # the stored uncertainty is shown
+    page = (out / "index.html").read_text()
+    assert "<th>± E_tr</th>" in page or "± E_tr" in page
 
 
 def test_report_does_not_import_torch() -> None:

@@ -21,6 +21,7 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
 from tests.conftest import ROOT, TINY, cli_env, run_cli
+from tests.fake_nvml import FakeGpu, FakeNvml
 
 SECRET = "hunter2-Sw33p"  # a password that must appear nowhere
 
@@ -232,7 +233,11 @@ def test_nvml_driver_and_power_limits_land_in_the_hardware_record() -> None:
     from sweeper.energy.hardware import describe_host
 
     def hardware(limit_mw: float) -> dict[str, Any]:
-        nvml = FakeNvml(["NVIDIA A100-SXM4-40GB", "NVIDIA A100-SXM4-40GB"], limit_mw)
+        nvml = FakeNvml([
+            FakeGpu("NVIDIA A100-SXM4-40GB", power_mw=60_000, counter_mj=1_000.0,
+                    enforced_limit_mw=limit_mw)
+            for _ in range(2)
+        ])
         with energy.open_meters("nvml", gpu_indices=[0, 1], nvml=nvml) as meters:
             return describe_host({"gpu_model": "NVIDIA A100-SXM4-40GB", "gpu_count": 2},
                                  meters.describe()).as_dict()
@@ -248,41 +253,6 @@ def test_nvml_driver_and_power_limits_land_in_the_hardware_record() -> None:
     # Without NVML the identity is what it was before (CPU-only runs keep their ids).
     plain = describe_host({})
     assert plain.gpu_driver is None and plain.gpus == {}
-
-
-class FakeNvml:
-    """The few pynvml calls NvmlMeter makes, for GPUs with an energy counter."""
-
-    class NVMLError(Exception):
-        pass
-
-    def __init__(self, names: list[str], limit_mw: float) -> None:
-        self.names, self.limit_mw = names, limit_mw
-
-    def nvmlInit(self) -> None: ...
-
-    def nvmlShutdown(self) -> None: ...
-
-    def nvmlDeviceGetCount(self) -> int:
-        return len(self.names)
-
-    def nvmlSystemGetDriverVersion(self) -> str:
-        return "550.54.15"
-
-    def nvmlDeviceGetHandleByIndex(self, i: int) -> int:
-        return i
-
-    def nvmlDeviceGetName(self, handle: int) -> str:
-        return self.names[handle]
-
-    def nvmlDeviceGetEnforcedPowerLimit(self, handle: int) -> float:
-        return self.limit_mw
-
-    def nvmlDeviceGetTotalEnergyConsumption(self, handle: int) -> float:
-        return 1_000.0
-
-    def nvmlDeviceGetPowerUsage(self, handle: int) -> float:
-        return 60_000.0
 
 
 # --------------------------------------------------------------------------- torchrun / DDP

@@ -25,7 +25,7 @@ from sweeper.search.settings import settings_from
 from sweeper.search.space import format_value, parse_space
 from sweeper.search.study import outcome_of_run, trial_energy_limit
 from sweeper.store import Run
-from tests.conftest import LONG_RUN, ROOT, TINY, kill_mid_training, run_cli
+from tests.conftest import CONF_DIR, LONG_RUN, ROOT, TINY, kill_mid_training, run_cli
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -88,13 +88,27 @@ def test_sampled_values_round_trip_through_hydra(value: object) -> None:
 
 
 def test_settings_are_validated_with_the_key_named() -> None:
-    assert settings_from({}).sampler == "nsga2"
+    assert settings_from({}).sampler == "frontier"  # the default (benchmarks/README.md)
     with pytest.raises(ConfigError, match="hydra.sweeper.sampler"):
         settings_from({"sampler": "cmaes"})
     with pytest.raises(ConfigError, match="hydra.sweeper.objective"):
         settings_from({"objective": "accuracy"})
     with pytest.raises(ConfigError, match="hydra.sweeper.energy_budget_j"):
         settings_from({"energy_budget_j": -1})
+
+
+def test_samplers_are_configs_with_a_target() -> None:
+    import optuna
+
+    from sweeper.search.samplers import make_sampler, sampler_names
+
+    assert {"frontier", "nsga2", "tpe", "random"} <= set(sampler_names())
+    nsga2 = make_sampler("nsga2", seed=3, population_size=5)
+    assert isinstance(nsga2, optuna.samplers.NSGAIISampler) and nsga2._population_size == 5
+    assert isinstance(make_sampler("tpe", seed=None, population_size=8),
+                      optuna.samplers.TPESampler)
+    assert isinstance(make_sampler("random", seed=1, population_size=8),
+                      optuna.samplers.RandomSampler)
 
 
 # --- early stopping and what a run tells its trial -------------------------------------
@@ -165,7 +179,9 @@ def test_hydra_discovers_the_plugin_and_its_config() -> None:
 
     names = [p.__name__ for p in Plugins.instance().discover(Sweeper)]
     assert "ParetoSweeper" in names
-    assert "pareto.yaml" in ConfigStore.instance().repo["hydra"]["sweeper"]
+    # The schema is registered by the plugin; the default space is the app's YAML on top.
+    assert "pareto_schema.yaml" in ConfigStore.instance().repo["hydra"]["sweeper"]
+    assert "pareto_schema" in (CONF_DIR / "hydra" / "sweeper" / "pareto.yaml").read_text()
 
 
 # --- real studies through the CLI ------------------------------------------------------
@@ -209,13 +225,15 @@ def test_search_records_a_front_with_every_trial_linked_to_its_run(
     assert all(t.state == TrialState.COMPLETE for t in trials)
     assert study.best_trials
     runs = {r[0]: r[1:] for r in _rows(
-        db, "select id, trial_number, status, val_accuracy, energy_train_j, meter_source from runs"
+        db, "select id, trial_number, status, val_accuracy, energy_train_j, meter_source, "
+        "energy_train_uncertainty_j from runs"
     )}
     for t in trials:
-        trial_number, status, acc, e_tr, meter = runs[t.user_attrs["run_id"]]
+        trial_number, status, acc, e_tr, meter, e_tr_unc = runs[t.user_attrs["run_id"]]
         assert status == "completed"
         assert t.values == [acc, e_tr]
         assert t.user_attrs["meter_source"] == meter
+        assert t.user_attrs["energy_train_uncertainty_j"] == e_tr_unc and e_tr_unc > 0
         if not t.user_attrs["reused_run"]:
             assert trial_number == t.number
     assert _rows(db, "select kind, study_name from sweeps") == [("search", study.study_name)]

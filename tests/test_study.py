@@ -66,7 +66,8 @@ def test_study_presets_are_the_released_protocol(hydra_conf: None) -> None:
         "cifar10", 200, "fp32", "cosine")
     assert (spec.optimizer, spec.lr, spec.momentum, spec.weight_decay) == (
         "sgd", 0.001, 0.9, 0.0005)
-    assert spec.inference_batch * spec.inference_batches >= 5 * 10_000  # five test passes
+    assert (spec.inference_protocol, spec.inference_passes, spec.inference_batch) == (
+        "study", 5, 128)  # the whole test set five times
     smoke = _sweep_params(["+experiment=study_smoke"])
     assert smoke["model"] == params["model"] and len(smoke["batch"].split(",")) == 3
     spec = build_spec(compose("config", overrides=["+experiment=study_smoke", "model=cnn"]))

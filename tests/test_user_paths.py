@@ -156,3 +156,11 @@ def test_a_batch_larger_than_the_training_set_is_refused_before_any_row(tmp_path
     assert last.startswith("sweeper: error: invalid value for 'batch': 5000; allowed: at most")
     with sqlite3.connect(tmp_path / "results" / "sweeper.db") as conn:
         assert conn.execute("select count(*) from runs").fetchone() == (0,)
+
+
+def test_the_summary_shows_each_energy_with_its_uncertainty() -> None:
+    from sweeper.app.summary import _joules
+
+    assert _joules(122.94, 0.41) == "122.9 ± 0.4 J"
+    assert _joules(2500.0, 12.0) == "2.50 ± 0.01 kJ"
+    assert _joules(3.0, None) == "3.0 J" and _joules(None, 1.0) == "-"

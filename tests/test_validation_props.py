@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from omegaconf import DictConfig, OmegaConf
 
-from sweeper.config.spec import METERS, OPTIMIZERS, PRECISIONS, RunSpec, build_spec
+from sweeper.config.spec import MAX_SAMPLE_HZ, METERS, OPTIMIZERS, PRECISIONS, RunSpec, build_spec
 from sweeper.errors import ConfigError
 from tests.conftest import CONF_DIR
 
@@ -117,25 +117,29 @@ def test_lr_accepted_exactly_when_finite_and_positive(lr: float) -> None:
 @PROPS
 @given(st.sampled_from(["epochs", "seed", "repeat", "inference.batches"]), SCALARS)
 def test_integer_keys_accept_exactly_integers_above_their_minimum(key: str, value: Any) -> None:
-    minimum = {"epochs": 1}.get(key, 0)
+    minimum = {"epochs": 1, "inference.batches": 1}.get(key, 0)
     accepted = _accepts(key, value) is not None
     assert accepted == (_is_int(value) and value >= minimum)
 
 
 @PROPS
-@example(("energy.sample_hz", 0.0, True), 10**400)  # beyond float range
-@example(("energy.pue", 1.0, False), -(2**53) - 1)  # float() would round it
+@example(("energy.sample_hz", 0.0, True, MAX_SAMPLE_HZ), 10**400)  # beyond float range
+@example(("energy.sample_hz", 0.0, True, MAX_SAMPLE_HZ), MAX_SAMPLE_HZ)
+@example(("energy.sample_hz", 0.0, True, MAX_SAMPLE_HZ), 100_000)
+@example(("energy.pue", 1.0, False, None), -(2**53) - 1)  # float() would round it
 @given(
-    st.sampled_from([("energy.sample_hz", 0.0, True), ("energy.pue", 1.0, False),
-                     ("weight_decay", 0.0, False), ("momentum", 0.0, False)]),
+    st.sampled_from([("energy.sample_hz", 0.0, True, MAX_SAMPLE_HZ),
+                     ("energy.pue", 1.0, False, None),
+                     ("weight_decay", 0.0, False, None), ("momentum", 0.0, False, None)]),
     SCALARS,
 )
 def test_number_keys_accept_exactly_finite_numbers_in_range(
-    rule: tuple[str, float, bool], value: Any
+    rule: tuple[str, float, bool, float | None], value: Any
 ) -> None:
-    key, minimum, strict = rule
+    key, minimum, strict, maximum = rule
     accepted = _accepts(key, value) is not None
     in_range = _is_finite_number(value) and (value > minimum if strict else value >= minimum)
+    in_range = in_range and (maximum is None or value <= maximum)
     assert accepted == in_range
 
 

@@ -18,7 +18,7 @@ from sweeper.app.summary import print_sweep
 from sweeper.config.spec import build_spec
 from sweeper.config.storage import open_results, resolve_storage
 from sweeper.config.sweep import announce, announced, identity_for
-from sweeper.errors import USER_ERRORS, exit_with_user_error
+from sweeper.errors import USER_ERRORS, StoreUnavailable, exit_with_user_error
 from sweeper.redact import (
     has_secret,
     install_log_redaction,
@@ -103,7 +103,7 @@ class SweepCallback(Callback):
                 log.info("validated %d job(s) of sweep %r", count, identity.name)
             spec = build_spec(config)
             # An unreachable or foreign database is refused here, before any job starts.
-            open_results(spec.storage_url)
+            open_results(spec.storage_url, spec.storage_outage_s)
             if "sweeper_pareto" in str(OmegaConf.select(config, "hydra.sweeper._target_")):
                 # Workers started together on a fresh database race to create the study's
                 # tables; settle that before the search opens the study.
@@ -140,10 +140,14 @@ class SweepCallback(Callback):
         shared = announced()
         name = spec.sweep_name or (shared.name if shared else None)
         if name:
-            self._summarise(spec.storage_url, name, shared.kind if shared else "grid")
+            try:
+                self._summarise(spec.storage_url, spec.storage_outage_s, name,
+                                shared.kind if shared else "grid")
+            except StoreUnavailable as exc:  # every run is recorded; only the table is lost
+                exit_with_user_error(exc)
 
-    def _summarise(self, url: str, name: str, kind: str) -> None:
-        store = open_results(url)
+    def _summarise(self, url: str, outage_s: float, name: str, kind: str) -> None:
+        store = open_results(url, outage_s)
         sweep = store_runs.find_sweep(store, name)
         if sweep is None:
             return
@@ -178,7 +182,7 @@ def _guard_secrets(config: DictConfig) -> None:
 
 def summarise_runs(config: DictConfig, run_ids: list[int], title: str) -> None:
     spec = build_spec(config)
-    store = open_results(spec.storage_url)
+    store = open_results(spec.storage_url, spec.storage_outage_s)
     runs = [r for r in (store_runs.get_run(store, i) for i in run_ids) if r is not None]
     print_sweep(f"{title} ({store.display_url})", runs)
 

@@ -22,15 +22,18 @@ from sweeper.datasets import DATASET_NAMES
 from sweeper.errors import invalid_value
 from sweeper.models import MODEL_NAMES
 from sweeper.redact import mask_config
+from sweeper.store.db import DEFAULT_OUTAGE_S
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 METERS = ("auto", "nvml", "rapl", "estimate")
 SCHEDULERS = ("none", "cosine", "step")  # as sweeper.training.schedule (torch-free here)
+INFERENCE_PROTOCOLS = ("batches", "study")
 
 # Keys that say where and how results are kept, not what is measured: they do not
 # change a run's identity, so a resumed sweep still recognises its finished runs.
 _IDENTITY_EXCLUDED = ("storage", "sweeper", "hydra", "trial")
+_ABSENT = object()
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,14 @@ class RunSpec:
     inference_batches: int = 50
     inference_batch: int = 64
     inference_warmup_batches: int = 2
+    inference_protocol: str = "batches"
+    inference_passes: int = 5
+    inference_min_seconds: float | None = None  # None: from the meters' resolution
+    idle_seconds: float = 5.0
+    idle_max_age_h: float = 24.0
+    busy_other_cpu_pct: float = 25.0
+    forecast_warmup_seconds: float | None = None
+    forecast_min_seconds: float | None = None
     sample_hz: float = 10.0
     gpus: tuple[int, ...] | None = None
     cpu_tdp_w: float | None = None
@@ -75,6 +86,15 @@ class RunSpec:
     trial: int | None = None
     config: dict[str, Any] = field(default_factory=dict)  # the full resolved config
     config_hash: str = ""
+    storage_outage_s: float = DEFAULT_OUTAGE_S  # how long the store may be unreachable
+
+    @property
+    def model_label(self) -> str:
+        """The model as stored and reported: `model=torchvision` names its architecture
+        (`torchvision:resnet50`), so different architectures are never pooled as one."""
+        if self.model == "torchvision":
+            return f"torchvision:{self.model_options.get('arch')}"
+        return self.model
 
 
 def _int(cfg: DictConfig, key: str, *, minimum: int, allow_none: bool = False) -> int | None:
@@ -141,6 +161,28 @@ def _auto_bool(cfg: DictConfig, key: str) -> bool | None:
     if not isinstance(value, bool):
         raise invalid_value(key, value, "auto, true or false")
     return value
+
+
+def _outage_s(cfg: DictConfig) -> float:
+    """storage.outage_s: seconds >= 0 (0: give up at the first failure); a config saved
+    before the key existed gets the default."""
+    if OmegaConf.select(cfg, "storage.outage_s", default=_ABSENT) is _ABSENT:
+        return DEFAULT_OUTAGE_S
+    return _float(cfg, "storage.outage_s", minimum=0.0, strict=False)  # type: ignore[return-value]
+
+
+def _choice_default(cfg: DictConfig, key: str, allowed: tuple[str, ...]) -> str:
+    """A choice whose key a config composed without it (an old preset) may lack."""
+    if OmegaConf.select(cfg, key) is None:
+        return allowed[0]
+    return _choice(cfg, key, allowed)
+
+
+def _float_default(cfg: DictConfig, key: str, default: float) -> float:
+    """A finite number >= 0 that a config composed without the key gets by default."""
+    if OmegaConf.select(cfg, key) is None:
+        return default
+    return _float(cfg, key, minimum=0.0, strict=False)  # type: ignore[return-value]
 
 
 def _device(value: Any) -> str:
@@ -239,6 +281,20 @@ def build_spec(cfg: DictConfig) -> RunSpec:
         inference_batches=_int(cfg, "inference.batches", minimum=1),  # type: ignore[arg-type]
         inference_batch=_int(cfg, "inference.batch", minimum=1),  # type: ignore[arg-type]
         inference_warmup_batches=_int(cfg, "inference.warmup_batches", minimum=0),  # type: ignore[arg-type]
+        inference_protocol=_choice_default(cfg, "inference.protocol", INFERENCE_PROTOCOLS),
+        inference_passes=_int(cfg, "inference.passes", minimum=1, allow_none=True) or 5,
+        inference_min_seconds=_float(
+            cfg, "inference.min_seconds", minimum=0.0, strict=False, allow_none=True
+        ),
+        idle_seconds=_float_default(cfg, "energy.idle.seconds", 5.0),
+        idle_max_age_h=_float_default(cfg, "energy.idle.max_age_h", 24.0),
+        busy_other_cpu_pct=_float_default(cfg, "energy.busy_other_cpu_pct", 25.0),
+        forecast_warmup_seconds=_float(
+            cfg, "forecast.warmup_seconds", minimum=0.0, strict=False, allow_none=True
+        ),
+        forecast_min_seconds=_float(
+            cfg, "forecast.min_seconds", minimum=0.0, strict=False, allow_none=True
+        ),
         sample_hz=_sample_hz(cfg),
         gpus=gpus,
         cpu_tdp_w=_float(cfg, "energy.cpu_tdp_w", minimum=0.0, allow_none=True),
@@ -249,6 +305,7 @@ def build_spec(cfg: DictConfig) -> RunSpec:
         forecast_window=window,  # type: ignore[arg-type]
         forecast_warmup_steps=_int(cfg, "forecast.warmup_steps", minimum=0),  # type: ignore[arg-type]
         storage_url=url,
+        storage_outage_s=_outage_s(cfg),
         sweep_name=OmegaConf.select(cfg, "sweeper.name"),
         resume=bool(OmegaConf.select(cfg, "sweeper.resume", default=True)),
         progress=bool(OmegaConf.select(cfg, "sweeper.progress", default=True)),

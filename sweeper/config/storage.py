@@ -51,6 +51,13 @@ def open_existing(url: str, purpose: str) -> Store:
     return open_results(url)
 
 
-def open_results(url: str) -> Store:
-    """The results store of `url`, created or upgraded if needed (cached per process)."""
-    return open_store(check_url(url), base_dir=launch_dir())
+def open_results(url: str, outage_s: float | None = None) -> Store:
+    """The results store of `url`, created or upgraded if needed (cached per process).
+
+    It must answer now; later reads and writes wait out an outage of up to `outage_s`
+    (storage.outage_s; the store's default when None).
+    """
+    store = open_store(check_url(url), base_dir=launch_dir())
+    if outage_s is not None:
+        store.outage_s = outage_s
+    return store

@@ -16,11 +16,19 @@ Model (CodeCarbon's "process" tracking convention, made cumulative so it is exac
   the process tree, integrated over time with the trapezoid rule. RSS is summed per process,
   so pages shared with fork()ed workers are counted more than once (an over-estimate).
 
+* Contention: CPU time is not the work done when threads wait on a busy machine. torch's
+  OpenMP threads spin while a sibling is descheduled, and the spinning counts: on a loaded
+  2-core VM 100 training steps took 36 s of CPU spinning against 2.5 s passive
+  (benchmarks/estimate_contention.py). ``python -m sweeper`` therefore runs with
+  OMP_WAIT_POLICY=PASSIVE (sweeper._threads), and every run records how busy the machine
+  was (sweeper.energy.contention) so such runs are flagged rather than trusted.
+
 The figures are estimates, never measurements: every reading has source ``"estimate"``.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -136,6 +144,18 @@ class EstimateMeter:
                 DomainReading("cpu", self.source, self._cpu_energy_j, None),
                 DomainReading("memory", self.source, self._mem_energy_j, mem_w),
             ]
+
+    def boundary_uncertainty_j(self, domain: str, power_w: float) -> float:
+        """CPU time is counted in clock ticks (10 ms at USER_HZ=100) per process, so each
+        boundary may miss up to one tick of each process in the tree."""
+        if domain != "cpu":
+            return 0.0
+        tick_s = 1.0 / os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 0.01
+        return self.tdp.tdp_w * tick_s * (1 + len(self._children)) / self.n_cores
+
+    def max_power_w(self) -> dict[str, tuple[float, str]]:
+        """The model gives at most the TDP (every core busy); more is a counting artefact."""
+        return {"cpu": (self.tdp.tdp_w, f"{self.tdp.tdp_w:g} W TDP of the estimate model")}
 
     def describe(self) -> dict[str, str]:
         return {

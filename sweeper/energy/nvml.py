@@ -1,9 +1,15 @@
 """NVIDIA GPU energy through NVML (nvidia-ml-py, imported as ``pynvml``).
 
-Volta and newer GPUs keep a cumulative energy counter (millijoules since driver load), which
-makes phase energy exact. Older GPUs, and some virtualised ones, only report instantaneous
-power; there we integrate power samples with the trapezoid rule, so accuracy depends on how
-often the sampler polls. The meter only reads: it never changes clocks or power limits.
+Volta and newer GPUs keep a cumulative energy counter (millijoules since driver load). It
+only changes at refreshes (every ~100 ms on an H200, and the same for every NVML reading),
+so a boundary read is late by up to one refresh: each counter is watched by a
+``RefreshTimeline`` (reads just before and after each refresh, ~20 cheap calls a second),
+and ``resolve`` interpolates a boundary between the refreshes on either side of it.
+
+GPUs without the counter integrate power with the trapezoid rule: the instant-power field
+(``NVML_FI_DEV_POWER_INSTANT``) where NVML has it, else ``GetPowerUsage``, which on recent
+GPUs is a trailing 1 s mean (it read 8-11% low over loaded stretches of the H200 recording);
+``describe()`` says which. The meter only reads: it never changes clocks or power limits.
 """
 
 from __future__ import annotations
@@ -17,8 +23,20 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
+from sweeper.energy.refresh import BoundaryEnergy, RefreshTimeline
 from sweeper.energy.types import DomainReading, MeterReadError
 from sweeper.errors import MeterUnavailable
+
+NVML_FI_DEV_POWER_INSTANT = 186  # pynvml's constant, for bindings that lack it
+# Short bursts draw more than the power limit before capping acts: the H200 recording shows
+# 778 W over a whole 100 ms refresh on a 700 W card. Above limit x this is not physical.
+TRANSIENT_HEADROOM = 1.25
+DEFAULT_REFRESH_S = 0.1  # assumed only for the uncertainty of a boundary never interpolated
+# Over the recorded H200 stretches, the instant field missed the counter by up to 20% (it
+# is a point sample, and aliases with 30 ms bursts): its relative uncertainty.
+INTEGRATION_UNCERTAINTY = {"instant_power_integration": 0.2}
+# GetPowerUsage is a trailing 1 s mean: at a boundary it lags the load by about half that.
+POWER_USAGE_LAG_S = 0.5
 
 
 def _text(value: Any) -> str:
@@ -45,10 +63,19 @@ class _Gpu:
     uses_counter: bool
     has_power: bool
     power_limit_w: float | None
+    max_power_limit_w: float | None = None
+    has_instant: bool = False
     start_mj: float = 0.0
     energy_j: float = 0.0
     last_t_s: float = 0.0
     last_power_w: float = 0.0
+    timeline: RefreshTimeline | None = None
+
+    @property
+    def method(self) -> str:
+        if self.uses_counter:
+            return "total_energy_counter"
+        return "instant_power_integration" if self.has_instant else "power_usage_integration"
 
 
 def visible_devices(value: str | None) -> list[str] | None:
@@ -149,20 +176,30 @@ class NvmlMeter:
                     f"NVML cannot open GPU {i} (NVML device {target}): {e}"
                 ) from e
             self.nvml_ids[i] = target
-            gpu = _Gpu(i, handle, name, False, False, self._power_limit_w(handle))
+            gpu = _Gpu(i, handle, name, False, False, self._power_limit_w(handle),
+                       self._max_power_limit_w(handle))
             try:
                 gpu.start_mj = float(nvml.nvmlDeviceGetTotalEnergyConsumption(handle))
                 gpu.uses_counter = True
+                gpu.timeline = RefreshTimeline()
             except nvml.NVMLError:  # NotSupported before Volta; any error: don't trust it
                 gpu.uses_counter = False
+            power_error: Exception | None = None
             try:
                 gpu.last_power_w = float(nvml.nvmlDeviceGetPowerUsage(handle)) / 1000.0
                 gpu.has_power = True
             except nvml.NVMLError as e:
+                power_error = e
+            instant_w = self._instant_power_w(handle)
+            if instant_w is not None:
+                gpu.has_instant = True
                 if not gpu.uses_counter:
+                    gpu.last_power_w = instant_w
+            elif not gpu.uses_counter and power_error is not None:
                     raise MeterUnavailable(
-                        f"GPU {i} ({name}) reports neither an energy counter nor power: {e}"
-                    ) from e
+                        f"GPU {i} ({name}) reports neither an energy counter nor power: "
+                        f"{power_error}"
+                    ) from power_error
             gpu.last_t_s = self._clock()
             self._gpus.append(gpu)
 
@@ -174,9 +211,37 @@ class NvmlMeter:
                 continue
         return None
 
+    def _max_power_limit_w(self, handle: Any) -> float | None:
+        """The highest power limit the GPU can be set to (its board maximum), or the limit."""
+        try:
+            constraints = self._nvml.nvmlDeviceGetPowerManagementLimitConstraints(handle)
+            return float(constraints[1]) / 1000.0
+        except (self._nvml.NVMLError, AttributeError, IndexError, TypeError):
+            return None
+
+    def _instant_power_w(self, handle: Any) -> float | None:
+        """The instant-power field in watts, or None where this GPU or binding lacks it."""
+        nvml = self._nvml
+        field = getattr(nvml, "NVML_FI_DEV_POWER_INSTANT", NVML_FI_DEV_POWER_INSTANT)
+        try:
+            (value,) = nvml.nvmlDeviceGetFieldValues(handle, [field])
+        except (nvml.NVMLError, AttributeError, ValueError, TypeError):
+            return None
+        if int(value.nvmlReturn) != 0:
+            return None
+        return float(value.value.uiVal) / 1000.0
+
     @property
     def gpu_indices(self) -> list[int]:
         return [g.index for g in self._gpus]
+
+    def _read_counter(self, g: _Gpu) -> None:
+        """Read the counter and tell its timeline when the call began and returned."""
+        t0 = self._clock()
+        mj = float(self._nvml.nvmlDeviceGetTotalEnergyConsumption(g.handle))
+        g.energy_j = (mj - g.start_mj) / 1000.0
+        assert g.timeline is not None
+        g.timeline.observe(t0, g.energy_j, self._clock())
 
     def read(self) -> list[DomainReading]:
         """Energy per GPU: counter difference, or power integrated since the last read."""
@@ -191,10 +256,18 @@ class NvmlMeter:
                         else None
                     )
                     if g.uses_counter:
-                        mj = float(nvml.nvmlDeviceGetTotalEnergyConsumption(g.handle))
-                        g.energy_j = (mj - g.start_mj) / 1000.0
+                        self._read_counter(g)
+                        if g.has_instant and g.timeline is not None:
+                            instant_w = self._instant_power_w(g.handle)
+                            if instant_w is not None:
+                                g.timeline.observe_power(self._clock(), instant_w)
                     else:
-                        # has_power is guaranteed at open when there is no counter
+                        if g.has_instant:
+                            instant_w = self._instant_power_w(g.handle)
+                            if instant_w is None:
+                                raise nvml.NVMLError("the instant-power field stopped reading")
+                            power_w = instant_w
+                        # has_power or has_instant is guaranteed at open without a counter
                         now, p_w = self._clock(), power_w or 0.0
                         g.energy_j += 0.5 * (g.last_power_w + p_w) * max(0.0, now - g.last_t_s)
                         g.last_t_s, g.last_power_w = now, p_w
@@ -204,6 +277,76 @@ class NvmlMeter:
                     ) from e
                 out.append(DomainReading(f"gpu:{g.index}", self.source, g.energy_j, power_w))
         return out
+
+    # ---------------------------------------------------- refresh-aware boundaries
+
+    def watch(self) -> None:
+        """Read only the counters, to timestamp refreshes (the sampler calls it when
+        ``next_read_s`` says). Failures are left to the next full read to report."""
+        with self._lock:
+            for g in self._gpus:
+                if g.timeline is not None:
+                    with contextlib.suppress(self._nvml.NVMLError):
+                        self._read_counter(g)
+
+    def next_read_s(self, now_s: float) -> float | None:
+        """When a counter read would next help timestamp a refresh, or None."""
+        times = [
+            t for g in self._gpus if g.timeline is not None
+            and (t := g.timeline.next_read_s(now_s)) is not None
+        ]
+        return min(times) if times else None
+
+    def settle_s(self) -> float:
+        """How long after a boundary the two refreshes that settle it are seen (with room
+        for a late read on a busy machine)."""
+        periods = [g.timeline.period_s for g in self._gpus if g.timeline and g.timeline.period_s]
+        return 3.0 * max(periods) if periods else 0.0
+
+    def resolve(self, domain: str, t_s: float, final: bool = False) -> BoundaryEnergy | None:
+        """Energy of ``domain`` at clock time ``t_s``, interpolated between refreshes; None
+        while those refreshes are not seen yet, or for GPUs that integrate power."""
+        g = self._by_domain(domain)
+        if g is None or g.timeline is None:
+            return None
+        with self._lock:
+            return g.timeline.energy_at(t_s, final=final)
+
+    def boundary_uncertainty_j(self, domain: str, power_w: float) -> float:
+        """Uncertainty of a boundary taken from a plain read: the counter's value, and the
+        instant field, are those of the last refresh, up to one refresh old; GetPowerUsage
+        lags the load by about half its 1 s window."""
+        g = self._by_domain(domain)
+        if g is None:
+            return 0.0
+        if g.method == "power_usage_integration":
+            return POWER_USAGE_LAG_S * abs(power_w)
+        period = (g.timeline.period_s if g.timeline else None) or DEFAULT_REFRESH_S
+        return period * abs(power_w)
+
+    def relative_uncertainty(self, domain: str) -> float:
+        """Share of a phase's energy that power integration may miss (0 for the counter)."""
+        g = self._by_domain(domain)
+        return 0.0 if g is None else INTEGRATION_UNCERTAINTY.get(g.method, 0.0)
+
+    def max_power_w(self) -> dict[str, tuple[float, str]]:
+        """The most each GPU can draw, and why: above it a figure is not a measurement."""
+        out = {}
+        for g in self._gpus:
+            limit = g.max_power_limit_w or g.power_limit_w
+            if limit:
+                kind = "maximum" if g.max_power_limit_w else "enforced"
+                out[f"gpu:{g.index}"] = (
+                    limit * TRANSIENT_HEADROOM,
+                    f"{limit:g} W {kind} power limit x {TRANSIENT_HEADROOM:g} for short bursts",
+                )
+        return out
+
+    def _by_domain(self, domain: str) -> _Gpu | None:
+        for g in self._gpus:
+            if f"gpu:{g.index}" == domain:
+                return g
+        return None
 
     def gpu_stats(self) -> list[GpuStats]:
         """Utilisation and memory in use now, for logging next to the energy figures."""
@@ -238,9 +381,11 @@ class NvmlMeter:
             info[f"{key}.nvml_device"] = self.nvml_ids[g.index]
             if g.power_limit_w is not None:
                 info[f"{key}.power_limit_w"] = f"{g.power_limit_w:g}"
-            info[f"{key}.energy_method"] = (
-                "total_energy_counter" if g.uses_counter else "power_integration"
-            )
+            if g.max_power_limit_w is not None:
+                info[f"{key}.max_power_limit_w"] = f"{g.max_power_limit_w:g}"
+            info[f"{key}.energy_method"] = g.method
+            if g.timeline is not None and g.timeline.period_s is not None:
+                info[f"{key}.refresh_period_ms"] = f"{1000 * g.timeline.period_s:.1f}"
         return info
 
     def _shutdown(self) -> None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sweeper.energy.cpu_name import cpu_model_name
+from sweeper.energy.tdp import lookup_cpu_tdp_w
 from sweeper.energy.types import DomainReading, MeterReadError
 from sweeper.errors import MeterUnavailable
 
@@ -26,6 +27,11 @@ DEFAULT_POWERCAP_ROOT = Path("/sys/class/powercap")
 
 _PACKAGE_ZONE = re.compile(r"^(?:intel|amd)-rapl:(\d+)$")
 _SUB_ZONE = re.compile(r"^(?:intel|amd)-rapl:(\d+):(\d+)$")
+
+UPDATE_S = 0.001  # RAPL counters update about every millisecond
+# Turbo power limit 2 (PL2) of desktop parts reaches about twice the rated TDP; a package
+# above that is not physical.
+TURBO_HEADROOM = 2.0
 
 PERMISSION_FIX = (
     "RAPL energy counters are readable only by root on most kernels since 2020 "
@@ -168,6 +174,22 @@ class RaplMeter:
                 d.last_uj = cur_uj
                 out.append(DomainReading(d.domain, self.source, d.total_uj / 1e6))
             return out
+
+    def boundary_uncertainty_j(self, domain: str, power_w: float) -> float:
+        """A boundary read is at most one counter update (~1 ms) old."""
+        return UPDATE_S * abs(power_w)
+
+    def max_power_w(self) -> dict[str, tuple[float, str]]:
+        """Each package's bound from the CPU's rated TDP, where the model is known (an
+        unknown CPU's default TDP could be far below a large server part's)."""
+        tdp = lookup_cpu_tdp_w(cpu_model_name())
+        if tdp.matched_name is None:
+            return {}
+        why = f"{tdp.tdp_w:g} W rated TDP ({tdp.matched_name}) x {TURBO_HEADROOM:g} for turbo"
+        return {
+            d.domain: (tdp.tdp_w * TURBO_HEADROOM, why)
+            for d in self._domains if d.domain.startswith("package-")
+        }
 
     def describe(self) -> dict[str, str]:
         info = {

@@ -13,6 +13,13 @@ background polls made while a phase is open, never at the exact boundary reading
 cost stays within the sampling budget; a phase shorter than the sampling period has no such
 figures. The process's CPU utilisation comes from its CPU time at the phase boundaries, so it
 exists for every phase whatever the meters are.
+
+Meters whose counters refresh slowly (NVML, ~100 ms) also get ``watch()`` reads when they ask
+for them (just before and after each refresh), and each boundary of theirs is interpolated
+between the refreshes on either side once those are seen: a phase is first measured from its
+boundary reads and made final in place a little after it ends (at the latest at ``stop()``).
+Every phase carries an uncertainty in joules, and one whose mean power exceeds what its
+devices can draw is flagged rather than passed on as a measurement.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from dataclasses import dataclass, field
 
 import psutil
 
+from sweeper.energy.refresh import BoundaryEnergy
 from sweeper.energy.types import SOURCES, DomainReading, EnergySummary, Meter, PhaseEnergy, Sample
 
 log = logging.getLogger(__name__)
@@ -121,13 +129,34 @@ class _Utilisation:
 
 
 @dataclass
+class _Boundary:
+    """A boundary reading; each domain's energy is settled when its meter can say."""
+
+    t_abs: float  # clock time of the read (the middle of it)
+    read_j: dict[str, float]  # domain -> energy since the baseline, as read
+    # domain -> (energy since the baseline, uncertainty or None = from the read, method)
+    settled: dict[str, tuple[float, float | None, str]] = field(default_factory=dict)
+
+    @property
+    def done(self) -> bool:
+        return len(self.settled) == len(self.read_j)
+
+
+@dataclass
 class _OpenPhase:
     kind: str
     index: int
     t_s: float
-    energy_j: dict[str, float] = field(default_factory=dict)
+    start: _Boundary
     cpu_mark: tuple[float, float] | None = None  # (clock, process CPU seconds) at the start
     util: _Utilisation = field(default_factory=_Utilisation)
+
+
+@dataclass
+class _Pending:
+    result: PhaseEnergy
+    start: _Boundary
+    end: _Boundary
 
 
 class EnergySampler:
@@ -137,6 +166,8 @@ class EnergySampler:
     go into the summary's hardware description). The sampler does not close the meters.
     ``on_samples`` runs on the sampler thread with batches of ``flush_every`` polls (one
     Sample per domain per poll) and once more at ``stop()``; keep it quick.
+    ``background=False`` starts no thread: the caller drives polls with ``tick()`` (a
+    simulated clock in tests and benchmarks; then ``stop()`` does not wait for refreshes).
     """
 
     def __init__(
@@ -147,6 +178,7 @@ class EnergySampler:
         flush_every: int = 50,
         *,
         clock: Callable[[], float] = time.perf_counter,
+        background: bool = True,
     ) -> None:
         if not (sample_hz > 0 and math.isfinite(sample_hz)):
             raise ValueError(f"sample_hz must be a positive number, got {sample_hz}")
@@ -158,11 +190,16 @@ class EnergySampler:
         self._stats_meters: list[tuple[int, Callable[[], dict[str, float]]]] = [
             (i, m.stats) for i, m in enumerate(self._meters) if callable(getattr(m, "stats", None))
         ]
+        self._watchers: list[Meter] = [
+            m for m in self._meters
+            if callable(getattr(m, "watch", None)) and callable(getattr(m, "next_read_s", None))
+        ]
         self._notes: list[str] = list(getattr(meters, "notes", []) or [])
         self.sample_hz = float(sample_hz)
         self.on_samples = on_samples
         self.flush_every = flush_every
         self._clock = clock
+        self._background = background  # False: the caller drives polls with tick()
 
         self._lock = threading.Lock()
         self._stop_event = threading.Event()
@@ -192,6 +229,11 @@ class EnergySampler:
 
         self._open_phase: _OpenPhase | None = None
         self.phases: list[PhaseEnergy] = []
+        self._pending: list[_Pending] = []
+        self._domain_meter: dict[str, int] = {}
+        self._max_power: dict[str, tuple[float, str]] = {}
+        self._run_start: _Boundary | None = None
+        self._next_poll_s = 0.0
 
     # ----------------------------------------------------------------- readings
 
@@ -216,6 +258,7 @@ class EnergySampler:
             for r in readings:
                 base = self._baseline_j.setdefault(r.domain, r.energy_j)
                 self._sources[r.domain] = r.source
+                self._domain_meter[r.domain] = i
                 values[r.domain] = DomainReading(r.domain, r.source, r.energy_j - base, r.power_w)
                 if failed:
                     stale.add(r.domain)
@@ -308,17 +351,158 @@ class EnergySampler:
 
     def _run(self) -> None:
         self._ready.wait()
-        period_s = 1.0 / self.sample_hz
-        next_s = self._clock() + period_s
-        while not self._stop_event.wait(max(0.0, next_s - self._clock())):
-            next_s = next_poll_s(next_s, self._clock(), period_s)
-            with self._lock:
+        while True:
+            wake_s = self.tick()
+            self._thread_cpu_s = time.thread_time()
+            if self._stop_event.wait(max(0.0, wake_s - self._clock())):
+                return
+
+    def tick(self) -> float:
+        """Do what is due now: the background poll at ``sample_hz``, the reads meters asked
+        for to timestamp refreshes, settling boundaries. Returns when to tick next.
+
+        The background thread calls it; with ``background=False`` the caller does (tests and
+        benchmarks on a simulated clock)."""
+        now = self._clock()
+        full = False
+        with self._lock:
+            if now >= self._next_poll_s:
+                self._next_poll_s = next_poll_s(self._next_poll_s, now, 1.0 / self.sample_hz)
                 self._poll_locked("background")
                 self._poll_stats_locked()
                 full = self._polls_buffered >= self.flush_every
-            if full:
-                self._flush()
-            self._thread_cpu_s = time.thread_time()
+            wake_s = self._watch_locked(now)
+            self._settle_locked(final=False)
+        if full:
+            self._flush()
+        return min(self._next_poll_s, wake_s)
+
+    def _watch_locked(self, now: float) -> float:
+        """Counter reads the meters asked for; returns the earliest next one (or +inf)."""
+        wake_s = math.inf
+        for meter in self._watchers:
+            try:
+                due = meter.next_read_s(now)  # type: ignore[attr-defined]
+                if due is not None and due <= now:
+                    meter.watch()  # type: ignore[attr-defined]
+                    due = meter.next_read_s(self._clock())  # type: ignore[attr-defined]
+            except Exception:  # a broken meter is reported by its full reads
+                continue
+            if due is not None:
+                wake_s = min(wake_s, due)
+        return wake_s
+
+    # ----------------------------------------------------------------- boundaries
+
+    def _boundary_locked(self, context: str) -> tuple[float, _Boundary]:
+        t_s, values, _ = self._read_locked(context)
+        boundary = _Boundary(self._t0 + t_s, {d: r.energy_j for d, r in values.items()})
+        self._settle_boundary(boundary, final=False)
+        return t_s, boundary
+
+    def _settle_boundary(self, b: _Boundary, final: bool) -> bool:
+        """Settle each domain of ``b`` its meter can settle now; True when all are."""
+        for domain, read_j in b.read_j.items():
+            if domain in b.settled:
+                continue
+            meter = self._meters[self._domain_meter[domain]]
+            resolve = getattr(meter, "resolve", None)
+            got: BoundaryEnergy | None = None
+            never = resolve is None
+            if resolve is not None:
+                try:
+                    got = resolve(domain, b.t_abs, final)
+                except Exception:  # LookupError: never interpolable; any other: don't trust
+                    never = True
+            if got is not None:
+                energy_j = got.energy_j - self._baseline_j[domain]
+                b.settled[domain] = (energy_j, got.uncertainty_j, got.method)
+            elif never or final:
+                b.settled[domain] = (read_j, None, "read")
+        return b.done
+
+    def _settle_locked(self, final: bool) -> None:
+        """Finish every pending phase whose boundaries are settled (all of them at final)."""
+        while self._pending:
+            p = self._pending[0]
+            if not (self._settle_boundary(p.start, final) & self._settle_boundary(p.end, final)):
+                return  # phases finish in order
+            self._pending.pop(0)
+            self._fill(p.result, p.start, p.end, final=True)
+
+    def _read_uncertainty_j(self, domain: str, power_w: float) -> float:
+        fn = getattr(self._meters[self._domain_meter[domain]], "boundary_uncertainty_j", None)
+        try:
+            return float(fn(domain, power_w)) if fn is not None else 0.0
+        except Exception:
+            return 0.0
+
+    def _relative_uncertainty(self, domain: str) -> float:
+        fn = getattr(self._meters[self._domain_meter[domain]], "relative_uncertainty", None)
+        try:
+            return float(fn(domain)) if fn is not None else 0.0
+        except Exception:
+            return 0.0
+
+    def _figures(
+        self, start: _Boundary, end: _Boundary, duration_s: float, settled: bool
+    ) -> tuple[dict[str, float], dict[str, float], dict[str, str]]:
+        """Energy, uncertainty and method per domain between two boundaries; from the reads
+        alone unless ``settled``."""
+        by_domain: dict[str, float] = {}
+        unc: dict[str, float] = {}
+        methods: dict[str, str] = {}
+        for domain, end_read in end.read_j.items():
+            e1, u1, m1 = (
+                end.settled[domain] if settled and domain in end.settled
+                else (end_read, None, "read")
+            )
+            start_read = start.read_j.get(domain, 0.0)
+            e0, u0, m0 = (
+                start.settled[domain] if settled and domain in start.settled
+                else (start_read, None, "read")
+            )
+            energy_j = e1 - e0
+            power_w = energy_j / duration_s if duration_s > 0 else 0.0
+            unc[domain] = sum(
+                u if u is not None else self._read_uncertainty_j(domain, power_w)
+                for u in (u0, u1)
+            ) + self._relative_uncertainty(domain) * abs(energy_j)
+            by_domain[domain] = energy_j
+            methods[domain] = "interpolated" if m0 == m1 == "interpolated" else "read"
+        return by_domain, unc, methods
+
+    def _fill(self, result: PhaseEnergy, start: _Boundary, end: _Boundary, final: bool) -> None:
+        by_domain, unc, methods = self._figures(start, end, result.duration_s, settled=final)
+        result.by_domain = by_domain
+        result.energy_j = sum(by_domain.values())
+        result.uncertainty_by_domain = unc
+        result.energy_uncertainty_j = sum(unc.values())
+        result.methods = methods
+        result.flag = self._impossible(by_domain, unc, result.duration_s)
+        result.final = final
+
+    def _impossible(
+        self, by_domain: dict[str, float], unc: dict[str, float], duration_s: float
+    ) -> str | None:
+        """Why a phase's figure cannot be a measurement, or None when it can be."""
+        energy_j, unc_j = sum(by_domain.values()), sum(unc.values())
+        if energy_j + unc_j < 0:
+            return f"negative energy ({energy_j:.3g} J +- {unc_j:.2g} J): a counter went back"
+        bounded = [d for d in by_domain if d in self._max_power]
+        if duration_s <= 0 or not bounded:
+            return None
+        cap_w = sum(self._max_power[d][0] for d in bounded)
+        e_j = sum(by_domain[d] for d in bounded)
+        u_j = sum(unc[d] for d in bounded)
+        if (e_j - u_j) / duration_s <= cap_w:
+            return None
+        why = "; ".join(f"{d}: {self._max_power[d][1]}" for d in bounded)
+        return (
+            f"mean power {e_j / duration_s:.0f} W (+- {u_j / duration_s:.0f} W) of "
+            f"{', '.join(bounded)} over {1000 * duration_s:.0f} ms exceeds the {cap_w:.0f} W "
+            f"they can draw ({why}); not a measurement"
+        )
 
     # ----------------------------------------------------------------- public API
 
@@ -330,13 +514,22 @@ class EnergySampler:
         self._hardware = describe_meters(self._meters, self._extra_warnings)
         if self._notes:
             self._hardware["meter_selection"] = "; ".join(self._notes)
+        for meter in self._meters:
+            fn = getattr(meter, "max_power_w", None)
+            if fn is not None:
+                try:
+                    self._max_power.update(fn())
+                except Exception as e:
+                    self._extra_warnings.append(f"{meter.source} max_power_w() failed: {e}")
         # Start the thread before the baseline: Thread.start() can take milliseconds on a busy
         # machine, and that time would otherwise count in the run but in no phase.
-        self._thread = threading.Thread(target=self._run, name="energy-sampler", daemon=True)
-        self._thread.start()
+        if self._background:
+            self._thread = threading.Thread(target=self._run, name="energy-sampler", daemon=True)
+            self._thread.start()
         with self._lock:
             self._t0 = self._clock()
-            self._read_locked("start")
+            self._next_poll_s = self._t0 + 1.0 / self.sample_hz
+            _, self._run_start = self._boundary_locked("start")
         self._ready.set()
         return self
 
@@ -354,12 +547,12 @@ class EnergySampler:
                 p = self._open_phase
                 raise RuntimeError(f"phase {p.kind}[{p.index}] is still open; end it first")
             cpu_mark = self._cpu_mark()
-            t_s, values, _ = self._read_locked(f"begin {kind}[{index}]")
-            energies = {d: r.energy_j for d, r in values.items()}
-            self._open_phase = _OpenPhase(kind, index, t_s, energies, cpu_mark)
+            t_s, boundary = self._boundary_locked(f"begin {kind}[{index}]")
+            self._open_phase = _OpenPhase(kind, index, t_s, boundary, cpu_mark)
 
     def end_phase(self) -> PhaseEnergy:
-        """Close the open phase at an exact reading and return its energy."""
+        """Close the open phase at a reading and return its energy: final at once for meters
+        that need no refresh after the boundary, else filled in place a little later."""
         self._require_running()
         return self._end_phase()
 
@@ -368,26 +561,27 @@ class EnergySampler:
             p = self._open_phase
             if p is None:
                 raise RuntimeError("no phase is open")
-            t_s, values, _ = self._read_locked(f"end {p.kind}[{p.index}]")
+            t_s, end = self._boundary_locked(f"end {p.kind}[{p.index}]")
             self._open_phase = None
-        utilisation = p.util.result()
-        cpu_pct = self._cpu_util_pct(p.cpu_mark)
-        if cpu_pct is not None:
-            utilisation["process.cpu_util_pct"] = cpu_pct
-        by_domain = {d: r.energy_j - p.energy_j.get(d, 0.0) for d, r in values.items()}
-        sources = {d: r.source for d, r in values.items()}
-        result = PhaseEnergy(
-            kind=p.kind,
-            index=p.index,
-            start_s=p.t_s,
-            duration_s=t_s - p.t_s,
-            energy_j=sum(by_domain.values()),
-            by_domain=by_domain,
-            sources=sources,
-            source=source_label(sources.values()),
-            utilisation=utilisation,
-        )
-        self.phases.append(result)
+            utilisation = p.util.result()
+            cpu_pct = self._cpu_util_pct(p.cpu_mark)
+            if cpu_pct is not None:
+                utilisation["process.cpu_util_pct"] = cpu_pct
+            sources = {d: self._sources[d] for d in end.read_j}
+            result = PhaseEnergy(
+                kind=p.kind,
+                index=p.index,
+                start_s=p.t_s,
+                duration_s=t_s - p.t_s,
+                energy_j=0.0,
+                sources=sources,
+                source=source_label(sources.values()),
+                utilisation=utilisation,
+            )
+            self._fill(result, p.start, end, final=False)  # from the reads, for now
+            self._pending.append(_Pending(result, p.start, end))
+            self._settle_locked(final=False)
+            self.phases.append(result)
         return result
 
     @contextlib.contextmanager
@@ -454,8 +648,17 @@ class EnergySampler:
             self._end_phase()
         with self._lock:
             t_s, values = self._poll_locked("stop")
+            end = _Boundary(self._t0 + t_s, {d: r.energy_j for d, r in values.items()})
+        self._wait_for_refreshes(end)
+        if self._watchers:  # what they learned since start, e.g. NVML's refresh period
+            self._hardware.update(describe_meters(self._watchers, self._extra_warnings))
+        with self._lock:
+            self._settle_locked(final=True)
+            start = self._run_start or _Boundary(self._t0, {})
+            self._settle_boundary(start, final=True)
+            self._settle_boundary(end, final=True)
+            by_domain, unc, _ = self._figures(start, end, t_s, settled=True)
         self._flush()
-        by_domain = {d: r.energy_j for d, r in values.items()}
         energy_j = sum(by_domain.values())
         self._summary = EnergySummary(
             energy_j=energy_j,
@@ -466,8 +669,27 @@ class EnergySampler:
             peak_power_w=self._peak_power_w,
             warnings=self.warnings,
             hardware=dict(self._hardware),
+            energy_uncertainty_j=sum(unc.values()),
+            uncertainty_by_domain=unc,
         )
         return self._summary
+
+    def _wait_for_refreshes(self, end: _Boundary) -> None:
+        """At stop, keep watching slow counters until the refreshes after the last boundaries
+        are seen: at most a few refresh periods, once per run (not with a simulated clock)."""
+        if not self._background or not self._watchers:
+            return
+        settle_s = max(float(getattr(m, "settle_s", lambda: 0.0)()) for m in self._watchers)
+        deadline = self._clock() + settle_s
+        while True:
+            with self._lock:
+                self._settle_locked(final=False)
+                done = not self._pending and self._settle_boundary(end, final=False)
+                wake_s = self._watch_locked(self._clock())
+            now = self._clock()
+            if done or now >= deadline:
+                return
+            time.sleep(max(0.0, min(wake_s, deadline) - now))
 
     def __enter__(self) -> EnergySampler:
         return self.start()

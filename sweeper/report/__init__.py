@@ -13,9 +13,11 @@ from pathlib import Path
 import pandas as pd
 from rich.console import Console
 
+from sweeper.energy.labels import describe_source
 from sweeper.predict.estimator import EnergyFit, fit_by_hardware
 from sweeper.predict.observations import observations_from_runs
 from sweeper.report import analysis, configs, data, effects, figures
+from sweeper.report.basis import apply_basis, drop_busy
 from sweeper.report.export import export_tables
 from sweeper.report.heatmaps import correlation_heatmaps
 from sweeper.report.html import FigureRef, write_page
@@ -67,7 +69,11 @@ def build_report(
     run_id: int | None = None,
     parquet: bool = True,
     console: Console | None = None,
+    energy: str = "gross",
+    exclude_busy: bool = False,
 ) -> Report:
+    """`energy` is "gross" or "net" (of idle, the study's definition); `exclude_busy` leaves
+    out runs measured while other processes loaded the machine."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     runs = data.load_runs(store, sweeps=sweeps)
@@ -76,6 +82,14 @@ def build_report(
         if extra.empty:
             raise LookupError(f"no run with id {run_id} in {store.display_url}")
         runs = pd.concat([runs, extra[~extra["id"].isin(runs["id"])]], ignore_index=True)
+    runs, basis_note = apply_basis(runs, energy)
+    notes = [basis_note] + [
+        f"Meter '{source}': {describe_source(source)}."
+        for source in sorted(runs["meter_source"].dropna().unique())
+    ]
+    if exclude_busy:
+        runs, busy_note = drop_busy(runs)
+        notes += [busy_note] if busy_note else []
     ids = runs["id"].astype(int).tolist()
     phases = data.load_phases(store, ids)
     domains = data.load_phase_domains(store, ids)
@@ -138,11 +152,13 @@ def build_report(
         out / "index.html", store_url=store.display_url, runs=runs, figures=refs,
         guidelines=guidelines, not_established=unproven, correlations=correlations,
         matrices=matrices, batch_tables=tables, fits=fits, windows=windows,
-        exports=[p.name for p in exports],
+        exports=[p.name for p in exports], notes=notes,
     )
     if console is not None:
         from sweeper.report.terminal import print_summary
 
+        for note in notes:
+            console.print(note, highlight=False, markup=False)
         print_summary(console, runs, guidelines, fits, str(html), unproven)
     return Report(out_dir=out, html=html, figures=paths, exports=exports,
                   guidelines=guidelines, not_established=unproven, matrices=matrices,

@@ -35,6 +35,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="CSV exports only (removes Parquet files of an earlier report)")
     parser.add_argument("--list", action="store_true",
                         help="print the store's sweep names (with run counts) and exit")
+    parser.add_argument("--energy", choices=("gross", "net"), default="gross",
+                        help="energy the analyses use: gross (all the meters read) or net of "
+                             "idle power, the study's definition (default: gross)")
+    parser.add_argument("--exclude-busy", action="store_true",
+                        help="leave out runs measured while other processes loaded the machine")
     parser.add_argument("--quiet", action="store_true", help="no terminal summary")
     return parser.parse_args(argv)
 
@@ -75,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         check_sweeps(store, args.sweep)
         console = None if args.quiet else Console(width=160)
         build_report(store, args.out, sweeps=args.sweep, run_id=args.run,
-                     parquet=not args.no_parquet, console=console)
+                     parquet=not args.no_parquet, console=console, energy=args.energy,
+                     exclude_busy=args.exclude_busy)
     except (*USER_ERRORS, LookupError) as exc:
         print(f"sweeper-report: error: {exc}", file=sys.stderr)
         return USER_ERROR_EXIT

@@ -23,7 +23,10 @@ RUN_COLUMNS = (
     "val_accuracy", "test_accuracy", "forecast_window", "forecast_steps",
     "forecast_energy_train_j", "forecast_duration_train_s", "forecast_error", "error_type",
     "error_message", "measurement_warning", "trial_number", "overrides", "config_hash",
-    "started_at",
+    "started_at", "energy_train_net_j", "energy_inference_net_j", "energy_total_net_j",
+    "energy_per_train_sample_net_j", "energy_per_inference_sample_net_j", "idle_power_w",
+    "other_cpu_pct", "load_avg_1m", "machine_busy", "energy_train_uncertainty_j",
+    "energy_inference_uncertainty_j", "energy_total_uncertainty_j",
 )
 NUMERIC_RUN_COLUMNS = (
     "lr", "params", "macs_per_sample", "energy_train_j", "energy_eval_j", "energy_inference_j",
@@ -32,10 +35,14 @@ NUMERIC_RUN_COLUMNS = (
     "train_duration_s", "inference_duration_s", "train_samples", "inference_samples",
     "train_loss", "val_accuracy", "test_accuracy", "forecast_window", "forecast_steps",
     "forecast_energy_train_j", "forecast_duration_train_s", "forecast_error",
+    "energy_train_net_j", "energy_inference_net_j", "energy_total_net_j",
+    "energy_per_train_sample_net_j", "energy_per_inference_sample_net_j", "idle_power_w",
+    "other_cpu_pct", "load_avg_1m", "energy_train_uncertainty_j",
+    "energy_inference_uncertainty_j", "energy_total_uncertainty_j",
 )
 PHASE_COLUMNS = (
     "id", "run_id", "kind", "index", "start_s", "duration_s", "steps", "samples", "loss",
-    "accuracy", "energy_j", "mean_power_w", "meter_source",
+    "accuracy", "energy_j", "mean_power_w", "meter_source", "low_resolution",
 )
 
 

@@ -59,7 +59,8 @@ RUN_TABLE: list[tuple[str, str, str]] = [  # header, column, format
     ("dataset", "dataset", ""), ("batch", "batch", ""), ("lr", "lr", "g"),
     ("prec", "precision", ""), ("epochs", "epochs", ""), ("status", "status", ""),
     ("accuracy", "accuracy", ".3f"), ("E_tr (J)", "energy_train_j", ".1f"),
-    ("E_in (J)", "energy_inference_j", ".2f"),
+    ("± E_tr", "energy_train_uncertainty_j", ".1f"),
+    ("E_in (J)", "energy_inference_j", ".2f"), ("± E_in", "energy_inference_uncertainty_j", ".2f"),
     ("E_in/sample (mJ)", "energy_per_inference_sample_mj", ".3f"),
     ("total (J)", "energy_total_j", ".1f"), ("CO2 (g)", "co2_g", ".3f"),
     ("MACs", "macs_per_sample", ".3g"), ("params", "params", ".3g"),
@@ -173,6 +174,7 @@ def write_page(
     fits: Sequence[EnergyFit],
     windows: Sequence[WindowAccuracy],
     exports: Sequence[str],
+    notes: Sequence[str] = (),
 ) -> Path:
     failed = runs[runs["status"].isin(["failed", "interrupted"])]
     html = environment().get_template(TEMPLATE).render(
@@ -195,6 +197,7 @@ def write_page(
         failed=[(r["id"], r["status"], r["error_type"], r["error_message"])
                 for _, r in failed.iterrows()],
         exports=list(exports),
+        notes=list(notes),
     )
     path.write_text(html, encoding="utf-8")
     return path

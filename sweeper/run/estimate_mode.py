@@ -253,7 +253,10 @@ def estimate_config(cfg: DictConfig, spec: RunSpec) -> ConfigEstimate:
     predictions = {t: f.predict(query) for t, f in fits.items()}
     train_samples = sized.train_samples * spec.epochs
     eval_samples = sized.eval_samples_per_epoch * spec.epochs + sized.test_samples
-    inference_samples = spec.inference_batches * spec.inference_batch
+    if spec.inference_protocol == "study":  # the test set, `passes` times (at least)
+        inference_samples = sized.test_samples * spec.inference_passes
+    else:
+        inference_samples = spec.inference_batches * spec.inference_batch
     # Evaluation passes are forward passes: costed at the inference fit's rate per sample.
     energy_train = _scaled(predictions["train"], train_samples)
     energy = energy_train + _scaled(predictions.get("inference"),
@@ -262,7 +265,7 @@ def estimate_config(cfg: DictConfig, spec: RunSpec) -> ConfigEstimate:
     if "train_time" in predictions:
         duration = _scaled(predictions["train_time"], train_samples) + _scaled(
             predictions.get("inference_time"), eval_samples + inference_samples)
-    label = f"{spec.model}/{spec.dataset} b{spec.batch} {spec.precision}"
+    label = f"{spec.model_label}/{spec.dataset} b{spec.batch} {spec.precision}"
     return ConfigEstimate(
         label=label, epochs=spec.epochs, train_samples=train_samples,
         eval_samples=eval_samples, inference_samples=inference_samples, energy_j=energy,

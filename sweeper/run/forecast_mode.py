@@ -10,6 +10,8 @@ used, the forecast_* columns the prediction for the whole training.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -17,7 +19,7 @@ from rich.table import Table
 from sweeper import energy
 from sweeper.predict.forecast import Forecast, ProfileWindow
 from sweeper.run.measured import MeasuredRun
-from sweeper.run.prepare import Prepared
+from sweeper.run.prepare import Prepared, profile_floors
 from sweeper.run.recording import forecast_columns
 from sweeper.run.result import JobResult
 
@@ -28,20 +30,27 @@ def execute_forecast(p: Prepared) -> JobResult:
     """Run warm-up + window steps in one measured "profile" phase and store the forecast."""
     run = MeasuredRun(p, ok_status=FORECAST_STATUS)
     loader = p.loaders["train"]
+    total = len(loader) * p.spec.epochs
     profile = ProfileWindow(
-        len(loader) * p.spec.epochs, p.spec.forecast_window, p.spec.forecast_warmup_steps,
-        run.sampler.energy_so_far_j,
+        total, p.spec.forecast_window, p.spec.forecast_warmup_steps,
+        run.sampler.energy_so_far_j, **profile_floors(p),
     )
-    needed = profile.warmup_steps + profile.profiled_steps
+
+    def until_done(batches: Iterable[Any]) -> Iterator[Any]:
+        for batch in batches:  # the hook ran after the previous step: stop once it closed
+            if profile.result is not None:
+                return
+            yield batch
 
     def body() -> None:
         with run.sampler.phase("profile", 0) as ph:
             profile.start()
             steps = samples = 0
             loss = accuracy = None
-            while steps < needed:
+            # The window's time floor decides when it ends, so steps run until it has.
+            while profile.result is None and steps < total:
                 stats = p.trainer.train_epoch(
-                    itertools.islice(loader, needed - steps), profile.on_step
+                    until_done(itertools.islice(loader, total - steps)), profile.on_step
                 )
                 steps, samples = steps + stats.steps, samples + stats.samples
                 loss, accuracy = stats.loss, stats.accuracy
@@ -64,8 +73,8 @@ def execute_forecast(p: Prepared) -> JobResult:
     run.close()
     if forecast is not None and run.ok:
         spec = p.spec
-        print_forecast(spec.model, spec.dataset, spec.batch, spec.epochs, run.run_id, forecast,
-                       forecast_co2_g, run.values.get("meter_source"),
+        print_forecast(spec.model_label, spec.dataset, spec.batch, spec.epochs, run.run_id,
+                       forecast, forecast_co2_g, run.values.get("meter_source"),
                        run.values.get("energy_total_j"))
     return run.result(
         mode="forecast",

@@ -48,7 +48,7 @@ def run_job(cfg: DictConfig) -> JobResult:
     sweep = current_sweep(spec)
     if not launch().is_main:
         return _follow(spec, sweep, device, carbon)
-    store = open_results(spec.storage_url)
+    store = open_results(spec.storage_url, spec.storage_outage_s)
     sweep_id = store_runs.ensure_sweep(
         store, sweep.name, kind=sweep.kind, command=sweep.command, sweep_dir=sweep.sweep_dir
     )

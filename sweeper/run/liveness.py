@@ -13,11 +13,13 @@ import logging
 import os
 import socket
 import threading
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
 import psutil
 
+from sweeper.errors import StoreUnavailable
 from sweeper.run.recording import energy_split
 from sweeper.store import Store
 from sweeper.store import runs as store_runs
@@ -30,11 +32,14 @@ STALE_AFTER_S = 10 * HEARTBEAT_S  # a loaded database or a paused VM can delay a
 
 
 class Heartbeat:
-    """Beats for one running row every ``every_s`` on a daemon thread until stopped."""
+    """Calls ``beat`` (mark run ``run_id`` alive) every ``every_s`` on a daemon thread until
+    stopped."""
 
-    def __init__(self, store: Store, run_id: int, every_s: float = HEARTBEAT_S) -> None:
-        self.store = store
+    def __init__(
+        self, run_id: int, beat: Callable[[], None], every_s: float = HEARTBEAT_S
+    ) -> None:
         self.run_id = run_id
+        self.beat = beat
         self.every_s = every_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sweeper-heartbeat", daemon=True)
@@ -51,7 +56,9 @@ class Heartbeat:
     def _run(self) -> None:
         while not self._stop.wait(self.every_s):
             try:
-                store_runs.beat(self.store, self.run_id)
+                self.beat()
+            except StoreUnavailable:
+                return  # the store is gone for good: the run's own thread reports it
             except Exception as exc:  # a busy database must not stop the run; later beats may
                 if not self._warned:
                     self._warned = True

@@ -4,7 +4,9 @@ A run row is inserted, the background sampler measures the mode's work inside SI
 handling and a heartbeat, and whatever ends the work (success, the energy rule, a failure,
 Ctrl-C or SIGTERM) is classified and recorded. Failures are kept in the row and do not
 escape, so a multirun goes on with its next job; an interrupt is recorded and then
-re-raised by close(), so the process stops promptly.
+re-raised by close(), so the process stops promptly. A store outage only delays the
+writes (sweeper.store.outage); one that outlasts storage.outage_s raises StoreUnavailable
+at the run's next write, and the run is left for the next command to reclaim.
 
     run = MeasuredRun(prepared, ok_status="completed")
     run.measure(lambda: body(run.sampler, run.recorder))
@@ -21,14 +23,19 @@ from typing import Any
 
 from sweeper import energy
 from sweeper.config.launch import launch
+from sweeper.energy.contention import ContentionProbe, busy_warning
+from sweeper.energy.resolution import slowest_meter
+from sweeper.errors import StoreUnavailable
+from sweeper.run.idle import IdlePower, idle_power
 from sweeper.run.liveness import Heartbeat, live_twin
+from sweeper.run.net import net_columns
 from sweeper.run.prepare import Prepared, new_run_row
 from sweeper.run.recording import (
     Recorder,
     RunError,
-    close_run,
     record_cut_phases,
     sigterm_as_interrupt,
+    uncertainty_columns,
 )
 from sweeper.run.result import JobResult
 from sweeper.run.stopping import PRUNED, EarlyStop
@@ -60,11 +67,17 @@ class MeasuredRun:
         self.interrupt: KeyboardInterrupt | None = None
         self.summary: energy.EnergySummary | None = None
         self.values: dict[str, Any] = {}
+        # Measured (or reused) before the run row exists: it is no part of the run.
+        self.idle: IdlePower | None = idle_power(p)
         self.run_id = store_runs.insert_run(p.store, new_run_row(p))
         self._claim()
-        self.recorder = Recorder(p.store, self.run_id, p.spec.keep_samples)
+        self.resolution = slowest_meter(p.meters.meters)  # (refresh period s, source)
+        self.recorder = Recorder(p.store, self.run_id, p.spec.keep_samples, self.resolution)
+        # The machine's load is polled with the meters, per phase and for the whole run.
+        self.contention = ContentionProbe()
         self.sampler = energy.EnergySampler(
-            p.meters.meters, sample_hz=p.spec.sample_hz, on_samples=self.recorder.samples
+            [*p.meters.meters, self.contention], sample_hz=p.spec.sample_hz,
+            on_samples=self.recorder.samples,
         )
         self._t0 = time.perf_counter()
 
@@ -86,7 +99,7 @@ class MeasuredRun:
     def measure(self, body: Callable[[], Any]) -> None:
         """Run the mode's work under the sampler; record, never raise, what stopped it."""
         try:
-            with sigterm_as_interrupt(), Heartbeat(self.p.store, self.run_id):
+            with sigterm_as_interrupt(), Heartbeat(self.run_id, self.recorder.beat):
                 self.sampler.start()
                 try:
                     body()
@@ -97,25 +110,38 @@ class MeasuredRun:
             self.status = PRUNED
             self.values["stop_reason"] = str(exc)
             log.info("run %d pruned: %s", self.run_id, exc)
+        except StoreUnavailable:
+            raise  # nothing more can be recorded: the next command reclaims the run
         except KeyboardInterrupt as exc:
             self.status, self.interrupt = "interrupted", exc
             self.error = (type(exc).__name__, str(exc) or "interrupted by the user")
         except Exception as exc:  # a broken configuration must not stop the sweep
             self.fail(type(exc).__name__, str(exc))
-        if not self.ok:
-            record_cut_phases(self.recorder, self.sampler)
+        # The phase a failure cut short, and finished phases still waiting for the meter's
+        # next refresh to finalise their boundary.
+        record_cut_phases(self.recorder, self.sampler)
 
     def fail(self, error_type: str, message: str) -> None:
         self.status, self.error = "failed", (error_type, message)
         log.error("run %d failed: %s: %s", self.run_id, error_type, message)
 
-    def summary_columns(self, total_j: float | None) -> dict[str, Any]:
-        """Meter, power, warnings and carbon of the run, for its `total_j` joules."""
+    def summary_columns(
+        self, total_j: float | None, gross: dict[str, Any] | None = None, *,
+        by_kind: bool = False,
+    ) -> dict[str, Any]:
+        """Meter, power, uncertainty, warnings, carbon, machine load and net-of-idle energies
+        of the run, for its `total_j` joules and the `gross` columns gathered so far;
+        `by_kind` adds the uncertainty of E_tr, evaluation and E_in."""
         spec, carbon = self.p.spec, self.p.carbon
         out: dict[str, Any] = {
             "carbon_intensity_g_per_kwh": carbon.g_per_kwh, "carbon_source": carbon.source,
         }
-        warnings = list(self.p.meters.warnings)
+        uncertainty = uncertainty_columns(self.recorder.phases, self.summary)
+        flagged = uncertainty.pop("flagged_phases", None)
+        total_uncertainty_j = uncertainty.pop("energy_total_uncertainty_j")
+        if by_kind:
+            out.update(uncertainty)
+        warnings = list(self.p.meters.warnings) + ([flagged] if flagged else [])
         if self.summary is not None:
             warnings += self.summary.warnings
             out.update(
@@ -123,14 +149,32 @@ class MeasuredRun:
                 peak_power_w=self.summary.peak_power_w,
             )
         if total_j is not None:
-            out.update(energy_total_j=total_j,
+            out.update(energy_total_j=total_j, energy_total_uncertainty_j=total_uncertainty_j,
                        co2_g=energy.co2_g(total_j, carbon.g_per_kwh, spec.pue))
+        load = self.contention.total()
+        busy = busy_warning(load, spec.busy_other_cpu_pct)
+        out.update(other_cpu_pct=load.other_cpu_pct, load_avg_1m=load.load_avg_1m,
+                   machine_busy=busy is not None)
+        if busy:
+            warnings.append(busy)
+        inference = [ph for ph in self.recorder.phases if ph.kind == "inference"]
+        short = [self.recorder.low_resolution(ph) for ph in inference]
+        warnings += [f"E_in is low-resolution: {why}" for why in short if why]
+        sources: dict[str, str] = {}
+        for ph in self.recorder.phases:
+            sources.update(ph.sources)
+        net, net_warnings = net_columns(
+            {**self.values, **(gross or {}), **out}, self.idle, sources,
+            None if self.summary is None else self.summary.duration_s,
+        )
+        out.update(net)
+        warnings += net_warnings
         out["measurement_warning"] = "; ".join(warnings) or None
         return out
 
     def close(self) -> None:
         """Write the row's status, timing, error and values; then re-raise an interrupt."""
-        close_run(self.p.store, self.run_id, self.values, self.status, self.error, self._t0)
+        self.recorder.close(self.values, self.status, self.error, self._t0)
         if self.interrupt is not None:
             raise self.interrupt
 

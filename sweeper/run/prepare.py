@@ -11,11 +11,13 @@ from typing import Any
 import torch
 
 from sweeper import energy
+from sweeper._threads import wait_policy
 from sweeper.config.launch import launch
 from sweeper.config.spec import RunSpec
 from sweeper.config.sweep import SweepContext
 from sweeper.datasets import load_dataset
 from sweeper.energy.hardware import describe_host
+from sweeper.energy.resolution import min_span_s
 from sweeper.errors import ConfigError, invalid_value
 from sweeper.models import build_model, describe_model
 from sweeper.store import Run, Store
@@ -104,6 +106,7 @@ def prepare(
     hardware["meters"] = meters.describe()
     hardware["distributed"] = distributed.describe(device)
     hardware["loader"] = {"workers": loading.workers, "pin_memory": loading.pin_memory}
+    hardware["omp_wait_policy"] = wait_policy()  # spinning threads inflate CPU time
     return Prepared(
         spec=spec, store=store, sweep=sweep, sweep_id=sweep_id, device=device, trainer=trainer,
         loaders=loaders, meters=meters, params=info.params,
@@ -115,7 +118,7 @@ def new_run_row(p: Prepared) -> Run:
     spec, hw = p.spec, p.hardware
     return Run(
         sweep_id=p.sweep_id, config=spec.config, config_hash=spec.config_hash,
-        overrides=p.sweep.overrides, model=spec.model, dataset=spec.dataset, batch=spec.batch,
+        overrides=p.sweep.overrides, model=spec.model_label, dataset=spec.dataset, batch=spec.batch,
         lr=spec.lr, optimizer=spec.optimizer, epochs=spec.epochs, precision=spec.precision,
         device=str(p.device), seed=spec.seed, params=p.params,
         macs_per_sample=p.macs_per_sample, status="running", trial_number=spec.trial,
@@ -125,3 +128,22 @@ def new_run_row(p: Prepared) -> Run:
         gpu_count=int(hw.get("gpu_count") or 0), hardware=hw, pue=spec.pue,
         meter_source=p.meters.source,
     )
+
+
+def inference_min_seconds(p: Prepared) -> float:
+    """inference.min_seconds, or by default 20 refreshes of the slowest meter in use."""
+    if p.spec.inference_min_seconds is not None:
+        return p.spec.inference_min_seconds
+    return min_span_s(p.meters.meters)
+
+
+def profile_floors(p: Prepared) -> dict[str, float]:
+    """The forecast profile's time floors (ProfileWindow keywords): warm-up at least
+    forecast.warmup_seconds (default 10 refreshes of the slowest meter), the window at least
+    forecast.min_seconds (default 20 refreshes)."""
+    span_s = min_span_s(p.meters.meters)
+    warmup_s, window_s = p.spec.forecast_warmup_seconds, p.spec.forecast_min_seconds
+    return {
+        "warmup_seconds": span_s / 2 if warmup_s is None else warmup_s,
+        "min_seconds": span_s if window_s is None else window_s,
+    }

@@ -10,7 +10,7 @@ from typing import Any
 from sweeper import energy
 from sweeper.predict.forecast import ProfileWindow
 from sweeper.run.measured import MeasuredRun
-from sweeper.run.prepare import Prepared
+from sweeper.run.prepare import Prepared, inference_min_seconds, profile_floors
 from sweeper.run.recording import Recorder, energy_split, forecast_columns
 from sweeper.run.result import JobResult
 from sweeper.run.stopping import energy_limit, guard_steps
@@ -27,6 +27,7 @@ def execute_training(p: Prepared) -> JobResult:
         train_steps, p.spec.forecast_window, p.spec.forecast_warmup_steps,
         lambda: sampler.energy_so_far_j() - recorder.energy_of("eval"),
         lambda: time.perf_counter() - recorder.duration_of("eval"),
+        **profile_floors(p),
     )
     on_step = guard_steps(profile, limit)
     run.measure(lambda: run.values.update(
@@ -53,7 +54,7 @@ def _phases(
 ) -> dict[str, Any]:
     spec, trainer, loaders = p.spec, p.trainer, p.loaders
     out: dict[str, Any] = {}
-    label = f"{spec.model}/{spec.dataset} b{spec.batch} {spec.precision}"
+    label = f"{spec.model_label}/{spec.dataset} b{spec.batch} {spec.precision}"
     with TrainingProgress(label, train_steps, enabled=spec.progress) as bar:
         profile.start()
         for epoch in range(spec.epochs):
@@ -74,11 +75,20 @@ def _phases(
         test = trainer.evaluate(loaders["test"])
     recorder.phase(ph.result, samples=test.samples, loss=test.loss, accuracy=test.accuracy)
     out["test_accuracy"] = test.accuracy
-    if spec.inference_batches > 0:
+    study = spec.inference_protocol == "study"
+    if study or spec.inference_batches > 0:
+        min_s = inference_min_seconds(p)
         with sampler.phase("inference", 0) as ph:
-            inf = trainer.inference_benchmark(
-                loaders["inference"], spec.inference_batches, spec.inference_warmup_batches
-            )
+            if study:
+                inf = trainer.inference_passes(
+                    loaders["inference"], spec.inference_passes, spec.inference_warmup_batches,
+                    min_s,
+                )
+            else:
+                inf = trainer.inference_benchmark(
+                    loaders["inference"], spec.inference_batches,
+                    spec.inference_warmup_batches, min_s,
+                )
         recorder.phase(ph.result, steps=inf.batches, samples=inf.samples)
         out["inference_samples"] = inf.samples
     return out
@@ -102,5 +112,5 @@ def _energy_columns(run: MeasuredRun, values: dict[str, Any]) -> dict[str, Any]:
             split["energy_inference_j"] / values["inference_samples"]
         )
     total_j = summary.energy_j if summary is not None else sum(split.values())
-    out.update(run.summary_columns(total_j))
+    out.update(run.summary_columns(total_j, out, by_kind=True))
     return out

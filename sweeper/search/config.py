@@ -2,7 +2,7 @@
 
 Hydra's plugin scan imports this on every start (through hydra_plugins.sweeper_pareto), so
 it stays light: no Optuna or torch imports. The default search space and the samplers are
-YAML configs (conf/hydra/sweeper/pareto.yaml, conf/search/sampler/*.yaml).
+YAML configs (conf/hydra/sweeper/pareto.yaml, conf/hydra/sweeper/sampler/*.yaml).
 """
 
 from dataclasses import dataclass, field
@@ -21,8 +21,11 @@ class ParetoSweeperConf:
     objective: str = "energy_train_j"
     n_trials: int = 12  # new trials per invocation; a resumed study grows by this many
     n_jobs: int = 1  # trials asked and launched together (for parallel launchers)
-    # A sampler config of conf/search/sampler/ (an Optuna sampler as `_target_`).
-    sampler: str = "nsga2"
+    # A sampler config of conf/hydra/sweeper/sampler/ (an Optuna sampler as `_target_`):
+    # frontier (estimate each configuration's energy before running it, skip or stop what
+    # cannot reach the front, end the search when nothing left can add to it; the default,
+    # see benchmarks/README.md), nsga2, tpe, random.
+    sampler: str = "frontier"
     seed: int | None = None  # sampler seed; a resumed study offsets it by its trial count
     population_size: int = 8  # NSGA-II generation size
     # Stop launching trials once the study's trials have spent this many joules

@@ -22,7 +22,9 @@ from sweeper.config.storage import check_url, open_results, resolve_storage
 from sweeper.config.sweep import announce, announced, identity_for
 from sweeper.run.stopping import LIMIT_KEY, REASON_KEY
 from sweeper.search.front import print_front
+from sweeper.search.frontier import sampler_stop_reason, tighter_limit
 from sweeper.search.orphans import claim, fail_orphaned_trials
+from sweeper.search.samplers import SearchContext
 from sweeper.search.settings import SearchSettings, settings_from
 from sweeper.search.space import SearchSpace, format_value, parse_space
 from sweeper.search.study import (
@@ -97,7 +99,10 @@ class SearchLoop:
             sweep_dir=str(config.hydra.sweep.dir), study_name=self.study_name,
         )
         storage_url = resolve_storage(settings.storage or app_url)
-        self.study = open_study(settings, optuna_storage(storage_url), self.study_name)
+        self.study = open_study(
+            settings, optuna_storage(storage_url), self.study_name,
+            SearchContext(sweeper=sweeper, space=self.space, store=self.store),
+        )
         self.study.set_user_attr("sweep_name", self.sweep_name)
         self.study.set_user_attr("objective", settings.objective)
         self.app_limit_j = OmegaConf.select(config, f"sweeper.{LIMIT_KEY}")
@@ -124,6 +129,10 @@ class SearchLoop:
             if budget is not None and spent >= budget:
                 stop_reason = f"energy budget reached: {spent:.1f} J spent of {budget:.1f} J"
                 break
+            reason = sampler_stop_reason(study)
+            if reason:
+                stop_reason = reason
+                break
             size = min(settings.n_jobs, settings.n_trials - launched)
             limit = trial_energy_limit(settings, trials, size, self.app_limit_j)
             returns.append(self._launch_batch(size, limit, launched))
@@ -142,7 +151,7 @@ class SearchLoop:
         trials = [study.ask(self.space.distributions) for _ in range(size)]
         for trial in trials:
             claim(trial)
-        batch = [job_overrides(self.space, t, limit) for t in trials]
+        batch = [job_overrides(self.space, t, tighter_limit(limit, t.user_attrs)) for t in trials]
         try:
             self.sweeper.validate_batch_is_legal(batch)
             results = self.sweeper.launcher.launch(batch, initial_job_idx=job_idx)

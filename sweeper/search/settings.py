@@ -21,8 +21,14 @@ OBJECTIVES: dict[str, str] = {
     "energy_per_inference_sample_j": "J",
     "energy_total_j": "J",
     "co2_g": "g",
+    # Net of idle power (the study's E_tr); NULL without an idle baseline, and for the
+    # estimate meter equal to the gross figure (it has no idle by convention).
+    "energy_train_net_j": "J",
+    "energy_per_inference_sample_net_j": "J",
+    "energy_total_net_j": "J",
 }
 ACCURACY = "val_accuracy"
+FRONTIER_OBJECTIVES = ("energy_train_j", "energy_total_j")  # what its energy estimate bounds
 
 
 @dataclass(frozen=True)
@@ -96,12 +102,18 @@ def settings_from(raw: Mapping[str, Any]) -> SearchSettings:
     storage = raw.get("storage")
     if storage is not None and (not isinstance(storage, str) or "://" not in storage):
         raise _fail("storage", storage, "null or a SQLAlchemy URL")
+    sampler = _choice(raw, "sampler", sampler_names())
+    objective = _choice(raw, "objective", tuple(OBJECTIVES))
+    if sampler == "frontier" and objective not in FRONTIER_OBJECTIVES:
+        raise _fail("objective", objective, "with sampler frontier (the default), which predicts "
+                    "training energy: " + ", ".join(FRONTIER_OBJECTIVES) + "; for this objective "
+                    "set hydra.sweeper.sampler=nsga2")
     return SearchSettings(
         params={str(k): str(v) for k, v in params.items()},
-        objective=_choice(raw, "objective", tuple(OBJECTIVES)),
+        objective=objective,
         n_trials=_int(raw, "n_trials", 0),
         n_jobs=_int(raw, "n_jobs", 1),
-        sampler=_choice(raw, "sampler", sampler_names()),
+        sampler=sampler,
         seed=seed,
         population_size=_int(raw, "population_size", 2),
         energy_budget_j=_positive(raw, "energy_budget_j"),

@@ -17,7 +17,7 @@ from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.engine import URL
 
 from sweeper.errors import ConfigError
-from sweeper.search.samplers import make_sampler
+from sweeper.search.samplers import SearchContext, make_sampler
 from sweeper.search.settings import ACCURACY, SearchSettings
 from sweeper.store import Run
 
@@ -45,7 +45,8 @@ def default_study_name(sweep_name: str, objective: str) -> str:
 
 
 def open_study(
-    settings: SearchSettings, storage: optuna.storages.BaseStorage, name: str
+    settings: SearchSettings, storage: optuna.storages.BaseStorage, name: str,
+    context: SearchContext | None = None,
 ) -> optuna.Study:
     """Create the study, or load it to resume; refuse one made for another objective."""
     study = optuna.create_study(
@@ -66,7 +67,7 @@ def open_study(
     # instead of replaying the first invocation's sequence.
     seed = None if settings.seed is None else settings.seed + len(study.trials)
     study.sampler = make_sampler(
-        settings.sampler, seed=seed, population_size=settings.population_size
+        settings.sampler, seed=seed, population_size=settings.population_size, context=context
     )
     return study
 
@@ -94,6 +95,9 @@ def outcome_of_run(run: Run | None, objective: str, *, reused: bool) -> Outcome:
         ACCURACY: run.val_accuracy,
         "energy_train_j": run.energy_train_j,
         "energy_total_j": run.energy_total_j,
+        # Uncertainty (J) of the energies, from the meter's resolution at phase boundaries.
+        "energy_train_uncertainty_j": run.energy_train_uncertainty_j,
+        "energy_total_uncertainty_j": run.energy_total_uncertainty_j,
         objective: getattr(run, objective),
         "meter_source": run.meter_source,
         SPENT_ATTR: 0.0 if reused else float(run.energy_total_j or 0.0),

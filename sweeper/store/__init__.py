@@ -4,6 +4,7 @@ from sweeper.errors import StoreError
 from sweeper.store.db import Store, mask_url, open_store
 from sweeper.store.schema import (
     SCHEMA_VERSION,
+    IdleBaseline,
     Phase,
     PhaseDomainEnergy,
     PowerSample,
@@ -14,6 +15,7 @@ from sweeper.store.schema import (
 
 __all__ = [
     "SCHEMA_VERSION",
+    "IdleBaseline",
     "Phase",
     "PhaseDomainEnergy",
     "PowerSample",

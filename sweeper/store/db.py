@@ -2,8 +2,10 @@
 
 SQLite is the default (one file under results/); PostgreSQL is the shared store when
 sweeps span machines. Both go through the same code. SQLite gets WAL, a busy timeout
-and BEGIN IMMEDIATE so several processes can write one file without "database is
-locked" errors.
+(60 s, or the URL's `?timeout=SECONDS`) and BEGIN IMMEDIATE so several processes can write
+one file without "database is locked" errors. A server connection attempt gives up after
+CONNECT_TIMEOUT_S (or the URL's `connect_timeout`), so an unreachable host fails a try
+rather than hanging it; sweeper.store.outage retries such failures for `outage_s`.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ from sweeper.store.migrate import lock_schema, upgrade
 from sweeper.store.schema import SCHEMA_VERSION, Base, SchemaInfo
 
 SQLITE_BUSY_TIMEOUT_S = 60.0
+CONNECT_TIMEOUT_S = 10
+# How long a store may be unreachable before sweeper gives up (storage.outage_s).
+DEFAULT_OUTAGE_S = 180.0
 
 
 def mask_url(url: str | URL) -> str:
@@ -62,9 +67,26 @@ def resolve_url(url: str, base_dir: str | Path | None = None) -> URL:
     return parsed
 
 
+def sqlite_busy_timeout_s(url: URL) -> float:
+    """The URL's `?timeout=SECONDS` (as the sqlite3 driver reads it), else 60 s."""
+    value = url.query.get("timeout")
+    if value is None:
+        return SQLITE_BUSY_TIMEOUT_S
+    try:
+        timeout_s = float(value if isinstance(value, str) else value[-1])
+    except ValueError:
+        timeout_s = -1.0
+    if not timeout_s >= 0:  # also NaN
+        raise StoreError(
+            f"invalid value for the timeout in storage.url: {value!r}; allowed: seconds >= 0"
+        )
+    return timeout_s
+
+
 def _make_engine(url: URL) -> Engine:
     if url.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+        options = {} if "connect_timeout" in url.query else {"connect_timeout": CONNECT_TIMEOUT_S}
+        return create_engine(url, pool_pre_ping=True, connect_args=options)
     database = url.database or ""
     if database and database != ":memory:":
         folder = Path(database).parent
@@ -75,7 +97,8 @@ def _make_engine(url: URL) -> Engine:
                 f"cannot create the folder {folder} for the SQLite database ({exc.strerror}); "
                 "choose a writable storage.url"
             ) from exc
-    engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
+    busy_timeout_s = sqlite_busy_timeout_s(url)
+    engine = create_engine(url, connect_args={"timeout": busy_timeout_s})
 
     @event.listens_for(engine, "connect")
     def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
@@ -84,8 +107,8 @@ def _make_engine(url: URL) -> Engine:
         # without waiting for the busy timeout.
         dbapi_conn.isolation_level = None
         cursor = dbapi_conn.cursor()
-        cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
-        _switch_to_wal(cursor)
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
+        _switch_to_wal(cursor, busy_timeout_s)
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
@@ -97,14 +120,14 @@ def _make_engine(url: URL) -> Engine:
     return engine
 
 
-def _switch_to_wal(cursor: sqlite3.Cursor) -> None:
+def _switch_to_wal(cursor: sqlite3.Cursor, busy_timeout_s: float) -> None:
     """PRAGMA journal_mode=WAL, waiting out other writers like any statement would.
 
     While another connection holds a write lock on a file still in rollback mode (a worker
     creating a fresh database), SQLite refuses the switch at once with "database is locked"
     instead of calling the busy handler (its deadlock avoidance), so the wait is ours.
     """
-    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+    deadline = time.monotonic() + busy_timeout_s
     delay_s = 0.005
     while True:
         try:
@@ -123,6 +146,7 @@ class Store:
     def __init__(self, url: str, base_dir: str | Path | None = None) -> None:
         self.url = resolve_url(url, base_dir)
         self.display_url = mask_url(self.url)
+        self.outage_s = DEFAULT_OUTAGE_S  # how long writes and reads wait out an outage
         try:
             self.engine = _make_engine(self.url)
         except NoSuchModuleError as exc:

@@ -11,23 +11,73 @@ itself (create_all only adds missing tables).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from sqlalchemy import Connection, Engine, select, text, update
+from sqlalchemy import Column, Connection, Engine, select, text, update
 
 from sweeper.errors import StoreError
-from sweeper.store.schema import SCHEMA_VERSION, Run, SchemaInfo, utcnow
+from sweeper.store.schema import (
+    SCHEMA_VERSION,
+    Base,
+    Phase,
+    PhaseDomainEnergy,
+    Run,
+    SchemaInfo,
+    utcnow,
+)
+
+
+def _add_columns(conn: Connection, columns: Sequence[Column[Any]]) -> None:
+    """ALTER TABLE ... ADD COLUMN for each (nullable) column, typed for this back end."""
+    for column in columns:
+        sql_type = column.type.compile(dialect=conn.dialect)
+        conn.execute(text(f"ALTER TABLE {column.table.name} ADD COLUMN {column.name} {sql_type}"))
 
 
 def _add_run_liveness(conn: Connection) -> None:
     """1 -> 2: runs.pid and runs.heartbeat_at (NULL for runs written before)."""
-    for column in (Run.__table__.c.pid, Run.__table__.c.heartbeat_at):
-        sql_type = column.type.compile(dialect=conn.dialect)
-        conn.execute(text(f"ALTER TABLE runs ADD COLUMN {column.name} {sql_type}"))
+    _add_columns(conn, [Run.__table__.c.pid, Run.__table__.c.heartbeat_at])
+
+
+def _add_energy_uncertainty(conn: Connection) -> None:
+    """2 -> 3: energy uncertainty of runs, phases and phase domains, and the phase flag
+    (NULL for what was written before: its uncertainty was not known)."""
+    runs, phases = Run.__table__.c, Phase.__table__.c
+    _add_columns(conn, [
+        runs.energy_train_uncertainty_j, runs.energy_eval_uncertainty_j,
+        runs.energy_inference_uncertainty_j, runs.energy_total_uncertainty_j,
+        phases.energy_uncertainty_j, phases.energy_flag,
+        PhaseDomainEnergy.__table__.c.energy_uncertainty_j,
+    ])
+
+
+GPU_MEANING_COLUMNS = {
+    "runs": (
+        "energy_train_net_j", "energy_inference_net_j", "energy_total_net_j",
+        "energy_per_train_sample_net_j", "energy_per_inference_sample_net_j", "idle_power_w",
+        "idle_baseline_id", "other_cpu_pct", "load_avg_1m", "machine_busy",
+    ),
+    "phases": ("low_resolution",),
+}
+
+
+def _add_gpu_meaning(conn: Connection) -> None:
+    """3 -> 4: net-of-idle energies, idle power and machine load on runs, and
+    phases.low_resolution (NULL for rows written before). idle_baselines is a new table:
+    create_all adds it."""
+    _add_columns(conn, [
+        Base.metadata.tables[table].c[name]
+        for table, names in GPU_MEANING_COLUMNS.items() for name in names
+    ])
 
 
 # from_version -> function upgrading a connection to from_version + 1
-STEPS: dict[int, Callable[[Connection], None]] = {1: _add_run_liveness}
+STEPS: dict[int, Callable[[Connection], None]] = {
+    1: _add_run_liveness,
+    2: _add_energy_uncertainty,
+    3: _add_gpu_meaning,
+}
 
 
 # Any constant: PostgreSQL advisory lock id that serialises schema creation and upgrades.

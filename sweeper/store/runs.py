@@ -1,23 +1,29 @@
 """Short, single-purpose transactions on sweeps, runs, phases and samples.
 
 Every write is its own small transaction so a crash or an interrupt loses at most the
-row being written, and concurrent writers hold locks only briefly.
+row being written, and concurrent writers hold locks only briefly. Each one waits out a
+store outage (sweeper.store.outage); the inserts say how to tell whether a try that failed
+had in fact committed, so a retry never stores a row twice.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import make_transient
 
 from sweeper.redact import mask_config, mask_secrets
 from sweeper.store.db import Store
+from sweeper.store.outage import retried
 from sweeper.store.schema import Phase, PhaseDomainEnergy, PowerSample, Run, Sweep, utcnow
 
 
+@retried("open the sweep")
 def ensure_sweep(
     store: Store,
     name: str,
@@ -51,16 +57,19 @@ def ensure_sweep(
     raise RuntimeError(f"could not create or find sweep {name!r}")
 
 
+@retried("read the sweep")
 def find_sweep(store: Store, name: str) -> Sweep | None:
     with store.session() as session:
         return session.scalar(select(Sweep).where(Sweep.name == name))
 
 
+@retried("read the latest sweep")
 def latest_sweep(store: Store) -> Sweep | None:
     with store.session() as session:
         return session.scalar(select(Sweep).order_by(Sweep.updated_at.desc(), Sweep.id.desc()))
 
 
+@retried("look for a completed run of this configuration")
 def completed_run_id(store: Store, sweep_id: int, config_hash: str) -> int | None:
     """A completed run of this exact resolved config in this sweep, if any."""
     with store.session() as session:
@@ -72,10 +81,33 @@ def completed_run_id(store: Store, sweep_id: int, config_hash: str) -> int | Non
         )
 
 
+def _fresh(*rows: object) -> None:
+    """Ready ORM rows for a new try: a failed try's rollback leaves the ids it assigned."""
+    for row in rows:
+        if not sa_inspect(row).transient:
+            make_transient(row)
+        row.id = None  # type: ignore[attr-defined]
+
+
+def _run_landed(store: Store, run: Run) -> int | None:
+    if run.started_at is None:  # nothing tells this row from another: insert it again
+        return None
+    with store.session() as session:
+        return session.scalar(
+            select(Run.id).where(
+                Run.sweep_id == run.sweep_id, Run.config_hash == run.config_hash,
+                Run.host.is_not_distinct_from(run.host), Run.pid.is_not_distinct_from(run.pid),
+                Run.started_at == run.started_at,
+            )
+        )
+
+
+@retried("insert the run's row", landed=_run_landed)
 def insert_run(store: Store, run: Run) -> int:
     # A password typed into storage.url must not reach the shared tables.
     run.overrides = mask_secrets(run.overrides or "")
     run.config = mask_config(run.config)
+    _fresh(run)
     with store.session() as session:
         session.add(run)
         session.flush()
@@ -85,6 +117,7 @@ def insert_run(store: Store, run: Run) -> int:
         return run.id
 
 
+@retried("update the run")
 def update_run(store: Store, run_id: int, **values: Any) -> None:
     """Set columns of one run; names are the typed Run attributes."""
     unknown = [key for key in values if not hasattr(Run, key)]
@@ -94,6 +127,7 @@ def update_run(store: Store, run_id: int, **values: Any) -> None:
         session.execute(update(Run).where(Run.id == run_id).values(**values))
 
 
+@retried("record a heartbeat")
 def beat(store: Store, run_id: int) -> None:
     """Mark a running row alive now."""
     with store.session() as session:
@@ -104,6 +138,7 @@ def beat(store: Store, run_id: int) -> None:
         )
 
 
+@retried("look for other runs of this configuration")
 def earlier_twins(store: Store, sweep_id: int, config_hash: str, run_id: int) -> list[Run]:
     """Runs of the same config in the sweep, inserted before `run_id`, that completed or may
     still be running (oldest first)."""
@@ -115,18 +150,21 @@ def earlier_twins(store: Store, sweep_id: int, config_hash: str, run_id: int) ->
         return list(session.scalars(query.order_by(Run.id)))
 
 
+@retried("give the run's row up")
 def delete_run(store: Store, run_id: int) -> None:
     """Remove a row that recorded nothing yet (a claim given up to a twin)."""
     with store.session() as session:
         session.execute(delete(Run).where(Run.id == run_id))
 
 
+@retried("read the running runs")
 def running_runs(store: Store, sweep_id: int) -> list[Run]:
     with store.session() as session:
         query = select(Run).where(Run.sweep_id == sweep_id, Run.status == "running")
         return list(session.scalars(query.order_by(Run.id)))
 
 
+@retried("read the phases of a run")
 def phase_totals(store: Store, run_id: int) -> dict[str, tuple[float, float]]:
     """Energy (J) and duration (s) of a run's stored phases, by kind."""
     with store.session() as session:
@@ -138,6 +176,7 @@ def phase_totals(store: Store, run_id: int) -> dict[str, tuple[float, float]]:
         return {kind: (energy_j or 0.0, duration_s or 0.0) for kind, energy_j, duration_s in rows}
 
 
+@retried("record a vanished run")
 def mark_vanished(
     store: Store, run_id: int, seen_heartbeat_at: datetime | None, message: str,
     **values: Any,
@@ -161,7 +200,21 @@ def mark_vanished(
         return bool(result.rowcount)
 
 
+def _phase_landed(
+    store: Store, phase: Phase, domains: Sequence[PhaseDomainEnergy] = ()
+) -> int | None:
+    with store.session() as session:
+        return session.scalar(
+            select(Phase.id).where(
+                Phase.run_id == phase.run_id, Phase.kind == phase.kind,
+                Phase.index == phase.index, Phase.start_s == phase.start_s,
+            )
+        )
+
+
+@retried("store a phase", landed=_phase_landed)
 def add_phase(store: Store, phase: Phase, domains: Sequence[PhaseDomainEnergy] = ()) -> int:
+    _fresh(phase, *domains)
     with store.session() as session:
         phase.domains = list(domains)
         session.add(phase)
@@ -169,25 +222,43 @@ def add_phase(store: Store, phase: Phase, domains: Sequence[PhaseDomainEnergy] =
         return phase.id
 
 
-def add_samples(store: Store, rows: Iterable[dict[str, Any]]) -> int:
-    """Bulk insert of power samples (dicts of PowerSample columns), one transaction."""
-    batch = list(rows)
-    if batch:
+def _samples_landed(store: Store, rows: Sequence[dict[str, Any]]) -> int | None:
+    if not rows:
+        return 0
+    first = rows[0]
+    with store.session() as session:
+        found = session.scalar(
+            select(PowerSample.id).where(
+                PowerSample.run_id == first["run_id"], PowerSample.t_s == first["t_s"],
+                PowerSample.domain == first["domain"],
+            ).limit(1)
+        )
+    return None if found is None else len(rows)
+
+
+@retried("store power samples", landed=_samples_landed)
+def add_samples(store: Store, rows: Sequence[dict[str, Any]]) -> int:
+    """Bulk insert of power samples (dicts of PowerSample columns), one transaction: a
+    batch is stored whole or not at all."""
+    if rows:
         with store.session() as session:
-            session.execute(insert(PowerSample), batch)
-    return len(batch)
+            session.execute(insert(PowerSample), list(rows))
+    return len(rows)
 
 
+@retried("read a run")
 def get_run(store: Store, run_id: int) -> Run | None:
     with store.session() as session:
         return session.get(Run, run_id)
 
 
+@retried("read the runs of the sweep")
 def sweep_runs(store: Store, sweep_id: int) -> list[Run]:
     with store.session() as session:
         return list(session.scalars(select(Run).where(Run.sweep_id == sweep_id).order_by(Run.id)))
 
 
+@retried("read the phases of a run")
 def run_phases(store: Store, run_id: int) -> list[Phase]:
     with store.session() as session:
         return list(session.scalars(select(Phase).where(Phase.run_id == run_id).order_by(Phase.id)))

@@ -10,10 +10,12 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-SCHEMA_VERSION = 2  # 2: runs.pid and runs.heartbeat_at
+# 2: runs.pid and runs.heartbeat_at; 3: energy uncertainty and flags; 4: net-of-idle
+# energies, idle power, machine load and phases.low_resolution
+SCHEMA_VERSION = 4
 
 RUN_STATUSES = ("pending", "running", "completed", "failed", "interrupted")
 PHASE_KINDS = ("train_epoch", "eval", "test", "inference", "profile")
@@ -124,6 +126,28 @@ class Run(Base):
     mean_power_w: Mapped[float | None] = mapped_column(Float, default=None)
     peak_power_w: Mapped[float | None] = mapped_column(Float, default=None)
     measurement_warning: Mapped[str | None] = mapped_column(Text, default=None)
+    # Uncertainty (J) of the figures above: the phases' summed (train: train_epoch; eval:
+    # eval and test; inference), and the run's from its first and last readings.
+    energy_train_uncertainty_j: Mapped[float | None] = mapped_column(Float, default=None)
+    energy_eval_uncertainty_j: Mapped[float | None] = mapped_column(Float, default=None)
+    energy_inference_uncertainty_j: Mapped[float | None] = mapped_column(Float, default=None)
+    energy_total_uncertainty_j: Mapped[float | None] = mapped_column(Float, default=None)
+    # Net of idle, as the study defines E_tr and E_in: gross - idle power x duration, never
+    # below 0 (a clamp is said in measurement_warning). idle_power_w is the baseline's total
+    # over the run's domains (0 for estimate domains, whose convention is no idle); NULL when
+    # no baseline was measured, and then the net columns are NULL too.
+    energy_train_net_j: Mapped[float | None] = mapped_column(Float, default=None)
+    energy_inference_net_j: Mapped[float | None] = mapped_column(Float, default=None)
+    energy_total_net_j: Mapped[float | None] = mapped_column(Float, default=None)
+    energy_per_train_sample_net_j: Mapped[float | None] = mapped_column(Float, default=None)
+    energy_per_inference_sample_net_j: Mapped[float | None] = mapped_column(Float, default=None)
+    idle_power_w: Mapped[float | None] = mapped_column(Float, default=None)
+    idle_baseline_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    # Contention: CPU used by other processes (% of the machine) and the peak 1-min load
+    # average while the run was measured; machine_busy = over the configured threshold.
+    other_cpu_pct: Mapped[float | None] = mapped_column(Float, default=None)
+    load_avg_1m: Mapped[float | None] = mapped_column(Float, default=None)
+    machine_busy: Mapped[bool | None] = mapped_column(Boolean, default=None)
 
     co2_g: Mapped[float | None] = mapped_column(Float, default=None)
     carbon_intensity_g_per_kwh: Mapped[float | None] = mapped_column(Float, default=None)
@@ -162,9 +186,16 @@ class Phase(Base):
     energy_j: Mapped[float | None] = mapped_column(Float, default=None)
     mean_power_w: Mapped[float | None] = mapped_column(Float, default=None)
     meter_source: Mapped[str | None] = mapped_column(String(32), default=None)
+    # +- joules of energy_j (both boundaries: refresh interpolation, counter resolution).
+    energy_uncertainty_j: Mapped[float | None] = mapped_column(Float, default=None)
+    # Why energy_j is NULL although measured: e.g. a mean power above what the devices can
+    # draw. Such a figure is never stored as a measurement.
+    energy_flag: Mapped[str | None] = mapped_column(Text, default=None)
     # GPU util % (mean) and memory MiB (peak) per GPU, and the process's CPU util % (mean):
     # whether a phase's energy went into work or into idling hardware.
     utilisation: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    # Why the phase is too short for its meter's resolution (None: long enough).
+    low_resolution: Mapped[str | None] = mapped_column(Text, default=None)
 
     run: Mapped[Run] = relationship(back_populates="phases")
     domains: Mapped[list[PhaseDomainEnergy]] = relationship(
@@ -182,8 +213,31 @@ class PhaseDomainEnergy(Base):
     domain: Mapped[str] = mapped_column(String(64))
     source: Mapped[str] = mapped_column(String(32))
     energy_j: Mapped[float] = mapped_column(Float)
+    energy_uncertainty_j: Mapped[float | None] = mapped_column(Float, default=None)
 
     phase: Mapped[Phase] = relationship(back_populates="domains")
+
+
+class IdleBaseline(Base):
+    """Idle power of one host's measured domains, reused by later runs within a max age.
+
+    Measured with the run's own meters while nothing runs (a GPU holds a live CUDA context,
+    as it does during a run). A new table: create_all adds it to older databases.
+    """
+
+    __tablename__ = "idle_baselines"
+    __table_args__ = (Index("ix_idle_hw", "hardware_id", "meter_source"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    hardware_id: Mapped[str] = mapped_column(String(64))
+    host: Mapped[str] = mapped_column(String(200))
+    meter_source: Mapped[str] = mapped_column(String(32))
+    measured_at: Mapped[datetime] = mapped_column(default=utcnow)
+    duration_s: Mapped[float] = mapped_column(Float)
+    power_w: Mapped[float] = mapped_column(Float)  # sum over the domains
+    by_domain: Mapped[dict[str, Any]] = mapped_column(JSON)  # domain -> W (estimate: 0)
+    hardware: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    note: Mapped[str | None] = mapped_column(Text, default=None)
 
 
 class PowerSample(Base):

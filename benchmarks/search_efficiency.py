@@ -1,0 +1,361 @@
+"""How much of the accuracy/energy front each search strategy finds, for what share of
+the joules a full grid spends.
+
+The grid (benchmarks/search_grid.py: 4 models x 3 batch sizes x 2 precisions x 4 learning
+rates on digits, 96 configurations) is trained once with sweeper's real run code and
+cached in results/search_efficiency.db; reruns reuse it. Each strategy then searches the
+same space with several seeds as a REPLAY of that measured grid: a trial that picks a
+configuration is told the grid's measurement of it (val accuracy, training energy) and is
+charged the energy the grid's run spent (energy_total_j: training, evaluation, test and
+inference). A trial stopped by the energy rule is charged what a `mode=forecast` run of
+that configuration measured (warm-up + profile window, the part a stopped run trains),
+and is stopped when the grid run's own profile forecast exceeded the trial's limit,
+exactly as sweeper/stopping.py decides. A configuration already completed in the study is
+reused for 0 J, as sweeper's resume does.
+
+    python benchmarks/search_efficiency.py                 # 5 seeds, every strategy
+    python benchmarks/search_efficiency.py --seeds 10 --strategies frontier nsga2
+
+Hypervolume: accuracy up, training energy (the default objective, energy_train_j) down,
+reference point (accuracy 0.1 = chance on 10 classes, energy = the grid's most expensive
+training run), computed with Optuna's hypervolume utility. Target (issue 13): the default
+strategy reaches >= 95% of the grid's hypervolume for <= 30% of the grid's joules, for
+the worst of its seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import optuna  # noqa: E402
+import psutil  # noqa: E402
+from optuna._hypervolume import compute_hypervolume  # noqa: E402
+from optuna.distributions import CategoricalDistribution  # noqa: E402
+from optuna.samplers import BaseSampler, GPSampler  # noqa: E402
+from optuna.trial import TrialState  # noqa: E402
+from search_grid import (  # noqa: E402
+    DEFAULT_DB,
+    EPOCHS,
+    ROOT,
+    SPACE,
+    Config,
+    Measured,
+    config_key,
+    ensure_grid,
+    ensure_repeats,
+    load_grid,
+    load_repeats,
+)
+
+from sweeper.energy.cpu_name import cpu_model_name  # noqa: E402
+from sweeper.energy.tdp import lookup_cpu_tdp_w  # noqa: E402
+from sweeper.search.frontier import (  # noqa: E402
+    FRONTIER_LIMIT_ATTR,
+    FrontierEnergy,
+    FrontierSampler,
+    SizedParams,
+)
+from sweeper.search.samplers import make_sampler  # noqa: E402
+from sweeper.search.settings import settings_from  # noqa: E402
+from sweeper.search.study import SPENT_ATTR, trial_energy_limit  # noqa: E402
+
+CHANCE_ACCURACY = 0.1  # digits has 10 classes
+# The search's own computation, priced as the estimate meter prices a run's CPU time.
+CPU_W_PER_CORE = lookup_cpu_tdp_w(cpu_model_name()).tdp_w / (psutil.cpu_count() or 1)
+TARGET_HV, TARGET_JOULES = 0.95, 0.30
+STRATEGIES = ("frontier", "nsga2", "tpe", "random", "gp")
+
+
+def hypervolume(points: Sequence[tuple[float, float]], ref: tuple[float, float]) -> float:
+    """Optuna's hypervolume of (accuracy, energy) points: accuracy negated to minimise."""
+    kept = [(-a, e) for a, e in points if a > ref[0] and e < ref[1]]
+    if not kept:
+        return 0.0
+    return float(compute_hypervolume(np.array(kept), np.array([-ref[0], ref[1]])))
+
+
+def log_hypervolume(points: Sequence[tuple[float, float]], ref: tuple[float, float]) -> float:
+    """The same on a log10 energy axis: the cheap end counts as much as the costly end
+    (energies here span two decades, and a linear axis lets the cheapest good point
+    dominate the measure)."""
+    return hypervolume([(a, math.log10(e)) for a, e in points if e > 0],
+                       (ref[0], math.log10(ref[1])))
+
+
+def front_of(points: dict[Config, tuple[float, float]]) -> list[Config]:
+    return [c for c, (a, e) in points.items()
+            if not any(a2 >= a and e2 <= e and (a2, e2) != (a, e) for a2, e2 in points.values())]
+
+
+@dataclass
+class SeedResult:
+    hv_fraction: float
+    log_hv_fraction: float
+    joules_fraction: float
+    trials: int
+    completed: int
+    pruned: int
+    reused: int
+    wall_s: float  # replayed run time plus the sampler's own time
+    sampler_s: float
+    sampler_j: float  # the sampler's own CPU time, priced as the estimate meter prices it
+    stop: str
+
+
+def replay(
+    sampler: BaseSampler, grid: dict[Config, Measured], budget: int, ref: tuple[float, float],
+    true_hv: tuple[float, float], grid_joules: float, checkpoints: Sequence[int],
+) -> dict[int, SeedResult]:
+    """Ask-and-tell as sweeper.search.loop does (n_jobs=1), answered from the grid."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    settings = settings_from({})  # the loop's defaults: prune_dominated, target 1.0
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+    space = {k: CategoricalDistribution(v) for k, v in SPACE.items()}
+    spent = run_s = sampler_s = sampler_cpu_s = 0.0
+    out: dict[int, SeedResult] = {}
+    stop = f"{budget} trials"
+    counts = {"completed": 0, "pruned": 0, "reused": 0}
+    for n in range(budget):
+        t0, c0 = time.perf_counter(), time.process_time()
+        should_stop = getattr(sampler, "should_stop", None)
+        reason = should_stop(study) if should_stop else None
+        if reason:
+            sampler_s += time.perf_counter() - t0
+            sampler_cpu_s += time.process_time() - c0
+            stop = reason
+            break
+        trials = study.get_trials(deepcopy=False)
+        limit = trial_energy_limit(settings, trials, 1)
+        trial = study.ask(space)
+        sampler_s += time.perf_counter() - t0
+        sampler_cpu_s += time.process_time() - c0
+        m = grid[config_key(trial.params)]
+        own = trial.user_attrs.get(FRONTIER_LIMIT_ATTR)
+        limit_j = min([x for x in (None if limit is None else limit.limit_j, own)
+                       if x is not None], default=None)
+        reused = any(t.state == TrialState.COMPLETE and t.params == trial.params
+                     for t in trials)
+        t0, c0 = time.perf_counter(), time.process_time()
+        if reused:
+            trial.set_user_attr(SPENT_ATTR, 0.0)
+            trial.set_user_attr("energy_train_j", m.energy_train_j)
+            study.tell(trial, (m.val_accuracy, m.energy_train_j))
+            counts["reused"] += 1
+        elif (limit_j is not None and m.forecast_energy_train_j is not None
+              and m.forecast_energy_train_j > limit_j):
+            trial.set_user_attr(SPENT_ATTR, m.profile_energy_j)
+            trial.set_user_attr("forecast_energy_train_j", m.forecast_energy_train_j)
+            study.tell(trial, state=TrialState.PRUNED)
+            spent += m.profile_energy_j
+            run_s += m.profile_duration_s
+            counts["pruned"] += 1
+        else:
+            trial.set_user_attr(SPENT_ATTR, m.energy_total_j)
+            trial.set_user_attr("energy_train_j", m.energy_train_j)
+            trial.set_user_attr("forecast_energy_train_j", m.forecast_energy_train_j)
+            study.tell(trial, (m.val_accuracy, m.energy_train_j))
+            spent += m.energy_total_j
+            run_s += m.duration_s
+            counts["completed"] += 1
+        sampler_s += time.perf_counter() - t0
+        sampler_cpu_s += time.process_time() - c0
+        if n + 1 in checkpoints:
+            out[n + 1] = _result(study, ref, true_hv, spent, grid_joules, run_s, sampler_s,
+                                 sampler_cpu_s, counts, f"{n + 1} trials")
+    out[-1] = _result(study, ref, true_hv, spent, grid_joules, run_s, sampler_s, sampler_cpu_s,
+                      counts, stop)
+    for c in checkpoints:  # stopped before a checkpoint: it stays where it stopped
+        out.setdefault(c, out[-1])
+    return out
+
+
+def _result(study: optuna.Study, ref: tuple[float, float], true_hv: tuple[float, float],
+            spent: float, grid_joules: float, run_s: float, sampler_s: float,
+            sampler_cpu_s: float, counts: dict[str, int], stop: str) -> SeedResult:
+    points = [(t.values[0], t.values[1]) for t in study.trials if t.state == TrialState.COMPLETE]
+    return SeedResult(hypervolume(points, ref) / true_hv[0],
+                      log_hypervolume(points, ref) / true_hv[1], spent / grid_joules,
+                      len(study.trials), counts["completed"], counts["pruned"], counts["reused"],
+                      run_s + sampler_s, sampler_s, sampler_cpu_s * CPU_W_PER_CORE, stop)
+
+
+def frontier_energy(grid: dict[Config, Measured], epochs: int) -> FrontierEnergy:
+    """Sizes from the grid's run rows: MACs and parameters are computed by building the
+    model (describe_model), not measured, so the search may know them before it runs."""
+    def describe(params: dict[str, Any]) -> SizedParams:
+        m = grid[config_key(params)]
+        return SizedParams(m.macs_per_sample, m.params, int(params["batch"]),
+                           str(params["precision"]), m.train_samples_per_epoch * epochs)
+    return FrontierEnergy(describe)
+
+
+def make_strategy(
+    name: str, seed: int, grid: dict[Config, Measured], epochs: int = EPOCHS
+) -> BaseSampler:
+    if name == "frontier":
+        space = {k: CategoricalDistribution(v) for k, v in SPACE.items()}
+        return FrontierSampler(space, frontier_energy(grid, epochs), seed=seed)
+    if name == "gp":
+        return GPSampler(seed=seed)
+    return make_sampler(name, seed=seed, population_size=8)
+
+
+def summarise(results: Sequence[SeedResult], grid_joules: float) -> dict[str, Any]:
+    hv = [r.hv_fraction for r in results]
+    log_hv = [r.log_hv_fraction for r in results]
+    joules = [r.joules_fraction for r in results]
+    worst = min(results, key=lambda r: (r.hv_fraction, -r.joules_fraction))
+    return {
+        "hv_median": statistics.median(hv), "hv_worst": min(hv),
+        "log_hv_median": statistics.median(log_hv), "log_hv_worst": min(log_hv),
+        "j_median": statistics.median(joules), "j_worst": max(joules),
+        "trials_median": statistics.median(r.trials for r in results),
+        "trials_max": max(r.trials for r in results),
+        "pruned_median": statistics.median(r.pruned for r in results),
+        "wall_median": statistics.median(r.wall_s for r in results),
+        "wall_worst": max(r.wall_s for r in results),
+        "sampler_median": statistics.median(r.sampler_s for r in results),
+        "sampler_j_median": statistics.median(r.sampler_j for r in results),
+        "j_incl_worst": max(r.joules_fraction + r.sampler_j / grid_joules for r in results),
+        "met_worst": min(hv) >= TARGET_HV and max(joules) <= TARGET_JOULES,
+        "worst_stop": worst.stop,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--db", default=DEFAULT_DB)
+    parser.add_argument("--epochs", type=int, default=EPOCHS,
+                        help="epochs of every grid run (each epoch count is its own grid)")
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
+    parser.add_argument("--budgets", nargs="+", type=int, default=[8, 12, 16, 24, 32],
+                        help="trial counts at which the fixed-budget samplers are scored")
+    parser.add_argument("--frontier-cap", type=int, default=48,
+                        help="most trials the frontier strategy may take (it stops itself)")
+    parser.add_argument("--repeats", type=int, default=2,
+                        help="extra measurements of each front configuration (noise)")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    log_to = ROOT / "results" / "search_efficiency.log"
+    ensure_grid(args.db, args.epochs, log_to)
+    grid = load_grid(args.db, args.epochs)
+    if len(grid) < 2:
+        print(f"only {len(grid)} configuration(s) measured in {args.db}; see {log_to}")
+        return 1
+    grid_joules = sum(m.energy_total_j for m in grid.values())
+    ref = (CHANCE_ACCURACY, max(m.energy_train_j for m in grid.values()))
+    points = {c: (m.val_accuracy, m.energy_train_j) for c, m in grid.items()}
+    front = sorted(front_of(points), key=lambda c: points[c][1])
+    true_hv = hypervolume(list(points.values()), ref)
+    meters = sorted({m.meter_source for m in grid.values()})
+    print(f"grid: {len(grid)} configurations, {args.epochs} epochs on digits, meter {meters}; "
+          f"{grid_joules:.0f} J spent in all (energy_total_j), "
+          f"{sum(m.duration_s for m in grid.values()):.0f} s of runs")
+    print(f"reference point: val accuracy {ref[0]}, energy_train_j {ref[1]:.1f} J; "
+          f"grid hypervolume {true_hv:.3f} (accuracy x J)")
+    print(f"true front ({len(front)} configurations):")
+    for c in front:
+        a, e = points[c]
+        print(f"  acc {a:.3f}  E_tr {e:6.1f} J  " + " ".join(f"{k}={v}" for k, v in c))
+
+    ensure_repeats(args.db, args.epochs, front, args.repeats, log_to)
+    noise_report(grid, front, points, load_repeats(args.db, args.epochs), ref, true_hv)
+
+    checkpoints = sorted(set(args.budgets))
+    rows: list[tuple[str, dict[str, Any]]] = []
+    for name in args.strategies:
+        by_budget: dict[int, list[SeedResult]] = {}
+        for seed in range(args.seeds):
+            budget = args.frontier_cap if name == "frontier" else max(checkpoints)
+            marks = [] if name == "frontier" else checkpoints
+            res = replay(make_strategy(name, seed, grid, args.epochs), grid, budget, ref,
+                         (true_hv, log_hypervolume(list(points.values()), ref)),
+                         grid_joules, marks)
+            for key in ([-1] if name == "frontier" else checkpoints):
+                by_budget.setdefault(key, []).append(res[key])
+        for key, results in sorted(by_budget.items()):
+            label = f"{name} (stops itself, cap {args.frontier_cap})" if key == -1 \
+                else f"{name} {key} trials"
+            rows.append((label, summarise(results, grid_joules)))
+            print(f"  done: {label}", flush=True)
+    print_table(rows, args.seeds)
+    elapsed = time.perf_counter() - started
+    load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    print(f"total {elapsed:.0f} s; uptime at the end: {load}")
+    if any("estimate" in m for m in meters):
+        print("energy from the estimate meter (CPU time x rated power): relative, not measured")
+    return 0
+
+
+def noise_report(grid: dict[Config, Measured], front: list[Config],
+                 points: dict[Config, tuple[float, float]],
+                 repeats: dict[Config, list[tuple[float, float]]],
+                 ref: tuple[float, float], true_hv: float) -> None:
+    """How far the grid's hypervolume moves when its front is measured again."""
+    have = [c for c in front if repeats.get(c)]
+    if not have:
+        print("noise: no repeat measurements of the front")
+        return
+    n = min(len(repeats[c]) for c in have)
+    moves, log_moves = [], []
+    true_log = log_hypervolume(list(points.values()), ref)
+    for r in range(n):
+        again = dict(points)
+        for c in have:
+            again[c] = repeats[c][r]
+        moves.append(hypervolume(list(again.values()), ref) / true_hv - 1.0)
+        log_moves.append(log_hypervolume(list(again.values()), ref) / true_log - 1.0)
+    spreads = []
+    for c in have:
+        energies = [points[c][1], *(e for _, e in repeats[c])]
+        accs = [points[c][0], *(a for a, _ in repeats[c])]
+        spreads.append((c, statistics.pstdev(energies) / statistics.fmean(energies),
+                        max(accs) - min(accs)))
+    print(f"noise: the {len(have)} front configurations measured {n} more time(s): grid "
+          "hypervolume with each re-measurement in place of the first: "
+          + ", ".join(f"{m:+.1%}" for m in moves) + " (log J axis: "
+          + ", ".join(f"{m:+.1%}" for m in log_moves) + ")")
+    print("  per front configuration: energy CV, accuracy range over "
+          f"{n + 1} measurements: " + "; ".join(
+              f"{dict(c)['model']}/b{dict(c)['batch']}/{dict(c)['precision']}/lr{dict(c)['lr']} "
+              f"{cv:.0%}, {rng:.3f}" for c, cv, rng in spreads))
+    print(f"  so hypervolume fractions within about {max(abs(m) for m in moves):.1%} "
+          f"({max(abs(m) for m in log_moves):.1%} on the log J axis) of each other are not "
+          "distinguishable from measurement noise")
+
+
+def print_table(rows: Sequence[tuple[str, dict[str, Any]]], seeds: int) -> None:
+    print(f"\nper strategy over {seeds} seeds (median / worst seed); target: hypervolume >= "
+          f"{TARGET_HV:.0%} and joules <= {TARGET_JOULES:.0%} of the grid's, worst seed")
+    head = (f"{'strategy':<38} {'HV frac':>15} {'HV frac log J':>15} {'joules frac':>15} "
+            f"{'trials':>9} {'pruned':>6} {'wall s':>13} {'sampler s':>9} {'sampler J':>9} "
+            f"{'J+sampler':>9}  target")
+    print(head)
+    print("-" * len(head))
+    fmt: Callable[[float], str] = lambda x: f"{x:6.1%}"  # noqa: E731
+    for label, s in rows:
+        print(f"{label:<38} {fmt(s['hv_median'])} / {fmt(s['hv_worst'])} "
+              f"{fmt(s['log_hv_median'])} / {fmt(s['log_hv_worst'])} "
+              f"{fmt(s['j_median'])} / {fmt(s['j_worst'])} "
+              f"{s['trials_median']:>4g} /{s['trials_max']:>3d} {s['pruned_median']:>6g} "
+              f"{s['wall_median']:>5.1f} / {s['wall_worst']:>5.1f} {s['sampler_median']:>9.2f} "
+              f"{s['sampler_j_median']:>9.1f} {fmt(s['j_incl_worst']):>9}"
+              f"  {'met' if s['met_worst'] else 'not met'}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

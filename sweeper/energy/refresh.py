@@ -1,0 +1,265 @@
+"""The refresh grid of a cumulative counter that only changes every so often (NVML: ~100 ms).
+
+A boundary read of such a counter returns the value of the last refresh, so a phase boundary
+taken from it is late by up to one refresh (~67 J at 670 W on an H200). This module watches
+the counter, learns its refresh period and phase from when the value changes (no period is
+assumed: GPUs differ), and puts a boundary's energy between the refreshes on either side.
+
+Evidence behind the model (the H200 recording in the project's gpu-traces): refreshes sit
+on a stable grid (period 100.004 ms, residuals within +-3 ms over 45 s, no drift); the value
+a refresh reports is the energy up to the refresh itself, not a lagged one (an increment
+tracks its own gap length, correlation 0.98 at constant power, and pulse energy already
+shows in a refresh 0.7-4.7 ms after the pulse was launched), so no lag is modelled.
+
+Estimate at a boundary ``t`` inside refresh interval ``[t1, t2]`` (values ``E1``, ``E2``):
+``E1 + (t - t1) / (t2 - t1) * (E2 - E1)``, linear interpolation. (Splitting the interval
+in proportion to the power of its neighbours, as if the load stepped at the boundary, was
+tried: it is exact for a step at the boundary but worse on average, since in real work the
+load does not change exactly at the boundary; benchmarks/phase_accuracy.py.)
+The uncertainty is the range of splits that the power seen around the boundary allows: power
+within the interval's mean +- the largest deviation seen nearby (the neighbouring intervals'
+means, and instant-power samples, which catch bursts shorter than a refresh) moves the split
+by up to that deviation times the shorter side; plus the refresh timing jitter times power.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import statistics
+from collections import deque
+from dataclasses import dataclass
+
+DENSE_READ_S = 0.002  # read spacing while the period is unknown, and around each refresh
+LEARN_FOR_S = 2.0  # give up learning (and fall back to plain reads) after this long
+LEARN_POINTS = 5  # consecutive narrowly timed refreshes before a period is trusted
+MIN_PERIOD_S = 0.005
+# Below this period watching each refresh would cost more CPU than the error it removes
+# (at most one period of power per boundary), so only the sampler's own reads are used.
+WATCH_MIN_PERIOD_S = 0.02
+MAX_PERIOD_S = 2.0
+HISTORY = 600  # refreshes kept (a minute at 100 ms); boundaries resolve within ~0.3 s
+
+
+@dataclass
+class Change:
+    """The counter took ``value_j`` at a refresh inside ``(lo_s, hi_s]``."""
+
+    lo_s: float
+    hi_s: float
+    value_j: float
+    t_s: float  # best estimate of the refresh time
+
+
+@dataclass(frozen=True)
+class BoundaryEnergy:
+    """Cumulative energy at a boundary, how uncertain it is, and how it was obtained."""
+
+    energy_j: float
+    uncertainty_j: float
+    method: str  # "interpolated" (between refreshes) or "read" (last refresh's value)
+
+
+class RefreshTimeline:
+    """Reads of one counter, its refreshes and their grid; all times on one monotonic clock.
+
+    Feed every read with ``observe``; ``next_read_s`` says when a read would timestamp the
+    next refresh (reads just before and just after it); ``energy_at`` interpolates.
+    """
+
+    def __init__(self) -> None:
+        self.changes: deque[Change] = deque(maxlen=HISTORY)
+        self._first: tuple[float, float] | None = None  # the first read (t_s, value_j)
+        self._times: deque[float] = deque(maxlen=HISTORY)  # changes' t_s, for bisect
+        self._last: tuple[float, float] | None = None  # (t_s, value_j) of the latest read
+        self._first_read_s: float | None = None
+        self.period_s: float | None = None
+        self._anchor_s = 0.0  # a refresh time on the grid
+        self._fit: deque[float] = deque(maxlen=64)  # narrow-bracket refresh times
+        self.jitter_s = 0.0
+        self._misses = 0
+        self.gave_up = False
+        self.power_samples: deque[tuple[float, float]] = deque(maxlen=64)  # (t_s, power_w)
+
+    # ------------------------------------------------------------------ learning
+
+    def observe_power(self, t_s: float, power_w: float) -> None:
+        """An instant-power reading: it widens the uncertainty where power varies within a
+        refresh (it is never used for the energy itself)."""
+        self.power_samples.append((t_s, power_w))
+
+    def observe(self, t_s: float, value_j: float, end_s: float | None = None) -> None:
+        """One read of the counter, called at ``t_s`` and returned at ``end_s`` (same if
+        None). A refresh seen by this read happened after the previous read was called and
+        before this one returned, whatever the thread was doing in between."""
+        end_s = t_s if end_s is None else end_s
+        if self._first_read_s is None:
+            self._first_read_s = t_s
+        if self._first is None:
+            self._first = (t_s, value_j)
+        last = self._last
+        self._last = (t_s, value_j)
+        if last is None or value_j == last[1] or end_s <= last[0]:
+            return
+        change = Change(last[0], end_s, value_j, 0.5 * (last[0] + end_s))
+        narrow = change.hi_s - change.lo_s <= max(2.5 * DENSE_READ_S, 0.1 * (self.period_s or 0))
+        if narrow:
+            self._learn(change.t_s)
+        if self.period_s is not None:
+            change.t_s = self._on_grid(change)
+        self.changes.append(change)
+        self._times.append(change.t_s)
+
+    def _learn(self, t_s: float) -> None:
+        self._fit.append(t_s)
+        pts = list(self._fit)
+        if self.period_s is None:
+            if len(pts) < LEARN_POINTS:
+                return
+            recent = pts[-LEARN_POINTS:]
+            gaps = [b - a for a, b in zip(recent, recent[1:], strict=False)]
+            p = statistics.median(gaps)
+            if not MIN_PERIOD_S <= p <= MAX_PERIOD_S or any(abs(g - p) > 0.05 * p for g in gaps):
+                return
+            # least squares over the consecutive refreshes, not just their median gap
+            n_mean, t_mean = (len(recent) - 1) / 2, statistics.fmean(recent)
+            p = sum((n - n_mean) * (t - t_mean) for n, t in enumerate(recent)) / sum(
+                (n - n_mean) ** 2 for n in range(len(recent)))
+            self.period_s, self._anchor_s = p, t_mean + (len(recent) - 1 - n_mean) * p
+            self._fit = deque(recent, maxlen=64)
+            self._place_history()
+            return
+        period = self.period_s
+        n_new = (t_s - self._anchor_s) / period
+        if abs(n_new - round(n_new)) > 0.25:  # off the grid: a glitch, or the grid moved
+            self._fit.pop()
+            self._misses += 1
+            if self._misses >= 3:
+                self._relearn()
+            return
+        self._misses = 0
+        # least squares t = a + n * P over the recent narrow refreshes
+        ns = [round((t - self._anchor_s) / period) for t in self._fit]
+        if len(set(ns)) >= 2:
+            n_mean = statistics.fmean(ns)
+            t_mean = statistics.fmean(self._fit)
+            sxx = sum((n - n_mean) ** 2 for n in ns)
+            p = sum((n - n_mean) * (t - t_mean) for n, t in zip(ns, self._fit, strict=True)) / sxx
+            if MIN_PERIOD_S <= p <= MAX_PERIOD_S and abs(p - period) < 0.05 * period:
+                self.period_s = p
+                self._anchor_s = t_mean - n_mean * p + round(n_mean) * p
+                res = [t - (self._anchor_s + (n - round(n_mean)) * p)
+                       for n, t in zip(ns, self._fit, strict=True)]
+                self.jitter_s = math.sqrt(statistics.fmean(r * r for r in res))
+
+    def _place_history(self) -> None:
+        """Once the grid is known: put the changes seen while learning on it, and give the
+        first read's value its refresh (the grid point before that read), so a boundary
+        right after the first read can be interpolated too."""
+        for c in self.changes:
+            c.t_s = self._on_grid(c)
+        if self._first is not None and (not self.changes or self.changes[0].lo_s > -math.inf):
+            t_f, v_f = self._first
+            g = self._grid_time(t_f)
+            if g > t_f:
+                g -= self.period_s or 0.0
+            if not self.changes or (self.changes[0].value_j != v_f and self.changes[0].t_s > g):
+                self.changes.appendleft(Change(-math.inf, t_f, v_f, g))
+        self._times = deque((c.t_s for c in self.changes), maxlen=HISTORY)
+
+    def _relearn(self) -> None:
+        self.period_s = None
+        self._fit.clear()
+        self._misses = 0
+        self._first_read_s = self._last[0] if self._last else None
+        self.gave_up = False
+
+    def _grid_time(self, t_s: float) -> float:
+        assert self.period_s is not None
+        n = round((t_s - self._anchor_s) / self.period_s)
+        return self._anchor_s + n * self.period_s
+
+    def _on_grid(self, change: Change) -> float:
+        """The last grid refresh inside the change's bracket (the value read at its end is
+        that refresh's); the bracket's middle if the grid has none there."""
+        assert self.period_s is not None
+        g = self._grid_time(change.hi_s)
+        if g > change.hi_s:
+            g -= self.period_s
+        if g > change.lo_s or change.lo_s == -math.inf:
+            return g
+        return 0.5 * (change.lo_s + change.hi_s)
+
+    # ------------------------------------------------------------------ scheduling
+
+    def next_read_s(self, now_s: float) -> float | None:
+        """When the next read should happen to keep every refresh timestamped, or None."""
+        if self._last is None:
+            return now_s
+        last_read = self._last[0]
+        if self.period_s is None:
+            if self.gave_up:
+                return None
+            if self._first_read_s is not None and now_s - self._first_read_s > LEARN_FOR_S:
+                self.gave_up = True  # no regular refresh here: plain reads only
+                return None
+            return last_read + DENSE_READ_S
+        p = self.period_s
+        if p < WATCH_MIN_PERIOD_S:  # fast enough that the sampler's own reads suffice
+            return None
+        ref_s = self.changes[-1].t_s if self.changes else last_read
+        g = self._grid_time(ref_s) + p  # the refresh after the last one seen
+        while g + 0.4 * p < last_read:  # not seen within 0.4 periods: look for the next
+            g += p
+        before = g - 1.5 * DENSE_READ_S
+        if last_read < before:
+            return before
+        return last_read + DENSE_READ_S  # read until it shows, for a narrow bracket
+
+    # ------------------------------------------------------------------ boundaries
+
+    def energy_at(self, t_s: float, *, final: bool = False) -> BoundaryEnergy | None:
+        """Cumulative counter value at ``t_s`` interpolated between refreshes, or None while
+        the refreshes needed are not seen yet. ``final`` takes what there is (at stop).
+
+        Raises LookupError when it never can be (no regular refresh found, ``t_s`` before
+        the history, or at ``final`` without a refresh after ``t_s``): use the read value.
+        """
+        if self.period_s is None:
+            if self.gave_up or final:
+                raise LookupError("no refresh period learned for this counter")
+            return None
+        i = bisect.bisect_right(self._times, t_s)  # changes[i] is the first refresh after t
+        if i == 0:
+            raise LookupError("the boundary precedes the refreshes kept")
+        if i >= len(self.changes):
+            if final:
+                raise LookupError("no refresh was seen after the boundary")
+            return None
+        c1, c2 = self.changes[i - 1], self.changes[i]
+        c0 = self.changes[i - 2] if i >= 2 else None
+        c3 = self.changes[i + 1] if i + 1 < len(self.changes) else None
+        if c3 is None and not final:
+            return None
+        t1, t2 = c1.t_s, c2.t_s
+        e1, e2 = c1.value_j, c2.value_j
+        span = t2 - t1
+        if span <= 0:
+            return BoundaryEnergy(e1, abs(e2 - e1), "interpolated")
+        r_int = (e2 - e1) / span
+        r_prev = (e1 - c0.value_j) / (t1 - c0.t_s) if c0 and t1 > c0.t_s else r_int
+        r_next = (c3.value_j - e2) / (c3.t_s - t2) if c3 and c3.t_s > t2 else r_int
+        a, b = t_s - t1, t2 - t_s
+        est = e1 + (e2 - e1) * a / span
+        # How far power strays from the interval's mean within a refresh: the neighbouring
+        # intervals' means and instant-power samples nearby (which catch sub-refresh bursts).
+        # Power within r_int +- dev splits the interval's energy at t within +- dev * min(a, b).
+        around = [w for t, w in self.power_samples if t1 - span <= t <= t2 + span]
+        dev = max(abs(r - r_int) for r in (r_prev, r_next, *around))
+        spread = dev * min(a, b)
+        p_hi = r_int + dev
+        e_int = e2 - e1
+        skipped = span > 1.5 * self.period_s  # refreshes without a read in between
+        timing = (self.jitter_s + 0.5 * DENSE_READ_S) * p_hi
+        unc = spread + timing + (0.5 * e_int if skipped else 0.0)
+        return BoundaryEnergy(est, unc, "interpolated")

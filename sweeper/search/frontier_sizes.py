@@ -1,0 +1,85 @@
+"""The frontier sampler inside `hydra/sweeper=pareto`: each candidate configuration is
+composed as its job would be (Hydra's sweep config for its overrides), its model is built
+for MACs and parameters (no training, as `mode=estimate` does), and the store's completed
+runs on this machine seed the energy fit."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+from omegaconf import DictConfig
+
+from sweeper.predict.estimator import Observation
+from sweeper.predict.observations import load_observations
+from sweeper.search.frontier import FrontierEnergy, FrontierSampler, SizedParams
+from sweeper.search.samplers import SearchContext
+from sweeper.search.space import SearchSpace
+from sweeper.store import Store
+
+log = logging.getLogger("sweeper.search")
+
+# Run keys that never change what a run computes per sample, how many samples it sees,
+# its batch or its precision: candidates differing only in these share one description.
+SIZE_NEUTRAL = frozenset({"lr", "momentum", "weight_decay", "optimizer", "seed", "repeat"})
+
+
+def sweep_describer(sweeper: Any, space: SearchSpace) -> Any:
+    """params -> SizedParams, composing each candidate's job config like a launcher does."""
+    from sweeper.config.spec import build_spec
+    from sweeper.run.estimate_mode import size_config
+
+    config: DictConfig = sweeper.config
+    loader = sweeper.hydra_context.config_loader
+    base_dir = str(config.hydra.runtime.cwd)
+    sized: dict[tuple[Any, ...], tuple[float, int, int]] = {}
+    described: dict[tuple[Any, ...], SizedParams] = {}
+    hardware: list[str] = []
+
+    def describe(params: Mapping[str, Any]) -> SizedParams:
+        relevant = tuple(sorted((k, repr(v)) for k, v in params.items()
+                                if space.keys[k].lstrip("+~") not in SIZE_NEUTRAL))
+        if relevant not in described:
+            described[relevant] = _describe(params)
+        return described[relevant]
+
+    def _describe(params: Mapping[str, Any]) -> SizedParams:
+        cfg = loader.load_sweep_config(config, space.overrides(params))
+        spec = build_spec(cfg)
+        key = (spec.model, repr(spec.model_options), spec.dataset, repr(spec.dataset_options))
+        if key not in sized:
+            s = size_config(spec, base_dir)
+            sized[key] = (s.macs_per_sample, s.params, s.train_samples)
+            hardware.append(s.hardware_id)
+        macs, n_params, samples = sized[key]
+        return SizedParams(macs, n_params, spec.batch, spec.precision, samples * spec.epochs)
+
+    describe.hardware = hardware  # type: ignore[attr-defined]
+    return describe
+
+
+def prior_observations(store: Store, hardware_id: str | None) -> list[Observation]:
+    """Completed runs on this machine, from its most common meter (never mixed)."""
+    if hardware_id is None:
+        return []
+    rows = [o for o in load_observations(store) if o.hardware_id == hardware_id]
+    if not rows:
+        return []
+    meter, _ = Counter(o.meter_source for o in rows).most_common(1)[0]
+    return [o for o in rows if o.meter_source == meter]
+
+
+def frontier_sampler(context: SearchContext, seed: int | None) -> FrontierSampler:
+    """conf/hydra/sweeper/sampler/frontier.yaml's target."""
+    space, store = context.space, context.store
+    describe = sweep_describer(context.sweeper, space)
+    energy = FrontierEnergy(describe)
+    sampler = FrontierSampler(space.distributions, energy, seed=seed)
+    if sampler.points:  # size one candidate now: it names this machine for the prior
+        describe(sampler.points[0])
+        energy.prior = prior_observations(store, describe.hardware[0])
+        log.info("frontier sampler: %d candidate configuration(s), %d earlier run(s) on this "
+                 "machine seed the energy fit", len(sampler.points), len(energy.prior))
+    return sampler

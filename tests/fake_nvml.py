@@ -1,0 +1,515 @@
+"""One fake ``pynvml`` for every test that needs NVML, with an emulated NVIDIA H200.
+
+``FakeNvml`` answers the pynvml calls sweeper makes. Its devices are either
+
+* ``FakeGpu``: values the test sets by hand (``gpu.counter_mj = ...``), for mapping, error
+  and fallback tests; or
+* ``EmulatedGpu``: a known power signal ``P(t)`` on a controllable ``Clock``, integrated
+  exactly, and exposed only as the H200 in ``/work/shared/gpu-traces`` exposes it: the
+  energy counter (mJ), ``GetPowerUsage`` (a trailing 1 s mean, mW) and the
+  ``NVML_FI_DEV_POWER_INSTANT`` field each change only at refreshes every ~100 ms with the
+  recording's jitter (gap 5th-95th percentile ~98-102.5 ms), and are constant in between.
+  The counter refreshes on its own grid and the two power readings on another (in the
+  recording they are unrelated). ``energy_j(t)`` is the exact integral, so tests and
+  ``benchmarks/phase_accuracy.py`` can score any method against the truth.
+
+``h200_session()`` builds the recorded session's signal from the recording's levels and
+shapes: 82 W bare idle, ~124 W idle with a CUDA context, a 4 s heavy matmul (780 W for the
+first 0.2 s, then ~690 W), 30 ms bursts every ~100 ms, small-net training, ten 50 ms pulses
+0.5 s apart; every load ends with a ~30 ms decaying tail, as the counter shows after pulses.
+Steps fall at arbitrary offsets from the refreshes and there is structure finer than one
+refresh, so a method that only works for signals constant between refreshes shows it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
+
+H200_PERIOD_S = 0.100004  # counter refresh period measured over 449 refreshes
+H200_JITTER_S = 0.001  # per-refresh jitter around the grid: gap 5-95th pct ~97.7-102.3 ms
+H200_LIMIT_MW = 700_000
+H200_MIN_LIMIT_MW = 200_000
+NVML_FI_DEV_POWER_INSTANT = 186  # as in pynvml
+NVML_SUCCESS = 0
+NVML_ERROR_NOT_SUPPORTED = 3
+
+
+class NVMLError(Exception):
+    pass
+
+
+class NVMLError_NotSupported(NVMLError):  # noqa: N801 - pynvml's name
+    pass
+
+
+class NVMLError_LibraryNotFound(NVMLError):  # noqa: N801 - pynvml's name
+    pass
+
+
+class Clock:
+    """A clock the test moves: pass it to the meter, the sampler and the emulated GPU."""
+
+    def __init__(self, t: float = 100.0) -> None:
+        self.t = t  # seconds
+
+    def __call__(self) -> float:
+        return self.t
+
+    def advance(self, dt_s: float) -> None:
+        self.t += dt_s
+
+
+# ----------------------------------------------------------------------------- signal
+
+
+class PowerSignal:
+    """Piecewise-constant power: ``powers_w[i]`` from ``times_s[i]`` to the next time (the
+    last level holds forever, and the first before the start). Integrated exactly."""
+
+    def __init__(self, times_s: Sequence[float], powers_w: Sequence[float]) -> None:
+        if len(times_s) != len(powers_w) or not times_s:
+            raise ValueError("times_s and powers_w must be non-empty and of equal length")
+        if any(b <= a for a, b in zip(times_s, times_s[1:], strict=False)):
+            raise ValueError("times_s must increase")
+        self.times_s = list(times_s)
+        self.powers_w = list(powers_w)
+        self._cum_j = [0.0]
+        for i in range(1, len(self.times_s)):
+            dt = self.times_s[i] - self.times_s[i - 1]
+            self._cum_j.append(self._cum_j[-1] + self.powers_w[i - 1] * dt)
+
+    def power_w(self, t_s: float) -> float:
+        i = bisect.bisect_right(self.times_s, t_s) - 1
+        return self.powers_w[max(i, 0)]
+
+    def energy_j(self, t_s: float) -> float:
+        """Exact integral of the power from ``times_s[0]`` to ``t_s`` (negative before it)."""
+        i = bisect.bisect_right(self.times_s, t_s) - 1
+        if i < 0:
+            return self.powers_w[0] * (t_s - self.times_s[0])
+        return self._cum_j[i] + self.powers_w[i] * (t_s - self.times_s[i])
+
+    def mean_w(self, t0_s: float, t1_s: float) -> float:
+        return (self.energy_j(t1_s) - self.energy_j(t0_s)) / (t1_s - t0_s)
+
+    @property
+    def end_s(self) -> float:
+        return self.times_s[-1]
+
+
+class _SignalBuilder:
+    def __init__(self, t0_s: float, seed: int) -> None:
+        self.t_s = t0_s
+        self.times: list[float] = []
+        self.powers: list[float] = []
+        self.rng = random.Random(seed)
+
+    def hold(self, power_w: float, dt_s: float) -> None:
+        self.times.append(self.t_s)
+        self.powers.append(power_w)
+        self.t_s += dt_s
+
+    def noisy(self, mean_w: float, sd_w: float, dt_s: float, seg_s: tuple[float, float]) -> None:
+        end = self.t_s + dt_s
+        while self.t_s < end - 1e-9:
+            self.hold(self.rng.gauss(mean_w, sd_w), min(self.rng.uniform(*seg_s), end - self.t_s))
+
+    def tail(self, idle_w: float) -> None:
+        """The ~30 ms decay after heavy load stops (seen after every pulse and at heavy_end)."""
+        for level_w in (450.0, 300.0, 200.0):
+            self.hold(max(level_w, idle_w), 0.010)
+
+    def signal(self) -> PowerSignal:
+        return PowerSignal(self.times, self.powers)
+
+
+@dataclass(frozen=True)
+class Session:
+    """An emulated session: the signal and its named stretches (start_s, end_s)."""
+
+    signal: PowerSignal
+    stretches: dict[str, tuple[float, float]]
+
+
+def h200_session(t0_s: float = 100.0, seed: int = 0) -> Session:
+    """The recorded H200 session (see the module docstring), starting at ``t0_s``."""
+    b = _SignalBuilder(t0_s, seed)
+    marks: dict[str, tuple[float, float]] = {}
+
+    def stretch(name: str, fill: Callable[[], None]) -> None:
+        start = b.t_s
+        fill()
+        marks[name] = (start, b.t_s)
+
+    stretch("bare_idle", lambda: b.noisy(81.9, 1.4, 9.4, (0.01, 0.04)))
+    stretch("context_init", lambda: b.noisy(102.0, 8.0, 0.92, (0.02, 0.08)))
+    stretch("idle", lambda: b.noisy(124.3, 0.8, 4.0, (0.01, 0.04)))
+
+    def heavy() -> None:
+        b.noisy(124.5, 0.8, 0.15, (0.01, 0.03))  # launch and library start-up
+        b.hold(780.0, 0.2)  # over the limit until power capping acts (recorded 778 W)
+        b.noisy(690.0, 20.0, 3.65, (0.004, 0.015))
+        b.tail(126.0)
+
+    stretch("heavy", heavy)
+    b.noisy(126.5, 0.8, 1.97, (0.01, 0.04))
+
+    def bursty() -> None:
+        for _ in range(40):  # 30 ms bursts every ~100.3 ms (the host's sleep overshoots)
+            b.hold(b.rng.gauss(620.0, 15.0), 0.030)
+            b.hold(420.0, 0.010)
+            b.hold(b.rng.gauss(240.0, 10.0), 0.0603)
+
+    stretch("bursty", bursty)
+    b.noisy(125.6, 0.8, 4.8, (0.01, 0.04))
+
+    def train_small() -> None:
+        b.noisy(125.0, 0.8, 0.9, (0.01, 0.04))  # data loading before the first step
+        b.noisy(312.0, 90.0, 3.1, (0.002, 0.008))  # kernels of a small conv net
+
+    stretch("train_small", train_small)
+
+    def pulsed() -> None:
+        for _ in range(10):  # 50 ms of heavy load every 0.5 s, ~38 J above idle each
+            b.noisy(125.0, 0.8, 0.002, (0.002, 0.002))
+            b.hold(760.0, 0.050)
+            b.tail(125.0)
+            b.noisy(125.0, 0.8, 0.418, (0.01, 0.04))
+
+    stretch("pulsed", pulsed)
+    b.noisy(124.8, 0.8, 3.0, (0.01, 0.04))
+    b.hold(124.8, 0.0)
+    return Session(b.signal(), marks)
+
+
+# ----------------------------------------------------------------------------- devices
+
+
+class FakeGpu:
+    """A GPU whose readings the test sets by hand. ``counter_mj=None``: no energy counter
+    (pre-Volta); ``instant_mw=None``: no instant-power field; ``power_mw=None``: no
+    GetPowerUsage; ``max_limit_mw=None``: no limit constraints."""
+
+    def __init__(
+        self,
+        name: str | bytes = "NVIDIA H100 80GB HBM3",
+        power_mw: float | None = 100_000,
+        counter_mj: float | None = 0.0,
+        *,
+        instant_mw: float | None = None,
+        enforced_limit_mw: float | None = 300_000,
+        management_limit_mw: float = 250_000,
+        max_limit_mw: float | None = None,
+        fail: bool = False,
+        util_pct: int = 87,
+        memory_used_b: int = 3 * 2**30,
+        stats_fail: bool = False,
+        uuid: str = "",
+    ) -> None:
+        self.name = name
+        self.power_mw = power_mw
+        self.counter_mj = counter_mj
+        self.instant_mw = instant_mw
+        self.enforced_limit_mw = enforced_limit_mw
+        self.management_limit_mw = management_limit_mw
+        self.max_limit_mw = max_limit_mw
+        self.fail = fail
+        self.util_pct = util_pct
+        self.memory_used_b = memory_used_b
+        self.stats_fail = stats_fail
+        self.uuid = uuid
+        self.calls = 0  # energy and power calls, for cost checks
+
+
+def _refresh_grid(
+    start_s: float, end_s: float, period_s: float, jitter_s: float, rng: random.Random
+) -> list[float]:
+    """Refresh times on a fixed grid with independent jitter (the recording shows no drift)."""
+    phase = rng.uniform(0.0, period_s)
+    n = int((end_s - start_s) / period_s) + 2
+    return [start_s + phase + k * period_s + rng.gauss(0.0, jitter_s) for k in range(-1, n)]
+
+
+class EmulatedGpu(FakeGpu):
+    """An H200 driven by a power signal on a clock; readings change only at refreshes."""
+
+    def __init__(
+        self,
+        signal: PowerSignal,
+        clock: Callable[[], float],
+        *,
+        seed: int = 0,
+        period_s: float = H200_PERIOD_S,
+        jitter_s: float = H200_JITTER_S,
+        has_counter: bool = True,
+        has_instant: bool = True,
+        counter_at_load_mj: float = 3_492_839.0,  # the recording's first counter value
+        name: str = "NVIDIA H200",
+        uuid: str = "GPU-h200-0000",
+    ) -> None:
+        super().__init__(
+            name, power_mw=0.0, counter_mj=0.0, instant_mw=0.0,
+            enforced_limit_mw=H200_LIMIT_MW, management_limit_mw=H200_LIMIT_MW,
+            max_limit_mw=H200_LIMIT_MW, uuid=uuid,
+        )
+        self.signal = signal
+        self.clock = clock
+        self.has_counter = has_counter
+        self.has_instant = has_instant
+        self.counter_at_load_mj = counter_at_load_mj
+        rng = random.Random(seed)
+        start, end = signal.times_s[0] - 2.0, signal.end_s + 120.0
+        self.counter_refresh_s = _refresh_grid(start, end, period_s, jitter_s, rng)
+        self.power_refresh_s = _refresh_grid(start, end, period_s, 1.5 * jitter_s, rng)
+
+    def energy_j(self, t_s: float) -> float:
+        """The exact energy since the signal started, at ``t_s``."""
+        return self.signal.energy_j(t_s)
+
+    @staticmethod
+    def _last(grid: list[float], t_s: float) -> float:
+        i = bisect.bisect_right(grid, t_s) - 1
+        if i < 0:
+            raise AssertionError(f"t={t_s} is before the emulated GPU's first refresh")
+        return grid[i]
+
+    # The readings, as NVML returns them now (values of the last refresh).
+    @property  # type: ignore[override]
+    def counter_mj(self) -> float | None:
+        if not self.has_counter:
+            return None
+        t_r = self._last(self.counter_refresh_s, self.clock())
+        return float(math.floor(self.counter_at_load_mj + 1000.0 * self.energy_j(t_r)))
+
+    @counter_mj.setter
+    def counter_mj(self, value: float | None) -> None:
+        pass  # set by FakeGpu.__init__ only
+
+    @property  # type: ignore[override]
+    def power_mw(self) -> float | None:
+        t_r = self._last(self.power_refresh_s, self.clock())
+        return float(round(1000.0 * self.signal.mean_w(t_r - 1.0, t_r)))
+
+    @power_mw.setter
+    def power_mw(self, value: float | None) -> None:
+        pass
+
+    @property  # type: ignore[override]
+    def instant_mw(self) -> float | None:
+        if not self.has_instant:
+            return None
+        t_r = self._last(self.power_refresh_s, self.clock())
+        return float(round(1000.0 * self.signal.mean_w(t_r - 0.001, t_r)))
+
+    @instant_mw.setter
+    def instant_mw(self, value: float | None) -> None:
+        pass
+
+
+class FakeNvml:
+    """The subset of pynvml that sweeper calls, with pynvml's error classes and names."""
+
+    NVMLError = NVMLError
+    NVMLError_NotSupported = NVMLError_NotSupported
+    NVML_FI_DEV_POWER_INSTANT = NVML_FI_DEV_POWER_INSTANT
+    NVML_SUCCESS = NVML_SUCCESS
+
+    def __init__(
+        self,
+        gpus: list[FakeGpu],
+        init_error: Exception | None = None,
+        driver: str | bytes = "550.54.15",
+    ) -> None:
+        self.gpus = gpus
+        self.init_error = init_error
+        self.driver = driver
+        self.init_calls = 0
+        self.shutdown_calls = 0
+
+    def nvmlInit(self) -> None:
+        self.init_calls += 1
+        if self.init_error is not None:
+            raise self.init_error
+
+    def nvmlShutdown(self) -> None:
+        self.shutdown_calls += 1
+
+    def nvmlDeviceGetCount(self) -> int:
+        return len(self.gpus)
+
+    def nvmlSystemGetDriverVersion(self) -> str | bytes:
+        return self.driver
+
+    def nvmlDeviceGetHandleByIndex(self, i: int) -> FakeGpu:
+        return self.gpus[i]
+
+    def nvmlDeviceGetHandleByUUID(self, uuid: str) -> FakeGpu:
+        for gpu in self.gpus:
+            if gpu.uuid == uuid:
+                return gpu
+        raise NVMLError("Not Found")
+
+    def nvmlDeviceGetName(self, h: FakeGpu) -> str | bytes:
+        return h.name
+
+    def _check(self, h: FakeGpu) -> None:
+        if h.fail:
+            raise NVMLError("GPU is lost")
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, h: FakeGpu) -> float:
+        self._check(h)
+        h.calls += 1
+        value = h.counter_mj
+        if value is None:
+            raise NVMLError_NotSupported("Not Supported")
+        return value
+
+    def nvmlDeviceGetPowerUsage(self, h: FakeGpu) -> float:
+        self._check(h)
+        h.calls += 1
+        value = h.power_mw
+        if value is None:
+            raise NVMLError_NotSupported("Not Supported")
+        return value
+
+    def nvmlDeviceGetFieldValues(self, h: FakeGpu, field_ids: list[int]) -> list[Any]:
+        self._check(h)
+        h.calls += 1
+        out = []
+        for field_id in field_ids:
+            value = h.instant_mw if field_id == NVML_FI_DEV_POWER_INSTANT else None
+            ret = NVML_ERROR_NOT_SUPPORTED if value is None else NVML_SUCCESS
+            out.append(SimpleNamespace(
+                fieldId=field_id, nvmlReturn=ret,
+                value=SimpleNamespace(uiVal=int(value or 0)),
+            ))
+        return out
+
+    def nvmlDeviceGetEnforcedPowerLimit(self, h: FakeGpu) -> float:
+        if h.enforced_limit_mw is None:
+            raise NVMLError_NotSupported("Not Supported")
+        return h.enforced_limit_mw
+
+    def nvmlDeviceGetPowerManagementLimit(self, h: FakeGpu) -> float:
+        return h.management_limit_mw
+
+    def nvmlDeviceGetPowerManagementLimitConstraints(self, h: FakeGpu) -> list[int]:
+        if h.max_limit_mw is None:
+            raise NVMLError_NotSupported("Not Supported")
+        return [H200_MIN_LIMIT_MW, int(h.max_limit_mw)]
+
+    def nvmlDeviceGetUtilizationRates(self, h: FakeGpu) -> SimpleNamespace:
+        self._check(h)
+        if h.stats_fail:
+            raise NVMLError("Unknown Error")
+        return SimpleNamespace(gpu=h.util_pct, memory=40)
+
+    def nvmlDeviceGetMemoryInfo(self, h: FakeGpu) -> SimpleNamespace:
+        self._check(h)
+        used = h.memory_used_b
+        return SimpleNamespace(used=used, total=80 * 2**30, free=80 * 2**30 - used)
+
+
+def emulated_h200(
+    clock: Callable[[], float] | None = None, seed: int = 0, t0_s: float = 100.0
+) -> tuple[FakeNvml, EmulatedGpu, Session]:
+    """A FakeNvml holding one emulated H200 replaying ``h200_session`` on ``clock``."""
+    clock = clock or Clock(t0_s)
+    session = h200_session(t0_s, seed)
+    gpu = EmulatedGpu(session.signal, clock, seed=seed)
+    return FakeNvml([gpu], driver="580.159.04"), gpu, session
+
+
+def steady_gpu(
+    power_w: float, period_s: float = H200_PERIOD_S, clock: Callable[[], float] | None = None,
+    seed: int = 0,
+) -> FakeNvml:
+    """One emulated H200 drawing ``power_w`` for the next ten minutes on the real clock, for
+    code that sleeps rather than taking an injected clock (idle baselines, raw readers)."""
+    clock = clock or time.perf_counter
+    now = clock()
+    signal = PowerSignal([now - 1.0, now + 600.0], [power_w, power_w])
+    gpu = EmulatedGpu(signal, clock, seed=seed, period_s=period_s,
+                      jitter_s=min(H200_JITTER_S, period_s / 20))
+    return FakeNvml([gpu], driver="580.159.04")
+
+
+# ----------------------------------------------------------------------------- harness
+
+
+@dataclass(frozen=True)
+class PhaseScore:
+    """One phase measured on the emulated GPU: the truth, the boundary-read difference (the
+    method before refresh-aware attribution) and the sampler's final figure."""
+
+    stretch: str
+    length_s: float
+    true_j: float
+    read_j: float
+    final_j: float
+    uncertainty_j: float
+    flag: str | None
+
+    @property
+    def read_error(self) -> float:
+        return (self.read_j - self.true_j) / self.true_j
+
+    @property
+    def final_error(self) -> float:
+        return (self.final_j - self.true_j) / self.true_j
+
+
+def measure_phases(
+    stretch: str, length_s: float, n: int, seed: int = 0, sample_hz: float = 10.0
+) -> list[PhaseScore]:
+    """``n`` phases of ``length_s`` at random offsets inside one stretch of the emulated H200
+    session, measured by a real ``NvmlMeter`` and ``EnergySampler`` on a simulated clock."""
+    from sweeper.energy.nvml import NvmlMeter
+    from sweeper.energy.sampler import EnergySampler
+
+    clock = Clock(100.0)
+    nvml, gpu, session = emulated_h200(clock, seed=seed)
+    lo, hi = session.stretches[stretch]
+    if hi - lo < length_s:
+        raise ValueError(f"stretch {stretch} ({hi - lo:.1f} s) is shorter than {length_s} s")
+    rng = random.Random(seed * 7919 + int(length_s * 1000))
+    clock.t = lo - 1.5  # the meter learns the refresh period before the first phase
+    meter = NvmlMeter(nvml=nvml, clock=clock)
+    sampler = EnergySampler([meter], sample_hz=sample_hz, clock=clock, background=False)
+    sampler.start()
+
+    def run_until(t_s: float) -> None:
+        while True:
+            wake = sampler.tick()
+            if wake >= t_s:
+                break
+            clock.t = max(wake, clock.t + 1e-6)
+        clock.t = t_s
+
+    pending: list[tuple[Any, float, float]] = []
+    starts = sorted(rng.uniform(lo, hi - length_s) for _ in range(n))
+    t_free = clock.t
+    for start in starts:
+        start = max(start, t_free + rng.uniform(0.001, 0.05))
+        if start + length_s > hi:
+            break
+        run_until(start)
+        sampler.begin_phase(stretch)
+        run_until(start + length_s)
+        result = sampler.end_phase()
+        pending.append((result, result.energy_j, gpu.energy_j(clock.t) - gpu.energy_j(start)))
+        t_free = clock.t
+    run_until(clock.t + 0.5)
+    sampler.stop()
+    meter.close()
+    return [
+        PhaseScore(stretch, length_s, true_j, read_j, r.energy_j, r.energy_uncertainty_j, r.flag)
+        for r, read_j, true_j in pending
+    ]

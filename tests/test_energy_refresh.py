@@ -1,0 +1,309 @@
+"""Refresh-aware NVML phases on the emulated H200: the learned refresh grid, accuracy against
+the exact integral, uncertainty, the instant-power fallback and impossible figures.
+
+Every case runs a real NvmlMeter and EnergySampler on a simulated clock (deterministic, no
+sleeping) except the one that checks the background thread on the real clock.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import pytest
+
+from sweeper.energy import EnergySampler
+from sweeper.energy.nvml import NvmlMeter
+from tests.fake_nvml import (
+    Clock,
+    EmulatedGpu,
+    FakeNvml,
+    PowerSignal,
+    emulated_h200,
+    h200_session,
+    measure_phases,
+)
+
+
+def drive(sampler: EnergySampler, clock: Clock, until_s: float) -> None:
+    """Advance the simulated clock to ``until_s``, ticking the sampler whenever it asks."""
+    while (wake := sampler.tick()) < until_s:
+        clock.t = max(wake, clock.t + 1e-6)
+    clock.t = until_s
+
+
+# ------------------------------------------------------------------------------ the fake
+
+
+def test_emulated_h200_changes_only_at_refreshes_and_power_is_a_1s_mean() -> None:
+    clock = Clock()
+    nvml, gpu, session = emulated_h200(clock)
+    lo, _ = session.stretches["heavy"]
+    refreshes = [t for t in gpu.counter_refresh_s if lo + 0.5 < t < lo + 1.5]
+    gaps_ms = sorted(1000 * (b - a) for a, b in zip(refreshes, refreshes[1:], strict=False))
+    assert gaps_ms[0] > 96 and gaps_ms[-1] < 104 and statistics.median(gaps_ms) == (
+        pytest.approx(100.0, abs=0.7)
+    )
+    t1, t2 = refreshes[3], refreshes[4]
+    handle = nvml.nvmlDeviceGetHandleByIndex(0)
+    values = []
+    for frac in (0.01, 0.5, 0.99):
+        clock.t = t1 + frac * (t2 - t1)
+        values.append(nvml.nvmlDeviceGetTotalEnergyConsumption(handle))
+    assert len(set(values)) == 1  # constant between refreshes
+    clock.t = t2 + 1e-6
+    step_mj = nvml.nvmlDeviceGetTotalEnergyConsumption(handle) - values[0]
+    assert step_mj == pytest.approx(1000 * (gpu.energy_j(t2) - gpu.energy_j(t1)), abs=1.0)
+    # GetPowerUsage trails: 0.3 s into the heavy load its 1 s mean is far below the load.
+    clock.t = lo + 0.45
+    assert nvml.nvmlDeviceGetPowerUsage(handle) < 0.6 * 690_000
+    (field,) = nvml.nvmlDeviceGetFieldValues(handle, [nvml.NVML_FI_DEV_POWER_INSTANT])
+    assert field.nvmlReturn == 0 and field.value.uiVal > 650_000  # the instant field does not
+
+
+# ------------------------------------------------------------------------ refresh grid
+
+
+@pytest.mark.parametrize("period_s", [0.1, 0.05])
+def test_refresh_period_is_learned_not_assumed(period_s: float) -> None:
+    clock = Clock()
+    session = h200_session()
+    gpu = EmulatedGpu(session.signal, clock, period_s=period_s, jitter_s=0.0005)
+    meter = NvmlMeter(nvml=FakeNvml([gpu]), clock=clock)
+    clock.t = session.stretches["heavy"][0]
+    sampler = EnergySampler([meter], clock=clock, background=False).start()
+    drive(sampler, clock, clock.t + 1.0)  # learning: a read every 2 ms until 4 refreshes
+    gpu.calls = 0
+    drive(sampler, clock, clock.t + 2.0)
+    sampler.stop()
+    learned_ms = float(meter.describe()["gpu:0.refresh_period_ms"])
+    assert learned_ms == pytest.approx(1000 * period_s, rel=0.01)
+    # then a few counter reads around each refresh (and 3 calls per 10 Hz poll), no busy loop
+    assert gpu.calls < 2.0 * (4 / period_s + 3 * 10)
+
+
+# ----------------------------------------------------------------------------- accuracy
+
+# The issue's targets: within 1% for phases of 1 s or more, 3% at 0.3 s, 15% at 50 ms.
+# Short phases in the bursty and pulsed stretches miss them (bursts shorter than a refresh
+# fall inside one refresh interval, and nothing NVML reports says where): there the truth
+# must lie within the stated uncertainty instead.
+REACHED = [
+    ("idle", 0.05, 0.15), ("heavy", 0.05, 0.15),
+    ("idle", 0.3, 0.03), ("heavy", 0.3, 0.03), ("bursty", 0.3, 0.03),
+    ("idle", 1.0, 0.01), ("heavy", 1.0, 0.01), ("bursty", 1.0, 0.01), ("pulsed", 1.0, 0.01),
+    ("heavy", 3.0, 0.01), ("bursty", 3.0, 0.01), ("pulsed", 3.0, 0.01),
+]
+
+
+@pytest.mark.parametrize(("stretch", "length_s", "bound"), REACHED)
+def test_phase_energy_within_target_of_the_exact_integral(
+    stretch: str, length_s: float, bound: float
+) -> None:
+    scores = measure_phases(stretch, length_s, n=6 if length_s < 3 else 2, seed=1)
+    assert scores  # a 3 s phase fits only once in a 4 s stretch
+    errors = [abs(s.final_error) for s in scores]
+    # 50 ms: the mean (a step inside the phase's refresh can still cost one phase more)
+    got = statistics.fmean(errors) if length_s < 0.3 else max(errors)
+    assert got < bound, [f"{e:.3%}" for e in errors]
+    assert all(s.flag is None for s in scores)
+
+
+@pytest.mark.parametrize(("stretch", "length_s"), [("pulsed", 0.05), ("pulsed", 0.3)])
+def test_where_the_target_is_out_of_reach_the_uncertainty_says_so(
+    stretch: str, length_s: float
+) -> None:
+    scores = measure_phases(stretch, length_s, n=12, seed=2)
+    covered = [abs(s.final_j - s.true_j) <= s.uncertainty_j for s in scores]
+    assert sum(covered) >= 0.9 * len(scores)
+
+
+def test_bursts_aliased_with_the_refresh_stay_the_limit_at_50ms() -> None:
+    """30 ms bursts every ~100 ms: which part of a refresh held the burst is invisible (the
+    instant-power samples alias with it too), so errors of tens of % remain; still several
+    times smaller than differencing the boundary reads."""
+    scores = measure_phases("bursty", 0.05, n=12, seed=2)
+    new = statistics.fmean(abs(s.final_error) for s in scores)
+    old = statistics.fmean(abs(s.read_error) for s in scores)
+    assert new < 0.35 and old > 1.0
+
+
+def test_boundary_reads_alone_are_off_by_up_to_a_refresh() -> None:
+    """Today's method, for contrast: a 50 ms phase reads 0 J or a whole refresh's energy."""
+    scores = measure_phases("heavy", 0.05, n=8, seed=3)
+    assert max(abs(s.read_error) for s in scores) > 0.5
+    assert max(abs(s.final_error) for s in scores) < 0.15
+
+
+# -------------------------------------------------------------------- sampler behaviour
+
+
+def test_phase_is_final_only_after_the_next_refresh_and_stop_finishes_all() -> None:
+    clock = Clock()
+    nvml, gpu, session = emulated_h200(clock)
+    lo, _ = session.stretches["heavy"]
+    clock.t = lo
+    meter = NvmlMeter(nvml=nvml, clock=clock)
+    sampler = EnergySampler([meter], clock=clock, background=False).start()
+    drive(sampler, clock, lo + 1.0)
+    sampler.begin_phase("train_epoch")
+    drive(sampler, clock, lo + 1.5)
+    first = sampler.end_phase()
+    assert not first.final and first.methods == {"gpu:0": "read"}
+    drive(sampler, clock, lo + 1.75)  # two refreshes later
+    assert first.final and first.methods == {"gpu:0": "interpolated"}
+    true_j = gpu.energy_j(lo + 1.5) - gpu.energy_j(lo + 1.0)
+    assert first.energy_j == pytest.approx(true_j, rel=0.005)
+    assert abs(first.energy_j - true_j) <= first.energy_uncertainty_j
+    sampler.begin_phase("eval")
+    drive(sampler, clock, lo + 1.8)
+    last = sampler.end_phase()
+    summary = sampler.stop()  # simulated clock: no waiting, the end is taken as read
+    assert last.final and last.methods == {"gpu:0": "read"}
+    assert last.energy_uncertainty_j > 0.05 * last.energy_j  # a read boundary says so
+    assert summary.energy_uncertainty_j > 0 and summary.uncertainty_by_domain.keys() == {"gpu:0"}
+
+
+def test_background_thread_on_the_real_clock_finishes_phases_at_stop() -> None:
+    session = h200_session(t0_s=time.perf_counter() - 15.0)  # heavy load from now on
+    gpu = EmulatedGpu(session.signal, time.perf_counter)
+    meter = NvmlMeter(nvml=FakeNvml([gpu]))
+    sampler = EnergySampler([meter], sample_hz=10).start()
+    deadline = time.perf_counter() + 3.0  # the grid is learned in ~0.4 s on an idle machine
+    while "gpu:0.refresh_period_ms" not in meter.describe() and time.perf_counter() < deadline:
+        time.sleep(0.05)
+    with sampler.phase("train_epoch") as ph:
+        t0 = time.perf_counter()
+        time.sleep(0.25)
+        t1 = time.perf_counter()
+    summary = sampler.stop()
+    assert ph.result is not None and ph.result.final
+    assert ph.result.methods == {"gpu:0": "interpolated"}
+    true_j = gpu.energy_j(t1) - gpu.energy_j(t0)
+    # The boundary times are those of the reads, microseconds from t0 and t1. On a machine
+    # so busy that the sampler thread misses refreshes, the error grows, and so must the
+    # uncertainty.
+    error_j = abs(ph.result.energy_j - true_j)
+    assert error_j <= max(0.03 * true_j, ph.result.energy_uncertainty_j)
+    # a ~0.4 s burst of reads every 2 ms to learn the grid, then ~40 reads a second
+    assert sampler.thread_cpu_s < 0.1 * summary.duration_s
+
+
+# ------------------------------------------------------------- power-integration fallback
+
+
+def _integrated(has_instant: bool) -> tuple[str, float, float]:
+    clock = Clock()
+    session = h200_session()
+    gpu = EmulatedGpu(session.signal, clock, has_counter=False, has_instant=has_instant)
+    meter = NvmlMeter(nvml=FakeNvml([gpu]), clock=clock)
+    lo, hi = session.stretches["heavy"]
+    clock.t = lo - 0.5
+    sampler = EnergySampler([meter], sample_hz=10, clock=clock, background=False).start()
+    drive(sampler, clock, lo)
+    sampler.begin_phase("train_epoch")
+    drive(sampler, clock, hi)
+    result = sampler.end_phase()
+    sampler.stop()
+    true_j = gpu.energy_j(hi) - gpu.energy_j(lo)
+    return meter.describe()["gpu:0.energy_method"], result.energy_j / true_j - 1, (
+        result.energy_uncertainty_j / true_j
+    )
+
+
+def test_without_the_counter_the_instant_field_is_integrated() -> None:
+    method, error, rel_unc = _integrated(has_instant=True)
+    assert method == "instant_power_integration"
+    assert abs(error) < 0.03 and 0.2 <= rel_unc <= 0.3
+
+
+def test_get_power_usage_is_the_last_resort_and_reads_low_under_load() -> None:
+    method, error, rel_unc = _integrated(has_instant=False)
+    assert method == "power_usage_integration"
+    assert -0.15 < error < -0.05  # the 1 s mean lags the load (-11% on the real H200)
+    assert rel_unc >= abs(error)
+
+
+# ------------------------------------------------------------------- impossible figures
+
+
+def test_a_phase_above_what_the_gpu_can_draw_is_flagged_with_the_reason() -> None:
+    clock = Clock()
+    base = h200_session()
+    times, powers = list(base.signal.times_s), list(base.signal.powers_w)
+    lo, _ = base.stretches["idle"]
+    # A counter glitch: 60 kW for 20 ms (1.2 kJ) inside an idle stretch.
+    glitch_at, after = lo + 2.0, lo + 2.02
+    keep = [k for k, t in enumerate(times) if not glitch_at <= t <= after]
+    i = next(n for n, k in enumerate(keep) if times[k] > after)
+    times = [times[k] for k in keep[:i]] + [glitch_at, after] + [times[k] for k in keep[i:]]
+    powers = ([powers[k] for k in keep[:i]] + [60_000.0, base.signal.power_w(after)]
+              + [powers[k] for k in keep[i:]])
+    gpu = EmulatedGpu(PowerSignal(times, powers), clock)
+    meter = NvmlMeter(nvml=FakeNvml([gpu]), clock=clock)
+    clock.t = lo
+    sampler = EnergySampler([meter], clock=clock, background=False).start()
+    drive(sampler, clock, lo + 1.9)
+    with sampler.phase("eval") as bad:
+        drive(sampler, clock, lo + 2.4)
+    with sampler.phase("eval", 1) as fine:
+        drive(sampler, clock, lo + 3.0)
+    sampler.stop()
+    assert bad.result is not None and fine.result is not None
+    flag = bad.result.flag or ""
+    assert "exceeds the 875 W" in flag and "700 W maximum power limit" in flag
+    assert "not a measurement" in flag
+    assert fine.result.flag is None
+
+
+# ------------------------------------------------------------------------- the timeline
+
+
+def test_timeline_survives_an_off_grid_glitch_and_follows_a_moved_grid() -> None:
+    """A read stalled by the host (the recording has one, 86 ms off during CUDA context
+    creation) must not move the grid; a grid that really moved is learned again."""
+    from sweeper.energy.refresh import RefreshTimeline
+
+    timeline = RefreshTimeline()
+    period, energy, t = 0.1, 0.0, 50.0
+    refresh = 50.0005
+
+    def run(until: float, *, glitch_at: float | None = None) -> None:
+        nonlocal t, energy, refresh
+        while t < until:
+            due = timeline.next_read_s(t)
+            t = max(due if due is not None else t + 0.01, t + 1e-4)
+            while refresh <= t:
+                energy += 12.4  # 124 W idle
+                refresh += period
+            if glitch_at is not None and t >= glitch_at:
+                timeline.observe(glitch_at, energy + 8.0)  # a change off the grid
+                glitch_at = None
+            timeline.observe(t, energy)
+
+    run(51.0)
+    assert timeline.period_s == pytest.approx(period, rel=0.002)
+    run(52.0, glitch_at=51.55)
+    assert timeline.period_s == pytest.approx(period, rel=0.002)
+    got = timeline.energy_at(51.8)
+    assert got is not None and got.method == "interpolated"
+    refresh += 0.037  # the grid jumps (a driver reset)
+    run(54.0)
+    assert timeline.period_s == pytest.approx(period, rel=0.002)
+    grid_error = min(abs((c.t_s - refresh) % period) for c in list(timeline.changes)[-3:])
+    assert min(grid_error, period - grid_error) < 0.003
+
+
+def test_a_fast_refreshing_counter_is_not_watched() -> None:
+    clock = Clock()
+    session = h200_session()
+    gpu = EmulatedGpu(session.signal, clock, period_s=0.01, jitter_s=0.0001)
+    meter = NvmlMeter(nvml=FakeNvml([gpu]), clock=clock)
+    clock.t = session.stretches["heavy"][0]
+    sampler = EnergySampler([meter], clock=clock, background=False).start()
+    drive(sampler, clock, clock.t + 1.0)
+    gpu.calls = 0
+    drive(sampler, clock, clock.t + 1.0)
+    sampler.stop()
+    assert meter.describe()["gpu:0.refresh_period_ms"] == "10.0"
+    assert gpu.calls <= 3 * 11  # the 10 Hz polls only

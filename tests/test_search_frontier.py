@@ -1,0 +1,210 @@
+"""The frontier sampler (`hydra.sweeper.sampler=frontier`): its parts as unit tests, then
+real Optuna studies of a small synthetic space, and one real search through the CLI."""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+from optuna._hypervolume import compute_hypervolume
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState, create_trial
+
+from sweeper.errors import ConfigError
+from sweeper.search.frontier import (
+    FRONTIER_LIMIT_ATTR,
+    AccuracyModel,
+    FrontierEnergy,
+    FrontierSampler,
+    SizedParams,
+    candidates,
+    gain,
+    hypervolume,
+    sampler_stop_reason,
+    tighter_limit,
+)
+from sweeper.search.samplers import make_sampler
+from sweeper.search.settings import settings_from
+from sweeper.search.study import TrialLimit
+from tests.conftest import TINY, run_cli
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+MACS = {"small": 1e4, "medium": 1e5, "large": 1e6}
+
+
+def sized(params: dict) -> SizedParams:
+    return SizedParams(MACS[params["model"]], int(MACS[params["model"]] / 10),
+                       int(params.get("batch", 32)), "fp32", 1000)
+
+
+def test_candidates_enumerate_the_space_and_cut_ranges() -> None:
+    points = candidates({
+        "model": CategoricalDistribution(["a", "b"]),
+        "lr": FloatDistribution(1e-4, 1e-2, log=True),
+        "epochs": IntDistribution(1, 3),
+    }, grid_points=3)
+    assert len(points) == 2 * 3 * 3
+    assert sorted({p["lr"] for p in points}) == pytest.approx([1e-4, 1e-3, 1e-2])
+    assert sorted({p["epochs"] for p in points}) == [1, 2, 3]
+    huge = {f"k{i}": CategoricalDistribution(list(range(10))) for i in range(5)}
+    with pytest.raises(ConfigError, match="frontier.*100000 points"):
+        candidates(huge)
+
+
+def test_hypervolume_agrees_with_optunas() -> None:
+    rng = random.Random(3)
+    for _ in range(20):
+        pts = [(rng.uniform(0.1, 1.0), rng.uniform(1.0, 90.0)) for _ in range(rng.randint(1, 9))]
+        ref = (0.1, 100.0)
+        ours = hypervolume(pts, ref)
+        theirs = compute_hypervolume(np.array([(-a, e) for a, e in pts]), np.array([-0.1, 100.0]))
+        assert ours == pytest.approx(float(theirs))
+    front = [(0.9, 10.0)]
+    assert gain(front, (0.8, 20.0), (0.0, 100.0)) == 0.0  # dominated: adds nothing
+    assert gain(front, (0.95, 20.0), (0.0, 100.0)) == pytest.approx(0.05 * 80.0)
+
+
+def test_energy_uses_a_measured_twin_then_the_estimator_fit() -> None:
+    calls: list[dict] = []
+
+    def describe(params: dict) -> SizedParams:
+        calls.append(params)
+        return SizedParams(params["macs"], int(params["macs"] / 10), 32, "fp32", 1000)
+
+    energy = FrontierEnergy(describe)
+    # Before anything is measured the prediction is only relative, but ordered by work.
+    assert energy.predict_j({"macs": 1e4}) < energy.predict_j({"macs": 1e6})
+    # Energy proportional to MACs: 1 nJ per MAC per sample.
+    measured = [({"macs": m, "lr": 0.1}, m * 1e-9 * 1000) for m in (1e3, 1e4, 1e5, 1e6)]
+    energy.observe(measured)
+    # A configuration of the same size (only the lr differs) gets its measured energy.
+    assert energy.predict_j({"macs": 1e5, "lr": 0.5}) == pytest.approx(1e5 * 1e-6)
+    # An unmeasured size comes from the log-linear fit.
+    assert energy.predict_j({"macs": 3e5}) == pytest.approx(3e5 * 1e-6, rel=0.05)
+    assert len({repr(sorted(c.items())) for c in calls}) == len(calls)  # described once each
+
+
+def test_accuracy_model_is_unsure_of_values_it_has_not_seen() -> None:
+    model = AccuracyModel(["model", "lr"])
+    seen = [{"model": "a", "lr": lr} for lr in (1, 2, 3)] + [{"model": "b", "lr": 1}]
+    model.fit(seen, [0.9, 0.92, 0.91, 0.6])
+    mean_a, std_a = model.predict({"model": "a", "lr": 2})
+    mean_b, _ = model.predict({"model": "b", "lr": 1})
+    _, std_new = model.predict({"model": "c", "lr": 2})
+    assert mean_a > mean_b
+    assert std_new > std_a
+
+
+def _synthetic_study(
+    seed: int, optimism: float = 2.0
+) -> tuple[optuna.Study, FrontierSampler, dict]:
+    space = {
+        "model": CategoricalDistribution(["small", "medium", "large"]),
+        "lr": CategoricalDistribution([0.001, 0.01, 0.1]),
+        "batch": CategoricalDistribution([32, 128]),
+    }
+    sampler = FrontierSampler(space, FrontierEnergy(sized), seed=seed, optimism=optimism)
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+    return study, sampler, space
+
+
+def _truth(params: dict) -> tuple[float, float]:
+    """Accuracy rises with model size, lr 0.01 is best; energy ~ MACs, batch 32 costs 1.5x."""
+    acc = {"small": 0.80, "medium": 0.90, "large": 0.95}[params["model"]]
+    acc -= {0.001: 0.2, 0.01: 0.0, 0.1: 0.4}[params["lr"]]
+    acc -= 0.02 if params["batch"] == 128 else 0.0
+    energy = MACS[params["model"]] * 1e-4 * (1.5 if params["batch"] == 32 else 1.0)
+    return acc, energy
+
+
+def _run(study: optuna.Study, space: dict, cap: int) -> float:
+    """The search loop's order: ask the sampler whether to stop, ask, apply the limit, tell."""
+    spent = 0.0
+    for _ in range(cap):
+        if sampler_stop_reason(study):
+            break
+        trial = study.ask(space)
+        acc, energy = _truth(trial.params)
+        limit = trial.user_attrs.get(FRONTIER_LIMIT_ATTR)
+        if limit is not None and energy > limit:  # the profile forecast stops it
+            trial.set_user_attr("forecast_energy_train_j", energy)
+            study.tell(trial, state=TrialState.PRUNED)
+            spent += 0.05 * energy
+            continue
+        trial.set_user_attr("energy_train_j", energy)
+        study.tell(trial, (acc, energy))
+        spent += energy
+    return spent
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_search_finds_the_front_for_less_than_the_grid(seed: int) -> None:
+    study, sampler, space = _synthetic_study(seed)
+    spent = _run(study, space, cap=18)
+    grid = [_truth(p) for p in sampler.points]
+    ref = (0.0, max(e for _, e in grid))
+    found = [tuple(t.values) for t in study.trials if t.state == TrialState.COMPLETE]
+    assert hypervolume(found, ref) >= 0.95 * hypervolume(grid, ref)
+    assert spent < 0.6 * sum(e for _, e in grid)
+    assert len(study.trials) < len(sampler.points)  # it stopped on its own
+    assert sampler.stop_reason
+    # Never the same configuration twice; the cheapest (predicted) model goes first.
+    keys = [tuple(sorted(t.params.items())) for t in study.trials]
+    assert len(keys) == len(set(keys))
+    assert study.trials[0].params["model"] == "small"
+
+
+def test_a_trial_gets_a_limit_once_the_front_can_dominate_it() -> None:
+    # With no optimism a trial's bound is its mean predicted accuracy. A front point at
+    # least that accurate caps what the trial may spend: past that energy it is dominated
+    # (a cost the estimate got wrong is caught by the run's profile forecast).
+    study, _, space = _synthetic_study(0, optimism=0.0)
+    best = {"model": "large", "lr": 0.01, "batch": 128}
+    study.add_trial(create_trial(params=best, distributions=space, values=[0.99, 100.0],
+                                 user_attrs={"energy_train_j": 100.0}))
+    _run(study, space, cap=4)
+    new = study.trials[1:]
+    assert new and all(t.user_attrs[FRONTIER_LIMIT_ATTR] == 100.0 for t in new)
+    assert all(t.user_attrs["frontier_optimistic_accuracy"] <= 0.99 for t in new)
+
+
+def test_tighter_limit_keeps_the_loops_limit_unless_the_samplers_is_lower() -> None:
+    loop = TrialLimit(50.0, "remaining study budget")
+    assert tighter_limit(loop, {}) is loop
+    assert tighter_limit(loop, {FRONTIER_LIMIT_ATTR: 80.0}) is loop
+    own = tighter_limit(loop, {FRONTIER_LIMIT_ATTR: 20.0})
+    assert own is not None and own.limit_j == 20.0 and "dominated" in own.reason
+    assert tighter_limit(None, {FRONTIER_LIMIT_ATTR: 20.0}) == own
+
+
+@pytest.mark.slow
+def test_frontier_search_through_the_cli(tmp_path: Path) -> None:
+    proc = run_cli([
+        "-m", "hydra/sweeper=pareto", "hydra.sweeper.sampler=frontier", "hydra.sweeper.seed=0",
+        "hydra.sweeper.n_trials=3", "model=mlp,cnn", "batch=32", "precision=fp32",
+        "lr=choice(0.001,0.01)", *TINY,
+    ], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    db = tmp_path / "results" / "sweeper.db"
+    study = optuna.load_study(study_name=optuna.get_all_study_names(f"sqlite:///{db}")[0],
+                              storage=f"sqlite:///{db}")
+    assert 1 <= len(study.trials) <= 3
+    first = study.trials[0]
+    assert first.params["model"] == "mlp"  # the cheaper model, by its MACs
+    assert first.user_attrs["frontier_predicted_energy_train_j"] > 0
+    with sqlite3.connect(db) as conn:
+        runs = conn.execute("select count(*) from runs where trial_number is not null").fetchone()
+    assert runs[0] == len(study.trials)
+
+
+def test_frontier_settings_are_checked_before_the_search() -> None:
+    assert settings_from({"sampler": "frontier"}).sampler == "frontier"
+    with pytest.raises(ConfigError, match="hydra.sweeper.objective.*frontier"):
+        settings_from({"sampler": "frontier", "objective": "co2_g"})
+    with pytest.raises(ConfigError, match="frontier plans with the search itself"):
+        make_sampler("frontier", seed=0, population_size=8)
