@@ -22,11 +22,10 @@ def _in_unit(value: float | None, scale: float | None, units: tuple) -> str:
     if value is None:
         return "-"
     reference = value if scale is None else scale
-    for threshold, size, name in units:
-        if reference >= threshold:
-            return f"{value / size:.3g} {name}"
-    _, size, name = units[-1]
-    return f"{value / size:.3g} {name}"
+    size, name = next(((size, name) for threshold, size, name in units
+                       if reference >= threshold), units[-1][1:])
+    number = value / size
+    return f"{number:,.0f} {name}" if abs(number) >= 1000 else f"{number:.3g} {name}"
 
 
 def energy_text(joules: float | None, scale: float | None = None) -> str:
