@@ -22,6 +22,9 @@ class ModelInfo:
 
     params: int
     macs_per_sample: float
+    # Elements written by the leaf modules in one forward pass of one sample: a proxy for
+    # the memory traffic that MACs do not see (BatchNorm, activations, concatenations).
+    activations_per_sample: float = 0.0
 
     @property
     def flops_per_sample(self) -> float:
@@ -63,12 +66,30 @@ def describe_model(model: nn.Module, input_shape: Sequence[int]) -> ModelInfo:
     dtype = reference.dtype if reference is not None else torch.float32
     sample = torch.zeros(1, *input_shape, device=device, dtype=dtype)
     modes = {module: module.training for module in model.modules()}
+    written = [0]
+
+    def count(_module: nn.Module, _inputs: object, output: object) -> None:
+        written[0] += sum(t.numel() for t in _tensors(output))
+
+    hooks = [m.register_forward_hook(count) for m in model.modules()
+             if next(m.children(), None) is None]
     model.eval()
     try:
         counter = FlopCounterMode(display=False)
         with torch.no_grad(), _countable_attention(), counter:
             model(sample)
     finally:
+        for hook in hooks:
+            hook.remove()
         for module, training in modes.items():
             module.training = training
-    return ModelInfo(params=params, macs_per_sample=counter.get_total_flops() / 2)
+    return ModelInfo(params=params, macs_per_sample=counter.get_total_flops() / 2,
+                     activations_per_sample=float(written[0]))
+
+
+def _tensors(output: object) -> list[torch.Tensor]:
+    if isinstance(output, torch.Tensor):
+        return [output]
+    if isinstance(output, list | tuple):
+        return [t for item in output for t in _tensors(item)]
+    return []

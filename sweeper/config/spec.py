@@ -27,6 +27,7 @@ from sweeper.store.db import DEFAULT_OUTAGE_S
 PRECISIONS = ("fp32", "bf16", "fp16")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 METERS = ("auto", "nvml", "rapl", "estimate")
+SCHEDULERS = ("none", "cosine", "step")  # as sweeper.training.schedule (torch-free here)
 INFERENCE_PROTOCOLS = ("batches", "study")
 
 # Keys that say where and how results are kept, not what is measured: they do not
@@ -53,6 +54,11 @@ class RunSpec:
     momentum: float = 0.9
     weight_decay: float = 0.0
     repeat: int = 0
+    scheduler: str = "none"
+    lr_step_epochs: int = 30
+    lr_gamma: float = 0.1
+    loader_workers: int | None = None  # None: auto (0 on CPU, several on CUDA)
+    loader_pin_memory: bool | None = None  # None: auto (on for CUDA)
     num_threads: int | None = None
     inference_batches: int = 50
     inference_batch: int = 64
@@ -135,6 +141,25 @@ def _choice(cfg: DictConfig, key: str, allowed: tuple[str, ...]) -> str:
     value = OmegaConf.select(cfg, key)
     if value not in allowed:
         raise invalid_value(key, value, ", ".join(allowed))
+    return value
+
+
+def _auto_int(cfg: DictConfig, key: str) -> int | None:
+    """An integer >= 0, or `auto` (None)."""
+    value = OmegaConf.select(cfg, key, default="auto")
+    if value == "auto":
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise invalid_value(key, value, "auto or an integer >= 0")
+    return value
+
+
+def _auto_bool(cfg: DictConfig, key: str) -> bool | None:
+    value = OmegaConf.select(cfg, key, default="auto")
+    if value == "auto":
+        return None
+    if not isinstance(value, bool):
+        raise invalid_value(key, value, "auto, true or false")
     return value
 
 
@@ -246,6 +271,11 @@ def build_spec(cfg: DictConfig) -> RunSpec:
         device=_device(OmegaConf.select(cfg, "device")),
         seed=_int(cfg, "seed", minimum=0),  # type: ignore[arg-type]
         repeat=_int(cfg, "repeat", minimum=0),  # type: ignore[arg-type]
+        scheduler=_choice(cfg, "scheduler", SCHEDULERS),
+        lr_step_epochs=_int(cfg, "lr_step.epochs", minimum=1),  # type: ignore[arg-type]
+        lr_gamma=_float(cfg, "lr_step.gamma", minimum=0.0),  # type: ignore[arg-type]
+        loader_workers=_auto_int(cfg, "loader.workers"),
+        loader_pin_memory=_auto_bool(cfg, "loader.pin_memory"),
         num_threads=_int(cfg, "num_threads", minimum=1, allow_none=True),
         meter=_choice(cfg, "meter", METERS),
         inference_batches=_int(cfg, "inference.batches", minimum=1),  # type: ignore[arg-type]

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from sqlalchemy import select
 
-from sweeper.predict.estimator import TARGETS, Observation
+from sweeper.predict.estimator import TARGETS, TIME_TARGETS, Observation
 from sweeper.store import Run, Store, Sweep
+
+# A run -> its model's activations per sample (built by the caller, who has torch), or None.
+ActivationSizer = Callable[[Any], "float | None"]
 
 
 def hardware_label(run: Any) -> str:
@@ -20,12 +23,27 @@ def hardware_label(run: Any) -> str:
     return " / ".join(str(p) for p in parts if p)
 
 
-def observations_from_runs(runs: Iterable[Any], target: str = "train") -> list[Observation]:
-    """Completed runs with a positive energy per sample, MACs and parameter count."""
-    column = TARGETS[target]
+def target_value(run: Any, target: str) -> float | None:
+    """The run's value per sample for `target` (J for energy targets, s for time ones)."""
+    if target in TARGETS:
+        return getattr(run, TARGETS[target], None)
+    if target not in TIME_TARGETS:
+        raise ValueError(f"unknown target {target!r}; expected one of: "
+                         f"{', '.join([*TARGETS, *TIME_TARGETS])}")
+    duration_column, samples_column = TIME_TARGETS[target]
+    duration, samples = getattr(run, duration_column, None), getattr(run, samples_column, None)
+    if duration is None or not samples or not duration > 0:
+        return None
+    return float(duration) / float(samples)
+
+
+def observations_from_runs(
+    runs: Iterable[Any], target: str = "train", activations: ActivationSizer | None = None
+) -> list[Observation]:
+    """Completed runs with a positive value per sample, MACs and parameter count."""
     out = []
     for r in runs:
-        value = getattr(r, column, None)
+        value = target_value(r, target)
         if (
             getattr(r, "status", None) != "completed"
             or value is None or not value > 0
@@ -39,17 +57,25 @@ def observations_from_runs(runs: Iterable[Any], target: str = "train") -> list[O
             dataset=str(r.dataset), batch=int(r.batch), precision=str(r.precision),
             params=int(r.params), macs_per_sample=float(r.macs_per_sample),
             energy_per_sample_j=float(value), hardware_label=hardware_label(r),
+            activations_per_sample=None if activations is None else activations(r),
         ))
     return out
 
 
-def load_observations(
-    store: Store, target: str = "train", sweep: str | None = None
-) -> list[Observation]:
-    """Observations of every completed run in the store (or in one sweep, by name)."""
+def load_runs(store: Store, sweep: str | None = None) -> list[Run]:
+    """Every completed run in the store (or in one sweep, by name), in id order."""
     query = select(Run).where(Run.status == "completed").order_by(Run.id)
     if sweep is not None:
         query = query.join(Sweep, Run.sweep_id == Sweep.id).where(Sweep.name == sweep)
     with store.session() as session:
-        runs = list(session.scalars(query))
-    return observations_from_runs(runs, target)
+        return list(session.scalars(query))
+
+
+def load_observations(
+    store: Store,
+    target: str = "train",
+    sweep: str | None = None,
+    activations: ActivationSizer | None = None,
+) -> list[Observation]:
+    """Observations of every completed run in the store (or in one sweep, by name)."""
+    return observations_from_runs(load_runs(store, sweep), target, activations)

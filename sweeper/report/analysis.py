@@ -172,10 +172,13 @@ def guidelines(
     for fit in fits:
         if fit.loo is not None:
             out.append(
-                f"Estimating {fit.target} energy per sample from MACs, parameters, batch and "
+                f"Estimating {fit.target} energy per sample from model size, batch and "
                 f"precision on hardware {fit.hardware_id} ({fit.meter_source}): held-out "
                 f"MAPE {fit.loo.mape:.1%}, R^2 (log) {fit.loo.r2_log:.2f} over "
                 f"{fit.loo.n_configs} configurations"
+                + ("" if fit.lomo is None else
+                   f"; for a model never run (each of {fit.lomo.n_configs} models held out "
+                   f"in turn) MAPE {fit.lomo.mape:.1%}")
                 + (ESTIMATED_NOTE if fit.estimated else "")
             )
     even = inference_break_even(frame)

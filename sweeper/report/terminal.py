@@ -41,12 +41,14 @@ def print_summary(
         console.print(table)
     if fits:
         table = Table(title="Energy per sample from model size (held-out error)")
-        for column in ("target", "hardware", "meter", "configs", "MAPE", "R2 (log)"):
+        for column in ("target", "hardware", "meter", "configs", "models", "MAPE by config",
+                       "R2 (log)", "MAPE by model"):
             table.add_column(column)
         for f in fits:
             table.add_row(f.target, f.hardware_id, f.meter_source, str(f.n_configs),
-                          "-" if f.loo is None else f"{f.loo.mape:.1%}",
-                          "-" if f.loo is None else f"{f.loo.r2_log:.2f}")
+                          str(f.n_models), "-" if f.loo is None else f"{f.loo.mape:.1%}",
+                          "-" if f.loo is None else f"{f.loo.r2_log:.2f}",
+                          "-" if f.lomo is None else f"{f.lomo.mape:.1%}")
         console.print(table)
     if guidelines:
         console.print("[bold]Guidelines from the data[/bold]")

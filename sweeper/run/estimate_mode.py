@@ -1,17 +1,26 @@
-"""`mode=estimate`: the energy of a configuration that was never run, predicted from the
-completed runs in the store with sweeper.predict.estimator, and the hardware the fit came from.
+"""`mode=estimate`: the energy and time of a configuration that was never run, predicted
+from the completed runs in the store with sweeper.predict.estimator, and the hardware the
+fit came from.
 
-This is the torch side: the configuration's MACs and parameter count come from building
-its model (no training); the estimator itself never imports torch. Nothing is written to
-the store.
+This is the torch side: the configuration's MACs, parameters and activations come from
+building its model on the `meta` device (no memory, no compute, no training); the
+estimator itself never imports torch. Nothing is written to the store.
+
+In a multirun (`python -m sweeper -m +experiment=study mode=estimate`) every job predicts
+its configuration and returns it; sweeper.app.callbacks collects them into one table with
+per-configuration and total joules and hours. Fits, model sizes and data-set sizes are
+cached in the process, so a 154-configuration grid fits each target once.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import cache
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
@@ -27,6 +36,9 @@ from sweeper.run.result import JobResult
 from sweeper.store import Store
 
 log = logging.getLogger(__name__)
+
+ENERGY_TARGETS = ("train", "inference")
+TIME_TARGETS = ("train_time", "inference_time")
 
 
 @dataclass(frozen=True)
@@ -56,31 +68,80 @@ class SizedConfig:
     macs_per_sample: float
     train_samples: int  # one epoch
     hardware_id: str
+    activations_per_sample: float | None = None
+    eval_samples_per_epoch: int = 0  # the validation pass after every epoch
+    test_samples: int = 0  # the test pass at the end
 
 
-def size_config(spec: RunSpec, base_dir: str) -> SizedConfig:
-    """Build the configuration's model (no training) for its MACs and parameters."""
+def _key(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+@cache
+def _data_sizes(dataset: str, options_json: str, seed: int, base_dir: str) -> tuple:
+    """(input shape, classes, train, val, test sizes) of a data set (loaded once)."""
     from sweeper.datasets import load_dataset
-    from sweeper.energy.hardware import describe_host
-    from sweeper.models import build_model, describe_model
-    from sweeper.training.device import describe_accelerator, resolve_device
 
-    options = dict(spec.dataset_options)
+    options = json.loads(options_json)
     root = Path(str(options.pop("root", "data"))).expanduser()
     if not root.is_absolute():
         root = Path(base_dir) / root
+    data = load_dataset(dataset, root=root, seed=seed, **options)
+    return (tuple(data.input_shape), data.num_classes, len(data.train),  # type: ignore[arg-type]
+            len(data.val), len(data.test))  # type: ignore[arg-type]
+
+
+@cache
+def _model_size(model: str, options_json: str, input_shape: tuple, classes: int) -> tuple:
+    """(params, MACs, activations) per sample, from a build on the meta device."""
+    import torch
+
+    from sweeper.models import build_model, describe_model
+
+    with torch.device("meta"):
+        net = build_model(model, input_shape, classes, **json.loads(options_json))
+    info = describe_model(net, input_shape)
+    return info.params, info.macs_per_sample, info.activations_per_sample
+
+
+@cache
+def _hardware_id(device: str) -> str:
+    from sweeper.energy.hardware import describe_host
+    from sweeper.training.device import describe_accelerator, resolve_device
+
+    return describe_host(describe_accelerator(resolve_device(device))).hardware_id
+
+
+def size_config(spec: RunSpec, base_dir: str) -> SizedConfig:
+    """The configuration's model sizes and its data set's sizes; nothing trains."""
     try:
-        data = load_dataset(spec.dataset, root=root, seed=spec.seed, **options)
-        model = build_model(spec.model, data.input_shape, data.num_classes, **spec.model_options)
+        shape, classes, train, val, test = _data_sizes(
+            spec.dataset, _key(spec.dataset_options), spec.seed, base_dir)
+        params, macs, acts = _model_size(spec.model, _key(spec.model_options), shape, classes)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"invalid option for {spec.model!r}/{spec.dataset!r}: {exc}") from exc
-    info = describe_model(model, data.input_shape)
-    device = resolve_device(spec.device)
     return SizedConfig(
-        params=info.params, macs_per_sample=info.macs_per_sample,
-        train_samples=len(data.train),  # type: ignore[arg-type]
-        hardware_id=describe_host(describe_accelerator(device)).hardware_id,
+        params=params, macs_per_sample=macs, train_samples=train,
+        hardware_id=_hardware_id(spec.device), activations_per_sample=acts or None,
+        eval_samples_per_epoch=val, test_samples=test,
     )
+
+
+def run_activations(run: Any) -> float | None:
+    """A stored run's activations per sample, rebuilt from its config on the meta device
+    (the store keeps MACs and parameters, not activations)."""
+    from sweeper.config.options import data_shape
+
+    config = getattr(run, "config", None) or {}
+    model_cfg, data_cfg = dict(config.get("model") or {}), dict(config.get("dataset") or {})
+    name, dataset = model_cfg.pop("name", None), data_cfg.pop("name", None)
+    shape = data_shape(str(dataset), data_cfg) if name and dataset else None
+    if shape is None:
+        return None
+    try:
+        return _model_size(str(name), _key(model_cfg), tuple(shape[0]), shape[1])[2] or None
+    except (TypeError, ValueError, RuntimeError):  # a model this version no longer builds
+        return None
 
 
 def choose_group(
@@ -93,8 +154,9 @@ def choose_group(
     if not on_hw:
         raise ConfigError(
             f"no completed runs on hardware {hardware_id} in {store.display_url} to fit "
-            f"an estimate from; runs exist for: {listed or 'none'}. Run a sweep here first, "
-            "or pass estimate.hardware=ID to use another machine's fit"
+            f"an estimate from; runs exist for: {listed or 'none'}. Run a sweep here first "
+            "(e.g. +experiment=study_smoke), or pass estimate.hardware=ID to use another "
+            "machine's fit"
         )
     meters = Counter(o.meter_source for o in on_hw)
     chosen = meter or meters.most_common(1)[0][0]
@@ -105,87 +167,195 @@ def choose_group(
     return group
 
 
-def run_estimate(cfg: DictConfig, spec: RunSpec) -> JobResult:
-    from sweeper import energy
+_FITS: dict[tuple, dict[str, EnergyFit]] = {}
 
+
+def fitted(store: Store, options: EstimateOptions, hardware_id: str) -> dict[str, EnergyFit]:
+    """The energy and time fits of one hardware's runs (cached for the whole grid)."""
+    key = (store.display_url, options.sweep, options.meter, options.level, hardware_id)
+    if key in _FITS:
+        return _FITS[key]
+    fits: dict[str, EnergyFit] = {}
+    meter = options.meter
+    for target in ENERGY_TARGETS + TIME_TARGETS:
+        observations = load_store_observations(store, target, sweep=options.sweep,
+                                               activations=run_activations)
+        if target != "train" and not observations:
+            continue
+        group = choose_group(observations, hardware_id, meter, store)
+        meter = meter or group[0].meter_source  # time fits from the same runs' meter
+        fits[target] = fit_energy(group, target, options.level)
+    _FITS[key] = fits
+    return fits
+
+
+@dataclass(frozen=True)
+class Range:
+    """A total with its interval (None where a part had none)."""
+
+    value: float
+    low: float | None
+    high: float | None
+
+    def __add__(self, other: Range) -> Range:
+        low = None if self.low is None or other.low is None else self.low + other.low
+        high = None if self.high is None or other.high is None else self.high + other.high
+        return Range(self.value + other.value, low, high)
+
+
+ZERO = Range(0.0, 0.0, 0.0)
+
+
+def _scaled(p: Prediction | None, samples: int) -> Range:
+    if p is None or samples == 0:
+        return ZERO
+    value, low, high = p.scaled(samples)
+    return Range(value, low, high)
+
+
+@dataclass(frozen=True)
+class ConfigEstimate:
+    """One configuration's predicted joules and seconds, and how far to trust them."""
+
+    label: str
+    epochs: int
+    train_samples: int  # over all epochs
+    eval_samples: int  # validation passes and the test pass
+    inference_samples: int
+    energy_j: Range
+    duration_s: Range | None  # None where no run stored its durations
+    energy_train_j: Range
+    predictions: dict[str, Prediction]
+    params: int
+    macs_per_sample: float
+    activations_per_sample: float | None
+    co2_g: float | None = None  # of the point estimate, at the configured grid intensity
+
+    @property
+    def known_model(self) -> bool:
+        return self.predictions["train"].known_model
+
+    @property
+    def warnings(self) -> list[str]:
+        return [f"{t}: {w}" for t, p in self.predictions.items() for w in p.warnings]
+
+
+def estimate_config(cfg: DictConfig, spec: RunSpec) -> ConfigEstimate:
+    """Predict one configuration's energy and time from this hardware's fitted runs."""
     options = estimate_options(cfg)
     store = open_existing(
         spec.storage_url, "mode=estimate fits the completed runs stored there; run some first"
     )
     sized = size_config(spec, str(launch_dir()))
-    hardware_id = options.hardware or sized.hardware_id
-    fits: dict[str, EnergyFit] = {}
-    for target in ("train", "inference"):
-        observations = load_store_observations(store, target, sweep=options.sweep)
-        if target == "inference" and not observations:
-            continue
-        group = choose_group(observations, hardware_id, options.meter, store)
-        fits[target] = fit_energy(group, target, options.level)
-    query = Query(sized.macs_per_sample, sized.params, spec.batch, spec.precision)
+    fits = fitted(store, options, options.hardware or sized.hardware_id)
+    query = Query(sized.macs_per_sample, sized.params, spec.batch, spec.precision,
+                  sized.activations_per_sample)
     predictions = {t: f.predict(query) for t, f in fits.items()}
     train_samples = sized.train_samples * spec.epochs
-    inference_samples = spec.inference_batches * spec.inference_batch
-    total_j = predictions["train"].energy_per_sample_j * train_samples
-    if "inference" in predictions:
-        total_j += predictions["inference"].energy_per_sample_j * inference_samples
-    carbon = energy.carbon_intensity(spec.country, spec.region)
-    co2 = energy.co2_g(total_j, carbon.g_per_kwh, spec.pue)
-    print_estimate(spec, sized, predictions, train_samples, inference_samples, co2)
-    train = predictions["train"]
-    return JobResult(
-        status="estimate", run_id=None, sweep_id=0,
-        energy_train_j=train.energy_per_sample_j * train_samples,
-        energy_inference_j=None if "inference" not in predictions
-        else predictions["inference"].energy_per_sample_j * inference_samples,
-        energy_total_j=total_j, co2_g=co2, meter_source=train.meter_source,
-        extra={"mode": "estimate", "hardware_id": train.hardware_id,
-               "loo_mape": train.loo_mape, "params": sized.params,
-               "macs_per_sample": sized.macs_per_sample},
+    eval_samples = sized.eval_samples_per_epoch * spec.epochs + sized.test_samples
+    if spec.inference_protocol == "study":  # the test set, `passes` times (at least)
+        inference_samples = sized.test_samples * spec.inference_passes
+    else:
+        inference_samples = spec.inference_batches * spec.inference_batch
+    # Evaluation passes are forward passes: costed at the inference fit's rate per sample.
+    energy_train = _scaled(predictions["train"], train_samples)
+    energy = energy_train + _scaled(predictions.get("inference"),
+                                    eval_samples + inference_samples)
+    duration = None
+    if "train_time" in predictions:
+        duration = _scaled(predictions["train_time"], train_samples) + _scaled(
+            predictions.get("inference_time"), eval_samples + inference_samples)
+    label = f"{spec.model_label}/{spec.dataset} b{spec.batch} {spec.precision}"
+    return ConfigEstimate(
+        label=label, epochs=spec.epochs, train_samples=train_samples,
+        eval_samples=eval_samples, inference_samples=inference_samples, energy_j=energy,
+        duration_s=duration, energy_train_j=energy_train, predictions=predictions,
+        params=sized.params, macs_per_sample=sized.macs_per_sample,
+        activations_per_sample=sized.activations_per_sample,
     )
 
 
-def _interval(p: Prediction, samples: int, unit: float = 1.0) -> str:
-    _, low, high = p.scaled(samples)
-    if low is None or high is None:
+def run_estimate(cfg: DictConfig, spec: RunSpec, *, in_grid: bool = False) -> JobResult:
+    from sweeper import energy
+
+    estimate = estimate_config(cfg, spec)
+    carbon = energy.carbon_intensity(spec.country, spec.region)
+    co2 = energy.co2_g(estimate.energy_j.value, carbon.g_per_kwh, spec.pue)
+    estimate = replace(estimate, co2_g=co2)
+    if in_grid:
+        log.info("estimated %s: %.4g J", estimate.label, estimate.energy_j.value)
+    else:
+        print_estimate(spec, estimate, co2)
+    train = estimate.predictions["train"]
+    inference = estimate.predictions.get("inference")
+    return JobResult(
+        status="estimate", run_id=None, sweep_id=0,
+        energy_train_j=estimate.energy_train_j.value,
+        energy_inference_j=None if inference is None
+        else inference.energy_per_sample_j * estimate.inference_samples,
+        energy_per_inference_sample_j=None if inference is None
+        else inference.energy_per_sample_j,
+        energy_total_j=estimate.energy_j.value, co2_g=co2, meter_source=train.meter_source,
+        extra={"mode": "estimate", "hardware_id": train.hardware_id,
+               "loo_mape": train.loo_mape, "lomo_mape": train.lomo_mape,
+               "params": estimate.params, "macs_per_sample": estimate.macs_per_sample,
+               "estimate": estimate},
+    )
+
+
+def _interval(r: Range, unit: float = 1.0) -> str:
+    if r.low is None or r.high is None:
         return "-"
-    return f"{low * unit:.4g} - {high * unit:.4g}"
+    return f"{r.low * unit:.4g} - {r.high * unit:.4g}"
+
+
+def score_line(target: str, p: Prediction) -> str:
+    """Where a fit came from and both of its held-out scores."""
+    config = "-" if p.loo_mape is None else f"{p.loo_mape:.1%}"
+    model = "- (too few models)" if p.lomo_mape is None else f"{p.lomo_mape:.1%}"
+    return (f"{target} fit: hardware {p.hardware_id} ({p.hardware_label}), meter "
+            f"{p.meter_source}, {p.n_rows} runs / {p.n_configs} configurations / {p.n_models} "
+            f"models, law {p.law}; held-out MAPE: by configuration {config}, by model {model}; "
+            f"interval from {p.interval_from}")
 
 
 def print_estimate(
-    spec: RunSpec,
-    sized: SizedConfig,
-    predictions: dict[str, Prediction],
-    train_samples: int,
-    inference_samples: int,
-    co2_g: float,
-    console: Console | None = None,
+    spec: RunSpec, estimate: ConfigEstimate, co2_g: float, console: Console | None = None
 ) -> None:
-    train = predictions["train"]
+    train = estimate.predictions["train"]
     estimated = train.estimated
-    title = (f"estimate for {spec.model_label}/{spec.dataset} b{spec.batch} {spec.precision}, "
-             f"{spec.epochs} epoch(s) (not run)" + (" (estimated energy)" if estimated else ""))
+    title = (f"estimate for {estimate.label}, {spec.epochs} epoch(s) (not run)"
+             + (" (estimated energy)" if estimated else ""))
     table = Table(title=title)
     table.add_column("quantity")
     table.add_column("estimate", justify="right")
     table.add_column(f"{train.level:.0%} interval", justify="right")
-    table.add_row("E_tr per training sample", f"{train.energy_per_sample_j * 1e3:.4g} mJ",
-                  _interval(train, 1, 1e3) + " mJ")
-    table.add_row(f"E_tr, {train_samples} samples", f"{train.scaled(train_samples)[0]:.4g} J",
-                  _interval(train, train_samples) + " J")
-    inference = predictions.get("inference")
+    per = _scaled(train, 1)
+    table.add_row("E_tr per training sample", f"{per.value * 1e3:.4g} mJ",
+                  _interval(per, 1e3) + " mJ")
+    table.add_row(f"E_tr, {estimate.train_samples} samples",
+                  f"{estimate.energy_train_j.value:.4g} J",
+                  _interval(estimate.energy_train_j) + " J")
+    inference = estimate.predictions.get("inference")
     if inference is not None:
-        table.add_row("E_in per inference sample", f"{inference.energy_per_sample_j * 1e3:.4g} mJ",
-                      _interval(inference, 1, 1e3) + " mJ")
-        table.add_row(f"E_in, {inference_samples} samples",
-                      f"{inference.scaled(inference_samples)[0]:.4g} J",
-                      _interval(inference, inference_samples) + " J")
-    table.add_row("CO2 (train + inference)", f"{co2_g:.4g} g", "")
-    lines = [f"model: {sized.params:,} parameters, {sized.macs_per_sample:,.0f} MACs per sample"]
-    for target, p in predictions.items():
-        score = ("no held-out score" if p.loo_mape is None
-                 else f"held-out MAPE {p.loo_mape:.1%}, R^2 (log) {p.loo_r2_log:.2f}")
-        lines.append(f"{target} fit: hardware {p.hardware_id} ({p.hardware_label}), meter "
-                     f"{p.meter_source}, {p.n_rows} runs / {p.n_configs} configurations, {score}")
+        per = _scaled(inference, 1)
+        table.add_row("E_in per inference sample", f"{per.value * 1e3:.4g} mJ",
+                      _interval(per, 1e3) + " mJ")
+        e_in = _scaled(inference, estimate.inference_samples)
+        table.add_row(f"E_in, {estimate.inference_samples} samples", f"{e_in.value:.4g} J",
+                      _interval(e_in) + " J")
+    table.add_row(f"energy, whole run (with {estimate.eval_samples} evaluation samples)",
+                  f"{estimate.energy_j.value:.4g} J", _interval(estimate.energy_j) + " J")
+    if estimate.duration_s is not None:
+        table.add_row("time, whole run", f"{estimate.duration_s.value:.4g} s",
+                      _interval(estimate.duration_s) + " s")
+    table.add_row("CO2 (whole run)", f"{co2_g:.4g} g", "")
+    acts = estimate.activations_per_sample
+    lines = [f"model: {estimate.params:,} parameters, {estimate.macs_per_sample:,.0f} MACs per "
+             "sample" + (f", {acts:,.0f} activations per sample" if acts else "")
+             + ("" if estimate.known_model else " (a model not in the fitted runs)")]
+    for target, p in estimate.predictions.items():
+        lines.append(score_line(target, p))
         lines += [f"warning ({target}): {w}" for w in p.warnings]
     if estimated:
         lines.append("the fitted energies come from the estimate meter: relative, not measured")

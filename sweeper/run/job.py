@@ -35,7 +35,7 @@ def run_job(cfg: DictConfig) -> JobResult:
     spec = build_spec(cfg)
     mode = job_mode(cfg)
     if mode == "estimate":  # nothing runs and nothing is stored
-        return run_estimate(cfg, spec)
+        return run_estimate(cfg, spec, in_grid=_in_multirun())
     if mode == "forecast" and launch().active:
         raise ConfigError("invalid value for 'mode': 'forecast' under torchrun; profile on one "
                           "device (allowed here: train)")
@@ -74,6 +74,14 @@ def run_job(cfg: DictConfig) -> JobResult:
         return JobResult(status="skipped", run_id=exc.twin.id, sweep_id=sweep_id)
     _end_distributed_run(result)
     return result
+
+
+def _in_multirun() -> bool:
+    """Whether this job is one of a multirun (its estimate then joins the grid's table)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 def _follow(

@@ -4,7 +4,7 @@ optimizer, loaders, meters, the hardware identity, the carbon intensity."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,8 @@ from sweeper.store import Run, Store
 from sweeper.store.schema import utcnow
 from sweeper.training import distributed
 from sweeper.training.device import describe_accelerator
-from sweeper.training.loaders import make_loader, train_loader
+from sweeper.training.loaders import LoaderOptions, make_loader, resolve_loader, train_loader
+from sweeper.training.schedule import ScheduleSpec, make_scheduler
 from sweeper.training.trainer import Trainer, make_optimizer
 
 
@@ -79,12 +80,23 @@ def prepare(
     optimizer = make_optimizer(
         spec.optimizer, model.parameters(), spec.lr, spec.momentum, spec.weight_decay
     )
-    trainer = Trainer(distributed.wrap_model(model, device), optimizer, device, spec.precision)
+    scheduler = make_scheduler(
+        ScheduleSpec(spec.scheduler, spec.epochs, spec.lr_step_epochs, spec.lr_gamma), optimizer
+    )
+    trainer = Trainer(
+        distributed.wrap_model(model, device), optimizer, device, spec.precision, scheduler
+    )
+    loading = resolve_loader(LoaderOptions(spec.loader_workers, spec.loader_pin_memory), device)
+    eval_batch = max(spec.batch, 256)
+    # Read once each: worker processes kept alive for a single pass would only hold memory
+    # (the inference benchmark copies its batches to the device before it is timed).
+    once = replace(loading, workers=0)
     loaders = {
-        "train": train_loader(data.train, spec.batch, seed=spec.seed),
-        "val": make_loader(data.val, max(spec.batch, 256), shuffle=False, seed=spec.seed),
-        "test": make_loader(data.test, max(spec.batch, 256), shuffle=False, seed=spec.seed),
-        "inference": make_loader(data.test, spec.inference_batch, shuffle=False, seed=spec.seed),
+        "train": train_loader(data.train, spec.batch, seed=spec.seed, settings=loading),
+        "val": make_loader(data.val, eval_batch, shuffle=False, seed=spec.seed, settings=loading),
+        "test": make_loader(data.test, eval_batch, shuffle=False, seed=spec.seed, settings=once),
+        "inference": make_loader(data.test, spec.inference_batch, shuffle=False, seed=spec.seed,
+                                 settings=once),
     }
     gpus = distributed.measured_gpus(spec.gpus, device)  # every rank's GPU under torchrun
     meters = energy.open_meters(
@@ -93,6 +105,7 @@ def prepare(
     hardware = describe_host(describe_accelerator(device), meters.describe()).as_dict()
     hardware["meters"] = meters.describe()
     hardware["distributed"] = distributed.describe(device)
+    hardware["loader"] = {"workers": loading.workers, "pin_memory": loading.pin_memory}
     hardware["omp_wait_policy"] = wait_policy()  # spinning threads inflate CPU time
     return Prepared(
         spec=spec, store=store, sweep=sweep, sweep_id=sweep_id, device=device, trainer=trainer,

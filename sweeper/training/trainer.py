@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 
 from sweeper.training import distributed
 from sweeper.training.device import autocast_dtype
+from sweeper.training.schedule import current_lr
 
 StepHook = Callable[[int], None]  # called with the global step count after each step
 
@@ -33,6 +34,7 @@ class EpochStats:
     steps: int
     samples: int
     duration_s: float
+    lr: float = math.nan  # the learning rate this epoch trained with
 
 
 @dataclass
@@ -82,9 +84,11 @@ class Trainer:
         optimizer: torch.optim.Optimizer,
         device: torch.device,
         precision: str,
+        scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
     ) -> None:
         self.model = model.to(device)
         self.optimizer = optimizer
+        self.scheduler = scheduler  # stepped once at the end of every training epoch
         self.device = device
         self.precision = precision
         self.scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
@@ -99,6 +103,7 @@ class Trainer:
     ) -> EpochStats:
         self.model.train()
         start = time.perf_counter()
+        lr = current_lr(self.optimizer)
         total_loss = correct = samples = steps = 0
         for inputs, targets in loader:
             inputs = inputs.to(self.device, non_blocking=True)
@@ -130,12 +135,16 @@ class Trainer:
             if progress is not None:
                 progress()
         _sync(self.device)
+        duration_s = time.perf_counter() - start
+        if self.scheduler is not None:
+            self.scheduler.step()
         stats = EpochStats(
             loss=total_loss / max(samples, 1),
             accuracy=correct / max(samples, 1),
             steps=steps,
             samples=samples,
-            duration_s=time.perf_counter() - start,
+            duration_s=duration_s,
+            lr=lr,
         )
         return distributed.reduce_epoch(stats, self.device)  # all ranks' samples under DDP
 
