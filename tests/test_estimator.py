@@ -9,18 +9,12 @@ import sys
 import numpy as np
 import pytest
 
-from sweeper.predict import estimator
-from sweeper.predict.estimator import (
-    MixedHardwareError,
-    Observation,
-    Query,
-    fit_by_hardware,
-    fit_energy,
-    fit_loglinear,
-    in_sample_predictions,
-    leave_one_config_out,
-)
+from sweeper.predict import estimator, heldout, laws
+from sweeper.predict.estimator import fit_by_hardware, fit_energy
+from sweeper.predict.heldout import in_sample_predictions, leave_one_config_out
+from sweeper.predict.laws import fit_loglinear
 from sweeper.predict.observations import load_observations
+from sweeper.predict.types import MixedHardwareError, Observation, Query
 from sweeper.store import Run, Sweep, open_store
 
 # ln E = B0 + B_MACS ln MACs + B_PARAMS ln params + B_BATCH ln batch + C_BF16 [bf16]
@@ -241,7 +235,7 @@ def test_leave_one_model_out_holds_out_every_batch_size_of_a_model() -> None:
     # A held-out model is predicted by a fit of the other five: redo one fold by hand.
     held = rows[0].model_key
     kept = [o for o in rows if o.model_key != held]
-    law, _ = estimator.choose_law(kept)
+    law, _ = heldout.choose_law(kept)
     first = [i for i, o in enumerate(rows) if o.model_key == held]
     for i in first:
         q = Query(rows[i].macs_per_sample, rows[i].params, rows[i].batch, "fp32",
@@ -275,7 +269,7 @@ def test_the_free_log_linear_law_is_beaten_where_it_is_wrong() -> None:
     """On the additive truth the log-linear law's leave-one-model-out error is several times
     the chosen law's: the comparison the selection makes, measured held out."""
     rows = zoo(10, noise=0.02)
-    loglinear = estimator.leave_one_model_out(rows, lambda obs: fit_loglinear(obs))
+    loglinear = heldout.leave_one_model_out(rows, lambda obs: fit_loglinear(obs))
     chosen = fit_energy(rows).lomo
     assert loglinear is not None and chosen is not None
     assert loglinear.mape > 2 * chosen.mape
@@ -299,7 +293,7 @@ def test_nonnegative_least_squares_keeps_every_coefficient_at_or_above_zero() ->
     b = a @ np.array([2.0, -1.0, 0.5]) + rng.normal(0, 0.01, 40)
     unconstrained = np.linalg.lstsq(a, b, rcond=None)[0]
     assert unconstrained[1] < 0
-    x = estimator.nonnegative_lstsq(a * [1e9, 1.0, 1e-3], b)
+    x = laws.nonnegative_lstsq(a * [1e9, 1.0, 1e-3], b)
     assert np.all(x >= 0) and x[1] == 0.0
     # Optimal: no feasible small step lowers the residual (KKT: gradient >= 0 where x = 0).
     gradient = (a * [1e9, 1.0, 1e-3]).T @ ((a * [1e9, 1.0, 1e-3]) @ x - b)

@@ -201,7 +201,7 @@ def test_estimate_mode_predicts_a_config_never_run(tmp_path: Path) -> None:
 
 def test_estimate_refuses_other_hardware_and_meters(tmp_path: Path) -> None:
     from sweeper.errors import ConfigError
-    from sweeper.predict.estimator import Observation
+    from sweeper.predict.types import Observation
     from sweeper.run.estimate_mode import choose_group
 
     store = open_store(f"sqlite:///{tmp_path / 'x.db'}")

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from sweeper.predict.estimator import TARGETS, TIME_TARGETS, Observation
+from sweeper.predict.types import TARGETS, TIME_TARGETS, Observation
 from sweeper.store import Run, Store, Sweep
 
 # A run -> its model's activations per sample (built by the caller, who has torch), or None.

@@ -30,8 +30,9 @@ from rich.table import Table
 from sweeper.config.spec import RunSpec
 from sweeper.config.storage import launch_dir, open_existing
 from sweeper.errors import ConfigError
-from sweeper.predict.estimator import EnergyFit, Observation, Prediction, Query, fit_energy
+from sweeper.predict.estimator import EnergyFit, Prediction, fit_energy
 from sweeper.predict.observations import load_observations as load_store_observations
+from sweeper.predict.types import Observation, Query
 from sweeper.run.result import JobResult
 from sweeper.store import Store
 

@@ -2,7 +2,7 @@
 
 Each configuration's training energy is predicted before it runs (FrontierEnergy: the
 measured energy of a configuration that differs only in what does not change energy,
-else sweeper.estimator's log-linear fit on MACs, parameters, batch and precision, else a
+else sweeper.predict.estimator's log-linear fit on MACs, parameters, batch and precision, else a
 MACs x samples proxy); its validation accuracy is predicted with an uncertainty
 (AccuracyModel: Bayesian linear regression of logit accuracy on the parameter values and
 their pairs). The next trial is the configuration with the largest expected
@@ -41,7 +41,8 @@ from optuna.samplers import BaseSampler
 from optuna.trial import FrozenTrial, TrialState
 
 from sweeper.errors import ConfigError
-from sweeper.predict.estimator import Observation, Query, fit_loglinear
+from sweeper.predict.laws import fit_loglinear
+from sweeper.predict.types import Observation, Query
 from sweeper.search.study import TrialLimit
 
 FRONTIER_LIMIT_ATTR = "frontier_limit_j"  # the trial's training-energy limit (J)
@@ -110,7 +111,7 @@ def _key(params: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
 
 @dataclass(frozen=True)
 class SizedParams:
-    """What the energy estimate needs about one configuration (sweeper.estimator.Query
+    """What the energy estimate needs about one configuration (sweeper.predict.estimator.Query
     plus how many training samples the run processes over all its epochs)."""
 
     macs_per_sample: float

@@ -12,8 +12,8 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from sweeper.predict.estimator import Observation
 from sweeper.predict.observations import load_observations
+from sweeper.predict.types import Observation
 from sweeper.search.frontier import FrontierEnergy, FrontierSampler, SizedParams
 from sweeper.search.samplers import SearchContext
 from sweeper.search.space import SearchSpace
