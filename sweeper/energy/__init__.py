@@ -13,9 +13,10 @@ from sweeper.energy.carbon import (
 )
 from sweeper.energy.cpu_name import cpu_model_name
 from sweeper.energy.estimate import MEMORY_W_PER_GIB, EstimateMeter
+from sweeper.energy.labels import source_label
 from sweeper.energy.nvml import GpuStats, NvmlMeter
 from sweeper.energy.rapl import RaplMeter, counter_delta_uj
-from sweeper.energy.sampler import EnergySampler, PhaseHandle, source_label
+from sweeper.energy.sampler import EnergySampler, PhaseHandle
 from sweeper.energy.select import CHOICES, MeterSet, open_meters
 from sweeper.energy.tdp import CODECARBON_DEFAULT_TDP_W, TdpLookup, lookup_cpu_tdp_w
 from sweeper.energy.types import (

@@ -34,21 +34,11 @@ from dataclasses import dataclass, field
 
 import psutil
 
+from sweeper.energy.labels import describe_meters, source_label
 from sweeper.energy.refresh import BoundaryEnergy
-from sweeper.energy.types import SOURCES, DomainReading, EnergySummary, Meter, PhaseEnergy, Sample
+from sweeper.energy.types import DomainReading, EnergySummary, Meter, PhaseEnergy, Sample
 
 log = logging.getLogger(__name__)
-
-
-def source_label(sources: Iterable[str]) -> str:
-    """Combined label such as ``"nvml+rapl"`` or ``"nvml+estimate"``.
-
-    Every source that contributed is named, in the fixed order of SOURCES, so an estimate can
-    never hide behind a measured source. ``"none"`` when nothing was measured.
-    """
-    present = set(sources)
-    ordered = [s for s in SOURCES if s in present] + sorted(present - set(SOURCES))
-    return "+".join(ordered) if ordered else "none"
 
 
 def next_poll_s(scheduled_s: float, now_s: float, period_s: float) -> float:
@@ -62,29 +52,6 @@ def next_poll_s(scheduled_s: float, now_s: float, period_s: float) -> float:
     if next_s - now_s < 0.5 * period_s:
         next_s = now_s + period_s
     return next_s
-
-
-def describe_meters(meters: Iterable[Meter], problems: list[str] | None = None) -> dict[str, str]:
-    """Every meter's describe(), keys prefixed by its source ("nvml.gpu:0.name").
-
-    A second meter of the same source gets "rapl#2." so nothing is overwritten; a meter whose
-    describe() raises is reported in ``problems`` (or re-raised when that is None).
-    """
-    out: dict[str, str] = {}
-    seen: dict[str, int] = {}
-    for meter in meters:
-        seen[meter.source] = seen.get(meter.source, 0) + 1
-        n = seen[meter.source]
-        prefix = meter.source if n == 1 else f"{meter.source}#{n}"
-        try:
-            desc = meter.describe()
-        except Exception as e:
-            if problems is None:
-                raise
-            problems.append(f"{prefix} describe() failed: {type(e).__name__}: {e}")
-            continue
-        out.update({f"{prefix}.{k}": v for k, v in desc.items()})
-    return out
 
 
 @dataclass

@@ -19,9 +19,9 @@ from types import ModuleType
 from typing import Any
 
 from sweeper.energy.estimate import EstimateMeter
+from sweeper.energy.labels import describe_meters, source_label
 from sweeper.energy.nvml import NvmlMeter
 from sweeper.energy.rapl import DEFAULT_POWERCAP_ROOT, RaplMeter
-from sweeper.energy.sampler import describe_meters, source_label
 from sweeper.energy.types import SOURCES, Meter
 from sweeper.errors import MeterUnavailable
 
