@@ -32,11 +32,10 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
-import psutil
-
 from sweeper.energy.labels import describe_meters, source_label
 from sweeper.energy.refresh import BoundaryEnergy
 from sweeper.energy.types import DomainReading, EnergySummary, Meter, PhaseEnergy, Sample
+from sweeper.energy.utilisation import ProcessCpu, Utilisation
 
 log = logging.getLogger(__name__)
 
@@ -70,32 +69,6 @@ class _Failures:
 
 
 @dataclass
-class _Utilisation:
-    """Running aggregate of stats() over a phase: mean of ``*_pct`` keys, max of the others
-    (memory in use matters at its peak, since that is what decides whether a run fits)."""
-
-    sums: dict[str, float] = field(default_factory=dict)
-    counts: dict[str, int] = field(default_factory=dict)
-    peaks: dict[str, float] = field(default_factory=dict)
-
-    def add(self, stats: dict[str, float]) -> None:
-        for key, value in stats.items():
-            v = float(value)
-            if not math.isfinite(v):
-                continue
-            if key.endswith("_pct"):
-                self.sums[key] = self.sums.get(key, 0.0) + v
-                self.counts[key] = self.counts.get(key, 0) + 1
-            else:
-                self.peaks[key] = max(self.peaks.get(key, v), v)
-
-    def result(self) -> dict[str, float]:
-        out = {k: self.sums[k] / self.counts[k] for k in self.sums}
-        out.update(self.peaks)
-        return dict(sorted(out.items()))
-
-
-@dataclass
 class _Boundary:
     """A boundary reading; each domain's energy is settled when its meter can say."""
 
@@ -116,7 +89,7 @@ class _OpenPhase:
     t_s: float
     start: _Boundary
     cpu_mark: tuple[float, float] | None = None  # (clock, process CPU seconds) at the start
-    util: _Utilisation = field(default_factory=_Utilisation)
+    util: Utilisation = field(default_factory=Utilisation)
 
 
 @dataclass
@@ -191,8 +164,7 @@ class EnergySampler:
         self._peak_power_w: float | None = None
         self._hardware: dict[str, str] = {}
         self._thread_cpu_s = 0.0
-        self._proc = psutil.Process()
-        self._n_cores = psutil.cpu_count(logical=True) or 1
+        self._cpu = ProcessCpu(clock)
 
         self._open_phase: _OpenPhase | None = None
         self.phases: list[PhaseEnergy] = []
@@ -283,22 +255,6 @@ class EnergySampler:
                     f.first = f"{type(e).__name__}: {e}"
                     src = self._meters[i].source
                     log.warning("%s stats() failed (%s); utilisation may be missing", src, f.first)
-
-    def _cpu_mark(self) -> tuple[float, float] | None:
-        """(clock, CPU seconds of this process and its reaped children), or None if unreadable."""
-        try:
-            t = self._proc.cpu_times()
-        except psutil.Error:
-            return None
-        return self._clock(), t.user + t.system + t.children_user + t.children_system
-
-    def _cpu_util_pct(self, start: tuple[float, float] | None) -> float | None:
-        """Share of all logical cores the process kept busy since ``start``, in percent."""
-        end = self._cpu_mark()
-        if start is None or end is None or end[0] <= start[0]:
-            return None
-        pct = 100.0 * (end[1] - start[1]) / ((end[0] - start[0]) * self._n_cores)
-        return min(100.0, max(0.0, pct))
 
     def _flush(self) -> None:
         """Hand buffered samples to on_samples, outside the lock so phases never wait on it."""
@@ -513,7 +469,7 @@ class EnergySampler:
             if self._open_phase is not None:
                 p = self._open_phase
                 raise RuntimeError(f"phase {p.kind}[{p.index}] is still open; end it first")
-            cpu_mark = self._cpu_mark()
+            cpu_mark = self._cpu.mark()
             t_s, boundary = self._boundary_locked(f"begin {kind}[{index}]")
             self._open_phase = _OpenPhase(kind, index, t_s, boundary, cpu_mark)
 
@@ -531,7 +487,7 @@ class EnergySampler:
             t_s, end = self._boundary_locked(f"end {p.kind}[{p.index}]")
             self._open_phase = None
             utilisation = p.util.result()
-            cpu_pct = self._cpu_util_pct(p.cpu_mark)
+            cpu_pct = self._cpu.util_pct(p.cpu_mark)
             if cpu_pct is not None:
                 utilisation["process.cpu_util_pct"] = cpu_pct
             sources = {d: self._sources[d] for d in end.read_j}
