@@ -32,8 +32,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
+from sweeper.energy.boundary import Boundary, BoundaryFigures
 from sweeper.energy.labels import describe_meters, source_label
-from sweeper.energy.refresh import BoundaryEnergy
 from sweeper.energy.types import DomainReading, EnergySummary, Meter, PhaseEnergy, Sample
 from sweeper.energy.utilisation import ProcessCpu, Utilisation
 
@@ -69,25 +69,11 @@ class _Failures:
 
 
 @dataclass
-class _Boundary:
-    """A boundary reading; each domain's energy is settled when its meter can say."""
-
-    t_abs: float  # clock time of the read (the middle of it)
-    read_j: dict[str, float]  # domain -> energy since the baseline, as read
-    # domain -> (energy since the baseline, uncertainty or None = from the read, method)
-    settled: dict[str, tuple[float, float | None, str]] = field(default_factory=dict)
-
-    @property
-    def done(self) -> bool:
-        return len(self.settled) == len(self.read_j)
-
-
-@dataclass
 class _OpenPhase:
     kind: str
     index: int
     t_s: float
-    start: _Boundary
+    start: Boundary
     cpu_mark: tuple[float, float] | None = None  # (clock, process CPU seconds) at the start
     util: Utilisation = field(default_factory=Utilisation)
 
@@ -95,8 +81,8 @@ class _OpenPhase:
 @dataclass
 class _Pending:
     result: PhaseEnergy
-    start: _Boundary
-    end: _Boundary
+    start: Boundary
+    end: Boundary
 
 
 class EnergySampler:
@@ -171,7 +157,10 @@ class EnergySampler:
         self._pending: list[_Pending] = []
         self._domain_meter: dict[str, int] = {}
         self._max_power: dict[str, tuple[float, str]] = {}
-        self._run_start: _Boundary | None = None
+        self._run_start: Boundary | None = None
+        self._bounds = BoundaryFigures(
+            self._meters, self._domain_meter, self._baseline_j, self._max_power
+        )
         self._next_poll_s = 0.0
 
     # ----------------------------------------------------------------- readings
@@ -317,115 +306,20 @@ class EnergySampler:
 
     # ----------------------------------------------------------------- boundaries
 
-    def _boundary_locked(self, context: str) -> tuple[float, _Boundary]:
+    def _boundary_locked(self, context: str) -> tuple[float, Boundary]:
         t_s, values, _ = self._read_locked(context)
-        boundary = _Boundary(self._t0 + t_s, {d: r.energy_j for d, r in values.items()})
-        self._settle_boundary(boundary, final=False)
+        boundary = Boundary(self._t0 + t_s, {d: r.energy_j for d, r in values.items()})
+        self._bounds.settle(boundary, final=False)
         return t_s, boundary
-
-    def _settle_boundary(self, b: _Boundary, final: bool) -> bool:
-        """Settle each domain of ``b`` its meter can settle now; True when all are."""
-        for domain, read_j in b.read_j.items():
-            if domain in b.settled:
-                continue
-            meter = self._meters[self._domain_meter[domain]]
-            resolve = getattr(meter, "resolve", None)
-            got: BoundaryEnergy | None = None
-            never = resolve is None
-            if resolve is not None:
-                try:
-                    got = resolve(domain, b.t_abs, final)
-                except Exception:  # LookupError: never interpolable; any other: don't trust
-                    never = True
-            if got is not None:
-                energy_j = got.energy_j - self._baseline_j[domain]
-                b.settled[domain] = (energy_j, got.uncertainty_j, got.method)
-            elif never or final:
-                b.settled[domain] = (read_j, None, "read")
-        return b.done
 
     def _settle_locked(self, final: bool) -> None:
         """Finish every pending phase whose boundaries are settled (all of them at final)."""
         while self._pending:
             p = self._pending[0]
-            if not (self._settle_boundary(p.start, final) & self._settle_boundary(p.end, final)):
+            if not (self._bounds.settle(p.start, final) & self._bounds.settle(p.end, final)):
                 return  # phases finish in order
             self._pending.pop(0)
-            self._fill(p.result, p.start, p.end, final=True)
-
-    def _read_uncertainty_j(self, domain: str, power_w: float) -> float:
-        fn = getattr(self._meters[self._domain_meter[domain]], "boundary_uncertainty_j", None)
-        try:
-            return float(fn(domain, power_w)) if fn is not None else 0.0
-        except Exception:
-            return 0.0
-
-    def _relative_uncertainty(self, domain: str) -> float:
-        fn = getattr(self._meters[self._domain_meter[domain]], "relative_uncertainty", None)
-        try:
-            return float(fn(domain)) if fn is not None else 0.0
-        except Exception:
-            return 0.0
-
-    def _figures(
-        self, start: _Boundary, end: _Boundary, duration_s: float, settled: bool
-    ) -> tuple[dict[str, float], dict[str, float], dict[str, str]]:
-        """Energy, uncertainty and method per domain between two boundaries; from the reads
-        alone unless ``settled``."""
-        by_domain: dict[str, float] = {}
-        unc: dict[str, float] = {}
-        methods: dict[str, str] = {}
-        for domain, end_read in end.read_j.items():
-            e1, u1, m1 = (
-                end.settled[domain] if settled and domain in end.settled
-                else (end_read, None, "read")
-            )
-            start_read = start.read_j.get(domain, 0.0)
-            e0, u0, m0 = (
-                start.settled[domain] if settled and domain in start.settled
-                else (start_read, None, "read")
-            )
-            energy_j = e1 - e0
-            power_w = energy_j / duration_s if duration_s > 0 else 0.0
-            unc[domain] = sum(
-                u if u is not None else self._read_uncertainty_j(domain, power_w)
-                for u in (u0, u1)
-            ) + self._relative_uncertainty(domain) * abs(energy_j)
-            by_domain[domain] = energy_j
-            methods[domain] = "interpolated" if m0 == m1 == "interpolated" else "read"
-        return by_domain, unc, methods
-
-    def _fill(self, result: PhaseEnergy, start: _Boundary, end: _Boundary, final: bool) -> None:
-        by_domain, unc, methods = self._figures(start, end, result.duration_s, settled=final)
-        result.by_domain = by_domain
-        result.energy_j = sum(by_domain.values())
-        result.uncertainty_by_domain = unc
-        result.energy_uncertainty_j = sum(unc.values())
-        result.methods = methods
-        result.flag = self._impossible(by_domain, unc, result.duration_s)
-        result.final = final
-
-    def _impossible(
-        self, by_domain: dict[str, float], unc: dict[str, float], duration_s: float
-    ) -> str | None:
-        """Why a phase's figure cannot be a measurement, or None when it can be."""
-        energy_j, unc_j = sum(by_domain.values()), sum(unc.values())
-        if energy_j + unc_j < 0:
-            return f"negative energy ({energy_j:.3g} J +- {unc_j:.2g} J): a counter went back"
-        bounded = [d for d in by_domain if d in self._max_power]
-        if duration_s <= 0 or not bounded:
-            return None
-        cap_w = sum(self._max_power[d][0] for d in bounded)
-        e_j = sum(by_domain[d] for d in bounded)
-        u_j = sum(unc[d] for d in bounded)
-        if (e_j - u_j) / duration_s <= cap_w:
-            return None
-        why = "; ".join(f"{d}: {self._max_power[d][1]}" for d in bounded)
-        return (
-            f"mean power {e_j / duration_s:.0f} W (+- {u_j / duration_s:.0f} W) of "
-            f"{', '.join(bounded)} over {1000 * duration_s:.0f} ms exceeds the {cap_w:.0f} W "
-            f"they can draw ({why}); not a measurement"
-        )
+            self._bounds.fill(p.result, p.start, p.end, final=True)
 
     # ----------------------------------------------------------------- public API
 
@@ -501,7 +395,7 @@ class EnergySampler:
                 source=source_label(sources.values()),
                 utilisation=utilisation,
             )
-            self._fill(result, p.start, end, final=False)  # from the reads, for now
+            self._bounds.fill(result, p.start, end, final=False)  # from the reads, for now
             self._pending.append(_Pending(result, p.start, end))
             self._settle_locked(final=False)
             self.phases.append(result)
@@ -571,16 +465,16 @@ class EnergySampler:
             self._end_phase()
         with self._lock:
             t_s, values = self._poll_locked("stop")
-            end = _Boundary(self._t0 + t_s, {d: r.energy_j for d, r in values.items()})
+            end = Boundary(self._t0 + t_s, {d: r.energy_j for d, r in values.items()})
         self._wait_for_refreshes(end)
         if self._watchers:  # what they learned since start, e.g. NVML's refresh period
             self._hardware.update(describe_meters(self._watchers, self._extra_warnings))
         with self._lock:
             self._settle_locked(final=True)
-            start = self._run_start or _Boundary(self._t0, {})
-            self._settle_boundary(start, final=True)
-            self._settle_boundary(end, final=True)
-            by_domain, unc, _ = self._figures(start, end, t_s, settled=True)
+            start = self._run_start or Boundary(self._t0, {})
+            self._bounds.settle(start, final=True)
+            self._bounds.settle(end, final=True)
+            by_domain, unc, _ = self._bounds.figures(start, end, t_s, settled=True)
         self._flush()
         energy_j = sum(by_domain.values())
         self._summary = EnergySummary(
@@ -597,7 +491,7 @@ class EnergySampler:
         )
         return self._summary
 
-    def _wait_for_refreshes(self, end: _Boundary) -> None:
+    def _wait_for_refreshes(self, end: Boundary) -> None:
         """At stop, keep watching slow counters until the refreshes after the last boundaries
         are seen: at most a few refresh periods, once per run (not with a simulated clock)."""
         if not self._background or not self._watchers:
@@ -607,7 +501,7 @@ class EnergySampler:
         while True:
             with self._lock:
                 self._settle_locked(final=False)
-                done = not self._pending and self._settle_boundary(end, final=False)
+                done = not self._pending and self._bounds.settle(end, final=False)
                 wake_s = self._watch_locked(self._clock())
             now = self._clock()
             if done or now >= deadline:

@@ -1,0 +1,144 @@
+"""A phase's energy between two boundary readings.
+
+Each domain's boundary is settled by its meter when the meter can say (interpolated between
+the counter refreshes on either side), else taken as read; the figure carries an uncertainty
+in joules, and one whose mean power exceeds what its devices can draw is flagged rather than
+passed on as a measurement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from sweeper.energy.refresh import BoundaryEnergy
+from sweeper.energy.types import Meter, PhaseEnergy
+
+
+@dataclass
+class Boundary:
+    """A boundary reading; each domain's energy is settled when its meter can say."""
+
+    t_abs: float  # clock time of the read (the middle of it)
+    read_j: dict[str, float]  # domain -> energy since the baseline, as read
+    # domain -> (energy since the baseline, uncertainty or None = from the read, method)
+    settled: dict[str, tuple[float, float | None, str]] = field(default_factory=dict)
+
+    @property
+    def done(self) -> bool:
+        return len(self.settled) == len(self.read_j)
+
+
+class BoundaryFigures:
+    """Settles boundaries and turns two of them into a phase's figures.
+
+    It shares the sampler's maps, which the sampler fills as it reads and this only reads:
+    which meter reads each domain, each domain's baseline energy, and the most power each
+    domain can draw (watts, and why)."""
+
+    def __init__(
+        self,
+        meters: Sequence[Meter],
+        domain_meter: dict[str, int],
+        baseline_j: dict[str, float],
+        max_power: dict[str, tuple[float, str]],
+    ) -> None:
+        self._meters = meters
+        self._domain_meter = domain_meter
+        self._baseline_j = baseline_j
+        self._max_power = max_power
+
+    def settle(self, b: Boundary, final: bool) -> bool:
+        """Settle each domain of ``b`` its meter can settle now; True when all are."""
+        for domain, read_j in b.read_j.items():
+            if domain in b.settled:
+                continue
+            meter = self._meters[self._domain_meter[domain]]
+            resolve = getattr(meter, "resolve", None)
+            got: BoundaryEnergy | None = None
+            never = resolve is None
+            if resolve is not None:
+                try:
+                    got = resolve(domain, b.t_abs, final)
+                except Exception:  # LookupError: never interpolable; any other: don't trust
+                    never = True
+            if got is not None:
+                energy_j = got.energy_j - self._baseline_j[domain]
+                b.settled[domain] = (energy_j, got.uncertainty_j, got.method)
+            elif never or final:
+                b.settled[domain] = (read_j, None, "read")
+        return b.done
+
+    def _read_uncertainty_j(self, domain: str, power_w: float) -> float:
+        fn = getattr(self._meters[self._domain_meter[domain]], "boundary_uncertainty_j", None)
+        try:
+            return float(fn(domain, power_w)) if fn is not None else 0.0
+        except Exception:
+            return 0.0
+
+    def _relative_uncertainty(self, domain: str) -> float:
+        fn = getattr(self._meters[self._domain_meter[domain]], "relative_uncertainty", None)
+        try:
+            return float(fn(domain)) if fn is not None else 0.0
+        except Exception:
+            return 0.0
+
+    def figures(
+        self, start: Boundary, end: Boundary, duration_s: float, settled: bool
+    ) -> tuple[dict[str, float], dict[str, float], dict[str, str]]:
+        """Energy, uncertainty and method per domain between two boundaries; from the reads
+        alone unless ``settled``."""
+        by_domain: dict[str, float] = {}
+        unc: dict[str, float] = {}
+        methods: dict[str, str] = {}
+        for domain, end_read in end.read_j.items():
+            e1, u1, m1 = (
+                end.settled[domain] if settled and domain in end.settled
+                else (end_read, None, "read")
+            )
+            start_read = start.read_j.get(domain, 0.0)
+            e0, u0, m0 = (
+                start.settled[domain] if settled and domain in start.settled
+                else (start_read, None, "read")
+            )
+            energy_j = e1 - e0
+            power_w = energy_j / duration_s if duration_s > 0 else 0.0
+            unc[domain] = sum(
+                u if u is not None else self._read_uncertainty_j(domain, power_w)
+                for u in (u0, u1)
+            ) + self._relative_uncertainty(domain) * abs(energy_j)
+            by_domain[domain] = energy_j
+            methods[domain] = "interpolated" if m0 == m1 == "interpolated" else "read"
+        return by_domain, unc, methods
+
+    def fill(self, result: PhaseEnergy, start: Boundary, end: Boundary, final: bool) -> None:
+        by_domain, unc, methods = self.figures(start, end, result.duration_s, settled=final)
+        result.by_domain = by_domain
+        result.energy_j = sum(by_domain.values())
+        result.uncertainty_by_domain = unc
+        result.energy_uncertainty_j = sum(unc.values())
+        result.methods = methods
+        result.flag = self.impossible(by_domain, unc, result.duration_s)
+        result.final = final
+
+    def impossible(
+        self, by_domain: dict[str, float], unc: dict[str, float], duration_s: float
+    ) -> str | None:
+        """Why a phase's figure cannot be a measurement, or None when it can be."""
+        energy_j, unc_j = sum(by_domain.values()), sum(unc.values())
+        if energy_j + unc_j < 0:
+            return f"negative energy ({energy_j:.3g} J +- {unc_j:.2g} J): a counter went back"
+        bounded = [d for d in by_domain if d in self._max_power]
+        if duration_s <= 0 or not bounded:
+            return None
+        cap_w = sum(self._max_power[d][0] for d in bounded)
+        e_j = sum(by_domain[d] for d in bounded)
+        u_j = sum(unc[d] for d in bounded)
+        if (e_j - u_j) / duration_s <= cap_w:
+            return None
+        why = "; ".join(f"{d}: {self._max_power[d][1]}" for d in bounded)
+        return (
+            f"mean power {e_j / duration_s:.0f} W (+- {u_j / duration_s:.0f} W) of "
+            f"{', '.join(bounded)} over {1000 * duration_s:.0f} ms exceeds the {cap_w:.0f} W "
+            f"they can draw ({why}); not a measurement"
+        )
