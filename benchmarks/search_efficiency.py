@@ -62,12 +62,8 @@ from search_grid import (  # noqa: E402
 
 from sweeper.energy.cpu_name import cpu_model_name  # noqa: E402
 from sweeper.energy.tdp import lookup_cpu_tdp_w  # noqa: E402
-from sweeper.search.frontier import (  # noqa: E402
-    FRONTIER_LIMIT_ATTR,
-    FrontierEnergy,
-    FrontierSampler,
-    SizedParams,
-)
+from sweeper.search.frontier import FRONTIER_LIMIT_ATTR, FrontierSampler  # noqa: E402
+from sweeper.search.frontier_energy import FrontierEnergy, SizedParams  # noqa: E402
 from sweeper.search.samplers import make_sampler  # noqa: E402
 from sweeper.search.settings import settings_from  # noqa: E402
 from sweeper.search.study import SPENT_ATTR, trial_energy_limit  # noqa: E402

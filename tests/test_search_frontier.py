@@ -17,16 +17,14 @@ from optuna.trial import TrialState, create_trial
 from sweeper.errors import ConfigError
 from sweeper.search.frontier import (
     FRONTIER_LIMIT_ATTR,
-    AccuracyModel,
-    FrontierEnergy,
     FrontierSampler,
-    SizedParams,
     candidates,
-    gain,
-    hypervolume,
     sampler_stop_reason,
     tighter_limit,
 )
+from sweeper.search.frontier_accuracy import AccuracyModel
+from sweeper.search.frontier_energy import FrontierEnergy, SizedParams
+from sweeper.search.hypervolume import gain, hypervolume
 from sweeper.search.samplers import make_sampler
 from sweeper.search.settings import settings_from
 from sweeper.search.study import TrialLimit

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any
@@ -41,8 +41,9 @@ from optuna.samplers import BaseSampler
 from optuna.trial import FrozenTrial, TrialState
 
 from sweeper.errors import ConfigError
-from sweeper.predict.laws import fit_loglinear
-from sweeper.predict.types import Observation, Query
+from sweeper.search.frontier_accuracy import AccuracyModel, sigmoid
+from sweeper.search.frontier_energy import FrontierEnergy, params_key
+from sweeper.search.hypervolume import gain, hypervolume, pareto_front
 from sweeper.search.study import TrialLimit
 
 FRONTIER_LIMIT_ATTR = "frontier_limit_j"  # the trial's training-energy limit (J)
@@ -50,8 +51,6 @@ PREDICTED_ATTR = "frontier_predicted_energy_train_j"
 OPTIMISTIC_ATTR = "frontier_optimistic_accuracy"
 ENERGY_ATTR = "energy_train_j"
 FORECAST_ATTR = "forecast_energy_train_j"
-MIN_CONFIGS_FOR_FIT = 4
-MIN_MODELS_FOR_FIT = 3
 MAX_CANDIDATES = 20_000
 _QUANTILES = 32
 
@@ -100,185 +99,6 @@ def _spaced(low: float, high: float, points: int, log: bool) -> list[float]:
     if log:
         return list(np.exp(np.linspace(math.log(low), math.log(high), points)))
     return list(np.linspace(low, high, points))
-
-
-def _key(params: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
-    return tuple(sorted((k, repr(v)) for k, v in params.items()))
-
-
-# --- energy ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SizedParams:
-    """What the energy estimate needs about one configuration (sweeper.predict.estimator.Query
-    plus how many training samples the run processes over all its epochs)."""
-
-    macs_per_sample: float
-    params: int
-    batch: int
-    precision: str
-    train_samples: int
-
-    @property
-    def query(self) -> Query:
-        return Query(self.macs_per_sample, self.params, self.batch, self.precision)
-
-
-Describe = Callable[[Mapping[str, Any]], SizedParams]
-
-
-class FrontierEnergy:
-    """Predicted training energy (J) of a configuration, from what has been measured.
-
-    In order of trust: the measured energy of configurations with the same size (they
-    differ only in, say, the learning rate, which does not change the work done); the
-    estimator's log-linear fit once MIN_CONFIGS_FOR_FIT sizes of MIN_MODELS_FOR_FIT models
-    are measured (prior observations, such as earlier runs on this machine, count); the
-    MACs x samples proxy scaled by the measurements so far (relative until something is
-    measured; proportional to MACs, it overrates larger models, which only delays them).
-    """
-
-    def __init__(self, describe: Describe, prior: Sequence[Observation] = ()) -> None:
-        self.describe = describe
-        self.prior = list(prior)
-        self._sizes: dict[tuple[Any, ...], SizedParams] = {}
-        self._measured: dict[SizedParams, list[float]] = {}
-        self._fit: Any = None
-
-    def size(self, params: Mapping[str, Any]) -> SizedParams:
-        key = _key(params)
-        if key not in self._sizes:
-            self._sizes[key] = self.describe(params)
-        return self._sizes[key]
-
-    def observe(self, measured: Sequence[tuple[Mapping[str, Any], float]]) -> None:
-        """Measured (or forecast) training energies of the study's trials so far."""
-        self._measured = {}
-        for params, energy_j in measured:
-            if energy_j > 0 and math.isfinite(energy_j):
-                self._measured.setdefault(self.size(params), []).append(energy_j)
-        observations = [*self.prior, *(
-            Observation(run_id=-1, hardware_id="", meter_source="", model=repr(s), dataset="",
-                        batch=s.batch, precision=s.precision, params=s.params,
-                        macs_per_sample=s.macs_per_sample,
-                        energy_per_sample_j=float(np.mean(e)) / s.train_samples)
-            for s, e in self._measured.items()
-        )]
-        sizes = {(o.macs_per_sample, o.params, o.batch, o.precision) for o in observations}
-        models = {(o.macs_per_sample, o.params) for o in observations}
-        # Fewer than three model sizes leave MACs and parameters unresolved (one: no MACs
-        # term at all; two: collinear): such a fit cannot tell another model's cost.
-        enough = len(sizes) >= MIN_CONFIGS_FOR_FIT and len(models) >= MIN_MODELS_FOR_FIT
-        self._fit = fit_loglinear(observations) if enough else None
-
-    def predict_j(self, params: Mapping[str, Any]) -> float:
-        s = self.size(params)
-        if s in self._measured:
-            return float(np.mean(self._measured[s]))
-        if self._fit is not None:
-            return math.exp(self._fit.predict_ln(s.query)) * s.train_samples
-        proxy = s.macs_per_sample * s.train_samples * 1e-9
-        if self._measured:
-            ratios = [float(np.mean(e)) / (m.macs_per_sample * m.train_samples * 1e-9)
-                      for m, e in self._measured.items()]
-            return proxy * float(np.median(ratios))
-        return proxy
-
-
-# --- accuracy -------------------------------------------------------------------------
-
-
-def _logit(p: float) -> float:
-    p = min(max(p, 1e-3), 1 - 1e-3)
-    return math.log(p / (1 - p))
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
-
-
-class AccuracyModel:
-    """Bayesian linear regression of logit(accuracy) on one-hot parameter values and
-    value pairs: a value never tried keeps its prior uncertainty, so optimism reaches it."""
-
-    def __init__(self, names: Sequence[str], *, prior_std: float = 1.0,
-                 pair_std: float = 0.7, noise_std: float = 0.3) -> None:
-        self.names = list(names)
-        self.prior_std, self.pair_std, self.noise_std = prior_std, pair_std, noise_std
-        self._index: dict[tuple[Any, ...], int] = {("intercept",): 0}
-        self._prior_var: list[float] = [2.0**2]
-        self._mean: np.ndarray | None = None
-        self._cov: np.ndarray | None = None
-
-    def _features(self, params: Mapping[str, Any], grow: bool) -> np.ndarray:
-        active = [("intercept",)]
-        for name in self.names:
-            active.append((name, repr(params.get(name))))
-        for a, b in itertools.combinations(self.names, 2):
-            active.append((a, repr(params.get(a)), b, repr(params.get(b))))
-        if grow:
-            for f in active:
-                if f not in self._index:
-                    self._index[f] = len(self._index)
-                    self._prior_var.append((self.prior_std if len(f) == 2 else self.pair_std) ** 2)
-        x = np.zeros(len(self._index))
-        for f in active:
-            if f in self._index:
-                x[self._index[f]] = 1.0
-        return x
-
-    def fit(self, params: Sequence[Mapping[str, Any]], accuracies: Sequence[float]) -> None:
-        if not params:
-            self._mean = self._cov = None
-            return
-        for p in params:
-            self._features(p, grow=True)
-        x = np.array([self._features(p, grow=False) for p in params])
-        y = np.array([_logit(a) for a in accuracies])
-        prior_precision = np.diag(1.0 / np.asarray(self._prior_var))
-        beta = 1.0 / self.noise_std**2
-        cov = np.linalg.inv(prior_precision + beta * x.T @ x)
-        self._cov = cov
-        self._mean = beta * cov @ x.T @ y if len(y) else np.zeros(len(self._index))
-
-    def predict(self, params: Mapping[str, Any]) -> tuple[float, float]:
-        """Mean and standard deviation of logit(accuracy)."""
-        x = self._features(params, grow=False)
-        if self._mean is None or self._cov is None:
-            return 0.0, math.sqrt(self._prior_var[0] + len(self.names) * self.prior_std**2)
-        unseen = sum(1 for name in self.names
-                     if (name, repr(params.get(name))) not in self._index)
-        var = float(x @ self._cov @ x) + unseen * self.prior_std**2 + self.noise_std**2
-        return float(x @ self._mean), math.sqrt(var)
-
-
-# --- hypervolume ----------------------------------------------------------------------
-
-
-def pareto_front(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
-    """(accuracy, energy) points no other point beats on both, cheapest first."""
-    front: list[tuple[float, float]] = []
-    for acc, energy in sorted(points, key=lambda p: (p[1], -p[0])):
-        if not front or acc > front[-1][0]:
-            front.append((acc, energy))
-    return front
-
-
-def hypervolume(front: Sequence[tuple[float, float]], ref: tuple[float, float]) -> float:
-    """Area dominated by the points (accuracy up, energy down) within ref (acc0, e_max)."""
-    total = 0.0
-    pts = [p for p in pareto_front(front) if p[0] > ref[0] and p[1] < ref[1]]
-    for i, (acc, energy) in enumerate(pts):
-        right = pts[i + 1][1] if i + 1 < len(pts) else ref[1]
-        total += (acc - ref[0]) * (right - energy)  # a staircase: held to the next point
-    return total
-
-
-def gain(front: Sequence[tuple[float, float]], point: tuple[float, float],
-         ref: tuple[float, float]) -> float:
-    """Hypervolume a point would add to the front."""
-    return hypervolume([*front, point], ref) - hypervolume(front, ref)
 
 
 # --- the sampler ----------------------------------------------------------------------
@@ -366,7 +186,7 @@ class FrontierSampler(BaseSampler):
 
     def plan(self, trials: Sequence[FrozenTrial]) -> Choice | None:
         """The next configuration to run, or None (and stop_reason) when none is worth it."""
-        tried = {_key(t.params) for t in trials if t.params}
+        tried = {params_key(t.params) for t in trials if t.params}
         done = [t for t in trials if t.state == TrialState.COMPLETE and t.values]
         measured = []
         for t in trials:
@@ -379,7 +199,7 @@ class FrontierSampler(BaseSampler):
         model = AccuracyModel(list(self.distributions))
         model.fit([t.params for t in done], [t.values[0] for t in done])
         front = pareto_front([(t.values[0], t.values[1]) for t in done])
-        open_points = [i for i in self._order if _key(self.points[i]) not in tried]
+        open_points = [i for i in self._order if params_key(self.points[i]) not in tried]
         if not open_points:
             self.stop_reason = f"every one of the {len(self.points)} configurations was tried"
             return None
@@ -395,10 +215,10 @@ class FrontierSampler(BaseSampler):
         for i in open_points:
             params, cost = self.points[i], predicted[i]
             mean, std = model.predict(params)
-            optimistic = float(_sigmoid(np.array(mean + self.optimism * std)))
+            optimistic = float(sigmoid(np.array(mean + self.optimism * std)))
             if gain(front, (optimistic, cost), ref) <= 0.0:
                 continue  # dominated even if it turned out as good as hoped
-            accs = _sigmoid(mean + std * z)
+            accs = sigmoid(mean + std * z)
             expected = float(np.mean([gain(front, (a, cost), ref) for a in accs]))
             largest = max(largest, expected)
             if expected <= floor:
@@ -421,8 +241,8 @@ class FrontierSampler(BaseSampler):
         return best
 
     def _fallback(self, trials: Sequence[FrozenTrial]) -> Choice:
-        tried = {_key(t.params) for t in trials if t.params}
-        open_points = [i for i in self._order if _key(self.points[i]) not in tried]
+        tried = {params_key(t.params) for t in trials if t.params}
+        open_points = [i for i in self._order if params_key(self.points[i]) not in tried]
         i = open_points[0] if open_points else int(self._order[0])
         return Choice(dict(self.points[i]), self.energy.predict_j(self.points[i]), 1.0, 0.0,
                       None)

@@ -14,7 +14,8 @@ from omegaconf import DictConfig
 
 from sweeper.predict.observations import load_observations
 from sweeper.predict.types import Observation
-from sweeper.search.frontier import FrontierEnergy, FrontierSampler, SizedParams
+from sweeper.search.frontier import FrontierSampler
+from sweeper.search.frontier_energy import FrontierEnergy, SizedParams
 from sweeper.search.samplers import SearchContext
 from sweeper.search.space import SearchSpace
 from sweeper.store import Store

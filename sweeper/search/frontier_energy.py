@@ -1,0 +1,99 @@
+"""The frontier sampler's prediction of a configuration's training energy (J) before it runs:
+measured energy of the same size, else the estimator's log-linear fit, else a MACs proxy."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from sweeper.predict.laws import fit_loglinear
+from sweeper.predict.types import Observation, Query
+
+MIN_CONFIGS_FOR_FIT = 4
+MIN_MODELS_FOR_FIT = 3
+
+
+def params_key(params: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """A configuration as a hashable key (values compared by repr)."""
+    return tuple(sorted((k, repr(v)) for k, v in params.items()))
+
+
+@dataclass(frozen=True)
+class SizedParams:
+    """What the energy estimate needs about one configuration (sweeper.predict.types.Query
+    plus how many training samples the run processes over all its epochs)."""
+
+    macs_per_sample: float
+    params: int
+    batch: int
+    precision: str
+    train_samples: int
+
+    @property
+    def query(self) -> Query:
+        return Query(self.macs_per_sample, self.params, self.batch, self.precision)
+
+
+Describe = Callable[[Mapping[str, Any]], SizedParams]
+
+
+class FrontierEnergy:
+    """Predicted training energy (J) of a configuration, from what has been measured.
+
+    In order of trust: the measured energy of configurations with the same size (they
+    differ only in, say, the learning rate, which does not change the work done); the
+    estimator's log-linear fit once MIN_CONFIGS_FOR_FIT sizes of MIN_MODELS_FOR_FIT models
+    are measured (prior observations, such as earlier runs on this machine, count); the
+    MACs x samples proxy scaled by the measurements so far (relative until something is
+    measured; proportional to MACs, it overrates larger models, which only delays them).
+    """
+
+    def __init__(self, describe: Describe, prior: Sequence[Observation] = ()) -> None:
+        self.describe = describe
+        self.prior = list(prior)
+        self._sizes: dict[tuple[Any, ...], SizedParams] = {}
+        self._measured: dict[SizedParams, list[float]] = {}
+        self._fit: Any = None
+
+    def size(self, params: Mapping[str, Any]) -> SizedParams:
+        key = params_key(params)
+        if key not in self._sizes:
+            self._sizes[key] = self.describe(params)
+        return self._sizes[key]
+
+    def observe(self, measured: Sequence[tuple[Mapping[str, Any], float]]) -> None:
+        """Measured (or forecast) training energies of the study's trials so far."""
+        self._measured = {}
+        for params, energy_j in measured:
+            if energy_j > 0 and math.isfinite(energy_j):
+                self._measured.setdefault(self.size(params), []).append(energy_j)
+        observations = [*self.prior, *(
+            Observation(run_id=-1, hardware_id="", meter_source="", model=repr(s), dataset="",
+                        batch=s.batch, precision=s.precision, params=s.params,
+                        macs_per_sample=s.macs_per_sample,
+                        energy_per_sample_j=float(np.mean(e)) / s.train_samples)
+            for s, e in self._measured.items()
+        )]
+        sizes = {(o.macs_per_sample, o.params, o.batch, o.precision) for o in observations}
+        models = {(o.macs_per_sample, o.params) for o in observations}
+        # Fewer than three model sizes leave MACs and parameters unresolved (one: no MACs
+        # term at all; two: collinear): such a fit cannot tell another model's cost.
+        enough = len(sizes) >= MIN_CONFIGS_FOR_FIT and len(models) >= MIN_MODELS_FOR_FIT
+        self._fit = fit_loglinear(observations) if enough else None
+
+    def predict_j(self, params: Mapping[str, Any]) -> float:
+        s = self.size(params)
+        if s in self._measured:
+            return float(np.mean(self._measured[s]))
+        if self._fit is not None:
+            return math.exp(self._fit.predict_ln(s.query)) * s.train_samples
+        proxy = s.macs_per_sample * s.train_samples * 1e-9
+        if self._measured:
+            ratios = [float(np.mean(e)) / (m.macs_per_sample * m.train_samples * 1e-9)
+                      for m, e in self._measured.items()]
+            return proxy * float(np.median(ratios))
+        return proxy
