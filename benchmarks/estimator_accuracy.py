@@ -24,7 +24,7 @@ from collections import defaultdict
 from sweeper.predict.heldout import choose_law, leave_one_config_out, leave_one_model_out
 from sweeper.predict.laws import candidate_laws, fit_loglinear
 from sweeper.predict.observations import load_observations
-from sweeper.run.estimate_mode import run_activations
+from sweeper.run.sizing import run_activations
 from sweeper.store import open_store
 
 TARGETS = ("train", "inference", "train_time", "inference_time")

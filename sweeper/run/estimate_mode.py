@@ -3,7 +3,7 @@ from the completed runs in the store with sweeper.predict.estimator, and the har
 fit came from.
 
 This is the torch side: the configuration's MACs, parameters and activations come from
-building its model on the `meta` device (no memory, no compute, no training); the
+building its model on the `meta` device (sweeper.run.sizing; nothing trains); the
 estimator itself never imports torch. Nothing is written to the store.
 
 In a multirun (`python -m sweeper -m +experiment=study mode=estimate`) every job predicts
@@ -14,13 +14,9 @@ cached in the process, so a 154-configuration grid fits each target once.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
 from dataclasses import dataclass, replace
-from functools import cache
-from pathlib import Path
-from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
@@ -34,6 +30,7 @@ from sweeper.predict.estimator import EnergyFit, Prediction, fit_energy
 from sweeper.predict.observations import load_observations as load_store_observations
 from sweeper.predict.types import Observation, Query
 from sweeper.run.result import JobResult
+from sweeper.run.sizing import run_activations, size_config
 from sweeper.store import Store
 
 log = logging.getLogger(__name__)
@@ -59,90 +56,6 @@ def estimate_options(cfg: DictConfig) -> EstimateOptions:
               for k in ("hardware", "meter", "sweep")}
     return EstimateOptions(**{k: None if v is None else str(v) for k, v in values.items()},
                            level=float(level))
-
-
-@dataclass(frozen=True)
-class SizedConfig:
-    """What the estimate needs to know about the configuration, from building its model."""
-
-    params: int
-    macs_per_sample: float
-    train_samples: int  # one epoch
-    hardware_id: str
-    activations_per_sample: float | None = None
-    eval_samples_per_epoch: int = 0  # the validation pass after every epoch
-    test_samples: int = 0  # the test pass at the end
-
-
-def _key(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=str)
-
-
-@cache
-def _data_sizes(dataset: str, options_json: str, seed: int, base_dir: str) -> tuple:
-    """(input shape, classes, train, val, test sizes) of a data set (loaded once)."""
-    from sweeper.datasets import load_dataset
-
-    options = json.loads(options_json)
-    root = Path(str(options.pop("root", "data"))).expanduser()
-    if not root.is_absolute():
-        root = Path(base_dir) / root
-    data = load_dataset(dataset, root=root, seed=seed, **options)
-    return (tuple(data.input_shape), data.num_classes, len(data.train),  # type: ignore[arg-type]
-            len(data.val), len(data.test))  # type: ignore[arg-type]
-
-
-@cache
-def _model_size(model: str, options_json: str, input_shape: tuple, classes: int) -> tuple:
-    """(params, MACs, activations) per sample, from a build on the meta device."""
-    import torch
-
-    from sweeper.models import build_model, describe_model
-
-    with torch.device("meta"):
-        net = build_model(model, input_shape, classes, **json.loads(options_json))
-    info = describe_model(net, input_shape)
-    return info.params, info.macs_per_sample, info.activations_per_sample
-
-
-@cache
-def _hardware_id(device: str) -> str:
-    from sweeper.energy.hardware import describe_host
-    from sweeper.training.device import describe_accelerator, resolve_device
-
-    return describe_host(describe_accelerator(resolve_device(device))).hardware_id
-
-
-def size_config(spec: RunSpec, base_dir: str) -> SizedConfig:
-    """The configuration's model sizes and its data set's sizes; nothing trains."""
-    try:
-        shape, classes, train, val, test = _data_sizes(
-            spec.dataset, _key(spec.dataset_options), spec.seed, base_dir)
-        params, macs, acts = _model_size(spec.model, _key(spec.model_options), shape, classes)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"invalid option for {spec.model!r}/{spec.dataset!r}: {exc}") from exc
-    return SizedConfig(
-        params=params, macs_per_sample=macs, train_samples=train,
-        hardware_id=_hardware_id(spec.device), activations_per_sample=acts or None,
-        eval_samples_per_epoch=val, test_samples=test,
-    )
-
-
-def run_activations(run: Any) -> float | None:
-    """A stored run's activations per sample, rebuilt from its config on the meta device
-    (the store keeps MACs and parameters, not activations)."""
-    from sweeper.config.options import data_shape
-
-    config = getattr(run, "config", None) or {}
-    model_cfg, data_cfg = dict(config.get("model") or {}), dict(config.get("dataset") or {})
-    name, dataset = model_cfg.pop("name", None), data_cfg.pop("name", None)
-    shape = data_shape(str(dataset), data_cfg) if name and dataset else None
-    if shape is None:
-        return None
-    try:
-        return _model_size(str(name), _key(model_cfg), tuple(shape[0]), shape[1])[2] or None
-    except (TypeError, ValueError, RuntimeError):  # a model this version no longer builds
-        return None
 
 
 def choose_group(

@@ -30,7 +30,7 @@ SIZE_NEUTRAL = frozenset({"lr", "momentum", "weight_decay", "optimizer", "seed",
 def sweep_describer(sweeper: Any, space: SearchSpace) -> Any:
     """params -> SizedParams, composing each candidate's job config like a launcher does."""
     from sweeper.config.spec import build_spec
-    from sweeper.run.estimate_mode import size_config
+    from sweeper.run.sizing import size_config
 
     config: DictConfig = sweeper.config
     loader = sweeper.hydra_context.config_loader
