@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import psutil
 
+from sweeper.energy.process_tree import ProcessTree
 from sweeper.energy.types import DomainReading
 
 OTHER_CPU_KEY = "machine.other_cpu_pct"
@@ -58,10 +59,9 @@ class ContentionProbe:
         self._machine_busy_s = machine_busy_s
         self._own_cpu_s = own_cpu_s or self._tree_cpu_s
         self._proc = psutil.Process()
+        self._descendants = ProcessTree(self._proc, clock, CHILDREN_REFRESH_S)
         self.cores = psutil.cpu_count(logical=True) or 1
         self._lock = threading.Lock()
-        self._children: dict[int, psutil.Process] = {}
-        self._children_at = float("-inf")
         self._start = self._last = self._mark()
         self._peak_load: float | None = None
 
@@ -72,19 +72,11 @@ class ContentionProbe:
         """CPU seconds of this process, its reaped children and its live descendants."""
         t = self._proc.cpu_times()
         own = t.user + t.system + t.children_user + t.children_system
-        now = self._clock()
-        if now - self._children_at >= CHILDREN_REFRESH_S:  # a /proc scan: not every poll
-            self._children_at = now
-            try:
-                found = self._proc.children(recursive=True)
-            except psutil.Error:
-                found = []
-            self._children = {c.pid: self._children.get(c.pid, c) for c in found}
-        for child in list(self._children.values()):
+        for child in self._descendants.children():
             try:
                 c = child.cpu_times()
             except psutil.Error:
-                self._children.pop(child.pid, None)
+                self._descendants.forget(child.pid)
                 continue
             own += c.user + c.system
         return own

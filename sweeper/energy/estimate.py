@@ -36,6 +36,7 @@ from collections.abc import Callable
 import psutil
 
 from sweeper.energy.cpu_name import cpu_model_name
+from sweeper.energy.process_tree import ProcessTree
 from sweeper.energy.tdp import TdpLookup, lookup_cpu_tdp_w
 from sweeper.energy.types import DomainReading, MeterReadError
 
@@ -71,8 +72,7 @@ class EstimateMeter:
         self.children_refresh_s = children_refresh_s
         self._clock = clock
         self._proc = psutil.Process(pid)
-        self._children: dict[int, psutil.Process] = {}
-        self._children_at = float("-inf")
+        self._descendants = ProcessTree(self._proc, clock, children_refresh_s)
         self._lock = threading.Lock()
         self._cpu_energy_j = 0.0
         self._mem_energy_j = 0.0
@@ -88,15 +88,7 @@ class EstimateMeter:
         """This process and its descendants; rediscovering children is a /proc scan, so rarely."""
         if not self.include_children:
             return [self._proc]
-        now = self._clock()
-        if now - self._children_at >= self.children_refresh_s:
-            self._children_at = now
-            try:
-                found = self._proc.children(recursive=True)
-            except psutil.Error:
-                found = []
-            self._children = {c.pid: self._children.get(c.pid, c) for c in found}
-        return [self._proc, *self._children.values()]
+        return [self._proc, *self._descendants.children()]
 
     def _cpu_seconds(self) -> float:
         """User+system seconds of the tree; reaped children count via their reaper's totals."""
@@ -107,7 +99,7 @@ class EstimateMeter:
             except psutil.Error:
                 if p is self._proc:
                     raise
-                self._children.pop(p.pid, None)
+                self._descendants.forget(p.pid)
                 continue
             total += t.user + t.system + t.children_user + t.children_system
         return total
