@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy
 
 from sweeper.store import Run
 
@@ -171,3 +172,13 @@ def run_row(sweep_id: int, **columns: Any) -> Run:
         "lr": 1e-3, "optimizer": "adam", "epochs": 1, "precision": "fp32", "device": "cpu",
     }
     return Run(sweep_id=sweep_id, **{**required, **columns})
+
+
+def sql_rows(url: str, sql: str) -> list[tuple[Any, ...]]:
+    """Rows of one SQL query against a store URL, read with a fresh engine."""
+    engine = sqlalchemy.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(sqlalchemy.text(sql))]
+    finally:
+        engine.dispose()

@@ -33,7 +33,7 @@ from sweeper.store import runs as store_runs
 from sweeper.store.db import DEFAULT_OUTAGE_S
 from sweeper.store.schema import utcnow
 from tests.conftest import CONF_DIR as CONF
-from tests.conftest import cli_env, run_row
+from tests.conftest import cli_env, run_row, sql_rows
 
 
 class CuttableProxy:
@@ -132,15 +132,6 @@ def _cut_for(proxy: CuttableProxy, seconds: float) -> threading.Thread:
     return thread
 
 
-def _rows(url: str, sql: str) -> list[tuple[Any, ...]]:
-    engine = sqlalchemy.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return [tuple(r) for r in conn.execute(sqlalchemy.text(sql))]
-    finally:
-        engine.dispose()
-
-
 def _phase(kind: str, index: int, start_s: float) -> PhaseEnergy:
     return PhaseEnergy(kind, index, start_s, 1.0, 10.0 + index, {"cpu": 10.0 + index},
                        {"cpu": "estimate"})
@@ -164,7 +155,7 @@ def test_a_job_about_to_start_waits_for_the_store(proxy: CuttableProxy, pg_url: 
                                                   pid=1, host="h"))
     assert time.monotonic() - t0 >= 1.4  # it waited, rather than failing
     assert store_runs.completed_run_id(store, sweep_id, "h") is None
-    assert _rows(pg_url, "select id, status from runs") == [(run_id, "running")]
+    assert sql_rows(pg_url, "select id, status from runs") == [(run_id, "running")]
     store.dispose()
 
 
@@ -191,13 +182,13 @@ def test_a_run_goes_on_through_an_outage_and_its_writes_land_in_order(
     recorder.close({"energy_train_j": 46.0}, "completed", None, time.perf_counter())
     assert time.monotonic() - t0 >= 1.9  # close() returned once the store was back
     restored.join()
-    phases = _rows(pg_url, "select kind, index, energy_j from phases order by id")
+    phases = sql_rows(pg_url, "select kind, index, energy_j from phases order by id")
     assert phases == [("train_epoch", i, 10.0 + i) for i in range(4)]  # in order, once each
-    samples = _rows(pg_url, "select t_s from power_samples order by id")
+    samples = sql_rows(pg_url, "select t_s from power_samples order by id")
     assert [round(t, 6) for t, in samples] == [round(e + 0.1 * i, 6) for e in range(4)
                                                  for i in range(10)]
-    assert _rows(pg_url, "select count(*) from phase_domain_energy") == [(4,)]
-    (status, energy, ended, beat), = _rows(
+    assert sql_rows(pg_url, "select count(*) from phase_domain_energy") == [(4,)]
+    (status, energy, ended, beat), = sql_rows(
         pg_url, "select status, energy_train_j, ended_at, heartbeat_at from runs")
     assert (status, energy) == ("completed", 46.0) and ended is not None and beat is not None
     store.dispose()
@@ -226,9 +217,9 @@ def test_an_outage_longer_than_outage_s_gives_up_in_one_line_and_keeps_what_was_
     with pytest.raises(StoreUnavailable):  # and every later write says so at once
         recorder.phase(_phase("eval", 1, 2.0))
     proxy.restore()
-    assert _rows(pg_url, 'select kind, "index" from phases') == [("train_epoch", 0)]
-    assert _rows(pg_url, "select count(*) from power_samples") == [(5,)]
-    assert _rows(pg_url, "select status from runs") == [("running",)]  # for the next command
+    assert sql_rows(pg_url, 'select kind, "index" from phases') == [("train_epoch", 0)]
+    assert sql_rows(pg_url, "select count(*) from power_samples") == [(5,)]
+    assert sql_rows(pg_url, "select status from runs") == [("running",)]  # for the next command
     store.dispose()
 
 

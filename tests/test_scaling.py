@@ -15,24 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
-from tests.conftest import ROOT, TINY, cli_env, run_cli
+from tests.conftest import ROOT, TINY, cli_env, run_cli, sql_rows
 from tests.fake_nvml import FakeGpu, FakeNvml
 
 SECRET = "hunter2-Sw33p"  # a password that must appear nowhere
-
-
-def _rows(url: str, sql: str) -> list[tuple[Any, ...]]:
-    engine = sqlalchemy.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return [tuple(r) for r in conn.execute(sqlalchemy.text(sql))]
-    finally:
-        engine.dispose()
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -59,11 +49,11 @@ def test_submitit_local_sweep_records_both_runs(tmp_path: Path, sqlite_url: str)
         cwd=tmp_path, timeout=240,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    runs = _rows(sqlite_url, "select batch, status, host, hardware_id, sweep_id from runs")
+    runs = sql_rows(sqlite_url, "select batch, status, host, hardware_id, sweep_id from runs")
     assert sorted((b, s) for b, s, *_ in runs) == [(32, "completed"), (64, "completed")]
     assert all(host and hw for _, _, host, hw, _ in runs)  # each job described its node
     # One sweep, named by the launching callback, not the per-job fallback.
-    (name,) = _rows(sqlite_url, "select name from sweeps")[0]
+    (name,) = sql_rows(sqlite_url, "select name from sweeps")[0]
     assert len({r[-1] for r in runs}) == 1 and name.startswith("grid: ")
     # The jobs really ran as submitit jobs (one result per job).
     assert len(list(tmp_path.glob("results/multirun/*/*/.submitit/*/*_result.pkl"))) == 2
@@ -139,12 +129,12 @@ def _two_workers(tmp_path: Path, url: str) -> None:
     for proc in procs:
         out, err = proc.communicate(timeout=240)
         assert proc.returncode == 0, err[-3000:]
-    runs = _rows(url, "select trial_number, status, sweep_id from runs")
+    runs = sql_rows(url, "select trial_number, status, sweep_id from runs")
     assert len(runs) == 4 and {s for _, s, _ in runs} == {"completed"}
     assert sorted(t for t, _, _ in runs) == [0, 1, 2, 3], "trial numbers collided"
     assert len({sweep for *_, sweep in runs}) == 1, "both workers record into one sweep"
-    studies = _rows(url, "select count(*) from studies")
-    trials = _rows(url, "select number, state from trials order by number")
+    studies = sql_rows(url, "select count(*) from studies")
+    trials = sql_rows(url, "select number, state from trials order by number")
     assert studies == [(1,)]
     assert trials == [(n, "COMPLETE") for n in range(4)]
 
@@ -194,13 +184,13 @@ def test_a_password_on_the_command_line_is_stored_and_printed_nowhere(
     proc = run_cli(["-m", "model=mlp", *TINY, f"storage.url={url!r}"], cwd=tmp_path, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "password was given on the command line" in proc.stdout + proc.stderr
-    stored = _rows(pg_url, "select config, overrides, hardware from runs")
-    stored += _rows(pg_url, "select name, command, sweep_dir from sweeps")
+    stored = sql_rows(pg_url, "select config, overrides, hardware from runs")
+    stored += sql_rows(pg_url, "select name, command, sweep_dir from sweeps")
     assert len(stored) == 2
     for row in stored:
         text = json.dumps(row, default=str)
         assert SECRET not in text
-    assert "postgres:***@" in _rows(pg_url, "select command from sweeps")[0][0]
+    assert "postgres:***@" in sql_rows(pg_url, "select command from sweeps")[0][0]
     assert SECRET not in proc.stdout + proc.stderr
     saved = [p for p in (tmp_path / "results").rglob("*") if p.is_file() and p.suffix != ".pkl"]
     names = {p.name for p in saved}
@@ -287,13 +277,15 @@ def test_torchrun_two_cpu_ranks_record_one_run(tmp_path: Path, sqlite_url: str) 
         timeout=180,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    runs = _rows(sqlite_url, "select status, hardware, config, train_samples from runs")
+    runs = sql_rows(sqlite_url, "select status, hardware, config, train_samples from runs")
     assert len(runs) == 1, "only rank 0 records"
     status, hardware, config, train_samples = runs[0]
     assert status == "completed"
     dist = json.loads(hardware)["distributed"]
     assert dist["world_size"] == 2 and dist["backend"] == "gloo"
     assert json.loads(config)["world_size"] == 2  # a DDP run is its own configuration
-    (epoch_samples,) = _rows(sqlite_url, "select samples from phases where kind='train_epoch'")[0]
+    (epoch_samples,) = sql_rows(
+        sqlite_url, "select samples from phases where kind='train_epoch'"
+    )[0]
     # dataset.max_samples=400 training samples: 200 per rank, counted over both.
     assert train_samples == epoch_samples == 400
