@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 
 from sweeper.energy.boundary import Boundary, BoundaryFigures
 from sweeper.energy.labels import describe_meters, source_label
+from sweeper.energy.reading import Failures, MeterReadings
 from sweeper.energy.types import DomainReading, EnergySummary, Meter, PhaseEnergy, Sample
 from sweeper.energy.utilisation import ProcessCpu, Utilisation
 
@@ -60,12 +61,6 @@ class PhaseHandle:
     kind: str
     index: int
     result: PhaseEnergy | None = None
-
-
-@dataclass
-class _Failures:
-    count: int = 0
-    first: str = ""
 
 
 @dataclass
@@ -131,16 +126,12 @@ class EnergySampler:
         self._stop_event = threading.Event()
         self._ready = threading.Event()  # set once the baseline reading exists
         self._thread: threading.Thread | None = None
-        self._t0 = 0.0
         self._started = False
         self._summary: EnergySummary | None = None
 
-        self._last_good: dict[int, list[DomainReading]] = {}
-        self._baseline_j: dict[str, float] = {}
-        self._sources: dict[str, str] = {}
-        self._failures: dict[int, _Failures] = {}
-        self._stats_failures: dict[int, _Failures] = {}
-        self._callback_failures = _Failures()
+        self._readings = MeterReadings(self._meters, clock)
+        self._stats_failures: dict[int, Failures] = {}
+        self._callback_failures = Failures()
         self._extra_warnings: list[str] = []
 
         self._prev_sample: dict[str, tuple[float, float]] = {}  # domain -> (t_s, energy_j)
@@ -155,54 +146,23 @@ class EnergySampler:
         self._open_phase: _OpenPhase | None = None
         self.phases: list[PhaseEnergy] = []
         self._pending: list[_Pending] = []
-        self._domain_meter: dict[str, int] = {}
         self._max_power: dict[str, tuple[float, str]] = {}
         self._run_start: Boundary | None = None
         self._bounds = BoundaryFigures(
-            self._meters, self._domain_meter, self._baseline_j, self._max_power
+            self._meters, self._readings.domain_meter, self._readings.baseline_j, self._max_power
         )
         self._next_poll_s = 0.0
 
+    @property
+    def _t0(self) -> float:
+        """Clock time of the baseline reading: every t_s counts from it."""
+        return self._readings.t0
+
     # ----------------------------------------------------------------- readings
-
-    def _read_locked(self, context: str) -> tuple[float, dict[str, DomainReading], set[str]]:
-        """One reading of every meter (caller holds the lock).
-
-        Returns the time since start, each domain's reading with energy relative to the start,
-        and the domains whose meter failed this time (their values are the last good ones).
-        """
-        t_before = self._clock()
-        values: dict[str, DomainReading] = {}
-        stale: set[str] = set()
-        for i, meter in enumerate(self._meters):
-            try:
-                readings = meter.read()
-                self._last_good[i] = readings
-                failed = False
-            except Exception as e:  # any meter error: keep going on the last good value
-                self._record_failure(i, meter, context, t_before - self._t0, e)
-                readings = self._last_good.get(i, [])
-                failed = True
-            for r in readings:
-                base = self._baseline_j.setdefault(r.domain, r.energy_j)
-                self._sources[r.domain] = r.source
-                self._domain_meter[r.domain] = i
-                values[r.domain] = DomainReading(r.domain, r.source, r.energy_j - base, r.power_w)
-                if failed:
-                    stale.add(r.domain)
-        t_s = 0.5 * (t_before + self._clock()) - self._t0
-        return t_s, values, stale
-
-    def _record_failure(self, i: int, meter: Meter, context: str, t_s: float, e: Exception) -> None:
-        f = self._failures.setdefault(i, _Failures())
-        f.count += 1
-        if f.count == 1:
-            f.first = f"during {context} read at t={t_s:.2f}s: {type(e).__name__}: {e}"
-            log.warning("%s meter failed %s; keeping its last good value", meter.source, f.first)
 
     def _poll_locked(self, context: str) -> tuple[float, dict[str, DomainReading]]:
         """A background sample of every domain, with power from the meter or from energy/dt."""
-        t_s, values, stale = self._read_locked(context)
+        t_s, values, stale = self._readings.read(context)
         # A rate over a much shorter interval than the sampling period (the poll at stop,
         # right after a background one) is mostly the meter's resolution: a CPU-time tick
         # over a few ms reads as hundreds of watts. Such a sample keeps its energy but gets
@@ -238,7 +198,7 @@ class EnergySampler:
             try:
                 p.util.add(stats())
             except Exception as e:  # utilisation is a side figure: never cost the energy
-                f = self._stats_failures.setdefault(i, _Failures())
+                f = self._stats_failures.setdefault(i, Failures())
                 f.count += 1
                 if f.count == 1:
                     f.first = f"{type(e).__name__}: {e}"
@@ -307,7 +267,7 @@ class EnergySampler:
     # ----------------------------------------------------------------- boundaries
 
     def _boundary_locked(self, context: str) -> tuple[float, Boundary]:
-        t_s, values, _ = self._read_locked(context)
+        t_s, values, _ = self._readings.read(context)
         boundary = Boundary(self._t0 + t_s, {d: r.energy_j for d, r in values.items()})
         self._bounds.settle(boundary, final=False)
         return t_s, boundary
@@ -344,7 +304,7 @@ class EnergySampler:
             self._thread = threading.Thread(target=self._run, name="energy-sampler", daemon=True)
             self._thread.start()
         with self._lock:
-            self._t0 = self._clock()
+            self._readings.t0 = self._clock()
             self._next_poll_s = self._t0 + 1.0 / self.sample_hz
             _, self._run_start = self._boundary_locked("start")
         self._ready.set()
@@ -384,7 +344,7 @@ class EnergySampler:
             cpu_pct = self._cpu.util_pct(p.cpu_mark)
             if cpu_pct is not None:
                 utilisation["process.cpu_util_pct"] = cpu_pct
-            sources = {d: self._sources[d] for d in end.read_j}
+            sources = {d: self._readings.sources[d] for d in end.read_j}
             result = PhaseEnergy(
                 kind=p.kind,
                 index=p.index,
@@ -418,7 +378,7 @@ class EnergySampler:
         """Exact energy since start, all domains, read now (for forecasting a run's total)."""
         self._require_running()
         with self._lock:
-            _, values, _ = self._read_locked("energy_so_far")
+            _, values, _ = self._readings.read("energy_so_far")
         return sum(r.energy_j for r in values.values())
 
     @property
@@ -430,13 +390,7 @@ class EnergySampler:
     def warnings(self) -> list[str]:
         """Problems so far: failed meter reads, stats() and on_samples errors."""
         out = list(self._extra_warnings)
-        for i, f in sorted(self._failures.items()):
-            src = self._meters[i].source
-            kept = "its last good value was kept" if i in self._last_good else "it never read"
-            out.append(
-                f"{src} meter failed {f.count} read(s), first {f.first}; {kept}, so energy "
-                f"after the failure may be missing"
-            )
+        out += self._readings.warnings()
         for i, f in sorted(self._stats_failures.items()):
             out.append(
                 f"{self._meters[i].source} stats() failed {f.count} time(s), first: {f.first}; "
@@ -481,7 +435,7 @@ class EnergySampler:
             energy_j=energy_j,
             duration_s=t_s,
             by_domain=by_domain,
-            source=source_label(self._sources[d] for d in by_domain),
+            source=source_label(self._readings.sources[d] for d in by_domain),
             mean_power_w=energy_j / t_s if t_s > 0 else None,
             peak_power_w=self._peak_power_w,
             warnings=self.warnings,
