@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import subprocess
 import sys
 import time
@@ -111,3 +112,18 @@ def test_child_process_cpu_time_is_counted() -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
     cpu_j = meter.read()[0].energy_j
     assert cpu_j > 0.1 * meter.cpu_tdp_w * 0.4 / meter.n_cores  # the parent only waited
+
+
+def test_boundary_uncertainty_is_one_cpu_time_tick_at_the_rated_power() -> None:
+    """Each phase boundary may miss one CPU-time tick of each process in the tree."""
+    meter = EstimateMeter(cpu_tdp_w=80.0)
+    tick_s = 1.0 / os.sysconf("SC_CLK_TCK")
+    expected_j = 80.0 * tick_s / meter.n_cores
+    assert meter.boundary_uncertainty_j("cpu", 40.0) == pytest.approx(expected_j)
+    assert meter.boundary_uncertainty_j("memory", 40.0) == 0.0
+    summary = EnergySampler([meter], sample_hz=20).start()
+    with summary.phase("train_epoch") as handle:
+        busy(0.05)
+    summary.stop()
+    assert handle.result.energy_uncertainty_j >= 2 * expected_j  # two boundaries
+    meter.close()

@@ -143,7 +143,7 @@ class EstimateMeter:
         if domain != "cpu":
             return 0.0
         tick_s = 1.0 / os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 0.01
-        return self.tdp.tdp_w * tick_s * (1 + len(self._children)) / self.n_cores
+        return self.tdp.tdp_w * tick_s * (1 + self._descendants.known()) / self.n_cores
 
     def max_power_w(self) -> dict[str, tuple[float, str]]:
         """The model gives at most the TDP (every core busy); more is a counting artefact."""

@@ -37,6 +37,10 @@ class ProcessTree:
             self._children = {c.pid: self._children.get(c.pid, c) for c in found}
         return list(self._children.values())
 
+    def known(self) -> int:
+        """How many descendants the last scan found (no new scan)."""
+        return len(self._children)
+
     def forget(self, pid: int) -> None:
         """Drop a descendant that could not be read (it exited) until the next scan finds it."""
         self._children.pop(pid, None)
