@@ -27,15 +27,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def commands(db_dir: Path) -> dict[str, list[str]]:
+    """The commands, in order: the run creates the database the listings then read."""
     py = sys.executable
     run_db = f"sqlite:///{db_dir / 'run.db'}"
     return {
         "sweeper --help": [py, "-m", "sweeper", "--help"],
-        "sweeper.front --list": [py, "-m", "sweeper.front", "--list", "--storage", run_db],
         "1-epoch run (digits, mlp)": [
             py, "-m", "sweeper", "model=mlp", "epochs=1", "dataset.max_samples=300",
             "inference.batches=2", "sweeper.progress=false", f"storage.url={run_db}",
         ],
+        "sweeper.front --list": [py, "-m", "sweeper.front", "--list", "--storage", run_db],
         "optuna studies (reference CLI)": [
             str(Path(py).with_name("optuna")), "studies", "--storage", run_db,
         ],
@@ -70,9 +71,11 @@ def main() -> None:
                                       "HYDRA_FULL_ERROR": "0"})
     try:
         results: dict[tuple[str, str], list[tuple[float, float, int]]] = {}
-        for name, argv in commands(work).items():
-            for _ in range(args.repeats):
-                for label, (cwd, env) in trees.items():
+        for _ in range(args.repeats):
+            for label, (cwd, env) in trees.items():
+                db_dir = work / "db" / label  # commits may write different schemas
+                db_dir.mkdir(parents=True, exist_ok=True)
+                for name, argv in commands(db_dir).items():
                     results.setdefault((name, label), []).append(measure(argv, cwd, env))
         load = os.getloadavg()
     finally:
