@@ -126,6 +126,7 @@ def test_integer_keys_accept_exactly_integers_above_their_minimum(key: str, valu
 @example(("energy.sample_hz", 0.0, True, MAX_SAMPLE_HZ), 10**400)  # beyond float range
 @example(("energy.sample_hz", 0.0, True, MAX_SAMPLE_HZ), MAX_SAMPLE_HZ)
 @example(("energy.sample_hz", 0.0, True, MAX_SAMPLE_HZ), 100_000)
+@example(("energy.sample_hz", 0.0, True, MAX_SAMPLE_HZ), 2**53 + 1)  # refused as given
 @example(("energy.pue", 1.0, False, None), -(2**53) - 1)  # float() would round it
 @given(
     st.sampled_from([("energy.sample_hz", 0.0, True, MAX_SAMPLE_HZ),

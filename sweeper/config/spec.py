@@ -132,8 +132,9 @@ MAX_SAMPLE_HZ = 1000.0
 def _sample_hz(cfg: DictConfig) -> float:
     value = _float(cfg, "energy.sample_hz", minimum=0.0)
     assert value is not None
-    if value > MAX_SAMPLE_HZ:
-        raise invalid_value("energy.sample_hz", value, f"a rate in Hz > 0 and <= {MAX_SAMPLE_HZ:g}")
+    if value > MAX_SAMPLE_HZ:  # the value as given: float() may have rounded it
+        raise invalid_value("energy.sample_hz", OmegaConf.select(cfg, "energy.sample_hz"),
+                            f"a rate in Hz > 0 and <= {MAX_SAMPLE_HZ:g}")
     return value
 
 
