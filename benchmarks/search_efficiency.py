@@ -10,7 +10,7 @@ charged the energy the grid's run spent (energy_total_j: training, evaluation, t
 inference). A trial stopped by the energy rule is charged what a `mode=forecast` run of
 that configuration measured (warm-up + profile window, the part a stopped run trains),
 and is stopped when the grid run's own profile forecast exceeded the trial's limit,
-exactly as sweeper/stopping.py decides. A configuration already completed in the study is
+exactly as sweeper/run/stopping.py decides. A configuration already completed in the study is
 reused for 0 J, as sweeper's resume does.
 
     python benchmarks/search_efficiency.py                 # 5 seeds, every strategy

@@ -5,7 +5,7 @@ Optuna cannot prune multi-objective trials through `should_prune`, so the search
 gives each trial a limit instead (`sweeper.max_energy_train_j`, with a short
 `sweeper.energy_limit_reason`); any single run or grid can set it too. The rule is
 checked once, as soon as the profile window has produced its forecast of the whole
-training energy (sweeper/forecast.py): if the forecast exceeds the limit, training
+training energy (sweeper/predict/forecast.py): if the forecast exceeds the limit, training
 stops and the run is recorded with status "pruned" and the reason in `stop_reason`.
 """
 

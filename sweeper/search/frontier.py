@@ -14,7 +14,7 @@ without running, and the search ends when nothing left is expected to add at lea
 Each trial is also given an energy limit (`FRONTIER_LIMIT_ATTR`): the training energy of
 the cheapest trial on the front at or above its optimistic accuracy. The search loop
 passes it on as `sweeper.max_energy_train_j`, so the run's short profile stops it as soon
-as its forecast shows it would be dominated (sweeper/stopping.py).
+as its forecast shows it would be dominated (sweeper/run/stopping.py).
 
 A finite space is searched point by point; a float or wide integer range is cut into
 `grid_points` values (log-spaced where the range is logarithmic).

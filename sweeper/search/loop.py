@@ -3,7 +3,7 @@ Hydra jobs through the configured launcher, and tell Optuna what each run measur
 
 Each trial's job gets `++trial=N` (stored as Run.trial_number) and, when a limit
 applies, `++sweeper.max_energy_train_j=J` for the early-stopping rule in
-sweeper/stopping.py. Trial user attributes link back to the run row.
+sweeper/run/stopping.py. Trial user attributes link back to the run row.
 """
 
 from __future__ import annotations
