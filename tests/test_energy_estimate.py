@@ -127,3 +127,22 @@ def test_boundary_uncertainty_is_one_cpu_time_tick_at_the_rated_power() -> None:
     summary.stop()
     assert handle.result.energy_uncertainty_j >= 2 * expected_j  # two boundaries
     meter.close()
+
+
+def test_a_meter_whose_uncertainty_fails_is_said_not_hidden(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    meter = EstimateMeter(cpu_tdp_w=80.0)
+
+    def broken(domain: str, power_w: float) -> float:
+        raise AttributeError("no such attribute")
+
+    monkeypatch.setattr(meter, "boundary_uncertainty_j", broken)
+    sampler = EnergySampler([meter], sample_hz=20).start()
+    for _ in range(2):
+        with sampler.phase("train_epoch"):
+            busy(0.02)
+    sampler.stop()
+    meter.close()
+    said = [r for r in caplog.records if "boundary_uncertainty_j of cpu failed" in r.message]
+    assert len(said) == 1 and "AttributeError" in said[0].message

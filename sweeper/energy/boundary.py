@@ -8,11 +8,14 @@ passed on as a measurement.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sweeper.energy.refresh import BoundaryEnergy
 from sweeper.energy.types import Meter, PhaseEnergy
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -47,6 +50,7 @@ class BoundaryFigures:
         self._domain_meter = domain_meter
         self._baseline_j = baseline_j
         self._max_power = max_power
+        self._warned: set[tuple[str, str]] = set()
 
     def settle(self, b: Boundary, final: bool) -> bool:
         """Settle each domain of ``b`` its meter can settle now; True when all are."""
@@ -73,15 +77,24 @@ class BoundaryFigures:
         fn = getattr(self._meters[self._domain_meter[domain]], "boundary_uncertainty_j", None)
         try:
             return float(fn(domain, power_w)) if fn is not None else 0.0
-        except Exception:
+        except Exception as exc:  # the phase is still measured; its uncertainty is not known
+            self._warn_once(domain, "boundary_uncertainty_j", exc)
             return 0.0
 
     def _relative_uncertainty(self, domain: str) -> float:
         fn = getattr(self._meters[self._domain_meter[domain]], "relative_uncertainty", None)
         try:
             return float(fn(domain)) if fn is not None else 0.0
-        except Exception:
+        except Exception as exc:
+            self._warn_once(domain, "relative_uncertainty", exc)
             return 0.0
+
+    def _warn_once(self, domain: str, what: str, exc: Exception) -> None:
+        """A meter that cannot give its uncertainty is said once, not hidden as 0 J."""
+        if (domain, what) not in self._warned:
+            self._warned.add((domain, what))
+            log.warning("%s of %s failed (%s: %s); its phases count 0 J uncertainty from it",
+                        what, domain, type(exc).__name__, exc)
 
     def figures(
         self, start: Boundary, end: Boundary, duration_s: float, settled: bool
