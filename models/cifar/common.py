@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from torch import nn
+from torch import Tensor, nn
 
 from ..common import InputShape, check_input
 
@@ -52,6 +52,23 @@ def projection(in_ch: int, out_ch: int, stride: int, *, bn: bool = True) -> nn.M
     """The 1x1 (strided) shortcut used where a residual's shape changes."""
     conv = nn.Conv2d(in_ch, out_ch, 1, stride, bias=False)
     return nn.Sequential(conv, nn.BatchNorm2d(out_ch)) if bn else conv
+
+
+class Residual(nn.Module):
+    """``relu(body(x) + shortcut(x))``: the shortcut is the input, projected by a 1x1
+    (strided) conv where the body changes the shape."""
+
+    def __init__(self, body: nn.Module, in_ch: int, out_ch: int, stride: int) -> None:
+        super().__init__()
+        self.body = body
+        self.shortcut = (
+            projection(in_ch, out_ch, stride) if stride != 1 or in_ch != out_ch
+            else nn.Identity()
+        )
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.relu(self.body(x) + self.shortcut(x))
 
 
 def classifier(in_features: int, num_classes: int, dropout: float = 0.0) -> nn.Sequential:

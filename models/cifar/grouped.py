@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 from ..common import check_input
-from .common import classifier, conv_bn, projection, require_cifar_size
+from .common import Residual, classifier, conv_bn, require_cifar_size
 
 
 def grouped_bottleneck(
@@ -21,20 +21,12 @@ def grouped_bottleneck(
     )
 
 
-class GroupedBlock(nn.Module):
+class GroupedBlock(Residual):
     """A grouped bottleneck plus a (projected where the shape changes) shortcut, ReLU."""
 
     def __init__(self, in_ch: int, mid: int, out_ch: int, stride: int, groups: int) -> None:
-        super().__init__()
-        self.body = grouped_bottleneck(in_ch, mid, out_ch, stride, groups)
-        self.shortcut = (
-            projection(in_ch, out_ch, stride) if stride != 1 or in_ch != out_ch
-            else nn.Identity()
-        )
-        self.relu = nn.ReLU(inplace=True)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.relu(self.body(x) + self.shortcut(x))
+        super().__init__(grouped_bottleneck(in_ch, mid, out_ch, stride, groups),
+                         in_ch, out_ch, stride)
 
 
 class ResNeXt29_2x64d(nn.Module):  # noqa: N801 (the published name)

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 
 from torch import Tensor, nn
 
-from .common import classifier, conv_bn, projection, require_cifar_size
+from .common import Residual, classifier, conv_bn, projection, require_cifar_size
 
 _WIDTHS = (64, 128, 256, 512)
 _BLOCKS = (2, 2, 2, 2)
@@ -15,22 +15,14 @@ _POOL_WHY = "three stride-2 stages must leave the 4x4 map its 4x4 average pool e
 BlockFactory = Callable[[int, int, int], nn.Module]
 
 
-class BasicBlock(nn.Module):
+class BasicBlock(Residual):
     """conv-BN-ReLU, conv-BN, plus the input (projected when the shape changes), ReLU."""
 
     def __init__(self, in_ch: int, out_ch: int, stride: int = 1) -> None:
-        super().__init__()
-        self.body = nn.Sequential(
+        body = nn.Sequential(
             conv_bn(in_ch, out_ch, 3, stride), conv_bn(out_ch, out_ch, 3, act=None)
         )
-        self.shortcut = (
-            projection(in_ch, out_ch, stride) if stride != 1 or in_ch != out_ch
-            else nn.Identity()
-        )
-        self.relu = nn.ReLU(inplace=True)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.relu(self.body(x) + self.shortcut(x))
+        super().__init__(body, in_ch, out_ch, stride)
 
 
 class PreActBlock(nn.Module):
