@@ -27,7 +27,7 @@ import bisect
 import math
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
@@ -121,6 +121,14 @@ class _SignalBuilder:
         while self.t_s < end - 1e-9:
             self.hold(self.rng.gauss(mean_w, sd_w), min(self.rng.uniform(*seg_s), end - self.t_s))
 
+    def play(self, pieces: Iterator[tuple[float, float]], dt_s: float) -> None:
+        """Hold ``(power_w, duration_s)`` pieces until ``dt_s`` has passed (the last one cut)."""
+        end = self.t_s + dt_s
+        for power_w, piece_s in pieces:
+            if self.t_s >= end - 1e-9:
+                return
+            self.hold(power_w, min(piece_s, end - self.t_s))
+
     def tail(self, idle_w: float) -> None:
         """The ~30 ms decay after heavy load stops (seen after every pulse and at heavy_end)."""
         for level_w in (450.0, 300.0, 200.0):
@@ -187,6 +195,119 @@ def h200_session(t0_s: float = 100.0, seed: int = 0) -> Session:
     b.noisy(124.8, 0.8, 3.0, (0.01, 0.04))
     b.hold(124.8, 0.0)
     return Session(b.signal(), marks)
+
+
+# ------------------------------------------------------------------ phases that are the work
+
+WORK_KINDS = ("idle", "heavy", "bursty", "pulsed", "train_small")
+CONTEXT_IDLE_W = 124.3
+
+
+def _work(
+    kind: str, rng: random.Random, length_s: float = math.inf
+) -> Iterator[tuple[float, float]]:
+    """The load of one stretch of the recording, from its first kernel on, as pieces, for a
+    phase of ``length_s`` (a pulse that would not end within it is not launched: the
+    phase closes once its work is done)."""
+    if kind == "idle":  # a phase that leaves the GPU alone (host-bound work)
+        while True:
+            yield rng.gauss(CONTEXT_IDLE_W, 0.8), rng.uniform(0.01, 0.04)
+    elif kind == "heavy":
+        yield 780.0, 0.2  # over the limit until power capping acts
+        while True:
+            yield rng.gauss(690.0, 20.0), rng.uniform(0.004, 0.015)
+    elif kind == "bursty":
+        while True:
+            yield rng.gauss(620.0, 15.0), 0.030
+            yield 420.0, 0.010
+            yield rng.gauss(240.0, 10.0), 0.0603
+    elif kind == "pulsed":
+        t_s = 0.0
+        while True:
+            if t_s > 0 and t_s + 0.050 > length_s + 1e-9:
+                yield from _work("idle", rng)
+            yield 760.0, 0.050
+            yield from ((450.0, 0.010), (300.0, 0.010), (200.0, 0.010))
+            for _ in range(14):
+                yield rng.gauss(125.0, 0.8), 0.0299
+            t_s += 0.050 + 0.030 + 14 * 0.0299
+    elif kind == "train_small":
+        while True:
+            yield rng.gauss(312.0, 90.0), rng.uniform(0.002, 0.008)
+    else:
+        raise ValueError(f"unknown work kind {kind!r}; one of {WORK_KINDS}")
+
+
+def _decay(from_w: float, idle_w: float = CONTEXT_IDLE_W) -> Iterator[tuple[float, float]]:
+    """The ~30 ms decay once the work stops, from the level it stopped at (the recording's
+    after a 760 W pulse: 450, 300, 200 W for ~10 ms each, i.e. 51%, 28%, 12% of the drop)."""
+    for share in (0.51, 0.28, 0.12):
+        yield idle_w + share * max(from_w - idle_w, 0.0), 0.010
+
+
+@dataclass(frozen=True)
+class WorkSession:
+    """An emulated session whose phases are the work: ``phases`` are (start_s, end_s), and
+    ``kinds`` the load each ran."""
+
+    signal: PowerSignal
+    phases: list[tuple[float, float]]
+    kinds: list[str]
+    lead_in_s: float  # end of the idle lead-in (the meter learns the refresh grid there)
+
+
+def play_phases(plan: Sequence[tuple[str, float, float]], seed: int = 0,
+                t0_s: float = 100.0) -> WorkSession:
+    """Phases from ``(kind, length_s, gap_after_s)``, as sweeper's phases are: the GPU
+    rises 1-5 ms after a phase opens (kernel launch), runs the ``kind`` stretch's load until
+    the phase closes (sweeper synchronises before closing it), then decays over ~30 ms
+    towards context idle, until the next phase opens. 3 s of context idle come first."""
+    b = _SignalBuilder(t0_s, seed)
+    rng = b.rng
+    b.play(_work("idle", rng), 3.0)
+    lead_in_s = b.t_s
+    phases: list[tuple[float, float]] = []
+    for kind, length_s, gap_s in plan:
+        start = b.t_s
+        latency_s = min(rng.uniform(0.001, 0.005), 0.5 * length_s)
+        b.play(_work("idle", rng), latency_s)
+        b.play(_work(kind, rng, length_s - latency_s), length_s - latency_s)
+        phases.append((start, b.t_s))
+        if kind != "idle":
+            b.play(_decay(b.powers[-1]), gap_s)
+        b.play(_work("idle", rng), start + length_s + gap_s - b.t_s)
+    b.play(_work("idle", rng), 1.5)
+    b.hold(CONTEXT_IDLE_W, 0.0)
+    return WorkSession(b.signal(), phases, [k for k, _, _ in plan], lead_in_s)
+
+
+def work_session(
+    kind: str, length_s: float, n: int, seed: int = 0, t0_s: float = 100.0
+) -> WorkSession:
+    """``n`` phases of ``length_s`` running the ``kind`` load (``play_phases``). Gaps are
+    1-10 ms (back to back) or 20-400 ms, so boundaries fall at any offset from the
+    refreshes and often two share one refresh interval."""
+    rng = random.Random(seed * 104729 + 1)
+    plan = [
+        (kind, length_s,
+         rng.uniform(0.001, 0.010) if rng.random() < 0.3 else rng.uniform(0.02, 0.4))
+        for _ in range(n)
+    ]
+    return play_phases(plan, seed, t0_s)
+
+
+def epoch_session(
+    eval_s: float, epochs: int, seed: int = 0, train_s: float = 1.0, t0_s: float = 100.0
+) -> WorkSession:
+    """An epoch loop as sweeper runs one: ``train_s`` of small-net training, then an
+    evaluation of ``eval_s`` at heavy load, back to back (1-5 ms between phases, the
+    recorder's writes)."""
+    rng = random.Random(seed * 104729 + 2)
+    plan: list[tuple[str, float, float]] = []
+    for _ in range(epochs):
+        plan.append(("train_small", train_s, rng.uniform(0.001, 0.005)))
+        plan.append(("heavy", eval_s, rng.uniform(0.001, 0.005)))
+    return play_phases(plan, seed, t0_s)
 
 
 # ----------------------------------------------------------------------------- devices
@@ -469,18 +590,54 @@ class PhaseScore:
 def measure_phases(
     stretch: str, length_s: float, n: int, seed: int = 0, sample_hz: float = 10.0
 ) -> list[PhaseScore]:
-    """``n`` phases of ``length_s`` at random offsets inside one stretch of the emulated H200
-    session, measured by a real ``NvmlMeter`` and ``EnergySampler`` on a simulated clock."""
-    from sweeper.energy.nvml import NvmlMeter
-    from sweeper.energy.sampler import EnergySampler
-
+    """``n`` windows of ``length_s`` at random offsets inside one stretch of the emulated
+    H200 session (they cut through its load, as a profile window cuts through training),
+    measured by a real ``NvmlMeter`` and ``EnergySampler`` on a simulated clock."""
     clock = Clock(100.0)
     nvml, gpu, session = emulated_h200(clock, seed=seed)
     lo, hi = session.stretches[stretch]
     if hi - lo < length_s:
         raise ValueError(f"stretch {stretch} ({hi - lo:.1f} s) is shorter than {length_s} s")
     rng = random.Random(seed * 7919 + int(length_s * 1000))
-    clock.t = lo - 1.5  # the meter learns the refresh period before the first phase
+    windows: list[tuple[float, float]] = []
+    t_free = lo - 1.0
+    for start in sorted(rng.uniform(lo, hi - length_s) for _ in range(n)):
+        start = max(start, t_free + rng.uniform(0.001, 0.05))
+        if start + length_s > hi:
+            break
+        windows.append((start, start + length_s))
+        t_free = start + length_s
+    return _measure(nvml, gpu, clock, windows, [stretch] * len(windows), lo - 1.5, sample_hz)
+
+
+def measure_work_phases(
+    kind: str, length_s: float, n: int, seed: int = 0, sample_hz: float = 10.0
+) -> list[PhaseScore]:
+    """``n`` phases of ``length_s`` whose work is the ``kind`` load (``work_session``),
+    measured by a real ``NvmlMeter`` and ``EnergySampler`` on a simulated clock."""
+    return measure_session(work_session(kind, length_s, n, seed=seed), seed, sample_hz)
+
+
+def measure_session(
+    session: WorkSession, seed: int = 0, sample_hz: float = 10.0
+) -> list[PhaseScore]:
+    """Every phase of ``session`` measured by a real ``NvmlMeter`` and ``EnergySampler`` on
+    a simulated clock; each score is labelled with the phase's load."""
+    clock = Clock(100.0)
+    gpu = EmulatedGpu(session.signal, clock, seed=seed)
+    nvml = FakeNvml([gpu], driver="580.159.04")
+    return _measure(nvml, gpu, clock, session.phases, session.kinds,
+                    session.lead_in_s - 1.5, sample_hz)
+
+
+def _measure(
+    nvml: FakeNvml, gpu: EmulatedGpu, clock: Clock, windows: list[tuple[float, float]],
+    labels: list[str], start_s: float, sample_hz: float,
+) -> list[PhaseScore]:
+    from sweeper.energy.nvml import NvmlMeter
+    from sweeper.energy.sampler import EnergySampler
+
+    clock.t = start_s  # the meter learns the refresh period before the first phase
     meter = NvmlMeter(nvml=nvml, clock=clock)
     sampler = EnergySampler([meter], sample_hz=sample_hz, clock=clock, background=False)
     sampler.start()
@@ -494,22 +651,18 @@ def measure_phases(
         clock.t = t_s
 
     pending: list[tuple[Any, float, float]] = []
-    starts = sorted(rng.uniform(lo, hi - length_s) for _ in range(n))
-    t_free = clock.t
-    for start in starts:
-        start = max(start, t_free + rng.uniform(0.001, 0.05))
-        if start + length_s > hi:
-            break
+    for (start, end), label in zip(windows, labels, strict=True):
         run_until(start)
-        sampler.begin_phase(stretch)
-        run_until(start + length_s)
+        sampler.begin_phase(label)
+        run_until(end)
         result = sampler.end_phase()
         pending.append((result, result.energy_j, gpu.energy_j(clock.t) - gpu.energy_j(start)))
-        t_free = clock.t
     run_until(clock.t + 0.5)
     sampler.stop()
     meter.close()
     return [
-        PhaseScore(stretch, length_s, true_j, read_j, r.energy_j, r.energy_uncertainty_j, r.flag)
-        for r, read_j, true_j in pending
+        PhaseScore(label, end - start, true_j, read_j, r.energy_j, r.energy_uncertainty_j,
+                   r.flag)
+        for (r, read_j, true_j), (start, end), label in zip(pending, windows, labels,
+                                                            strict=True)
     ]

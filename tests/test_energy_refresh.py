@@ -18,10 +18,15 @@ from tests.fake_nvml import (
     Clock,
     EmulatedGpu,
     FakeNvml,
+    PhaseScore,
     PowerSignal,
     emulated_h200,
+    epoch_session,
     h200_session,
     measure_phases,
+    measure_session,
+    measure_work_phases,
+    work_session,
 )
 
 
@@ -84,55 +89,83 @@ def test_refresh_period_is_learned_not_assumed(period_s: float) -> None:
 
 # ----------------------------------------------------------------------------- accuracy
 
-# The issue's targets: within 1% for phases of 1 s or more, 3% at 0.3 s, 15% at 50 ms.
-# Short phases in the bursty and pulsed stretches miss them (bursts shorter than a refresh
-# fall inside one refresh interval, and nothing NVML reports says where): there the truth
-# must lie within the stated uncertainty instead.
-REACHED = [
-    ("idle", 0.05, 0.15), ("heavy", 0.05, 0.15),
-    ("idle", 0.3, 0.03), ("heavy", 0.3, 0.03), ("bursty", 0.3, 0.03),
-    ("idle", 1.0, 0.01), ("heavy", 1.0, 0.01), ("bursty", 1.0, 0.01), ("pulsed", 1.0, 0.01),
-    ("heavy", 3.0, 0.01), ("bursty", 3.0, 0.01), ("pulsed", 3.0, 0.01),
+# The issue's targets, for phases that are the work (power steps where they open and close,
+# at any offset from the refreshes): within 1% for phases of 1 s or more, 3% at 0.3 s, 15%
+# at 50 ms, as the mean over phases. The worst phase may exceed them at 50 ms and 0.3 s,
+# where the ~30 ms decay after a phase ends shares its refresh (benchmarks/README.md).
+TARGETS = [
+    (kind, length_s, bound)
+    for kind in ("idle", "heavy", "bursty", "pulsed")
+    for length_s, bound in ((0.05, 0.15), (0.3, 0.03), (1.0, 0.01))
 ]
 
 
-@pytest.mark.parametrize(("stretch", "length_s", "bound"), REACHED)
+@pytest.mark.parametrize(("kind", "length_s", "bound"), TARGETS)
 def test_phase_energy_within_target_of_the_exact_integral(
-    stretch: str, length_s: float, bound: float
+    kind: str, length_s: float, bound: float
 ) -> None:
-    scores = measure_phases(stretch, length_s, n=6 if length_s < 3 else 2, seed=1)
-    assert scores  # a 3 s phase fits only once in a 4 s stretch
+    scores = measure_work_phases(kind, length_s, n=10, seed=1) + measure_work_phases(
+        kind, length_s, n=10, seed=2)
     errors = [abs(s.final_error) for s in scores]
-    # 50 ms: the mean (a step inside the phase's refresh can still cost one phase more)
-    got = statistics.fmean(errors) if length_s < 0.3 else max(errors)
-    assert got < bound, [f"{e:.3%}" for e in errors]
+    assert statistics.fmean(errors) < bound, [f"{e:.3%}" for e in errors]
     assert all(s.flag is None for s in scores)
-
-
-@pytest.mark.parametrize(("stretch", "length_s"), [("pulsed", 0.05), ("pulsed", 0.3)])
-def test_where_the_target_is_out_of_reach_the_uncertainty_says_so(
-    stretch: str, length_s: float
-) -> None:
-    scores = measure_phases(stretch, length_s, n=12, seed=2)
     covered = [abs(s.final_j - s.true_j) <= s.uncertainty_j for s in scores]
-    assert sum(covered) >= 0.9 * len(scores)
-
-
-def test_bursts_aliased_with_the_refresh_stay_the_limit_at_50ms() -> None:
-    """30 ms bursts every ~100 ms: which part of a refresh held the burst is invisible (the
-    instant-power samples alias with it too), so errors of tens of % remain; still several
-    times smaller than differencing the boundary reads."""
-    scores = measure_phases("bursty", 0.05, n=12, seed=2)
-    new = statistics.fmean(abs(s.final_error) for s in scores)
-    old = statistics.fmean(abs(s.read_error) for s in scores)
-    assert new < 0.35 and old > 1.0
+    assert sum(covered) >= 0.95 * len(scores)
 
 
 def test_boundary_reads_alone_are_off_by_up_to_a_refresh() -> None:
-    """Today's method, for contrast: a 50 ms phase reads 0 J or a whole refresh's energy."""
-    scores = measure_phases("heavy", 0.05, n=8, seed=3)
+    """Today's method, for contrast: a 50 ms phase reads 0 J or a whole refresh's energy,
+    and splitting each refresh evenly (not where the work is) still misses by tens of %."""
+    scores = measure_work_phases("heavy", 0.05, n=10, seed=3)
     assert max(abs(s.read_error) for s in scores) > 0.5
-    assert max(abs(s.final_error) for s in scores) < 0.15
+    assert statistics.fmean(abs(s.final_error) for s in scores) < 0.15
+
+
+def test_evaluation_between_training_epochs_is_measured() -> None:
+    """The recording's case: short evaluations back to back with training epochs. The
+    epochs teach the decay after a phase ends, and the evaluations' share of each refresh
+    follows where their work is."""
+    scores: list[PhaseScore] = []
+    for seed in (1, 2):
+        scores += measure_session(epoch_session(0.05, epochs=5, seed=seed), seed)
+    evals = [s for s in scores if s.stretch == "heavy"]
+    trains = [s for s in scores if s.stretch == "train_small"]
+    assert statistics.fmean(abs(s.final_error) for s in evals) < 0.10
+    assert statistics.fmean(abs(s.read_error) for s in evals) > 0.3
+    assert statistics.fmean(abs(s.final_error) for s in trains) < 0.01
+
+
+def test_the_decay_after_a_phase_is_learned() -> None:
+    """After heavy work stops, the H200 decays over ~30 ms (the recording's 450, 300, 200 W
+    after a 760 W pulse): ~9 ms of the drop's power, learned from phase ends followed by
+    two refreshes of gap."""
+    clock = Clock(100.0)
+    session = work_session("heavy", 1.0, 8, seed=4)
+    gpu = EmulatedGpu(session.signal, clock, seed=4)
+    meter = NvmlMeter(nvml=FakeNvml([gpu]), clock=clock)
+    clock.t = session.lead_in_s - 1.5
+    sampler = EnergySampler([meter], clock=clock, background=False).start()
+    for start, end in session.phases:
+        drive(sampler, clock, start)
+        sampler.begin_phase("train_epoch")
+        drive(sampler, clock, end)
+        sampler.end_phase()
+    drive(sampler, clock, clock.t + 1.0)
+    sampler.stop()
+    timeline = meter._gpus[0].timeline  # noqa: SLF001 - what it learned
+    assert timeline is not None
+    assert timeline.marks.tails_learned >= 3
+    assert 0.006 < timeline.marks.tail_s < 0.013
+
+
+def test_windows_cut_through_continuous_load_are_covered_by_their_uncertainty() -> None:
+    """A window whose edges are not where the load changes breaks the attribution's premise
+    (the gap between two windows is not idle): errors grow, and the stated uncertainty
+    says so."""
+    scores = measure_phases("heavy", 0.3, n=12, seed=2) + measure_phases(
+        "pulsed", 0.05, n=12, seed=2)
+    covered = [abs(s.final_j - s.true_j) <= s.uncertainty_j for s in scores]
+    assert sum(covered) >= 0.85 * len(scores)
 
 
 # -------------------------------------------------------------------- sampler behaviour
@@ -307,3 +340,58 @@ def test_a_fast_refreshing_counter_is_not_watched() -> None:
     sampler.stop()
     assert meter.describe()["gpu:0.refresh_period_ms"] == "10.0"
     assert gpu.calls <= 3 * 11  # the 10 Hz polls only
+
+
+# ------------------------------------------------------------------ where the work is
+
+
+def _timeline(levels_w: list[float], period_s: float = 0.1, t0_s: float = 10.0):
+    """A timeline that has seen refreshes every ``period_s`` from ``t0_s``, each interval
+    holding the given mean power."""
+    from sweeper.energy.refresh import Change, RefreshTimeline
+
+    timeline = RefreshTimeline()
+    timeline.period_s, timeline._anchor_s = period_s, t0_s  # noqa: SLF001 - a learned grid
+    energy_j = 0.0
+    for k in range(len(levels_w) + 1):
+        t_s = t0_s + k * period_s
+        if k:
+            energy_j += levels_w[k - 1] * period_s
+        timeline.changes.append(Change(t_s - 0.001, t_s + 0.001, energy_j, t_s))
+        timeline._times.append(t_s)  # noqa: SLF001
+    return timeline
+
+
+def test_a_phase_inside_one_refresh_gets_the_energy_above_the_gap() -> None:
+    """A 50 ms pulse at 760 W inside one refresh, the GPU at 124 W around it and decaying
+    over 30 ms after it as the H200 does (450, 300, 200 W): the phase gets its pulse;
+    splitting the refresh evenly would give it half the refresh."""
+    refresh_j = 0.02 * 124 + 0.05 * 760 + 0.01 * (450 + 300 + 200)  # [10.5, 10.6]
+    timeline = _timeline([124, 124, 124, 124, 124, refresh_j / 0.1, 124, 124, 124])
+    timeline.mark(10.52, "begin")
+    timeline.mark(10.57, "end")
+    start, end = timeline.energy_at(10.52, final=True), timeline.energy_at(10.57, final=True)
+    assert start is not None and end is not None
+    assert end.energy_j - start.energy_j == pytest.approx(0.05 * 760, rel=0.02)
+    assert end.uncertainty_j > 0 and start.uncertainty_j > 0
+
+
+def test_power_steps_where_a_phase_begins_not_across_the_refresh() -> None:
+    timeline = _timeline([124] * 5 + [(0.03 * 124 + 0.07 * 690) / 0.1] + [690] * 4)
+    timeline.mark(10.53, "begin")
+    got = timeline.energy_at(10.53, final=True)
+    assert got is not None
+    assert got.energy_j == pytest.approx(5 * 12.4 + 0.03 * 124, rel=1e-9)
+    unmarked = _timeline([124] * 5 + [(0.03 * 124 + 0.07 * 690) / 0.1] + [690] * 4)
+    linear = unmarked.energy_at(10.53, final=True)  # no phase boundary known: even split
+    assert linear is not None and linear.energy_j > got.energy_j + 5.0
+
+
+def test_a_refresh_early_by_its_jitter_is_placed_at_the_read_that_saw_it() -> None:
+    """A refresh 3.6 ms early (the recording's jitter has such tails) seen by the read just
+    before the expected refresh belongs there, not in the middle of a wide bracket."""
+    from sweeper.energy.refresh import Change
+
+    timeline = _timeline([124] * 3)
+    change = Change(lo_s=10.33, hi_s=10.3972, value_j=50.0, t_s=0.0)
+    assert timeline._on_grid(change) == pytest.approx(10.3972)  # noqa: SLF001

@@ -303,6 +303,14 @@ class NvmlMeter:
         periods = [g.timeline.period_s for g in self._gpus if g.timeline and g.timeline.period_s]
         return 3.0 * max(periods) if periods else 0.0
 
+    def mark_boundary(self, t_s: float, edge: str) -> None:
+        """A phase began or ended at clock time ``t_s``: within a refresh, the phase's work
+        lies on its side of the boundary (see ``RefreshTimeline.mark``)."""
+        with self._lock:
+            for g in self._gpus:
+                if g.timeline is not None:
+                    g.timeline.mark(t_s, edge)
+
     def resolve(self, domain: str, t_s: float, final: bool = False) -> BoundaryEnergy | None:
         """Energy of ``domain`` at clock time ``t_s``, interpolated between refreshes; None
         while those refreshes are not seen yet, or for GPUs that integrate power."""

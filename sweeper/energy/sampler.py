@@ -266,9 +266,16 @@ class EnergySampler:
 
     # ----------------------------------------------------------------- boundaries
 
-    def _boundary_locked(self, context: str) -> tuple[float, Boundary]:
+    def _boundary_locked(self, context: str, edge: str | None = None) -> tuple[float, Boundary]:
+        """Read every meter at a boundary; ``edge`` ("begin" or "end" of a phase) is told to
+        meters that attribute energy within a refresh by where the work is."""
         t_s, values, _ = self._readings.read(context)
         boundary = Boundary(self._t0 + t_s, {d: r.energy_j for d, r in values.items()})
+        if edge is not None:
+            for meter in self._watchers:
+                mark = getattr(meter, "mark_boundary", None)
+                if mark is not None:
+                    mark(boundary.t_abs, edge)
         self._bounds.settle(boundary, final=False)
         return t_s, boundary
 
@@ -324,7 +331,7 @@ class EnergySampler:
                 p = self._open_phase
                 raise RuntimeError(f"phase {p.kind}[{p.index}] is still open; end it first")
             cpu_mark = self._cpu.mark()
-            t_s, boundary = self._boundary_locked(f"begin {kind}[{index}]")
+            t_s, boundary = self._boundary_locked(f"begin {kind}[{index}]", "begin")
             self._open_phase = _OpenPhase(kind, index, t_s, boundary, cpu_mark)
 
     def end_phase(self) -> PhaseEnergy:
@@ -338,7 +345,7 @@ class EnergySampler:
             p = self._open_phase
             if p is None:
                 raise RuntimeError("no phase is open")
-            t_s, end = self._boundary_locked(f"end {p.kind}[{p.index}]")
+            t_s, end = self._boundary_locked(f"end {p.kind}[{p.index}]", "end")
             self._open_phase = None
             utilisation = p.util.result()
             cpu_pct = self._cpu.util_pct(p.cpu_mark)

@@ -1,0 +1,233 @@
+"""Where, inside one refresh of a slow counter, a phase's energy went.
+
+NVML's counter tells the energy of each ~100 ms refresh, not when within it the energy was
+spent. The sampler knows where phases begin and end, and sweeper synchronises the device at
+both, so the work, and the power above the device's idle, lies inside phases and steps
+where they open and close. ``PhaseMarks`` keeps those boundaries and splits a refresh's
+energy at them:
+
+* a piece that continues into a neighbouring refresh with no boundary there holds that
+  refresh's mean power (the same work goes on);
+* a gap between phases with no such neighbour holds the device's power between phases
+  nearby (``gap_w``), plus the decay after a phase ends, whose length is learned from phase
+  ends that allow it (``tail_s``; until then the H200 recording's: its 30 ms decay holds
+  ~9 ms of the drop's power), so a gap of a few ms stays near the work's level;
+* a phase piece with neither takes what the refresh's energy leaves, so a burst shorter
+  than a refresh counts for the phase it belongs to; with none, the remainder goes to a
+  phase that begins in the refresh (a phase's start is its least known part: launch,
+  warm-up, clocks ramping), else it is shared in proportion to the levels.
+
+The premise fails for windows cut through continuous load (no step at their edges); the gap
+level assumed then is flagged through ``assumed_j``, which the caller adds to the
+uncertainty. benchmarks/phase_accuracy.py shows both cases against the exact integral.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import statistics
+from collections import deque
+from collections.abc import Sequence
+from typing import Protocol
+
+TAIL_SAMPLES = 16  # phase ends whose decay is remembered
+# The decay's length until one is learned: the H200 recording's 30 ms decay after a 760 W
+# pulse (450, 300, 200 W over context idle) holds 9.1 ms of the drop's power.
+DEFAULT_TAIL_S = 0.009
+STEADY = 0.05  # a phase's power is steady when two refreshes before its end agree this well
+MAX_MARKS = 2400  # boundaries kept (the counter's history is shorter)
+
+
+class Refresh(Protocol):
+    """A counter refresh: its time on the grid and the value it reported."""
+
+    lo_s: float
+    t_s: float
+    value_j: float
+
+
+Piece = tuple[float, float, float]  # (start_s, end_s, energy_j)
+
+
+class PhaseMarks:
+    """Phase boundaries on the counter's clock, the decay learned from them, and the split
+    of a refresh's energy at them."""
+
+    def __init__(self) -> None:
+        self._marks: list[tuple[float, str]] = []  # (t_s, "begin" | "end"), in time order
+        self._times: list[float] = []
+        self._tails: deque[float] = deque(maxlen=TAIL_SAMPLES)
+        self.assumed_j = 0.0  # the last split's energy resting on an assumed gap power
+
+    def __bool__(self) -> bool:
+        return bool(self._marks)
+
+    def mark(self, t_s: float, edge: str) -> None:
+        """A phase boundary: "begin" (its work follows) or "end" (its work precedes)."""
+        if edge not in ("begin", "end"):
+            raise ValueError(f"edge must be 'begin' or 'end', not {edge!r}")
+        i = bisect.bisect_right(self._times, t_s)
+        self._marks.insert(i, (t_s, edge))
+        self._times.insert(i, t_s)
+        if len(self._marks) > MAX_MARKS:
+            del self._marks[: MAX_MARKS // 2], self._times[: MAX_MARKS // 2]
+
+    def between(self, lo_s: float, hi_s: float) -> list[tuple[float, str]]:
+        """The boundaries at ``lo_s <= t <= hi_s``."""
+        i = bisect.bisect_left(self._times, lo_s)
+        j = bisect.bisect_right(self._times, hi_s)
+        return self._marks[i:j]
+
+    def in_phase(self, t_s: float) -> bool:
+        i = bisect.bisect_right(self._times, t_s)
+        return i > 0 and self._marks[i - 1][1] == "begin"
+
+    # ------------------------------------------------------------------ levels
+
+    def rate(self, a: Refresh | None, b: Refresh | None, period_s: float) -> float | None:
+        """Mean power between two consecutive refreshes one period apart with no phase
+        boundary between them (one stretch of the same work), else None."""
+        if a is None or b is None or not 0.5 * period_s <= b.t_s - a.t_s <= 1.5 * period_s:
+            return None
+        if self.between(a.t_s, b.t_s):
+            return None
+        return (b.value_j - a.value_j) / (b.t_s - a.t_s)
+
+    def gap_w(self, changes: Sequence[Refresh], period_s: float, t_s: float) -> float | None:
+        """What the device draws between phases around ``t_s``: the lowest mean power over
+        the refreshes lying wholly between phases nearest to ``t_s`` (two on each side; the
+        lowest, as the first after a phase may still hold its decay), else the lowest over
+        any refresh (None before two refreshes are seen)."""
+        before: list[float] = []
+        after: list[float] = []
+        rates: list[float] = []
+        for a, b in zip(changes, changes[1:], strict=False):
+            if a.lo_s == -math.inf or not 0.5 * period_s <= b.t_s - a.t_s <= 1.5 * period_s:
+                continue
+            rate = (b.value_j - a.value_j) / (b.t_s - a.t_s)
+            rates.append(rate)
+            if self.between(a.t_s, b.t_s) or self.in_phase(a.t_s):
+                continue
+            if b.t_s <= t_s:
+                before = [*before[-1:], rate]
+            elif len(after) < 2:
+                after.append(rate)
+        near = before + after
+        if near:
+            return min(near)
+        return min(rates) if rates else None
+
+    @property
+    def tail_s(self) -> float:
+        """How long the device keeps drawing its working power after a phase ends, as the
+        energy of its decay over the drop (the H200's until one is learned here)."""
+        return statistics.median(self._tails) if self._tails else DEFAULT_TAIL_S
+
+    @property
+    def tails_learned(self) -> int:
+        """Phase ends the decay was learned from (0: ``tail_s`` is the H200's)."""
+        return len(self._tails)
+
+    def learn_tail(self, changes: Sequence[Refresh], period_s: float) -> None:
+        """Learn the decay from the phase end three refreshes back, if that phase ended in
+        steady work and two refreshes of gap followed: what the refresh of the end and the
+        next hold beyond the phase's level before it and the gap's level after."""
+        if len(changes) < 6:
+            return
+        cm, c0, c1, c2, c3, c4 = changes[-6:]
+        pairs = ((cm, c0), (c0, c1), (c1, c2), (c2, c3), (c3, c4))
+        if any(not 0.5 * period_s <= b.t_s - a.t_s <= 1.5 * period_s for a, b in pairs):
+            return
+        ends = self.between(c1.t_s, c2.t_s)
+        if len(ends) != 1 or ends[0][1] != "end" or not self.in_phase(c0.t_s):
+            return
+        if self.between(cm.t_s, c1.t_s - 1e-12) or self.between(c2.t_s + 1e-12, c4.t_s):
+            return
+        before_w = (c0.value_j - cm.value_j) / (c0.t_s - cm.t_s)
+        work_w = (c1.value_j - c0.value_j) / (c1.t_s - c0.t_s)
+        gap_w = (c4.value_j - c3.value_j) / (c4.t_s - c3.t_s)
+        if abs(work_w - before_w) > STEADY * work_w or work_w - gap_w < 0.2 * work_w:
+            return
+        t_e = ends[0][0]
+        tail_j = (c2.value_j - c1.value_j - work_w * (t_e - c1.t_s) - gap_w * (c2.t_s - t_e)) + (
+            c3.value_j - c2.value_j - gap_w * (c3.t_s - c2.t_s))
+        self._tails.append(min(max(tail_j / (work_w - gap_w), 0.0), period_s))
+
+    # ------------------------------------------------------------------ the split
+
+    def split(
+        self, changes: Sequence[Refresh], period_s: float,
+        c0: Refresh | None, c1: Refresh, c2: Refresh, c3: Refresh | None,
+    ) -> list[Piece] | None:
+        """The energy of refresh interval ``[c1, c2]`` split at the phase boundaries inside
+        it, as ``(start_s, end_s, energy_j)`` pieces (see the module docstring); None when
+        none falls inside. ``c0`` and ``c3`` are the refreshes around it, if seen."""
+        t1, t2 = c1.t_s, c2.t_s
+        lo = bisect.bisect_right(self._times, t1)
+        hi = bisect.bisect_left(self._times, t2)
+        if lo >= hi:
+            return None
+        inside = self._marks[lo:hi]
+        cuts = [t1, *(t for t, _ in inside), t2]
+        edges = [self._marks[lo - 1][1] if lo > 0 else "end", *(e for _, e in inside)]
+        in_phase = [e == "begin" for e in edges]
+        n = len(in_phase)
+        lengths = [b - a for a, b in zip(cuts, cuts[1:], strict=False)]
+        e_int = c2.value_j - c1.value_j
+        r_prev, r_next = self.rate(c0, c1, period_s), self.rate(c2, c3, period_s)
+        seen = [r for r in (r_prev, r_next, e_int / (t2 - t1)) if r is not None]
+        floor_w = self.gap_w(changes, period_s, t1)
+        if floor_w is None:
+            floor_w = min(seen)
+        priors: list[float | None] = []
+        for j in range(n):
+            if j == 0 and r_prev is not None:
+                priors.append(r_prev)
+            elif j == n - 1 and r_next is not None:
+                priors.append(r_next)
+            else:
+                priors.append(None if in_phase[j] else floor_w)
+        free = [j for j in range(n) if priors[j] is None]
+        fixed = [j for j in range(n) if priors[j] is not None]
+        takers = free or [j for j in fixed if in_phase[j] and j > 0] or fixed
+        base = [max(0.0, priors[j] or 0.0) * lengths[j] for j in range(n)]
+        energy = _distribute(e_int, base, lengths, takers, free)
+        tail_s = self.tail_s
+        if tail_s > 0:  # a gap after a phase that ends here first holds the work's decay
+            for j in range(1, n):
+                if in_phase[j] or not in_phase[j - 1] or lengths[j] <= 0 or lengths[j - 1] <= 0:
+                    continue
+                work_w = energy[j - 1] / lengths[j - 1]
+                base[j] += max(work_w - base[j] / lengths[j], 0.0) * tail_s * (
+                    1.0 - math.exp(-lengths[j] / tail_s))  # an exponential decay
+            energy = _distribute(e_int, base, lengths, takers, free)
+        # A gap given the power between phases may have held more (a few ms between phases
+        # stay near the work's level while it decays; or the work went on): up to the
+        # highest level around, over its length.
+        self.assumed_j = sum(
+            max(max(seen) - floor_w, 0.0) * lengths[j]
+            for j in range(n)
+            if not in_phase[j] and not (j == 0 and r_prev is not None)
+            and not (j == n - 1 and r_next is not None)
+        )
+        return [(cuts[j], cuts[j + 1], energy[j]) for j in range(n)]
+
+
+def _distribute(
+    e_int: float, base: list[float], lengths: list[float], takers: list[int], free: list[int]
+) -> list[float]:
+    """Pieces' energies: ``base`` for all but the takers, which share what is left (by
+    length if free, else in proportion to their base); when nothing is left the others are
+    scaled down to the interval's energy."""
+    energy = list(base)
+    kept = sum(e for j, e in enumerate(energy) if j not in takers)
+    rest = e_int - kept
+    if rest >= 0:
+        weights = [lengths[j] if j in free else energy[j] for j in takers]
+        total_w = sum(weights)
+        for j, w in zip(takers, weights, strict=True):
+            energy[j] = rest * (w / total_w if total_w > 0 else 1.0 / len(takers))
+        return energy
+    scale = e_int / kept if kept > 0 else 0.0
+    return [0.0 if j in takers else e * scale for j, e in enumerate(energy)]
