@@ -9,7 +9,9 @@ Three parts, one table:
    2 ms through pynvml directly (its own handle, found by the GPU's UUID, none of sweeper's
    code) and keeps the time of every refresh; a phase's raw energy is the counter
    interpolated linearly between the refreshes around each boundary. Both use the same
-   clock (time.perf_counter), so every phase is compared on the same interval.
+   clock (time.perf_counter), so every phase is compared on the same interval. The raw
+   reader splits each refresh evenly, sweeper where the work is (its phase boundaries), so
+   they differ by design on phases of a few refreshes; on long phases they should agree.
 2. The README's main command, `python -m sweeper -m model=resnet,vit batch=32,128`, with
    device=cuda into a temporary store: its exit status, wall time and stored E_tr (gross
    and net), E_in, low-resolution phases and warnings.

@@ -15,9 +15,11 @@ figures. The process's CPU utilisation comes from its CPU time at the phase boun
 exists for every phase whatever the meters are.
 
 Meters whose counters refresh slowly (NVML, ~100 ms) also get ``watch()`` reads when they ask
-for them (just before and after each refresh), and each boundary of theirs is interpolated
-between the refreshes on either side once those are seen: a phase is first measured from its
-boundary reads and made final in place a little after it ends (at the latest at ``stop()``).
+for them (just before and after each refresh), are told where phases begin and end, and
+each boundary of theirs is settled between the refreshes on either side once those are
+seen (each refresh split where the work was: sweeper.energy.attribution). A phase is first
+measured from its boundary reads and made final in place a little after it ends (at the
+latest at ``stop()``).
 Every phase carries an uncertainty in joules, and one whose mean power exceeds what its
 devices can draw is flagged rather than passed on as a measurement.
 """
