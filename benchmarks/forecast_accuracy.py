@@ -57,7 +57,7 @@ def traced_run(
     gpus = [device.index or 0] if device.type == "cuda" else ()
     meters = energy.open_meters(args.meter, gpu_indices=gpus)
     sampler = energy.EnergySampler(meters.meters, sample_hz=args.sample_hz)
-    trace = StepTrace(sampler.energy_so_far_j)
+    trace = StepTrace(sampler.checkpoint)  # settled between slow refreshes by stop()
     sampler.start()
     try:
         trace.start()

@@ -16,7 +16,7 @@ from sweeper.energy.estimate import MEMORY_W_PER_GIB, EstimateMeter
 from sweeper.energy.labels import source_label
 from sweeper.energy.nvml import GpuStats, NvmlMeter
 from sweeper.energy.rapl import RaplMeter, counter_delta_uj
-from sweeper.energy.sampler import EnergySampler, PhaseHandle
+from sweeper.energy.sampler import EnergyCheckpoint, EnergySampler, PhaseHandle
 from sweeper.energy.select import CHOICES, MeterSet, open_meters
 from sweeper.energy.tdp import CODECARBON_DEFAULT_TDP_W, TdpLookup, lookup_cpu_tdp_w
 from sweeper.energy.types import (
@@ -38,6 +38,7 @@ __all__ = [
     "SOURCES",
     "CarbonIntensity",
     "DomainReading",
+    "EnergyCheckpoint",
     "EnergySampler",
     "EnergySummary",
     "EstimateMeter",

@@ -66,6 +66,21 @@ class PhaseHandle:
 
 
 @dataclass
+class EnergyCheckpoint:
+    """Energy since the sampler started, all domains, at one instant inside the work (a
+    profile window's edge): the read value at first, settled between the refreshes around
+    it once they are seen, as a phase boundary is (final at ``stop()`` at the latest). No
+    phase begins or ends there, so its refresh is split as the phases around it say."""
+
+    _sampler: EnergySampler
+    boundary: Boundary
+
+    @property
+    def energy_j(self) -> float:
+        return self._sampler._checkpoint_energy_j(self.boundary)
+
+
+@dataclass
 class _OpenPhase:
     kind: str
     index: int
@@ -148,6 +163,7 @@ class EnergySampler:
         self._open_phase: _OpenPhase | None = None
         self.phases: list[PhaseEnergy] = []
         self._pending: list[_Pending] = []
+        self._checkpoints: list[Boundary] = []  # profile-window edges, settled by stop()
         self._max_power: dict[str, tuple[float, str]] = {}
         self._run_start: Boundary | None = None
         self._bounds = BoundaryFigures(
@@ -383,6 +399,22 @@ class EnergySampler:
         finally:
             handle.result = self.end_phase()
 
+    def checkpoint(self) -> EnergyCheckpoint:
+        """Energy since start at this instant, to be settled like a phase boundary; its
+        ``energy_j`` is the read value until then (``energy_so_far_j`` for a read alone)."""
+        self._require_running()
+        with self._lock:
+            _, boundary = self._boundary_locked("checkpoint")
+            self._checkpoints.append(boundary)
+        return EnergyCheckpoint(self, boundary)
+
+    def _checkpoint_energy_j(self, b: Boundary) -> float:
+        with self._lock:
+            if self._summary is None and self._started:
+                self._bounds.settle(b, final=False)
+            return sum(b.settled[d][0] if d in b.settled else read_j
+                       for d, read_j in b.read_j.items())
+
     def energy_so_far_j(self) -> float:
         """Exact energy since start, all domains, read now (for forecasting a run's total)."""
         self._require_running()
@@ -434,6 +466,8 @@ class EnergySampler:
             self._hardware.update(describe_meters(self._watchers, self._extra_warnings))
         with self._lock:
             self._settle_locked(final=True)
+            for checkpoint in self._checkpoints:
+                self._bounds.settle(checkpoint, final=True)
             start = self._run_start or Boundary(self._t0, {})
             self._bounds.settle(start, final=True)
             self._bounds.settle(end, final=True)

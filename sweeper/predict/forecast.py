@@ -10,6 +10,22 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
+
+
+class Settling(Protocol):
+    """A reading whose energy may be refined after it was taken (a sampler checkpoint,
+    settled between a slow counter's refreshes once they are seen)."""
+
+    @property
+    def energy_j(self) -> float: ...
+
+
+Reading = float | Settling
+
+
+def joules(reading: Reading) -> float:
+    return float(reading) if isinstance(reading, int | float) else reading.energy_j
 
 
 @dataclass(frozen=True)
@@ -59,6 +75,11 @@ class ProfileWindow:
     of its own, not extrapolated. The window lasts at least its fraction of the steps and
     `min_seconds`, so it spans many refreshes of the meter (NVML: ~100 ms); it never runs
     past the last step, where the "forecast" is the measurement itself.
+
+    ``read_energy_j`` returns joules, or a reading that settles later: ``result`` is the
+    forecast from the values at hand when the window closes (what early stopping can act
+    on), ``settled()`` the same forecast from the values as they are when it is asked
+    (after the run: each edge settled between a slow counter's refreshes).
     """
 
     def __init__(
@@ -66,7 +87,7 @@ class ProfileWindow:
         total_steps: int,
         window: float,
         warmup_steps: int,
-        read_energy_j: Callable[[], float],
+        read_energy_j: Callable[[], Reading],
         clock: Callable[[], float] = time.perf_counter,
         *,
         warmup_seconds: float = 0.0,
@@ -83,9 +104,10 @@ class ProfileWindow:
         self.min_seconds = min_seconds
         self._read = read_energy_j
         self._clock = clock
-        self._origin: tuple[float, float] | None = None
-        self._warm: tuple[float, float] | None = None
+        self._origin: tuple[Reading, float] | None = None
+        self._warm: tuple[Reading, float] | None = None
         self._warm_step = 0
+        self._end: tuple[Reading, float, int] | None = None
         self.result: Forecast | None = None
 
     def start(self) -> None:
@@ -108,14 +130,22 @@ class ProfileWindow:
             return
         if step < self.total_steps and self._clock() - self._warm[1] < self.min_seconds:
             return
-        energy_j, now = self._read(), self._clock()
-        self.result = extrapolate(
+        self._end = (self._read(), self._clock(), step)
+        self.result = self.settled()
+
+    def settled(self) -> Forecast | None:
+        """The forecast from the window's edges as they read now (None before it closed)."""
+        if self._origin is None or self._warm is None or self._end is None:
+            return None
+        origin_j, warm_j, end_j = (joules(r[0]) for r in (self._origin, self._warm, self._end))
+        step = self._end[2]
+        return extrapolate(
             total_steps=self.total_steps,
             warmup_steps=self._warm_step,
             profiled_steps=step - self._warm_step,
-            warmup_energy_j=self._warm[0] - self._origin[0],
+            warmup_energy_j=warm_j - origin_j,
             warmup_duration_s=self._warm[1] - self._origin[1],
-            profile_energy_j=energy_j - self._warm[0],
-            profile_duration_s=now - self._warm[1],
+            profile_energy_j=end_j - warm_j,
+            profile_duration_s=self._end[1] - self._warm[1],
             window=self.window,
         )

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from sweeper.predict.forecast import Forecast, extrapolate, window_steps
+from sweeper.predict.forecast import Forecast, Reading, extrapolate, joules, window_steps
 
 
 def profile_plan(total_steps: int, window: float, warmup_steps: int) -> tuple[int, int]:
@@ -31,30 +31,39 @@ def forecast_error(predicted: float, actual: float) -> float:
 
 @dataclass
 class StepTrace:
-    """Cumulative energy (J) and time (s) at every step boundary; index 0 is the start."""
+    """Cumulative energy (J) and time (s) at every step boundary; index 0 is the start.
 
-    read_energy_j: Callable[[], float]
+    ``read_energy_j`` may return readings that settle later (sampler checkpoints):
+    ``energy_j`` gives their values as they are when asked, so read it after the run."""
+
+    read_energy_j: Callable[[], Reading]
     clock: Callable[[], float] = time.perf_counter
-    energy_j: list[float] = field(default_factory=list)
+    readings: list[Reading] = field(default_factory=list)
     time_s: list[float] = field(default_factory=list)
 
     def start(self) -> None:
-        self.energy_j[:] = [self.read_energy_j()]
+        self.readings[:] = [self.read_energy_j()]
         self.time_s[:] = [self.clock()]
 
     def on_step(self, step: int) -> None:
         """Step hook (global step count after each step), like ProfileWindow.on_step."""
-        if self.energy_j and len(self.energy_j) == step:
-            self.energy_j.append(self.read_energy_j())
+        if self.readings and len(self.readings) == step:
+            self.readings.append(self.read_energy_j())
             self.time_s.append(self.clock())
 
     @property
+    def energy_j(self) -> list[float]:
+        return [joules(r) for r in self.readings]
+
+    @property
     def steps(self) -> int:
-        return max(len(self.energy_j) - 1, 0)
+        return max(len(self.readings) - 1, 0)
 
     @property
     def energy_total_j(self) -> float:
-        return self.energy_j[-1] - self.energy_j[0] if self.energy_j else 0.0
+        if not self.readings:
+            return 0.0
+        return joules(self.readings[-1]) - joules(self.readings[0])
 
     @property
     def duration_total_s(self) -> float:

@@ -33,7 +33,7 @@ def execute_forecast(p: Prepared) -> JobResult:
     total = len(loader) * p.spec.epochs
     profile = ProfileWindow(
         total, p.spec.forecast_window, p.spec.forecast_warmup_steps,
-        run.sampler.energy_so_far_j, **profile_floors(p),
+        run.sampler.checkpoint, **profile_floors(p),  # edges settled by the end of the run
     )
 
     def until_done(batches: Iterable[Any]) -> Iterator[Any]:
@@ -59,7 +59,7 @@ def execute_forecast(p: Prepared) -> JobResult:
         run.recorder.phase(ph.result, steps=steps, samples=samples, loss=loss, accuracy=accuracy)
 
     run.measure(body)
-    forecast = profile.result
+    forecast = profile.settled()
     if run.ok and forecast is None:
         run.fail("ForecastError", "the profiling window did not complete")
     # The energy columns hold what the profile really used.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from sweeper import energy
@@ -17,15 +18,30 @@ from sweeper.run.stopping import energy_limit, guard_steps
 from sweeper.training.progress import TrainingProgress
 
 
+@dataclass(frozen=True)
+class _TrainingEnergy:
+    """Energy so far less the evaluations so far, as they read when asked (both settle
+    between a slow counter's refreshes a little after they are taken)."""
+
+    at: energy.EnergyCheckpoint
+    evals: tuple[energy.PhaseEnergy, ...]
+
+    @property
+    def energy_j(self) -> float:
+        return self.at.energy_j - sum(ph.energy_j for ph in self.evals)
+
+
 def execute_training(p: Prepared) -> JobResult:
     limit = energy_limit(p.spec.config)  # checked before the run row exists
     run = MeasuredRun(p)
     sampler, recorder = run.sampler, run.recorder
     train_steps = len(p.loaders["train"]) * p.spec.epochs
     # Training steps only: a window that crosses an epoch boundary skips the evaluation.
+    # Its edges are checkpoints, settled between a slow counter's refreshes by the end.
     profile = ProfileWindow(
         train_steps, p.spec.forecast_window, p.spec.forecast_warmup_steps,
-        lambda: sampler.energy_so_far_j() - recorder.energy_of("eval"),
+        lambda: _TrainingEnergy(sampler.checkpoint(), tuple(
+            ph for ph in recorder.phases if ph.kind == "eval")),
         lambda: time.perf_counter() - recorder.duration_of("eval"),
         **profile_floors(p),
     )
@@ -34,8 +50,8 @@ def execute_training(p: Prepared) -> JobResult:
         _phases(p, sampler, recorder, profile, train_steps, on_step)
     ))
     run.values.update(_energy_columns(run, run.values))
-    if profile.result is not None:
-        forecast = profile.result
+    forecast = profile.settled()  # the sampler has stopped: every edge is settled
+    if forecast is not None:
         run.values.update(forecast_columns(forecast))
         actual = run.values.get("energy_train_j")
         if run.ok and actual:
