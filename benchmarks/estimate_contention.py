@@ -56,11 +56,22 @@ def _spin() -> None:
         pass
 
 
-def trial(threads: int, passive: bool, steps: int, batch: int) -> dict[str, float]:
+def policy_env(policy: str) -> dict[str, str]:
+    """"unset" (libgomp spins a while, then sleeps), "PASSIVE", "ACTIVE", or NAME=VALUE
+    (e.g. GOMP_SPINCOUNT=10000: spin that many iterations before sleeping)."""
+    if policy == "unset":
+        return {}
+    if "=" in policy:
+        name, value = policy.split("=", 1)
+        return {name: value}
+    return {"OMP_WAIT_POLICY": policy}
+
+
+def trial(threads: int, policy: str, steps: int, batch: int) -> dict[str, float]:
     env = dict(os.environ)
-    env.pop("OMP_WAIT_POLICY", None)
-    if passive:
-        env["OMP_WAIT_POLICY"] = "PASSIVE"
+    for name in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
+        env.pop(name, None)
+    env.update(policy_env(policy))
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     out = subprocess.run(
         [sys.executable, "-c", _CHILD, str(threads), str(steps), str(batch)],
@@ -74,41 +85,48 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--policies", nargs="+", default=["unset", "PASSIVE"],
+                        help="OpenMP wait settings: unset, PASSIVE, ACTIVE or NAME=VALUE, "
+                             "e.g. GOMP_SPINCOUNT=10000")
+    parser.add_argument("--spinners", type=int, default=1,
+                        help="busy-loop processes in the 'busy loop on' conditions")
     args = parser.parse_args()
     cores = os.cpu_count() or 1
     conditions = [
-        (threads, passive, busy)
-        for busy in (False, True) for threads in (1, cores) for passive in (False, True)
-        if not (threads == 1 and passive)  # one thread never waits for a sibling
+        (threads, policy, busy)
+        for busy in (False, True) for threads in (1, cores) for policy in args.policies
+        if not (threads == 1 and policy != "unset")  # one thread never waits for a sibling
     ]
-    results: dict[tuple[int, bool, bool], list[dict[str, float]]] = {c: [] for c in conditions}
+    results: dict[tuple[int, str, bool], list[dict[str, float]]] = {c: [] for c in conditions}
     load_before = os.getloadavg()
     started = time.perf_counter()
     for _ in range(args.rounds):
-        for threads, passive, busy in conditions:
-            spinner = None
-            if busy:
-                spinner = multiprocessing.Process(target=_spin, daemon=True)
+        for threads, policy, busy in conditions:
+            spinners = [multiprocessing.Process(target=_spin, daemon=True)
+                        for _ in range(args.spinners if busy else 0)]
+            for spinner in spinners:
                 spinner.start()
+            if spinners:
                 time.sleep(0.2)
             try:
-                results[(threads, passive, busy)].append(
-                    trial(threads, passive, args.steps, args.batch)
+                results[(threads, policy, busy)].append(
+                    trial(threads, policy, args.steps, args.batch)
                 )
             finally:
-                if spinner is not None:
+                for spinner in spinners:
                     spinner.terminate()
                     spinner.join()
     print(f"estimate meter inputs under contention: {args.steps} resnet steps at batch "
-          f"{args.batch} (8x8 inputs), {cores} logical cores, {args.rounds} rounds, medians")
-    print(f"{'threads':>7} {'OMP_WAIT_POLICY':>16} {'busy loop':>9} {'CPU s':>7} {'wall s':>7} "
+          f"{args.batch} (8x8 inputs), {cores} logical cores, {args.rounds} rounds, medians; "
+          f"busy loop: {args.spinners} spinning process(es)")
+    print(f"{'threads':>7} {'OpenMP wait':>21} {'busy loop':>9} {'CPU s':>7} {'wall s':>7} "
           f"{'CPU/wall':>8}  {'CPU vs quiet':>12}")
-    for threads, passive, busy in conditions:
-        rows = results[(threads, passive, busy)]
+    for threads, policy, busy in conditions:
+        rows = results[(threads, policy, busy)]
         cpu = statistics.median(r["cpu_s"] for r in rows)
         wall = statistics.median(r["wall_s"] for r in rows)
-        quiet = statistics.median(r["cpu_s"] for r in results[(threads, passive, False)])
-        print(f"{threads:>7} {'PASSIVE' if passive else '(unset)':>16} "
+        quiet = statistics.median(r["cpu_s"] for r in results[(threads, policy, False)])
+        print(f"{threads:>7} {policy:>21} "
               f"{'on' if busy else 'off':>9} {cpu:7.2f} {wall:7.2f} {cpu / wall:8.2f}  "
               f"{cpu / quiet:11.2f}x")
     print(f"load average before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f}; "

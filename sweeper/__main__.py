@@ -16,7 +16,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from sweeper import _threads  # noqa: F401  (first: OMP_WAIT_POLICY before torch loads)
+from sweeper import _threads  # noqa: F401  (first: OpenMP's waiting before torch loads)
 from sweeper.app.callbacks import LAST_SWEEP, summarise_runs
 from sweeper.errors import USER_ERROR_EXIT, USER_ERRORS, exit_with_user_error
 from sweeper.run.recording import RunInterrupted

@@ -19,9 +19,10 @@ Model (CodeCarbon's "process" tracking convention, made cumulative so it is exac
 * Contention: CPU time is not the work done when threads wait on a busy machine. torch's
   OpenMP threads spin while a sibling is descheduled, and the spinning counts: on a loaded
   2-core VM 100 training steps took 36 s of CPU spinning against 2.5 s passive
-  (benchmarks/estimate_contention.py). ``python -m sweeper`` therefore runs with
-  OMP_WAIT_POLICY=PASSIVE (sweeper._threads), and every run records how busy the machine
-  was (sweeper.energy.contention) so such runs are flagged rather than trusted.
+  (benchmarks/estimate_contention.py). ``python -m sweeper`` therefore lets them spin only
+  briefly before sleeping (GOMP_SPINCOUNT=1000, sweeper._threads), and every run records
+  how busy the machine was (sweeper.energy.contention) so such runs are flagged rather
+  than trusted.
 
 The figures are estimates, never measurements: every reading has source ``"estimate"``.
 """
