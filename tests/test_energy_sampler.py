@@ -8,7 +8,7 @@ import psutil
 import pytest
 
 from sweeper.energy import EnergySampler, source_label
-from sweeper.energy.sampler import next_poll_s
+from sweeper.energy.series import next_poll_s
 from sweeper.energy.types import DomainReading, MeterReadError, Sample
 
 

@@ -37,23 +37,11 @@ from dataclasses import dataclass, field
 from sweeper.energy.boundary import Boundary, BoundaryFigures
 from sweeper.energy.labels import describe_meters, source_label
 from sweeper.energy.reading import Failures, MeterReadings
+from sweeper.energy.series import PowerSeries, next_poll_s
 from sweeper.energy.types import DomainReading, EnergySummary, Meter, PhaseEnergy, Sample
 from sweeper.energy.utilisation import ProcessCpu, Utilisation
 
 log = logging.getLogger(__name__)
-
-
-def next_poll_s(scheduled_s: float, now_s: float, period_s: float) -> float:
-    """When to poll after the poll scheduled at ``scheduled_s`` ran at ``now_s``.
-
-    Polls keep a fixed rate, but a late poll (loaded machine, slow meter) never brings the
-    next one within half a period: that would burst after a suspend, and a rate over such a
-    sliver of time is mostly counter resolution, so the poll would carry no power.
-    """
-    next_s = scheduled_s + period_s
-    if next_s - now_s < 0.5 * period_s:
-        next_s = now_s + period_s
-    return next_s
 
 
 @dataclass
@@ -134,7 +122,6 @@ class EnergySampler:
         ]
         self._notes: list[str] = list(getattr(meters, "notes", []) or [])
         self.sample_hz = float(sample_hz)
-        self.on_samples = on_samples
         self.flush_every = flush_every
         self._clock = clock
         self._background = background  # False: the caller drives polls with tick()
@@ -148,14 +135,8 @@ class EnergySampler:
 
         self._readings = MeterReadings(self._meters, clock)
         self._stats_failures: dict[int, Failures] = {}
-        self._callback_failures = Failures()
         self._extra_warnings: list[str] = []
-
-        self._prev_sample: dict[str, tuple[float, float]] = {}  # domain -> (t_s, energy_j)
-        self._buffer: list[Sample] = []
-        self._polls_buffered = 0
-        self._n_polls = 0
-        self._peak_power_w: float | None = None
+        self._series = PowerSeries(self.sample_hz, on_samples)
         self._hardware: dict[str, str] = {}
         self._thread_cpu_s = 0.0
         self._cpu = ProcessCpu(clock)
@@ -179,32 +160,9 @@ class EnergySampler:
     # ----------------------------------------------------------------- readings
 
     def _poll_locked(self, context: str) -> tuple[float, dict[str, DomainReading]]:
-        """A background sample of every domain, with power from the meter or from energy/dt."""
+        """A background sample of every domain (sweeper.energy.series)."""
         t_s, values, stale = self._readings.read(context)
-        # A rate over a much shorter interval than the sampling period (the poll at stop,
-        # right after a background one) is mostly the meter's resolution: a CPU-time tick
-        # over a few ms reads as hundreds of watts. Such a sample keeps its energy but gets
-        # no power, and the next rate is taken from the last full interval.
-        min_dt_s = 0.5 / self.sample_hz
-        total_w: float | None = None
-        for domain, r in values.items():
-            prev_t, prev_e = self._prev_sample.get(domain, (0.0, 0.0))
-            power_w = None if domain in stale else r.power_w
-            if domain not in stale and power_w is None:
-                if t_s - prev_t >= min_dt_s:
-                    power_w = (r.energy_j - prev_e) / (t_s - prev_t)
-                    self._prev_sample[domain] = (t_s, r.energy_j)
-            else:
-                self._prev_sample[domain] = (t_s, r.energy_j)
-            if power_w is not None:
-                total_w = (total_w or 0.0) + power_w
-            self._buffer.append(Sample(t_s, domain, r.source, power_w, r.energy_j))
-        if total_w is not None:
-            self._peak_power_w = (
-                total_w if self._peak_power_w is None else max(self._peak_power_w, total_w)
-            )
-        self._n_polls += 1
-        self._polls_buffered += 1
+        self._series.add(t_s, values, stale)
         return t_s, values
 
     def _poll_stats_locked(self) -> None:
@@ -226,18 +184,8 @@ class EnergySampler:
     def _flush(self) -> None:
         """Hand buffered samples to on_samples, outside the lock so phases never wait on it."""
         with self._lock:
-            batch, self._buffer = self._buffer, []
-            self._polls_buffered = 0
-        if not batch or self.on_samples is None:
-            return
-        try:
-            self.on_samples(batch)
-        except Exception as e:  # a storage hiccup must not end the measurement
-            f = self._callback_failures
-            f.count += 1
-            if f.count == 1:
-                f.first = f"{type(e).__name__}: {e}"
-                log.warning("on_samples failed (%s); those samples are dropped", f.first)
+            batch = self._series.take()
+        self._series.deliver(batch)
 
     def _run(self) -> None:
         self._ready.wait()
@@ -260,7 +208,7 @@ class EnergySampler:
                 self._next_poll_s = next_poll_s(self._next_poll_s, now, 1.0 / self.sample_hz)
                 self._poll_locked("background")
                 self._poll_stats_locked()
-                full = self._polls_buffered >= self.flush_every
+                full = self._series.buffered_polls >= self.flush_every
             wake_s = self._watch_locked(now)
             self._settle_locked(final=False)
         if full:
@@ -437,11 +385,7 @@ class EnergySampler:
                 f"{self._meters[i].source} stats() failed {f.count} time(s), first: {f.first}; "
                 f"utilisation is missing from those polls (energy is unaffected)"
             )
-        if self._callback_failures.count:
-            out.append(
-                f"on_samples failed {self._callback_failures.count} time(s), first: "
-                f"{self._callback_failures.first}; those sample batches were dropped"
-            )
+        out += self._series.warnings()
         return out
 
     def stop(self) -> EnergySummary:
@@ -480,7 +424,7 @@ class EnergySampler:
             by_domain=by_domain,
             source=source_label(self._readings.sources[d] for d in by_domain),
             mean_power_w=energy_j / t_s if t_s > 0 else None,
-            peak_power_w=self._peak_power_w,
+            peak_power_w=self._series.peak_power_w,
             warnings=self.warnings,
             hardware=dict(self._hardware),
             energy_uncertainty_j=sum(unc.values()),
