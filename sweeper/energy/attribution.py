@@ -18,8 +18,8 @@ energy at them:
   warm-up, clocks ramping), else it is shared in proportion to the levels.
 
 The premise fails for windows cut through continuous load (no step at their edges); the gap
-level assumed then is flagged through ``assumed_j``, which the caller adds to the
-uncertainty. benchmarks/phase_accuracy.py shows both cases against the exact integral.
+level assumed then counts in ``spread_j``, the split's uncertainty, with how far the other
+assumed levels may be off. benchmarks/phase_accuracy.py shows both cases against the exact integral.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ class PhaseMarks:
         self._marks: list[tuple[float, str]] = []  # (t_s, "begin" | "end"), in time order
         self._times: list[float] = []
         self._tails: deque[float] = deque(maxlen=TAIL_SAMPLES)
-        self.assumed_j = 0.0  # the last split's energy resting on an assumed gap power
+        self.spread_j = 0.0  # how far the last split may be off, in joules
 
     def __bool__(self) -> bool:
         return bool(self._marks)
@@ -159,10 +159,14 @@ class PhaseMarks:
     def split(
         self, changes: Sequence[Refresh], period_s: float,
         c0: Refresh | None, c1: Refresh, c2: Refresh, c3: Refresh | None,
+        cm: Refresh | None = None, c4: Refresh | None = None,
+        samples: Sequence[tuple[float, float]] = (),
     ) -> list[Piece] | None:
         """The energy of refresh interval ``[c1, c2]`` split at the phase boundaries inside
         it, as ``(start_s, end_s, energy_j)`` pieces (see the module docstring); None when
-        none falls inside. ``c0`` and ``c3`` are the refreshes around it, if seen."""
+        none falls inside. ``c0`` and ``c3`` are the refreshes around it, ``cm`` and ``c4``
+        the ones beyond those, and ``samples`` instant-power readings ``(t_s, power_w)``:
+        they say how far the assumed levels may be off (``spread_j``)."""
         t1, t2 = c1.t_s, c2.t_s
         lo = bisect.bisect_right(self._times, t1)
         hi = bisect.bisect_left(self._times, t2)
@@ -194,24 +198,62 @@ class PhaseMarks:
         base = [max(0.0, priors[j] or 0.0) * lengths[j] for j in range(n)]
         energy = _distribute(e_int, base, lengths, takers, free)
         tail_s = self.tail_s
+        decay_j = 0.0
         if tail_s > 0:  # a gap after a phase that ends here first holds the work's decay
             for j in range(1, n):
                 if in_phase[j] or not in_phase[j - 1] or lengths[j] <= 0 or lengths[j - 1] <= 0:
                     continue
                 work_w = energy[j - 1] / lengths[j - 1]
-                base[j] += max(work_w - base[j] / lengths[j], 0.0) * tail_s * (
+                added = max(work_w - base[j] / lengths[j], 0.0) * tail_s * (
                     1.0 - math.exp(-lengths[j] / tail_s))  # an exponential decay
+                base[j] += added
+                decay_j += added
             energy = _distribute(e_int, base, lengths, takers, free)
-        # A gap given the power between phases may have held more (a few ms between phases
-        # stay near the work's level while it decays; or the work went on): up to the
-        # highest level around, over its length.
-        self.assumed_j = sum(
-            max(max(seen) - floor_w, 0.0) * lengths[j]
-            for j in range(n)
-            if not in_phase[j] and not (j == 0 and r_prev is not None)
-            and not (j == n - 1 and r_next is not None)
-        )
+        # How far the split may be off. A piece continuing a neighbour's work: by as much as
+        # that work's power varies (the refresh beyond, instant power seen there). A gap
+        # given the power between phases: up to the highest level around (a few ms between
+        # phases stay near the work's level; or the work went on). The decay: all of it
+        # when a phase piece took the rest, else half. With no phase piece to take the
+        # rest, the levels were scaled to the refresh's energy: what they missed; with a
+        # phase beginning here that took it while another ended here: half of that.
+        prev_dev = _deviation(r_prev, self.rate(cm, c0, period_s), samples, c0, c1)
+        next_dev = _deviation(r_next, self.rate(c3, c4, period_s), samples, c2, c3)
+        missed_j = abs(e_int - sum(base))
+        if free:
+            spread_j = decay_j
+        elif takers != fixed:  # a beginning phase took the rest
+            ending = any(in_phase[j] for j in fixed if j not in takers)
+            spread_j = 0.5 * decay_j + (0.5 * missed_j if ending else 0.0)
+        else:
+            spread_j = 0.5 * decay_j + missed_j
+        for j in range(n):
+            if j in takers and takers != fixed:  # it holds the others' errors
+                continue
+            if j == 0 and r_prev is not None:
+                dev_w = prev_dev if prev_dev is not None else abs(r_prev - e_int / (t2 - t1))
+            elif j == n - 1 and r_next is not None:
+                dev_w = next_dev if next_dev is not None else abs(r_next - e_int / (t2 - t1))
+            elif not in_phase[j] and takers != fixed:
+                dev_w = max(max(seen) - floor_w, 0.0)
+            else:
+                continue
+            spread_j += dev_w * lengths[j]
+        self.spread_j = spread_j
         return [(cuts[j], cuts[j + 1], energy[j]) for j in range(n)]
+
+
+def _deviation(
+    level_w: float | None, beyond_w: float | None, samples: Sequence[tuple[float, float]],
+    a: Refresh | None, b: Refresh | None,
+) -> float | None:
+    """How far the power of the work in refresh ``[a, b]`` strays from its mean ``level_w``:
+    the refresh beyond it and the instant-power samples read in it; None when neither."""
+    if level_w is None or a is None or b is None:
+        return None
+    seen = [w for t, w in samples if a.t_s <= t <= b.t_s]
+    if beyond_w is not None:
+        seen.append(beyond_w)
+    return max((abs(w - level_w) for w in seen), default=None)
 
 
 def _distribute(

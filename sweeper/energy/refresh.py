@@ -268,7 +268,10 @@ class RefreshTimeline:
         r_prev = (e1 - c0.value_j) / (t1 - c0.t_s) if c0 and t1 > c0.t_s else r_int
         r_next = (c3.value_j - e2) / (c3.t_s - t2) if c3 and c3.t_s > t2 else r_int
         a, b = t_s - t1, t2 - t_s
-        pieces = self.marks.split(list(self.changes), self.period_s, c0, c1, c2, c3)
+        cm = self.changes[i - 3] if i >= 3 else None
+        c4 = self.changes[i + 2] if i + 2 < len(self.changes) else None
+        pieces = self.marks.split(list(self.changes), self.period_s, c0, c1, c2, c3, cm, c4,
+                                  list(self.power_samples))
         if pieces is None:
             est = e1 + (e2 - e1) * a / span
         else:
@@ -288,6 +291,7 @@ class RefreshTimeline:
         e_int = e2 - e1
         skipped = span > 1.5 * self.period_s  # refreshes without a read in between
         timing = (self.jitter_s + 0.5 * DENSE_READ_S) * p_hi
-        assumed = self.marks.assumed_j if pieces is not None else 0.0
-        unc = spread + timing + assumed + (0.5 * e_int if skipped else 0.0)
+        if pieces is not None:  # split where the work is: off by what its levels may be
+            spread = self.marks.spread_j
+        unc = spread + timing + (0.5 * e_int if skipped else 0.0)
         return BoundaryEnergy(est, unc, "interpolated")
