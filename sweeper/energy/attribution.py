@@ -211,14 +211,16 @@ class PhaseMarks:
             energy = _distribute(e_int, base, lengths, takers, free)
         # How far the split may be off. A piece continuing a neighbour's work: by as much as
         # that work's power varies (the refresh beyond, instant power seen there). A gap
-        # given the power between phases: up to the highest level around (a few ms between
-        # phases stay near the work's level; or the work went on). The decay: all of it
+        # given the power between phases: up to the level of the work in the refreshes
+        # around (a few ms between phases stay near it; or the work went on). The decay: all of it
         # when a phase piece took the rest, else half. With no phase piece to take the
         # rest, the levels were scaled to the refresh's energy: what they missed; with a
         # phase beginning here that took it while another ended here: half of that.
         prev_dev = _deviation(r_prev, self.rate(cm, c0, period_s), samples, c0, c1)
         next_dev = _deviation(r_next, self.rate(c3, c4, period_s), samples, c2, c3)
         missed_j = abs(e_int - sum(base))
+        # the busiest work around the refresh (its own energy only when none is seen)
+        around_w = max([r for r in (r_prev, r_next) if r is not None] or seen)
         if free:
             spread_j = decay_j
         elif takers != fixed:  # a beginning phase took the rest
@@ -234,7 +236,7 @@ class PhaseMarks:
             elif j == n - 1 and r_next is not None:
                 dev_w = next_dev if next_dev is not None else abs(r_next - e_int / (t2 - t1))
             elif not in_phase[j] and takers != fixed:
-                dev_w = max(max(seen) - floor_w, 0.0)
+                dev_w = max(around_w - floor_w, 0.0)
             else:
                 continue
             spread_j += dev_w * lengths[j]
