@@ -223,6 +223,54 @@ def test_an_outage_longer_than_outage_s_gives_up_in_one_line_and_keeps_what_was_
     store.dispose()
 
 
+@pytest.mark.postgres
+def test_an_optuna_study_waits_out_an_outage_of_its_database(
+    proxy: CuttableProxy, pg_url: str
+) -> None:
+    """A search asks and tells its study through the outage: both wait, then land."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from sweeper.search.study import optuna_storage
+
+    storage = optuna_storage(make_url(proxy.url(pg_url)), outage_s=30)
+    study = optuna.create_study(storage=storage, study_name="rides out",
+                                directions=["maximize", "minimize"])
+    first = study.ask()
+    study.tell(first, [0.5, 10.0])
+    restored = _cut_for(proxy, 2.0)
+    t0 = time.monotonic()
+    second = study.ask()
+    study.tell(second, [0.6, 9.0])
+    assert time.monotonic() - t0 > 1.5  # it waited for the database, not failed
+    restored.join()
+    fresh = optuna.load_study(study_name="rides out", storage=pg_url)
+    assert [(t.state, t.values) for t in fresh.trials] == [
+        (TrialState.COMPLETE, [0.5, 10.0]), (TrialState.COMPLETE, [0.6, 9.0])]
+    storage.remove_session()
+    storage.engine.dispose()
+
+
+@pytest.mark.postgres
+def test_an_optuna_outage_past_outage_s_ends_in_one_line(
+    proxy: CuttableProxy, pg_url: str
+) -> None:
+    import optuna
+
+    from sweeper.search.study import optuna_storage
+
+    storage = optuna_storage(make_url(proxy.url(pg_url)), outage_s=1.0)
+    study = optuna.create_study(storage=storage, study_name="gives up")
+    proxy.cut()
+    with pytest.raises(StoreUnavailable) as caught:
+        study.ask()
+    message = str(caught.value)
+    assert "\n" not in message and "storage.outage_s=1" in message
+    assert "Optuna study's database" in message and "resumes it" in message
+    proxy.restore()
+    storage.engine.dispose()
+
+
 def test_a_retried_write_that_had_committed_is_not_stored_twice(sqlite_url: str) -> None:
     """A connection lost while the commit was on its way: the write may have landed. The
     retry asks first (here the first try did commit)."""

@@ -100,7 +100,7 @@ class SearchLoop:
         )
         storage_url = resolve_storage(settings.storage or app_url)
         self.study = open_study(
-            settings, optuna_storage(storage_url), self.study_name,
+            settings, optuna_storage(storage_url, self.store.outage_s), self.study_name,
             SearchContext(sweeper=sweeper, space=self.space, store=self.store),
         )
         self.study.set_user_attr("sweep_name", self.sweep_name)

@@ -6,6 +6,7 @@ optuna-dashboard opens it directly.
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Sequence
@@ -20,6 +21,8 @@ from sweeper.errors import ConfigError
 from sweeper.search.samplers import SearchContext, make_sampler
 from sweeper.search.settings import ACCURACY, SearchSettings
 from sweeper.store import Run
+from sweeper.store.db import DEFAULT_OUTAGE_S, mask_url
+from sweeper.store.outage import is_transient, ride_out
 
 SQLITE_TIMEOUT_S = 60  # several workers writing one file wait instead of "database is locked"
 SPENT_ATTR = "energy_spent_j"  # joules a trial newly spent (0 when it reused a run)
@@ -28,15 +31,68 @@ SPENT_ATTR = "energy_spent_j"  # joules a trial newly spent (0 when it reused a 
 TRAIN_BOUNDED = ("energy_train_j", "energy_total_j")
 
 
-def optuna_storage(url: URL) -> optuna.storages.RDBStorage:
+@dataclass(frozen=True)
+class _StudyDatabase:
+    """The Optuna study's database, as riding out its outages needs to know it."""
+
+    display_url: str
+    outage_s: float
+    is_sqlite: bool
+
+
+class PatientStorage(optuna.storages.RDBStorage):
+    """Optuna's RDBStorage whose every call rides out an outage of its database as sweeper's
+    own writes do (sweeper.store.outage): retried with backoff for `storage.outage_s`, then
+    one line. A call whose commit landed before the connection dropped may run twice: a
+    duplicate trial is left running and failed later as an orphan; a repeated tell is
+    reported as already finished."""
+
+    _patience: _StudyDatabase
+
+    def __init__(self, url: URL, outage_s: float, **kwargs: Any) -> None:
+        self._patience = _StudyDatabase(
+            mask_url(url), outage_s, url.get_backend_name() == "sqlite")
+        super().__init__(url.render_as_string(hide_password=False), **kwargs)
+
+
+def _patient(name: str) -> Any:
+    method = getattr(optuna.storages.RDBStorage, name)
+
+    @functools.wraps(method)
+    def call(self: PatientStorage, *args: Any, **kwargs: Any) -> Any:
+        def attempt(retry: bool) -> Any:
+            try:
+                return method(self, *args, **kwargs)
+            except optuna.exceptions.StorageInternalError as exc:  # Optuna wraps the cause
+                cause = exc.__cause__
+                if cause is not None and is_transient(cause, self._patience):
+                    raise cause from None
+                raise
+
+        return ride_out(self._patience, f"reach the Optuna study's database ({name})", attempt,
+                        after="The study keeps every trial told before; running the same "
+                              "command again resumes it.")
+
+    return call
+
+
+# Every call of the storage interface, and the private ones Optuna's cache in front of an
+# RDBStorage makes (optuna.storages._cached_storage).
+_CACHE_CALLS = ("_create_new_trial", "_get_best_trial_id", "_get_stale_trial_ids",
+                "_get_trials", "_set_trial_param", "record_heartbeat")
+for _name in (*dir(optuna.storages.BaseStorage), *_CACHE_CALLS):
+    if (_name in _CACHE_CALLS or not _name.startswith("_")) and callable(
+            getattr(optuna.storages.RDBStorage, _name, None)):
+        setattr(PatientStorage, _name, _patient(_name))
+
+
+def optuna_storage(url: URL, outage_s: float = DEFAULT_OUTAGE_S) -> PatientStorage:
     kwargs: dict[str, Any] = {}
     if url.get_backend_name() == "sqlite":
         kwargs["connect_args"] = {"timeout": SQLITE_TIMEOUT_S}
     else:
         kwargs["pool_pre_ping"] = True
-    return optuna.storages.RDBStorage(
-        url.render_as_string(hide_password=False), engine_kwargs=kwargs
-    )
+    return PatientStorage(url, outage_s, engine_kwargs=kwargs)
 
 
 def default_study_name(sweep_name: str, objective: str) -> str:

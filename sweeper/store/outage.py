@@ -27,7 +27,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
+from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar
 
 from sqlalchemy import exc as sa_exc
 
@@ -43,7 +43,18 @@ FIRST_DELAY_S = 0.05  # the first retry comes quickly: most blips are a dropped 
 MAX_DELAY_S = 1.0  # then at most a try a second: cheap for the store, prompt on its return
 
 
-def is_transient(exc: BaseException, store: Store) -> bool:
+class Reachable(Protocol):
+    """What riding out an outage needs to know of a store (a Store, or the database of an
+    Optuna study)."""
+
+    display_url: str
+    outage_s: float
+
+    @property
+    def is_sqlite(self) -> bool: ...
+
+
+def is_transient(exc: BaseException, store: Reachable) -> bool:
     """Whether a failure means "the store is unreachable for now", not "this write is wrong".
 
     On SQLite only a lock held past the busy timeout is (its other OperationalErrors, such
@@ -65,7 +76,7 @@ def _first_line(exc: BaseException) -> str:
 
 
 def give_up(
-    store: Store, what: str, down_s: float, last: BaseException, after: str
+    store: Reachable, what: str, down_s: float, last: BaseException, after: str
 ) -> StoreUnavailable:
     """The one line a user sees when sweeper stops waiting for the store."""
     return StoreUnavailable(
@@ -96,7 +107,9 @@ class _Outage:
         return True
 
 
-def ride_out(store: Store, what: str, attempt: Callable[[bool], T], after: str = "") -> T:
+def ride_out(
+    store: Reachable, what: str, attempt: Callable[[bool], T], after: str = ""
+) -> T:
     """attempt(retry) until it succeeds, retrying transient failures for store.outage_s."""
     outage: _Outage | None = None
     while True:
