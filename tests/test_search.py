@@ -399,3 +399,48 @@ def test_a_trial_failed_by_another_worker_is_not_told_twice() -> None:
     fresh = study.ask()
     assert tell_outcome(study, fresh, done) is True
     assert study.get_trials()[1].values == [0.9, 10.0]
+
+
+def test_a_trial_left_to_a_live_twin_waits_for_its_values(sqlite_url: str) -> None:
+    """Two processes of one search drew the same config: the job that found its twin
+    running is skipped, and its trial takes the twin's values once it ends instead of
+    failing (the twin's joules count once, for the twin's own trial)."""
+    import os
+    import socket
+    import time
+
+    from hydra.core.utils import JobReturn, JobStatus
+
+    from sweeper.run.result import JobResult
+    from sweeper.search.loop import outcome_of_job
+    from sweeper.store import Store
+    from sweeper.store import runs as store_runs
+    from tests.conftest import run_row
+
+    store = Store(sqlite_url)
+    sweep_id = store_runs.ensure_sweep(store, "search: twins")
+    twin = store_runs.insert_run(store, run_row(
+        sweep_id, status="running", pid=os.getpid(), host=socket.gethostname()))
+    ret = JobReturn(status=JobStatus.COMPLETED,
+                    _return_value=JobResult(status="skipped", run_id=twin, sweep_id=sweep_id))
+
+    def twin_finishes() -> None:
+        time.sleep(1.0)
+        store_runs.update_run(store, twin, status="completed", val_accuracy=0.9,
+                              energy_train_j=40.0, energy_total_j=50.0)
+
+    finisher = threading.Thread(target=twin_finishes)
+    t0 = time.monotonic()
+    finisher.start()
+    outcome = outcome_of_job(ret, store, "energy_train_j")
+    finisher.join()
+    assert time.monotonic() - t0 >= 0.9
+    assert outcome.state == TrialState.COMPLETE and outcome.values == (0.9, 40.0)
+    assert outcome.attrs["reused_run"] is True and outcome.attrs["energy_spent_j"] == 0.0
+    # A twin whose process is gone is not waited for: the trial fails with its status.
+    gone = store_runs.insert_run(store, run_row(
+        sweep_id, status="running", pid=2**22 + 12345, host=socket.gethostname()))
+    ret = JobReturn(status=JobStatus.COMPLETED,
+                    _return_value=JobResult(status="skipped", run_id=gone, sweep_id=sweep_id))
+    assert outcome_of_job(ret, store, "energy_train_j").state == TrialState.FAIL
+    store.dispose()

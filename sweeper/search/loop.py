@@ -9,6 +9,8 @@ sweeper/run/stopping.py. Trial user attributes link back to the run row.
 from __future__ import annotations
 
 import logging
+import socket
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from optuna.trial import Trial, TrialState
 
 from sweeper.config.storage import check_url, open_results, resolve_storage
 from sweeper.config.sweep import announce, announced, identity_for
+from sweeper.run.liveness import why_vanished
 from sweeper.run.stopping import LIMIT_KEY, REASON_KEY
 from sweeper.search.front import print_front
 from sweeper.search.frontier import sampler_stop_reason, tighter_limit
@@ -37,12 +40,14 @@ from sweeper.search.study import (
     spent_energy_j,
     trial_energy_limit,
 )
-from sweeper.store import Store
+from sweeper.store import Run, Store
 from sweeper.store import runs as store_runs
+from sweeper.store.schema import utcnow
 
 log = logging.getLogger("sweeper.search")
 
 STOP_REASON_ATTR = "stop_reason"
+TWIN_POLL_S = 1.0  # how often a trial left to a twin run looks whether it has ended
 
 
 def sweep_name(config: DictConfig, arguments: Sequence[str]) -> str:
@@ -71,8 +76,27 @@ def outcome_of_job(ret: JobReturn, store: Store, objective: str) -> Outcome:
     run_id = getattr(result, "run_id", None)
     if run_id is None:
         return Outcome(TrialState.FAIL, None, {"error": f"job returned {result!r}"})
-    run = store_runs.get_run(store, run_id)
-    return outcome_of_run(run, objective, reused=getattr(result, "status", "") == "skipped")
+    skipped = getattr(result, "status", "") == "skipped"
+    run = await_twin(store, run_id) if skipped else store_runs.get_run(store, run_id)
+    return outcome_of_run(run, objective, reused=skipped)
+
+
+def await_twin(store: Store, run_id: int, poll_s: float = TWIN_POLL_S) -> Run | None:
+    """The row of the run a skipped trial's job left to a twin (another process of the
+    sweep training the same config), once that run has ended or vanished: the trial takes
+    its values instead of failing for a run it did not make."""
+    waited = False
+    while True:
+        run = store_runs.get_run(store, run_id)
+        if run is None or run.status != "running":
+            return run
+        if why_vanished(run, socket.gethostname(), utcnow()) is not None:
+            return run  # its process is gone: the trial fails with the run's status
+        if not waited:
+            waited = True
+            log.info("run %d of the same config is running in pid %s on %s: waiting for it",
+                     run_id, run.pid, run.host)
+        time.sleep(poll_s)
 
 
 class SearchLoop:
