@@ -42,7 +42,7 @@ def generated(hardware: str = "hw-a", meter: str = "rapl", scale: float = 1.0) -
                 rows.append(Observation(
                     run_id=run_id, hardware_id=hardware, meter_source=meter, model=model,
                     dataset="digits", batch=batch, precision=precision, params=int(params),
-                    macs_per_sample=macs, energy_per_sample_j=scale * law(macs, params, batch,
+                    macs_per_sample=macs, per_sample=scale * law(macs, params, batch,
                                                                           precision),
                 ))
     return rows
@@ -64,7 +64,7 @@ def test_fit_recovers_the_law_exactly() -> None:
 def test_fit_recovers_the_law_under_noise() -> None:
     rng = np.random.default_rng(0)
     noisy = [
-        Observation(**{**o.__dict__, "energy_per_sample_j": o.energy_per_sample_j
+        Observation(**{**o.__dict__, "per_sample": o.per_sample
                        * math.exp(rng.normal(0.0, 0.02))})
         for o in generated() for _ in range(3)
     ]
@@ -87,7 +87,7 @@ def test_loo_scores_held_out_rows_only() -> None:
     rows = [o for o in rows if o.precision == "fp32" and o.batch in (32, 64)]
     outlier = 0
     rows[outlier] = Observation(**{**rows[outlier].__dict__,
-                                   "energy_per_sample_j": 3 * rows[outlier].energy_per_sample_j})
+                                   "per_sample": 3 * rows[outlier].per_sample})
     loo = leave_one_config_out(rows)
     assert loo is not None
     actual = np.asarray(loo.actual_j)
@@ -109,7 +109,7 @@ def test_repeats_are_held_out_together() -> None:
     spoiled = list(repeats)
     for i in (3, 3 + len(rows)):
         spoiled[i] = Observation(**{**spoiled[i].__dict__,
-                                    "energy_per_sample_j": 3 * spoiled[i].energy_per_sample_j})
+                                    "per_sample": 3 * spoiled[i].per_sample})
     held = leave_one_config_out(spoiled)
     assert held is not None
     assert abs(held.relative_errors[3]) > 0.5
@@ -120,17 +120,17 @@ def test_too_few_configurations_give_no_score_and_no_interval() -> None:
     fit = fit_energy(rows)
     assert fit.loo is None and fit.residual_band is None
     prediction = fit.predict(Query(2.0e5, 30_000, 64, "fp32"))
-    assert prediction.low_j is None and any("no interval" in w for w in prediction.warnings)
+    assert prediction.low is None and any("no interval" in w for w in prediction.warnings)
 
 
 def test_interval_from_held_out_residuals_and_warnings() -> None:
     rng = np.random.default_rng(1)
-    noisy = [Observation(**{**o.__dict__, "energy_per_sample_j": o.energy_per_sample_j
+    noisy = [Observation(**{**o.__dict__, "per_sample": o.per_sample
                             * math.exp(rng.normal(0.0, 0.1))}) for o in generated()]
     fit = fit_energy(noisy, level=0.8)
     p = fit.predict(Query(1.0e6, 50_000, 48, "fp32"))
-    assert p.low_j is not None and p.high_j is not None
-    assert p.low_j < p.energy_per_sample_j < p.high_j
+    assert p.low is not None and p.high is not None
+    assert p.low < p.per_sample < p.high
     assert p.hardware_id == "hw-a" and p.meter_source == "rapl" and not p.estimated
     assert p.warnings == ()
     far = fit.predict(Query(1.0e9, 50_000, 48, "fp16"))
@@ -150,8 +150,8 @@ def test_hardware_and_meters_are_never_mixed() -> None:
     fits = fit_by_hardware(a + b + c)
     assert set(fits) == {("hw-a", "rapl"), ("hw-b", "nvml"), ("hw-a", "estimate")}
     q = Query(1.0e6, 50_000, 48, "fp32")
-    ratio = fits[("hw-b", "nvml")].predict(q).energy_per_sample_j / fits[("hw-a", "rapl")].predict(
-        q).energy_per_sample_j
+    ratio = fits[("hw-b", "nvml")].predict(q).per_sample / fits[("hw-a", "rapl")].predict(
+        q).per_sample
     assert ratio == pytest.approx(5.0, rel=1e-6)
     assert fits[("hw-a", "estimate")].predict(q).estimated
 
@@ -183,7 +183,7 @@ def test_load_observations_reads_completed_runs(tmp_path) -> None:
         ])
     train = load_observations(store, "train")
     assert [o.batch for o in train] == [32, 64]
-    assert load_observations(store, "inference", sweep="s1")[0].energy_per_sample_j == 0.001
+    assert load_observations(store, "inference", sweep="s1")[0].per_sample == 0.001
     assert load_observations(store, "train", sweep="other") == []
 
 
@@ -260,8 +260,8 @@ def test_additive_law_recovers_a_physical_truth_for_unseen_models() -> None:
     p = fit.predict(query)
     truth = physical(3e8, 2e5, 2e6, 96)
     assert not p.known_model and p.interval_from == "held-out models"
-    assert p.low_j is not None and p.low_j <= truth <= p.high_j  # type: ignore[operator]
-    assert p.energy_per_sample_j == pytest.approx(truth, rel=0.05)
+    assert p.low is not None and p.low <= truth <= p.high  # type: ignore[operator]
+    assert p.per_sample == pytest.approx(truth, rel=0.05)
     assert p.lomo_mape == fit.lomo.mape and p.n_models == 10
 
 
@@ -283,7 +283,7 @@ def test_known_models_get_the_configuration_interval() -> None:
     unseen = fit.predict(Query(o.macs_per_sample * 1.5, o.params, 32, "fp32",
                                o.activations_per_sample))
     assert known.known_model and not unseen.known_model
-    width = lambda p: math.log(p.high_j / p.low_j)  # noqa: E731
+    width = lambda p: math.log(p.high / p.low)  # noqa: E731
     assert width(unseen) > width(known)
 
 
@@ -309,9 +309,9 @@ def test_time_targets_read_duration_per_sample(tmp_path) -> None:
     for run, i in zip(runs, range(3), strict=True):
         run.id = i + 1
     rows = observations_from_runs(runs, "train_time")
-    assert [o.energy_per_sample_j for o in rows] == pytest.approx([10 / 16e3, 10 / 32e3,
+    assert [o.per_sample for o in rows] == pytest.approx([10 / 16e3, 10 / 32e3,
                                                                    10 / 64e3])
-    assert observations_from_runs(runs, "inference_time")[0].energy_per_sample_j == 2.0 / 500
+    assert observations_from_runs(runs, "inference_time")[0].per_sample == 2.0 / 500
     sized = observations_from_runs(runs, "train", activations=lambda run: 123.0)
     assert sized[0].activations_per_sample == 123.0
     with pytest.raises(ValueError, match="unknown target"):
@@ -327,7 +327,7 @@ def test_log_linear_size_slopes_are_never_negative() -> None:
     free = np.linalg.lstsq(
         np.column_stack([np.ones(6), np.log([o.macs_per_sample for o in rows]),
                          np.log([o.batch for o in rows])]),
-        np.log([o.energy_per_sample_j for o in rows]), rcond=None)[0]
+        np.log([o.per_sample for o in rows]), rcond=None)[0]
     assert free[1] < 0
     fit = fit_loglinear(rows, ("ln_macs", "ln_batch"))
     assert fit.coef["ln_macs"] == pytest.approx(0.0, abs=1e-9)

@@ -59,9 +59,9 @@ class Prediction:
     """An estimate (per sample: J, or s for a time target) with its interval and where its
     fit came from."""
 
-    energy_per_sample_j: float
-    low_j: float | None
-    high_j: float | None
+    per_sample: float
+    low: float | None
+    high: float | None
     level: float
     hardware_id: str
     meter_source: str
@@ -88,9 +88,9 @@ class Prediction:
     def scaled(self, samples: int) -> tuple[float, float | None, float | None]:
         """Point and interval for `samples` samples."""
         return (
-            self.energy_per_sample_j * samples,
-            None if self.low_j is None else self.low_j * samples,
-            None if self.high_j is None else self.high_j * samples,
+            self.per_sample * samples,
+            None if self.low is None else self.low * samples,
+            None if self.high is None else self.high * samples,
         )
 
 
@@ -155,7 +155,7 @@ class EnergyFit:
             notes.append(f"only {self.n_configs} configuration(s) fitted: no held-out error, "
                          "no interval")
         return Prediction(
-            energy_per_sample_j=point, low_j=low, high_j=high, level=self.level,
+            per_sample=point, low=low, high=high, level=self.level,
             hardware_id=self.hardware_id, meter_source=self.meter_source,
             hardware_label=self.hardware_label, n_rows=self.n_rows, n_configs=self.n_configs,
             loo_mape=None if self.loo is None else self.loo.mape,

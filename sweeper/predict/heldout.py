@@ -76,7 +76,7 @@ def _held_out(
     order = range(len(observations))
     return LooScore(
         run_ids=tuple(observations[i].run_id for i in order),
-        actual_j=tuple(observations[i].energy_per_sample_j for i in order),
+        actual_j=tuple(observations[i].per_sample for i in order),
         predicted_j=tuple(predicted[i] for i in order),
         n_configs=len(groups), held_out=held_out, laws=tuple(laws),
     )

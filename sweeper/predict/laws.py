@@ -121,7 +121,7 @@ def fit_loglinear(
         row += [1.0 if o.precision == p else 0.0 for p in precisions if p != baseline]
         rows.append(row)
     x = np.asarray(rows, dtype=float).reshape(len(observations), len(names))
-    y = np.log([o.energy_per_sample_j for o in observations])
+    y = np.log([o.per_sample for o in observations])
     varies = np.ptp(x, axis=0) > 1e-12
     used = [n for n, v in zip(names, varies, strict=True) if v]
     design = np.column_stack([np.ones(len(observations)), x[:, varies]])
@@ -210,7 +210,7 @@ def fit_additive(observations: Sequence[Observation], terms: Sequence[str]) -> A
     coef: dict[str, tuple[float, ...]] = {}
     for precision in precisions:
         rows = [o for o in observations if o.precision == precision]
-        y = np.asarray([o.energy_per_sample_j for o in rows])
+        y = np.asarray([o.per_sample for o in rows])
         raws = [per_sample(o) for o in rows]
         a = np.asarray([[ADDITIVE_TERMS[t](r) for t in terms] for r in raws])
         solution = nonnegative_lstsq(a / y[:, None], np.ones(len(y)))  # relative error
@@ -220,7 +220,7 @@ def fit_additive(observations: Sequence[Observation], terms: Sequence[str]) -> A
         terms=tuple(terms), coef=coef,
         baseline_precision="fp32" if "fp32" in coef else precisions[0],
         ranges=_ranges(observations, names),
-        floor=min(o.energy_per_sample_j for o in observations),
+        floor=min(o.per_sample for o in observations),
         name="additive(" + ", ".join(terms) + ")",
     )
 

@@ -56,7 +56,7 @@ def observations_from_runs(
             meter_source=str(r.meter_source or "unknown"), model=str(r.model),
             dataset=str(r.dataset), batch=int(r.batch), precision=str(r.precision),
             params=int(r.params), macs_per_sample=float(r.macs_per_sample),
-            energy_per_sample_j=float(value), hardware_label=hardware_label(r),
+            per_sample=float(value), hardware_label=hardware_label(r),
             activations_per_sample=None if activations is None else activations(r),
         ))
     return out

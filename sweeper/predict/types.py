@@ -30,7 +30,7 @@ class MixedHardwareError(ValueError):
 class Observation:
     """One completed run, reduced to what the fit needs.
 
-    `energy_per_sample_j` is the target's value per sample: joules for the energy targets,
+    `per_sample` is the target's value per sample: joules for the energy targets,
     seconds for the time targets (TIME_TARGETS)."""
 
     run_id: int
@@ -42,7 +42,7 @@ class Observation:
     precision: str
     params: int
     macs_per_sample: float
-    energy_per_sample_j: float
+    per_sample: float
     hardware_label: str = ""
     activations_per_sample: float | None = None
 

@@ -206,9 +206,9 @@ def run_estimate(cfg: DictConfig, spec: RunSpec, *, in_grid: bool = False) -> Jo
         status="estimate", run_id=None, sweep_id=0,
         energy_train_j=estimate.energy_train_j.value,
         energy_inference_j=None if inference is None
-        else inference.energy_per_sample_j * estimate.inference_samples,
+        else inference.per_sample * estimate.inference_samples,
         energy_per_inference_sample_j=None if inference is None
-        else inference.energy_per_sample_j,
+        else inference.per_sample,
         energy_total_j=estimate.energy_j.value, co2_g=co2, meter_source=train.meter_source,
         extra={"mode": "estimate", "hardware_id": train.hardware_id,
                "loo_mape": train.loo_mape, "lomo_mape": train.lomo_mape,

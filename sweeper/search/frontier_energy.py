@@ -75,7 +75,7 @@ class FrontierEnergy:
             Observation(run_id=-1, hardware_id="", meter_source="", model=repr(s), dataset="",
                         batch=s.batch, precision=s.precision, params=s.params,
                         macs_per_sample=s.macs_per_sample,
-                        energy_per_sample_j=float(np.mean(e)) / s.train_samples)
+                        per_sample=float(np.mean(e)) / s.train_samples)
             for s, e in self._measured.items()
         )]
         sizes = {(o.macs_per_sample, o.params, o.batch, o.precision) for o in observations}
