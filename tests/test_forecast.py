@@ -168,9 +168,9 @@ def _hardware_id() -> str:
     return describe_host(describe_accelerator(torch.device("cpu"))).hardware_id
 
 
-@pytest.mark.slow
-def test_estimate_mode_predicts_a_config_never_run(tmp_path: Path) -> None:
-    db = tmp_path / "e.db"
+def seed_fits(db: Path) -> str:
+    """Eight completed runs (4 models x 2 batches) on this machine's hardware, enough for
+    `mode=estimate` to fit; returns the hardware id."""
     store = open_store(f"sqlite:///{db}")
     hw = _hardware_id()
     with store.session() as session:
@@ -190,6 +190,14 @@ def test_estimate_mode_predicts_a_config_never_run(tmp_path: Path) -> None:
                     energy_per_train_sample_j=per_sample,
                     energy_per_inference_sample_j=per_sample / 3,
                 ))
+    store.dispose()
+    return hw
+
+
+@pytest.mark.slow
+def test_estimate_mode_predicts_a_config_never_run(tmp_path: Path) -> None:
+    db = tmp_path / "e.db"
+    hw = seed_fits(db)
     result = run_cli(["mode=estimate", "model=vit", "batch=32", "device=cpu",
                       f"storage.url=sqlite:///{db}"], tmp_path)
     assert result.returncode == 0, result.stderr

@@ -59,6 +59,26 @@ def test_submitit_local_sweep_records_both_runs(tmp_path: Path, sqlite_url: str)
     assert len(list(tmp_path.glob("results/multirun/*/*/.submitit/*/*_result.pkl"))) == 2
 
 
+@pytest.mark.slow
+def test_a_grid_estimate_is_one_table_whichever_launcher_ran_its_jobs(tmp_path: Path) -> None:
+    """submitit runs each job in its own process: the grid's table of estimates still comes
+    out at the end, from what each job left in its folder, and nothing is stored."""
+    from tests.test_forecast import seed_fits
+
+    db = tmp_path / "e.db"
+    seed_fits(db)
+    proc = run_cli(
+        ["-m", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=5",
+         "mode=estimate", "model=vit,cnn", "batch=32", "device=cpu",
+         f"storage.url=sqlite:///{db}"],
+        cwd=tmp_path, timeout=240,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "estimate of a 2-configuration grid" in proc.stdout, proc.stdout[-3000:]
+    assert "vit/digits b32" in proc.stdout and "cnn/digits b32" in proc.stdout
+    assert sql_rows(f"sqlite:///{db}", "select count(*) from runs") == [(8,)]
+
+
 def test_sweep_identity_reaches_jobs_through_the_pickled_callback(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -25,8 +25,8 @@ from sweeper.redact import (
     scrub_hydra_outputs,
     scrub_sweep_dir,
 )
+from sweeper.run.estimate_files import clear_estimates, load_estimates
 from sweeper.run.estimate_grid import print_grid
-from sweeper.run.estimate_mode import ConfigEstimate
 from sweeper.run.liveness import reclaim_vanished_runs
 from sweeper.store import runs as store_runs
 from sweeper.store.optuna_schema import prepare_optuna_schema
@@ -82,8 +82,6 @@ class SweepCallback(Callback):
     # this callback into each job (on another node under Slurm), and on_job_start puts
     # them back into the job's environment even where the launcher's own is not inherited.
     job_env: dict[str, str] | None = None
-    # mode=estimate: each job's prediction, printed as one grid table at the end.
-    estimates: list[ConfigEstimate] | None = None
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         _guard_secrets(config)
@@ -95,8 +93,9 @@ class SweepCallback(Callback):
         kind = "grid" if is_grid else "search"
         identity = identity_for(kind, task)
         announce(identity)
-        self.estimates = []
         self.job_env = identity.env()
+        if OmegaConf.select(config, "mode") == "estimate":
+            clear_estimates(config.hydra.sweep.dir)
         try:
             if is_grid:
                 count = validate_grid(config)
@@ -121,20 +120,10 @@ class SweepCallback(Callback):
                 config.hydra.sweep.dir if self.job_env else None,
             )
 
-    def on_job_end(self, config: DictConfig, job_return: Any = None, **kwargs: Any) -> None:
-        from hydra.core.utils import JobStatus
-
-        if job_return is None or job_return.status != JobStatus.COMPLETED:
-            return
-        result = job_return.return_value
-        estimate = getattr(result, "extra", {}).get("estimate") if result is not None else None
-        if isinstance(estimate, ConfigEstimate):
-            self.estimates = [*(self.estimates or []), estimate]
-
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         scrub_sweep_dir(config.hydra.sweep.dir, config.hydra.overrides.task)
-        if self.estimates:  # mode=estimate: nothing was run or stored
-            print_grid(self.estimates)
+        if OmegaConf.select(config, "mode") == "estimate":  # nothing was run or stored
+            print_grid(load_estimates(config.hydra.sweep.dir))
             return
         spec = build_spec(config)
         shared = announced()

@@ -1,6 +1,10 @@
 """The grid view of `mode=estimate`: one table of every configuration's predicted joules
 and hours, with intervals and the grid's total, printed once the multirun has predicted
-each configuration (nothing trains, nothing is stored).
+each configuration (nothing trains, nothing is stored in the database).
+
+Each job leaves its estimate in its own output folder (sweeper.run.estimate_files) and the
+launching process reads them all at the end, so the table is the same whichever launcher
+ran the jobs (in this process, joblib's workers, submitit's jobs on other nodes).
 
 Totals add the per-configuration bounds: one machine's fit errs the same way for similar
 configurations, so treating the errors as independent would give a falsely narrow total.

@@ -198,6 +198,7 @@ def run_estimate(cfg: DictConfig, spec: RunSpec, *, in_grid: bool = False) -> Jo
     estimate = replace(estimate, co2_g=co2)
     if in_grid:
         log.info("estimated %s: %.4g J", estimate.label, estimate.energy_j.value)
+        _leave_for_the_grid(estimate)
     else:
         print_estimate(spec, estimate, co2)
     train = estimate.predictions["train"]
@@ -215,6 +216,15 @@ def run_estimate(cfg: DictConfig, spec: RunSpec, *, in_grid: bool = False) -> Jo
                "params": estimate.params, "macs_per_sample": estimate.macs_per_sample,
                "estimate": estimate},
     )
+
+
+def _leave_for_the_grid(estimate: ConfigEstimate) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    from sweeper.run.estimate_files import save_estimate
+
+    hydra = HydraConfig.get()
+    save_estimate(hydra.runtime.output_dir, int(hydra.job.num), estimate)
 
 
 def _interval(r: Range, unit: float = 1.0) -> str:
