@@ -23,6 +23,9 @@ Two placements:
 * an epoch loop, as sweeper runs one: 1 s of small-net training, then an evaluation of
   10 ms (the recording's 7-13 ms), 50 ms or 0.3 s at heavy load, back to back (1-5 ms
   apart), six epochs; training and evaluation phases are scored apart.
+* the real H200 recording replayed (tests/fake_nvml.py RecordedGpu): its ten 50 ms
+  pulses and 4 s loads as phases at the load process's marks, against the counter over
+  whole refreshes (which includes the decay after each phase: no exact truth there).
 * windows cut at random offsets through the recorded session's continuous load, as a
   profile window would be if it did not synchronise. Power does not step at their edges,
   so attributing by where the work is does not hold; shown for what it costs.
@@ -49,7 +52,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.fake_nvml import (  # noqa: E402
     PhaseScore,
     epoch_session,
+    load_recording,
     measure_phases,
+    measure_recording,
     measure_session,
     measure_work_phases,
 )
@@ -130,6 +135,39 @@ def epochs(seeds: int) -> None:
                   f"{_stated(got):>5.1f}%{100 * covered / len(got):>6.0f}%")
 
 
+def recording() -> None:
+    """The real H200 recording replayed (its counter, power and refresh times as polled every
+    ~5 ms): the load process's ten 50 ms pulses and its 4 s loads as phases at its marks.
+    No exact truth exists there; the reference is the counter over whole refreshes, less the
+    idle power measured before, so it includes the work's decay after the phase."""
+    rec = load_recording()
+    m = rec.marks
+    print("\nthe real H200 recording, replayed: phases at the load process's marks")
+    print(f"{'phase':<22}{'today':>9}{'even':>9}{'new':>9}{'+-unc':>8}{'reference':>11}"
+          "  (reference: with the decay after it)")
+    pulses = [(f"pulse {k}", m[f"pulse{k}_start"], m[f"pulse{k}_end"]) for k in range(10)]
+    loads = [(name, m[f"{name}_start"], m[f"{name}_end"])
+             for name in ("heavy", "bursty", "train_small")]
+    windows = sorted(loads + pulses, key=lambda w: w[1])  # in time order, as measured
+    new = measure_recording(windows, rec)
+    with even_split():
+        even = measure_recording(windows, rec)
+    for (name, start, end), (_, read_j, new_j, unc_j), (_, _, even_j, _) in zip(
+            windows, new, even, strict=True):
+        # pulse 0 and train_small touch (one starts as the other ends): no clean idle
+        alone = name not in ("pulse 0", "train_small")
+        ref = f"{rec.energy_above_idle_j(start, end)[0]:>9.1f} J" if alone else "        -"
+        print(f"{name + f' ({1000 * (end - start):.0f} ms)':<22}{read_j:>7.1f} J"
+              f"{even_j:>7.1f} J{new_j:>7.1f} J{unc_j:>6.1f} J{ref}")
+    pulse_new = [row for row in new if row[0].startswith("pulse")]
+    pulse_even = [row for row in even if row[0].startswith("pulse")]
+    for label, values in (("today", [read_j for _, read_j, _, _ in pulse_new]),
+                          ("even", [even_j for _, _, even_j, _ in pulse_even]),
+                          ("new", [new_j for _, _, new_j, _ in pulse_new])):
+        print(f"ten identical pulses, {label:<5}: mean {statistics.fmean(values):5.1f} J, "
+              f"sd {statistics.stdev(values):4.1f} J")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=6)
@@ -141,6 +179,7 @@ def main() -> None:
     table("phases that are the work (targets apply)", measure_work_phases, args.seeds,
           args.phases)
     epochs(args.seeds)
+    recording()
     table("windows cut through continuous load (no step at their edges)", measure_phases,
           args.seeds, args.phases)
     print(f"({time.perf_counter() - t0:.1f} s)")

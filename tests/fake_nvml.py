@@ -29,6 +29,7 @@ import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -536,6 +537,139 @@ class FakeNvml:
         self._check(h)
         used = h.memory_used_b
         return SimpleNamespace(used=used, total=80 * 2**30, free=80 * 2**30 - used)
+
+
+# ------------------------------------------------------------------ the recording itself
+
+TRACES = Path(__file__).resolve().parent / "data"  # a copy of the shared gpu-traces
+RECORDING = "h200-nvml-1khz"
+
+
+@dataclass(frozen=True)
+class Recording:
+    """The H200 recording: every poll (unix s; counter mJ; power, instant mW) and the load
+    process's marks (name -> unix s)."""
+
+    t_s: list[float]
+    counter_mj: list[float]
+    power_mw: list[float]
+    instant_mw: list[float]
+    marks: dict[str, float]
+
+    def refreshes(self) -> list[tuple[float, float]]:
+        """(time of the poll that first saw it, counter J) of every counter refresh."""
+        out = [(self.t_s[0], self.counter_mj[0] / 1000.0)]
+        for i in range(1, len(self.t_s)):
+            if self.counter_mj[i] != self.counter_mj[i - 1]:
+                out.append((self.t_s[i], self.counter_mj[i] / 1000.0))
+        return out
+
+    def energy_above_idle_j(self, start_s: float, end_s: float) -> tuple[float, float]:
+        """Energy of the window [start_s, end_s] with the decay after it (its own refreshes
+        and those up to 0.2 s after, less the idle power measured in the 0.3 s before, over
+        what lies outside the window), and that idle power (W): a reference with nothing
+        assumed inside a refresh, and so with the work's decay included."""
+        ref = self.refreshes()
+        times = [t for t, _ in ref]
+        a = bisect.bisect_right(times, start_s) - 1
+        b = bisect.bisect_left(times, end_s + 0.2)
+        idle_lo = bisect.bisect_left(times, times[a] - 0.3)
+        idle_w = (ref[a][1] - ref[idle_lo][1]) / (times[a] - times[idle_lo])
+        outside_s = (times[b] - times[a]) - (end_s - start_s)
+        return ref[b][1] - ref[a][1] - idle_w * outside_s, idle_w
+
+
+def load_recording(name: str = RECORDING, folder: Path = TRACES) -> Recording:
+    import csv
+    import gzip
+    import json
+
+    with gzip.open(folder / f"{name}.csv.gz", "rt") as f:
+        rows = list(csv.DictReader(f))
+    marks = dict(json.loads((folder / f"{name}.marks.json").read_text()))
+    return Recording(
+        [float(r["t"]) for r in rows], [float(r["counter_mj"]) for r in rows],
+        [float(r["power_mw"]) for r in rows], [float(r["instant_mw"]) for r in rows], marks,
+    )
+
+
+class RecordedGpu(FakeGpu):
+    """The real H200, replayed: every reading is the recording's last poll before now (so
+    the real refresh times, jitter and levels, to within one ~5 ms poll)."""
+
+    def __init__(self, recording: Recording, clock: Callable[[], float]) -> None:
+        super().__init__(
+            "NVIDIA H200", power_mw=0.0, counter_mj=0.0, instant_mw=0.0,
+            enforced_limit_mw=H200_LIMIT_MW, management_limit_mw=H200_LIMIT_MW,
+            max_limit_mw=H200_LIMIT_MW, uuid="GPU-h200-recorded",
+        )
+        self.recording = recording
+        self.clock = clock
+
+    def _poll(self) -> int:
+        i = bisect.bisect_right(self.recording.t_s, self.clock()) - 1
+        if i < 0:
+            raise AssertionError("before the recording started")
+        return i
+
+    @property  # type: ignore[override]
+    def counter_mj(self) -> float | None:
+        return self.recording.counter_mj[self._poll()]
+
+    @counter_mj.setter
+    def counter_mj(self, value: float | None) -> None:
+        pass
+
+    @property  # type: ignore[override]
+    def power_mw(self) -> float | None:
+        return self.recording.power_mw[self._poll()]
+
+    @power_mw.setter
+    def power_mw(self, value: float | None) -> None:
+        pass
+
+    @property  # type: ignore[override]
+    def instant_mw(self) -> float | None:
+        return self.recording.instant_mw[self._poll()]
+
+    @instant_mw.setter
+    def instant_mw(self, value: float | None) -> None:
+        pass
+
+
+def measure_recording(
+    windows: Sequence[tuple[str, float, float]], recording: Recording | None = None,
+    sample_hz: float = 10.0,
+) -> list[tuple[str, float, float, float]]:
+    """Phases at ``(name, start_s, end_s)`` of the replayed recording, measured by a real
+    ``NvmlMeter`` and ``EnergySampler``: (name, boundary-read J, final J, uncertainty J)."""
+    from sweeper.energy.nvml import NvmlMeter
+    from sweeper.energy.sampler import EnergySampler
+
+    recording = recording or load_recording()
+    clock = Clock(recording.t_s[0] + 0.01)
+    nvml = FakeNvml([RecordedGpu(recording, clock)], driver="580.159.04")
+    meter = NvmlMeter(nvml=nvml, clock=clock)
+    sampler = EnergySampler([meter], sample_hz=sample_hz, clock=clock, background=False)
+    sampler.start()
+
+    def run_until(t_s: float) -> None:
+        while (wake := sampler.tick()) < t_s:
+            clock.t = max(wake, clock.t + 1e-6)
+        clock.t = t_s
+
+    results = []
+    for name, start, end in windows:
+        run_until(start)
+        sampler.begin_phase(name)
+        run_until(end)
+        result = sampler.end_phase()
+        results.append((result, result.energy_j))
+    run_until(clock.t + 1.0)
+    sampler.stop()
+    meter.close()
+    return [(name, read_j, r.energy_j, r.energy_uncertainty_j)
+            for (name, _, _), (r, read_j) in zip(windows, results, strict=True)]
 
 
 def emulated_h200(

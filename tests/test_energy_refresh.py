@@ -405,3 +405,45 @@ def test_a_refresh_early_by_its_jitter_is_placed_at_the_read_that_saw_it() -> No
     timeline = _timeline([124] * 3)
     change = Change(lo_s=10.33, hi_s=10.3972, value_j=50.0, t_s=0.0)
     assert timeline._on_grid(change) == pytest.approx(10.3972)  # noqa: SLF001
+
+
+# ------------------------------------------------------------ the real H200, replayed
+
+
+def test_the_real_recording_replayed_gives_identical_pulses_alike_and_long_loads_exactly() -> None:
+    """The H200 recording itself (tests/data), polled as the card reported it: its ten
+    identical 50 ms pulses come out alike and at their work's power (~760 W), where
+    boundary reads give 0-36 J; its 4 s loads agree with the counter over whole refreshes
+    less the decay after them, learned from the heavy load's end (8 ms of the drop)."""
+    from sweeper.energy.attribution import PhaseMarks
+    from tests.fake_nvml import load_recording, measure_recording
+
+    rec = load_recording()
+    m = rec.marks
+    loads = [(n, m[f"{n}_start"], m[f"{n}_end"]) for n in ("heavy", "bursty")]
+    pulses = [(f"pulse{k}", m[f"pulse{k}_start"], m[f"pulse{k}_end"]) for k in range(1, 10)]
+    tails: list[float] = []
+    learn = PhaseMarks.learn_tail
+
+    def spy(self: PhaseMarks, changes: list, period_s: float) -> None:
+        learn(self, changes, period_s)
+        tails[:] = list(self._tails)  # noqa: SLF001 - what it learned
+
+    PhaseMarks.learn_tail = spy  # type: ignore[method-assign]
+    try:
+        got = measure_recording(loads + pulses, rec)
+    finally:
+        PhaseMarks.learn_tail = learn  # type: ignore[method-assign]
+    assert tails and 0.006 < tails[0] < 0.011
+    for (_, start, end), (name, _, new_j, unc_j) in zip(loads, got[:2], strict=True):
+        reference_j, _ = rec.energy_above_idle_j(start, end)
+        assert abs(new_j - reference_j) < max(0.005 * reference_j, unc_j), name
+    pulse_w = [new_j / (end - start) for (_, start, end), (_, _, new_j, _) in zip(
+        pulses, got[2:], strict=True)]
+    assert statistics.pstdev(pulse_w) < 0.05 * statistics.fmean(pulse_w)
+    assert 650 < statistics.fmean(pulse_w) < 850  # the pulses' load, not idle nor a refresh
+    reads = [read_j for _, read_j, _, _ in got[2:]]
+    assert min(reads) == 0.0 and statistics.pstdev(reads) > 5.0  # what boundary reads gave
+    for (_, start, end), (_, _, new_j, _) in zip(pulses, got[2:], strict=True):
+        reference_j, _ = rec.energy_above_idle_j(start, end)  # with the decay after it
+        assert 0 < reference_j - new_j < 12.0

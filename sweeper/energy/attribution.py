@@ -152,7 +152,9 @@ class PhaseMarks:
         t_e = ends[0][0]
         tail_j = (c2.value_j - c1.value_j - work_w * (t_e - c1.t_s) - gap_w * (c2.t_s - t_e)) + (
             c3.value_j - c2.value_j - gap_w * (c3.t_s - c2.t_s))
-        self._tails.append(min(max(tail_j / (work_w - gap_w), 0.0), period_s))
+        if tail_j <= 0:  # the work ended below its mean (a trough of bursty work), no decay
+            return
+        self._tails.append(min(tail_j / (work_w - gap_w), period_s))
 
     # ------------------------------------------------------------------ the split
 
