@@ -13,6 +13,12 @@
   recording they are unrelated). ``energy_j(t)`` is the exact integral, so tests and
   ``benchmarks/phase_accuracy.py`` can score any method against the truth.
 
+``RecordedGpu`` replays the recording itself (tests/data): every reading is the last poll
+before now, so the real refresh times and jitter (no exact truth there). ``work_session``,
+``epoch_session`` and ``play_phases`` build signals whose phases are the work, as sweeper's
+are (power steps where a phase opens and closes, then decays); ``measure_work_phases``,
+``measure_session`` and ``measure_recording`` measure them with the real meter and sampler.
+
 ``h200_session()`` builds the recorded session's signal from the recording's levels and
 shapes: 82 W bare idle, ~124 W idle with a CUDA context, a 4 s heavy matmul (780 W for the
 first 0.2 s, then ~690 W), 30 ms bursts every ~100 ms, small-net training, ten 50 ms pulses
