@@ -4,8 +4,10 @@ A cumulative reading changes only when its meter refreshes: NVML's counter about
 100 ms (measured on an H200; other GPUs differ, and a meter that learns its own period
 reports it as ``refresh_period_s``), RAPL's about every 1 ms, and the estimate meter's CPU
 time in 10 ms scheduler ticks (USER_HZ = 100). A phase spanning only a few refreshes is
-quantised: an H200 evaluation of 7-13 ms read 0 J or 12 J. Such a phase keeps its figure but
-is marked low-resolution, with the reason, instead of passing for an exact one.
+quantised (an H200 evaluation of 7-13 ms read 0 J or 12 J from boundary reads), or, with
+NVML, rests on how sweeper split each refresh between phases (sweeper.energy.attribution).
+Such a phase keeps its figure but is marked low-resolution, with the reason, instead of
+passing for an exact one.
 """
 
 from __future__ import annotations
@@ -45,7 +47,9 @@ def low_resolution_reason(duration_s: float, period_s: float, source: str) -> st
     """Why a phase of duration_s is too short for a meter refreshing every period_s."""
     if duration_s >= LOW_RESOLUTION_REFRESHES * period_s:
         return None
+    why = ("its energy rests on how each refresh was split between phases (see its "
+           "uncertainty), not exact" if source == "nvml" else "its energy is quantised, not exact")
     return (
         f"{duration_s * 1e3:.0f} ms is under {LOW_RESOLUTION_REFRESHES} refreshes of the "
-        f"{source} meter ({period_s * 1e3:g} ms each): its energy is quantised, not exact"
+        f"{source} meter ({period_s * 1e3:g} ms each): {why}"
     )
