@@ -618,29 +618,13 @@ class RecordedGpu(FakeGpu):
             raise AssertionError("before the recording started")
         return i
 
-    @property  # type: ignore[override]
-    def counter_mj(self) -> float | None:
-        return self.recording.counter_mj[self._poll()]
-
-    @counter_mj.setter
-    def counter_mj(self, value: float | None) -> None:
-        pass
-
-    @property  # type: ignore[override]
-    def power_mw(self) -> float | None:
-        return self.recording.power_mw[self._poll()]
-
-    @power_mw.setter
-    def power_mw(self, value: float | None) -> None:
-        pass
-
-    @property  # type: ignore[override]
-    def instant_mw(self) -> float | None:
-        return self.recording.instant_mw[self._poll()]
-
-    @instant_mw.setter
-    def instant_mw(self, value: float | None) -> None:
-        pass
+    # Each reading is the recording's last poll before now; setting one does nothing.
+    counter_mj = property(lambda self: self.recording.counter_mj[self._poll()],  # type: ignore[assignment]
+                          lambda self, value: None)
+    power_mw = property(lambda self: self.recording.power_mw[self._poll()],  # type: ignore[assignment]
+                        lambda self, value: None)
+    instant_mw = property(lambda self: self.recording.instant_mw[self._poll()],  # type: ignore[assignment]
+                          lambda self, value: None)
 
 
 def measure_recording(
