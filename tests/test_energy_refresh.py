@@ -166,6 +166,8 @@ def test_the_decay_after_a_phase_is_learned() -> None:
     assert timeline is not None
     assert timeline.marks.tails_learned >= 3
     assert 0.006 < timeline.marks.tail_s < 0.013
+    decay = meter.describe()["gpu:0.decay_ms"]  # the run's hardware description says so
+    assert decay.endswith(f"(learned from {timeline.marks.tails_learned} phase end(s))")
 
 
 def test_windows_cut_through_continuous_load_are_covered_by_their_uncertainty() -> None:

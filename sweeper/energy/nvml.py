@@ -394,6 +394,12 @@ class NvmlMeter:
             info[f"{key}.energy_method"] = g.method
             if g.timeline is not None and g.timeline.period_s is not None:
                 info[f"{key}.refresh_period_ms"] = f"{1000 * g.timeline.period_s:.1f}"
+                marks = g.timeline.marks
+                if marks:  # phases were split where their work was: with what decay
+                    learned = marks.tails_learned
+                    info[f"{key}.decay_ms"] = f"{1000 * marks.tail_s:.1f} " + (
+                        f"(learned from {learned} phase end(s))" if learned
+                        else "(an H200's, none learned here)")
         return info
 
     def _shutdown(self) -> None:
