@@ -619,11 +619,11 @@ class RecordedGpu(FakeGpu):
         return i
 
     # Each reading is the recording's last poll before now; setting one does nothing.
-    counter_mj = property(lambda self: self.recording.counter_mj[self._poll()],  # type: ignore[assignment]
+    counter_mj = property(lambda self: self.recording.counter_mj[self._poll()],
                           lambda self, value: None)
-    power_mw = property(lambda self: self.recording.power_mw[self._poll()],  # type: ignore[assignment]
+    power_mw = property(lambda self: self.recording.power_mw[self._poll()],
                         lambda self, value: None)
-    instant_mw = property(lambda self: self.recording.instant_mw[self._poll()],  # type: ignore[assignment]
+    instant_mw = property(lambda self: self.recording.instant_mw[self._poll()],
                           lambda self, value: None)
 
 

@@ -29,6 +29,7 @@ import math
 import statistics
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 TAIL_SAMPLES = 16  # phase ends whose decay is remembered
@@ -50,6 +51,15 @@ class Refresh(Protocol):
 Piece = tuple[float, float, float]  # (start_s, end_s, energy_j)
 
 
+@dataclass(frozen=True)
+class Split:
+    """A refresh's energy split at the phase boundaries inside it, and how far the split
+    may be off (joules, from what it had to assume)."""
+
+    pieces: list[Piece]
+    spread_j: float
+
+
 class PhaseMarks:
     """Phase boundaries on the counter's clock, the decay learned from them, and the split
     of a refresh's energy at them."""
@@ -58,7 +68,6 @@ class PhaseMarks:
         self._marks: list[tuple[float, str]] = []  # (t_s, "begin" | "end"), in time order
         self._times: list[float] = []
         self._tails: deque[float] = deque(maxlen=TAIL_SAMPLES)
-        self.spread_j = 0.0  # how far the last split may be off, in joules
 
     def __bool__(self) -> bool:
         return bool(self._marks)
@@ -163,12 +172,12 @@ class PhaseMarks:
         c0: Refresh | None, c1: Refresh, c2: Refresh, c3: Refresh | None,
         cm: Refresh | None = None, c4: Refresh | None = None,
         samples: Sequence[tuple[float, float]] = (),
-    ) -> list[Piece] | None:
+    ) -> Split | None:
         """The energy of refresh interval ``[c1, c2]`` split at the phase boundaries inside
-        it, as ``(start_s, end_s, energy_j)`` pieces (see the module docstring); None when
-        none falls inside. ``c0`` and ``c3`` are the refreshes around it, ``cm`` and ``c4``
-        the ones beyond those, and ``samples`` instant-power readings ``(t_s, power_w)``:
-        they say how far the assumed levels may be off (``spread_j``)."""
+        it (see the module docstring); None when none falls inside. ``c0`` and ``c3`` are
+        the refreshes around it, ``cm`` and ``c4`` the ones beyond those, and ``samples``
+        instant-power readings ``(t_s, power_w)``: they say how far the assumed levels may
+        be off."""
         t1, t2 = c1.t_s, c2.t_s
         lo = bisect.bisect_right(self._times, t1)
         hi = bisect.bisect_left(self._times, t2)
@@ -211,39 +220,52 @@ class PhaseMarks:
                 base[j] += added
                 decay_j += added
             energy = _distribute(e_int, base, lengths, takers, free)
-        # How far the split may be off. A piece continuing a neighbour's work: by as much as
-        # that work's power varies (the refresh beyond, instant power seen there). A gap
-        # given the power between phases: up to the level of the work in the refreshes
-        # around (a few ms between phases stay near it; or the work went on). The decay: all of it
-        # when a phase piece took the rest, else half. With no phase piece to take the
-        # rest, the levels were scaled to the refresh's energy: what they missed; with a
-        # phase beginning here that took it while another ended here: half of that.
         prev_dev = _deviation(r_prev, self.rate(cm, c0, period_s), samples, c0, c1)
         next_dev = _deviation(r_next, self.rate(c3, c4, period_s), samples, c2, c3)
-        missed_j = abs(e_int - sum(base))
-        # the busiest work around the refresh (its own energy only when none is seen)
-        around_w = max([r for r in (r_prev, r_next) if r is not None] or seen)
-        if free:
-            spread_j = decay_j
-        elif takers != fixed:  # a beginning phase took the rest
-            ending = any(in_phase[j] for j in fixed if j not in takers)
-            spread_j = 0.5 * decay_j + (0.5 * missed_j if ending else 0.0)
-        else:
-            spread_j = 0.5 * decay_j + missed_j
+        interval_w = e_int / (t2 - t1)
+        devs: list[float | None] = []
         for j in range(n):
-            if j in takers and takers != fixed:  # it holds the others' errors
-                continue
             if j == 0 and r_prev is not None:
-                dev_w = prev_dev if prev_dev is not None else abs(r_prev - e_int / (t2 - t1))
+                devs.append(prev_dev if prev_dev is not None else abs(r_prev - interval_w))
             elif j == n - 1 and r_next is not None:
-                dev_w = next_dev if next_dev is not None else abs(r_next - e_int / (t2 - t1))
-            elif not in_phase[j] and takers != fixed:
-                dev_w = max(around_w - floor_w, 0.0)
+                devs.append(next_dev if next_dev is not None else abs(r_next - interval_w))
             else:
-                continue
-            spread_j += dev_w * lengths[j]
-        self.spread_j = spread_j
-        return [(cuts[j], cuts[j + 1], energy[j]) for j in range(n)]
+                devs.append(None)
+        around_w = max([r for r in (r_prev, r_next) if r is not None] or seen)
+        spread_j = _spread(
+            in_phase, lengths, devs, free, fixed, takers, abs(e_int - sum(base)), decay_j,
+            max(around_w - floor_w, 0.0))
+        return Split([(cuts[j], cuts[j + 1], energy[j]) for j in range(n)], spread_j)
+
+
+def _spread(
+    in_phase: list[bool], lengths: list[float], devs: list[float | None], free: list[int],
+    fixed: list[int], takers: list[int], missed_j: float, decay_j: float, gap_dev_w: float,
+) -> float:
+    """How far a split may be off, in joules. A piece continuing a neighbour's work: by as
+    much as that work's power varies (``devs``: the refresh beyond, instant power seen
+    there). A gap given the power between phases: up to the level of the work in the
+    refreshes around (``gap_dev_w``: a few ms between phases stay near it; or the work went
+    on). The decay: all of it when a phase piece without a level took the rest, else half.
+    With no phase piece to take the rest, the levels were scaled to the refresh's energy:
+    what they missed (``missed_j``); with a phase beginning here that took it while another
+    ended here, half of that. A piece that took the rest holds the others' errors."""
+    if free:
+        spread_j = decay_j
+    elif takers != fixed:  # a beginning phase took the rest
+        ending = any(in_phase[j] for j in fixed if j not in takers)
+        spread_j = 0.5 * decay_j + (0.5 * missed_j if ending else 0.0)
+    else:
+        spread_j = 0.5 * decay_j + missed_j
+    for j, length in enumerate(lengths):
+        if j in takers and takers != fixed:
+            continue
+        dev_w = devs[j]
+        if dev_w is None and not in_phase[j] and takers != fixed:
+            dev_w = gap_dev_w
+        if dev_w is not None:
+            spread_j += dev_w * length
+    return spread_j
 
 
 def _deviation(

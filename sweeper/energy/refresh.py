@@ -270,13 +270,13 @@ class RefreshTimeline:
         a, b = t_s - t1, t2 - t_s
         cm = self.changes[i - 3] if i >= 3 else None
         c4 = self.changes[i + 2] if i + 2 < len(self.changes) else None
-        pieces = self.marks.split(list(self.changes), self.period_s, c0, c1, c2, c3, cm, c4,
-                                  list(self.power_samples))
-        if pieces is None:
+        split = self.marks.split(list(self.changes), self.period_s, c0, c1, c2, c3, cm, c4,
+                                 list(self.power_samples))
+        if split is None:
             est = e1 + (e2 - e1) * a / span
         else:
             est = e1
-            for p_lo, p_hi, p_j in pieces:
+            for p_lo, p_hi, p_j in split.pieces:
                 if t_s >= p_hi:
                     est += p_j
                 elif t_s > p_lo:
@@ -291,7 +291,7 @@ class RefreshTimeline:
         e_int = e2 - e1
         skipped = span > 1.5 * self.period_s  # refreshes without a read in between
         timing = (self.jitter_s + 0.5 * DENSE_READ_S) * p_hi
-        if pieces is not None:  # split where the work is: off by what its levels may be
-            spread = self.marks.spread_j
+        if split is not None:  # split where the work is: off by what its levels may be
+            spread = split.spread_j
         unc = spread + timing + (0.5 * e_int if skipped else 0.0)
         return BoundaryEnergy(est, unc, "interpolated")
