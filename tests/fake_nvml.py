@@ -603,7 +603,10 @@ class RecordedGpu(FakeGpu):
     """The real H200, replayed: every reading is the recording's last poll before now (so
     the real refresh times, jitter and levels, to within one ~5 ms poll)."""
 
-    def __init__(self, recording: Recording, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, recording: Recording, clock: Callable[[], float], *, has_counter: bool = True,
+        has_instant: bool = True,
+    ) -> None:
         super().__init__(
             "NVIDIA H200", power_mw=0.0, counter_mj=0.0, instant_mw=0.0,
             enforced_limit_mw=H200_LIMIT_MW, management_limit_mw=H200_LIMIT_MW,
@@ -611,6 +614,8 @@ class RecordedGpu(FakeGpu):
         )
         self.recording = recording
         self.clock = clock
+        self.has_counter = has_counter  # False: as a GPU without the counter (pre-Volta)
+        self.has_instant = has_instant
 
     def _poll(self) -> int:
         i = bisect.bisect_right(self.recording.t_s, self.clock()) - 1
@@ -619,26 +624,29 @@ class RecordedGpu(FakeGpu):
         return i
 
     # Each reading is the recording's last poll before now; setting one does nothing.
-    counter_mj = property(lambda self: self.recording.counter_mj[self._poll()],
-                          lambda self, value: None)
+    counter_mj = property(
+        lambda self: self.recording.counter_mj[self._poll()] if self.has_counter else None,
+        lambda self, value: None)
     power_mw = property(lambda self: self.recording.power_mw[self._poll()],
                         lambda self, value: None)
-    instant_mw = property(lambda self: self.recording.instant_mw[self._poll()],
-                          lambda self, value: None)
+    instant_mw = property(
+        lambda self: self.recording.instant_mw[self._poll()] if self.has_instant else None,
+        lambda self, value: None)
 
 
 def measure_recording(
     windows: Sequence[tuple[str, float, float]], recording: Recording | None = None,
-    sample_hz: float = 10.0,
+    sample_hz: float = 10.0, **gpu: bool,
 ) -> list[tuple[str, float, float, float]]:
     """Phases at ``(name, start_s, end_s)`` of the replayed recording, measured by a real
-    ``NvmlMeter`` and ``EnergySampler``: (name, boundary-read J, final J, uncertainty J)."""
+    ``NvmlMeter`` and ``EnergySampler``: (name, boundary-read J, final J, uncertainty J).
+    ``gpu``: ``has_counter`` / ``has_instant`` False replay a GPU without them."""
     from sweeper.energy.nvml import NvmlMeter
     from sweeper.energy.sampler import EnergySampler
 
     recording = recording or load_recording()
     clock = Clock(recording.t_s[0] + 0.01)
-    nvml = FakeNvml([RecordedGpu(recording, clock)], driver="580.159.04")
+    nvml = FakeNvml([RecordedGpu(recording, clock, **gpu)], driver="580.159.04")
     meter = NvmlMeter(nvml=nvml, clock=clock)
     sampler = EnergySampler([meter], sample_hz=sample_hz, clock=clock, background=False)
     sampler.start()
