@@ -166,6 +166,16 @@ def recording() -> None:
                           ("new", [new_j for _, _, new_j, _ in pulse_new])):
         print(f"ten identical pulses, {label:<5}: mean {statistics.fmean(values):5.1f} J, "
               f"sd {statistics.stdev(values):4.1f} J")
+    print("as a GPU without the energy counter would measure the 4 s loads (power integrated):")
+    for name, start, end in loads[:2]:  # train_small touches pulse 0: no clean reference
+        reference_j = rec.energy_above_idle_j(start, end)[0]
+        cells = []
+        for label, has_instant in (("instant field", True), ("GetPowerUsage", False)):
+            ((_, _, got_j, unc_j),) = measure_recording(
+                [(name, start, end)], rec, has_counter=False, has_instant=has_instant)
+            cells.append(f"{label} {100 * (got_j / reference_j - 1):+.1f}% "
+                         f"(+-{100 * unc_j / reference_j:.0f}% stated)")
+        print(f"  {name:<8}" + ", ".join(cells))
 
 
 def main() -> None:
