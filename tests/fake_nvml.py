@@ -340,6 +340,7 @@ class FakeGpu:
         memory_used_b: int = 3 * 2**30,
         stats_fail: bool = False,
         uuid: str = "",
+        processes: list[int] | None = None,
     ) -> None:
         self.name = name
         self.power_mw = power_mw
@@ -353,6 +354,8 @@ class FakeGpu:
         self.memory_used_b = memory_used_b
         self.stats_fail = stats_fail
         self.uuid = uuid
+        # pids of compute processes on it (None: NVML cannot list them)
+        self.processes = processes
         self.calls = 0  # energy and power calls, for cost checks
 
 
@@ -538,6 +541,12 @@ class FakeNvml:
         if h.stats_fail:
             raise NVMLError("Unknown Error")
         return SimpleNamespace(gpu=h.util_pct, memory=40)
+
+    def nvmlDeviceGetComputeRunningProcesses(self, h: FakeGpu) -> list[SimpleNamespace]:
+        self._check(h)
+        if h.processes is None:
+            raise NVMLError_NotSupported("Not Supported")
+        return [SimpleNamespace(pid=pid, usedGpuMemory=2**30) for pid in h.processes]
 
     def nvmlDeviceGetMemoryInfo(self, h: FakeGpu) -> SimpleNamespace:
         self._check(h)

@@ -209,3 +209,37 @@ def test_hidden_or_unmeasurable_gpus_are_unavailable() -> None:
         NvmlMeter(nvml=FakeNvml(_three_gpus()), cuda_visible_devices="MIG-1234")
     with pytest.raises(MeterUnavailable, match="NVML device GPU-nope"):
         NvmlMeter(nvml=FakeNvml(_three_gpus()), cuda_visible_devices="GPU-nope")
+
+
+def test_a_gpu_shared_with_other_processes_is_said_per_phase_and_run() -> None:
+    """NVML's counter is the whole GPU's: another process's work on it counts in the run's
+    joules. The meter lists the GPU's compute processes at every poll; a phase keeps the
+    peak count besides this process, and the run's warning says so."""
+    import os
+
+    from sweeper.energy.contention import shared_gpu_warning
+
+    alone = FakeGpu("NVIDIA H100", power_mw=1, counter_mj=0, processes=[os.getpid()])
+    shared = FakeGpu("NVIDIA H100", power_mw=1, counter_mj=0,
+                     processes=[os.getpid(), 4242, 4243])
+    # in a container NVML may list the host's pid for this process: one process is ours
+    contained = FakeGpu("NVIDIA H100", power_mw=1, counter_mj=0, processes=[987654])
+    stats = NvmlMeter(nvml=FakeNvml([alone, shared, contained])).stats()
+    assert (stats["gpu:0.other_processes"], stats["gpu:1.other_processes"],
+            stats["gpu:2.other_processes"]) == (0.0, 2.0, 0.0)
+
+    gpu = FakeGpu("NVIDIA L4", power_mw=70_000, counter_mj=0, processes=[os.getpid()])
+    sampler = EnergySampler([NvmlMeter(nvml=FakeNvml([gpu]))], sample_hz=100).start()
+    with sampler.phase("train_epoch") as quiet:
+        time.sleep(0.1)
+    with sampler.phase("train_epoch", 1) as busy:
+        time.sleep(0.05)
+        gpu.processes = [os.getpid(), 31337]  # someone else's job lands on the GPU
+        time.sleep(0.1)
+    sampler.stop()
+    assert quiet.result.utilisation["gpu:0.other_processes"] == 0.0
+    assert busy.result.utilisation["gpu:0.other_processes"] == 1.0
+    assert shared_gpu_warning([quiet.result.utilisation]) is None
+    warning = shared_gpu_warning([quiet.result.utilisation, busy.result.utilisation])
+    assert warning is not None and "gpu:0 with up to 1" in warning
+    assert "includes theirs" in warning

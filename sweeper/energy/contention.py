@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import psutil
@@ -136,3 +136,19 @@ def busy_warning(c: Contention, threshold_pct: float) -> str | None:
         f"energy.busy_other_cpu_pct={threshold_pct:g}); package-wide and CPU-time energy "
         "figures are inflated by contention, so compare them with care"
     )
+
+
+def shared_gpu_warning(utilisations: Iterable[Mapping[str, float] | None]) -> str | None:
+    """A warning when a measured GPU ran other processes' work during the run's phases
+    (``gpu:N.other_processes`` in their utilisation): NVML's counter is the whole GPU's."""
+    peak: dict[str, float] = {}
+    for utilisation in utilisations:
+        for key, value in (utilisation or {}).items():
+            if key.endswith(".other_processes") and value > peak.get(key, 0.0):
+                peak[key] = value
+    if not peak:
+        return None
+    where = ", ".join(f"{key.split('.')[0]} with up to {value:.0f}"
+                      for key, value in sorted(peak.items()))
+    return (f"GPU shared with other processes ({where} besides this run): NVML measures the "
+            "whole GPU, so its energy includes theirs")

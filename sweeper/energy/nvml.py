@@ -37,6 +37,7 @@ DEFAULT_REFRESH_S = 0.1  # assumed only for the uncertainty of a boundary never 
 INTEGRATION_UNCERTAINTY = {"instant_power_integration": 0.2}
 # GetPowerUsage is a trailing 1 s mean: at a boundary it lags the load by about half that.
 POWER_USAGE_LAG_S = 0.5
+OTHER_PROCESSES = ".other_processes"  # stats key suffix: other compute processes on a GPU
 
 
 def _text(value: Any) -> str:
@@ -53,6 +54,7 @@ class GpuStats:
     utilization_mem_pct: float
     memory_used_bytes: int
     memory_total_bytes: int
+    other_processes: int | None = None  # compute processes besides this one (None: unknown)
 
 
 @dataclass
@@ -368,10 +370,23 @@ class NvmlMeter:
                 raise MeterReadError(f"NVML stats of GPU {g.index} ({g.name}) failed: {e}") from e
             out.append(
                 GpuStats(
-                    g.index, float(util.gpu), float(util.memory), int(mem.used), int(mem.total)
+                    g.index, float(util.gpu), float(util.memory), int(mem.used), int(mem.total),
+                    self._other_processes(g),
                 )
             )
         return out
+
+    def _other_processes(self, g: _Gpu) -> int | None:
+        """Compute processes on the GPU besides this one: NVML measures the whole GPU, so a
+        shared GPU's energy includes theirs. None when NVML cannot list them."""
+        try:
+            procs = self._nvml.nvmlDeviceGetComputeRunningProcesses(g.handle)
+        except (self._nvml.NVMLError, AttributeError):
+            return None
+        pids = {int(p.pid) for p in procs}
+        if os.getpid() in pids:
+            return len(pids) - 1
+        return max(len(pids) - 1, 0)  # in a container NVML may list host pids: one is ours
 
     def stats(self) -> dict[str, float]:
         """gpu_stats() flattened for the sampler, which aggregates them per phase."""
@@ -379,6 +394,8 @@ class NvmlMeter:
         for s in self.gpu_stats():
             out[f"gpu:{s.index}.util_pct"] = s.utilization_gpu_pct
             out[f"gpu:{s.index}.memory_used_mib"] = s.memory_used_bytes / 2**20
+            if s.other_processes is not None:  # the sampler keeps a phase's peak
+                out[f"gpu:{s.index}{OTHER_PROCESSES}"] = float(s.other_processes)
         return out
 
     def describe(self) -> dict[str, str]:

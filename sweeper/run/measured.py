@@ -23,7 +23,7 @@ from typing import Any
 
 from sweeper import energy
 from sweeper.config.launch import launch
-from sweeper.energy.contention import ContentionProbe, busy_warning
+from sweeper.energy.contention import ContentionProbe, busy_warning, shared_gpu_warning
 from sweeper.energy.resolution import slowest_meter
 from sweeper.errors import StoreUnavailable
 from sweeper.run.idle import IdlePower, idle_power
@@ -157,6 +157,9 @@ class MeasuredRun:
                    machine_busy=busy is not None)
         if busy:
             warnings.append(busy)
+        shared = shared_gpu_warning(ph.utilisation for ph in self.recorder.phases)
+        if shared:
+            warnings.append(shared)
         inference = [ph for ph in self.recorder.phases if ph.kind == "inference"]
         short = [self.recorder.low_resolution(ph) for ph in inference]
         warnings += [f"E_in is low-resolution: {why}" for why in short if why]
