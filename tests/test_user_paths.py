@@ -164,3 +164,15 @@ def test_the_summary_shows_each_energy_with_its_uncertainty() -> None:
     assert _joules(122.94, 0.41) == "122.9 ± 0.4 J"
     assert _joules(2500.0, 12.0) == "2.50 ± 0.01 kJ"
     assert _joules(3.0, None) == "3.0 J" and _joules(None, 1.0) == "-"
+
+
+def test_the_uncertainty_footnote_says_what_the_plus_minus_covers() -> None:
+    """With NVML the ± also covers how each refresh was split between phases; with the
+    estimate alone, the meter's refresh only."""
+    from sweeper.app.summary import _caption
+    from sweeper.store import Run
+
+    gpu = Run(meter_source="nvml+estimate", energy_train_uncertainty_j=1.0, machine_busy=False)
+    cpu = Run(meter_source="estimate", energy_train_uncertainty_j=1.0, machine_busy=False)
+    assert "how NVML's refreshes were split between phases" in _caption([gpu], False)
+    assert "split" not in _caption([cpu], False) and "not run-to-run" in _caption([cpu], False)

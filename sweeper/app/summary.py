@@ -92,8 +92,10 @@ def _caption(runs: Sequence[Run], net: bool) -> str:
         lines.append("energy is gross (all the meters read); no idle power was subtracted "
                      "(no idle baseline: energy.idle.seconds=0)")
     if any(r.energy_train_uncertainty_j is not None for r in runs):
-        lines.append("±: the meters' resolution at phase boundaries (refresh period x the "
-                     "power around each boundary), not run-to-run variation")
+        nvml = any("nvml" in (r.meter_source or "") for r in runs)
+        lines.append("±: how far the meters' readings at phase boundaries may be off (their "
+                     "refresh" + (", and how NVML's refreshes were split between phases"
+                                  if nvml else "") + "), not run-to-run variation")
     busy = [r.id for r in runs if r.machine_busy]
     if busy:
         lines.append(f"busy: run(s) {', '.join(map(str, busy))} measured while other "

@@ -151,7 +151,7 @@ def outcome_of_run(run: Run | None, objective: str, *, reused: bool) -> Outcome:
         ACCURACY: run.val_accuracy,
         "energy_train_j": run.energy_train_j,
         "energy_total_j": run.energy_total_j,
-        # Uncertainty (J) of the energies, from the meter's resolution at phase boundaries.
+        # Uncertainty (J) of the energies, from how far the phase boundaries may be off.
         "energy_train_uncertainty_j": run.energy_train_uncertainty_j,
         "energy_total_uncertainty_j": run.energy_total_uncertainty_j,
         objective: getattr(run, objective),
