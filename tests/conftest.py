@@ -165,6 +165,17 @@ def kill_mid_training(args: list[str], cwd: Path) -> int:
     return proc.pid
 
 
+def cpu_hardware_id() -> str:
+    """This machine's hardware id for CPU runs, as a run stores it (for seeding fits that
+    `mode=estimate` must find on this hardware)."""
+    import torch
+
+    from sweeper.energy.hardware import describe_host
+    from sweeper.training.device import describe_accelerator
+
+    return describe_host(describe_accelerator(torch.device("cpu"))).hardware_id
+
+
 def run_row(sweep_id: int, **columns: Any) -> Run:
     """A run row with the required columns filled with small valid values."""
     required: dict[str, Any] = {

@@ -12,7 +12,7 @@ import pytest
 from sweeper.predict.forecast import ProfileWindow, extrapolate
 from sweeper.predict.trace import StepTrace, forecast_error, forecast_from_trace, profile_plan
 from sweeper.store import Run, Sweep, open_store
-from tests.conftest import run_cli
+from tests.conftest import cpu_hardware_id, run_cli
 
 # A real tiny run must forecast its own E_tr within this relative error. The energy here
 # comes from the estimate meter (process CPU time x rated power, 10 ms CPU-time ticks) on
@@ -159,20 +159,11 @@ def test_forecast_mode_runs_until_the_windows_time_floor(tmp_path: Path) -> None
     assert steps >= 81 and duration_s >= 1.0  # 5% of 1620 steps, and at least 1 s
 
 
-def _hardware_id() -> str:
-    import torch
-
-    from sweeper.energy.hardware import describe_host
-    from sweeper.training.device import describe_accelerator
-
-    return describe_host(describe_accelerator(torch.device("cpu"))).hardware_id
-
-
 def seed_fits(db: Path) -> str:
     """Eight completed runs (4 models x 2 batches) on this machine's hardware, enough for
     `mode=estimate` to fit; returns the hardware id."""
     store = open_store(f"sqlite:///{db}")
-    hw = _hardware_id()
+    hw = cpu_hardware_id()
     with store.session() as session:
         sweep = Sweep(name="seed")
         session.add(sweep)

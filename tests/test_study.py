@@ -20,7 +20,7 @@ from sweeper.config.spec import build_spec
 from sweeper.datasets import load_dataset
 from sweeper.models import build_model, describe_model
 from sweeper.store import Run, Sweep, open_store
-from tests.conftest import CONF_DIR, run_cli
+from tests.conftest import CONF_DIR, cpu_hardware_id, run_cli
 
 STUDY_MODELS = [
     "lenet", "mobilenet_v1", "mobilenetv2", "efficientnetb0", "simpledla", "resnet18",
@@ -95,18 +95,11 @@ def _size(model: str) -> tuple[int, float, float]:
     return info.params, info.macs_per_sample, info.activations_per_sample
 
 
-def _hardware_id() -> str:
-    from sweeper.energy.hardware import describe_host
-    from sweeper.training.device import describe_accelerator
-
-    return describe_host(describe_accelerator(torch.device("cpu"))).hardware_id
-
-
 def seed_store(db: Path) -> None:
     """Completed runs of four models at three batch sizes whose energy and time per sample
     follow the laws above exactly (inference at a third of training)."""
     store = open_store(f"sqlite:///{db}")
-    hw = _hardware_id()
+    hw = cpu_hardware_id()
     with store.session() as session:
         sweep = Sweep(name="study_smoke")
         session.add(sweep)
