@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
+from hydra import compose
 from hydra.errors import ConfigCompositionException
 from omegaconf import DictConfig
 
@@ -19,11 +17,7 @@ from sweeper.models import MODEL_NAMES
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
-@pytest.fixture(autouse=True)
-def hydra_conf() -> Iterator[None]:
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        yield
+pytestmark = pytest.mark.usefixtures("hydra_conf")  # every test composes the config tree
 
 
 def _compose(*overrides: str) -> DictConfig:

@@ -11,8 +11,7 @@ from typing import Any
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
+from hydra import compose
 from rich.console import Console
 from torch import nn
 
@@ -20,7 +19,7 @@ from sweeper.config.spec import build_spec
 from sweeper.datasets import load_dataset
 from sweeper.models import build_model, describe_model
 from sweeper.store import Run, Sweep, open_store
-from tests.conftest import CONF_DIR, cpu_hardware_id, run_cli
+from tests.conftest import cpu_hardware_id, run_cli
 
 STUDY_MODELS = [
     "lenet", "mobilenet_v1", "mobilenetv2", "efficientnetb0", "simpledla", "resnet18",
@@ -41,14 +40,6 @@ def test_activation_count_of_a_forward_pass() -> None:
         meta = build_model("resnet", (3, 32, 32), 10)
     real = describe_model(build_model("resnet", (3, 32, 32), 10), (3, 32, 32))
     assert describe_model(meta, (3, 32, 32)) == real and real.activations_per_sample > 0
-
-
-@pytest.fixture
-def hydra_conf():
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        yield
-    GlobalHydra.instance().clear()
 
 
 def _sweep_params(overrides: list[str]) -> dict[str, str]:

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import math
 import os
-from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
+from hydra import compose
 from torch.utils.data import Dataset
 
 from sweeper.config.spec import build_spec
@@ -21,7 +19,6 @@ from sweeper.training.loaders import LoaderOptions, LoaderSettings, make_loader,
 from sweeper.training.schedule import ScheduleSpec, make_scheduler
 from sweeper.training.trainer import Trainer, make_optimizer
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
 LR = 0.1
 
 
@@ -49,14 +46,6 @@ def test_step_and_none_schedules() -> None:
     stats = _train(ScheduleSpec("step", epochs=5, step_epochs=2, gamma=0.5), 5)
     assert [s.lr for s in stats] == pytest.approx([0.1, 0.1, 0.05, 0.05, 0.025])
     assert [s.lr for s in _train(ScheduleSpec("none", epochs=3), 3)] == [LR] * 3
-
-
-@pytest.fixture
-def hydra_conf():
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        yield
-    GlobalHydra.instance().clear()
 
 
 def test_schedule_and_loader_keys_are_validated(hydra_conf: None) -> None:
