@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from torch import nn
 
@@ -46,3 +46,22 @@ def fc_head(in_features: int, hidden: int, num_classes: int) -> nn.Sequential:
         nn.ReLU(inplace=True),
         nn.Linear(hidden, num_classes),
     )
+
+
+def conv_bn(
+    in_ch: int,
+    out_ch: int,
+    kernel: int = 3,
+    stride: int = 1,
+    *,
+    groups: int = 1,
+    act: Callable[[], nn.Module] | None = nn.ReLU,
+) -> nn.Sequential:
+    """Conv (no bias, 'same' padding) + BatchNorm, then ``act`` unless it is None."""
+    layers: list[nn.Module] = [
+        nn.Conv2d(in_ch, out_ch, kernel, stride, kernel // 2, groups=groups, bias=False),
+        nn.BatchNorm2d(out_ch),
+    ]
+    if act is not None:
+        layers.append(act())
+    return nn.Sequential(*layers)

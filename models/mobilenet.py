@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+
 from torch import Tensor, nn
 
-from .common import can_halve, check_input
+from .common import can_halve, check_input, conv_bn
 
 # (expansion t, output channels c, repeats n, stride s) per stage, as in the paper's
 # Table 2 but cut to four stages and a 3x3 stride-1 stem: small images have no
@@ -26,17 +28,8 @@ def make_divisible(value: float, divisor: int = 8) -> int:
     return rounded + divisor if rounded < 0.9 * value else rounded
 
 
-def conv_bn(
-    in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 1, act: bool = True
-) -> nn.Sequential:
-    """Conv (no bias) + BatchNorm, optionally followed by ReLU6."""
-    layers: list[nn.Module] = [
-        nn.Conv2d(in_ch, out_ch, kernel, stride, kernel // 2, groups=groups, bias=False),
-        nn.BatchNorm2d(out_ch),
-    ]
-    if act:
-        layers.append(nn.ReLU6(inplace=True))
-    return nn.Sequential(*layers)
+# Conv-BN-ReLU6 except the linear projection (act=None), as in the paper.
+_RELU6 = functools.partial(nn.ReLU6, inplace=True)
 
 
 class InvertedResidual(nn.Module):
@@ -47,10 +40,10 @@ class InvertedResidual(nn.Module):
         hidden = in_ch * expansion
         layers: list[nn.Module] = []
         if expansion != 1:
-            layers.append(conv_bn(in_ch, hidden, 1))
+            layers.append(conv_bn(in_ch, hidden, 1, act=_RELU6))
         layers += [
-            conv_bn(hidden, hidden, 3, stride, groups=hidden),
-            conv_bn(hidden, out_ch, 1, act=False),
+            conv_bn(hidden, hidden, 3, stride, groups=hidden, act=_RELU6),
+            conv_bn(hidden, out_ch, 1, act=None),
         ]
         self.block = nn.Sequential(*layers)
         self.use_skip = stride == 1 and in_ch == out_ch
@@ -79,7 +72,7 @@ class MobileNetV2(nn.Module):
         if width_mult <= 0:
             raise ValueError(f"mobilenet needs width_mult > 0, got {width_mult}")
         in_ch = make_divisible(_STEM * width_mult)
-        layers: list[nn.Module] = [conv_bn(c, in_ch, 3)]
+        layers: list[nn.Module] = [conv_bn(c, in_ch, 3, act=_RELU6)]
         for expansion, channels, repeats, stage_stride in _STAGES:
             out_ch = make_divisible(channels * width_mult)
             stride = 2 if stage_stride == 2 and can_halve(h, w) else 1
@@ -90,7 +83,7 @@ class MobileNetV2(nn.Module):
                 in_ch = out_ch
         # Like the paper, the last 1x1 conv is not thinned below its base width.
         last = make_divisible(_LAST * max(1.0, width_mult))
-        layers.append(conv_bn(in_ch, last, 1))
+        layers.append(conv_bn(in_ch, last, 1, act=_RELU6))
         self.features = nn.Sequential(*layers)
         self.head = nn.Sequential(
             nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(last, num_classes)

@@ -29,25 +29,6 @@ def require_cifar_size(
     return c, h, w
 
 
-def conv_bn(
-    in_ch: int,
-    out_ch: int,
-    kernel: int = 3,
-    stride: int = 1,
-    *,
-    groups: int = 1,
-    act: type[nn.Module] | None = nn.ReLU,
-) -> nn.Sequential:
-    """Conv (no bias, 'same' padding) + BatchNorm, then ``act`` unless it is None."""
-    layers: list[nn.Module] = [
-        nn.Conv2d(in_ch, out_ch, kernel, stride, kernel // 2, groups=groups, bias=False),
-        nn.BatchNorm2d(out_ch),
-    ]
-    if act is not None:
-        layers.append(act())
-    return nn.Sequential(*layers)
-
-
 def projection(in_ch: int, out_ch: int, stride: int, *, bn: bool = True) -> nn.Module:
     """The 1x1 (strided) shortcut used where a residual's shape changes."""
     conv = nn.Conv2d(in_ch, out_ch, 1, stride, bias=False)

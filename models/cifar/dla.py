@@ -7,7 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from .common import classifier, conv_bn, require_cifar_size
+from ..common import conv_bn
+from .common import classifier, require_cifar_size
 from .resnet import BasicBlock
 
 

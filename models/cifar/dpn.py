@@ -7,7 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from .common import classifier, conv_bn, projection, require_cifar_size
+from ..common import conv_bn
+from .common import classifier, projection, require_cifar_size
 from .grouped import grouped_bottleneck
 
 # (bottleneck width, residual width, blocks, dense growth) per stage; 32 groups.

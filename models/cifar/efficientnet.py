@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from ..common import check_input
-from .common import classifier, conv_bn
+from ..common import check_input, conv_bn
+from .common import classifier
 
 # (expansion, output channels, repeats, kernel, first stride) per stage.
 _B0: tuple[tuple[int, int, int, int, int], ...] = (

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from ..common import check_input
-from .common import Residual, classifier, conv_bn, require_cifar_size
+from ..common import check_input, conv_bn
+from .common import Residual, classifier, require_cifar_size
 
 
 def grouped_bottleneck(

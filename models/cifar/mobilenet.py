@@ -6,7 +6,8 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from .common import classifier, conv_bn, projection, require_cifar_size
+from ..common import conv_bn
+from .common import classifier, projection, require_cifar_size
 
 # MobileNet V1: (output channels, stride) of each depthwise-separable block.
 _V1: tuple[tuple[int, int], ...] = (

@@ -6,7 +6,8 @@ from collections.abc import Callable, Sequence
 
 from torch import Tensor, nn
 
-from .common import Residual, classifier, conv_bn, projection, require_cifar_size
+from ..common import conv_bn
+from .common import Residual, classifier, projection, require_cifar_size
 
 _WIDTHS = (64, 128, 256, 512)
 _BLOCKS = (2, 2, 2, 2)
