@@ -651,30 +651,12 @@ def measure_recording(
     ``NvmlMeter`` and ``EnergySampler``: (name, boundary-read J, final J, uncertainty J).
     ``gpu``: ``has_counter`` / ``has_instant`` False replay a GPU without them."""
     from sweeper.energy.nvml import NvmlMeter
-    from sweeper.energy.sampler import EnergySampler
 
     recording = recording or load_recording()
     clock = Clock(recording.t_s[0] + 0.01)
     nvml = FakeNvml([RecordedGpu(recording, clock, **gpu)], driver="580.159.04")
     meter = NvmlMeter(nvml=nvml, clock=clock)
-    sampler = EnergySampler([meter], sample_hz=sample_hz, clock=clock, background=False)
-    sampler.start()
-
-    def run_until(t_s: float) -> None:
-        while (wake := sampler.tick()) < t_s:
-            clock.t = max(wake, clock.t + 1e-6)
-        clock.t = t_s
-
-    results = []
-    for name, start, end in windows:
-        run_until(start)
-        sampler.begin_phase(name)
-        run_until(end)
-        result = sampler.end_phase()
-        results.append((result, result.energy_j))
-    run_until(clock.t + 1.0)
-    sampler.stop()
-    meter.close()
+    results = _run_phases(meter, clock, windows, sample_hz, settle_s=1.0)
     return [(name, read_j, r.energy_j, r.energy_uncertainty_j)
             for (name, _, _), (r, read_j) in zip(windows, results, strict=True)]
 
@@ -776,34 +758,44 @@ def _measure(
     labels: list[str], start_s: float, sample_hz: float,
 ) -> list[PhaseScore]:
     from sweeper.energy.nvml import NvmlMeter
-    from sweeper.energy.sampler import EnergySampler
 
     clock.t = start_s  # the meter learns the refresh period before the first phase
     meter = NvmlMeter(nvml=nvml, clock=clock)
+    named = [(label, start, end) for (start, end), label in zip(windows, labels, strict=True)]
+    results = _run_phases(meter, clock, named, sample_hz, settle_s=0.5)
+    return [
+        PhaseScore(label, end - start, gpu.energy_j(end) - gpu.energy_j(start), read_j,
+                   r.energy_j, r.energy_uncertainty_j, r.flag)
+        for (r, read_j), (label, start, end) in zip(results, named, strict=True)
+    ]
+
+
+def drive(sampler: Any, clock: Clock, until_s: float) -> None:
+    """Advance a simulated clock to ``until_s``, ticking the sampler whenever it asks."""
+    while (wake := sampler.tick()) < until_s:
+        clock.t = max(wake, clock.t + 1e-6)
+    clock.t = until_s
+
+
+def _run_phases(
+    meter: Any, clock: Clock, windows: Sequence[tuple[str, float, float]], sample_hz: float,
+    settle_s: float,
+) -> list[tuple[Any, float]]:
+    """Each ``(name, start_s, end_s)`` as a phase of a real EnergySampler on ``meter`` and a
+    simulated clock, then ``settle_s`` more so every phase is final; (result, the phase's
+    figure from its boundary reads) per phase. Closes the meter."""
+    from sweeper.energy.sampler import EnergySampler
+
     sampler = EnergySampler([meter], sample_hz=sample_hz, clock=clock, background=False)
     sampler.start()
-
-    def run_until(t_s: float) -> None:
-        while True:
-            wake = sampler.tick()
-            if wake >= t_s:
-                break
-            clock.t = max(wake, clock.t + 1e-6)
-        clock.t = t_s
-
-    pending: list[tuple[Any, float, float]] = []
-    for (start, end), label in zip(windows, labels, strict=True):
-        run_until(start)
-        sampler.begin_phase(label)
-        run_until(end)
+    results = []
+    for name, start, end in windows:
+        drive(sampler, clock, start)
+        sampler.begin_phase(name)
+        drive(sampler, clock, end)
         result = sampler.end_phase()
-        pending.append((result, result.energy_j, gpu.energy_j(clock.t) - gpu.energy_j(start)))
-    run_until(clock.t + 0.5)
+        results.append((result, result.energy_j))
+    drive(sampler, clock, clock.t + settle_s)
     sampler.stop()
     meter.close()
-    return [
-        PhaseScore(label, end - start, true_j, read_j, r.energy_j, r.energy_uncertainty_j,
-                   r.flag)
-        for (r, read_j, true_j), (start, end), label in zip(pending, windows, labels,
-                                                            strict=True)
-    ]
+    return results

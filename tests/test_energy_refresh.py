@@ -20,6 +20,7 @@ from tests.fake_nvml import (
     FakeNvml,
     PhaseScore,
     PowerSignal,
+    drive,
     emulated_h200,
     epoch_session,
     h200_session,
@@ -28,14 +29,6 @@ from tests.fake_nvml import (
     measure_work_phases,
     work_session,
 )
-
-
-def drive(sampler: EnergySampler, clock: Clock, until_s: float) -> None:
-    """Advance the simulated clock to ``until_s``, ticking the sampler whenever it asks."""
-    while (wake := sampler.tick()) < until_s:
-        clock.t = max(wake, clock.t + 1e-6)
-    clock.t = until_s
-
 
 # ------------------------------------------------------------------------------ the fake
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -228,19 +227,12 @@ def test_mode_is_validated() -> None:
         job_mode(OmegaConf.create({"mode": "bogus"}))
 
 
-def _drive(sampler: Any, clock: Any, until_s: float) -> None:
-    """Advance a simulated clock to ``until_s``, ticking the sampler whenever it asks."""
-    while (wake := sampler.tick()) < until_s:
-        clock.t = max(wake, clock.t + 1e-6)
-    clock.t = until_s
-
-
 def test_profile_edges_on_a_slow_counter_are_settled_after_the_run() -> None:
     """On the emulated H200 a profile edge read from the counter is up to one refresh
     (~100 ms, ~70 J) stale; the window's edges are checkpoints, settled between the
     refreshes by the end of the run, so the stored forecast uses the settled figures."""
     from sweeper.energy import EnergySampler, NvmlMeter
-    from tests.fake_nvml import Clock, emulated_h200
+    from tests.fake_nvml import Clock, drive, emulated_h200
 
     raw_errors, settled_errors = [], []
     for seed in range(4):
@@ -250,7 +242,7 @@ def test_profile_edges_on_a_slow_counter_are_settled_after_the_run() -> None:
         clock.t = lo + 0.3
         meter = NvmlMeter(nvml=nvml, clock=clock)
         sampler = EnergySampler([meter], clock=clock, background=False).start()
-        _drive(sampler, clock, lo + 0.8)
+        drive(sampler, clock, lo + 0.8)
         total, step_s = 150, 0.0173
         profile = ProfileWindow(total, 0.1, 0, sampler.checkpoint, clock,
                                 warmup_seconds=0.3, min_seconds=1.0)
@@ -259,7 +251,7 @@ def test_profile_edges_on_a_slow_counter_are_settled_after_the_run() -> None:
             profile.start()
             edges.append(clock.t)
             for step in range(1, total + 1):
-                _drive(sampler, clock, clock.t + step_s)
+                drive(sampler, clock, clock.t + step_s)
                 before = profile.result
                 profile.on_step(step)
                 if profile._warm is not None and len(edges) == 1:  # noqa: SLF001
