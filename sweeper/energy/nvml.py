@@ -383,10 +383,9 @@ class NvmlMeter:
             procs = self._nvml.nvmlDeviceGetComputeRunningProcesses(g.handle)
         except (self._nvml.NVMLError, AttributeError):
             return None
-        pids = {int(p.pid) for p in procs}
-        if os.getpid() in pids:
-            return len(pids) - 1
-        return max(len(pids) - 1, 0)  # in a container NVML may list host pids: one is ours
+        # One listed process is this one: by its pid, or, in a container where NVML lists
+        # host pids, whichever it is.
+        return max(len({int(p.pid) for p in procs}) - 1, 0)
 
     def stats(self) -> dict[str, float]:
         """gpu_stats() flattened for the sampler, which aggregates them per phase."""
