@@ -7,14 +7,13 @@ written, and an error names the key, the bad value and what is allowed.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from sweeper.config.identity import config_hash
 from sweeper.config.keys import check_keys
 from sweeper.config.launch import identity as launch_identity
 from sweeper.config.storage import check_url
@@ -30,9 +29,6 @@ METERS = ("auto", "nvml", "rapl", "estimate")
 SCHEDULERS = ("none", "cosine", "step")  # as sweeper.training.schedule (torch-free here)
 INFERENCE_PROTOCOLS = ("batches", "study")
 
-# Keys that say where and how results are kept, not what is measured: they do not
-# change a run's identity, so a resumed sweep still recognises its finished runs.
-_IDENTITY_EXCLUDED = ("storage", "sweeper", "hydra", "trial")
 _ABSENT = object()
 
 
@@ -193,13 +189,6 @@ def _device(value: Any) -> str:
     if text.startswith("cuda:") and text[5:].isascii() and text[5:].isdigit():  # not "cuda:²"
         return text
     raise invalid_value("device", value, "auto, cpu, cuda, cuda:N")
-
-
-def config_hash(resolved: dict[str, Any]) -> str:
-    """Stable identity of what a run measures (storage and bookkeeping keys excluded)."""
-    identity = {k: v for k, v in resolved.items() if k not in _IDENTITY_EXCLUDED}
-    canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def _resolve_without_hydra(cfg: DictConfig) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from sweeper.run.liveness import reclaim_vanished_runs
 from sweeper.run.measured import TakenByTwin
 from sweeper.run.prepare import prepare
 from sweeper.run.result import JobResult
+from sweeper.run.resume import completed_run
 from sweeper.run.train_mode import execute_training
 from sweeper.store import runs as store_runs
 from sweeper.training import distributed
@@ -54,7 +55,7 @@ def run_job(cfg: DictConfig) -> JobResult:
     )
     reclaim_vanished_runs(store, sweep_id)
     if sweep.resume:
-        done = store_runs.completed_run_id(store, sweep_id, spec.config_hash)
+        done = completed_run(store, sweep_id, spec.config_hash)
         if done is not None:
             log.info(
                 "skipping %s: already completed in sweep %r as run %d "

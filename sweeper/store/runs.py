@@ -81,6 +81,24 @@ def completed_run_id(store: Store, sweep_id: int, config_hash: str) -> int | Non
         )
 
 
+@retried("read the sweep's completed configurations")
+def completed_configs(store: Store, sweep_id: int) -> list[tuple[int, str, dict[str, Any]]]:
+    """(id, config_hash, config) of every completed run in a sweep, newest first."""
+    with store.session() as session:
+        rows = session.execute(
+            select(Run.id, Run.config_hash, Run.config)
+            .where(Run.sweep_id == sweep_id, Run.status == "completed")
+            .order_by(Run.id.desc())
+        ).all()
+    return [(run_id, digest, config or {}) for run_id, digest, config in rows]
+
+
+@retried("update a run's config hash")
+def set_config_hash(store: Store, run_id: int, config_hash: str) -> None:
+    with store.session() as session:
+        session.execute(update(Run).where(Run.id == run_id).values(config_hash=config_hash))
+
+
 def _fresh(*rows: object) -> None:
     """Ready ORM rows for a new try: a failed try's rollback leaves the ids it assigned."""
     for row in rows:
