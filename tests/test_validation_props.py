@@ -18,7 +18,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from omegaconf import DictConfig, OmegaConf
 
-from sweeper.config.spec import MAX_SAMPLE_HZ, METERS, OPTIMIZERS, PRECISIONS, RunSpec, build_spec
+from sweeper.config.spec import MAX_SAMPLE_HZ, OPTIMIZERS, PRECISIONS, RunSpec, build_spec
+from sweeper.energy.select import CHOICES as METERS
 from sweeper.errors import ConfigError
 from tests.conftest import CONF_DIR
 
@@ -146,7 +147,7 @@ def test_number_keys_accept_exactly_finite_numbers_in_range(
 
 @PROPS
 @given(
-    st.sampled_from([("optimizer", OPTIMIZERS), ("meter", METERS), ("precision.name", PRECISIONS)]),
+    st.sampled_from([("optimizer", OPTIMIZERS), ("precision.name", PRECISIONS)]),
     st.sampled_from([*OPTIMIZERS, *METERS, *PRECISIONS]) | SCALARS,
 )
 def test_choice_keys_accept_exactly_their_choices(
@@ -162,6 +163,29 @@ def test_choice_keys_accept_exactly_their_choices(
             a in str(exc) for a in allowed
         )
     assert accepted == (value in allowed)
+
+
+@pytest.mark.parametrize(
+    ("value", "stored"),
+    [("auto", "auto"), ("nvml", "nvml"), ("nvml+rapl", "nvml+rapl"),
+     ("rapl+estimate", "rapl+estimate"), ("NVML + RAPL", "nvml+rapl")],
+)
+def test_meter_combinations_mean_the_same_in_the_spec_as_in_open_meters(
+    value: str, stored: str
+) -> None:
+    """The spec reads `meter=` with the rule open_meters applies, so a combination that the
+    meters accept is never refused before the run (nor one they refuse let through)."""
+    assert build_spec(_cfg(meter=value)).meter == stored
+
+
+@pytest.mark.parametrize("value", ["gpu", "nvml+nvml", "auto+rapl", "", 3])
+def test_a_meter_choice_the_meters_refuse_is_refused_before_the_run(value: object) -> None:
+    with pytest.raises(ConfigError, match=r"'meter'.*auto, nvml, rapl, estimate.*nvml\+rapl"):
+        build_spec(_cfg(meter=value))
+    with pytest.raises(ValueError):
+        from sweeper.energy.select import parse_choice
+
+        parse_choice(value)  # type: ignore[arg-type]
 
 
 @PROPS

@@ -25,7 +25,6 @@ from sweeper.store.db import DEFAULT_OUTAGE_S
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 OPTIMIZERS = ("adam", "adamw", "sgd")
-METERS = ("auto", "nvml", "rapl", "estimate")
 SCHEDULERS = ("none", "cosine", "step")  # as sweeper.training.schedule (torch-free here)
 INFERENCE_PROTOCOLS = ("batches", "study")
 
@@ -182,6 +181,17 @@ def _float_default(cfg: DictConfig, key: str, default: float) -> float:
     return _float(cfg, key, minimum=0.0, strict=False)  # type: ignore[return-value]
 
 
+def _meter(value: Any) -> str:
+    """`meter=`, read by the rule open_meters applies (auto, one meter, or a '+' list)."""
+    from sweeper.energy.select import CHOICES, SOURCES, parse_choice
+
+    try:
+        return "+".join(parse_choice(value))
+    except ValueError:
+        raise invalid_value("meter", value, f"{', '.join(CHOICES)}, or a '+' combination "
+                            f"of {', '.join(SOURCES)} such as nvml+rapl") from None
+
+
 def _device(value: Any) -> str:
     text = str(value)
     if text in ("auto", "cpu", "cuda"):
@@ -267,7 +277,7 @@ def build_spec(cfg: DictConfig) -> RunSpec:
         loader_workers=_auto_int(cfg, "loader.workers"),
         loader_pin_memory=_auto_bool(cfg, "loader.pin_memory"),
         num_threads=_int(cfg, "num_threads", minimum=1, allow_none=True),
-        meter=_choice(cfg, "meter", METERS),
+        meter=_meter(OmegaConf.select(cfg, "meter")),
         inference_batches=_int(cfg, "inference.batches", minimum=1),  # type: ignore[arg-type]
         inference_batch=_int(cfg, "inference.batch", minimum=1),  # type: ignore[arg-type]
         inference_warmup_batches=_int(cfg, "inference.warmup_batches", minimum=0),  # type: ignore[arg-type]

@@ -64,8 +64,9 @@ class MeterSet:
         self.close()
 
 
-def _parse_choice(choice: str) -> list[str]:
-    parts = [p.strip().lower() for p in choice.split("+")]
+def parse_choice(choice: str) -> list[str]:
+    """The meters a `meter=` value names: ["auto"], or each of a '+' combination once."""
+    parts = [p.strip().lower() for p in str(choice).split("+")]
     if parts == ["auto"]:
         return parts
     if not parts or any(p not in SOURCES for p in parts) or len(set(parts)) != len(parts):
@@ -89,7 +90,7 @@ def open_meters(
     ``gpu_indices=None`` means every visible GPU; an empty sequence means none (CPU runs), so
     "auto" does not even start NVML.
     """
-    parts = _parse_choice(choice)
+    parts = parse_choice(choice)
     notes: list[str] = []
     warnings: list[str] = []
     meters: list[Meter] = []
