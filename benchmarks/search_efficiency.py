@@ -206,7 +206,7 @@ def make_strategy(
         return FrontierSampler(space, frontier_energy(grid, epochs), seed=seed)
     if name == "gp":
         return GPSampler(seed=seed)
-    return make_sampler(name, seed=seed, population_size=8)
+    return make_sampler(name, seed=seed)
 
 
 def summarise(results: Sequence[SeedResult], grid_joules: float) -> dict[str, Any]:

@@ -205,4 +205,4 @@ def test_frontier_settings_are_checked_before_the_search() -> None:
     with pytest.raises(ConfigError, match="hydra.sweeper.objective.*frontier"):
         settings_from({"sampler": "frontier", "objective": "co2_g"})
     with pytest.raises(ConfigError, match="frontier plans with the search itself"):
-        make_sampler("frontier", seed=0, population_size=8)
+        make_sampler("frontier", seed=0)

@@ -6,11 +6,15 @@ YAML configs (conf/hydra/sweeper/pareto.yaml, conf/hydra/sweeper/sampler/*.yaml)
 """
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
 class ParetoSweeperConf:
     _target_: str = "hydra_plugins.sweeper_pareto.pareto_sweeper.ParetoSweeper"
+    # The sampler node is a config with its own `_target_`: the search instantiates it
+    # (with its seed and the running search), so Hydra must hand it over as config.
+    _recursive_: bool = False
     # Search space in Hydra's sweep syntax: choice(...), range(...), interval(...),
     # tag(log, ...) for a log scale, tag(int, interval(...)) for integers. Sweeps given
     # on the command line (model=mlp,cnn) join it; plain overrides (epochs=1) replace it.
@@ -21,13 +25,14 @@ class ParetoSweeperConf:
     objective: str = "energy_train_j"
     n_trials: int = 12  # new trials per invocation; a resumed study grows by this many
     n_jobs: int = 1  # trials asked and launched together (for parallel launchers)
-    # A sampler config of conf/hydra/sweeper/sampler/ (an Optuna sampler as `_target_`):
+    # The sampler: a config of the group conf/hydra/sweeper/sampler/ (an Optuna sampler as
+    # `_target_` with its arguments), chosen with hydra/sweeper/sampler=NAME and tuned with
+    # hydra.sweeper.sampler.ARG=VALUE; hydra.sweeper.sampler=NAME (a name) also picks one.
     # frontier (estimate each configuration's energy before running it, skip or stop what
     # cannot reach the front, end the search when nothing left can add to it; the default,
-    # see benchmarks/README.md), nsga2, tpe, random.
-    sampler: str = "frontier"
+    # see benchmarks/README.md), nsga2, tpe, random; any optuna.samplers.* by `_target_`.
+    sampler: Any = "frontier"
     seed: int | None = None  # sampler seed; a resumed study offsets it by its trial count
-    population_size: int = 8  # NSGA-II generation size
     # Stop launching trials once the study's trials have spent this many joules
     # (energy_total_j summed over every invocation of the study); null: no budget.
     energy_budget_j: float | None = None

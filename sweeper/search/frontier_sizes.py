@@ -72,12 +72,16 @@ def prior_observations(store: Store, hardware_id: str | None) -> list[Observatio
     return [o for o in rows if o.meter_source == meter]
 
 
-def frontier_sampler(context: SearchContext, seed: int | None) -> FrontierSampler:
+def frontier_sampler(
+    context: SearchContext, seed: int | None, *, optimism: float = 2.0, min_gain: float = 0.002,
+    grid_points: int = 4,
+) -> FrontierSampler:
     """conf/hydra/sweeper/sampler/frontier.yaml's target."""
     space, store = context.space, context.store
     describe = sweep_describer(context.sweeper, space)
     energy = FrontierEnergy(describe)
-    sampler = FrontierSampler(space.distributions, energy, seed=seed)
+    sampler = FrontierSampler(space.distributions, energy, seed=seed, optimism=optimism,
+                              min_gain=min_gain, grid_points=grid_points)
     if sampler.points:  # size one candidate now: it names this machine for the prior
         describe(sampler.points[0])
         energy.prior = prior_observations(store, describe.hardware[0])

@@ -13,7 +13,7 @@ from typing import Any
 
 from sweeper.errors import ConfigError, invalid_value
 from sweeper.search.config import ParetoSweeperConf
-from sweeper.search.samplers import sampler_names
+from sweeper.search.samplers import check_sampler, sampler_label
 
 # Second objective (minimised) -> its unit, for tables and metric names.
 OBJECTIVES: dict[str, str] = {
@@ -39,9 +39,9 @@ class SearchSettings:
     objective: str
     n_trials: int
     n_jobs: int
-    sampler: str
+    sampler: str  # its name (the file's under conf/hydra/sweeper/sampler/, or the class's)
+    sampler_config: dict[str, Any]  # `_target_` and arguments, checked against the target
     seed: int | None
-    population_size: int
     energy_budget_j: float | None
     max_trial_energy_j: float | None
     prune_dominated: bool
@@ -102,20 +102,21 @@ def settings_from(raw: Mapping[str, Any]) -> SearchSettings:
     storage = raw.get("storage")
     if storage is not None and (not isinstance(storage, str) or "://" not in storage):
         raise _fail("storage", storage, "null or a SQLAlchemy URL")
-    sampler = _choice(raw, "sampler", sampler_names())
+    sampler_config = check_sampler(raw["sampler"])
+    sampler = sampler_label(raw["sampler"])
     objective = _choice(raw, "objective", tuple(OBJECTIVES))
     if sampler == "frontier" and objective not in FRONTIER_OBJECTIVES:
         raise _fail("objective", objective, "with sampler frontier (the default), which predicts "
                     "training energy: " + ", ".join(FRONTIER_OBJECTIVES) + "; for this objective "
-                    "set hydra.sweeper.sampler=nsga2")
+                    "set hydra/sweeper/sampler=nsga2")
     return SearchSettings(
         params={str(k): str(v) for k, v in params.items()},
         objective=objective,
         n_trials=_int(raw, "n_trials", 0),
         n_jobs=_int(raw, "n_jobs", 1),
         sampler=sampler,
+        sampler_config=sampler_config,
         seed=seed,
-        population_size=_int(raw, "population_size", 2),
         energy_budget_j=_positive(raw, "energy_budget_j"),
         max_trial_energy_j=_positive(raw, "max_trial_energy_j"),
         prune_dominated=bool(raw["prune_dominated"]),

@@ -122,9 +122,7 @@ def open_study(
     # Offset the seed by the trials already run, so a resumed study explores new points
     # instead of replaying the first invocation's sequence.
     seed = None if settings.seed is None else settings.seed + len(study.trials)
-    study.sampler = make_sampler(
-        settings.sampler, seed=seed, population_size=settings.population_size, context=context
-    )
+    study.sampler = make_sampler(settings.sampler_config, seed=seed, context=context)
     return study
 
 
