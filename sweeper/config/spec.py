@@ -19,6 +19,7 @@ from sweeper.config.keys import check_keys
 from sweeper.config.launch import identity as launch_identity
 from sweeper.config.storage import check_url
 from sweeper.datasets import DATASET_NAMES
+from sweeper.energy.power_limit import PowerLimitRequest
 from sweeper.errors import invalid_value
 from sweeper.models import MODEL_NAMES
 from sweeper.redact import mask_config
@@ -87,6 +88,7 @@ class RunSpec:
     config: dict[str, Any] = field(default_factory=dict)  # the full resolved config
     config_hash: str = ""
     storage_outage_s: float = DEFAULT_OUTAGE_S  # how long the store may be unreachable
+    power_limit: PowerLimitRequest = field(default_factory=PowerLimitRequest)
 
     @property
     def model_label(self) -> str:
@@ -196,8 +198,11 @@ def _device(value: Any) -> str:
 
 
 def config_hash(resolved: dict[str, Any]) -> str:
-    """Stable identity of what a run measures (storage and bookkeeping keys excluded)."""
+    """Stable identity of what a run measures (storage and bookkeeping keys excluded; a
+    `gpu` node that sets no limit too, so runs stored before it existed keep their hash)."""
     identity = {k: v for k, v in resolved.items() if k not in _IDENTITY_EXCLUDED}
+    if not any((identity.get("gpu") or {}).values()):
+        identity.pop("gpu", None)
     canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -213,6 +218,19 @@ def _resolve_without_hydra(cfg: DictConfig) -> dict[str, Any]:
             value = OmegaConf.to_container(value, resolve=True)
         out[str(key)] = value
     return out
+
+
+def _power_limit(cfg: DictConfig) -> PowerLimitRequest:
+    """gpu.power_limit (a fraction of the default limit) or gpu.power_limit_w, not both."""
+    fraction = _float(cfg, "gpu.power_limit", minimum=0.0, allow_none=True)
+    watts = _float(cfg, "gpu.power_limit_w", minimum=0.0, allow_none=True)
+    if fraction is not None and watts is not None:
+        raise invalid_value("gpu.power_limit_w", watts,
+                            "null while gpu.power_limit is set (one of the two)")
+    if fraction is not None and fraction > 2.0:  # a likely typo for watts
+        raise invalid_value("gpu.power_limit", fraction, "a fraction of the card's default "
+                            "limit in (0, 2]; watts go in gpu.power_limit_w")
+    return PowerLimitRequest(fraction, watts)
 
 
 def build_spec(cfg: DictConfig) -> RunSpec:
@@ -307,6 +325,7 @@ def build_spec(cfg: DictConfig) -> RunSpec:
         forecast_warmup_steps=_int(cfg, "forecast.warmup_steps", minimum=0),  # type: ignore[arg-type]
         storage_url=url,
         storage_outage_s=_outage_s(cfg),
+        power_limit=_power_limit(cfg),
         sweep_name=OmegaConf.select(cfg, "sweeper.name"),
         resume=bool(OmegaConf.select(cfg, "sweeper.resume", default=True)),
         progress=bool(OmegaConf.select(cfg, "sweeper.progress", default=True)),

@@ -1,0 +1,196 @@
+"""GPU power limits (issue 23) against the fake NVML: set within the card's constraints,
+refused in one line without the permission or out of range, the original always restored
+(also after a run that died), two runs on one GPU with different limits refused; and the
+fake's stated power-cap model."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+from sweeper.energy.power_limit import (
+    PowerLimitRequest,
+    open_power_cap,
+    restore_stale,
+    state_dir,
+)
+from sweeper.errors import ConfigError
+from tests.fake_nvml import (
+    CAP_ALPHA,
+    H200_LIMIT_MW,
+    CappedLoadGpu,
+    Clock,
+    FakeGpu,
+    FakeNvml,
+)
+
+ORIGINAL_MW = 650_000  # not the default: restoring must give back what was found
+
+
+def h200(**kw: object) -> FakeGpu:
+    """An H200 as the recording's README gives it: default 700 W, settable 200-700 W."""
+    args: dict = dict(enforced_limit_mw=ORIGINAL_MW, management_limit_mw=ORIGINAL_MW,
+                      max_limit_mw=H200_LIMIT_MW, uuid="GPU-h200-test")
+    args.update(kw)
+    return FakeGpu("NVIDIA H200", **args)  # type: ignore[arg-type]
+
+
+@pytest.fixture(autouse=True)
+def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("SWEEPER_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    return state_dir()
+
+
+def test_limit_is_set_recorded_and_the_original_restored(state: Path) -> None:
+    gpu = h200()
+    cap = open_power_cap(PowerLimitRequest(fraction=0.6), [0], nvml=FakeNvml([gpu]))
+    assert gpu.management_limit_mw == ORIGINAL_MW  # checking changes nothing
+    with cap:
+        assert gpu.management_limit_mw == gpu.enforced_limit_mw == 420_000
+        (file,) = state.glob("*.json")
+        assert oct(file.stat().st_mode & 0o777) == "0o600"
+        assert json.loads(file.read_text())["original_mw"] == ORIGINAL_MW
+        record = cap.record()
+    g = record["gpus"]["gpu:0"]
+    assert (g["requested_w"], g["applied_w"], g["original_w"], g["default_w"]) == (
+        420.0, 420.0, 650.0, 700.0)
+    assert (g["min_w"], g["max_w"]) == (200.0, 700.0)
+    assert record["requested"] == "gpu.power_limit=0.6"
+    assert gpu.management_limit_mw == ORIGINAL_MW
+    # the permission probe (its own limit again), the cap, the restore
+    assert gpu.limit_sets == [ORIGINAL_MW, 420_000, ORIGINAL_MW]
+    assert not list(state.glob("*.json"))
+
+
+def test_a_failure_inside_the_run_restores_the_original() -> None:
+    gpu = h200()
+    with pytest.raises(KeyboardInterrupt), open_power_cap(
+            PowerLimitRequest(watts=300), None, nvml=FakeNvml([gpu])):
+        assert gpu.management_limit_mw == 300_000
+        raise KeyboardInterrupt
+    assert gpu.management_limit_mw == ORIGINAL_MW
+
+
+def test_every_gpu_of_the_run_is_capped_within_its_own_default() -> None:
+    small = FakeGpu("NVIDIA L4", enforced_limit_mw=72_000, management_limit_mw=72_000,
+                    max_limit_mw=72_000, min_limit_mw=40_000, uuid="GPU-l4")
+    big = h200()
+    with open_power_cap(PowerLimitRequest(fraction=0.8), None, nvml=FakeNvml([small, big])):
+        assert (small.management_limit_mw, big.management_limit_mw) == (57_600, 560_000)
+    assert (small.management_limit_mw, big.management_limit_mw) == (72_000, ORIGINAL_MW)
+
+
+def test_without_permission_one_line_names_gpu_range_and_root() -> None:
+    gpu = h200(can_set_limit=False)
+    with pytest.raises(ConfigError) as info:
+        open_power_cap(PowerLimitRequest(fraction=0.8), [0], nvml=FakeNvml([gpu]))
+    message = str(info.value)
+    assert "\n" not in message
+    assert "GPU 0 (NVIDIA H200)" in message and "200-700 W" in message
+    assert "root" in message and "NVML_ERROR_NO_PERMISSION" in message
+    assert gpu.limit_sets == [] and gpu.management_limit_mw == ORIGINAL_MW
+
+
+@pytest.mark.parametrize(("request_", "shown"), [
+    (PowerLimitRequest(fraction=0.2), "'gpu.power_limit': 0.2 is 140 W"),
+    (PowerLimitRequest(watts=800), "'gpu.power_limit_w': 800 is 800 W"),
+])
+def test_out_of_range_is_refused_with_the_allowed_range(
+    request_: PowerLimitRequest, shown: str
+) -> None:
+    gpu = h200()
+    with pytest.raises(ConfigError) as info:
+        open_power_cap(request_, [0], nvml=FakeNvml([gpu]))
+    assert shown in str(info.value) and "allowed: 200-700 W" in str(info.value)
+    assert gpu.limit_sets == []
+
+
+def test_a_card_without_the_capability_is_refused() -> None:
+    gpu = FakeGpu("Tesla K80", max_limit_mw=None)
+    with pytest.raises(ConfigError, match=r"GPU 0 \(Tesla K80\) has no settable power limit"):
+        open_power_cap(PowerLimitRequest(fraction=0.8), [0], nvml=FakeNvml([gpu]))
+
+
+def _held_by(state: Path, holder: psutil.Process, limit_mw: int) -> None:
+    state.mkdir(parents=True, exist_ok=True)
+    (state / "GPU-h200-test.json").write_text(json.dumps({
+        "gpu": "NVIDIA H200", "nvml_device": "0", "original_mw": ORIGINAL_MW,
+        "limit_mw": limit_mw, "holders": [{"pid": holder.pid, "started": holder.create_time()}],
+    }))
+
+
+def test_two_runs_on_one_gpu_need_the_same_limit(state: Path) -> None:
+    other = psutil.Process(os.getppid())  # a live process: another run holding the GPU
+    gpu = h200(management_limit_mw=420_000, enforced_limit_mw=420_000)
+    _held_by(state, other, 420_000)
+    with pytest.raises(ConfigError, match=rf"capped at 420 W by another sweeper run \(pid "
+                                          rf"{other.pid}\)"):
+        open_power_cap(PowerLimitRequest(fraction=0.8), [0], nvml=FakeNvml([gpu]))
+    # The same limit shares the GPU; the original goes back only when the last one leaves.
+    with open_power_cap(PowerLimitRequest(fraction=0.6), [0], nvml=FakeNvml([gpu])):
+        holders = json.loads((state / "GPU-h200-test.json").read_text())["holders"]
+        assert len(holders) == 2
+    assert gpu.management_limit_mw == 420_000
+    assert json.loads((state / "GPU-h200-test.json").read_text())["holders"][0]["pid"] == \
+        other.pid
+
+
+def test_a_limit_left_by_a_dead_run_is_restored_at_the_next_start(state: Path) -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    holder = psutil.Process(dead.pid)
+    started = holder.create_time()
+    dead.wait()
+    gpu = h200(management_limit_mw=420_000, enforced_limit_mw=420_000)
+    state.mkdir(parents=True)
+    (state / "GPU-h200-test.json").write_text(json.dumps({
+        "gpu": "NVIDIA H200", "nvml_device": "0", "original_mw": ORIGINAL_MW,
+        "limit_mw": 420_000, "holders": [{"pid": dead.pid, "started": started}]}))
+    (line,) = restore_stale(FakeNvml([gpu]))
+    assert "restored to 650 W" in line
+    assert gpu.management_limit_mw == ORIGINAL_MW and not list(state.glob("*.json"))
+    assert restore_stale(FakeNvml([gpu])) == []  # nothing left: no NVML call at all
+
+
+def test_a_dead_run_is_also_recovered_by_a_run_that_caps_the_gpu(state: Path) -> None:
+    gpu = h200(management_limit_mw=300_000, enforced_limit_mw=300_000)
+    _held_by(state, psutil.Process(os.getpid()), 300_000)
+    state_file = state / "GPU-h200-test.json"
+    data = json.loads(state_file.read_text())
+    data["holders"][0]["started"] -= 1000  # this pid, but another (earlier) process
+    state_file.write_text(json.dumps(data))
+    with open_power_cap(PowerLimitRequest(fraction=0.8), [0], nvml=FakeNvml([gpu])) as cap:
+        assert gpu.management_limit_mw == 560_000
+        assert cap.gpus[0].original_w == 650.0  # the card's own, not the dead run's cap
+    assert gpu.management_limit_mw == ORIGINAL_MW
+
+
+# ------------------------------------------------------------------- the fake's cap model
+
+
+def test_fake_power_clamps_at_the_limit_and_work_slows_below_the_draw() -> None:
+    from sweeper.energy.nvml import NvmlMeter
+
+    clock = Clock()
+    gpu = CappedLoadGpu(690.0, clock)
+    nvml = FakeNvml([gpu])
+    meter = NvmlMeter(nvml=nvml, clock=clock)
+    results = {}
+    for limit_w in (700, 560, 420):
+        nvml.nvmlDeviceSetPowerManagementLimit(gpu, limit_w * 1000)
+        (before,) = meter.read()
+        took_s = gpu.run(10.0)
+        (after,) = meter.read()
+        results[limit_w] = (took_s, (after.energy_j - before.energy_j) / took_s)
+    meter.close()
+    assert results[700] == pytest.approx((10.0, 690.0))  # above the draw: no change
+    assert results[560][1] == pytest.approx(560.0)  # clamped at the limit
+    assert results[420] == pytest.approx((10.0 * (690 / 420) ** CAP_ALPHA, 420.0))
+    energy = {limit: took * power for limit, (took, power) in results.items()}
+    assert energy[420] < energy[560] < energy[700]  # alpha < 1: less energy, more time
