@@ -359,7 +359,7 @@ def _check(nvml: Any, request: PowerLimitRequest, index: int, target: str) -> _C
             allowed += f" ({lo_w / default_w:.2f}-{hi_w / default_w:.2f} of its default " \
                        f"{default_w:g} W)"
         raise ConfigError(f"invalid value for '{str(request).split('=')[0]}': "
-                          f"{request.watts if request.watts is not None else request.fraction}"
+                          f"{request.watts if request.watts is not None else request.fraction:g}"
                           f" is {target_w:g} W on {gpu}; allowed: {allowed}")
     state_file = state_dir() / f"{_state_name(nvml, handle, target)}.json"
     with _locked(state_file) as state:
