@@ -194,3 +194,59 @@ def test_fake_power_clamps_at_the_limit_and_work_slows_below_the_draw() -> None:
     assert results[420] == pytest.approx((10.0 * (690 / 420) ** CAP_ALPHA, 420.0))
     energy = {limit: took * power for limit, (took, power) in results.items()}
     assert energy[420] < energy[560] < energy[700]  # alpha < 1: less energy, more time
+
+
+# ------------------------------------------------------------------------- the report
+
+
+def _capped_grid(url: str) -> None:
+    """A grid as gpu.power_limit=0.6,0.8,1.0 stores it, 3 seeds, energies and times from
+    the fake's cap model (a 690 W load on a 700 W card) with 1% noise."""
+    import random
+
+    from sweeper.store import runs as store_runs
+    from sweeper.store.db import Store
+    from tests.conftest import run_row
+    from tests.fake_nvml import capped
+
+    store = Store(url)
+    sweep = store_runs.ensure_sweep(store, "grid: limits")
+    rng = random.Random(0)
+    for seed in range(3):
+        for fraction in (0.6, 0.8, 1.0):
+            limit_w = 700.0 * fraction
+            power_w, factor = capped(690.0, limit_w)
+            time_s = 100.0 * factor * rng.gauss(1.0, 0.01)
+            gpu = {"gpu": "gpu:0", "nvml_device": "0", "name": "NVIDIA H200",
+                   "original_w": 700.0, "default_w": 700.0, "min_w": 200.0, "max_w": 700.0,
+                   "requested_w": limit_w, "applied_w": limit_w}
+            store_runs.insert_run(store, run_row(
+                sweep, status="completed", seed=seed, hardware_id="h200", meter_source="nvml",
+                config={"seed": seed, "gpu": {"power_limit": fraction}},
+                hardware={"gpus": {"gpu:0": {"name": "NVIDIA H200", "power_limit_w": 700.0}},
+                          "gpu_power": {"requested": f"gpu.power_limit={fraction:g}",
+                                        "gpus": {"gpu:0": gpu}}},
+                energy_train_j=power_w * time_s, train_duration_s=time_s,
+                val_accuracy=0.9 + rng.gauss(0.0, 0.002)))
+    store.dispose()
+
+
+def test_report_shows_energy_saved_and_time_added_per_limit(tmp_path: Path) -> None:
+    from sweeper.report import build_report
+    from sweeper.store.db import Store
+
+    url = f"sqlite:///{tmp_path / 'limits.db'}"
+    _capped_grid(url)
+    report = build_report(Store(url), tmp_path / "report", parquet=False)
+    lines = [g for g in report.guidelines if g.startswith("GPU power limit")]
+    assert len(lines) == 2
+    low = next(line for line in lines if line.startswith("GPU power limit 420 W"))
+    assert "(0.60 of the default) vs 700 W" in low and "not established" not in low
+    assert "over 3 matched run pair(s)" in low
+    effects = __import__("pandas").read_csv(tmp_path / "report" / "power_limits.csv")
+    row = effects[(effects["model"] == "mlp") & (effects["limit_w"] == 420.0)].iloc[0]
+    # the model: energy ratio (420 / 690) x (690 / 420) ** 0.5 = (420 / 690) ** 0.5
+    expected = 1.0 - (420 / 690) ** CAP_ALPHA
+    assert row["energy_saved_low"] - 0.01 < expected < row["energy_saved_high"] + 0.01
+    assert row["energy_saved_low"] > 0.15 and row["time_added_low"] > 0.2
+    assert (tmp_path / "report" / "power_limit.png").stat().st_size > 5000
