@@ -250,3 +250,56 @@ def test_report_shows_energy_saved_and_time_added_per_limit(tmp_path: Path) -> N
     assert row["energy_saved_low"] - 0.01 < expected < row["energy_saved_high"] + 0.01
     assert row["energy_saved_low"] > 0.15 and row["time_added_low"] > 0.2
     assert (tmp_path / "report" / "power_limit.png").stat().st_size > 5000
+
+
+# ------------------------------------------------------------------------- the search
+
+
+def test_power_limit_is_a_search_dimension_and_the_frontier_scales_by_it() -> None:
+    from optuna.distributions import CategoricalDistribution
+
+    from sweeper.search.frontier_energy import FrontierEnergy, SizedParams, limit_label
+    from sweeper.search.space import parse_space
+    from tests.fake_nvml import capped
+
+    space = parse_space({"gpu.power_limit": "choice(0.6,0.8,1.0)", "model": "choice(a,b)"})
+    assert space.distributions["gpu.power_limit"] == CategoricalDistribution([0.6, 0.8, 1.0])
+    assert "gpu.power_limit=0.6" in space.overrides({"gpu.power_limit": 0.6, "model": "a"})
+
+    macs = {"a": 1e5, "b": 3e5}
+
+    def sized(p: dict) -> SizedParams:
+        return SizedParams(macs[p["model"]], int(macs[p["model"]] / 10), 32, "fp32", 1000,
+                           limit_label(p["gpu.power_limit"], None))
+
+    power_w, factor = capped(690.0, 420.0)
+    ratio = power_w * factor / 690.0  # the fake's energy at 0.6 of 700 W vs uncapped
+    energy = FrontierEnergy(sized)
+    energy.observe([({"model": "a", "gpu.power_limit": 1.0}, 10.0),
+                    ({"model": "a", "gpu.power_limit": 0.6}, 10.0 * ratio),
+                    ({"model": "b", "gpu.power_limit": 1.0}, 30.0)])
+    # b was never run at 0.6: its measured energy scaled by what 0.6 did to a
+    assert energy.predict_j({"model": "b", "gpu.power_limit": 0.6}) == pytest.approx(30 * ratio)
+    # a limit never measured beside the reference: no factor to apply, the measured work
+    assert energy.predict_j({"model": "b", "gpu.power_limit": 0.8}) == pytest.approx(30.0)
+    # b measured only at 0.6 predicts its energy at the card's limit, not 0.6's
+    energy.observe([({"model": "a", "gpu.power_limit": 1.0}, 10.0),
+                    ({"model": "a", "gpu.power_limit": 0.6}, 10.0 * ratio),
+                    ({"model": "b", "gpu.power_limit": 0.6}, 30.0 * ratio)])
+    assert energy.predict_j({"model": "b", "gpu.power_limit": 1.0}) == pytest.approx(30.0)
+
+
+def test_capped_runs_stay_out_of_the_estimator_fits() -> None:
+    from types import SimpleNamespace
+
+    from sweeper.predict.observations import observations_from_runs
+
+    def run(run_id: int, gpu: dict) -> SimpleNamespace:
+        return SimpleNamespace(
+            id=run_id, status="completed", energy_per_train_sample_j=0.1, params=10,
+            macs_per_sample=100.0, hardware_id="h", meter_source="nvml", model="mlp",
+            dataset="digits", batch=32, precision="fp32", config={"gpu": gpu})
+
+    rows = [run(1, {"power_limit": None}), run(2, {"power_limit": 0.6}),
+            run(3, {"power_limit": 1.0}), run(4, {"power_limit_w": 300})]
+    assert [o.run_id for o in observations_from_runs(rows)] == [1, 3]
