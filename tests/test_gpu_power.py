@@ -28,6 +28,7 @@ from tests.fake_nvml import (
     Clock,
     FakeGpu,
     FakeNvml,
+    capped,
 )
 
 ORIGINAL_MW = 650_000  # not the default: restoring must give back what was found
@@ -179,6 +180,7 @@ def test_fake_power_clamps_at_the_limit_and_work_slows_below_the_draw() -> None:
 
     clock = Clock()
     gpu = CappedLoadGpu(690.0, clock)
+    gpu.management_limit_mw = gpu.enforced_limit_mw = ORIGINAL_MW  # as found: restored
     nvml = FakeNvml([gpu])
     meter = NvmlMeter(nvml=nvml, clock=clock)
     results = {}
@@ -207,7 +209,6 @@ def _capped_grid(url: str) -> None:
     from sweeper.store import runs as store_runs
     from sweeper.store.db import Store
     from tests.conftest import run_row
-    from tests.fake_nvml import capped
 
     store = Store(url)
     sweep = store_runs.ensure_sweep(store, "grid: limits")
@@ -260,7 +261,6 @@ def test_power_limit_is_a_search_dimension_and_the_frontier_scales_by_it() -> No
 
     from sweeper.search.frontier_energy import FrontierEnergy, SizedParams, limit_label
     from sweeper.search.space import parse_space
-    from tests.fake_nvml import capped
 
     space = parse_space({"gpu.power_limit": "choice(0.6,0.8,1.0)", "model": "choice(a,b)"})
     assert space.distributions["gpu.power_limit"] == CategoricalDistribution([0.6, 0.8, 1.0])
@@ -303,3 +303,59 @@ def test_capped_runs_stay_out_of_the_estimator_fits() -> None:
     rows = [run(1, {"power_limit": None}), run(2, {"power_limit": 0.6}),
             run(3, {"power_limit": 1.0}), run(4, {"power_limit_w": 300})]
     assert [o.run_id for o in observations_from_runs(rows)] == [1, 3]
+
+
+# ------------------------------------------------------------------------- auto
+
+
+@pytest.mark.parametrize(("max_slowdown", "best_w"), [(0.1, 630.0), (0.2, 490.0), (0.0, 700.0)])
+def test_auto_keeps_the_limit_the_fake_model_says_is_best(
+    max_slowdown: float, best_w: float
+) -> None:
+    """A 690 W load on a 700 W H200, alpha 0.5: at 0.9/0.8/0.7/0.6 of 700 W a step takes
+    4.6%, 11.0%, 18.7%, 28.2% longer and less energy each time, so the lowest limit within
+    the bound wins: 630 W at 10%, 490 W at 20%, the default at 0%."""
+    from sweeper.energy.nvml import NvmlMeter
+    from sweeper.energy.power_limit_auto import AutoPowerLimit
+
+    expected = {}
+    for fraction in (1.0, 0.9, 0.8, 0.7, 0.6):
+        limit_w = round(700.0 * fraction)
+        power_w, factor = capped(690.0, limit_w)
+        expected[limit_w] = (factor, power_w * factor)
+    allowed = [w for w, (f, _) in expected.items() if f <= 1 + max_slowdown]
+    assert min(allowed, key=lambda w: expected[w][1]) == best_w  # what the model says
+
+    clock = Clock()
+    gpu = CappedLoadGpu(690.0, clock)
+    gpu.management_limit_mw = gpu.enforced_limit_mw = ORIGINAL_MW  # as found: restored
+    nvml = FakeNvml([gpu])
+    meter = NvmlMeter(nvml=FakeNvml([gpu]), clock=clock)
+    request = PowerLimitRequest(auto=True, max_slowdown=max_slowdown)
+    steps = 400
+    with open_power_cap(request, [0], nvml=nvml) as cap:
+        auto = AutoPowerLimit(cap, lambda: meter.read()[0].energy_j, clock, steps)
+        for step in range(steps):
+            gpu.run(0.05)
+            auto.on_step(step)
+        assert auto.chosen is not None and auto.chosen.limit_w == best_w
+        assert gpu.management_limit_mw == best_w * 1000  # kept for the rest of the run
+        profile = cap.record()["auto"]
+    meter.close()
+    assert [w["limit_w"] for w in profile["windows"]] == [700.0, 630.0, 560.0, 490.0, 420.0]
+    assert profile["chosen_w"] == best_w
+    assert gpu.management_limit_mw == ORIGINAL_MW  # and the original back afterwards
+
+
+def test_auto_with_a_short_epoch_keeps_what_it_measured() -> None:
+    from sweeper.energy.power_limit_auto import AutoPowerLimit
+
+    clock = Clock()
+    gpu = CappedLoadGpu(690.0, clock)
+    with open_power_cap(PowerLimitRequest(auto=True), [0], nvml=FakeNvml([gpu])) as cap:
+        auto = AutoPowerLimit(cap, lambda: gpu.counter_mj / 1000.0, clock, 20)
+        for step in range(20):
+            gpu.run(0.5)
+            auto.on_step(step)
+        assert auto.done and 2 <= len(auto.windows) < 5
+        assert auto.chosen is not None and gpu.management_limit_mw == auto.chosen.limit_w * 1000

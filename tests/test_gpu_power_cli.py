@@ -146,3 +146,21 @@ def test_after_kill_9_the_next_start_restores_the_original(tmp_path: Path) -> No
     assert done.returncode == 0, done.stderr[-3000:]
     assert "power limit restored to 650 W" in done.stdout + done.stderr
     assert _limit(env)[0] == ORIGINAL_MW and not state.exists()
+
+
+def test_auto_records_its_profile_and_restores_the_original(tmp_path: Path) -> None:
+    env = _card(tmp_path)
+    tiny = [a for a in TINY if not a.startswith("dataset.")]  # an epoch of 63 steps
+    done = _sweeper([*CAP, "gpu.power_limit=auto", "dataset=synthetic",
+                     "dataset.n_samples=4000", *tiny], tmp_path, env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ((record,),) = _rows(tmp_path / "results" / "sweeper.db",
+                         "select json_extract(hardware, '$.gpu_power') from runs")
+    power = json.loads(record)
+    assert power["requested"] == "gpu.power_limit=auto" and power["max_slowdown"] == 0.1
+    windows = power["auto"]["windows"]
+    assert len(windows) >= 2 and windows[0]["limit_w"] == 700.0
+    assert all(w["steps"] > 0 and w["energy_j"] > 0 for w in windows)
+    assert power["gpus"]["gpu:0"]["applied_w"] == power["auto"]["chosen_w"]
+    limit, sets = _limit(env)
+    assert limit == ORIGINAL_MW and 630_000 in sets

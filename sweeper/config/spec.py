@@ -201,7 +201,8 @@ def config_hash(resolved: dict[str, Any]) -> str:
     """Stable identity of what a run measures (storage and bookkeeping keys excluded; a
     `gpu` node that sets no limit too, so runs stored before it existed keep their hash)."""
     identity = {k: v for k, v in resolved.items() if k not in _IDENTITY_EXCLUDED}
-    if not any((identity.get("gpu") or {}).values()):
+    gpu = identity.get("gpu") or {}
+    if gpu.get("power_limit") is None and gpu.get("power_limit_w") is None:
         identity.pop("gpu", None)
     canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
@@ -221,16 +222,23 @@ def _resolve_without_hydra(cfg: DictConfig) -> dict[str, Any]:
 
 
 def _power_limit(cfg: DictConfig) -> PowerLimitRequest:
-    """gpu.power_limit (a fraction of the default limit) or gpu.power_limit_w, not both."""
-    fraction = _float(cfg, "gpu.power_limit", minimum=0.0, allow_none=True)
+    """gpu.power_limit (a fraction of the default limit, or auto) or gpu.power_limit_w,
+    not both; gpu.max_slowdown bounds auto."""
+    value = OmegaConf.select(cfg, "gpu.power_limit")
+    auto = value == "auto"
+    if isinstance(value, str) and not auto:
+        raise invalid_value("gpu.power_limit", value, "null, auto, or a fraction of the "
+                            "card's default limit in (0, 2] such as 0.8")
+    fraction = None if auto else _float(cfg, "gpu.power_limit", minimum=0.0, allow_none=True)
     watts = _float(cfg, "gpu.power_limit_w", minimum=0.0, allow_none=True)
-    if fraction is not None and watts is not None:
+    if (fraction is not None or auto) and watts is not None:
         raise invalid_value("gpu.power_limit_w", watts,
                             "null while gpu.power_limit is set (one of the two)")
+    max_slowdown = _float_default(cfg, "gpu.max_slowdown", 0.1)
     if fraction is not None and fraction > 2.0:  # a likely typo for watts
         raise invalid_value("gpu.power_limit", fraction, "a fraction of the card's default "
                             "limit in (0, 2]; watts go in gpu.power_limit_w")
-    return PowerLimitRequest(fraction, watts)
+    return PowerLimitRequest(fraction, watts, auto, max_slowdown)
 
 
 def build_spec(cfg: DictConfig) -> RunSpec:

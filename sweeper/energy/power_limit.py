@@ -47,18 +47,24 @@ class PowerLimitRequest:
 
     fraction: float | None = None
     watts: float | None = None
+    auto: bool = False  # profile AUTO_FRACTIONS in the first epoch (power_limit_auto)
+    max_slowdown: float = 0.1  # auto: the most time per step it may add to the default's
 
     @property
     def active(self) -> bool:
-        return self.fraction is not None or self.watts is not None
+        return self.fraction is not None or self.watts is not None or self.auto
 
     def target_w(self, default_w: float) -> float:
+        """The limit to set at start (auto starts at the default)."""
         return self.watts if self.watts is not None else default_w * (self.fraction or 1.0)
 
     def __str__(self) -> str:
+        if self.auto:
+            return "gpu.power_limit=auto"
         if self.watts is not None:
             return f"gpu.power_limit_w={self.watts:g}"
-        return f"gpu.power_limit={self.fraction:g}"
+        return "gpu.power_limit=null" if self.fraction is None else \
+            f"gpu.power_limit={self.fraction:g}"
 
 
 @dataclass(frozen=True)
@@ -176,6 +182,7 @@ class PowerCap:
     nvml: Any
     cards: list[_Card] = field(default_factory=list)
     _held: list[_Card] = field(default_factory=list)
+    auto_profile: dict[str, Any] | None = None  # gpu.power_limit=auto: what it measured
 
     @property
     def gpus(self) -> list[GpuPowerLimit]:
@@ -206,13 +213,14 @@ class PowerCap:
         with _locked(card.state_file) as state:
             state = _recover(nvml, card.handle, card.state_file, state)
             if state is not None:  # a live run holds this GPU
-                if state["limit_mw"] != round(g.requested_w * 1000):
+                if not _compatible(state, self.request, g.requested_w):
                     raise ConfigError(_conflict(self.request, g, state))
                 state["holders"].append(_holder())
             else:  # recorded before the card changes: a crash from here on is recoverable
                 state = {"gpu": g.name, "nvml_device": g.nvml_device,
                          "original_mw": round(_get_w(nvml, card.handle) * 1000),
-                         "limit_mw": round(g.requested_w * 1000), "holders": [_holder()]}
+                         "limit_mw": round(g.requested_w * 1000), "holders": [_holder()],
+                         "auto": self.request.auto}
             _write_state(card.state_file, state)
             self._held.append(card)
             _set_mw(nvml, card.handle, g.requested_w)
@@ -236,11 +244,29 @@ class PowerCap:
                     _set_mw(self.nvml, card.handle, state["original_mw"] / 1000.0)
                     card.state_file.unlink(missing_ok=True)
 
+    def set_fraction(self, fraction: float) -> float:
+        """Set every GPU held to ``fraction`` of its default limit, within its range (for
+        gpu.power_limit=auto); the mean limit applied, in watts, as read back."""
+        applied = []
+        for card in self._held:
+            g = card.limit
+            target_w = min(max(fraction * g.default_w, g.min_w), g.max_w)
+            _set_mw(self.nvml, card.handle, target_w)
+            card.limit = GpuPowerLimit(**{**asdict(g), "requested_w": target_w,
+                                          "applied_w": _get_w(self.nvml, card.handle)})
+            applied.append(card.limit.applied_w)
+        return sum(applied) / len(applied) if applied else float("nan")
+
     def record(self) -> dict[str, Any]:
-        """What a run stores (hardware["gpu_power"]): the request and each GPU's limits."""
-        return {"requested": str(self.request), "fraction": self.request.fraction,
-                "watts": self.request.watts, "gpus": {c.limit.gpu: asdict(c.limit)
-                                                      for c in self.cards}}
+        """What a run stores (hardware["gpu_power"]): the request and each GPU's limits
+        (with auto, those it kept), and the auto profile."""
+        out = {"requested": str(self.request), "fraction": self.request.fraction,
+               "watts": self.request.watts,
+               "gpus": {c.limit.gpu: asdict(c.limit) for c in self.cards}}
+        if self.request.auto:
+            out["max_slowdown"] = self.request.max_slowdown
+            out["auto"] = self.auto_profile
+        return out
 
     def identity(self, described: dict[str, str]) -> dict[str, str]:
         """Meter descriptions with each GPU's limit as found: a limit sweeper sets is a
@@ -253,13 +279,22 @@ class PowerCap:
         return out
 
 
+def _compatible(state: dict[str, Any], request: PowerLimitRequest, target_w: float) -> bool:
+    """Another live run's limit on this GPU allows this one beside it: the same fixed one."""
+    if request.auto or state.get("auto"):
+        return False
+    return state["limit_mw"] == round(target_w * 1000)
+
+
 def _conflict(request: PowerLimitRequest, gpu: GpuPowerLimit | str, state: dict[str, Any]
               ) -> str:
     if isinstance(gpu, GpuPowerLimit):
         gpu = f"GPU {gpu.gpu.split(':')[1]} ({gpu.name})"
     pids = ", ".join(str(h["pid"]) for h in state["holders"])
-    return (f"{request}: {gpu} is capped at {state['limit_mw'] / 1000:g} W by another "
-            f"sweeper run (pid {pids}); runs sharing a GPU must ask for the same limit")
+    held = "profiled (gpu.power_limit=auto)" if state.get("auto") else \
+        f"capped at {state['limit_mw'] / 1000:g} W"
+    return (f"{request}: {gpu} is {held} by another sweeper run (pid {pids}); runs sharing "
+            "a GPU must ask for the same fixed limit")
 
 
 def _recover(nvml: Any, handle: Any, path: Path, state: dict[str, Any] | None
@@ -355,16 +390,16 @@ def _check(nvml: Any, request: PowerLimitRequest, index: int, target: str) -> _C
     target_w = request.target_w(default_w)
     if not lo_w <= target_w <= hi_w:
         allowed = f"{lo_w:g}-{hi_w:g} W"
-        if request.fraction is not None:
+        if request.fraction is not None or request.auto:
             allowed += f" ({lo_w / default_w:.2f}-{hi_w / default_w:.2f} of its default " \
                        f"{default_w:g} W)"
-        raise ConfigError(f"invalid value for '{str(request).split('=')[0]}': "
-                          f"{request.watts if request.watts is not None else request.fraction:g}"
-                          f" is {target_w:g} W on {gpu}; allowed: {allowed}")
+        given = request.watts if request.watts is not None else request.fraction or 1.0
+        raise ConfigError(f"invalid value for '{str(request).split('=')[0]}': {given:g} is "
+                          f"{target_w:g} W on {gpu}; allowed: {allowed}")
     state_file = state_dir() / f"{_state_name(nvml, handle, target)}.json"
     with _locked(state_file) as state:
         holders = [h for h in (state or {}).get("holders", []) if _alive(h)]
-        if holders and state and state["limit_mw"] != round(target_w * 1000):
+        if holders and state and not _compatible(state, request, target_w):
             raise ConfigError(_conflict(request, gpu, {**state, "holders": holders}))
     try:  # the permission, asked without changing anything: its current limit again
         _set_mw(nvml, handle, current_w)

@@ -46,6 +46,7 @@ class Prepared:
     macs_per_sample: float
     hardware: dict[str, Any]
     carbon: energy.CarbonIntensity
+    power: PowerCap | None = None  # the GPU power limit this run holds (gpu.power_limit)
 
 
 def prepare(
@@ -117,7 +118,7 @@ def prepare(
     return Prepared(
         spec=spec, store=store, sweep=sweep, sweep_id=sweep_id, device=device, trainer=trainer,
         loaders=loaders, meters=meters, params=info.params,
-        macs_per_sample=info.macs_per_sample, hardware=hardware, carbon=carbon,
+        macs_per_sample=info.macs_per_sample, hardware=hardware, carbon=carbon, power=power,
     )
 
 

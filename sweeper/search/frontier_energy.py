@@ -21,8 +21,10 @@ MIN_CONFIGS_FOR_FIT = 4
 DEFAULT_LIMIT = "1"  # the card as it is, or gpu.power_limit=1.0 (its default limit)
 
 
-def limit_label(fraction: float | None, watts: float | None) -> str:
+def limit_label(fraction: float | None, watts: float | None, auto: bool = False) -> str:
     """A gpu.power_limit request as SizedParams names it."""
+    if auto:
+        return "auto"
     if watts is not None:
         return f"{watts:g} W"
     return DEFAULT_LIMIT if fraction is None else f"{fraction:g}"

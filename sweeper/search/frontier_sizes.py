@@ -55,7 +55,8 @@ def sweep_describer(sweeper: Any, space: SearchSpace) -> Any:
             sized[key] = (s.macs_per_sample, s.params, s.train_samples)
             hardware.append(s.hardware_id)
         macs, n_params, samples = sized[key]
-        limit = limit_label(spec.power_limit.fraction, spec.power_limit.watts)
+        request = spec.power_limit
+        limit = limit_label(request.fraction, request.watts, request.auto)
         return SizedParams(macs, n_params, spec.batch, spec.precision, samples * spec.epochs,
                            limit)
 
