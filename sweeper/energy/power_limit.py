@@ -23,6 +23,7 @@ import contextlib
 import fcntl
 import json
 import os
+import signal
 import socket
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -81,6 +82,17 @@ class GpuPowerLimit:
     max_w: float
     requested_w: float
     applied_w: float | None = None
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM blocked for this thread until the block ends, then delivered."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def state_dir() -> Path:
@@ -229,7 +241,12 @@ class PowerCap:
                                       "applied_w": applied})
 
     def release(self) -> None:
-        """Leave every GPU held; the last holder puts its original limit back."""
+        """Leave every GPU held; the last holder puts its original limit back. Ctrl-C and
+        SIGTERM wait until that is done (a second Ctrl-C must not leave a card capped)."""
+        with _signals_held():
+            self._release()
+
+    def _release(self) -> None:
         while self._held:
             card = self._held.pop()
             me = _holder()
