@@ -150,9 +150,11 @@ def test_after_kill_9_the_next_start_restores_the_original(tmp_path: Path) -> No
 
 def test_auto_records_its_profile_and_restores_the_original(tmp_path: Path) -> None:
     env = _card(tmp_path)
-    tiny = [a for a in TINY if not a.startswith("dataset.")]  # an epoch of 63 steps
-    done = _sweeper([*CAP, "gpu.power_limit=auto", "dataset=synthetic",
-                     "dataset.n_samples=4000", *tiny], tmp_path, env)
+    # An epoch of ~1000 short steps: enough for two or more 0.2 s windows (the estimate
+    # meter's 20 ticks) even on a loaded machine.
+    tiny = [a for a in TINY if not a.startswith("dataset.")]
+    done = _sweeper([*CAP, "gpu.power_limit=auto", "dataset=synthetic", "batch=16",
+                     "dataset.n_samples=20000", *tiny], tmp_path, env)
     assert done.returncode == 0, done.stderr[-3000:]
     ((record,),) = _rows(tmp_path / "results" / "sweeper.db",
                          "select json_extract(hardware, '$.gpu_power') from runs")
