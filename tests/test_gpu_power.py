@@ -359,3 +359,18 @@ def test_auto_with_a_short_epoch_keeps_what_it_measured() -> None:
             auto.on_step(step)
         assert auto.done and 2 <= len(auto.windows) < 5
         assert auto.chosen is not None and gpu.management_limit_mw == auto.chosen.limit_w * 1000
+
+
+def test_a_missing_or_lost_gpu_is_one_line_and_nvml_is_released() -> None:
+    nvml = FakeNvml([h200()])
+    with pytest.raises(ConfigError, match=r"GPU\(s\) \[3\] not found \(1 visible\)"):
+        open_power_cap(PowerLimitRequest(fraction=0.8), [3], nvml=nvml)
+    lost = FakeNvml([h200(fail=True)])
+    with pytest.raises(ConfigError, match=r"GPU 0 \(NVIDIA H200\) \(allowed 200-700 W\) "
+                                          r"was refused by NVML \(GPU is lost\)"):
+        open_power_cap(PowerLimitRequest(fraction=0.8), [0], nvml=lost)
+    with pytest.raises(ConfigError, match=r"NVML cannot read GPU 0 \(NVML device GPU-gone\)"):
+        open_power_cap(PowerLimitRequest(fraction=0.8), [0], nvml=FakeNvml([h200()]),
+                       cuda_visible_devices="GPU-gone")
+    assert (nvml.init_calls, nvml.shutdown_calls) == (1, 1)
+    assert (lost.init_calls, lost.shutdown_calls) == (1, 1)

@@ -371,19 +371,23 @@ def open_power_cap(
     if cuda_visible_devices is None:
         cuda_visible_devices = os.environ.get("CUDA_VISIBLE_DEVICES")
     visible = visible_devices(cuda_visible_devices)
-    count = int(nvml.nvmlDeviceGetCount()) if visible is None else len(visible)
-    indices = list(range(count)) if gpu_indices is None else list(gpu_indices)
-    bad = [i for i in indices if not 0 <= i < count]
-    if bad or not indices:
-        raise ConfigError(f"{request}: GPU(s) {bad or indices} not found ({count} visible)")
     cap = PowerCap(request, nvml)
     try:
+        count = int(nvml.nvmlDeviceGetCount()) if visible is None else len(visible)
+        indices = list(range(count)) if gpu_indices is None else list(gpu_indices)
+        bad = [i for i in indices if not 0 <= i < count]
+        if bad or not indices:
+            raise ConfigError(f"{request}: GPU(s) {bad or indices} not found ({count} visible)")
         for i in indices:
             target = nvml_target(i, visible)
             if is_mig(target):
                 raise ConfigError(f"{request}: GPU {i} is the MIG instance {target}; a power "
                                   "limit applies to a whole GPU")
-            cap.cards.append(_check(nvml, request, i, target))
+            try:
+                cap.cards.append(_check(nvml, request, i, target))
+            except nvml.NVMLError as exc:  # a lost GPU, a bad UUID
+                raise ConfigError(f"{request}: NVML cannot read GPU {i} (NVML device "
+                                  f"{target}): {exc}") from exc
     except BaseException:
         cap.close()
         raise
