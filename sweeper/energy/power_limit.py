@@ -20,7 +20,6 @@ to leave restores the original. The read-modify-write of a state file holds an f
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import signal
@@ -138,6 +137,8 @@ def _alive(holder: dict[str, Any]) -> bool:
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[dict[str, Any] | None]:
     """The state file's content (None if absent) under an exclusive flock of its .lock."""
+    import fcntl  # POSIX: imported only where a limit is set (NVML power limits are Linux's)
+
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd = os.open(path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o600)
     try:
