@@ -227,19 +227,22 @@ def run_forecast_benchmark(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_power_limit_grid(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
-    """sweeper's own grid over gpu.power_limit (it sets and restores the limits)."""
+    """sweeper's own grid over gpu.power_limit (it sets and restores the limits), and
+    gpu.power_limit=auto beside it, to compare auto's pick with the grid's best."""
     db = tmp / "limits.db"
     command = [sys.executable, "-m", "sweeper", "-m", "model=resnet", "dataset=synthetic",
-               f"batch={args.batch}", "epochs=2", "device=cuda",
-               f"gpu.power_limit={args.power_limits}", f"storage.url=sqlite:///{db}",
-               f"hydra.sweep.dir={tmp / 'mr'}", "sweeper.progress=false"]
+               f"dataset.n_samples={args.samples}", f"batch={args.batch}", "epochs=2",
+               "device=cuda", f"gpu.power_limit={args.power_limits},auto",
+               f"storage.url=sqlite:///{db}", f"hydra.sweep.dir={tmp / 'mr'}",
+               "sweeper.progress=false"]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     runs = []
     if db.exists():
         with sqlite3.connect(db) as conn:
             runs = conn.execute(
-                "select json_extract(hardware, '$.gpu_power.gpus.\"gpu:0\".applied_w'), "
+                "select json_extract(hardware, '$.gpu_power.requested'), "
+                "json_extract(hardware, '$.gpu_power.gpus.\"gpu:0\".applied_w'), "
                 "json_extract(hardware, '$.gpu_power.gpus.\"gpu:0\".original_w'), status, "
                 "energy_train_j, train_duration_s, val_accuracy from runs order by id"
             ).fetchall()
@@ -247,11 +250,12 @@ def run_power_limit_grid(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 
 
 def print_power_limits(result: dict[str, Any]) -> None:
-    print(f"power-limit grid: exit {result['rc']}")
-    print("applied W  original W  status     E_tr (J)  train s  val acc")
-    for applied, original, status, e_tr, t_s, acc in result["runs"]:
-        print(f"{applied or 0:9.0f}  {original or 0:10.0f}  {status:9}  {e_tr or 0:8.1f}  "
-              f"{t_s or 0:7.2f}  {acc or 0:7.3f}")
+    print(f"power-limit grid: exit {result['rc']} (auto's row: the limit it kept)")
+    print("requested                applied W  original W  status     E_tr (J)  train s  "
+          "val acc")
+    for requested, applied, original, status, e_tr, t_s, acc in result["runs"]:
+        print(f"{requested or '-':23}  {applied or 0:9.0f}  {original or 0:10.0f}  "
+              f"{status:9}  {e_tr or 0:8.1f}  {t_s or 0:7.2f}  {acc or 0:7.3f}")
     if result["rc"]:
         print(result["stderr"])
 
