@@ -22,7 +22,11 @@ Three parts, one table:
     python benchmarks/gpu_check.py --skip-main --skip-forecast   # phase comparison only
 
 Without an NVIDIA GPU (no driver, no pynvml, or torch without CUDA) it says so in one line
-and exits with status 2, having run nothing. It never changes clocks or power limits.
+and exits with status 2, having run nothing. It never changes clocks or power limits,
+unless given ``--power-limits``: then a 4th part runs a sweeper grid over
+``gpu.power_limit`` (needs root; each run restores the limit it found):
+
+    python benchmarks/gpu_check.py --skip-main --skip-forecast --power-limits 0.6,0.8,1.0
 """
 
 from __future__ import annotations
@@ -222,6 +226,40 @@ def run_forecast_benchmark(args: argparse.Namespace) -> dict[str, Any]:
             "stderr": done.stderr[-1500:]}
 
 
+def run_power_limit_grid(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    """sweeper's own grid over gpu.power_limit (it sets and restores the limits), and
+    gpu.power_limit=auto beside it, to compare auto's pick with the grid's best."""
+    db = tmp / "limits.db"
+    command = [sys.executable, "-m", "sweeper", "-m", "model=resnet", "dataset=synthetic",
+               f"dataset.n_samples={args.samples}", f"batch={args.batch}", "epochs=2",
+               "device=cuda", f"gpu.power_limit={args.power_limits},auto",
+               f"storage.url=sqlite:///{db}", f"hydra.sweep.dir={tmp / 'mr'}",
+               "sweeper.progress=false"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    runs = []
+    if db.exists():
+        with sqlite3.connect(db) as conn:
+            runs = conn.execute(
+                "select json_extract(hardware, '$.gpu_power.requested'), "
+                "json_extract(hardware, '$.gpu_power.gpus.\"gpu:0\".applied_w'), "
+                "json_extract(hardware, '$.gpu_power.gpus.\"gpu:0\".original_w'), status, "
+                "energy_train_j, train_duration_s, val_accuracy from runs order by id"
+            ).fetchall()
+    return {"rc": done.returncode, "runs": runs, "stderr": done.stderr[-1500:]}
+
+
+def print_power_limits(result: dict[str, Any]) -> None:
+    print(f"power-limit grid: exit {result['rc']} (auto's row: the limit it kept)")
+    print("requested                applied W  original W  status     E_tr (J)  train s  "
+          "val acc")
+    for requested, applied, original, status, e_tr, t_s, acc in result["runs"]:
+        print(f"{requested or '-':23}  {applied or 0:9.0f}  {original or 0:10.0f}  "
+              f"{status:9}  {e_tr or 0:8.1f}  {t_s or 0:7.2f}  {acc or 0:7.3f}")
+    if result["rc"]:
+        print(result["stderr"])
+
+
 def _pct(a: float, b: float) -> str:
     return "-" if not b else f"{(a - b) / b:+.1%}"
 
@@ -289,6 +327,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-main", action="store_true")
     parser.add_argument("--skip-forecast", action="store_true")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument("--power-limits", default=None, metavar="FRACTIONS",
+                        help="the only way this script changes a power limit: a grid over "
+                             "gpu.power_limit=FRACTIONS (e.g. 0.6,0.8,1.0), needs root")
     args = parser.parse_args(argv)
 
     try:
@@ -316,10 +357,15 @@ def main(argv: list[str] | None = None) -> int:
         main_result = None if args.skip_main else run_main_command(args, Path(tmp))
     forecast = None if args.skip_forecast else run_forecast_benchmark(args)
     print_table(gpu, phases, info, main_result, forecast)
+    capped = None
+    if args.power_limits:
+        with tempfile.TemporaryDirectory(prefix="gpu_check_") as tmp:
+            capped = run_power_limit_grid(args, Path(tmp))
+        print_power_limits(capped)
     if args.json is not None:
         args.json.write_text(json.dumps({
             "gpu": gpu, "info": info, "phases": [p.__dict__ for p in phases],
-            "main": main_result, "forecast": forecast,
+            "main": main_result, "forecast": forecast, "power_limits": capped,
         }, indent=1, default=str))
     pynvml.nvmlShutdown()
     return 0

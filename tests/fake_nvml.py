@@ -45,15 +45,25 @@ H200_LIMIT_MW = 700_000
 H200_MIN_LIMIT_MW = 200_000
 NVML_FI_DEV_POWER_INSTANT = 186  # as in pynvml
 NVML_SUCCESS = 0
+NVML_ERROR_INVALID_ARGUMENT = 2
 NVML_ERROR_NOT_SUPPORTED = 3
+NVML_ERROR_NO_PERMISSION = 4
 
 
 class NVMLError(Exception):
-    pass
+    value: int | None = None  # pynvml's error code, as ``NVMLError.value``
 
 
 class NVMLError_NotSupported(NVMLError):  # noqa: N801 - pynvml's name
-    pass
+    value = NVML_ERROR_NOT_SUPPORTED
+
+
+class NVMLError_NoPermission(NVMLError):  # noqa: N801 - pynvml's name
+    value = NVML_ERROR_NO_PERMISSION
+
+
+class NVMLError_InvalidArgument(NVMLError):  # noqa: N801 - pynvml's name
+    value = NVML_ERROR_INVALID_ARGUMENT
 
 
 class NVMLError_LibraryNotFound(NVMLError):  # noqa: N801 - pynvml's name
@@ -341,6 +351,9 @@ class FakeGpu:
         stats_fail: bool = False,
         uuid: str = "",
         processes: list[int] | None = None,
+        min_limit_mw: float = H200_MIN_LIMIT_MW,
+        default_limit_mw: float | None = None,
+        can_set_limit: bool = True,
     ) -> None:
         self.name = name
         self.power_mw = power_mw
@@ -357,6 +370,12 @@ class FakeGpu:
         # pids of compute processes on it (None: NVML cannot list them)
         self.processes = processes
         self.calls = 0  # energy and power calls, for cost checks
+        # Power-limit management: the settable range is [min_limit_mw, max_limit_mw] (none
+        # without max_limit_mw); setting needs root (can_set_limit). Every set is logged.
+        self.min_limit_mw = min_limit_mw
+        self.default_limit_mw = default_limit_mw or max_limit_mw or management_limit_mw
+        self.can_set_limit = can_set_limit
+        self.limit_sets: list[int] = []
 
 
 def _refresh_grid(
@@ -449,6 +468,10 @@ class FakeNvml:
 
     NVMLError = NVMLError
     NVMLError_NotSupported = NVMLError_NotSupported
+    NVMLError_NoPermission = NVMLError_NoPermission
+    NVML_ERROR_INVALID_ARGUMENT = NVML_ERROR_INVALID_ARGUMENT
+    NVML_ERROR_NOT_SUPPORTED = NVML_ERROR_NOT_SUPPORTED
+    NVML_ERROR_NO_PERMISSION = NVML_ERROR_NO_PERMISSION
     NVML_FI_DEV_POWER_INSTANT = NVML_FI_DEV_POWER_INSTANT
     NVML_SUCCESS = NVML_SUCCESS
 
@@ -534,7 +557,29 @@ class FakeNvml:
     def nvmlDeviceGetPowerManagementLimitConstraints(self, h: FakeGpu) -> list[int]:
         if h.max_limit_mw is None:
             raise NVMLError_NotSupported("Not Supported")
-        return [H200_MIN_LIMIT_MW, int(h.max_limit_mw)]
+        return [int(h.min_limit_mw), int(h.max_limit_mw)]
+
+    def nvmlDeviceGetPowerManagementDefaultLimit(self, h: FakeGpu) -> int:
+        if h.max_limit_mw is None:
+            raise NVMLError_NotSupported("Not Supported")
+        return int(h.default_limit_mw)
+
+    def nvmlDeviceSetPowerManagementLimit(self, h: FakeGpu, limit_mw: int) -> None:
+        """As the driver: NotSupported without constraints, NoPermission unless root,
+        InvalidArgument outside the range; else both the management and the enforced
+        limit become ``limit_mw``."""
+        self._check(h)
+        if h.max_limit_mw is None:
+            raise NVMLError_NotSupported("Not Supported")
+        if not h.can_set_limit:
+            raise NVMLError_NoPermission("Insufficient Permissions")
+        if not h.min_limit_mw <= limit_mw <= h.max_limit_mw:
+            raise NVMLError_InvalidArgument("Invalid Argument")
+        h.management_limit_mw = h.enforced_limit_mw = int(limit_mw)
+        h.limit_sets.append(int(limit_mw))
+
+    def nvmlDeviceGetUUID(self, h: FakeGpu) -> str:
+        return h.uuid
 
     def nvmlDeviceGetUtilizationRates(self, h: FakeGpu) -> SimpleNamespace:
         self._check(h)
@@ -799,3 +844,103 @@ def _run_phases(
     sampler.stop()
     meter.close()
     return results
+
+
+# ----------------------------------------------------------------------------- power limits
+
+# A stated simple model of a power cap (the recording ran at the card's 700 W default, so
+# this is not measured): a load that would draw ``draw_w`` runs at min(draw_w, limit) and,
+# below its draw, takes (draw_w / limit_w) ** CAP_ALPHA times as long. With alpha < 1 the
+# clocks fall less than the power (dynamic power goes as f V^2), so the energy of a fixed
+# piece of work, limit x time, falls as the limit drops, while the time grows.
+CAP_ALPHA = 0.5
+
+
+def capped(draw_w: float, limit_w: float, alpha: float = CAP_ALPHA) -> tuple[float, float]:
+    """(power W, time factor) of a load drawing ``draw_w`` under ``limit_w``."""
+    if limit_w >= draw_w:
+        return draw_w, 1.0
+    return limit_w, (draw_w / limit_w) ** alpha
+
+
+class CappedLoadGpu(FakeGpu):
+    """An H200 on a clock that idles at ``idle_w`` and runs work (``run``) drawing
+    ``draw_w`` under its current power limit (``capped``): its power reading clamps at the
+    limit and the work takes longer. The counter integrates exactly (refresh quantisation
+    is EmulatedGpu's part)."""
+
+    def __init__(self, draw_w: float, clock: Clock, *, idle_w: float = CONTEXT_IDLE_W,
+                 alpha: float = CAP_ALPHA, **gpu: Any) -> None:
+        super().__init__("NVIDIA H200", power_mw=0.0, counter_mj=0.0,
+                         enforced_limit_mw=H200_LIMIT_MW, management_limit_mw=H200_LIMIT_MW,
+                         max_limit_mw=H200_LIMIT_MW, uuid="GPU-h200-capped", **gpu)
+        self.draw_w, self.idle_w, self.alpha, self.clock = draw_w, idle_w, alpha, clock
+        self._t_s, self._mj, self._now_w = clock(), 0.0, idle_w
+
+    def _settle(self) -> None:
+        now = self.clock()
+        self._mj += 1000.0 * self._now_w * (now - self._t_s)
+        self._t_s = now
+
+    def run(self, work_s: float) -> float:
+        """Run ``work_s`` seconds' worth of uncapped work; the seconds it took."""
+        self._settle()
+        power_w, factor = capped(self.draw_w, self.management_limit_mw / 1000.0, self.alpha)
+        self._now_w = power_w
+        self.clock.advance(work_s * factor)
+        self._settle()
+        self._now_w = self.idle_w
+        return work_s * factor
+
+    counter_mj = property(lambda self: (self._settle(), self._mj)[1], lambda self, v: None)
+    power_mw = property(lambda self: 1000.0 * self._now_w, lambda self, v: None)
+
+
+LIMIT_FIELDS = ("name", "uuid", "management_limit_mw", "enforced_limit_mw", "max_limit_mw",
+                "min_limit_mw", "default_limit_mw", "can_set_limit", "limit_sets")
+
+
+class FileBackedNvml(FakeNvml):
+    """A FakeNvml whose GPUs' power-limit state lives in a JSON file, read before and
+    written after every limit call, so processes share one card: a run, the signal that
+    stops it, the run after a kill -9. tests/fake_pynvml makes it ``pynvml``."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        super().__init__([FakeGpu() for _ in self._load()], driver="580.159.04")
+        self._sync_in()
+
+    @staticmethod
+    def write(path: Path, gpus: Sequence[FakeGpu]) -> None:
+        import json
+        import os
+
+        tmp = Path(f"{path}.tmp")
+        tmp.write_text(json.dumps([{k: getattr(g, k) for k in LIMIT_FIELDS} for g in gpus]))
+        os.replace(tmp, path)
+
+    @staticmethod
+    def read(path: Path) -> list[dict[str, Any]]:
+        import json
+
+        return json.loads(Path(path).read_text())
+
+    def _load(self) -> list[dict[str, Any]]:
+        return self.read(self.path)
+
+    def _sync_in(self) -> None:
+        for gpu, fields in zip(self.gpus, self._load(), strict=True):
+            gpu.__dict__.update(fields)
+
+    def nvmlDeviceGetPowerManagementLimit(self, h: FakeGpu) -> float:
+        self._sync_in()
+        return super().nvmlDeviceGetPowerManagementLimit(h)
+
+    def nvmlDeviceGetEnforcedPowerLimit(self, h: FakeGpu) -> float:
+        self._sync_in()
+        return super().nvmlDeviceGetEnforcedPowerLimit(h)
+
+    def nvmlDeviceSetPowerManagementLimit(self, h: FakeGpu, limit_mw: int) -> None:
+        self._sync_in()
+        super().nvmlDeviceSetPowerManagementLimit(h, limit_mw)
+        self.write(self.path, self.gpus)

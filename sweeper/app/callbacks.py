@@ -56,6 +56,7 @@ def validate_grid(config: DictConfig) -> int:
     """Compose and validate every job of a grid before any of them trains."""
     from sweeper.energy import carbon_intensity
     from sweeper.errors import ConfigError
+    from sweeper.run.gpu_power import check_gpu_power
     from sweeper.training.device import check_precision, resolve_device
 
     loader = GlobalHydra.instance().config_loader()
@@ -70,6 +71,11 @@ def validate_grid(config: DictConfig) -> int:
         if (spec.device, spec.precision) not in checked_devices:
             check_precision(spec.precision, resolve_device(spec.device))
             checked_devices.add((spec.device, spec.precision))
+        if spec.power_limit.active:  # the limit's range and the permission to set it
+            try:
+                check_gpu_power(spec, resolve_device(spec.device))
+            except ConfigError as exc:
+                raise ConfigError(f"{exc} (in job: {' '.join(overrides)})") from None
         try:
             carbon_intensity(spec.country, spec.region)
         except ValueError as exc:

@@ -18,6 +18,7 @@ from sweeper.config.keys import check_keys
 from sweeper.config.launch import identity as launch_identity
 from sweeper.config.storage import check_url
 from sweeper.datasets import DATASET_NAMES
+from sweeper.energy.power_limit import PowerLimitRequest
 from sweeper.errors import invalid_value
 from sweeper.models import MODEL_NAMES
 from sweeper.redact import mask_config
@@ -82,6 +83,7 @@ class RunSpec:
     config: dict[str, Any] = field(default_factory=dict)  # the full resolved config
     config_hash: str = ""
     storage_outage_s: float = DEFAULT_OUTAGE_S  # how long the store may be unreachable
+    power_limit: PowerLimitRequest = field(default_factory=PowerLimitRequest)
 
     @property
     def model_label(self) -> str:
@@ -214,6 +216,26 @@ def _resolve_without_hydra(cfg: DictConfig) -> dict[str, Any]:
     return out
 
 
+def _power_limit(cfg: DictConfig) -> PowerLimitRequest:
+    """gpu.power_limit (a fraction of the default limit, or auto) or gpu.power_limit_w,
+    not both; gpu.max_slowdown bounds auto."""
+    value = OmegaConf.select(cfg, "gpu.power_limit")
+    auto = value == "auto"
+    if isinstance(value, str) and not auto:
+        raise invalid_value("gpu.power_limit", value, "null, auto, or a fraction of the "
+                            "card's default limit in (0, 2] such as 0.8")
+    fraction = None if auto else _float(cfg, "gpu.power_limit", minimum=0.0, allow_none=True)
+    watts = _float(cfg, "gpu.power_limit_w", minimum=0.0, allow_none=True)
+    if (fraction is not None or auto) and watts is not None:
+        raise invalid_value("gpu.power_limit_w", watts,
+                            "null while gpu.power_limit is set (one of the two)")
+    max_slowdown = _float_default(cfg, "gpu.max_slowdown", 0.1)
+    if fraction is not None and fraction > 2.0:  # a likely typo for watts
+        raise invalid_value("gpu.power_limit", fraction, "a fraction of the card's default "
+                            "limit in (0, 2]; watts go in gpu.power_limit_w")
+    return PowerLimitRequest(fraction, watts, auto, max_slowdown)
+
+
 def build_spec(cfg: DictConfig) -> RunSpec:
     """Validate a composed config (its hydra node, if any, is ignored)."""
     check_keys(cfg)
@@ -306,6 +328,7 @@ def build_spec(cfg: DictConfig) -> RunSpec:
         forecast_warmup_steps=_int(cfg, "forecast.warmup_steps", minimum=0),  # type: ignore[arg-type]
         storage_url=url,
         storage_outage_s=_outage_s(cfg),
+        power_limit=_power_limit(cfg),
         sweep_name=OmegaConf.select(cfg, "sweeper.name"),
         resume=bool(OmegaConf.select(cfg, "sweeper.resume", default=True)),
         progress=bool(OmegaConf.select(cfg, "sweeper.progress", default=True)),

@@ -94,6 +94,23 @@ def visible_devices(value: str | None) -> list[str] | None:
     return entries
 
 
+def is_mig(target: str) -> bool:
+    """A CUDA_VISIBLE_DEVICES entry naming a MIG instance, not a whole GPU."""
+    return not (target.isdigit() or target.startswith("GPU-"))
+
+
+def open_handle(nvml: ModuleType | Any, target: str) -> Any:
+    """NVML's handle of a whole GPU named by its NVML index or UUID (``nvml_target``)."""
+    if target.isdigit():
+        return nvml.nvmlDeviceGetHandleByIndex(int(target))
+    return nvml.nvmlDeviceGetHandleByUUID(target)
+
+
+def nvml_target(index: int, visible: list[str] | None) -> str:
+    """NVML's index or UUID of CUDA's GPU ``index`` (see ``NvmlMeter``)."""
+    return str(index) if visible is None else visible[index]
+
+
 class NvmlMeter:
     """Cumulative energy in joules per GPU (domain ``gpu:<index>``) since the meter was opened.
 
@@ -161,17 +178,14 @@ class NvmlMeter:
         self._gpus: list[_Gpu] = []
         self.nvml_ids: dict[int, str] = {}  # CUDA index -> NVML index or UUID measured
         for i in indices:
-            target = str(i) if visible is None else visible[i]
+            target = nvml_target(i, visible)
+            if is_mig(target):
+                raise MeterUnavailable(
+                    f"GPU {i} is the MIG instance {target}: NVML's energy counter covers "
+                    "the whole physical GPU, so it cannot be attributed to one instance"
+                )
             try:
-                if target.isdigit():
-                    handle = nvml.nvmlDeviceGetHandleByIndex(int(target))
-                elif target.startswith("GPU-"):
-                    handle = nvml.nvmlDeviceGetHandleByUUID(target)
-                else:
-                    raise MeterUnavailable(
-                        f"GPU {i} is the MIG instance {target}: NVML's energy counter covers "
-                        "the whole physical GPU, so it cannot be attributed to one instance"
-                    )
+                handle = open_handle(nvml, target)
                 name = _text(nvml.nvmlDeviceGetName(handle))
             except nvml.NVMLError as e:
                 raise MeterUnavailable(

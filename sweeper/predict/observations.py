@@ -37,15 +37,24 @@ def target_value(run: Any, target: str) -> float | None:
     return float(duration) / float(samples)
 
 
+def power_capped(run: Any) -> bool:
+    """The run ran under a GPU power limit sweeper set below the card's default (its
+    joules and time are not those of the card as fitted, so fits leave it out)."""
+    gpu = (getattr(run, "config", None) or {}).get("gpu") or {}
+    fraction, watts = gpu.get("power_limit"), gpu.get("power_limit_w")
+    return watts is not None or (fraction is not None and fraction != 1.0)
+
+
 def observations_from_runs(
     runs: Iterable[Any], target: str = "train", activations: ActivationSizer | None = None
 ) -> list[Observation]:
-    """Completed runs with a positive value per sample, MACs and parameter count."""
+    """Completed runs with a positive value per sample, MACs and parameter count, and no
+    power limit set by sweeper."""
     out = []
     for r in runs:
         value = target_value(r, target)
         if (
-            getattr(r, "status", None) != "completed"
+            getattr(r, "status", None) != "completed" or power_capped(r)
             or value is None or not value > 0
             or not (r.params or 0) > 0 or not (r.macs_per_sample or 0) > 0
             or not r.hardware_id

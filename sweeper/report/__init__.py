@@ -21,6 +21,7 @@ from sweeper.report.basis import apply_basis, drop_busy
 from sweeper.report.export import export_tables
 from sweeper.report.heatmaps import correlation_heatmaps
 from sweeper.report.html import FigureRef, write_page
+from sweeper.report.power_limits import power_limit_section
 from sweeper.store import Store
 
 __all__ = ["Report", "build_report"]
@@ -102,6 +103,8 @@ def build_report(
     matrices = configs.correlation_matrices(runs)
     tables = configs.batch_tables(runs)
     windows = analysis.forecast_accuracy(runs)
+    power = power_limit_section(store, runs, out)  # GPU power limits (guideline 5)
+    guidelines += power.guidelines
 
     trace_id = pick_trace_run(store, runs, run_id)
     trace = data.load_power_trace(store, trace_id) if trace_id is not None else pd.DataFrame()
@@ -137,6 +140,7 @@ def build_report(
            f"benchmark (page {i} of {len(split_pages)})." if len(split_pages) > 1 else
            "Energy split of each completed run: training, evaluation/test, inference "
            "benchmark.", "") for i, page in enumerate(split_pages, start=1)),
+        *(((power.figure, power.caption, ""),) if power.figure is not None else ()),
         (figures.estimator_fit(fits, out / "estimator_fit.png"),
          "Energy per sample predicted with each configuration held out, against the "
          "value from the meter (measured, or estimated where the meter is the estimate).",
@@ -146,7 +150,9 @@ def build_report(
     refs = [FigureRef(p.name, t, n) for p, t, n in drawn]
 
     exports = export_tables(
-        {"runs": runs, "phases": phases, "phase_domains": domains}, out, parquet=parquet
+        {"runs": runs, "phases": phases, "phase_domains": domains,
+         **({"power_limits": power.effects} if not power.effects.empty else {})},
+        out, parquet=parquet
     )
     html = write_page(
         out / "index.html", store_url=store.display_url, runs=runs, figures=refs,

@@ -16,12 +16,15 @@ from sweeper.config.modes import job_mode
 from sweeper.config.spec import RunSpec, build_spec
 from sweeper.config.storage import open_results
 from sweeper.config.sweep import SweepContext, current_sweep
+from sweeper.energy.power_limit import PowerCap
 from sweeper.errors import ConfigError
 from sweeper.run.estimate_mode import run_estimate
 from sweeper.run.forecast_mode import execute_forecast
+from sweeper.run.gpu_power import open_gpu_power
 from sweeper.run.liveness import reclaim_vanished_runs
 from sweeper.run.measured import TakenByTwin
 from sweeper.run.prepare import prepare
+from sweeper.run.recording import sigterm_as_interrupt
 from sweeper.run.result import JobResult
 from sweeper.run.resume import completed_run
 from sweeper.run.train_mode import execute_training
@@ -49,6 +52,18 @@ def run_job(cfg: DictConfig) -> JobResult:
     sweep = current_sweep(spec)
     if not launch().is_main:
         return _follow(spec, sweep, device, carbon)
+    cap = open_gpu_power(spec, device)  # checked before anything is stored
+    if cap is None:
+        return _run_main(spec, mode, sweep, device, carbon, None)
+    # Set until the run is recorded, and the original limit back however it ends.
+    with sigterm_as_interrupt(), cap:
+        return _run_main(spec, mode, sweep, device, carbon, cap)
+
+
+def _run_main(
+    spec: RunSpec, mode: str, sweep: SweepContext, device: torch.device,
+    carbon: energy.CarbonIntensity, cap: PowerCap | None,
+) -> JobResult:
     store = open_results(spec.storage_url, spec.storage_outage_s)
     sweep_id = store_runs.ensure_sweep(
         store, sweep.name, kind=sweep.kind, command=sweep.command, sweep_dir=sweep.sweep_dir
@@ -64,7 +79,7 @@ def run_job(cfg: DictConfig) -> JobResult:
             distributed.agree(False)
             return JobResult(status="skipped", run_id=done, sweep_id=sweep_id)
     distributed.agree(True)
-    prepared = prepare(spec, store, sweep, sweep_id, device, carbon)
+    prepared = prepare(spec, store, sweep, sweep_id, device, carbon, power=cap)
     execute = execute_forecast if mode == "forecast" else execute_training
     try:
         result = execute(prepared)

@@ -17,6 +17,7 @@ from sweeper.config.spec import RunSpec
 from sweeper.config.sweep import SweepContext
 from sweeper.datasets import load_dataset
 from sweeper.energy.hardware import describe_host
+from sweeper.energy.power_limit import PowerCap
 from sweeper.energy.resolution import min_span_s
 from sweeper.errors import ConfigError, invalid_value
 from sweeper.models import build_model, describe_model
@@ -45,6 +46,7 @@ class Prepared:
     macs_per_sample: float
     hardware: dict[str, Any]
     carbon: energy.CarbonIntensity
+    power: PowerCap | None = None  # the GPU power limit this run holds (gpu.power_limit)
 
 
 def prepare(
@@ -54,6 +56,7 @@ def prepare(
     sweep_id: int,
     device: torch.device,
     carbon: energy.CarbonIntensity,
+    power: PowerCap | None = None,
 ) -> Prepared:
     torch.manual_seed(spec.seed)
     if spec.num_threads:
@@ -102,15 +105,20 @@ def prepare(
     meters = energy.open_meters(
         spec.meter, gpu_indices=gpus if device.type == "cuda" else (), cpu_tdp_w=spec.cpu_tdp_w
     )
-    hardware = describe_host(describe_accelerator(device), meters.describe()).as_dict()
-    hardware["meters"] = meters.describe()
+    described = meters.describe()
+    # A limit sweeper set is a config dimension: the identity keeps the card's own limit.
+    identity = power.identity(described) if power is not None else described
+    hardware = describe_host(describe_accelerator(device), identity).as_dict()
+    hardware["meters"] = described
+    if power is not None:
+        hardware["gpu_power"] = power.record()
     hardware["distributed"] = distributed.describe(device)
     hardware["loader"] = {"workers": loading.workers, "pin_memory": loading.pin_memory}
     hardware["omp_wait_policy"] = wait_policy()  # spinning threads inflate CPU time
     return Prepared(
         spec=spec, store=store, sweep=sweep, sweep_id=sweep_id, device=device, trainer=trainer,
         loaders=loaders, meters=meters, params=info.params,
-        macs_per_sample=info.macs_per_sample, hardware=hardware, carbon=carbon,
+        macs_per_sample=info.macs_per_sample, hardware=hardware, carbon=carbon, power=power,
     )
 
 

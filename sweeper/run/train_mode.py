@@ -10,6 +10,7 @@ from typing import Any
 
 from sweeper import energy
 from sweeper.predict.forecast import ProfileWindow
+from sweeper.run.gpu_power import auto_power_limit, with_auto
 from sweeper.run.measured import MeasuredRun
 from sweeper.run.prepare import Prepared, inference_min_seconds, profile_floors
 from sweeper.run.recording import Recorder, energy_split, forecast_columns
@@ -45,10 +46,13 @@ def execute_training(p: Prepared) -> JobResult:
         lambda: time.perf_counter() - recorder.duration_of("eval"),
         **profile_floors(p),
     )
-    on_step = guard_steps(profile, limit)
+    auto = auto_power_limit(p, sampler)  # gpu.power_limit=auto: profiled in epoch 0
+    on_step = with_auto(guard_steps(profile, limit), auto)
     run.measure(lambda: run.values.update(
         _phases(p, sampler, recorder, profile, train_steps, on_step)
     ))
+    if auto is not None and p.power is not None:  # the limits it kept, and its profile
+        run.values["hardware"] = {**p.hardware, "gpu_power": p.power.record()}
     run.values.update(_energy_columns(run, run.values))
     forecast = profile.settled()  # the sampler has stopped: every edge is settled
     if forecast is not None:

@@ -1,11 +1,15 @@
 """The frontier sampler's prediction of a configuration's training energy (J) before it runs:
-measured energy of the same size, else the estimator's log-linear fit, else a MACs proxy."""
+measured energy of the same size, else the estimator's log-linear fit, else a MACs proxy.
+
+A GPU power limit (``gpu.power_limit``) changes the joules of the same work: each limit's
+factor is learned from sizes measured both at it and at the reference limit (the one
+measured on most sizes), and every estimate is made at the reference, then scaled."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -14,6 +18,16 @@ from sweeper.predict.laws import fit_loglinear
 from sweeper.predict.types import Observation, Query
 
 MIN_CONFIGS_FOR_FIT = 4
+DEFAULT_LIMIT = "1"  # the card as it is, or gpu.power_limit=1.0 (its default limit)
+
+
+def limit_label(fraction: float | None, watts: float | None, auto: bool = False) -> str:
+    """A gpu.power_limit request as SizedParams names it."""
+    if auto:
+        return "auto"
+    if watts is not None:
+        return f"{watts:g} W"
+    return DEFAULT_LIMIT if fraction is None else f"{fraction:g}"
 MIN_MODELS_FOR_FIT = 3
 
 
@@ -32,10 +46,16 @@ class SizedParams:
     batch: int
     precision: str
     train_samples: int
+    power_limit: str = DEFAULT_LIMIT  # the gpu.power_limit request, as a label
 
     @property
     def query(self) -> Query:
         return Query(self.macs_per_sample, self.params, self.batch, self.precision)
+
+    @property
+    def work(self) -> SizedParams:
+        """The same work at the reference limit (the limit is not part of the size)."""
+        return replace(self, power_limit=DEFAULT_LIMIT)
 
 
 Describe = Callable[[Mapping[str, Any]], SizedParams]
@@ -58,6 +78,7 @@ class FrontierEnergy:
         self._sizes: dict[tuple[Any, ...], SizedParams] = {}
         self._measured: dict[SizedParams, list[float]] = {}
         self._fit: Any = None
+        self._limit_factor: dict[str, float] = {}
 
     def size(self, params: Mapping[str, Any]) -> SizedParams:
         key = params_key(params)
@@ -71,12 +92,13 @@ class FrontierEnergy:
         for params, energy_j in measured:
             if energy_j > 0 and math.isfinite(energy_j):
                 self._measured.setdefault(self.size(params), []).append(energy_j)
+        self._learn_limits()
         observations = [*self.prior, *(
             Observation(run_id=-1, hardware_id="", meter_source="", model=repr(s), dataset="",
                         batch=s.batch, precision=s.precision, params=s.params,
                         macs_per_sample=s.macs_per_sample,
                         per_sample=float(np.mean(e)) / s.train_samples)
-            for s, e in self._measured.items()
+            for s, e in self._at_reference().items()
         )]
         sizes = {(o.macs_per_sample, o.params, o.batch, o.precision) for o in observations}
         models = {(o.macs_per_sample, o.params) for o in observations}
@@ -85,15 +107,48 @@ class FrontierEnergy:
         enough = len(sizes) >= MIN_CONFIGS_FOR_FIT and len(models) >= MIN_MODELS_FOR_FIT
         self._fit = fit_loglinear(observations) if enough else None
 
+    def _learn_limits(self) -> None:
+        """Each limit's energy relative to the reference limit: the geometric mean over
+        the sizes measured at both (1 for a limit never measured beside it)."""
+        by_work: dict[SizedParams, dict[str, float]] = {}
+        for s, e in self._measured.items():
+            by_work.setdefault(s.work, {})[s.power_limit] = float(np.mean(e))
+        counts: dict[str, int] = {}
+        for limits in by_work.values():
+            for label in limits:
+                counts[label] = counts.get(label, 0) + 1
+        ref = max(counts, key=lambda k: (counts[k], k == DEFAULT_LIMIT)) if counts else None
+        self._limit_factor = {}
+        for label in counts:
+            ratios = [lim[label] / lim[ref] for lim in by_work.values()
+                      if ref in lim and label in lim]
+            self._limit_factor[label] = float(np.exp(np.mean(np.log(ratios)))) if ratios else 1.0
+
+    def _factor(self, s: SizedParams) -> float:
+        return self._limit_factor.get(s.power_limit, 1.0)
+
+    def _at_reference(self) -> dict[SizedParams, list[float]]:
+        """Measured energies brought to the reference limit, per size of work."""
+        out: dict[SizedParams, list[float]] = {}
+        for s, e in self._measured.items():
+            out.setdefault(s.work, []).extend(x / self._factor(s) for x in e)
+        return out
+
     def predict_j(self, params: Mapping[str, Any]) -> float:
         s = self.size(params)
         if s in self._measured:
             return float(np.mean(self._measured[s]))
+        return self._predict_reference_j(s.work) * self._factor(s)
+
+    def _predict_reference_j(self, s: SizedParams) -> float:
+        reference = self._at_reference()
+        if s in reference:  # the same work measured at another limit
+            return float(np.mean(reference[s]))
         if self._fit is not None:
             return math.exp(self._fit.predict_ln(s.query)) * s.train_samples
         proxy = s.macs_per_sample * s.train_samples * 1e-9
-        if self._measured:
+        if reference:
             ratios = [float(np.mean(e)) / (m.macs_per_sample * m.train_samples * 1e-9)
-                      for m, e in self._measured.items()]
+                      for m, e in reference.items()]
             return proxy * float(np.median(ratios))
         return proxy

@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 from sweeper.predict.observations import load_observations
 from sweeper.predict.types import Observation
 from sweeper.search.frontier import FrontierSampler
-from sweeper.search.frontier_energy import FrontierEnergy, SizedParams
+from sweeper.search.frontier_energy import FrontierEnergy, SizedParams, limit_label
 from sweeper.search.samplers import SearchContext
 from sweeper.search.space import SearchSpace
 from sweeper.store import Store
@@ -55,7 +55,10 @@ def sweep_describer(sweeper: Any, space: SearchSpace) -> Any:
             sized[key] = (s.macs_per_sample, s.params, s.train_samples)
             hardware.append(s.hardware_id)
         macs, n_params, samples = sized[key]
-        return SizedParams(macs, n_params, spec.batch, spec.precision, samples * spec.epochs)
+        request = spec.power_limit
+        limit = limit_label(request.fraction, request.watts, request.auto)
+        return SizedParams(macs, n_params, spec.batch, spec.precision, samples * spec.epochs,
+                           limit)
 
     describe.hardware = hardware  # type: ignore[attr-defined]
     return describe
