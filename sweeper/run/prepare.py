@@ -95,8 +95,10 @@ def prepare(
         "train": train_loader(data.train, spec.batch, seed=spec.seed, settings=loading),
         "val": make_loader(data.val, eval_batch, shuffle=False, seed=spec.seed, settings=loading),
         "test": make_loader(data.test, eval_batch, shuffle=False, seed=spec.seed, settings=once),
+        # Read after every epoch (inference.every_epoch), it keeps its workers as the
+        # training loader does.
         "inference": make_loader(data.test, spec.inference_batch, shuffle=False, seed=spec.seed,
-                                 settings=once),
+                                 settings=loading if spec.inference_every_epoch else once),
     }
     gpus = distributed.measured_gpus(spec.gpus, device)  # every rank's GPU under torchrun
     meters = energy.open_meters(

@@ -18,7 +18,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 SCHEMA_VERSION = 4
 
 RUN_STATUSES = ("pending", "running", "completed", "failed", "interrupted")
-PHASE_KINDS = ("train_epoch", "eval", "test", "inference", "profile")
+PHASE_KINDS = ("train_epoch", "eval", "test", "inference", "profile", "pause")
 
 
 def utcnow() -> datetime:
