@@ -45,6 +45,7 @@ class Prepared:
     macs_per_sample: float
     hardware: dict[str, Any]
     carbon: energy.CarbonIntensity
+    macs_ptflops_per_sample: float | None = None  # the study's convention (ptflops)
 
 
 def prepare(
@@ -113,6 +114,7 @@ def prepare(
         spec=spec, store=store, sweep=sweep, sweep_id=sweep_id, device=device, trainer=trainer,
         loaders=loaders, meters=meters, params=info.params,
         macs_per_sample=info.macs_per_sample, hardware=hardware, carbon=carbon,
+        macs_ptflops_per_sample=info.macs_ptflops_per_sample,
     )
 
 
@@ -123,7 +125,8 @@ def new_run_row(p: Prepared) -> Run:
         overrides=p.sweep.overrides, model=spec.model_label, dataset=spec.dataset, batch=spec.batch,
         lr=spec.lr, optimizer=spec.optimizer, epochs=spec.epochs, precision=spec.precision,
         device=str(p.device), seed=spec.seed, params=p.params,
-        macs_per_sample=p.macs_per_sample, status="running", trial_number=spec.trial,
+        macs_per_sample=p.macs_per_sample, macs_ptflops_per_sample=p.macs_ptflops_per_sample,
+        status="running", trial_number=spec.trial,
         started_at=utcnow(), pid=os.getpid(), heartbeat_at=utcnow(), host=str(hw["host"]),
         hardware_id=str(hw["hardware_id"]),
         cpu_model=str(hw["cpu_model"]), gpu_model=hw.get("gpu_model"),
