@@ -179,7 +179,8 @@ def test_grid_estimate_through_the_cli_stores_nothing(tmp_path: Path) -> None:
 # --- study_smoke end to end ---------------------------------------------------------------
 
 SMOKE_CPU = ["+experiment=study_smoke", *DATA_OVERRIDES[:3], "dataset.n_samples=200",
-             "inference.batches=2", "sweeper.progress=false", "device=cpu", "loader.workers=1"]
+             "inference.batches=2", "sweeper.progress=false", "device=cpu", "loader.workers=1",
+             "inference.pause_s=0.1"]
 
 
 def _smoke(tmp_path: Path, models: str, batches: str) -> tuple[Any, Path]:
@@ -200,6 +201,11 @@ def test_study_smoke_runs_end_to_end_on_cpu(tmp_path: Path) -> None:
                             "train_duration_s from runs order by id").fetchall()
         phases = conn.execute("select count(*) from phases where kind = 'train_epoch'"
                               ).fetchone()[0]
+        # The study's protocol: a pause, then a test pass after every epoch (no eval phase).
+        per_epoch = conn.execute("select kind, count(*) from phases where kind in "
+                                 "('inference', 'pause', 'eval', 'test') group by kind"
+                                 ).fetchall()
+    assert sorted(per_epoch) == [("inference", 8), ("pause", 8)]
     assert [(m, b, s, e) for m, b, s, e, *_ in rows] == [
         ("lenet", 16, "completed", 2), ("lenet", 64, "completed", 2),
         ("mobilenetv2", 16, "completed", 2), ("mobilenetv2", 64, "completed", 2)]

@@ -67,7 +67,7 @@ class RunSpec:
     inference_passes: int = 5
     inference_min_seconds: float | None = None  # None: from the meters' resolution
     inference_every_epoch: bool = False  # an inference phase after every epoch (the study)
-    inference_pause_s: float = 0.0  # idle before and after each inference phase (study: 2)
+    inference_pause_s: float = 0.0  # idle before each inference phase (the study: 2)
     idle_seconds: float = 5.0
     idle_max_age_h: float = 24.0
     busy_other_cpu_pct: float = 25.0

@@ -119,11 +119,11 @@ def _inference(
     p: Prepared, sampler: energy.EnergySampler, recorder: Recorder, index: int,
     out: dict[str, Any],
 ) -> InferenceStats:
-    """One measured inference phase, its warm-up before it (outside: the phase's energy and
-    time cover exactly the samples it counts) and the pauses around it (their own phases,
-    in neither E_tr nor E_in)."""
+    """One measured inference phase, the pause before it (the study's sleep between its
+    training and test passes: a phase of its own, in neither E_tr nor E_in) and its warm-up
+    (outside the phase: its energy and time cover exactly the samples it counts)."""
     spec, trainer, loader = p.spec, p.trainer, p.loaders["inference"]
-    _pause(sampler, recorder, spec.inference_pause_s, 2 * index)
+    _pause(sampler, recorder, spec.inference_pause_s, index)
     study = spec.inference_protocol == "study"
     cache = None if study else trainer.cached_inputs(loader, spec.inference_batches)
     trainer.warm_up(loader, spec.inference_warmup_batches)
@@ -136,12 +136,11 @@ def _inference(
     recorder.phase(ph.result, steps=inf.batches, samples=inf.samples, loss=inf.loss,
                    accuracy=inf.accuracy)
     out["inference_samples"] = out.get("inference_samples", 0) + inf.samples
-    _pause(sampler, recorder, spec.inference_pause_s, 2 * index + 1)
     return inf
 
 
 def _pause(sampler: energy.EnergySampler, recorder: Recorder, seconds: float, index: int) -> None:
-    """The study's sleep between its phases, measured as a phase of its own."""
+    """The study's sleep before its test pass, measured as a phase of its own."""
     if seconds <= 0:
         return
     with sampler.phase("pause", index) as ph:
