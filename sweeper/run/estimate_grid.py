@@ -102,7 +102,7 @@ def print_grid(estimates: Sequence[ConfigEstimate], console: Console | None = No
     unseen = sorted({e.label.split(" ")[0] for e in estimates if not e.known_model})
     if unseen:
         lines.append(f"{len(unseen)} model(s) never run on this hardware ({', '.join(unseen)})")
-    lines.append(interval_note(first.predictions["train"].level))
+    lines.append(interval_note(first.predictions["train"]))
     warned = [e for e in estimates if e.warnings]
     if warned:
         lines.append(f"{len(warned)} configuration(s) with warnings, e.g. {warned[0].label}: "

@@ -248,11 +248,14 @@ def score_line(target: str, p: Prediction) -> str:
             f"models, law {p.law}; held-out MAPE: by configuration {config}, by model {model}")
 
 
-def interval_note(level: float) -> str:
+def interval_note(p: Prediction) -> str:
     """What every interval of `mode=estimate` means: one sentence for one run and a grid."""
-    return (f"intervals: {level:.0%} prediction intervals from held-out residuals, by "
+    never_run = ("by model (leave-one-model-out) for a model never run" if p.lomo_mape is not None
+                 else "and, with too few models fitted to hold one out, for a model never run "
+                 "too (narrower than it should be)")
+    return (f"intervals: {p.level:.0%} prediction intervals from held-out residuals, by "
             "configuration (leave-one-configuration-out) for a model already run on this "
-            "hardware, by model (leave-one-model-out) for a model never run")
+            f"hardware, {never_run}")
 
 
 def print_estimate(
@@ -293,7 +296,7 @@ def print_estimate(
     for target, p in estimate.predictions.items():
         lines.append(score_line(target, p))
         lines += [f"warning ({target}): {w}" for w in p.warnings]
-    lines.append(interval_note(train.level))
+    lines.append(interval_note(train))
     if estimated:
         lines.append("the fitted energies come from the estimate meter: relative, not measured")
     console = console or Console(width=140)
