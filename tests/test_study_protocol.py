@@ -13,10 +13,9 @@ from typing import Any
 import pytest
 import torch
 from hydra import compose
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from sweeper import energy
+from sweeper.app.callbacks import grid_job_overrides
 from sweeper.config.spec import build_spec
 from sweeper.datasets import load_dataset
 from sweeper.energy.select import MeterSet
@@ -33,9 +32,7 @@ FAST = ["device=cpu", "meter=estimate", "energy.idle.seconds=0", "sweeper.progre
 def _grid_jobs(experiment: str) -> list[list[str]]:
     """The jobs Hydra's basic sweeper launches for a preset (nothing runs)."""
     cfg = compose("config", overrides=[f"+experiment={experiment}"], return_hydra_config=True)
-    params = [f"{k}={v}" for k, v in cfg.hydra.sweeper.params.items()]
-    batches = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(params), None)
-    return batches[0]
+    return grid_job_overrides(cfg)
 
 
 def test_study_grid_is_the_released_batch_sweep(hydra_conf: None) -> None:
@@ -214,3 +211,13 @@ def test_study_estimate_prints_its_table_without_cifar10(tmp_path: Path) -> None
     assert "resnet18/cifar10 b256 fp32" in result.stdout
     assert result.stdout.count("intervals: 90% prediction intervals from held-out") == 1
     assert "held-out models" not in result.stdout  # one message, not two
+
+
+@pytest.mark.slow
+def test_a_search_refuses_val_fraction_zero(tmp_path: Path) -> None:
+    """The search maximises validation accuracy: with none, it is refused in one line."""
+    result = run_cli(["-m", "hydra/sweeper=pareto", "dataset.val_fraction=0",
+                      f"storage.url=sqlite:///{tmp_path / 's.db'}"], tmp_path)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "dataset.val_fraction" in result.stderr and "search" in result.stderr
+    assert not (tmp_path / "s.db").exists()  # refused before the store is opened
