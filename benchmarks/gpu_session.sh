@@ -59,14 +59,26 @@ PY
 # 1. sweeper's phases against an independent raw NVML reader, the README's main command and
 #    the forecast benchmark on cuda (benchmarks/gpu_check.py; records the table to keep).
 step gpu_check 300 python benchmarks/gpu_check.py --json "$LOG/gpu_check.json"
-# 2. The study's protocol on two of its networks (synthetic CIFAR-sized data: no download).
+# 2. The study's protocol (conf/experiment/study.yaml: a 2 s pause and a measured test pass
+#    after every epoch at the training batch size, all training images, one loader worker)
+#    on two of its networks (synthetic CIFAR-sized data: no download); the test set is
+#    passed 5 times, as the study's, so each per-epoch test phase is the study's quantity.
 step study_smoke 150 python -m sweeper -m +experiment=study_smoke device=cuda \
     dataset=synthetic dataset.image_size=32 dataset.channels=3 dataset.n_samples=2000 \
-    model=resnet18,mobilenetv2 batch=64,256 "storage.url=sqlite:///$LOG/study_smoke.db" \
-    "hydra.sweep.dir=$LOG/multirun"
-# 3. What the full study would cost here, from those runs (nothing trained).
+    inference.passes=5 model=resnet18,mobilenetv2 batch=64,256 \
+    "storage.url=sqlite:///$LOG/study_smoke.db" "hydra.sweep.dir=$LOG/multirun"
+python - "$LOG/study_smoke.db" <<'PY' 2>&1 | tee "$LOG/study_phases.txt" | tail -n 40
+import sqlite3, sys
+with sqlite3.connect(sys.argv[1]) as conn:  # each run's phases: one test pass per epoch
+    for row in conn.execute(
+            'select r.model, r.batch, p.kind, p."index", p.samples, p.steps, '
+            'round(p.duration_s, 3), round(p.energy_j, 2), p.low_resolution '
+            'from phases p join runs r on r.id = p.run_id order by p.id'):
+        print(*row)
+PY
+# 3. What the full study (143 runs on CIFAR-10) would cost here, from those runs (nothing
+#    trained; no CIFAR-10 needed: its sizes come from the data set's config).
 step study_estimate 40 python -m sweeper -m +experiment=study mode=estimate device=cuda \
-    dataset=synthetic dataset.image_size=32 dataset.channels=3 \
     "storage.url=sqlite:///$LOG/study_smoke.db" "hydra.sweep.dir=$LOG/estimate"
 
 tar czf "$OUT/gpu_session.tar.gz" -C "$OUT" gpu_session

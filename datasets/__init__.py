@@ -16,12 +16,12 @@ from sweeper.errors import DatasetUnavailable
 from .names import DATASET_NAMES
 
 if TYPE_CHECKING:
-    from .load import dataset_options, load_dataset
+    from .load import dataset_options, load_dataset, planned_sizes
     from .tensors import ImageTensorDataset
     from .types import DataSplits
 
 _LAZY = {
-    "dataset_options": ".load", "load_dataset": ".load",
+    "dataset_options": ".load", "load_dataset": ".load", "planned_sizes": ".load",
     "ImageTensorDataset": ".tensors", "DataSplits": ".types",
 }
 
@@ -32,6 +32,7 @@ __all__ = [
     "ImageTensorDataset",
     "dataset_options",
     "load_dataset",
+    "planned_sizes",
 ]
 
 

@@ -68,7 +68,7 @@ def load_dataset(
     if test is None:
         keep, held = split_off(pool.targets, test_fraction, rng)
         pool, test = pool.subset(keep), pool.subset(held)
-    keep, held = split_off(pool.targets, val_fraction, rng)
+    keep, held = split_off(pool.targets, val_fraction, rng)  # as planned_sizes counts
     train, val = pool.subset(keep), pool.subset(held)
     if max_samples is not None:
         train = train.subset(take(train.targets, max_samples, rng))
@@ -85,6 +85,22 @@ def load_dataset(
         num_classes=data.num_classes,
         source="; ".join(filter(None, (data.description, transforms.description))),
     )
+
+
+def planned_sizes(
+    name: str, *, val_fraction: float = 0.1, max_samples: int | None = None, **_: Any
+) -> tuple[int, int, int] | None:
+    """(train, val, test) sizes ``load_dataset`` gives a torchvision data set, from its
+    official split sizes, without its files (None for the others, which need no files):
+    the same arithmetic as the split below."""
+    if name not in ("mnist", "fashion_mnist", "cifar10"):
+        return None
+    from .vision import VISION_SPECS
+
+    pool, test = VISION_SPECS[name].sizes
+    val = round(val_fraction * pool)
+    train = pool - val if max_samples is None else min(pool - val, max_samples)
+    return train, val, test
 
 
 def _read(name: str, root: Path, download: bool, seed: int, options: dict[str, Any]) -> SourceData:

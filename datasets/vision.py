@@ -27,6 +27,7 @@ class VisionSpec:
     folder: str  # relative to root
     files: tuple[str, ...]
     how: str  # how to obtain the files by hand
+    sizes: tuple[int, int] = (0, 0)  # images in the official (train, test) splits
 
 
 def _mnist_like(cls: type[tv.MNIST], title: str) -> VisionSpec:
@@ -38,6 +39,7 @@ def _mnist_like(cls: type[tv.MNIST], title: str) -> VisionSpec:
         f"{cls.__name__}/raw",
         files,
         "the four standard IDX files, gunzipped (" + ", ".join(files) + ")",
+        (60_000, 10_000),
     )
 
 
@@ -51,6 +53,7 @@ def _cifar10() -> VisionSpec:
         cls.base_folder,
         files,
         f"the files extracted from {cls.filename} (" + ", ".join(files) + ")",
+        (50_000, 10_000),
     )
 
 

@@ -11,13 +11,17 @@ from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
+from .ptflops_macs import PtflopsCounter
+
 
 @dataclass(frozen=True)
 class ModelInfo:
     """Parameter count and multiply-accumulates of one forward pass of one sample.
 
-    MACs cover matmuls, convolutions and attention (what FlopCounterMode counts);
-    element-wise ops such as BatchNorm, activations and pooling are not included.
+    `macs_per_sample` covers matmuls, convolutions and attention (what FlopCounterMode
+    counts); element-wise ops such as BatchNorm, activations and pooling are not included.
+    `macs_ptflops_per_sample` is the study's convention (ptflops, models/ptflops_macs.py),
+    which adds them.
     """
 
     params: int
@@ -25,6 +29,7 @@ class ModelInfo:
     # Elements written by the leaf modules in one forward pass of one sample: a proxy for
     # the memory traffic that MACs do not see (BatchNorm, activations, concatenations).
     activations_per_sample: float = 0.0
+    macs_ptflops_per_sample: float | None = None
 
     @property
     def flops_per_sample(self) -> float:
@@ -76,7 +81,7 @@ def describe_model(model: nn.Module, input_shape: Sequence[int]) -> ModelInfo:
     model.eval()
     try:
         counter = FlopCounterMode(display=False)
-        with torch.no_grad(), _countable_attention(), counter:
+        with torch.no_grad(), _countable_attention(), counter, PtflopsCounter(model) as study:
             model(sample)
     finally:
         for hook in hooks:
@@ -84,7 +89,8 @@ def describe_model(model: nn.Module, input_shape: Sequence[int]) -> ModelInfo:
         for module, training in modes.items():
             module.training = training
     return ModelInfo(params=params, macs_per_sample=counter.get_total_flops() / 2,
-                     activations_per_sample=float(written[0]))
+                     activations_per_sample=float(written[0]),
+                     macs_ptflops_per_sample=study.macs)
 
 
 def _tensors(output: object) -> list[torch.Tensor]:

@@ -39,10 +39,12 @@ def app(cfg: DictConfig) -> JobResult:
     if result.run_id is None and result.status == "completed":
         return result  # a torchrun rank other than 0: rank 0 reports the run
     if result.status == "completed":
+        val = result.val_accuracy is not None  # none with dataset.val_fraction=0
         log.info(
-            "run %s completed: val acc %.3f, E_tr %.1f J, E_in %.2f J (%s)",
+            "run %s completed: %s acc %.3f, E_tr %.1f J, E_in %.2f J (%s)",
             result.run_id,
-            result.val_accuracy or 0.0,
+            "val" if val else "test",
+            (result.val_accuracy if val else result.test_accuracy) or 0.0,
             result.energy_train_j or 0.0,
             result.energy_inference_j or 0.0,
             result.meter_source,

@@ -62,6 +62,7 @@ def _pretend_newer_code(
 
 # (table, column) added by each version, newest first: dropping them rebuilds older files.
 ADDED_IN = {
+    5: [("runs", "macs_ptflops_per_sample")],
     4: [(table, c) for table, names in migrate.GPU_MEANING_COLUMNS.items() for c in names],
     3: [("runs", c) for c in ("energy_train_uncertainty_j", "energy_eval_uncertainty_j",
                               "energy_inference_uncertainty_j", "energy_total_uncertainty_j")]
@@ -177,7 +178,7 @@ def test_version_1_database_gets_the_liveness_columns_and_keeps_its_runs(url: st
 
     store = Store(url)
     version, columns = _version_and_columns(url)
-    assert version == SCHEMA_VERSION == 4 and {"pid", "heartbeat_at"} <= columns
+    assert version == SCHEMA_VERSION == 5 and {"pid", "heartbeat_at"} <= columns
     run = store_runs.get_run(store, finished)
     assert run is not None and run.status == "completed" and run.pid is None
     assert reclaim_vanished_runs(store, sweep_id) == [left_running]
@@ -240,4 +241,22 @@ def test_version_3_database_gets_net_and_load_columns(url: str) -> None:
         assert "low_resolution" in {c["name"] for c in inspect(conn).get_columns("phases")}
     run = store_runs.get_run(store, finished)
     assert run is not None and run.status == "completed" and run.energy_train_net_j is None
+    store.dispose()
+
+
+def test_version_4_database_gets_the_ptflops_macs_column(url: str) -> None:
+    """4 -> 5: runs.macs_ptflops_per_sample arrives empty; old rows keep their MACs."""
+    store = Store(url)
+    finished = store_runs.insert_run(store, run_row(
+        store_runs.ensure_sweep(store, "grid: old"), status="completed", macs_per_sample=123.0))
+    _as_written_by(store, 4)
+    store.dispose()
+    version, columns = _version_and_columns(url)
+    assert version == 4 and "macs_ptflops_per_sample" not in columns
+    store = Store(url)
+    version, columns = _version_and_columns(url)
+    assert version == SCHEMA_VERSION and "macs_ptflops_per_sample" in columns
+    run = store_runs.get_run(store, finished)
+    assert run is not None and run.macs_ptflops_per_sample is None
+    assert run.macs_per_sample == 123.0
     store.dispose()

@@ -28,9 +28,11 @@ def _loader(n: int = 40, batch: int = 16) -> DataLoader:
 
 def test_inference_runs_at_least_its_batches_and_its_seconds() -> None:
     trainer = _trainer()
-    plain = trainer.inference_benchmark(_loader(), batches=2, min_seconds=0.0)
+    plain = trainer.inference_benchmark(trainer.cached_inputs(_loader(), 2), batches=2,
+                                        min_seconds=0.0)
     assert plain.batches == 2 and plain.samples == 32
-    floored = trainer.inference_benchmark(_loader(), batches=2, min_seconds=0.25)
+    floored = trainer.inference_benchmark(trainer.cached_inputs(_loader(), 2), batches=2,
+                                          min_seconds=0.25)
     assert floored.duration_s >= 0.25 and floored.batches > 2
     # The first `batches` batches (16 samples each) are cached and cycled.
     assert floored.samples == 16 * floored.batches

@@ -18,7 +18,7 @@ from sweeper.app.summary import print_sweep
 from sweeper.config.spec import build_spec
 from sweeper.config.storage import open_results, resolve_storage
 from sweeper.config.sweep import announce, announced, identity_for
-from sweeper.errors import USER_ERRORS, StoreUnavailable, exit_with_user_error
+from sweeper.errors import USER_ERRORS, StoreUnavailable, exit_with_user_error, invalid_value
 from sweeper.redact import (
     has_secret,
     install_log_redaction,
@@ -107,6 +107,11 @@ class SweepCallback(Callback):
                 count = validate_grid(config)
                 log.info("validated %d job(s) of sweep %r", count, identity.name)
             spec = build_spec(config)
+            if not is_grid and spec.dataset_options.get("val_fraction") == 0:
+                # The search maximises validation accuracy: without a validation set every
+                # trial would fail.
+                raise invalid_value("dataset.val_fraction", 0, "a fraction in (0, 1) with a "
+                                    "search (it maximises validation accuracy)")
             # An unreachable or foreign database is refused here, before any job starts.
             open_results(spec.storage_url, spec.storage_outage_s)
             if "sweeper_pareto" in str(OmegaConf.select(config, "hydra.sweeper._target_")):

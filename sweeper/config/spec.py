@@ -62,6 +62,8 @@ class RunSpec:
     inference_protocol: str = "batches"
     inference_passes: int = 5
     inference_min_seconds: float | None = None  # None: from the meters' resolution
+    inference_every_epoch: bool = False  # an inference phase after every epoch (the study)
+    inference_pause_s: float = 0.0  # idle before each inference phase (the study: 2)
     idle_seconds: float = 5.0
     idle_max_age_h: float = 24.0
     busy_other_cpu_pct: float = 25.0
@@ -194,6 +196,16 @@ def _meter(value: Any) -> str:
                             f"of {', '.join(SOURCES)} such as nvml+rapl") from None
 
 
+def _bool_default(cfg: DictConfig, key: str, default: bool) -> bool:
+    """true or false; a config composed without the key gets the default."""
+    value = OmegaConf.select(cfg, key)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise invalid_value(key, value, "true or false")
+    return value
+
+
 def _device(value: Any) -> str:
     text = str(value)
     if text in ("auto", "cpu", "cuda"):
@@ -308,6 +320,8 @@ def build_spec(cfg: DictConfig) -> RunSpec:
         inference_min_seconds=_float(
             cfg, "inference.min_seconds", minimum=0.0, strict=False, allow_none=True
         ),
+        inference_every_epoch=_bool_default(cfg, "inference.every_epoch", False),
+        inference_pause_s=_float_default(cfg, "inference.pause_s", 0.0),
         idle_seconds=_float_default(cfg, "energy.idle.seconds", 5.0),
         idle_max_age_h=_float_default(cfg, "energy.idle.max_age_h", 24.0),
         busy_other_cpu_pct=_float_default(cfg, "energy.busy_other_cpu_pct", 25.0),

@@ -73,7 +73,8 @@ def build_report(
     energy: str = "gross",
     exclude_busy: bool = False,
 ) -> Report:
-    """`energy` is "gross" or "net" (of idle, the study's definition); `exclude_busy` leaves
+    """`energy` is "gross" or "net" (of idle: sweeper's addition; the study's
+    figures are gross); `exclude_busy` leaves
     out runs measured while other processes loaded the machine."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,10 +1,11 @@
 """Which energy the report's analyses use (gross or net of idle), and which runs they trust.
 
-Gross is everything the meters read; net subtracts the idle baseline's power over the same
-time (the study's definition of E_tr and E_in). With `net`, the report's energy columns
-hold the net figures (the gross ones stay as `*_gross_j` in the exports), so every figure,
-correlation, fit and guideline uses them; a run without a net figure (no idle baseline)
-drops out of the energy analyses. Runs measured on a busy machine can be left out.
+Gross is everything the meters read (the study's quantity: its released code subtracts no
+idle power); net subtracts the idle baseline's power over the same time (sweeper's
+addition). With `net`, the report's energy columns hold the net figures (the gross ones
+stay as `*_gross_j` in the exports), so every figure, correlation, fit and guideline uses
+them; a run without a net figure (no idle baseline) drops out of the energy analyses. Runs
+measured on a busy machine can be left out.
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ def apply_basis(runs: pd.DataFrame, basis: str) -> tuple[pd.DataFrame, str]:
         out[f"{gross.removesuffix('_j')}_gross_j"] = out[gross]
         out[gross] = pd.to_numeric(out[net], errors="coerce").astype(float)
     missing = int(out["energy_train_j"].isna().sum() - runs["energy_train_j"].isna().sum())
-    note = ("Energy shown is net of idle: gross - idle power x duration (the study's "
-            "definition; estimate-meter domains have no idle, so their net is their gross; "
+    note = ("Energy shown is net of idle: gross - idle power x duration (sweeper's "
+            "addition; the study's figures are gross; "
+            "estimate-meter domains have no idle, so their net is their gross; "
             "CO2 stays gross).")
     if missing > 0:
         note += f" {missing} run(s) have no idle baseline and drop out of the energy analyses."

@@ -23,7 +23,7 @@ from matplotlib.ticker import (
 DPI = 110
 ESTIMATE_SUFFIX = " (estimated)"
 PHASE_COLORS = {"train_epoch": "#4c72b0", "eval": "#dd8452", "test": "#937860",
-                "inference": "#55a868", "profile": "#8172b3"}
+                "inference": "#55a868", "profile": "#8172b3", "pause": "#bbbbbb"}
 
 
 def with_estimate_suffix(text: str, estimated: bool) -> str:

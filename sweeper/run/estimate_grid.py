@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from sweeper.run.estimate_mode import ZERO, ConfigEstimate, Range, score_line
+from sweeper.run.estimate_mode import ZERO, ConfigEstimate, Range, interval_note, score_line
 
 
 def _in_unit(value: float | None, scale: float | None, units: tuple) -> str:
@@ -101,8 +101,8 @@ def print_grid(estimates: Sequence[ConfigEstimate], console: Console | None = No
         lines.append("no fitted run stored its durations: no time estimate")
     unseen = sorted({e.label.split(" ")[0] for e in estimates if not e.known_model})
     if unseen:
-        lines.append(f"{len(unseen)} model(s) never run on this hardware ({', '.join(unseen)}): "
-                     "their intervals come from held-out models")
+        lines.append(f"{len(unseen)} model(s) never run on this hardware ({', '.join(unseen)})")
+    lines.append(interval_note(first.predictions["train"]))
     warned = [e for e in estimates if e.warnings]
     if warned:
         lines.append(f"{len(warned)} configuration(s) with warnings, e.g. {warned[0].label}: "

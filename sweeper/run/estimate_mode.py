@@ -166,11 +166,17 @@ def estimate_config(cfg: DictConfig, spec: RunSpec) -> ConfigEstimate:
                   sized.activations_per_sample)
     predictions = {t: f.predict(query) for t, f in fits.items()}
     train_samples = sized.train_samples * spec.epochs
-    eval_samples = sized.eval_samples_per_epoch * spec.epochs + sized.test_samples
-    if spec.inference_protocol == "study":  # the test set, `passes` times (at least)
+    study = spec.inference_protocol == "study"
+    # The study's per-epoch test passes are the test: no separate test pass then.
+    tested_each_epoch = study and spec.inference_every_epoch
+    eval_samples = sized.eval_samples_per_epoch * spec.epochs + (
+        0 if tested_each_epoch else sized.test_samples)
+    if study:  # the test set, `passes` times (at least)
         inference_samples = sized.test_samples * spec.inference_passes
     else:
         inference_samples = spec.inference_batches * spec.inference_batch
+    if spec.inference_every_epoch:
+        inference_samples *= spec.epochs
     # Evaluation passes are forward passes: costed at the inference fit's rate per sample.
     energy_train = _scaled(predictions["train"], train_samples)
     energy = energy_train + _scaled(predictions.get("inference"),
@@ -239,8 +245,17 @@ def score_line(target: str, p: Prediction) -> str:
     model = "- (too few models)" if p.lomo_mape is None else f"{p.lomo_mape:.1%}"
     return (f"{target} fit: hardware {p.hardware_id} ({p.hardware_label}), meter "
             f"{p.meter_source}, {p.n_rows} runs / {p.n_configs} configurations / {p.n_models} "
-            f"models, law {p.law}; held-out MAPE: by configuration {config}, by model {model}; "
-            f"interval from {p.interval_from}")
+            f"models, law {p.law}; held-out MAPE: by configuration {config}, by model {model}")
+
+
+def interval_note(p: Prediction) -> str:
+    """What every interval of `mode=estimate` means: one sentence for one run and a grid."""
+    never_run = ("by model (leave-one-model-out) for a model never run" if p.lomo_mape is not None
+                 else "and, with too few models fitted to hold one out, for a model never run "
+                 "too (narrower than it should be)")
+    return (f"intervals: {p.level:.0%} prediction intervals from held-out residuals, by "
+            "configuration (leave-one-configuration-out) for a model already run on this "
+            f"hardware, {never_run}")
 
 
 def print_estimate(
@@ -281,6 +296,7 @@ def print_estimate(
     for target, p in estimate.predictions.items():
         lines.append(score_line(target, p))
         lines += [f"warning ({target}): {w}" for w in p.warnings]
+    lines.append(interval_note(train))
     if estimated:
         lines.append("the fitted energies come from the estimate meter: relative, not measured")
     console = console or Console(width=140)

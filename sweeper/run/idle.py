@@ -1,7 +1,8 @@
 """The idle baseline a run's net energies subtract: measured once per host and meter.
 
-The study defines E_tr (and E_in) net of idle: the energy drawn while training minus what
-the hardware would have drawn over the same time doing nothing. The idle power of each
+Net of idle is sweeper's addition (the study's E_tr and E_in are gross: its code subtracts no
+idle power): the energy drawn while training minus what the hardware would have drawn over
+the same time doing nothing. The idle power of each
 measured domain is read here with the run's own meters while nothing runs, after the
 model is on its device, so a GPU holds a live CUDA context as it does during training (an
 H200 idles at 82 W bare and 119-127 W with a context). It is stored with the hardware

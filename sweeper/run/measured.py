@@ -161,8 +161,11 @@ class MeasuredRun:
         if shared:
             warnings.append(shared)
         inference = [ph for ph in self.recorder.phases if ph.kind == "inference"]
-        short = [self.recorder.low_resolution(ph) for ph in inference]
-        warnings += [f"E_in is low-resolution: {why}" for why in short if why]
+        short = [why for why in map(self.recorder.low_resolution, inference) if why]
+        if short:  # one line, however many per-epoch inference phases were short
+            count = f" ({len(short)} of {len(inference)} inference phases)" if (
+                len(inference) > 1) else ""
+            warnings.append(f"E_in is low-resolution{count}: {short[0]}")
         sources: dict[str, str] = {}
         for ph in self.recorder.phases:
             sources.update(ph.sources)

@@ -47,6 +47,7 @@ class Prepared:
     hardware: dict[str, Any]
     carbon: energy.CarbonIntensity
     power: PowerCap | None = None  # the GPU power limit this run holds (gpu.power_limit)
+    macs_ptflops_per_sample: float | None = None  # the study's convention (ptflops)
 
 
 def prepare(
@@ -98,8 +99,10 @@ def prepare(
         "train": train_loader(data.train, spec.batch, seed=spec.seed, settings=loading),
         "val": make_loader(data.val, eval_batch, shuffle=False, seed=spec.seed, settings=loading),
         "test": make_loader(data.test, eval_batch, shuffle=False, seed=spec.seed, settings=once),
+        # Read after every epoch (inference.every_epoch), it keeps its workers as the
+        # training loader does.
         "inference": make_loader(data.test, spec.inference_batch, shuffle=False, seed=spec.seed,
-                                 settings=once),
+                                 settings=loading if spec.inference_every_epoch else once),
     }
     gpus = distributed.measured_gpus(spec.gpus, device)  # every rank's GPU under torchrun
     meters = energy.open_meters(
@@ -119,6 +122,7 @@ def prepare(
         spec=spec, store=store, sweep=sweep, sweep_id=sweep_id, device=device, trainer=trainer,
         loaders=loaders, meters=meters, params=info.params,
         macs_per_sample=info.macs_per_sample, hardware=hardware, carbon=carbon, power=power,
+        macs_ptflops_per_sample=info.macs_ptflops_per_sample,
     )
 
 
@@ -129,7 +133,8 @@ def new_run_row(p: Prepared) -> Run:
         overrides=p.sweep.overrides, model=spec.model_label, dataset=spec.dataset, batch=spec.batch,
         lr=spec.lr, optimizer=spec.optimizer, epochs=spec.epochs, precision=spec.precision,
         device=str(p.device), seed=spec.seed, params=p.params,
-        macs_per_sample=p.macs_per_sample, status="running", trial_number=spec.trial,
+        macs_per_sample=p.macs_per_sample, macs_ptflops_per_sample=p.macs_ptflops_per_sample,
+        status="running", trial_number=spec.trial,
         started_at=utcnow(), pid=os.getpid(), heartbeat_at=utcnow(), host=str(hw["host"]),
         hardware_id=str(hw["hardware_id"]),
         cpu_model=str(hw["cpu_model"]), gpu_model=hw.get("gpu_model"),

@@ -26,7 +26,7 @@ class SizedConfig:
     hardware_id: str
     activations_per_sample: float | None = None
     eval_samples_per_epoch: int = 0  # the validation pass after every epoch
-    test_samples: int = 0  # the test pass at the end
+    test_samples: int = 0  # the test set (the test pass at the end)
 
 
 def _key(value: Any) -> str:
@@ -36,10 +36,15 @@ def _key(value: Any) -> str:
 @cache
 def _data_sizes(dataset: str, options_json: str, seed: int, base_dir: str) -> tuple:
     """(input shape, classes, train, val, test sizes) of a data set (loaded once)."""
-    from sweeper.datasets import load_dataset
+    from sweeper.config.options import data_shape
+    from sweeper.datasets import load_dataset, planned_sizes
 
     options = json.loads(options_json)
     root = Path(str(options.pop("root", "data"))).expanduser()
+    planned = planned_sizes(dataset, **options)
+    shape = data_shape(dataset, options)
+    if planned is not None and shape is not None:  # known from the config: no files needed
+        return (tuple(shape[0]), shape[1], *planned)
     if not root.is_absolute():
         root = Path(base_dir) / root
     data = load_dataset(dataset, root=root, seed=seed, **options)

@@ -17,12 +17,17 @@ from sweeper.run.recording import Recorder, energy_split, forecast_columns
 from sweeper.run.result import JobResult
 from sweeper.run.stopping import energy_limit, guard_steps
 from sweeper.training.progress import TrainingProgress
+from sweeper.training.trainer import InferenceStats
+
+# Phases between training epochs: a profile window that crosses an epoch leaves them out.
+_NOT_TRAINING = ("eval", "inference", "pause")
 
 
 @dataclass(frozen=True)
 class _TrainingEnergy:
-    """Energy so far less the evaluations so far, as they read when asked (both settle
-    between a slow counter's refreshes a little after they are taken)."""
+    """Energy so far less the evaluations, inference passes and pauses so far, as they read
+    when asked (both settle between a slow counter's refreshes a little after they are
+    taken)."""
 
     at: energy.EnergyCheckpoint
     evals: tuple[energy.PhaseEnergy, ...]
@@ -42,8 +47,8 @@ def execute_training(p: Prepared) -> JobResult:
     profile = ProfileWindow(
         train_steps, p.spec.forecast_window, p.spec.forecast_warmup_steps,
         lambda: _TrainingEnergy(sampler.checkpoint(), tuple(
-            ph for ph in recorder.phases if ph.kind == "eval")),
-        lambda: time.perf_counter() - recorder.duration_of("eval"),
+            ph for ph in recorder.phases if ph.kind in _NOT_TRAINING)),
+        lambda: time.perf_counter() - sum(recorder.duration_of(k) for k in _NOT_TRAINING),
         **profile_floors(p),
     )
     auto = auto_power_limit(p, sampler)  # gpu.power_limit=auto: profiled in epoch 0
@@ -75,6 +80,10 @@ def _phases(
     spec, trainer, loaders = p.spec, p.trainer, p.loaders
     out: dict[str, Any] = {}
     label = f"{spec.model_label}/{spec.dataset} b{spec.batch} {spec.precision}"
+    validate = len(loaders["val"].dataset) > 0  # type: ignore[arg-type]  # val_fraction=0: none
+    inference = spec.inference_protocol == "study" or spec.inference_batches > 0
+    # The study's per-epoch test passes measure test accuracy: no separate test phase then.
+    tested_each_epoch = spec.inference_every_epoch and spec.inference_protocol == "study"
     with TrainingProgress(label, train_steps, enabled=spec.progress) as bar:
         profile.start()
         for epoch in range(spec.epochs):
@@ -84,34 +93,63 @@ def _phases(
                 )
             recorder.phase(ph.result, steps=stats.steps, samples=stats.samples, loss=stats.loss,
                            accuracy=stats.accuracy)
-            with sampler.phase("eval", epoch) as ph:
-                val = trainer.evaluate(loaders["val"])
-            recorder.phase(ph.result, samples=val.samples, loss=val.loss, accuracy=val.accuracy)
-            bar.set_status(f"epoch {epoch + 1}/{spec.epochs} loss {stats.loss:.3f} "
-                           f"val acc {val.accuracy:.3f}")
-            out.update(train_loss=stats.loss, val_accuracy=val.accuracy)
+            status = f"epoch {epoch + 1}/{spec.epochs} loss {stats.loss:.3f}"
+            out["train_loss"] = stats.loss
             out["train_samples"] = out.get("train_samples", 0) + stats.samples
-    with sampler.phase("test", 0) as ph:
-        test = trainer.evaluate(loaders["test"])
-    recorder.phase(ph.result, samples=test.samples, loss=test.loss, accuracy=test.accuracy)
-    out["test_accuracy"] = test.accuracy
-    study = spec.inference_protocol == "study"
-    if study or spec.inference_batches > 0:
-        min_s = inference_min_seconds(p)
-        with sampler.phase("inference", 0) as ph:
-            if study:
-                inf = trainer.inference_passes(
-                    loaders["inference"], spec.inference_passes, spec.inference_warmup_batches,
-                    min_s,
-                )
-            else:
-                inf = trainer.inference_benchmark(
-                    loaders["inference"], spec.inference_batches,
-                    spec.inference_warmup_batches, min_s,
-                )
-        recorder.phase(ph.result, steps=inf.batches, samples=inf.samples)
-        out["inference_samples"] = inf.samples
+            if validate:
+                with sampler.phase("eval", epoch) as ph:
+                    val = trainer.evaluate(loaders["val"])
+                recorder.phase(ph.result, samples=val.samples, loss=val.loss,
+                               accuracy=val.accuracy)
+                status += f" val acc {val.accuracy:.3f}"
+                out["val_accuracy"] = val.accuracy
+            if inference and spec.inference_every_epoch:
+                inf = _inference(p, sampler, recorder, epoch, out)
+                if inf.accuracy is not None:
+                    status += f" test acc {inf.accuracy:.3f}"
+                    out["test_accuracy"] = inf.accuracy
+            bar.set_status(status)
+    if not tested_each_epoch:
+        with sampler.phase("test", 0) as ph:
+            test = trainer.evaluate(loaders["test"])
+        recorder.phase(ph.result, samples=test.samples, loss=test.loss, accuracy=test.accuracy)
+        out["test_accuracy"] = test.accuracy
+    if inference and not spec.inference_every_epoch:
+        _inference(p, sampler, recorder, 0, out)
     return out
+
+
+def _inference(
+    p: Prepared, sampler: energy.EnergySampler, recorder: Recorder, index: int,
+    out: dict[str, Any],
+) -> InferenceStats:
+    """One measured inference phase, the pause before it (the study's sleep between its
+    training and test passes: a phase of its own, in neither E_tr nor E_in) and its warm-up
+    (outside the phase: its energy and time cover exactly the samples it counts)."""
+    spec, trainer, loader = p.spec, p.trainer, p.loaders["inference"]
+    _pause(sampler, recorder, spec.inference_pause_s, index)
+    study = spec.inference_protocol == "study"
+    cache = None if study else trainer.cached_inputs(loader, spec.inference_batches)
+    trainer.warm_up(loader, spec.inference_warmup_batches)
+    min_s = inference_min_seconds(p)
+    with sampler.phase("inference", index) as ph:
+        if cache is None:
+            inf = trainer.inference_passes(loader, spec.inference_passes, min_s)
+        else:
+            inf = trainer.inference_benchmark(cache, spec.inference_batches, min_s)
+    recorder.phase(ph.result, steps=inf.batches, samples=inf.samples, loss=inf.loss,
+                   accuracy=inf.accuracy)
+    out["inference_samples"] = out.get("inference_samples", 0) + inf.samples
+    return inf
+
+
+def _pause(sampler: energy.EnergySampler, recorder: Recorder, seconds: float, index: int) -> None:
+    """The study's sleep before its test pass, measured as a phase of its own."""
+    if seconds <= 0:
+        return
+    with sampler.phase("pause", index) as ph:
+        time.sleep(seconds)
+    recorder.phase(ph.result)
 
 
 def _energy_columns(run: MeasuredRun, values: dict[str, Any]) -> dict[str, Any]:

@@ -21,8 +21,9 @@ OBJECTIVES: dict[str, str] = {
     "energy_per_inference_sample_j": "J",
     "energy_total_j": "J",
     "co2_g": "g",
-    # Net of idle power (the study's E_tr); NULL without an idle baseline, and for the
-    # estimate meter equal to the gross figure (it has no idle by convention).
+    # Net of idle power (sweeper's addition; the study's E_tr is gross); NULL without an
+    # idle baseline, and for the estimate meter equal to the gross figure (it has no idle
+    # by convention).
     "energy_train_net_j": "J",
     "energy_per_inference_sample_net_j": "J",
     "energy_total_net_j": "J",

@@ -72,11 +72,18 @@ def _add_gpu_meaning(conn: Connection) -> None:
     ])
 
 
+def _add_ptflops_macs(conn: Connection) -> None:
+    """4 -> 5: runs.macs_ptflops_per_sample, the study's MACs convention (NULL for runs
+    written before: rebuild a model to get it)."""
+    _add_columns(conn, [Run.__table__.c.macs_ptflops_per_sample])
+
+
 # from_version -> function upgrading a connection to from_version + 1
 STEPS: dict[int, Callable[[Connection], None]] = {
     1: _add_run_liveness,
     2: _add_energy_uncertainty,
     3: _add_gpu_meaning,
+    4: _add_ptflops_macs,
 }
 
 

@@ -14,11 +14,11 @@ from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Intege
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 # 2: runs.pid and runs.heartbeat_at; 3: energy uncertainty and flags; 4: net-of-idle
-# energies, idle power, machine load and phases.low_resolution
-SCHEMA_VERSION = 4
+# energies, idle power, machine load and phases.low_resolution; 5: runs.macs_ptflops_per_sample
+SCHEMA_VERSION = 5
 
 RUN_STATUSES = ("pending", "running", "completed", "failed", "interrupted")
-PHASE_KINDS = ("train_epoch", "eval", "test", "inference", "profile")
+PHASE_KINDS = ("train_epoch", "eval", "test", "inference", "profile", "pause")
 
 
 def utcnow() -> datetime:
@@ -83,7 +83,11 @@ class Run(Base):
     seed: Mapped[int] = mapped_column(Integer, default=0)
 
     params: Mapped[int | None] = mapped_column(Integer, default=None)
+    # MACs of one sample's forward pass in two conventions: matmuls, convolutions and
+    # attention only (torch.utils.flop_counter), and ptflops', the study's counter (adds
+    # bias, normalisation, activations, pooling; NULL for runs stored before version 5).
     macs_per_sample: Mapped[float | None] = mapped_column(Float, default=None)
+    macs_ptflops_per_sample: Mapped[float | None] = mapped_column(Float, default=None)
 
     status: Mapped[str] = mapped_column(String(16), default="pending")
     error_type: Mapped[str | None] = mapped_column(String(200), default=None)
@@ -132,10 +136,10 @@ class Run(Base):
     energy_eval_uncertainty_j: Mapped[float | None] = mapped_column(Float, default=None)
     energy_inference_uncertainty_j: Mapped[float | None] = mapped_column(Float, default=None)
     energy_total_uncertainty_j: Mapped[float | None] = mapped_column(Float, default=None)
-    # Net of idle, as the study defines E_tr and E_in: gross - idle power x duration, never
-    # below 0 (a clamp is said in measurement_warning). idle_power_w is the baseline's total
-    # over the run's domains (0 for estimate domains, whose convention is no idle); NULL when
-    # no baseline was measured, and then the net columns are NULL too.
+    # Net of idle (sweeper's addition; the study's E_tr, E_in are gross): gross - idle power
+    # x duration, never below 0 (a clamp is said in measurement_warning). idle_power_w is the
+    # baseline's total over the run's domains (0 for estimate domains, whose convention is
+    # no idle); NULL when no baseline was measured, and then the net columns are NULL too.
     energy_train_net_j: Mapped[float | None] = mapped_column(Float, default=None)
     energy_inference_net_j: Mapped[float | None] = mapped_column(Float, default=None)
     energy_total_net_j: Mapped[float | None] = mapped_column(Float, default=None)

@@ -50,6 +50,8 @@ class InferenceStats:
     batches: int
     samples: int
     duration_s: float
+    loss: float | None = None  # the study's protocol only: over labelled test passes
+    accuracy: float | None = None
 
 
 def make_optimizer(
@@ -170,23 +172,39 @@ class Trainer:
         )
 
     @torch.no_grad()
+    def warm_up(self, loader: DataLoader, batches: int) -> None:
+        """Forward passes over the loader's first `batches` batches, waited for: run before
+        a measured inference phase, never inside it, so a phase's energy and time cover
+        exactly the samples it counts."""
+        if batches <= 0:
+            return
+        self.model.eval()
+        for inputs, _ in _take(loader, batches):
+            with _autocast(self.device, self.precision):
+                self.model(inputs.to(self.device))
+        _sync(self.device)
+
+    def cached_inputs(self, loader: DataLoader, batches: int) -> list[torch.Tensor]:
+        """The loader's first `batches` input batches on the device (cycled when it is
+        shorter), for `inference_benchmark`: read before its phase, which times forward
+        passes only."""
+        inputs = [x.to(self.device) for x, _ in _take(loader, max(batches, 1))]
+        _sync(self.device)
+        return inputs
+
+    @torch.no_grad()
     def inference_benchmark(
-        self, loader: DataLoader, batches: int, warmup_batches: int = 0,
-        min_seconds: float = 0.0,
+        self, inputs_cache: list[torch.Tensor], batches: int, min_seconds: float = 0.0,
     ) -> InferenceStats:
         """Forward passes over at least `batches` batches and at least `min_seconds`,
-        cycling cached batches of the loader. Warm-up batches run first and are not counted.
+        cycling the cached batches (`cached_inputs`; warm-up: `warm_up`, both before the
+        measured phase).
 
         The time floor makes the phase span enough meter refreshes to be measured; the
         clock is read without synchronising, and only once it has passed the floor does the
         queued GPU work get waited for, so the floor costs no per-batch synchronisation.
         """
         self.model.eval()
-        inputs_cache = [x.to(self.device) for x, _ in _take(loader, max(batches, 1))]
-        for inputs in inputs_cache[:warmup_batches]:
-            with _autocast(self.device, self.precision):
-                self.model(inputs)
-        _sync(self.device)
         start = time.perf_counter()
         samples = done = 0
         while done < batches or (
@@ -204,25 +222,27 @@ class Trainer:
 
     @torch.no_grad()
     def inference_passes(
-        self, loader: DataLoader, passes: int, warmup_batches: int = 0,
-        min_seconds: float = 0.0,
+        self, loader: DataLoader, passes: int, min_seconds: float = 0.0,
     ) -> InferenceStats:
         """The study's protocol: the whole test set through its loader `passes` times
         (data loading and host-to-device copies included, as in the study's code), then
         whole passes until `min_seconds` have gone by, so the per-sample figure keeps the
-        study's definition while the phase spans enough meter refreshes."""
+        study's definition while the phase spans enough meter refreshes. Loss and accuracy
+        are computed as the study's test pass does (it is its accuracy), summed on the
+        device so no batch waits for the host."""
         self.model.eval()
-        for inputs, _ in _take(loader, warmup_batches) if warmup_batches else []:
-            with _autocast(self.device, self.precision):
-                self.model(inputs.to(self.device))
-        _sync(self.device)
         start = time.perf_counter()
         samples = batches = done = 0
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), dtype=torch.long, device=self.device)
         while done < passes or (min_seconds > 0 and time.perf_counter() - start < min_seconds):
             before = samples
-            for inputs, _ in loader:
+            for inputs, targets in loader:
+                targets = targets.to(self.device, non_blocking=True)
                 with _autocast(self.device, self.precision):
-                    self.model(inputs.to(self.device, non_blocking=True))
+                    logits = self.model(inputs.to(self.device, non_blocking=True))
+                loss_sum += self.loss_fn(logits.float(), targets) * targets.shape[0]
+                correct += (logits.argmax(dim=1) == targets).sum()
                 samples += inputs.shape[0]
                 batches += 1
             if samples == before:
@@ -230,7 +250,8 @@ class Trainer:
             done += 1
         _sync(self.device)
         return InferenceStats(
-            batches=batches, samples=samples, duration_s=time.perf_counter() - start
+            batches=batches, samples=samples, duration_s=time.perf_counter() - start,
+            loss=loss_sum.item() / samples, accuracy=correct.item() / samples,
         )
 
 
