@@ -15,6 +15,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from sweeper.app.summary import print_sweep
+from sweeper.config.launch import is_main
 from sweeper.config.spec import build_spec
 from sweeper.config.storage import open_results, resolve_storage
 from sweeper.config.sweep import announce, announced, identity_for
@@ -102,7 +103,8 @@ class SweepCallback(Callback):
         # no work leaves nothing behind.
         try:
             validate_job(config)
-            if OmegaConf.select(config, "mode") != "estimate":  # estimate only reads
+            # estimate only reads; under torchrun, rank 0 alone opens the store
+            if OmegaConf.select(config, "mode") != "estimate" and is_main():
                 spec = build_spec(config)
                 open_results(spec.storage_url, spec.storage_outage_s)
         except (*USER_ERRORS, ConfigCompositionException) as exc:
