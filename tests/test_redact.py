@@ -206,9 +206,9 @@ def test_a_single_run_leaves_the_password_nowhere(tmp_path: Path, pg_url: str) -
     proc = _run(tmp_path, pg_url, "model=mlp")
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-3000:]
-    assert "password was typed on the command line" in proc.stderr  # and said so
     tables = _assert_nowhere(tmp_path, pg_url, output)
     assert [row.count("completed") > 0 for row in tables["runs"]] == [True]
+    assert "password was typed on the command line" in proc.stderr  # and said so
 
 
 @pytest.mark.postgres
@@ -280,16 +280,33 @@ def test_sigterm_mid_submitit_sweep_stops_its_jobs_and_leaves_the_password_nowhe
     try:
         _wait_until_training(pg_url, proc, runs=2)
         jobs = psutil.Process(proc.pid).children(recursive=True)
-        # The jobs got the password through their environment, not their files.
-        assert any(p.environ().get("SWEEPER_DB_PASSWORD") == SECRET for p in jobs)
+        # The jobs get the password through their environment, not their files.
+        environ = [p.environ().get("SWEEPER_DB_PASSWORD") for p in jobs]
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 143, err[-3000:]
     _, alive = psutil.wait_procs(jobs, timeout=5)
-    assert not alive, [p.cmdline() for p in alive]
+    try:
+        assert not alive, [p.cmdline() for p in alive]
+    finally:
+        for job in alive:
+            job.kill()
+    assert list(tmp_path.rglob(".submitit/*/*_submitted.pkl"))
     tables = _assert_nowhere(tmp_path, pg_url, out + err)
     assert [("interrupted" in row) for row in tables["runs"]] == [True, True]
-    assert list(tmp_path.rglob(".submitit/*/*_submitted.pkl"))
+    assert proc.returncode == 143, err[-3000:]
+    assert SECRET in environ
+
+
+@pytest.mark.slow
+def test_a_run_on_sqlite_writes_owner_only_files_whatever_the_umask(tmp_path: Path) -> None:
+    """The SQLite file (its -wal/-journal take its mode), the log and .hydra/ (item 5)."""
+    proc = subprocess.run(
+        ["sh", "-c", 'umask 002 && exec "$0" -m sweeper "$@"', sys.executable, "model=mlp",
+         *TINY], cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "results" / "sweeper.db").is_file()
+    assert list(tmp_path.rglob("sweeper.log")) and list(tmp_path.rglob("config.yaml"))
+    _assert_owner_only(tmp_path)
