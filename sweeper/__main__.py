@@ -115,12 +115,12 @@ def _move_passwords_to_the_environment() -> None:
 def _refuse_unquoted_non_ascii() -> None:
     """Hydra's override grammar reads non-ASCII characters only inside quotes and reports
     an unquoted one as a lexer error; say which override to quote, and how."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import OverrideParseException
-
     for arg in sys.argv[1:]:
         if arg.startswith("-") or arg.isascii() or "=" not in arg:
             continue
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+        from hydra.errors import OverrideParseException
+
         try:
             OverridesParser.create().parse_overrides([arg])
         except OverrideParseException:
@@ -143,9 +143,10 @@ def _stop_jobs_on_sigterm() -> None:
     so their runs are recorded as interrupted and none keeps running once the command has
     exited 143; those still alive after JOB_GRACE_S are killed. During a run,
     sweeper.run.recording's own handler is in place instead."""
-    import psutil
 
     def handler(signum: int, _frame: object) -> None:
+        import psutil  # here: not on every command's start
+
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once is enough
         children = psutil.Process().children()
         for child in children:

@@ -194,6 +194,20 @@ def test_a_submitit_sweep_leaves_the_password_nowhere(tmp_path: Path, pg_url: st
     _assert_nowhere(tmp_path, pg_url, output)
 
 
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_a_search_on_submitit_leaves_the_password_nowhere(tmp_path: Path, pg_url: str) -> None:
+    """The password in the search's own storage key too (issue 21, item 1): main scrubbed
+    only storage.url's from the pickles."""
+    output = _multirun(tmp_path, pg_url, "hydra/sweeper=pareto", "hydra.sweeper.n_trials=2",
+                       "hydra.sweeper.storage=URL", "hydra/launcher=submitit_local",
+                       "hydra.launcher.timeout_min=5")
+    assert list(tmp_path.rglob(".submitit/*/*_submitted.pkl"))
+    assert list(tmp_path.rglob(".submitit/*/*_result.pkl"))
+    tables = _assert_nowhere(tmp_path, pg_url, output)
+    assert len(tables["runs"]) == 2
+
+
 def _run(tmp_path: Path, pg_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     url, options = _url_with_password(pg_url)
     return run_cli([*args, *TINY, f"storage.url={url}"], cwd=tmp_path, timeout=240,
