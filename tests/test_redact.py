@@ -199,9 +199,14 @@ def test_a_submitit_sweep_leaves_the_password_nowhere(tmp_path: Path, pg_url: st
 def test_a_search_on_submitit_leaves_the_password_nowhere(tmp_path: Path, pg_url: str) -> None:
     """The password in the search's own storage key too (issue 21, item 1): main scrubbed
     only storage.url's from the pickles."""
-    output = _multirun(tmp_path, pg_url, "hydra/sweeper=pareto", "hydra.sweeper.n_trials=2",
-                       "hydra.sweeper.storage=URL", "hydra/launcher=submitit_local",
-                       "hydra.launcher.timeout_min=5")
+    url, options = _url_with_password(pg_url)
+    proc = run_cli(["-m", "model=mlp", "batch=32,64", *TINY, "hydra/sweeper=pareto",
+                    "hydra.sweeper.n_trials=2", f"hydra.sweeper.storage={url}",
+                    "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=5",
+                    f"storage.url={url.replace(f':{SECRET}@', '@')}"],  # no password
+                   cwd=tmp_path, timeout=240, env={"PGOPTIONS": options})
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-3000:]
     assert list(tmp_path.rglob(".submitit/*/*_submitted.pkl"))
     assert list(tmp_path.rglob(".submitit/*/*_result.pkl"))
     tables = _assert_nowhere(tmp_path, pg_url, output)
