@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# One prepared run on a lent NVIDIA GPU machine: everything a session should check there,
-# each step under its own time limit, the figures on stdout and every output in one file.
+# Everything to check on a machine with an NVIDIA GPU, in one run: each step under its own
+# time limit, the figures on stdout and every output in one file.
 #
-# Prepare here with `bash benchmarks/gpu_wheels.sh`, then run it through the device tool
-# carrying .whl (the README's "On a lent GPU"); it writes $OUT/gpu_session.tar.gz.
+# Prepare the wheels it installs with `bash benchmarks/gpu_wheels.sh` (on a machine with
+# internet), copy the clone with .whl/ to the GPU machine and run it there
+# (benchmarks/README.md, "Running the GPU check"); it writes $OUT/gpu_session.tar.gz.
 #     bash benchmarks/gpu_session.sh [BUDGET_S]      # default 480 s in all
 # It never changes the card's clocks, power limit or MIG settings.
 set -uo pipefail

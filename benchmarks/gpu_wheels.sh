@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Fetch what the lent GPU machine lacks, on a machine that reaches the package index.
+# Fetch what a GPU machine without internet lacks, on a machine that reaches the package index.
 #
-# The device machine has Python 3.12 with torch, torchvision, numpy, pandas, matplotlib,
-# rich, psutil, scikit-learn and nvidia-ml-py, and no network. This puts CPython 3.12
-# manylinux x86_64 wheels of the rest into .whl/ (git-ignored; carry it to the device),
-# with setuptools for the editable install there. Then, on the device:
+# It assumes the GPU machine has Python 3.12 with torch, torchvision, numpy, pandas,
+# matplotlib, rich, psutil, scikit-learn and nvidia-ml-py. This puts CPython 3.12
+# manylinux x86_64 wheels of the rest into .whl/ (git-ignored; copy it with the clone),
+# with setuptools for the editable install there. Then, on the GPU machine:
 #     bash benchmarks/gpu_session.sh
 #
 #     bash benchmarks/gpu_wheels.sh

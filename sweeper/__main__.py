@@ -6,8 +6,10 @@ python -m sweeper -m model=resnet,vit batch=32,128
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
+import signal
 import sys
 from typing import TYPE_CHECKING, NoReturn
 
@@ -17,8 +19,9 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from sweeper import _threads  # noqa: F401  (first: OpenMP's waiting before torch loads)
-from sweeper.app.callbacks import LAST_SWEEP, summarise_runs
-from sweeper.errors import USER_ERROR_EXIT, USER_ERRORS, exit_with_user_error
+from sweeper.app.callbacks import LAST_SWEEP, discard_refused_run_dir, summarise_runs
+from sweeper.errors import USER_ERROR_EXIT, USER_ERRORS, ConfigError, exit_with_user_error
+from sweeper.redact import install_stream_redaction, owner_only_files, take_passwords
 from sweeper.run.recording import RunInterrupted
 from sweeper.store.db import dispose_stores
 
@@ -35,6 +38,8 @@ def app(cfg: DictConfig) -> JobResult:
     try:
         result = run_job(cfg)
     except USER_ERRORS as exc:
+        if HydraConfig.get().mode == RunMode.RUN:
+            discard_refused_run_dir(HydraConfig.get().job.name)
         exit_with_user_error(exc)
     if result.run_id is None and result.status == "completed":
         return result  # a torchrun rank other than 0: rank 0 reports the run
@@ -83,9 +88,90 @@ def _is_usage_error(exc: SystemExit) -> bool:
     return exc.code == 1 and isinstance(exc.__context__, HydraException | OmegaConfBaseException)
 
 
+def _move_passwords_to_the_environment() -> None:
+    """Take a password typed into the command line (`storage.url=postgresql://u:PW@host/db`,
+    `hydra.sweeper.storage=...`) out of it before Hydra reads it, and hand it to the store
+    as SWEEPER_DB_PASSWORD, which the jobs inherit (submitit's local processes; Slurm's
+    sbatch exports the environment by default). Hydra's saved configs, logs and error lines
+    and the launchers' pickled jobs then never hold it."""
+    args, passwords = take_passwords(sys.argv[1:])
+    if not passwords:
+        return
+    given = os.environ.get("SWEEPER_DB_PASSWORD")
+    if len(passwords) > 1 or (given and given not in passwords):
+        exit_with_user_error(ConfigError(
+            "the command line holds a database password that differs from another one (or "
+            "from SWEEPER_DB_PASSWORD); give each server's password in ~/.pgpass instead"
+        ))
+    os.environ["SWEEPER_DB_PASSWORD"] = passwords.pop()
+    sys.argv[1:] = args
+    print(
+        "sweeper: warning: a database password was typed on the command line: it stays in "
+        "your shell history. sweeper removed it from the command and passes it to its jobs as "
+        "SWEEPER_DB_PASSWORD, so nothing it writes holds it; prefer SWEEPER_DB_PASSWORD, "
+        "PGPASSWORD or ~/.pgpass (see README, Scaling out)",
+        file=sys.stderr,
+    )
+
+
+def _refuse_unquoted_non_ascii() -> None:
+    """Hydra's override grammar reads non-ASCII characters only inside quotes and reports
+    an unquoted one as a lexer error; say which override to quote, and how."""
+    for arg in sys.argv[1:]:
+        if arg.startswith("-") or arg.isascii() or "=" not in arg:
+            continue
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+        from hydra.errors import OverrideParseException
+
+        try:
+            OverridesParser.create().parse_overrides([arg])
+        except OverrideParseException:
+            key, value = arg.split("=", 1)
+            quoted = f"'{key}=\"{value}\"'" if '"' not in value else f'"{key}=\'{value}\'"'
+            exit_with_user_error(ConfigError(
+                f"the override {arg!r} holds non-ASCII characters, which Hydra reads only "
+                f"inside quotes: quote the value (each value of a list), e.g. {quoted} "
+                "(the outer quotes are for the shell)"
+            ))
+
+
+# How long a launcher stopped by SIGTERM gives its jobs to record their runs as interrupted.
+JOB_GRACE_S = 30.0
+
+
+def _stop_jobs_on_sigterm() -> None:
+    """SIGTERM while no run is measuring in this process (a launcher waiting for its
+    submitit_local jobs, or between two runs): pass it on to the processes this one started,
+    so their runs are recorded as interrupted and none keeps running once the command has
+    exited 143; those still alive after JOB_GRACE_S are killed. During a run,
+    sweeper.run.recording's own handler is in place instead."""
+
+    def handler(signum: int, _frame: object) -> None:
+        import psutil  # here: not on every command's start
+
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once is enough
+        children = psutil.Process().children()
+        for child in children:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.send_signal(signum)
+        _, alive = psutil.wait_procs(children, timeout=JOB_GRACE_S if children else 0)
+        for child in alive:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                for process in [*child.children(recursive=True), child]:
+                    process.kill()
+        raise RunInterrupted(f"received signal {signal.Signals(signum).name}")
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def main() -> None:
     """Exit status: 0 done; 1 a run of a grid failed; 2 bad input (sweeper's checks or
     Hydra's), before anything ran; 130 / 143 interrupted by Ctrl-C / SIGTERM."""
+    owner_only_files()
+    install_stream_redaction()
+    _move_passwords_to_the_environment()
+    _refuse_unquoted_non_ascii()
+    _stop_jobs_on_sigterm()
     try:
         app()
     except SystemExit as exc:

@@ -9,10 +9,13 @@ are shared with everyone who reads the results.
 from __future__ import annotations
 
 import logging
+import os
 import re
-from collections.abc import Iterable
+import sys
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
+from urllib.parse import unquote
 
 MASK = "***"
 
@@ -55,6 +58,29 @@ def secrets_in(texts: Iterable[str]) -> set[str]:
 _HYDRA_ESCAPE = re.compile(r"\\([\\()\[\]{}:=, \t])")
 
 
+def take_passwords(args: Sequence[str]) -> tuple[list[str], set[str]]:
+    """The arguments with every password typed into them removed (a URL's `user:PASSWORD@`
+    becomes `user@`; a `password=...` keyword goes), and those passwords as the server reads
+    them (percent-decoded).
+
+    The entry point calls this before Hydra sees the command line and hands the password to
+    the store (and to every job, through the environment) as SWEEPER_DB_PASSWORD: Hydra's
+    saved configs, logs and error lines and the launchers' job files (submitit's pickles)
+    then never hold it, on success, failure or interruption alike.
+    """
+    found: set[str] = set()
+
+    def take(match: re.Match[str], keep: str) -> str:
+        found.add(unquote(_HYDRA_ESCAPE.sub(r"\1", match["pw"])))
+        return keep
+
+    cleaned = []
+    for arg in args:
+        arg = _URL_PASSWORD.sub(lambda m: take(m, f"{m['head']}@"), arg)
+        cleaned.append(_KEYWORD_PASSWORD.sub(lambda m: take(m, ""), arg))
+    return cleaned, {s for s in found if s}
+
+
 def mask_config(value: Any) -> Any:
     """A copy of a resolved config (dicts, lists, scalars) with passwords masked."""
     if isinstance(value, dict):
@@ -93,6 +119,44 @@ def install_log_redaction() -> None:
 
     masking_factory.masks_secrets = True  # type: ignore[attr-defined]
     logging.setLogRecordFactory(masking_factory)
+
+
+class MaskedStream:
+    """A text stream that masks passwords in everything written to it: the last line of
+    defence for what bypasses logging (Hydra's `Error executing job with overrides: [...]`
+    line, tracebacks)."""
+
+    masks_secrets = True
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        return self._stream.write(mask_secrets(text))
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        self._stream.writelines(mask_secrets(line) for line in lines)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def install_stream_redaction() -> None:
+    """Mask passwords in this process's sys.stdout and sys.stderr (idempotent)."""
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if stream is not None and not getattr(stream, "masks_secrets", False):
+            setattr(sys, name, MaskedStream(stream))
+
+
+def owner_only_files() -> None:
+    """Create every file and folder from now on owner-only (0600 / 0700), unless the umask
+    is already stricter: logs, Hydra's .hydra/ configs, launcher job files and the SQLite
+    file (with its -wal / -journal, which SQLite creates with the database's mode) can hold
+    a config, and a shared machine has other users. Processes started from here (submitit's
+    jobs) inherit the umask."""
+    current = os.umask(0o077)
+    os.umask(current | 0o077)
 
 
 def scrub_files(paths: Iterable[Path]) -> list[Path]:

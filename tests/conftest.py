@@ -35,6 +35,25 @@ TINY = [
 ]
 
 
+def _clone_results() -> set[tuple[Path, int]]:
+    """What the clone's results/ folder holds, three levels deep (results/outputs/DATE/TIME),
+    with each entry's modification time (a database written to), except its tracked files."""
+    folder = ROOT / "results"
+    tracked = {folder / "README.md", folder / ".gitignore"}
+    entries = [*folder.glob("*"), *folder.glob("*/*"), *folder.glob("*/*/*")]
+    return {(p, p.stat().st_mtime_ns) for p in entries if p not in tracked and p.exists()}
+
+
+@pytest.fixture(autouse=True)
+def _writes_only_under_temporary_folders() -> Iterator[None]:
+    """A test writes only under its temporary folders, never the clone's results/ (issue 21,
+    item 11): a test that does fails, naming what it left."""
+    before = _clone_results()
+    yield
+    left = sorted(_clone_results() - before)
+    assert not left, f"the test wrote into the clone: {[str(p) for p, _ in left[:5]]}"
+
+
 @pytest.fixture
 def tiny_cifar10(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A data root holding a 70-image CIFAR-10 in torchvision's format (tests/cifar_files.py)."""

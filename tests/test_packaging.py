@@ -52,6 +52,42 @@ def _clean_env() -> dict[str, str]:
     return env
 
 
+def _venv_seeing_these_dependencies(venv: Path) -> Path:
+    """A fresh virtual environment whose interpreter also finds the packages this one
+    installed (torch, Hydra, ...), wherever they live: a venv's or conda env's own
+    site-packages, the system's, the user's. `venv --system-site-packages` sees only the base
+    interpreter's, which in a venv lacks them. The folders are added by a .pth file as plain
+    path entries, so their own .pth files (an editable install of sweeper) are not run and
+    the wheel under test is the only sweeper. Returns the venv's python."""
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    purelib = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()
+    found = [p for p in sys.path if p and Path(p).is_dir()
+             and Path(p).name in ("site-packages", "dist-packages")]
+    (Path(purelib) / "parent_environment.pth").write_text("".join(f"{p}\n" for p in found))
+    return python
+
+
+def test_a_fresh_venv_sees_this_environments_dependencies(tmp_path: Path) -> None:
+    """The very packages this interpreter imports, not the base interpreter's (which in a
+    plain venv has none, hence main's `No module named 'hydra'`, issue 21 item 13)."""
+    import hydra
+    import optuna
+
+    python = _venv_seeing_these_dependencies(tmp_path / "venv")
+    found = subprocess.run(
+        [str(python), "-c", "import hydra, optuna, importlib.util; "
+         "print(hydra.__file__, optuna.__file__, importlib.util.find_spec('sweeper'))"],
+        cwd=tmp_path, env=_clean_env(), capture_output=True, text=True, timeout=120,
+    )
+    assert found.returncode == 0, found.stderr[-2000:]
+    # ... and not this checkout's editable sweeper: the wheel under test is the only one.
+    assert found.stdout.split() == [hydra.__file__, optuna.__file__, "None"]
+
+
 @pytest.mark.slow
 def test_wheel_installs_and_runs_outside_the_clone(tmp_path: Path) -> None:
     # The tracked files only, as a fresh clone has them.
@@ -78,9 +114,7 @@ def test_wheel_installs_and_runs_outside_the_clone(tmp_path: Path) -> None:
     assert not [n for n in names if re.match(r"(models|datasets|conf)/", n)]
 
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)],
-                   check=True, timeout=120)
-    python = venv / "bin" / "python"
+    python = _venv_seeing_these_dependencies(venv)
     subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-index",
                     str(wheel)], check=True, capture_output=True, env=_clean_env(), timeout=300)
 

@@ -19,7 +19,7 @@ from sweeper.report.__main__ import main as report_main
 from sweeper.report.analysis import pareto_mask
 from sweeper.report.effects import paired_change
 from sweeper.store import Phase, PhaseDomainEnergy, PowerSample, Run, Sweep, open_store
-from tests.conftest import ROOT, TINY
+from tests.conftest import ROOT, TINY, cli_env
 
 MODELS = {"cnn": (2.0e4, 9.0e3, 0.90), "resnet": (6.0e5, 7.0e4, 0.95), "vit": (2.5e5, 6.0e4, 0.92)}
 EXPECTED_FIGURES = (
@@ -238,7 +238,8 @@ def test_pareto_and_matched_pairs() -> None:
 def test_report_on_a_real_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     url = f"sqlite:///{tmp_path / 'real.db'}"
     subprocess.run([sys.executable, "-m", "sweeper", *TINY, f"storage.url={url}",
-                    "meter=estimate"], cwd=ROOT, check=True, capture_output=True, timeout=300)
+                    "meter=estimate"], cwd=tmp_path, env=cli_env(), check=True,
+                   capture_output=True, timeout=300)
     out = tmp_path / "report"
     assert report_main(["--storage", url, "--out", str(out)]) == 0
     assert "estimate" in capsys.readouterr().out

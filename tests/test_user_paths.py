@@ -176,3 +176,42 @@ def test_the_uncertainty_footnote_says_what_the_plus_minus_covers() -> None:
     cpu = Run(meter_source="estimate", energy_train_uncertainty_j=1.0, machine_busy=False)
     assert "how NVML's refreshes were split between phases" in _caption([gpu], False)
     assert "split" not in _caption([cpu], False) and "not run-to-run" in _caption([cpu], False)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["+epoch=1"], ["batch=0"], ["nosuch=3"], ["precision=fp16", "device=cpu"],
+     ["storage.url=postgresql+psycopg://nobody@127.0.0.1:1/none", "storage.outage_s=0"],
+     ["mode=estimate"], ["-m", "batch=32,0"]],
+    ids=["typo", "value", "hydra-key", "device", "store", "estimate-no-db", "grid"],
+)
+def test_a_refused_command_writes_nothing(tmp_path: Path, args: list[str]) -> None:
+    """No results/outputs/<time>/ folder (issue 21, item 11): the run is checked before Hydra
+    creates it, or what Hydra created is removed when the job refuses."""
+    proc = run_cli([*args, *TINY], cwd=tmp_path)
+    assert proc.returncode == USER_ERROR_EXIT, proc.stderr[-2000:]
+    assert list(tmp_path.rglob("*")) == []
+
+
+def test_a_refused_run_keeps_an_existing_run_folder(tmp_path: Path) -> None:
+    """hydra.run.dir pointing at a folder that holds files: nothing of it is removed."""
+    (tmp_path / "sweeper.log").write_text("an earlier run's log\n")
+    proc = run_cli(["batch=0", "hydra.run.dir=.", *TINY], cwd=tmp_path)
+    assert proc.returncode == USER_ERROR_EXIT
+    assert (tmp_path / "sweeper.log").read_text() == "an earlier run's log\n"
+
+
+@pytest.mark.parametrize("multirun", [False, True])
+def test_a_non_ascii_override_says_what_to_quote(tmp_path: Path, multirun: bool) -> None:
+    """Hydra reads non-ASCII only inside quotes (issue 21, item 12)."""
+    url = f"sqlite:///{tmp_path}/ü/x.db"
+    proc = run_cli([*(["-m"] if multirun else []), f"storage.url={url}", *TINY], cwd=tmp_path)
+    assert proc.returncode == USER_ERROR_EXIT
+    assert proc.stderr.strip().splitlines() == [
+        f"sweeper: error: the override 'storage.url={url}' holds non-ASCII characters, which "
+        "Hydra reads only inside quotes: quote the value (each value of a list), e.g. "
+        f"'storage.url=\"{url}\"' (the outer quotes are for the shell)"
+    ]
+    assert list(tmp_path.rglob("*")) == []
+    quoted = run_cli([f'storage.url="{url}"', "--cfg", "job"], cwd=tmp_path)  # as advised
+    assert quoted.returncode == 0 and f"url: {url}" in quoted.stdout, quoted.stderr[-2000:]

@@ -15,13 +15,21 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from sweeper.app.summary import print_sweep
+from sweeper.config.launch import is_main
 from sweeper.config.spec import build_spec
 from sweeper.config.storage import open_results, resolve_storage
 from sweeper.config.sweep import announce, announced, identity_for
-from sweeper.errors import USER_ERRORS, StoreUnavailable, exit_with_user_error, invalid_value
+from sweeper.errors import (
+    USER_ERRORS,
+    ConfigError,
+    StoreUnavailable,
+    exit_with_user_error,
+    invalid_value,
+)
 from sweeper.redact import (
     has_secret,
     install_log_redaction,
+    mask_overrides,
     scrub_hydra_outputs,
     scrub_sweep_dir,
 )
@@ -38,6 +46,10 @@ BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 # Outcome of the last multirun in this process, for the exit status.
 LAST_SWEEP: dict[str, int] = {}
 
+# The folders Hydra is about to create for this process's single run (deepest first): a run
+# refused inside its job removes them again (discard_refused_run_dir).
+_NEW_RUN_DIRS: list[Path] = []
+
 
 def grid_job_overrides(config: DictConfig) -> list[list[str]]:
     """The override list of every job the basic sweeper will launch."""
@@ -52,34 +64,37 @@ def grid_job_overrides(config: DictConfig) -> list[list[str]]:
     return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
 
 
-def validate_grid(config: DictConfig) -> int:
-    """Compose and validate every job of a grid before any of them trains."""
+def validate_job(job_cfg: DictConfig, checked_devices: set[tuple[str, str]] | None = None) -> None:
+    """The checks a job's config must pass before it runs (`checked_devices`: device and
+    precision pairs already checked, skipped)."""
     from sweeper.energy import carbon_intensity
-    from sweeper.errors import ConfigError
     from sweeper.run.gpu_power import check_gpu_power
     from sweeper.training.device import check_precision, resolve_device
 
+    spec = build_spec(job_cfg)
+    checked = set() if checked_devices is None else checked_devices
+    if (spec.device, spec.precision) not in checked:
+        check_precision(spec.precision, resolve_device(spec.device))
+        checked.add((spec.device, spec.precision))
+    if spec.power_limit.active:  # the limit's range and the permission to set it
+        check_gpu_power(spec, resolve_device(spec.device))
+    try:
+        carbon_intensity(spec.country, spec.region)
+    except ValueError as exc:
+        raise ConfigError(f"invalid value for 'energy.country': {exc}") from None
+
+
+def validate_grid(config: DictConfig) -> int:
+    """Compose and validate every job of a grid before any of them trains."""
     loader = GlobalHydra.instance().config_loader()
     jobs = grid_job_overrides(config)
     checked_devices: set[tuple[str, str]] = set()
     for overrides in jobs:
         job_cfg = loader.load_sweep_config(config, list(overrides))
         try:
-            spec = build_spec(job_cfg)
+            validate_job(job_cfg, checked_devices)
         except ConfigError as exc:
-            raise ConfigError(f"{exc} (in job: {' '.join(overrides)})") from None
-        if (spec.device, spec.precision) not in checked_devices:
-            check_precision(spec.precision, resolve_device(spec.device))
-            checked_devices.add((spec.device, spec.precision))
-        if spec.power_limit.active:  # the limit's range and the permission to set it
-            try:
-                check_gpu_power(spec, resolve_device(spec.device))
-            except ConfigError as exc:
-                raise ConfigError(f"{exc} (in job: {' '.join(overrides)})") from None
-        try:
-            carbon_intensity(spec.country, spec.region)
-        except ValueError as exc:
-            raise ConfigError(f"invalid value for 'energy.country': {exc}") from None
+            raise ConfigError(f"{exc} (in job: {mask_overrides(overrides)})") from None
     return len(jobs)
 
 
@@ -91,6 +106,18 @@ class SweepCallback(Callback):
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         _guard_secrets(config)
+        run_dir = Path(str(config.hydra.run.dir)).absolute()
+        _NEW_RUN_DIRS[:] = [d for d in (run_dir, *run_dir.parents) if not d.exists()]
+        # Refused here, before Hydra creates the run's output folder: a command that does
+        # no work leaves nothing behind.
+        try:
+            validate_job(config)
+            # estimate only reads; under torchrun, rank 0 alone opens the store
+            if OmegaConf.select(config, "mode") != "estimate" and is_main():
+                spec = build_spec(config)
+                open_results(spec.storage_url, spec.storage_outage_s)
+        except (*USER_ERRORS, ConfigCompositionException) as exc:
+            exit_with_user_error(exc)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         _guard_secrets(config)
@@ -166,6 +193,23 @@ class SweepCallback(Callback):
             interrupted=sum(r.status == "interrupted" for r in latest),
         )
         print_sweep(f"sweep {name!r} ({store.display_url})", runs)
+
+
+def discard_refused_run_dir(job_name: str) -> None:
+    """Remove what Hydra wrote for a single run that its job then refused (a missing
+    database, say): its saved configs and log, and the folders this command created for
+    them, if nothing else is in them. A command that did no work leaves nothing behind."""
+    if not _NEW_RUN_DIRS:
+        return
+    run_dir = _NEW_RUN_DIRS[0]
+    for name in ("config.yaml", "hydra.yaml", "overrides.yaml"):
+        (run_dir / ".hydra" / name).unlink(missing_ok=True)
+    (run_dir / f"{job_name}.log").unlink(missing_ok=True)
+    for folder in (run_dir / ".hydra", *_NEW_RUN_DIRS):
+        try:
+            folder.rmdir()
+        except OSError:  # not empty: something else was written there, keep it
+            return
 
 
 def _guard_secrets(config: DictConfig) -> None:
