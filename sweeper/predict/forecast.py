@@ -62,6 +62,15 @@ def window_steps(total_steps: int, window: float) -> int:
     return max(1, math.ceil(total_steps * window))
 
 
+def epoch_window_steps(steps: int, steps_per_epoch: int | None) -> int:
+    """A window of at least ``steps``, as whole epochs when an epoch is at most twice its
+    length: every epoch starts with its own cost (the loader's first batches, an epoch's
+    first step), and a window inside one epoch holds none of the later ones."""
+    if not steps_per_epoch or steps_per_epoch > 2 * steps:
+        return steps
+    return math.ceil(steps / steps_per_epoch) * steps_per_epoch
+
+
 def extrapolate(
     *,
     total_steps: int,
@@ -124,7 +133,9 @@ class ProfileWindow:
     agree within ``settle_tol``: a transient longer than the floors (allocator, caches, the
     loader's first batches) is measured too. The window lasts at least its fraction of the
     steps and `min_seconds`, so it spans many refreshes of the meter (NVML: ~100 ms); it
-    never runs past the last step, where the "forecast" is the measurement itself.
+    never runs past the last step, where the "forecast" is the measurement itself. With
+    ``steps_per_epoch`` it covers whole epochs when an epoch is at most twice its length
+    (``epoch_window_steps``).
 
     ``read_energy_j`` returns joules, or a reading that settles later: ``result`` is the
     forecast from the values at hand when the window closes (what early stopping can act
@@ -143,13 +154,15 @@ class ProfileWindow:
         warmup_seconds: float = 0.0,
         min_seconds: float = 0.0,
         settle_tol: float = SETTLE_TOL,
+        steps_per_epoch: int | None = None,
     ) -> None:
         self.total_steps = total_steps
         self.window = window
         # Short runs cannot spare warm-up steps: keep at least one step to profile.
         self.warmup_steps = min(warmup_steps, max(total_steps - 1, 0))
         self.profiled_steps = min(
-            window_steps(total_steps, window), total_steps - self.warmup_steps
+            epoch_window_steps(window_steps(total_steps, window), steps_per_epoch),
+            total_steps - self.warmup_steps,
         )
         self.warmup_seconds = warmup_seconds
         self.min_seconds = min_seconds

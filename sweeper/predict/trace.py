@@ -11,23 +11,28 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from sweeper.predict.forecast import (
     Forecast,
     ProfileWindow,
     Reading,
+    epoch_window_steps,
     joules,
     window_steps,
 )
 
 
-def profile_plan(total_steps: int, window: float, warmup_steps: int) -> tuple[int, int]:
-    """(warm-up steps, profiled steps) a ProfileWindow uses for a run of total_steps.
+def profile_plan(total_steps: int, window: float, warmup_steps: int,
+                 steps_per_epoch: int | None = None) -> tuple[int, int]:
+    """(warm-up steps, profiled steps) a ProfileWindow plans for a run of total_steps
+    (warm-up at its floor: it goes on until the per-step energy settles).
 
     Short runs cannot spare warm-up steps: at least one step is always profiled.
     """
     warmup = min(warmup_steps, max(total_steps - 1, 0))
-    return warmup, min(window_steps(total_steps, window), total_steps - warmup)
+    steps = epoch_window_steps(window_steps(total_steps, window), steps_per_epoch)
+    return warmup, min(steps, total_steps - warmup)
 
 
 def forecast_error(predicted: float, actual: float) -> float:
@@ -78,7 +83,7 @@ class StepTrace:
 
 def forecast_from_trace(
     energy_j: Sequence[float], time_s: Sequence[float], window: float, warmup_steps: int,
-    **floors: float,
+    **options: Any,
 ) -> Forecast:
     """The forecast a ProfileWindow with this window would have made on this trace (the
     window itself, replayed over the recorded step boundaries)."""
@@ -87,7 +92,7 @@ def forecast_from_trace(
         raise ValueError("a trace needs one reading per step boundary and at least one step")
     at = [0]
     profile = ProfileWindow(total, window, warmup_steps, lambda: energy_j[at[0]],
-                            lambda: time_s[at[0]], **floors)
+                            lambda: time_s[at[0]], **options)
     profile.start()
     for step in range(1, total + 1):
         at[0] = step

@@ -43,7 +43,7 @@ def execute_training(p: Prepared) -> JobResult:
         lambda: _TrainingEnergy(sampler.checkpoint(), tuple(
             ph for ph in recorder.phases if ph.kind == "eval")),
         lambda: time.perf_counter() - recorder.duration_of("eval"),
-        **profile_floors(p),
+        steps_per_epoch=len(p.loaders["train"]), **profile_floors(p),
     )
     on_step = guard_steps(profile, limit)
     run.measure(lambda: run.values.update(
