@@ -100,7 +100,7 @@ def extrapolate(
         sd_j = math.sqrt(var_chunk / n * remaining**2  # the window's rate
                          + var_chunk * chunk_steps * later  # the later steps' own scatter
                          + (transient_j * remaining) ** 2 / 3.0)  # uniform within it
-        half_j = _t_quantile(0.5 + INTERVAL / 2, n - 1) * sd_j
+        half_j = t_quantile(0.5 + INTERVAL / 2, n - 1) * sd_j
         low, high = energy_j - half_j, energy_j + half_j
     return Forecast(
         window=window,
@@ -114,11 +114,15 @@ def extrapolate(
     )
 
 
-def _t_quantile(p: float, dof: int) -> float:
-    """Student t quantile (scipy's)."""
-    from scipy.stats import t
-
-    return float(t.ppf(p, dof))
+def t_quantile(p: float, dof: int) -> float:
+    """Student t quantile, by the Cornish-Fisher expansion around the normal's (1.2% low at
+    2 degrees of freedom, within 0.3% from 3 on). Not scipy's: importing scipy.stats
+    costs seconds of CPU, which a window closing inside a training epoch would charge to
+    training."""
+    z = statistics.NormalDist().inv_cdf(p)
+    n = float(max(dof, 1))
+    return (z + (z**3 + z) / (4 * n) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * n**2)
+            + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * n**3))
 
 
 class ProfileWindow:
@@ -247,7 +251,7 @@ class ProfileWindow:
                 return
         if step > self._marks[-1][0] and (step - self._warm_step) % self._chunk == 0:
             self._marks.append((step, self._read(), self._clock()))
-        if step < self._warm_step + self.profiled_steps:
+        if step < min(self._warm_step + self.profiled_steps, self.total_steps):
             return
         if step < self.total_steps and self._clock() - self._warm[1] < self.min_seconds:
             return

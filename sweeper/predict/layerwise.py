@@ -23,6 +23,7 @@ from typing import Protocol
 
 import numpy as np
 
+from sweeper.predict.forecast import t_quantile
 from sweeper.predict.laws import nonnegative_lstsq
 
 FEATURES = ("macs_conv", "macs_matmul", "moved_compute", "moved_elementwise", "params",
@@ -66,14 +67,12 @@ class LayerwiseLaw:
 
     def interval(self, features: Mapping[str, float], level: float = 0.9) -> tuple[float, float]:
         """A ``level`` prediction interval of a new measurement of this network."""
-        from scipy.stats import t
-
         mid = self.predict(features)
         if self.dof <= 0 or mid <= 0:
             return 0.0, math.inf
         a = np.array([features[name] / mid for name in self.used])
         leverage = float(a @ self.inv_gram @ a)  # how far from the networks fitted
-        half = float(t.ppf(0.5 + level / 2, self.dof)) * self.log_sd * math.sqrt(
+        half = t_quantile(0.5 + level / 2, self.dof) * self.log_sd * math.sqrt(
             1.0 + leverage)
         return mid * math.exp(-half), mid * math.exp(half)
 
