@@ -62,30 +62,41 @@ def describe_model(model: nn.Module, input_shape: Sequence[int]) -> ModelInfo:
     untouched; each submodule's train/eval flag is restored afterwards.
     """
     params = sum(p.numel() for p in model.parameters())
-    reference = next(model.parameters(), None)
-    device = reference.device if reference is not None else torch.device("cpu")
-    dtype = reference.dtype if reference is not None else torch.float32
-    sample = torch.zeros(1, *input_shape, device=device, dtype=dtype)
-    modes = {module: module.training for module in model.modules()}
     written = [0]
 
     def count(_module: nn.Module, _inputs: object, output: object) -> None:
         written[0] += sum(t.numel() for t in _tensors(output))
 
-    hooks = [m.register_forward_hook(count) for m in model.modules()
-             if next(m.children(), None) is None]
+    counter = _counted_forward(model, input_shape, {
+        n: count for n, m in model.named_modules() if next(m.children(), None) is None})
+    return ModelInfo(params=params, macs_per_sample=counter.get_total_flops() / 2,
+                     activations_per_sample=float(written[0]))
+
+
+def _counted_forward(
+    model: nn.Module, input_shape: Sequence[int], hooks: dict[str, Any]
+) -> FlopCounterMode:
+    """One 1-sample forward pass in eval mode under ``no_grad``, counting FLOPs, with a
+    forward hook on each named module in ``hooks``; every module's train/eval flag and
+    the hooks are restored afterwards."""
+    reference = next(model.parameters(), None)
+    device = reference.device if reference is not None else torch.device("cpu")
+    dtype = reference.dtype if reference is not None else torch.float32
+    sample = torch.zeros(1, *input_shape, device=device, dtype=dtype)
+    modes = {module: module.training for module in model.modules()}
+    modules = dict(model.named_modules())
+    handles = [modules[name].register_forward_hook(hook) for name, hook in hooks.items()]
     model.eval()
+    counter = FlopCounterMode(display=False)
     try:
-        counter = FlopCounterMode(display=False)
         with torch.no_grad(), _countable_attention(), counter:
             model(sample)
     finally:
-        for hook in hooks:
-            hook.remove()
+        for handle in handles:
+            handle.remove()
         for module, training in modes.items():
             module.training = training
-    return ModelInfo(params=params, macs_per_sample=counter.get_total_flops() / 2,
-                     activations_per_sample=float(written[0]))
+    return counter
 
 
 def _tensors(output: object) -> list[torch.Tensor]:
@@ -135,11 +146,6 @@ def describe_layers(model: nn.Module, input_shape: Sequence[int]) -> list[LayerI
     compute: build the model under ``torch.device("meta")``). MACs that FlopCounterMode
     gives no leaf (attention's matmuls inside nn.MultiheadAttention) form one more
     "other" layer, so the layers' MACs add up to describe_model's."""
-    reference = next(model.parameters(), None)
-    device = reference.device if reference is not None else torch.device("cpu")
-    dtype = reference.dtype if reference is not None else torch.float32
-    sample = torch.zeros(1, *input_shape, device=device, dtype=dtype)
-    modes = {module: module.training for module in model.modules()}
     seen: dict[str, tuple[float, float]] = {}
     leaves = {n: m for n, m in model.named_modules() if next(m.children(), None) is None}
 
@@ -151,17 +157,7 @@ def describe_layers(model: nn.Module, input_shape: Sequence[int]) -> list[LayerI
             seen[name] = (before[0] + got_in, before[1] + got_out)
         return record
 
-    hooks = [m.register_forward_hook(hook(n)) for n, m in leaves.items()]
-    model.eval()
-    try:
-        counter = FlopCounterMode(display=False)
-        with torch.no_grad(), _countable_attention(), counter:
-            model(sample)
-    finally:
-        for h in hooks:
-            h.remove()
-        for module, training in modes.items():
-            module.training = training
+    counter = _counted_forward(model, input_shape, {n: hook(n) for n in leaves})
     counts = counter.get_flop_counts()
     root = type(model).__name__
     layers = []
