@@ -78,7 +78,7 @@ def test_the_interval_covers_90_percent_of_noisy_measurements(layers: dict[str, 
     features = {k: layer_features(v) for k, v in layers.items()}
     truth = {k: _truth(v) for k, v in layers.items()}
     covered = trials = 0
-    for draw in range(40):
+    for _draw in range(40):
         noisy = {k: truth[k] * rng.lognormvariate(0.0, 0.1) for k in names}
         for unseen in names:
             law = fit_layerwise([(features[k], noisy[k]) for k in names if k != unseen])
