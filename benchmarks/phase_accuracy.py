@@ -31,8 +31,10 @@ Two placements:
   so attributing by where the work is does not hold; shown for what it costs.
 
 "met" says whether the mean and the worst phase are within the target; "+-unc" is the mean
-stated uncertainty (% of the phase's energy) and "covers" the share of phases whose truth
-lies within it.
+stated uncertainty (% of the phase's energy), "covers" the share of phases whose truth
+lies within it, "width" the median stated uncertainty over the median error, and
+"calibrated" whether covers is 90-99% and width at most 3 (issue 24; the uncertainty is
+meant as a 95% interval, whose width is 2.9 times the median error for a normal error).
 
     python benchmarks/phase_accuracy.py [--seeds 6] [--phases 10]
 """
@@ -82,6 +84,19 @@ def _stated(scores: list[PhaseScore]) -> float:
     return 100 * statistics.fmean(s.uncertainty_j / s.true_j for s in scores)
 
 
+def _calibration(scores: list[PhaseScore]) -> tuple[float, float]:
+    """The share of phases whose truth lies within the stated uncertainty, and the median
+    stated uncertainty over the median error (issue 24: 90-99% and at most 3)."""
+    covered = sum(abs(s.final_j - s.true_j) <= s.uncertainty_j for s in scores) / len(scores)
+    median_error_j = statistics.median(abs(s.final_j - s.true_j) for s in scores)
+    width = statistics.median(s.uncertainty_j for s in scores) / max(median_error_j, 1e-12)
+    return covered, width
+
+
+def _calibrated(covered: float, width: float) -> str:
+    return "yes" if 0.90 <= covered <= 0.99 and width <= 3.0 else "no"
+
+
 def _errors(scores: list[PhaseScore]) -> list[float]:
     return [100 * abs(s.final_error) for s in scores]
 
@@ -90,7 +105,8 @@ def table(title: str, measure: Callable[..., list[PhaseScore]], seeds: int, n: i
     print(f"\n{title}")
     print(f"{'stretch':<12}{'length':>7}{'n':>5}  {'today':>7}{'worst':>7}  {'even':>6}"
           f"{'worst':>7}  {'new':>6}{'worst':>7}  {'target':>6}  {'met':>9}  {'+-unc':>6}"
-          f"{'covers':>7}")
+          f"{'covers':>7}{'width':>6}  calibrated")
+    calibrated = 0
     for kind in KINDS:
         for length_s in LENGTHS_S:
             scores: list[PhaseScore] = []
@@ -101,7 +117,8 @@ def table(title: str, measure: Callable[..., list[PhaseScore]], seeds: int, n: i
                     evens += measure(kind, length_s, n, seed=seed)
             old = [100 * abs(s.read_error) for s in scores]
             even, new = _errors(evens), _errors(scores)
-            covered = sum(abs(s.final_j - s.true_j) <= s.uncertainty_j for s in scores)
+            covered, width = _calibration(scores)
+            calibrated += _calibrated(covered, width) == "yes"
             target = 100 * TARGET[length_s]
             met = "yes" if max(new) <= target else (
                 "mean only" if statistics.fmean(new) <= target else "no")
@@ -109,13 +126,16 @@ def table(title: str, measure: Callable[..., list[PhaseScore]], seeds: int, n: i
                   f"{statistics.fmean(old):>6.1f}%{max(old):>6.0f}%  "
                   f"{statistics.fmean(even):>5.2f}%{max(even):>6.1f}%  "
                   f"{statistics.fmean(new):>5.2f}%{max(new):>6.1f}%  {target:>5.0f}%  "
-                  f"{met:>9}  {_stated(scores):>5.1f}%{100 * covered / len(scores):>6.0f}%")
+                  f"{met:>9}  {_stated(scores):>5.1f}%{100 * covered:>6.0f}%{width:>6.1f}  "
+                  f"{_calibrated(covered, width)}")
+    print(f"uncertainty calibrated (covers 90-99%, width at most 3x the median error) in "
+          f"{calibrated} of {len(KINDS) * len(LENGTHS_S)} cells")
 
 
 def epochs(seeds: int) -> None:
     print("\nan epoch loop: 1 s training, then evaluation at heavy load, back to back")
     print(f"{'phase':<22}{'n':>5}  {'today':>7}{'worst':>7}  {'even':>6}{'worst':>7}  "
-          f"{'new':>6}{'worst':>7}  {'+-unc':>6}{'covers':>7}")
+          f"{'new':>6}{'worst':>7}  {'+-unc':>6}{'covers':>7}{'width':>6}  calibrated")
     for eval_s in (0.01, 0.05, 0.3):
         scores: list[PhaseScore] = []
         evens: list[PhaseScore] = []
@@ -128,11 +148,12 @@ def epochs(seeds: int) -> None:
             old = [100 * abs(s.read_error) for s in got]
             even = _errors([s for s in evens if s.stretch == kind])
             new = _errors(got)
-            covered = sum(abs(s.final_j - s.true_j) <= s.uncertainty_j for s in got)
+            covered, width = _calibration(got)
             print(f"{name:<22}{len(got):>5}  {statistics.fmean(old):>6.1f}%{max(old):>6.0f}%  "
                   f"{statistics.fmean(even):>5.2f}%{max(even):>6.1f}%  "
                   f"{statistics.fmean(new):>5.2f}%{max(new):>6.1f}%  "
-                  f"{_stated(got):>5.1f}%{100 * covered / len(got):>6.0f}%")
+                  f"{_stated(got):>5.1f}%{100 * covered:>6.0f}%{width:>6.1f}  "
+                  f"{_calibrated(covered, width)}")
 
 
 def recording() -> None:

@@ -80,6 +80,7 @@ class Measured:
     train_samples_per_epoch: int
     meter_source: str
     hardware_id: str
+    energy_train_uncertainty_j: float = 0.0  # stored with the run, as the search loop tells it
 
 
 def _sweep_runs(store: Store, sweep: str) -> list[Run]:
@@ -186,6 +187,7 @@ def load_grid(db: str, epochs: int) -> dict[Config, Measured]:
             macs_per_sample=float(r.macs_per_sample or 0.0), params=int(r.params or 0),
             train_samples_per_epoch=int((r.train_samples or 0) // max(r.epochs, 1)),
             meter_source=str(r.meter_source), hardware_id=str(r.hardware_id),
+            energy_train_uncertainty_j=float(r.energy_train_uncertainty_j or 0.0),
         )
     return grid
 

@@ -14,14 +14,16 @@ from .names import MODEL_NAMES
 
 if TYPE_CHECKING:
     from .build import build_model, model_options
-    from .info import ModelInfo, describe_model
+    from .info import LayerInfo, ModelInfo, describe_layers, describe_model
 
 _LAZY = {
     "build_model": ".build", "model_options": ".build",
     "ModelInfo": ".info", "describe_model": ".info",
+    "LayerInfo": ".info", "describe_layers": ".info",
 }
 
-__all__ = ["MODEL_NAMES", "ModelInfo", "build_model", "describe_model", "model_options"]
+__all__ = ["MODEL_NAMES", "LayerInfo", "ModelInfo", "build_model", "describe_layers",
+           "describe_model", "model_options"]
 
 
 def __getattr__(name: str) -> Any:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -66,31 +67,45 @@ def describe_model(model: nn.Module, input_shape: Sequence[int]) -> ModelInfo:
     untouched; each submodule's train/eval flag is restored afterwards.
     """
     params = sum(p.numel() for p in model.parameters())
-    reference = next(model.parameters(), None)
-    device = reference.device if reference is not None else torch.device("cpu")
-    dtype = reference.dtype if reference is not None else torch.float32
-    sample = torch.zeros(1, *input_shape, device=device, dtype=dtype)
-    modes = {module: module.training for module in model.modules()}
     written = [0]
 
     def count(_module: nn.Module, _inputs: object, output: object) -> None:
         written[0] += sum(t.numel() for t in _tensors(output))
 
-    hooks = [m.register_forward_hook(count) for m in model.modules()
-             if next(m.children(), None) is None]
-    model.eval()
-    try:
-        counter = FlopCounterMode(display=False)
-        with torch.no_grad(), _countable_attention(), counter, PtflopsCounter(model) as study:
-            model(sample)
-    finally:
-        for hook in hooks:
-            hook.remove()
-        for module, training in modes.items():
-            module.training = training
+    study = PtflopsCounter(model)  # the study's convention, counted in the same pass
+    counter = _counted_forward(model, input_shape, {
+        n: count for n, m in model.named_modules() if next(m.children(), None) is None},
+        also=study)
     return ModelInfo(params=params, macs_per_sample=counter.get_total_flops() / 2,
                      activations_per_sample=float(written[0]),
                      macs_ptflops_per_sample=study.macs)
+
+
+def _counted_forward(
+    model: nn.Module, input_shape: Sequence[int], hooks: dict[str, Any],
+    also: AbstractContextManager[Any] | None = None,
+) -> FlopCounterMode:
+    """One 1-sample forward pass in eval mode under ``no_grad``, counting FLOPs, with a
+    forward hook on each named module in ``hooks`` (and inside ``also``, another counter);
+    every module's train/eval flag and the hooks are restored afterwards."""
+    reference = next(model.parameters(), None)
+    device = reference.device if reference is not None else torch.device("cpu")
+    dtype = reference.dtype if reference is not None else torch.float32
+    sample = torch.zeros(1, *input_shape, device=device, dtype=dtype)
+    modes = {module: module.training for module in model.modules()}
+    modules = dict(model.named_modules())
+    handles = [modules[name].register_forward_hook(hook) for name, hook in hooks.items()]
+    model.eval()
+    counter = FlopCounterMode(display=False)
+    try:
+        with torch.no_grad(), _countable_attention(), counter, also or nullcontext():
+            model(sample)
+    finally:
+        for handle in handles:
+            handle.remove()
+        for module, training in modes.items():
+            module.training = training
+    return counter
 
 
 def _tensors(output: object) -> list[torch.Tensor]:
@@ -99,3 +114,69 @@ def _tensors(output: object) -> list[torch.Tensor]:
     if isinstance(output, list | tuple):
         return [t for item in output for t in _tensors(item)]
     return []
+
+
+# Leaf module kinds a layer-wise cost law tells apart (issue 24), by class name.
+LAYER_KINDS = ("conv", "linear", "norm", "act", "pool", "other")
+_ACTIVATIONS = ("relu", "gelu", "silu", "swish", "hardswish", "sigmoid", "tanh", "softmax",
+                "mish", "elu", "hardtanh", "hardsigmoid")
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One leaf module's work in a 1-sample forward pass: its MACs, the elements it reads
+    and writes (what moves through memory), and its parameters."""
+
+    name: str
+    kind: str  # one of LAYER_KINDS
+    macs: float
+    elements_in: float
+    elements_out: float
+    params: int
+
+
+def layer_kind(module: nn.Module) -> str:
+    name = type(module).__name__.lower()
+    if "conv" in name:
+        return "conv"
+    if "linear" in name:
+        return "linear"
+    if "norm" in name:
+        return "norm"
+    if "pool" in name:
+        return "pool"
+    if any(a in name for a in _ACTIVATIONS):
+        return "act"
+    return "other"
+
+
+def describe_layers(model: nn.Module, input_shape: Sequence[int]) -> list[LayerInfo]:
+    """Every leaf module's work in a 1-sample forward pass (on the meta device it costs no
+    compute: build the model under ``torch.device("meta")``). MACs that FlopCounterMode
+    gives no leaf (attention's matmuls inside nn.MultiheadAttention) form one more
+    "other" layer, so the layers' MACs add up to describe_model's."""
+    seen: dict[str, tuple[float, float]] = {}
+    leaves = {n: m for n, m in model.named_modules() if next(m.children(), None) is None}
+
+    def hook(name: str) -> Any:
+        def record(_module: nn.Module, inputs: object, output: object) -> None:
+            got_in = sum(t.numel() for t in _tensors(inputs))
+            got_out = sum(t.numel() for t in _tensors(output))
+            before = seen.get(name, (0.0, 0.0))
+            seen[name] = (before[0] + got_in, before[1] + got_out)
+        return record
+
+    counter = _counted_forward(model, input_shape, {n: hook(n) for n in leaves})
+    counts = counter.get_flop_counts()
+    root = type(model).__name__
+    layers = []
+    for name, module in leaves.items():
+        if name not in seen:
+            continue
+        flops = sum(counts.get(f"{root}.{name}", {}).values())
+        layers.append(LayerInfo(name, layer_kind(module), flops / 2, seen[name][0],
+                                seen[name][1], sum(p.numel() for p in module.parameters())))
+    rest = counter.get_total_flops() / 2 - sum(layer.macs for layer in layers)
+    if rest > 0.5:
+        layers.append(LayerInfo("(not in a leaf)", "other", rest, 0.0, 0.0, 0))
+    return layers

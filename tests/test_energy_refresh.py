@@ -102,18 +102,35 @@ def test_phase_energy_within_target_of_the_exact_integral(
     errors = [abs(s.final_error) for s in scores]
     assert statistics.fmean(errors) < bound, [f"{e:.3%}" for e in errors]
     assert all(s.flag is None for s in scores)
+    # The uncertainty is a 95% interval (issue 24), not a bound: of 20 phases one or two
+    # may fall outside it by chance (a 26% chance of two for a calibrated one).
     covered = [abs(s.final_j - s.true_j) <= s.uncertainty_j for s in scores]
-    assert sum(covered) >= 0.95 * len(scores)
+    assert sum(covered) >= 0.90 * len(scores)
 
 
 def test_the_stated_uncertainty_covers_the_error_without_drowning_it() -> None:
     """An uncertainty is useful only if it is not many times the error: for 1 s phases of
-    heavy work it stays a few percent (the even split's bound said 5-6%), and still
-    covers every phase."""
+    heavy work it is a fraction of a percent (the even split's bound said 5-6%, the bound
+    before issue 24 3.1%, 27 times the median error), covers 90% or more of the phases, and
+    its median is at most 3 times the median error (a normal error's 95% interval is 2.9
+    times its median)."""
     scores = measure_work_phases("heavy", 1.0, n=10, seed=1) + measure_work_phases(
         "heavy", 1.0, n=10, seed=2)
-    assert all(abs(s.final_j - s.true_j) <= s.uncertainty_j for s in scores)
-    assert statistics.fmean(s.uncertainty_j / s.true_j for s in scores) < 0.045
+    covered = sum(abs(s.final_j - s.true_j) <= s.uncertainty_j for s in scores)
+    assert covered >= 0.9 * len(scores)
+    assert statistics.fmean(s.uncertainty_j / s.true_j for s in scores) < 0.01
+    median_error_j = statistics.median(abs(s.final_j - s.true_j) for s in scores)
+    assert statistics.median(s.uncertainty_j for s in scores) <= 3 * median_error_j
+
+
+def test_the_stated_uncertainty_is_a_calibrated_95_percent_interval() -> None:
+    """Pooled over idle, heavy, bursty and pulsed phases of 50 ms, 0.3 s and 1 s (240
+    phases), the truth lies within the stated uncertainty for 90-99% of them: neither a
+    bound that covers everything by being far too wide, nor too narrow."""
+    scores = [s for kind, length_s, _ in TARGETS for seed in (1, 2)
+              for s in measure_work_phases(kind, length_s, n=10, seed=seed)]
+    covered = sum(abs(s.final_j - s.true_j) <= s.uncertainty_j for s in scores)
+    assert 0.90 <= covered / len(scores) <= 0.99
 
 
 def test_boundary_reads_alone_are_off_by_up_to_a_refresh() -> None:
@@ -163,14 +180,22 @@ def test_the_decay_after_a_phase_is_learned() -> None:
     assert decay.endswith(f"(learned from {timeline.marks.tails_learned} phase end(s))")
 
 
-def test_windows_cut_through_continuous_load_are_covered_by_their_uncertainty() -> None:
+def test_windows_cut_through_continuous_load_break_the_premise_of_the_uncertainty() -> None:
     """A window whose edges are not where the load changes breaks the attribution's premise
-    (the gap between two windows is not idle): errors grow, and the stated uncertainty
-    says so."""
+    (the gap between two windows is not idle): errors grow, and the stated uncertainty,
+    a 95% interval for phases that are the work, covers fewer of them. (Before issue 24 it
+    covered 85% here, by adding to every boundary the chance that a gap held the work: that
+    made phases that are the work state 5-150 times their median error. No phase of sweeper
+    is such a window: profile windows are checkpoints, which mark no boundary.)"""
     scores = measure_phases("heavy", 0.3, n=12, seed=2) + measure_phases(
         "pulsed", 0.05, n=12, seed=2)
-    covered = [abs(s.final_j - s.true_j) <= s.uncertainty_j for s in scores]
-    assert sum(covered) >= 0.85 * len(scores)
+    work = measure_work_phases("heavy", 0.3, n=12, seed=2) + measure_work_phases(
+        "pulsed", 0.05, n=12, seed=2)
+    covered = sum(abs(s.final_j - s.true_j) <= s.uncertainty_j for s in scores) / len(scores)
+    work_covered = sum(abs(s.final_j - s.true_j) <= s.uncertainty_j for s in work) / len(work)
+    assert 0.6 <= covered < work_covered
+    assert statistics.fmean(abs(s.final_error) for s in scores) > statistics.fmean(
+        abs(s.final_error) for s in work)
 
 
 # -------------------------------------------------------------------- sampler behaviour

@@ -332,3 +332,13 @@ def test_log_linear_size_slopes_are_never_negative() -> None:
     fit = fit_loglinear(rows, ("ln_macs", "ln_batch"))
     assert fit.coef["ln_macs"] == pytest.approx(0.0, abs=1e-9)
     assert fit.coef["ln_batch"] == pytest.approx(-0.3, abs=1e-6)
+
+
+def test_estimate_says_which_models_were_measured_and_how_far_others_extrapolate() -> None:
+    from sweeper.run.estimate_grid import model_coverage
+
+    line = model_coverage([("cnn", True, 2e4), ("resnet", True, 6e5), ("vit", False, 3e5),
+                           ("vgg19", False, 4e8), ("cnn", True, 2e4)])
+    assert line.startswith("measured: cnn, resnet; extrapolated: ")
+    assert "vit (0.5x the MACs of resnet, within the measured range)" in line
+    assert "vgg19 (6.7e+02x the MACs of resnet, outside the measured range)" in line

@@ -11,15 +11,29 @@ energy at them:
 * a gap between phases with no such neighbour holds the device's power between phases
   nearby (``gap_w``), plus the decay after a phase ends, whose length is learned from phase
   ends that allow it (``tail_s``; until then the H200 recording's: its 30 ms decay holds
-  ~9 ms of the drop's power), so a gap of a few ms stays near the work's level;
+  ~9 ms of the drop's power), so a gap of a few ms stays near the work's level; a gap that
+  opens the refresh after a phase ended in the one before holds what is left of its decay;
 * a phase piece with neither takes what the refresh's energy leaves, so a burst shorter
   than a refresh counts for the phase it belongs to; with none, the remainder goes to a
   phase that begins in the refresh (a phase's start is its least known part: launch,
   warm-up, clocks ramping), else it is shared in proportion to the levels.
 
-The premise fails for windows cut through continuous load (no step at their edges); the gap
-level assumed then counts in ``spread_j``, the split's uncertainty, with how far the other
-assumed levels may be off. benchmarks/phase_accuracy.py shows both cases against the exact integral.
+How far the split may be off is a stated model, not a bound (issue 24): each piece's
+energy as assumed is off by an independent error whose standard deviation comes from what
+its level was taken from: a neighbour's mean power is taken to be anywhere within the
+largest deviation seen around it (instant power, the refresh beyond: a uniform, sd = that
+over sqrt(3)); the decay's length within the standard error of the learned ones (+-50% of
+the H200's until learned); the level a phase's decay starts from within how much its power
+was seen to vary (for a phase wholly inside one refresh, nothing is seen: anywhere from the
+gap's power to twice its mean); the refresh times within the grid's jitter. The pieces that
+took the rest absorb the others' errors. Where every piece had a level and they missed the
+refresh's energy by more than that model allows, the levels were off by more, and their
+spread is widened to what was missed. A boundary's uncertainty is then a 95% interval
+(1.96 standard deviations of a normal error); the constants are the normal's and the
+uniform's, none fitted to the benchmark. The premise fails for windows cut through
+continuous load (no step at their edges): fewer of those are covered.
+benchmarks/phase_accuracy.py shows both cases against the exact integral, with the share
+of phases covered and the width over the median error.
 """
 
 from __future__ import annotations
@@ -54,10 +68,27 @@ Piece = tuple[float, float, float]  # (start_s, end_s, energy_j)
 @dataclass(frozen=True)
 class Split:
     """A refresh's energy split at the phase boundaries inside it, and how far the split
-    may be off (joules, from what it had to assume)."""
+    may be off: each piece's energy as assumed (its level times its length) has an error of
+    standard deviation ``sd_j`` (from what the level was taken from), and the pieces that
+    took what the refresh's energy left (``shares`` of it) absorb all the others' errors."""
 
     pieces: list[Piece]
-    spread_j: float
+    sd_j: list[float]
+    shares: list[float]
+
+    def terms_at(self, t_s: float) -> list[float]:
+        """The error of the cumulative energy at ``t_s`` inside the refresh, as each
+        piece's share (J, one standard deviation): with independent piece errors ``e_i``
+        it is ``sum e_i (f_i - W)``, ``f_i`` the part of piece i before ``t_s`` and ``W``
+        the takers' share before it. Two boundaries in one refresh share these errors."""
+        before = [min(max((t_s - lo) / (hi - lo), 0.0), 1.0) if hi > lo else float(t_s >= hi)
+                  for lo, hi, _ in self.pieces]
+        taken = sum(w * f for w, f in zip(self.shares, before, strict=True))
+        return [sd * (f - taken) for sd, f in zip(self.sd_j, before, strict=True)]
+
+    def sd_at(self, t_s: float) -> float:
+        """Standard deviation (J) of the cumulative energy at ``t_s``."""
+        return math.sqrt(sum(c * c for c in self.terms_at(t_s)))
 
 
 class PhaseMarks:
@@ -108,6 +139,12 @@ class PhaseMarks:
         the refreshes lying wholly between phases nearest to ``t_s`` (two on each side; the
         lowest, as the first after a phase may still hold its decay), else the lowest over
         any refresh (None before two refreshes are seen)."""
+        levels = self.gap_levels(changes, period_s, t_s)
+        return min(levels) if levels else None
+
+    def gap_levels(self, changes: Sequence[Refresh], period_s: float, t_s: float) -> list[float]:
+        """The mean powers ``gap_w`` chooses from: of the refreshes between phases nearest
+        to ``t_s``, else of every refresh."""
         before: list[float] = []
         after: list[float] = []
         rates: list[float] = []
@@ -122,16 +159,25 @@ class PhaseMarks:
                 before = [*before[-1:], rate]
             elif len(after) < 2:
                 after.append(rate)
-        near = before + after
-        if near:
-            return min(near)
-        return min(rates) if rates else None
+        return before + after or rates
 
     @property
     def tail_s(self) -> float:
         """How long the device keeps drawing its working power after a phase ends, as the
         energy of its decay over the drop (the H200's until one is learned here)."""
         return statistics.median(self._tails) if self._tails else DEFAULT_TAIL_S
+
+    @property
+    def tail_sd(self) -> float:
+        """How far ``tail_s`` may be from the device's decay, relative: the standard error
+        of the learned decays' median (1.25 sd / sqrt(n)); until two are learned, the
+        standard deviation of a decay anywhere within +-50% of the H200's.
+        Each learned decay is itself noisy (the work's power around its end), and the
+        decay of one device after a given drop is taken to be the same each time."""
+        if len(self._tails) < 2:
+            return 0.5 / math.sqrt(3.0)
+        return 1.25 * statistics.stdev(self._tails) / math.sqrt(len(self._tails)) / max(
+            statistics.median(self._tails), 1e-9)
 
     @property
     def tails_learned(self) -> int:
@@ -165,19 +211,32 @@ class PhaseMarks:
             return
         self._tails.append(min(tail_j / (work_w - gap_w), period_s))
 
+    def _work_w(self, a: Refresh, b: Refresh, floor_w: float) -> float:
+        """The power of the work in phases within refresh ``[a, b]``, the rest of it taken
+        to be at ``floor_w``."""
+        in_phase_s, t_s, inside = 0.0, a.t_s, self.in_phase(a.t_s)
+        for t_m, edge in [*self.between(a.t_s, b.t_s), (b.t_s, "end")]:
+            if inside:
+                in_phase_s += t_m - t_s
+            t_s, inside = t_m, edge == "begin"
+        span_s = b.t_s - a.t_s
+        if in_phase_s <= 0 or span_s <= 0:
+            return (b.value_j - a.value_j) / span_s if span_s > 0 else floor_w
+        return floor_w + max(b.value_j - a.value_j - floor_w * span_s, 0.0) / in_phase_s
+
     # ------------------------------------------------------------------ the split
 
     def split(
         self, changes: Sequence[Refresh], period_s: float,
         c0: Refresh | None, c1: Refresh, c2: Refresh, c3: Refresh | None,
         cm: Refresh | None = None, c4: Refresh | None = None,
-        samples: Sequence[tuple[float, float]] = (),
+        samples: Sequence[tuple[float, float]] = (), jitter_s: float = 0.0,
     ) -> Split | None:
         """The energy of refresh interval ``[c1, c2]`` split at the phase boundaries inside
         it (see the module docstring); None when none falls inside. ``c0`` and ``c3`` are
         the refreshes around it, ``cm`` and ``c4`` the ones beyond those, and ``samples``
         instant-power readings ``(t_s, power_w)``: they say how far the assumed levels may
-        be off."""
+        be off, as the refresh times' ``jitter_s`` does for the pieces at its ends."""
         t1, t2 = c1.t_s, c2.t_s
         lo = bisect.bisect_right(self._times, t1)
         hi = bisect.bisect_left(self._times, t2)
@@ -209,63 +268,81 @@ class PhaseMarks:
         base = [max(0.0, priors[j] or 0.0) * lengths[j] for j in range(n)]
         energy = _distribute(e_int, base, lengths, takers, free)
         tail_s = self.tail_s
-        decay_j = 0.0
+        added_j = [0.0] * n
+        stop_w = [0.0] * n  # how far the decay may be off from where the work stopped (J)
         if tail_s > 0:  # a gap after a phase that ends here first holds the work's decay
             for j in range(1, n):
                 if in_phase[j] or not in_phase[j - 1] or lengths[j] <= 0 or lengths[j - 1] <= 0:
                     continue
                 work_w = energy[j - 1] / lengths[j - 1]
-                added = max(work_w - base[j] / lengths[j], 0.0) * tail_s * (
-                    1.0 - math.exp(-lengths[j] / tail_s))  # an exponential decay
-                base[j] += added
-                decay_j += added
+                held_s = tail_s * (1.0 - math.exp(-lengths[j] / tail_s))  # exponential decay
+                added_j[j] = max(work_w - base[j] / lengths[j], 0.0) * held_s
+                base[j] += added_j[j]
+                # the work's power where it stopped is its mean only within how much it varies:
+                # as seen around, or, for a phase wholly inside the refresh (nothing seen of
+                # it), anywhere from the gap's power to twice the mean above it
+                varies_w = max((abs(w - work_w) for t, w in samples
+                                if t1 - period_s <= t <= cuts[j] and self.in_phase(t)),
+                               default=0.0)
+                if j > 1:
+                    varies_w = max(varies_w, work_w - base[j] / lengths[j])
+                stop_w[j] = held_s * varies_w
+            # a gap opening the refresh, after a phase that ended in the one before, holds
+            # what is left of that phase's decay
+            if (not in_phase[0] and r_prev is None and c0 is not None and lengths[0] > 0
+                    and lo > 0 and self._marks[lo - 1][1] == "end"):
+                since_s = t1 - self._marks[lo - 1][0]
+                work_w = self.rate(cm, c0, period_s) or self._work_w(c0, c1, floor_w)
+                added_j[0] = max(work_w - floor_w, 0.0) * tail_s * math.exp(-since_s / tail_s) * (
+                    1.0 - math.exp(-lengths[0] / tail_s))
+                base[0] += added_j[0]
             energy = _distribute(e_int, base, lengths, takers, free)
         prev_dev = _deviation(r_prev, self.rate(cm, c0, period_s), samples, c0, c1)
         next_dev = _deviation(r_next, self.rate(c3, c4, period_s), samples, c2, c3)
         interval_w = e_int / (t2 - t1)
-        devs: list[float | None] = []
+        floor_sd_w = _uniform_sd(self.gap_levels(changes, period_s, t1))
+        tail_sd = self.tail_sd
+        sds: list[float] = []
         for j in range(n):
-            if j == 0 and r_prev is not None:
-                devs.append(prev_dev if prev_dev is not None else abs(r_prev - interval_w))
+            if priors[j] is None:  # took the rest: its error is the others'
+                level_j = 0.0
+            elif j == 0 and r_prev is not None:
+                dev_w = prev_dev if prev_dev is not None else abs(r_prev - interval_w)
+                level_j = lengths[j] * dev_w / math.sqrt(3.0)
             elif j == n - 1 and r_next is not None:
-                devs.append(next_dev if next_dev is not None else abs(r_next - interval_w))
-            else:
-                devs.append(None)
-        around_w = max([r for r in (r_prev, r_next) if r is not None] or seen)
-        spread_j = _spread(
-            in_phase, lengths, devs, free, fixed, takers, abs(e_int - sum(base)), decay_j,
-            max(around_w - floor_w, 0.0))
-        return Split([(cuts[j], cuts[j + 1], energy[j]) for j in range(n)], spread_j)
+                dev_w = next_dev if next_dev is not None else abs(r_next - interval_w)
+                level_j = lengths[j] * dev_w / math.sqrt(3.0)
+            else:  # a gap at the power between phases
+                level_j = lengths[j] * floor_sd_w
+            # plus the decay after a phase: its length, and the level it decayed from
+            sds.append(math.hypot(level_j, added_j[j] * tail_sd, stop_w[j] / math.sqrt(3.0)))
+        # the refresh times are known to the grid's jitter: the power at each end times it
+        if lengths[0] > 0:
+            sds[0] = math.hypot(sds[0], jitter_s * energy[0] / lengths[0])
+        if lengths[-1] > 0:
+            sds[-1] = math.hypot(sds[-1], jitter_s * energy[-1] / lengths[-1])
+        kept = sum(b for j, b in enumerate(base) if j not in takers)
+        if takers == fixed or kept > e_int:
+            # Every piece had a level and they were scaled to the refresh's energy: what
+            # they missed it by is one draw of the sum of their errors. Levels that missed
+            # by more than their stated spread allows were off by more: widen them to it.
+            predicted_j = math.sqrt(sum(sd * sd for sd in sds))
+            missed_j = abs(e_int - sum(base))
+            if missed_j > predicted_j > 0:
+                sds = [sd * missed_j / predicted_j for sd in sds]
+        if kept > e_int:  # nothing left for the takers: every piece was scaled down
+            shares = list(base)
+        else:
+            shares = [(lengths[j] if j in free else base[j]) if j in takers else 0.0
+                      for j in range(n)]
+        total = sum(shares)
+        shares = [w / total for w in shares] if total > 0 else [1.0 / n] * n
+        return Split([(cuts[j], cuts[j + 1], energy[j]) for j in range(n)], sds, shares)
 
 
-def _spread(
-    in_phase: list[bool], lengths: list[float], devs: list[float | None], free: list[int],
-    fixed: list[int], takers: list[int], missed_j: float, decay_j: float, gap_dev_w: float,
-) -> float:
-    """How far a split may be off, in joules. A piece continuing a neighbour's work: by as
-    much as that work's power varies (``devs``: the refresh beyond, instant power seen
-    there). A gap given the power between phases: up to the level of the work in the
-    refreshes around (``gap_dev_w``: a few ms between phases stay near it; or the work went
-    on). The decay: all of it when a phase piece without a level took the rest, else half.
-    With no phase piece to take the rest, the levels were scaled to the refresh's energy:
-    what they missed (``missed_j``); with a phase beginning here that took it while another
-    ended here, half of that. A piece that took the rest holds the others' errors."""
-    if free:
-        spread_j = decay_j
-    elif takers != fixed:  # a beginning phase took the rest
-        ending = any(in_phase[j] for j in fixed if j not in takers)
-        spread_j = 0.5 * decay_j + (0.5 * missed_j if ending else 0.0)
-    else:
-        spread_j = 0.5 * decay_j + missed_j
-    for j, length in enumerate(lengths):
-        if j in takers and takers != fixed:
-            continue
-        dev_w = devs[j]
-        if dev_w is None and not in_phase[j] and takers != fixed:
-            dev_w = gap_dev_w
-        if dev_w is not None:
-            spread_j += dev_w * length
-    return spread_j
+def _uniform_sd(levels: Sequence[float]) -> float:
+    """The standard deviation of a level known only to lie within what was seen."""
+    return (max(levels) - min(levels)) / math.sqrt(12.0) if len(levels) > 1 else 0.0
 
 
 def _deviation(

@@ -9,10 +9,11 @@ passed on as a measurement.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sweeper.energy.refresh import BoundaryEnergy
+from sweeper.energy.refresh import BoundaryEnergy, SharedTerms
 from sweeper.energy.types import Meter, PhaseEnergy
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,8 @@ class Boundary:
     read_j: dict[str, float]  # domain -> energy since the baseline, as read
     # domain -> (energy since the baseline, uncertainty or None = from the read, method)
     settled: dict[str, tuple[float, float | None, str]] = field(default_factory=dict)
+    # domain -> the split's share of the uncertainty, per (refresh, piece) (BoundaryEnergy)
+    shared: dict[str, SharedTerms] = field(default_factory=dict)
 
     @property
     def done(self) -> bool:
@@ -69,6 +72,7 @@ class BoundaryFigures:
             if got is not None:
                 energy_j = got.energy_j - self._baseline_j[domain]
                 b.settled[domain] = (energy_j, got.uncertainty_j, got.method)
+                b.shared[domain] = got.shared
             elif never or final:
                 b.settled[domain] = (read_j, None, "read")
         return b.done
@@ -116,10 +120,13 @@ class BoundaryFigures:
             )
             energy_j = e1 - e0
             power_w = energy_j / duration_s if duration_s > 0 else 0.0
-            unc[domain] = sum(
-                u if u is not None else self._read_uncertainty_j(domain, power_w)
-                for u in (u0, u1)
-            ) + self._relative_uncertainty(domain) * abs(energy_j)
+            if u0 is not None and u1 is not None:  # two interpolations
+                ends_j = _combined(u0, u1, start.shared.get(domain, ()),
+                                   end.shared.get(domain, ()))
+            else:  # a read's bound adds
+                ends_j = sum(u if u is not None else self._read_uncertainty_j(domain, power_w)
+                             for u in (u0, u1))
+            unc[domain] = ends_j + self._relative_uncertainty(domain) * abs(energy_j)
             by_domain[domain] = energy_j
             methods[domain] = "interpolated" if m0 == m1 == "interpolated" else "read"
         return by_domain, unc, methods
@@ -155,3 +162,16 @@ class BoundaryFigures:
             f"{', '.join(bounded)} over {1000 * duration_s:.0f} ms exceeds the {cap_w:.0f} W "
             f"they can draw ({why}); not a measurement"
         )
+
+
+def _combined(u0: float, u1: float, shared0: SharedTerms, shared1: SharedTerms) -> float:
+    """The uncertainty of the energy between two interpolated boundaries: their errors are
+    independent, except the shares of pieces of one refresh split, which both boundaries
+    hold (a phase inside one refresh: its ends' errors largely cancel), and the rest of
+    each (a bound) adds."""
+    terms: dict[tuple[float, int], float] = dict(shared1)
+    for key, c in shared0:
+        terms[key] = terms.get(key, 0.0) - c
+    own0 = max(u0 - math.sqrt(sum(c * c for _, c in shared0)), 0.0)
+    own1 = max(u1 - math.sqrt(sum(c * c for _, c in shared1)), 0.0)
+    return math.sqrt(sum(c * c for c in terms.values())) + own0 + own1

@@ -22,11 +22,14 @@ rest, bursts shorter than a refresh included. With no phase boundary known in th
 was off by 30-70% at 50 ms and missed the 1% target at 1 s on phases that are the work
 (benchmarks/phase_accuracy.py); on windows cut through continuous load, where power does
 not step at the edges, the even split is the better guess, and the uncertainty says so.
-The uncertainty is the range of splits that the power seen around the boundary allows: power
-within the interval's mean +- the largest deviation seen nearby (the neighbouring intervals'
-means, and instant-power samples, which catch bursts shorter than a refresh) moves the split
-by up to that deviation times the shorter side; plus, for a gap given the power between
-phases, up to the work's level over the gap; plus the refresh timing jitter times power.
+The uncertainty, where the interval is split where the work is, is a 95% interval from the
+split's model of its errors (``sweeper.energy.attribution``), refresh timing included; two
+boundaries in one refresh share those errors (``BoundaryEnergy.shared``), so a phase
+between them adds them piece by piece. Without a split it is the range of splits that the
+power seen around the boundary allows: power within the interval's mean +- the largest
+deviation seen nearby (the neighbouring intervals' means, and instant-power samples, which
+catch bursts shorter than a refresh) moves the split by up to that deviation times the
+shorter side; plus the refresh timing jitter times power.
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ MIN_PERIOD_S = 0.005
 # (at most one period of power per boundary), so only the sampler's own reads are used.
 WATCH_MIN_PERIOD_S = 0.02
 MAX_PERIOD_S = 2.0
+# A split's uncertainty is this many standard deviations: 95% of a normal error, two-sided.
+COVERAGE_Z = 1.96
 HISTORY = 600  # refreshes kept (a minute at 100 ms); boundaries resolve within ~0.3 s
 
 
@@ -60,6 +65,10 @@ class Change:
     t_s: float  # best estimate of the refresh time
 
 
+# A boundary's uncertainty from a refresh split, per (refresh time, piece): joules, signed.
+SharedTerms = tuple[tuple[tuple[float, int], float], ...]
+
+
 @dataclass(frozen=True)
 class BoundaryEnergy:
     """Cumulative energy at a boundary, how uncertain it is, and how it was obtained."""
@@ -67,6 +76,10 @@ class BoundaryEnergy:
     energy_j: float
     uncertainty_j: float
     method: str  # "interpolated" (between refreshes) or "read" (last refresh's value)
+    # the part of ``uncertainty_j`` from how a refresh was split, per (refresh, piece): two
+    # boundaries in one refresh share these errors, so a phase between them adds them
+    # piece by piece (the rest of the uncertainty is independent)
+    shared: SharedTerms = ()
 
 
 class RefreshTimeline:
@@ -234,6 +247,15 @@ class RefreshTimeline:
             return before
         return last_read + DENSE_READ_S  # read until it shows, for a narrow bracket
 
+    @property
+    def refresh_sd_s(self) -> float:
+        """How far a refresh may be from its time on the grid (standard deviation): the
+        grid's residuals less the spread of timing a refresh by the middle of two reads
+        ``DENSE_READ_S`` apart (uniform, so that width over sqrt(12)); at least that spread,
+        which is all the reads can tell."""
+        bracket_sd_s = DENSE_READ_S / math.sqrt(12.0)
+        return max(math.sqrt(max(self.jitter_s**2 - bracket_sd_s**2, 0.0)), bracket_sd_s)
+
     # ------------------------------------------------------------------ boundaries
 
     def energy_at(self, t_s: float, *, final: bool = False) -> BoundaryEnergy | None:
@@ -271,7 +293,7 @@ class RefreshTimeline:
         cm = self.changes[i - 3] if i >= 3 else None
         c4 = self.changes[i + 2] if i + 2 < len(self.changes) else None
         split = self.marks.split(list(self.changes), self.period_s, c0, c1, c2, c3, cm, c4,
-                                 list(self.power_samples))
+                                 list(self.power_samples), self.refresh_sd_s)
         if split is None:
             est = e1 + (e2 - e1) * a / span
         else:
@@ -291,7 +313,11 @@ class RefreshTimeline:
         e_int = e2 - e1
         skipped = span > 1.5 * self.period_s  # refreshes without a read in between
         timing = (self.jitter_s + 0.5 * DENSE_READ_S) * p_hi
+        shared: SharedTerms = ()
         if split is not None:  # split where the work is: off by what its levels may be
-            spread = split.spread_j
+            shared = tuple(((t1, i), COVERAGE_Z * c)
+                           for i, c in enumerate(split.terms_at(t_s)) if c != 0.0)
+            spread = math.sqrt(sum(c * c for _, c in shared))
+            timing = 0.0  # in the pieces at the refresh's ends
         unc = spread + timing + (0.5 * e_int if skipped else 0.0)
-        return BoundaryEnergy(est, unc, "interpolated")
+        return BoundaryEnergy(est, unc, "interpolated", shared)

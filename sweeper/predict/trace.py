@@ -11,17 +11,28 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from sweeper.predict.forecast import Forecast, Reading, extrapolate, joules, window_steps
+from sweeper.predict.forecast import (
+    Forecast,
+    ProfileWindow,
+    Reading,
+    epoch_window_steps,
+    joules,
+    window_steps,
+)
 
 
-def profile_plan(total_steps: int, window: float, warmup_steps: int) -> tuple[int, int]:
-    """(warm-up steps, profiled steps) a ProfileWindow uses for a run of total_steps.
+def profile_plan(total_steps: int, window: float, warmup_steps: int,
+                 steps_per_epoch: int | None = None) -> tuple[int, int]:
+    """(warm-up steps, profiled steps) a ProfileWindow plans for a run of total_steps
+    (warm-up at its floor: it goes on until the per-step energy settles).
 
     Short runs cannot spare warm-up steps: at least one step is always profiled.
     """
     warmup = min(warmup_steps, max(total_steps - 1, 0))
-    return warmup, min(window_steps(total_steps, window), total_steps - warmup)
+    steps = epoch_window_steps(window_steps(total_steps, window), steps_per_epoch)
+    return warmup, min(steps, total_steps - warmup)
 
 
 def forecast_error(predicted: float, actual: float) -> float:
@@ -71,21 +82,21 @@ class StepTrace:
 
 
 def forecast_from_trace(
-    energy_j: Sequence[float], time_s: Sequence[float], window: float, warmup_steps: int
+    energy_j: Sequence[float], time_s: Sequence[float], window: float, warmup_steps: int,
+    **options: Any,
 ) -> Forecast:
-    """The forecast a ProfileWindow with this window would have made on this trace."""
+    """The forecast a ProfileWindow with this window would have made on this trace (the
+    window itself, replayed over the recorded step boundaries)."""
     total = len(energy_j) - 1
     if total < 1 or len(time_s) != len(energy_j):
         raise ValueError("a trace needs one reading per step boundary and at least one step")
-    warmup, profiled = profile_plan(total, window, warmup_steps)
-    end = warmup + profiled
-    return extrapolate(
-        total_steps=total,
-        warmup_steps=warmup,
-        profiled_steps=profiled,
-        warmup_energy_j=energy_j[warmup] - energy_j[0],
-        warmup_duration_s=time_s[warmup] - time_s[0],
-        profile_energy_j=energy_j[end] - energy_j[warmup],
-        profile_duration_s=time_s[end] - time_s[warmup],
-        window=window,
-    )
+    at = [0]
+    profile = ProfileWindow(total, window, warmup_steps, lambda: energy_j[at[0]],
+                            lambda: time_s[at[0]], **options)
+    profile.start()
+    for step in range(1, total + 1):
+        at[0] = step
+        profile.on_step(step)
+        if profile.result is not None:
+            return profile.result
+    raise AssertionError("a ProfileWindow closes by the last step")  # pragma: no cover

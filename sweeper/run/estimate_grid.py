@@ -12,6 +12,7 @@ configurations, so treating the errors as independent would give a falsely narro
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from rich.console import Console
@@ -102,6 +103,8 @@ def print_grid(estimates: Sequence[ConfigEstimate], console: Console | None = No
     unseen = sorted({e.label.split(" ")[0] for e in estimates if not e.known_model})
     if unseen:
         lines.append(f"{len(unseen)} model(s) never run on this hardware ({', '.join(unseen)})")
+        lines.append(model_coverage([(e.label.split(" ")[0], e.known_model, e.macs_per_sample)
+                                     for e in estimates]))
     lines.append(interval_note(first.predictions["train"]))
     warned = [e for e in estimates if e.warnings]
     if warned:
@@ -111,3 +114,20 @@ def print_grid(estimates: Sequence[ConfigEstimate], console: Console | None = No
         lines.append("the fitted energies come from the estimate meter: relative, not measured")
     for line in lines:
         console.print(escape(line), highlight=False)
+
+
+def model_coverage(rows: Sequence[tuple[str, bool, float]]) -> str:
+    """Which models were measured, which are extrapolated, and by how much: each unmeasured
+    model's MACs per sample against the nearest measured model's (issue 24)."""
+    measured = {m: macs for m, known, macs in rows if known}
+    unseen = {m: macs for m, known, macs in rows if not known}
+    if not measured:
+        return f"measured: none of these models; extrapolated: {', '.join(sorted(unseen))}"
+    parts = []
+    for model, macs in sorted(unseen.items(), key=lambda kv: kv[1]):
+        near, near_macs = min(measured.items(), key=lambda kv: abs(math.log(kv[1] / macs)))
+        ratio = macs / near_macs
+        low, high = min(measured.values()), max(measured.values())
+        where = "within" if low <= macs <= high else "outside"
+        parts.append(f"{model} ({ratio:.2g}x the MACs of {near}, {where} the measured range)")
+    return (f"measured: {', '.join(sorted(measured))}; extrapolated: " + "; ".join(parts))

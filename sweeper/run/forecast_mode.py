@@ -33,7 +33,8 @@ def execute_forecast(p: Prepared) -> JobResult:
     total = len(loader) * p.spec.epochs
     profile = ProfileWindow(
         total, p.spec.forecast_window, p.spec.forecast_warmup_steps,
-        run.sampler.checkpoint, **profile_floors(p),  # edges settled by the end of the run
+        run.sampler.checkpoint, steps_per_epoch=len(loader),
+        **profile_floors(p),  # edges settled by the end of the run
     )
 
     def until_done(batches: Iterable[Any]) -> Iterator[Any]:

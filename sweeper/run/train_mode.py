@@ -49,7 +49,7 @@ def execute_training(p: Prepared) -> JobResult:
         lambda: _TrainingEnergy(sampler.checkpoint(), tuple(
             ph for ph in recorder.phases if ph.kind in _NOT_TRAINING)),
         lambda: time.perf_counter() - sum(recorder.duration_of(k) for k in _NOT_TRAINING),
-        **profile_floors(p),
+        steps_per_epoch=len(p.loaders["train"]), **profile_floors(p),
     )
     auto = auto_power_limit(p, sampler)  # gpu.power_limit=auto: profiled in epoch 0
     on_step = with_auto(guard_steps(profile, limit), auto)

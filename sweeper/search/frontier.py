@@ -6,10 +6,15 @@ else sweeper.predict.estimator's log-linear fit on MACs, parameters, batch and p
 MACs x samples proxy); its validation accuracy is predicted with an uncertainty
 (AccuracyModel: Bayesian linear regression of logit accuracy on the parameter values and
 their pairs). The next trial is the configuration with the largest expected
-hypervolume gain per predicted joule. A configuration that could not join the front
-even at its optimistic accuracy (mean + `optimism` standard deviations) is skipped
-without running, and the search ends when nothing left is expected to add at least
-`min_gain` of the front's hypervolume.
+hypervolume gain per predicted joule. Gains are valued on scaled axes (issue 24): nines
+of accuracy (-log10 of the error), so a plausible gain at the accurate end, the end users
+ask for, is not lost in the area a cheap model holds, and log energy, so the cheap end
+counts too; against the front as good as each point's stored energy uncertainty allows,
+and over the accuracy model's uncertainty of the true accuracy without its measurement
+noise, so noise is not chased. A configuration that could not join the front even at its
+optimistic accuracy (mean + `optimism` standard deviations) is skipped without running,
+and the search ends when nothing left is expected to add at least `min_gain` of the
+front's hypervolume.
 
 Each trial is also given an energy limit (`FRONTIER_LIMIT_ATTR`): the training energy of
 the cheapest trial on the front at or above its optimistic accuracy. The search loop
@@ -205,8 +210,11 @@ class FrontierSampler(BaseSampler):
             return None
         predicted = {i: self.energy.predict_j(self.points[i]) for i in open_points}
         e_ref = 1.1 * max([*predicted.values(), *(e for _, e in front)])
-        ref = (0.0, e_ref)
-        current = hypervolume(front, ref)
+        # Gains are valued on scaled axes (nines of accuracy, log energy), against the
+        # front as good as its measurements' uncertainty allows (noise is not chased).
+        ref = scaled(0.0, e_ref)
+        noisy_front = [scaled(a, e - u) for a, e, u in _front_with_uncertainty(done)]
+        current = hypervolume(noisy_front, ref)
         z = np.array([_normal_quantile((k + 0.5) / _QUANTILES) for k in range(_QUANTILES)])
         best: Choice | None = None
         best_score = -1.0
@@ -214,12 +222,12 @@ class FrontierSampler(BaseSampler):
         floor = self.min_gain * current  # 0 until the front has a point
         for i in open_points:
             params, cost = self.points[i], predicted[i]
-            mean, std = model.predict(params)
+            mean, std = model.predict(params, noise=False)  # noise is no gain to plan for
             optimistic = float(sigmoid(np.array(mean + self.optimism * std)))
-            if gain(front, (optimistic, cost), ref) <= 0.0:
+            if gain(noisy_front, scaled(optimistic, cost), ref) <= 0.0:
                 continue  # dominated even if it turned out as good as hoped
             accs = sigmoid(mean + std * z)
-            expected = float(np.mean([gain(front, (a, cost), ref) for a in accs]))
+            expected = float(np.mean([gain(noisy_front, scaled(a, cost), ref) for a in accs]))
             largest = max(largest, expected)
             if expected <= floor:
                 continue  # not worth a run, however cheap
@@ -260,6 +268,33 @@ def tighter_limit(limit: TrialLimit | None, user_attrs: Mapping[str, Any]) -> Tr
     if own is None or (limit is not None and limit.limit_j <= own):
         return limit
     return TrialLimit(float(own), "dominated by the front even at its optimistic accuracy")
+
+
+ERROR_FLOOR = 1e-3  # accuracy is valued up to 99.9% (three nines)
+UNCERTAINTY_ATTR = "energy_train_uncertainty_j"
+
+
+def scaled(accuracy: float, energy_j: float) -> tuple[float, float]:
+    """A point on the axes the frontier values gains on: nines of accuracy (-log10 of the
+    error: 0.979 -> 0.986 counts as much as 0.79 -> 0.86, so a plausible gain at the
+    accurate end, where users plan, is not lost in the area of the cheap end) and log10
+    of the energy (halving a cheap run's joules counts as much as an expensive one's)."""
+    return (-math.log10(max(1.0 - accuracy, ERROR_FLOOR)),
+            math.log10(max(energy_j, 1e-9)))
+
+
+def _front_with_uncertainty(
+    done: Sequence[FrozenTrial],
+) -> list[tuple[float, float, float]]:
+    """(accuracy, energy, its stored uncertainty) of the completed trials: a point within
+    a front point's uncertainty of it is no gain."""
+    out = []
+    for t in done:
+        energy_j = float(t.values[1])
+        unc = t.user_attrs.get(UNCERTAINTY_ATTR)
+        unc_j = min(float(unc), 0.5 * energy_j) if unc is not None and unc > 0 else 0.0
+        out.append((float(t.values[0]), energy_j, unc_j))
+    return out
 
 
 def _state(trials: Sequence[FrozenTrial]) -> tuple[tuple[int, int], ...]:

@@ -64,12 +64,15 @@ class AccuracyModel:
         self._cov = cov
         self._mean = beta * cov @ x.T @ y if len(y) else np.zeros(len(self._index))
 
-    def predict(self, params: Mapping[str, Any]) -> tuple[float, float]:
-        """Mean and standard deviation of logit(accuracy)."""
+    def predict(self, params: Mapping[str, Any], *, noise: bool = True) -> tuple[float, float]:
+        """Mean and standard deviation of logit(accuracy): of a measurement, or, without
+        ``noise``, of the configuration's true accuracy (what a run could gain for sure)."""
         x = self._features(params, grow=False)
         if self._mean is None or self._cov is None:
             return 0.0, math.sqrt(self._prior_var[0] + len(self.names) * self.prior_std**2)
         unseen = sum(1 for name in self.names
                      if (name, repr(params.get(name))) not in self._index)
-        var = float(x @ self._cov @ x) + unseen * self.prior_std**2 + self.noise_std**2
+        var = float(x @ self._cov @ x) + unseen * self.prior_std**2
+        if noise:
+            var += self.noise_std**2
         return float(x @ self._mean), math.sqrt(var)

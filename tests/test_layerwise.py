@@ -1,0 +1,92 @@
+"""The layer-wise energy law (issue 24): layers from a meta-device forward, a known per-layer
+law recovered for a network never fitted, and its interval's coverage on synthetic noise."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from models import build_model, describe_layers, describe_model
+from sweeper.predict.layerwise import FEATURES, fit_layerwise, layer_features
+
+NETWORKS = [("vit", (3, 16, 16)), ("mobilenet", (3, 16, 16)), ("vgg", (3, 16, 16)),
+            ("cnn", (3, 16, 16)), ("mlp", (3, 16, 16)), ("resnet", (3, 16, 16)),
+            ("lenet", (3, 32, 32)), ("resnet18", (3, 32, 32)), ("preactresnet18", (3, 32, 32)),
+            ("senet18", (3, 32, 32)), ("mobilenet_v1", (3, 32, 32)),
+            ("regnetx_200mf", (3, 32, 32)), ("simpledla", (3, 32, 32)),
+            ("googlenet", (3, 32, 32))]
+
+# A known per-layer law (J per sample): per MAC of convolutions and of matmuls, per element
+# read or written by compute and by element-wise layers, per parameter, per layer (a kernel
+# launch), and per sample.
+LAW = {"macs_conv": 2e-9, "macs_matmul": 1e-9, "moved_compute": 4e-8,
+       "moved_elementwise": 1.5e-7, "params": 3e-9, "layers": 2e-5, "per_sample": 1e-3}
+
+
+@pytest.fixture(scope="module")
+def layers() -> dict[str, list]:
+    out = {}
+    for name, shape in NETWORKS:
+        with torch.device("meta"):
+            net = build_model(name, shape, 10)
+        out[name] = describe_layers(net, shape)
+    return out
+
+
+def _truth(layer_list: list) -> float:
+    """The known law applied layer by layer, then summed (not through layer_features)."""
+    total = LAW["per_sample"]
+    for layer in layer_list:
+        total += (LAW["macs_conv"] if layer.kind == "conv" else LAW["macs_matmul"]) * layer.macs
+        moved = layer.elements_in + layer.elements_out
+        total += (LAW["moved_compute"] if layer.kind in ("conv", "linear")
+                  else LAW["moved_elementwise"]) * moved
+        total += LAW["params"] * layer.params + LAW["layers"]
+    return total
+
+
+def test_layers_add_up_and_tell_networks_of_equal_macs_apart(layers: dict[str, list]) -> None:
+    with torch.device("meta"):
+        net = build_model("senet18", (3, 32, 32), 10)
+    assert sum(x.macs for x in layers["senet18"]) == pytest.approx(
+        describe_model(net, (3, 32, 32)).macs_per_sample, rel=1e-9)
+    same = ["resnet18", "preactresnet18", "senet18"]
+    macs = [sum(x.macs for x in layers[n]) for n in same]
+    assert max(macs) / min(macs) < 1.02  # a MACs law gives them one estimate
+    features = [layer_features(layers[n]) for n in same]
+    assert len({f["layers"] for f in features}) == 3
+    assert len({round(f["moved_elementwise"]) for f in features}) == 3
+
+
+@pytest.mark.parametrize("unseen", ["senet18", "googlenet", "vit", "preactresnet18"])
+def test_a_known_per_layer_law_is_recovered_for_an_unseen_network(
+    layers: dict[str, list], unseen: str
+) -> None:
+    rows = [(layer_features(v), _truth(v)) for k, v in layers.items() if k != unseen]
+    law = fit_layerwise(rows)
+    predicted = law.predict(layer_features(layers[unseen]))
+    assert predicted == pytest.approx(_truth(layers[unseen]), rel=0.05)
+
+
+def test_the_interval_covers_90_percent_of_noisy_measurements(layers: dict[str, list]) -> None:
+    """Each network measured with 10% log-normal noise; one held out in turn: its 90%
+    prediction interval from the others covers its measurement 85-95% of the time."""
+    rng = random.Random(0)
+    names = list(layers)
+    features = {k: layer_features(v) for k, v in layers.items()}
+    truth = {k: _truth(v) for k, v in layers.items()}
+    covered = trials = 0
+    for _draw in range(40):
+        noisy = {k: truth[k] * rng.lognormvariate(0.0, 0.1) for k in names}
+        for unseen in names:
+            law = fit_layerwise([(features[k], noisy[k]) for k in names if k != unseen])
+            low, high = law.interval(features[unseen])
+            covered += low <= noisy[unseen] <= high
+            trials += 1
+    assert 0.85 <= covered / trials <= 0.95, covered / trials
+
+
+def test_features_are_the_laws_terms() -> None:
+    assert set(LAW) == set(FEATURES)
