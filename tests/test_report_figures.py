@@ -86,7 +86,8 @@ def test_energy_split_shows_every_run_on_pages_with_lr(
     assert len(labels) == 32 and all(" lr 0.01" in label for label in labels)
     first = figures.draw_energy_split(runs)
     assert "all 36 completed runs" in _titles(first)
-    assert [t.get_text() for t in first.axes[0].get_yticklabels()][0] == "#1 cnn b32 fp32 lr 0.001"
+    assert [t.get_text() for t in first.axes[0].get_yticklabels()][0].startswith(
+        "#1 cnn b32 fp32 lr 0.001 (")
 
 
 def test_estimator_fit_axis_names_the_meter(runs: pd.DataFrame) -> None:
