@@ -183,7 +183,9 @@ def test_correlation_names_transform_n_interval_and_the_guideline_quotes_the_fig
 ) -> None:
     _, runs = paper
     table = configs.configurations(runs)
-    c = analysis.correlation(table, "macs_per_sample", "energy_per_train_sample_j")
+    (c, *_) = analysis.correlations(runs)  # one machine and meter here: hw (rapl)
+    assert (c.x, c.y, c.machine) == ("macs_per_sample", "energy_per_train_sample_j",
+                                     "hw (rapl)")
     x, y = np.log(table["macs_per_sample"]), np.log(table["energy_per_train_sample_j"])
     assert (c.transform, c.n) == ("log-log", 6)
     assert c.pearson == pytest.approx(pearsonr(x, y).statistic)
@@ -194,7 +196,7 @@ def test_correlation_names_transform_n_interval_and_the_guideline_quotes_the_fig
     assert raw.pearson == pytest.approx(pearsonr(np.exp(x), np.exp(y)).statistic)
     text = c.describe()
     assert text.startswith("Pearson (log-log) ") and "Spearman" in text
-    assert "n=6 configurations" in text and "[" in text
+    assert "n=6 configurations on hw (rapl)" in text and "[" in text
     shown = figures.draw_energy_vs_macs(runs).axes[0].get_title().replace("\n", " ")
     assert shown == text
     guidelines = analysis.guidelines(runs, correlations_=analysis.correlations(runs))

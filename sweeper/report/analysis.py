@@ -17,7 +17,13 @@ import pandas as pd
 
 from sweeper.pareto import epsilon_front
 from sweeper.predict.estimator import EnergyFit
-from sweeper.report.configs import ESTIMATED_NOTE, completed, configurations, learnt
+from sweeper.report.configs import (
+    ESTIMATED_NOTE,
+    MACHINE_KEYS,
+    completed,
+    configurations,
+    learnt,
+)
 from sweeper.report.effects import PairedChange, describe_change, effects, is_finding
 
 __all__ = ["completed", "configurations"]
@@ -42,12 +48,13 @@ class Correlation:
     pearson_ci: tuple[float, float]
     spearman_ci: tuple[float, float]
     estimated: bool
+    machine: str = ""  # "hardware (meter)": energy is compared on one machine and meter
 
     def describe(self) -> str:
         """The one wording of a correlation, in figures, tables and guidelines alike."""
         return (f"Pearson ({self.transform}) {_r(self.pearson)} {_ci(self.pearson_ci)}, "
                 f"Spearman {_r(self.spearman)} {_ci(self.spearman_ci)}, "
-                f"n={self.n} configurations")
+                f"n={self.n} configurations" + (f" on {self.machine}" if self.machine else ""))
 
 
 def _r(value: float) -> str:
@@ -96,7 +103,9 @@ def bootstrap_correlation(
     return out[0], out[1]
 
 
-def correlation(frame: pd.DataFrame, x: str, y: str, transform: str = "log-log") -> Correlation:
+def correlation(
+    frame: pd.DataFrame, x: str, y: str, transform: str = "log-log", machine: str = ""
+) -> Correlation:
     """Over the rows with both values (positive ones for log-log)."""
     if transform not in TRANSFORMS:
         raise ValueError(f"transform {transform!r}: use one of {', '.join(TRANSFORMS)}")
@@ -113,12 +122,18 @@ def correlation(frame: pd.DataFrame, x: str, y: str, transform: str = "log-log")
         spearman = float(np.corrcoef(_ranks(xs[None, :])[0], _ranks(ys[None, :])[0])[0, 1])
         pearson_ci, spearman_ci = bootstrap_correlation(xs, ys)
     return Correlation(x, y, len(rows), transform, pearson, spearman, pearson_ci, spearman_ci,
-                       bool(rows["estimated"].any()))
+                       bool(rows["estimated"].any()), machine)
+
+
+def machine_name(hardware_id: object, meter_source: object) -> str:
+    return f"{hardware_id} ({meter_source})"
 
 
 def correlations(frame: pd.DataFrame) -> list[Correlation]:
     """The paper's pairs: training and inference energy against MACs and MACs per parameter,
-    over distinct configurations, Pearson on log-log values."""
+    over the distinct configurations of each machine and meter (energies from different
+    machines or meters are not pooled), Pearson on log-log values; most configurations
+    first."""
     runs = configurations(frame)
     pairs = [
         ("macs_per_sample", "energy_per_train_sample_j"),
@@ -128,7 +143,10 @@ def correlations(frame: pd.DataFrame) -> list[Correlation]:
         ("macs_per_param", "energy_per_inference_sample_j"),
         ("macs_per_sample", "energy_train_j"),
     ]
-    return [correlation(runs, x, y) for x, y in pairs]
+    groups = sorted(runs.groupby(list(MACHINE_KEYS), dropna=False),
+                    key=lambda item: (-len(item[1]), str(item[0])))
+    return [correlation(group, x, y, machine=machine_name(*key))
+            for key, group in groups for x, y in pairs]
 
 
 def energy_accuracy_front(frame: pd.DataFrame) -> pd.DataFrame:

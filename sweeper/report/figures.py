@@ -20,8 +20,20 @@ from matplotlib.patches import Rectangle
 
 from sweeper.pareto import ACCURACY_MARGIN, CHANCE_MARGIN
 from sweeper.predict.estimator import EnergyFit
-from sweeper.report.analysis import accuracy_name, correlation, energy_accuracy_front, joules
-from sweeper.report.configs import chance_note, completed, configurations, learnt
+from sweeper.report.analysis import (
+    accuracy_name,
+    correlation,
+    energy_accuracy_front,
+    joules,
+    machine_name,
+)
+from sweeper.report.configs import (
+    MACHINE_KEYS,
+    chance_note,
+    completed,
+    configurations,
+    learnt,
+)
 from sweeper.report.data import is_estimate
 from sweeper.report.plotting import (
     PHASE_COLORS,
@@ -148,7 +160,8 @@ def draw_energy_vs_batch(runs: pd.DataFrame) -> Figure:
         axes[1].plot([], [], color="gray", linestyle=style, label=f"{precision} (line style)")
     estimate_legend(axes[1], estimated, outside=True)  # one legend, beside the right panel
     points = data.groupby([*keys, "batch"], dropna=False)
-    note = f"{counts(data)}; {len(points)} points; " + averaged_note(points) + chance_note(runs)
+    note = f"{counts(data, len(points))} (one point each); " + averaged_note(points) \
+        + chance_note(runs)
     if not trend:
         note += f"; one batch size ({int(data['batch'].iloc[0])}) only: no trend"
     if machines > 1:
@@ -168,9 +181,13 @@ def energy_vs_macs(runs: pd.DataFrame, path: Path) -> Path:
     return save(draw_energy_vs_macs(runs), path)
 
 
+MAX_MACHINES = 4
+
+
 def draw_energy_vs_macs(runs: pd.DataFrame) -> Figure:
-    """One point per distinct configuration (what the correlation is computed over); the
-    panel titles quote the same Correlation the guidelines and tables quote."""
+    """One row of two panels per machine and meter (energies are not pooled across them),
+    one point per distinct configuration (what the correlation is computed over); the panel
+    titles quote the same Correlation the guidelines and tables quote."""
     data = learnt(runs)
     data = data[data["energy_per_train_sample_j"] > 0]
     title = "Training energy per sample vs MACs and MACs per parameter"
@@ -178,24 +195,33 @@ def draw_energy_vs_macs(runs: pd.DataFrame) -> Figure:
         return empty_figure(title, "no completed runs with MACs and energy")
     configs = configurations(data)
     estimated = bool(data["estimated"].any())
-    axes = (fig := new_figure(12, 4.6)).subplots(1, 2)
+    machines = sorted(configs.groupby(list(MACHINE_KEYS), dropna=False),
+                      key=lambda item: (-len(item[1]), str(item[0])))
+    shown = machines[:MAX_MACHINES]
+    fig = new_figure(12, 0.8 + 4.0 * len(shown))
+    axes = fig.subplots(len(shown), 2, squeeze=False)
     colors = model_colors(configs["model"])
-    for ax, x, label in ((axes[0], "macs_per_sample", "MACs per sample"),
-                         (axes[1], "macs_per_param", "MACs per parameter")):
-        for model, group in configs.groupby("model"):
-            scatter(ax, group[x], group["energy_per_train_sample_j"], group["estimated"],
-                    colors[model], label=model)
-        ax.set_xlabel(label)
-        ax.set_ylabel(f"E_tr per training sample (J, {energy_basis(data)})")
-        log_axes(ax)
-        c = correlation(configs, x, "energy_per_train_sample_j")
-        text = c.describe() if configs[x].nunique() > 1 else \
-            f"one {label} value only: no correlation, no trend"
-        ax.set_title(text.replace(", Spearman", ",\nSpearman"), fontsize="small")
-    estimate_legend(axes[1], estimated)
+    for row, (key, group) in zip(axes, shown, strict=True):
+        machine = machine_name(*key)
+        for ax, x, label in ((row[0], "macs_per_sample", "MACs per sample"),
+                             (row[1], "macs_per_param", "MACs per parameter")):
+            for model, points in group.groupby("model"):
+                scatter(ax, points[x], points["energy_per_train_sample_j"],
+                        points["estimated"], colors[model], label=model)
+            ax.set_xlabel(label)
+            ax.set_ylabel(f"E_tr per training sample (J, {energy_basis(data)})")
+            log_axes(ax)
+            c = correlation(group, x, "energy_per_train_sample_j", machine=machine)
+            text = c.describe() if group[x].nunique() > 1 else \
+                f"one {label} value only on {machine}: no correlation, no trend"
+            ax.set_title(text.replace(", Spearman", ",\nSpearman"), fontsize="small")
+    estimate_legend(axes[0][1], estimated)
+    more = f"; {len(machines) - len(shown)} more machine(s) in the correlations table" \
+        if len(machines) > len(shown) else ""
     fig.suptitle(with_estimate_suffix(
-        f"{title}\n{counts(data, len(configs))}; each point: one configuration, the mean of "
-        "its runs over lr, seed and repeat" + chance_note(runs), estimated), fontsize="small")
+        f"{title}\n{counts(data, len(configs))} on {len(machines)} machine(s) and meter(s), "
+        "one row each; each point: one configuration, the mean of its runs over lr, seed and "
+        "repeat" + chance_note(runs) + more, estimated), fontsize="small")
     return fig
 
 

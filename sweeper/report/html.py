@@ -110,12 +110,12 @@ def _interval(ci: tuple[float, float]) -> str:
 
 
 def correlations_table(items: Sequence[Correlation]) -> HtmlTable:
-    rows = [[c.y, c.x, str(c.n), c.transform, _cell(c.pearson, "+.2f"),
+    rows = [[c.machine, c.y, c.x, str(c.n), c.transform, _cell(c.pearson, "+.2f"),
              _interval(c.pearson_ci), _cell(c.spearman, "+.2f"), _interval(c.spearman_ci),
              "ESTIMATE" if c.estimated else "measured"] for c in items]
-    return HtmlTable(["energy", "against", "configurations", "Pearson on", "Pearson",
-                      "Pearson 95% CI", "Spearman", "Spearman 95% CI", "energy is"],
-                     rows, [c.estimated for c in items], frozenset({0, 1, 3, 8}))
+    return HtmlTable(["machine (meter)", "energy", "against", "configurations", "Pearson on",
+                      "Pearson", "Pearson 95% CI", "Spearman", "Spearman 95% CI", "energy is"],
+                     rows, [c.estimated for c in items], frozenset({0, 1, 2, 4, 9}))
 
 
 def front_table(front: pd.DataFrame) -> HtmlTable:
