@@ -377,7 +377,7 @@ def draw_estimator_fit(fits: Sequence[EnergyFit], basis: str = "gross") -> Figur
         return empty_figure(title,
                              "fewer than 3 configurations per hardware: no held-out fit")
     estimated = any(f.estimated for f in scored)
-    ax = (fig := new_figure(6.5, 5)).subplots()
+    ax = (fig := new_figure(10, 5.5)).subplots()
     cmap = colormaps["tab10"]
     low, high = np.inf, 0.0
     for i, fit in enumerate(scored):
@@ -396,7 +396,8 @@ def draw_estimator_fit(fits: Sequence[EnergyFit], basis: str = "gross") -> Figur
     runs = sum(f.n_rows for f in scored)
     ax.set_title(with_estimate_suffix(
         "Estimate from MACs, params, batch, precision\n"
-        f"n = {runs} runs, {configs} configurations (over {len(scored)} fits); "
+        f"n = {runs} runs, {configs} configurations, summed over {len(scored)} fits "
+        "(training and inference fitted apart); "
         f"energy: {basis}", estimated), fontsize="small")
     estimate_legend(ax, estimated)
     return fig
