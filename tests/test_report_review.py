@@ -254,6 +254,10 @@ def test_one_profiling_window_is_not_drawn_as_a_trend(paper: tuple[str, pd.DataF
     assert "1 window(s): 20% only, no trend across windows" in ax.get_title()
     assert "n = 12 runs" in ax.get_title()
     assert all(line.get_linestyle() == "None" for line in ax.get_lines())
+    one_batch = figures.draw_energy_vs_batch(runs[runs["batch"] == 32])
+    assert "one batch size (32) only: no trend" in one_batch.texts[0].get_text()
+    assert not [line for ax in one_batch.axes for line in ax.get_lines()
+                if len(line.get_xdata()) > 1 and line.get_linestyle() != "None"]
 
 
 def _overlaps(fig: Figure) -> list[tuple[str, float, float]]:

@@ -39,8 +39,9 @@ def chance_note(frame: pd.DataFrame) -> str:
     ids = done.loc[done["at_chance"].fillna(False).astype(bool), "id"].astype(int).tolist()
     if not ids:
         return ""
-    return (f"; {len(ids)} completed run(s) at chance accuracy left out of every mean "
-            f"(ids {', '.join(map(str, ids))})")
+    listed = ", ".join(map(str, ids[:10])) + (f" and {len(ids) - 10} more" if len(ids) > 10
+                                              else "")
+    return f"; {len(ids)} completed run(s) at chance accuracy left out of every mean (ids {listed})"
 
 
 @dataclass(frozen=True)
