@@ -182,15 +182,22 @@ def forecast_accuracy(frame: pd.DataFrame) -> list[WindowAccuracy]:
     return out
 
 
+def break_even_samples(frame: pd.DataFrame) -> pd.Series:
+    """Per run that learnt: the inference samples after which inference has used as much
+    energy as training did (E_tr / E_in per sample), with the runs' `estimated` flags."""
+    runs = learnt(frame)
+    runs = runs[runs["energy_per_inference_sample_j"] > 0]
+    return (runs["energy_train_j"] / runs["energy_per_inference_sample_j"]).rename(
+        "samples").to_frame().assign(estimated=runs["estimated"])
+
+
 def inference_break_even(frame: pd.DataFrame) -> tuple[float, int, bool] | None:
     """Median number of inference samples after which inference has used as much energy as
-    training (E_tr / E_in per sample), the run count, and whether any is estimated."""
-    runs = completed(frame)
-    runs = runs[runs["energy_per_inference_sample_j"] > 0]
-    if runs.empty:
+    training, the run count, and whether any is estimated."""
+    even = break_even_samples(frame)
+    if even.empty:
         return None
-    samples = runs["energy_train_j"] / runs["energy_per_inference_sample_j"]
-    return float(samples.median()), len(runs), bool(runs["estimated"].any())
+    return float(even["samples"].median()), len(even), bool(even["estimated"].any())
 
 
 def accuracy_name(runs: pd.DataFrame) -> str:

@@ -76,7 +76,7 @@ def draw_accuracy_vs_energy(runs: pd.DataFrame) -> Figure:
                 colors[model], label=model)
     if chance.any():
         ax.scatter(data.loc[chance, "energy_train_j"], data.loc[chance, "selection_accuracy"],
-                   marker="x", color="#d62728", zorder=3,
+                   marker="x", color="#444444", zorder=3,
                    label=f"at chance (< 1/classes + {CHANCE_MARGIN:g})")
     machines = data.groupby(["hardware_id", "meter_source"], dropna=False)
     for i, (_, group) in enumerate(machines):

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from sweeper.report.analysis import Correlation, forecast_accuracy
-from sweeper.report.configs import ESTIMATED_NOTE, completed, learnt
+from sweeper.report.analysis import Correlation, break_even_samples, forecast_accuracy
+from sweeper.report.configs import ESTIMATED_NOTE, completed
 from sweeper.report.effects import CI_LEVEL, PairedChange, bootstrap_ci
 
 FORECAST_TOLERANCE = 0.10
@@ -106,16 +106,15 @@ def batch_check(changes: Sequence[PairedChange]) -> FindingCheck:
 
 def inference_check(runs: pd.DataFrame) -> FindingCheck:
     finding = "4. Over a deployment, inference can exceed training energy"
-    done = learnt(runs)
-    done = done[done["energy_per_inference_sample_j"] > 0]
-    if done.empty:
+    table = break_even_samples(runs)
+    if table.empty:
         return FindingCheck(finding, "no completed run with inference energy", "not testable",
                             NO_FIGURE)
-    even = (done["energy_train_j"] / done["energy_per_inference_sample_j"]).to_numpy(float)
+    even = table["samples"].to_numpy(float)
     ci = bootstrap_ci(even, statistic=np.median)
     measured = (f"inference energy equals training energy after {np.median(even):,.0f} "
                 f"predictions (median; {_ci(ci, ',.0f')}), n={len(even)} runs"
-                + _mark(bool(done["estimated"].any())))
+                + _mark(bool(table["estimated"].any())))
     return FindingCheck(finding, measured,
                         "holds for any deployment serving more predictions than that",
                         NO_FIGURE)
