@@ -232,12 +232,13 @@ def best_tradeoff(frame: pd.DataFrame, tolerance_points: float = 1.0) -> str | N
             text += f", test {row['test_accuracy']:.1%}"
         return text
 
-    text = (
-        f"the most accurate run by {name} (#{best['id']} {_label(best)}, {acc(best)}) used "
-        f"{joules(best['energy_train_j'])} to train; run #{cheap['id']} ({_label(cheap)}) came "
-        f"within {tolerance_points:g} point(s) ({acc(cheap)}) with "
-        f"{joules(cheap['energy_train_j'])}"
-    )
+    text = (f"the most accurate run by {name} (#{best['id']} {_label(best)}, {acc(best)}) "
+            f"used {joules(best['energy_train_j'])} to train; ")
+    if cheap["id"] == best["id"]:
+        text += f"no cheaper run on its machine came within {tolerance_points:g} point(s)"
+    else:
+        text += (f"run #{cheap['id']} ({_label(cheap)}) came within {tolerance_points:g} "
+                 f"point(s) ({acc(cheap)}) with {joules(cheap['energy_train_j'])}")
     if cheap["id"] != best["id"] and math.isfinite(ratio):
         text += f", {ratio:.1f}x less energy"
     return text + (ESTIMATED_NOTE if bool(close["estimated"].any()) else "")
