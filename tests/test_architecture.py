@@ -25,7 +25,7 @@ SOURCES = {
 # Stages from the bottom up. A module may import its own stage's package and any lower stage;
 # packages that share a stage stay independent of each other.
 STAGES: tuple[tuple[str, ...], ...] = (
-    ("sweeper.errors", "sweeper.redact", "sweeper._threads"),
+    ("sweeper.errors", "sweeper.redact", "sweeper._threads", "sweeper.pareto"),
     ("sweeper.energy", "sweeper.store", "sweeper.models", "sweeper.datasets"),
     ("sweeper.config",),
     ("sweeper.training", "sweeper.predict"),

@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 from rich.console import Console
 
+from sweeper.pareto import nondominated
 from sweeper.report import build_report
 from sweeper.report.__main__ import main as report_main
-from sweeper.report.analysis import pareto_mask
 from sweeper.report.effects import paired_change
 from sweeper.store import Phase, PhaseDomainEnergy, PowerSample, Run, Sweep, open_store
 from tests.conftest import ROOT, TINY, cli_env
@@ -148,11 +148,11 @@ def test_report_on_generated_runs(tmp_path: Path) -> None:
 
     text = " ".join(report.guidelines)
     assert re.search(r"batch 128 used \d+% less training energy than batch 32 \(95% CI "
-                     r"-\d+% to -\d+%\) for [\d.]+ points less accuracy", text)
+                     r"-\d+% to -\d+%\) for [\d.]+ points less test accuracy", text)
     assert "bf16 used 20% less training energy than fp32" in text
     assert "[estimated energy]" in text
     summary = (tmp_path / "summary.txt").read_text()
-    assert "Pareto" in summary and "[estimated energy]" in summary
+    assert "Energy-accuracy front" in summary and "[estimated energy]" in summary
 
 
 def test_report_filters_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -211,22 +211,28 @@ def test_report_uses_net_energy_and_leaves_out_busy_runs(tmp_path: Path) -> None
     assert code == 0
     runs = pd.read_csv(out / "runs.csv").set_index("id")
     assert len(runs) == counts["runs"] - 2 and not {1, 2} & set(runs.index)
-    assert runs.loc[3, "energy_train_j"] == pytest.approx(gross[3] / 2)  # run 3 is rapl
-    assert runs.loc[3, "energy_train_gross_j"] == pytest.approx(gross[3])
+    # The exports keep the store's columns, one name per quantity (issue 20, item 6).
+    assert runs.loc[3, "energy_train_j"] == pytest.approx(gross[3])  # run 3 is rapl
+    assert runs.loc[3, "energy_train_net_j"] == pytest.approx(gross[3] / 2)
+    assert not [c for c in runs.columns if c.endswith("_gross_j") or c == "accuracy"]
+    # The analyses use the net figure.
+    report = build_report(open_store(url), tmp_path / "again", energy="net", parquet=False)
+    assert report.front is not None
+    assert report.front.set_index("id").loc[3, "energy_train_j"] == pytest.approx(gross[3] / 2)
     page = (out / "index.html").read_text()
     assert "net of idle" in page and "Left out 2 run(s) measured on a busy machine" in page
     assert "Meter 'rapl': CPU package and DRAM energy measured by RAPL" in html.unescape(page)
 
 
 def test_pareto_and_matched_pairs() -> None:
-    mask = pareto_mask([1, 2, 3, 2.5, 4], [0.5, 0.7, 0.9, 0.6, 0.9])
+    mask = nondominated([0.5, 0.7, 0.9, 0.6, 0.9], [1, 2, 3, 2.5, 4])
     assert mask.tolist() == [True, True, True, False, False]
     frame = pd.DataFrame({
         "status": "completed", "model": ["a", "a", "b", "b", "c"], "dataset": "d", "lr": 0.1,
         "optimizer": "adam", "epochs": 1, "precision": "fp32", "hardware_id": "h",
         "meter_source": "rapl", "batch": [32, 128, 32, 128, 128],
         "energy_train_j": [100.0, 50.0, 200.0, 150.0, 1.0],
-        "accuracy": [0.9, 0.88, 0.8, 0.8, 0.1], "estimated": False,
+        "test_accuracy": [0.9, 0.88, 0.8, 0.8, 0.3], "estimated": False, "at_chance": False,
     })
     change = paired_change(frame, "batch", 32, 128)
     assert change is not None and change.n == 2  # model c has no batch-32 partner

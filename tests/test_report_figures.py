@@ -41,7 +41,9 @@ def test_energy_vs_macs_labels_both_log_axes(runs: pd.DataFrame) -> None:
         assert ax.get_xscale() == ax.get_yscale() == "log"
         assert len(visible_labels(ax.xaxis)) >= 3, visible_labels(ax.xaxis)
         assert len(visible_labels(ax.yaxis)) >= 3, visible_labels(ax.yaxis)
-    assert "n=36 configurations" in fig.axes[0].get_title()
+    # One row per machine and meter: energies are not pooled (issue 20).
+    assert "n=18 configurations on hw-rapl (rapl)" in fig.axes[0].get_title()
+    assert "n=18 configurations on hw-vm (estimate)" in fig.axes[2].get_title()
 
 
 def _with_two_lrs(runs: pd.DataFrame) -> pd.DataFrame:
@@ -86,7 +88,8 @@ def test_energy_split_shows_every_run_on_pages_with_lr(
     assert len(labels) == 32 and all(" lr 0.01" in label for label in labels)
     first = figures.draw_energy_split(runs)
     assert "all 36 completed runs" in _titles(first)
-    assert [t.get_text() for t in first.axes[0].get_yticklabels()][0] == "#1 cnn b32 fp32 lr 0.001"
+    assert [t.get_text() for t in first.axes[0].get_yticklabels()][0].startswith(
+        "#1 cnn b32 fp32 lr 0.001 (")
 
 
 def test_estimator_fit_axis_names_the_meter(runs: pd.DataFrame) -> None:

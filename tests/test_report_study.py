@@ -105,18 +105,21 @@ def test_strong_correlations_are_listed_and_boxed(runs: pd.DataFrame) -> None:
 
 
 def test_model_by_batch_tables(runs: pd.DataFrame) -> None:
+    """Every swept setting that varies (lr too) gets its own rows: nothing is averaged."""
     tables = {t.title.split(" by ")[0]: t for t in configs.batch_tables(runs)}
-    assert set(tables) == {"E_tr (J)", "E_in (J)", "accuracy"}
+    assert set(tables) == {"E_tr (J)", "E_in (J)", "test accuracy"}
     e_tr = tables["E_tr (J)"]
     assert e_tr.batches == [32, 128]
-    assert e_tr.row_names == ["a bf16", "a fp32", "b bf16", "b fp32", "c bf16", "c fp32",
-                              "d bf16", "d fp32"]
-    row, col = e_tr.row_names.index("b fp32"), e_tr.batches.index(128)
-    expected = np.mean([energy_j("b", 128, "fp32", lr) for lr in LR_ARTIFACT])
-    assert e_tr.values[row][col] == pytest.approx(expected)
-    assert e_tr.counts[row][col] == 2
-    assert e_tr.estimated == [False] * 8  # RAPL-measured rows are not marked as estimates
-    assert tables["accuracy"].values[row][col] == pytest.approx(0.85 + 0.01 * 4e5 / 1e7)
+    assert e_tr.row_names == [f"{m} {p} lr {lr}" for m in "abcd" for p in ("bf16", "fp32")
+                              for lr in ("0.01", "0.1")]
+    assert "(rows: model precision lr; each cell: one run)" in e_tr.title
+    for lr in LR_ARTIFACT:
+        row, col = e_tr.row_names.index(f"b fp32 lr {lr:g}"), e_tr.batches.index(128)
+        assert e_tr.values[row][col] == pytest.approx(energy_j("b", 128, "fp32", lr))
+        assert e_tr.counts[row][col] == 1 and e_tr.chance[row][col] == 0
+        assert tables["test accuracy"].values[row][col] == pytest.approx(
+            LR_ACCURACY[lr] + 0.01 * 4e5 / 1e7)
+    assert e_tr.estimated == [False] * 16  # RAPL-measured rows are not marked as estimates
 
 
 def test_guidelines_carry_intervals_and_withhold_what_spans_zero(runs: pd.DataFrame) -> None:
@@ -144,7 +147,7 @@ def test_guidelines_carry_intervals_and_withhold_what_spans_zero(runs: pd.DataFr
     lr_lines = [g for g in text + withheld if g.startswith("lr ")]
     assert lr_lines and all("training energy" not in g for g in lr_lines)
     assert "energy is not compared" in lr_lines[0]
-    assert "lr 0.1 gave 10.0 points more accuracy than lr 0.01" in lr_lines[0]
+    assert "lr 0.1 gave 10.0 points more test accuracy than lr 0.01" in lr_lines[0]
 
 
 def test_report_page_shows_the_analyses(runs: pd.DataFrame, tmp_path: Path) -> None:
@@ -160,7 +163,8 @@ def test_report_page_shows_the_analyses(runs: pd.DataFrame, tmp_path: Path) -> N
         exports=[],
     ).read_text()
     assert "Strong correlations (|r| &ge; 0.7)" in page
-    assert "<h3>E_tr (J) by model and batch size (rows: model precision)</h3>" in page
+    assert "<h3>E_tr (J) by model and batch size (rows: model precision lr; each cell: one " \
+           "run)</h3>" in page
     assert "Not established" in page and "bf16 used" in page
 
     from rich.console import Console

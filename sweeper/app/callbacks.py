@@ -124,7 +124,8 @@ class SweepCallback(Callback):
         task = list(config.hydra.overrides.task)
         is_grid = OmegaConf.select(config, "hydra.sweeper._target_") == BASIC_SWEEPER
         kind = "grid" if is_grid else "search"
-        identity = identity_for(kind, task)
+        # The name the runs are stored under (sweeper.name when set), so the log says it.
+        identity = identity_for(kind, task, OmegaConf.select(config, "sweeper.name"))
         announce(identity)
         self.job_env = identity.env()
         if OmegaConf.select(config, "mode") == "estimate":

@@ -81,8 +81,8 @@ def _caption(runs: Sequence[Run], net: bool) -> str:
         lines.append(f"meter '{source}': {describe_source(source)}")
     if net:
         lines.append(
-            "E_tr, E_in, E_in/sample and CO2 are gross (all the meters read); E_tr net = "
-            "gross - idle power x training time (sweeper's addition: the study reports gross; "
+            "E_tr, E_in, E_in/sample and CO2 are gross (all the meters read: the study's "
+            "quantity); E_tr net = gross - idle power x training time (sweeper's addition; "
             "idle measured per host, never below 0)"
         )
     elif runs and all(r.meter_source == "estimate" for r in runs):

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from sweeper.datasets import dataset_options, load_dataset
+from sweeper.datasets.names import CLASS_COUNTS
 from sweeper.errors import ConfigError, invalid_value
 from sweeper.models import build_model
 from sweeper.models.build import model_options
@@ -24,10 +25,10 @@ from sweeper.models.build import model_options
 # (channels, height, width) and classes of the data sets whose files are read from disk;
 # synthetic's come from its options.
 _FIXED_SHAPES: dict[str, tuple[tuple[int, int, int], int]] = {
-    "digits": ((1, 8, 8), 10),
-    "mnist": ((1, 28, 28), 10),
-    "fashion_mnist": ((1, 28, 28), 10),
-    "cifar10": ((3, 32, 32), 10),
+    "digits": ((1, 8, 8), CLASS_COUNTS["digits"]),
+    "mnist": ((1, 28, 28), CLASS_COUNTS["mnist"]),
+    "fashion_mnist": ((1, 28, 28), CLASS_COUNTS["fashion_mnist"]),
+    "cifar10": ((3, 32, 32), CLASS_COUNTS["cifar10"]),
 }
 
 # Lower bounds of options whose default alone does not say (inclusive unless noted).

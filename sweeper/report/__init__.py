@@ -19,8 +19,10 @@ from sweeper.predict.observations import observations_from_runs
 from sweeper.report import analysis, configs, data, effects, figures
 from sweeper.report.basis import apply_basis, drop_busy
 from sweeper.report.export import export_tables
+from sweeper.report.findings import FindingCheck, check_findings
 from sweeper.report.heatmaps import correlation_heatmaps
 from sweeper.report.html import FigureRef, write_page
+from sweeper.report.plotting import energy_basis
 from sweeper.report.power_limits import power_limit_section
 from sweeper.store import Store
 
@@ -38,6 +40,8 @@ class Report:
     matrices: list[configs.CorrelationMatrix] = field(default_factory=list)
     batch_tables: list[configs.BatchTable] = field(default_factory=list)
     fits: list[EnergyFit] = field(default_factory=list)
+    findings: list[FindingCheck] = field(default_factory=list)
+    front: pd.DataFrame | None = None
     trace_run_id: int | None = None
 
 
@@ -73,9 +77,8 @@ def build_report(
     energy: str = "gross",
     exclude_busy: bool = False,
 ) -> Report:
-    """`energy` is "gross" or "net" (of idle: sweeper's addition; the study's
-    figures are gross); `exclude_busy` leaves
-    out runs measured while other processes loaded the machine."""
+    """`energy` is "gross" (the study's quantity) or "net" (of idle, sweeper's addition);
+    `exclude_busy` leaves out runs measured while other processes loaded the machine."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     runs = data.load_runs(store, sweeps=sweeps)
@@ -84,6 +87,7 @@ def build_report(
         if extra.empty:
             raise LookupError(f"no run with id {run_id} in {store.display_url}")
         runs = pd.concat([runs, extra[~extra["id"].isin(runs["id"])]], ignore_index=True)
+    stored = runs  # the exports keep the store's columns: one name per quantity
     runs, basis_note = apply_basis(runs, energy)
     notes = [basis_note] + [
         f"Meter '{source}': {describe_source(source)}."
@@ -106,6 +110,9 @@ def build_report(
     windows = analysis.forecast_accuracy(runs)
     power = power_limit_section(store, runs, out)  # GPU power limits (guideline 5)
     guidelines += power.guidelines
+    front = analysis.energy_accuracy_front(runs)
+    checks = check_findings(runs, correlations, changes, power.effects)
+    basis = energy_basis(runs)
 
     trace_id = pick_trace_run(store, runs, run_id)
     trace = data.load_power_trace(store, trace_id) if trace_id is not None else pd.DataFrame()
@@ -115,21 +122,25 @@ def build_report(
     split_pages = figures.energy_split(runs, out)
     drawn: list[tuple[Path, str, str]] = [
         (figures.accuracy_vs_energy(runs, out / "accuracy_vs_energy.png"),
-         "Accuracy vs training energy; the black line is the Pareto front (no run is both "
-         "cheaper and more accurate than a point on it).", ""),
-        (correlation_heatmaps(matrices, out / "correlation_heatmaps.png"),
-         "Pearson and Spearman correlations between energy per sample (training, inference), "
-         "MACs, parameters, MACs per parameter, training time, accuracy, throughput and "
-         "energy efficiency (training samples and forward MACs per joule), per machine.",
+         f"{analysis.accuracy_name(front) if not front.empty else 'Accuracy'} vs training "
+         "energy (bars: its uncertainty); the black line is the front (see the table above); "
+         "x: runs at chance accuracy.", ""),
+        (correlation_heatmaps(matrices, out / "correlation_heatmaps.png", basis),
+         "Pearson (on raw values) and Spearman (ranks) correlations between energy per sample "
+         "(training, inference), MACs, parameters, MACs per parameter, training time, test "
+         "accuracy, throughput and energy efficiency (training samples and forward MACs per "
+         "joule), per machine.",
          "Runs that differ only in lr, seed or repeat are averaged into one configuration "
-         "first; |r| >= 0.7 (the study's 'strong') is boxed. Strong pairs are listed below."),
+         "first (runs at chance accuracy left out); |r| >= 0.7 (the study's 'strong') is "
+         "boxed. The table below gives log-log Pearson with intervals."),
         (figures.energy_vs_batch(runs, out / "energy_vs_batch.png"),
          "Training energy and inference energy per sample vs batch size, per model "
          "(one line style per precision).", ""),
         (figures.energy_vs_macs(runs, out / "energy_vs_macs.png"),
-         "Training energy per sample vs MACs and vs MACs per parameter, with correlations.",
-         "Pearson is computed on log values (the relation is a power law), Spearman on ranks, "
-         "over distinct configurations."),
+         "Training energy per sample vs MACs and vs MACs per parameter, one point per "
+         "configuration, with the correlations of the table below.",
+         "Pearson is computed on log-log values (the relation is a power law), Spearman on "
+         "ranks, over distinct configurations, with 95% bootstrap intervals."),
         (figures.forecast_error_vs_window(runs, out / "forecast_error_vs_window.png"),
          "Error of the in-run forecast of E_tr vs the profiling window.",
          "benchmarks/forecast_accuracy.py compares several windows on the same runs."),
@@ -142,7 +153,7 @@ def build_report(
            "Energy split of each completed run: training, evaluation/test, inference "
            "benchmark.", "") for i, page in enumerate(split_pages, start=1)),
         *(((power.figure, power.caption, ""),) if power.figure is not None else ()),
-        (figures.estimator_fit(fits, out / "estimator_fit.png"),
+        (figures.estimator_fit(fits, out / "estimator_fit.png", basis),
          "Energy per sample predicted with each configuration held out, against the "
          "value from the meter (measured, or estimated where the meter is the estimate).",
          "The fit is per hardware and meter; see the table below."),
@@ -150,8 +161,9 @@ def build_report(
     paths = [p for p, _, _ in drawn]
     refs = [FigureRef(p.name, t, n) for p, t, n in drawn]
 
+    kept = stored[stored["id"].isin(runs["id"])]
     exports = export_tables(
-        {"runs": runs, "phases": phases, "phase_domains": domains,
+        {"runs": kept, "phases": phases, "phase_domains": domains,
          **({"power_limits": power.effects} if not power.effects.empty else {})},
         out, parquet=parquet
     )
@@ -159,14 +171,16 @@ def build_report(
         out / "index.html", store_url=store.display_url, runs=runs, figures=refs,
         guidelines=guidelines, not_established=unproven, correlations=correlations,
         matrices=matrices, batch_tables=tables, fits=fits, windows=windows,
-        exports=[p.name for p in exports], notes=notes,
+        exports=[p.name for p in exports], notes=notes, front=front, findings=checks,
     )
     if console is not None:
         from sweeper.report.terminal import print_summary
 
         for note in notes:
             console.print(note, highlight=False, markup=False)
-        print_summary(console, runs, guidelines, fits, str(html), unproven)
+        print_summary(console, runs, guidelines, fits, str(html), unproven,
+                      [c.line() for c in checks])
     return Report(out_dir=out, html=html, figures=paths, exports=exports,
                   guidelines=guidelines, not_established=unproven, matrices=matrices,
-                  batch_tables=tables, fits=fits, trace_run_id=trace_id)
+                  batch_tables=tables, fits=fits, findings=checks, front=front,
+                  trace_run_id=trace_id)

@@ -36,9 +36,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--list", action="store_true",
                         help="print the store's sweep names (with run counts) and exit")
     parser.add_argument("--energy", choices=("gross", "net"), default="gross",
-                        help="energy the analyses use: gross (all the meters read, the "
-                             "study's quantity) or net of idle power, sweeper's addition "
-                             "(default: gross)")
+                        help="energy the analyses use: gross (all the meters read, the study's "
+                             "quantity) or net of idle power, sweeper's addition (default: gross)")
     parser.add_argument("--exclude-busy", action="store_true",
                         help="leave out runs measured while other processes loaded the machine")
     parser.add_argument("--quiet", action="store_true", help="no terminal summary")

@@ -1,11 +1,10 @@
 """Which energy the report's analyses use (gross or net of idle), and which runs they trust.
 
-Gross is everything the meters read (the study's quantity: its released code subtracts no
-idle power); net subtracts the idle baseline's power over the same time (sweeper's
-addition). With `net`, the report's energy columns hold the net figures (the gross ones
-stay as `*_gross_j` in the exports), so every figure, correlation, fit and guideline uses
-them; a run without a net figure (no idle baseline) drops out of the energy analyses. Runs
-measured on a busy machine can be left out.
+Gross is everything the meters read; net subtracts the idle baseline's power over the same
+time (sweeper's addition: the study reports gross energy). With `net`, the energy columns
+hold the net figures in the analyses (the exports keep the stored columns), so every figure,
+correlation, fit and guideline uses them; a run without a net figure (no idle baseline)
+drops out of the energy analyses. Runs measured on a busy machine can be left out.
 """
 
 from __future__ import annotations
@@ -27,16 +26,17 @@ def apply_basis(runs: pd.DataFrame, basis: str) -> tuple[pd.DataFrame, str]:
     if basis not in BASES:
         raise ValueError(f"energy basis {basis!r}: use one of {', '.join(BASES)}")
     if basis == "gross":
-        return runs, ("Energy shown is gross: everything the meters read, idle power "
-                      "included (CO2 is always from gross energy).")
-    out = runs.copy()
+        return runs.assign(energy_basis="gross"), (
+            "Energy shown is gross: everything the meters read, idle power included (the "
+            "study's quantity; CO2 is always from gross energy).")
+    out = runs.assign(energy_basis="net")
     for gross, net in NET_COLUMNS.items():
         out[f"{gross.removesuffix('_j')}_gross_j"] = out[gross]
         out[gross] = pd.to_numeric(out[net], errors="coerce").astype(float)
     missing = int(out["energy_train_j"].isna().sum() - runs["energy_train_j"].isna().sum())
     note = ("Energy shown is net of idle: gross - idle power x duration (sweeper's "
-            "addition; the study's figures are gross; "
-            "estimate-meter domains have no idle, so their net is their gross; "
+            "addition, not the study's quantity, which is gross; estimate-meter domains "
+            "have no idle, so their net is their gross; "
             "CO2 stays gross).")
     if missing > 0:
         note += f" {missing} run(s) have no idle baseline and drop out of the energy analyses."

@@ -26,6 +26,24 @@ def completed(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[(frame["status"] == "completed") & frame["energy_train_j"].notna()]
 
 
+def learnt(frame: pd.DataFrame) -> pd.DataFrame:
+    """Completed runs not at chance accuracy: the only runs a mean may include (a run that
+    diverged to chance did not do the work its configuration stands for)."""
+    done = completed(frame)
+    return done[~done["at_chance"].fillna(False).astype(bool)]
+
+
+def chance_note(frame: pd.DataFrame) -> str:
+    """'; 2 completed run(s) at chance accuracy left out (ids 5, 9)', or ''."""
+    done = completed(frame)
+    ids = done.loc[done["at_chance"].fillna(False).astype(bool), "id"].astype(int).tolist()
+    if not ids:
+        return ""
+    listed = ", ".join(map(str, ids[:10])) + (f" and {len(ids) - 10} more" if len(ids) > 10
+                                              else "")
+    return f"; {len(ids)} completed run(s) at chance accuracy left out of every mean (ids {listed})"
+
+
 @dataclass(frozen=True)
 class Metric:
     column: str
@@ -40,7 +58,7 @@ METRICS = (
     Metric("params", "parameters"),
     Metric("macs_per_param", "MACs / param"),
     Metric("train_duration_s", "train time"),
-    Metric("accuracy", "accuracy"),
+    Metric("test_accuracy", "test accuracy"),
     Metric("train_samples_per_s", "throughput"),
     Metric("train_samples_per_j", "samples / J"),
     Metric("macs_per_j", "MACs / J"),
@@ -63,10 +81,10 @@ def with_efficiency(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def configurations(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per distinct configuration of the completed runs: metrics averaged over runs
-    that differ only in NON_COMPUTE_KEYS, with `n_runs` and `estimated` (any run estimated).
-    """
-    done = with_efficiency(completed(runs))
+    """One row per distinct configuration of the completed runs not at chance: metrics
+    averaged over runs that differ only in NON_COMPUTE_KEYS, with `n_runs` and `estimated`
+    (any run estimated)."""
+    done = with_efficiency(learnt(runs))
     columns = [m.column for m in METRICS if m.column not in COMPUTE_KEYS]
     extra = ["energy_train_j", "energy_inference_j"]
     if done.empty:
@@ -132,42 +150,71 @@ def correlation_matrices(runs: pd.DataFrame, min_configs: int = 3) -> list[Corre
 
 @dataclass(frozen=True)
 class BatchTable:
-    """A model x batch-size table of one metric; each cell averages distinct configurations'
-    means, `counts` holds how many runs each cell rests on."""
+    """A model x batch-size table of one metric. Rows split by every swept setting that
+    varies (lr included), so a cell only averages repeats and seeds of one configuration;
+    runs at chance accuracy are never averaged with the others: a cell shows the mean of
+    its `counts` runs that learnt, `chance` counts those left out (and when every run of a
+    cell is at chance, their mean is shown, marked)."""
 
     title: str
     row_names: list[str]
     batches: list[int]
     values: list[list[float]]
     counts: list[list[int]]
+    chance: list[list[int]]
     fmt: str
     estimated: list[bool]  # per row: any of its runs has estimated energy
 
 
 TABLE_METRICS = (("energy_train_j", "E_tr (J)", ".4g"), ("energy_inference_j", "E_in (J)", ".4g"),
-                 ("accuracy", "accuracy", ".3f"))
+                 ("test_accuracy", "test accuracy", ".3f"))
+# Settings a row is split by when they vary (the model always): every swept hyperparameter.
+ROW_KEYS = ("precision", "lr", "optimizer", "dataset", "epochs", "hardware_id", "meter_source")
+
+
+def averaged_over(runs: pd.DataFrame, keys: list[str]) -> str:
+    """What a cell averages over: 'each cell: one run', or 'mean over 2 seeds, 3 repeats'."""
+    sizes = runs.groupby(keys, dropna=False).size()
+    if (sizes <= 1).all():
+        return "each cell: one run"
+    varying = [f"{runs[c].nunique(dropna=False)} {c}s" for c in ("seed", "repeat", "trial_number")
+               if c in runs and runs[c].nunique(dropna=False) > 1]
+    return "each cell: mean of its runs over " + (", ".join(varying) or "identical settings")
 
 
 def batch_tables(runs: pd.DataFrame) -> list[BatchTable]:
-    """Per-model x batch-size tables of E_tr, E_in and accuracy. Rows are split by precision,
-    machine, data set and epochs when those vary, so a cell never mixes them."""
-    configs = configurations(runs)
-    if configs.empty:
+    """Per-model x batch-size tables of E_tr, E_in and test accuracy, one row per model and
+    value of every varying swept setting."""
+    done = completed(runs)
+    if done.empty:
         return []
-    splits = [k for k in ("precision", "dataset", "epochs", "hardware_id", "meter_source")
-              if configs[k].nunique(dropna=False) > 1]
-    configs = configs.assign(row=configs[["model", *splits]].astype(str).agg(" ".join, axis=1))
-    rows = sorted(configs["row"].unique())
-    estimated = configs.groupby("row")["estimated"].any().reindex(rows).astype(bool).tolist()
-    batches = sorted(int(b) for b in configs["batch"].unique())
+    splits = [k for k in ROW_KEYS if done[k].nunique(dropna=False) > 1]
+    done = done.assign(
+        row=done[["model", *splits]].apply(
+            lambda r: " ".join([str(r["model"]), *(
+                f"lr {r[k]:g}" if k == "lr" else str(r[k]) for k in splits)]), axis=1),
+        chance=done["at_chance"].fillna(False).astype(bool))
+    rows = sorted(done["row"].unique())
+    estimated = done.groupby("row")["estimated"].any().reindex(rows).astype(bool).tolist()
+    batches = sorted(int(b) for b in done["batch"].unique())
+    cells = done.groupby(["row", "batch"])
+    note = averaged_over(done, ["row", "batch"])
     out = []
     for column, label, fmt in TABLE_METRICS:
-        mean = configs.pivot_table(index="row", columns="batch", values=column, aggfunc="mean")
-        count = configs.pivot_table(index="row", columns="batch", values="n_runs", aggfunc="sum")
-        mean = mean.reindex(index=rows, columns=batches)
-        count = count.reindex(index=rows, columns=batches).fillna(0)
-        title = f"{label} by model and batch size" + (
-            f" (rows: model {' '.join(splits)})" if splits else "")
-        out.append(BatchTable(title, rows, batches, mean.to_numpy().tolist(),
-                              count.astype(int).to_numpy().tolist(), fmt, estimated))
+        values, counts, chance = [], [], []
+        for row in rows:
+            values.append([]), counts.append([]), chance.append([])
+            for batch in batches:
+                cell = cells.get_group((row, batch)) if (row, batch) in cells.groups else None
+                if cell is None:
+                    values[-1].append(np.nan), counts[-1].append(0), chance[-1].append(0)
+                    continue
+                good = cell[~cell["chance"]]
+                used = good if not good.empty else cell
+                values[-1].append(float(used[column].mean()))
+                counts[-1].append(len(good))
+                chance[-1].append(int(cell["chance"].sum()))
+        title = f"{label} by model and batch size (rows: model" + (
+            f" {' '.join(splits)}" if splits else "") + f"; {note})"
+        out.append(BatchTable(title, rows, batches, values, counts, chance, fmt, estimated))
     return out

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import func, select
 
+from sweeper.datasets.names import CLASS_COUNTS
+from sweeper.pareto import at_chance
 from sweeper.store import Phase, PhaseDomainEnergy, PowerSample, Run, Store, Sweep
 
 RUN_COLUMNS = (
@@ -54,8 +57,9 @@ def is_estimate(source: object) -> bool:
 def load_runs(
     store: Store, sweeps: Sequence[str] = (), run_ids: Sequence[int] = ()
 ) -> pd.DataFrame:
-    """One row per run, plus derived columns: sweep, repeat, macs_per_param, estimated,
-    accuracy (test, else val) and forecast_co2_g."""
+    """One row per run, plus derived columns: sweep, repeat, num_classes, macs_per_param,
+    estimated, selection_accuracy (val, else test) with selection_set, at_chance and
+    forecast_co2_g."""
     query = select(Run, Sweep.name).join(Sweep, Run.sweep_id == Sweep.id).order_by(Run.id)
     if sweeps:
         query = query.where(Sweep.name.in_(list(sweeps)))
@@ -67,20 +71,36 @@ def load_runs(
             row = {c: getattr(run, c) for c in RUN_COLUMNS}
             row["sweep"] = sweep_name
             row["repeat"] = (run.config or {}).get("repeat", 0)
+            row["num_classes"] = class_count(run.dataset, run.config or {})
             records.append(row)
-    frame = pd.DataFrame.from_records(records, columns=[*RUN_COLUMNS, "sweep", "repeat"])
+    frame = pd.DataFrame.from_records(
+        records, columns=[*RUN_COLUMNS, "sweep", "repeat", "num_classes"])
     for column in NUMERIC_RUN_COLUMNS:
         frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(float)
     frame["macs_per_param"] = frame["macs_per_sample"] / frame["params"].where(frame["params"] > 0)
     frame["estimated"] = frame["meter_source"].map(is_estimate).astype(bool)
-    frame["accuracy"] = frame["test_accuracy"].where(
-        frame["test_accuracy"].notna(), frame["val_accuracy"]
-    )
+    # Fronts are chosen on validation accuracy; a protocol without a validation split (the
+    # study's: val_fraction=0) has only test accuracy, and `selection_set` says so.
+    has_val = frame["val_accuracy"].notna()
+    frame["selection_accuracy"] = frame["val_accuracy"].where(has_val, frame["test_accuracy"])
+    frame["selection_set"] = np.where(
+        has_val, "val", np.where(frame["test_accuracy"].notna(), "test", None))
+    # At chance: every accuracy the run has is within CHANCE_MARGIN of 1/num_classes.
+    best = frame[["val_accuracy", "test_accuracy"]].max(axis=1)
+    frame["at_chance"] = at_chance(best, frame["num_classes"].astype(float))
     frame["forecast_co2_g"] = (
         frame["forecast_energy_train_j"] / 3.6e6 * frame["carbon_intensity_g_per_kwh"]
         * frame["pue"].fillna(1.0)
     )
     return frame
+
+
+def class_count(dataset: str | None, config: dict) -> float:
+    """The run's number of classes: its dataset.num_classes option, else the data set's."""
+    options = config.get("dataset")
+    if isinstance(options, dict) and isinstance(options.get("num_classes"), int):
+        return float(options["num_classes"])
+    return float(CLASS_COUNTS.get(str(dataset), np.nan))
 
 
 def sweep_names(store: Store) -> list[tuple[str, int]]:

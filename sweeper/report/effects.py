@@ -11,13 +11,13 @@ only when its interval excludes zero, and lr is never read as an energy effect.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from sweeper.report.configs import ESTIMATED_NOTE, completed
+from sweeper.report.configs import ESTIMATED_NOTE, completed, learnt
 
 MATCH_KEYS = ("model", "dataset", "lr", "optimizer", "epochs", "precision", "batch",
               "hardware_id", "meter_source")
@@ -57,16 +57,18 @@ class PairedChange:
 
 
 def bootstrap_ci(
-    values: Sequence[float], level: float = CI_LEVEL, resamples: int = 4000
+    values: Sequence[float], level: float = CI_LEVEL, resamples: int = 4000,
+    statistic: Callable[..., np.ndarray] = np.mean,
 ) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean, resampling configurations with replacement
-    (seeded, so a report is reproducible); NaN with too few values to resample."""
+    """Percentile bootstrap interval of the mean (or `statistic`, taking axis=1), resampling
+    configurations with replacement (seeded, so a report is reproducible); NaN with too few
+    values to resample."""
     data = np.asarray(values, dtype=float)
     data = data[np.isfinite(data)]
     if len(data) < MIN_CONFIGS_FOR_CI:
         return math.nan, math.nan
     rng = np.random.default_rng(0)
-    means = data[rng.integers(0, len(data), size=(resamples, len(data)))].mean(axis=1)
+    means = statistic(data[rng.integers(0, len(data), size=(resamples, len(data)))], axis=1)
     tail = (1.0 - level) / 2.0 * 100.0
     low, high = np.percentile(means, [tail, 100.0 - tail])
     return float(low), float(high)
@@ -75,11 +77,14 @@ def bootstrap_ci(
 def paired_change(
     frame: pd.DataFrame, factor: str, low: object, high: object, model: str | None = None
 ) -> PairedChange | None:
-    runs = completed(frame).dropna(subset=["accuracy"])
+    # A run at chance never enters an energy comparison's mean; lr's accuracy effect keeps
+    # it (diverging is what an lr does to accuracy).
+    runs = (completed(frame) if factor not in ENERGY_FACTORS else learnt(frame)).dropna(
+        subset=["test_accuracy"])
     if model is not None:
         runs = runs[runs["model"] == model]
     keys = [k for k in MATCH_KEYS if k != factor]
-    metrics = ["energy_train_j", "accuracy"]
+    metrics = ["energy_train_j", "test_accuracy"]
 
     def side(value: object) -> pd.DataFrame:
         part = runs[runs[factor] == value]
@@ -91,7 +96,7 @@ def paired_change(
         return None
     pairs = pd.DataFrame({
         "log_ratio": np.log(joined["energy_train_j_high"] / joined["energy_train_j_low"]),
-        "points": (joined["accuracy_high"] - joined["accuracy_low"]) * 100.0,
+        "points": (joined["test_accuracy_high"] - joined["test_accuracy_low"]) * 100.0,
     }, index=joined.index)
     # Pairs that differ only in lr are the same computation: one configuration.
     config_keys = [k for k in keys if k != "lr"]
@@ -117,7 +122,7 @@ def _less_more(change: float) -> str:
 def _points(points: float) -> str:
     if abs(points) < 0.05:
         return "the same accuracy"
-    return f"{abs(points):.1f} points {'more' if points > 0 else 'less'} accuracy"
+    return f"{abs(points):.1f} points {'more' if points > 0 else 'less'} test accuracy"
 
 
 def _interval(ci: tuple[float, float], fmt: str) -> str:

@@ -18,14 +18,29 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
+from sweeper.pareto import ACCURACY_MARGIN, CHANCE_MARGIN
 from sweeper.predict.estimator import EnergyFit
-from sweeper.report.analysis import Correlation, completed, correlation, pareto_mask
-from sweeper.report.configs import configurations
+from sweeper.report.analysis import (
+    accuracy_name,
+    correlation,
+    energy_accuracy_front,
+    joules,
+    machine_name,
+)
+from sweeper.report.configs import (
+    MACHINE_KEYS,
+    chance_note,
+    completed,
+    configurations,
+    learnt,
+)
 from sweeper.report.data import is_estimate
 from sweeper.report.plotting import (
     PHASE_COLORS,
     batch_axis,
+    counts,
     empty_figure,
+    energy_basis,
     estimate_legend,
     log_axes,
     model_colors,
@@ -38,27 +53,47 @@ from sweeper.report.plotting import (
 
 
 def accuracy_vs_energy(runs: pd.DataFrame, path: Path) -> Path:
-    data = completed(runs).dropna(subset=["accuracy"])
-    data = data[data["energy_train_j"] > 0]
-    title = "Accuracy vs training energy, with the Pareto front"
+    return save(draw_accuracy_vs_energy(runs), path)
+
+
+def draw_accuracy_vs_energy(runs: pd.DataFrame) -> Figure:
+    """Every completed run at its selection accuracy (val, else test: the axis says which)
+    and E_tr with its uncertainty; the uncertainty-aware front per machine (sweeper.pareto);
+    runs at chance accuracy marked x and never on the front."""
+    data = energy_accuracy_front(runs)
+    title = "Accuracy vs training energy, with the front"
     if data.empty:
-        return save_empty(path, title, "no completed runs with energy and accuracy")
+        return empty_figure(title, "no completed runs with energy and accuracy")
     estimated = bool(data["estimated"].any())
-    ax = (fig := new_figure(7, 4.5)).subplots()
+    ax = (fig := new_figure(8, 4.8)).subplots()
     colors = model_colors(data["model"])
-    for model, group in data.groupby("model"):
-        scatter(ax, group["energy_train_j"], group["accuracy"], group["estimated"],
-                 colors[model], label=model)
-    front = data[pareto_mask(data["energy_train_j"], data["accuracy"])].sort_values(
-        "energy_train_j")
-    ax.step(front["energy_train_j"], front["accuracy"], where="post", color="black",
-            linewidth=1, label="Pareto front", zorder=2)
+    chance = data["at_chance"].astype(bool)
+    ax.errorbar(data["energy_train_j"], data["selection_accuracy"],
+                xerr=data["energy_train_uncertainty_j"].fillna(0.0).to_numpy(), fmt="none",
+                ecolor="#999999", elinewidth=0.8, zorder=2)
+    for model, group in data[~chance].groupby("model"):
+        scatter(ax, group["energy_train_j"], group["selection_accuracy"], group["estimated"],
+                colors[model], label=model)
+    if chance.any():
+        ax.scatter(data.loc[chance, "energy_train_j"], data.loc[chance, "selection_accuracy"],
+                   marker="x", color="#444444", zorder=3,
+                   label=f"at chance (< 1/classes + {CHANCE_MARGIN:g})")
+    machines = data.groupby(["hardware_id", "meter_source"], dropna=False)
+    for i, (_, group) in enumerate(machines):
+        front = group[group["on_front"]]
+        ax.step(front["energy_train_j"], front["selection_accuracy"], where="post",
+                color="black", linewidth=1, linestyle=("-", "--", ":", "-.")[i % 4], zorder=2,
+                label="front" if len(machines) == 1 else f"front, {front['hardware_id'].iloc[0]}"
+                if not front.empty else None)
+    ax.set_xlabel(f"training energy E_tr (J, {energy_basis(data)})")
+    ax.set_ylabel(accuracy_name(data))
     log_axes(ax, y=False)
-    ax.set_xlabel("training energy E_tr (J, log)")
-    ax.set_ylabel("test accuracy")
-    ax.set_title(with_estimate_suffix(title, estimated))
+    ax.set_title(with_estimate_suffix(
+        f"{title}\n{counts(data)}; bars: energy uncertainty; a point within the uncertainty "
+        f"of one >= {ACCURACY_MARGIN:.0%} more accurate is off the front", estimated),
+        fontsize="small")
     estimate_legend(ax, estimated)
-    return save(fig, path)
+    return fig
 
 
 # Settings a point of energy_vs_batch averages over: they do not change the computation.
@@ -86,10 +121,11 @@ def averaged_note(groups: pd.core.groupby.DataFrameGroupBy) -> str:
 
 
 def draw_energy_vs_batch(runs: pd.DataFrame) -> Figure:
-    data = completed(runs)
+    data = learnt(runs)
     title = "Energy vs batch size, per model"
     if data.empty:
-        return empty_figure(title, "no completed runs")
+        return empty_figure(title, "no completed runs above chance accuracy")
+    trend = data["batch"].nunique() > 1
     estimated = bool(data["estimated"].any())
     machines = data["hardware_id"].nunique(dropna=False)
     axes = (fig := new_figure(13, 4.6)).subplots(1, 2)
@@ -110,24 +146,30 @@ def draw_energy_vs_batch(runs: pd.DataFrame) -> Figure:
                 continue
             name = " ".join([str(model), *(f"{c}={v}" for c, v in zip(split, rest, strict=True))])
             name += f" @{hardware} ({meter})" if machines > 1 else ""
-            ax.plot(mean.index, mean["value"], color=colors[model], linewidth=1,
-                    linestyle=styles[precision])
+            if trend:  # one batch size has no trend to draw
+                ax.plot(mean.index, mean["value"], color=colors[model], linewidth=1,
+                        linestyle=styles[precision])
             scatter(ax, mean.index, mean["value"], mean["estimated"], colors[model],
                      label=None if name in labelled else name)
             labelled.add(name)
         batch_axis(ax, data["batch"])
-        log_axes(ax, x=False)
         ax.set_xlabel("batch size (log scale)")
-        ax.set_ylabel(label)
+        ax.set_ylabel(f"{label}, {energy_basis(data)}")
+        log_axes(ax, x=False)
     for precision, style in styles.items():  # the line styles, in the legend
         axes[1].plot([], [], color="gray", linestyle=style, label=f"{precision} (line style)")
     estimate_legend(axes[1], estimated, outside=True)  # one legend, beside the right panel
-    note = averaged_note(data.groupby([*keys, "batch"], dropna=False))
+    points = data.groupby([*keys, "batch"], dropna=False)
+    note = f"{counts(data, len(points))} (one point each); " + averaged_note(points) \
+        + chance_note(runs)
+    if not trend:
+        note += f"; one batch size ({int(data['batch'].iloc[0])}) only: no trend"
     if machines > 1:
         note += "; one line per machine and meter"
     if split:
         note += f"; one line per {', '.join(split)}"
-    fig.suptitle(with_estimate_suffix(f"{title} ({note})", estimated), fontsize="medium")
+    fig.suptitle(with_estimate_suffix(f"{title}\n{note}", estimated), fontsize="small",
+                 wrap=True)
     return fig
 
 
@@ -135,59 +177,84 @@ def energy_vs_batch(runs: pd.DataFrame, path: Path) -> Path:
     return save(draw_energy_vs_batch(runs), path)
 
 
-def _corr_text(c: Correlation) -> str:
-    return (f"Pearson(log) {c.pearson_log:+.2f}, Spearman {c.spearman:+.2f}, "
-            f"n={c.n} configurations")
-
-
 def energy_vs_macs(runs: pd.DataFrame, path: Path) -> Path:
     return save(draw_energy_vs_macs(runs), path)
 
 
+MAX_MACHINES = 4
+
+
 def draw_energy_vs_macs(runs: pd.DataFrame) -> Figure:
-    data = completed(runs)
+    """One row of two panels per machine and meter (energies are not pooled across them),
+    one point per distinct configuration (what the correlation is computed over); the panel
+    titles quote the same Correlation the guidelines and tables quote."""
+    data = learnt(runs)
     data = data[data["energy_per_train_sample_j"] > 0]
     title = "Training energy per sample vs MACs and MACs per parameter"
     if data.empty:
         return empty_figure(title, "no completed runs with MACs and energy")
     configs = configurations(data)
     estimated = bool(data["estimated"].any())
-    axes = (fig := new_figure(12, 4.2)).subplots(1, 2)
-    colors = model_colors(data["model"])
-    for ax, x, label in ((axes[0], "macs_per_sample", "MACs per sample (log)"),
-                         (axes[1], "macs_per_param", "MACs per parameter (log)")):
-        for model, group in data.groupby("model"):
-            scatter(ax, group[x], group["energy_per_train_sample_j"], group["estimated"],
-                     colors[model], label=model)
-        log_axes(ax)
-        ax.set_xlabel(label)
-        ax.set_ylabel("E_tr per training sample (J, log)")
-        ax.set_title(_corr_text(correlation(configs, x, "energy_per_train_sample_j")),
-                     fontsize="medium")
-    estimate_legend(axes[1], estimated, outside=True)  # one legend, beside the right panel
-    fig.suptitle(with_estimate_suffix(title, estimated))
+    machines = sorted(configs.groupby(list(MACHINE_KEYS), dropna=False),
+                      key=lambda item: (-len(item[1]), str(item[0])))
+    shown = machines[:MAX_MACHINES]
+    fig = new_figure(12, 0.8 + 4.0 * len(shown))
+    axes = fig.subplots(len(shown), 2, squeeze=False)
+    colors = model_colors(configs["model"])
+    for row, (key, group) in zip(axes, shown, strict=True):
+        machine = machine_name(*key)
+        for ax, x, label in ((row[0], "macs_per_sample", "MACs per sample"),
+                             (row[1], "macs_per_param", "MACs per parameter")):
+            for model, points in group.groupby("model"):
+                scatter(ax, points[x], points["energy_per_train_sample_j"],
+                        points["estimated"], colors[model], label=model)
+            ax.set_xlabel(label)
+            ax.set_ylabel(f"E_tr per training sample (J, {energy_basis(data)})")
+            log_axes(ax)
+            c = correlation(group, x, "energy_per_train_sample_j", machine=machine)
+            text = c.describe() if group[x].nunique() > 1 else \
+                f"one {label} value only on {machine}: no correlation, no trend"
+            ax.set_title(text.replace(", Spearman", ",\nSpearman"), fontsize="small")
+    estimate_legend(axes[0][1], estimated)
+    more = f"; {len(machines) - len(shown)} more machine(s) in the correlations table" \
+        if len(machines) > len(shown) else ""
+    fig.suptitle(with_estimate_suffix(
+        f"{title}\n{counts(data, len(configs))} on {len(machines)} machine(s) and meter(s), "
+        "one row each; each point: one configuration, the mean of its runs over lr, seed and "
+        "repeat" + chance_note(runs) + more, estimated), fontsize="small")
     return fig
 
 
 def forecast_error_vs_window(runs: pd.DataFrame, path: Path) -> Path:
+    return save(draw_forecast_error_vs_window(runs), path)
+
+
+def draw_forecast_error_vs_window(runs: pd.DataFrame) -> Figure:
+    """Each run's forecast error at its window; the per-window mean is joined by a line
+    only when there are several windows (one window is not a trend)."""
     data = completed(runs).dropna(subset=["forecast_error", "forecast_window"])
     title = "Forecast error vs profiling window"
     if data.empty:
-        return save_empty(path, title, "no completed runs with a forecast")
+        return empty_figure(title, "no completed runs with a forecast")
     estimated = bool(data["estimated"].any())
-    ax = (fig := new_figure(7, 4.2)).subplots()
+    ax = (fig := new_figure(7.5, 4.2)).subplots()
     x = data["forecast_window"] * 100.0
     y = data["forecast_error"].abs() * 100.0
     scatter(ax, x, y, data["estimated"], "#4c72b0", label="one run")
     mean = y.groupby(x).mean()
-    ax.plot(mean.index, mean.values, color="black", marker="s", label="MAPE per window")
+    windows = len(mean)
+    ax.plot(mean.index, mean.values, color="black", marker="s",
+            linestyle="-" if windows > 1 else "none", label="mean |error| per window")
     ax.set_xlabel("profiling window (% of training steps)")
     ax.set_ylabel("|forecast - actual| / actual E_tr (%)")
     ax.set_xlim(0, max(25.0, float(x.max()) * 1.1))
     ax.set_ylim(bottom=0)
-    ax.set_title(with_estimate_suffix(title, estimated))
+    scope = f"{counts(data)}; {windows} window(s)"
+    if windows == 1:
+        scope += f": {float(mean.index[0]):g}% only, no trend across windows"
+    ax.set_title(with_estimate_suffix(f"{title}\n{scope}", estimated), fontsize="small")
     estimate_legend(ax, estimated)
-    return save(fig, path)
+    return fig
 
 
 def power_trace(
@@ -219,8 +286,10 @@ def power_trace(
         labels.append("dashed = estimated power")
     ax.legend(handles, labels, fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_xlabel("time since the sampler started (s)")
-    ax.set_ylabel("power (W)")
-    ax.set_title(with_estimate_suffix(title, estimated))
+    ax.set_ylabel("power (W, gross: as read, idle included)")
+    ax.set_title(with_estimate_suffix(
+        f"{title}\nn = 1 run, {len(trace)} samples over {trace['domain'].nunique()} "
+        "domain(s); power: gross", estimated), fontsize="small")
     return save(fig, path)
 
 
@@ -249,31 +318,40 @@ def draw_energy_split(runs: pd.DataFrame, page: int = 1, per_page: int = 40) -> 
     first = (page - 1) * per_page
     shown = data.iloc[first:first + per_page]
     estimated = bool(shown["estimated"].any())
-    labels = [f"#{r.id} {r.model} b{r.batch} {r.precision} lr {r.lr:g}"
-              for r in shown.itertuples()]
-    ax = (fig := new_figure(9, 1.4 + 0.28 * len(shown))).subplots()
-    left = np.zeros(len(shown))
     parts = (("energy_train_j", "train E_tr", "#4c72b0"),
              ("energy_eval_j", "eval + test", "#dd8452"),
              ("energy_inference_j", "inference E_in", "#55a868"))
+    energies = shown[[c for c, _, _ in parts]].fillna(0.0)
+    totals = energies.sum(axis=1).to_numpy()
+    # Totals that span decades would leave most bars invisible on one linear axis: each bar
+    # is the run's split in percent, and its total is in its label.
+    labels = [f"#{r.id} {r.model} b{r.batch} {r.precision} lr {r.lr:g} ({joules(t)})"
+              + (" [at chance]" if r.at_chance else "")
+              for r, t in zip(shown.itertuples(), totals, strict=True)]
+    ax = (fig := new_figure(10, 1.6 + 0.28 * len(shown))).subplots()
+    left = np.zeros(len(shown))
     hatches = ["//" if e else "" for e in shown["estimated"]]
     for column, label, color in parts:
-        values = shown[column].fillna(0.0).to_numpy()
+        values = 100.0 * energies[column].to_numpy() / np.where(totals > 0, totals, 1.0)
         bars = ax.barh(labels, values, left=left, color=color, label=label)
         for bar, hatch in zip(bars, hatches, strict=True):
             bar.set_hatch(hatch)
         left += values
-    ax.set_xlabel("energy (J)")
+    ax.set_xlim(0, 100)
+    ax.set_xlabel(f"share of the run's energy (%; totals in J, {energy_basis(shown)}, "
+                  "in the labels)")
     handles, names = ax.get_legend_handles_labels()
     if estimated:
         handles.append(Rectangle((0, 0), 1, 1, facecolor="white", edgecolor="gray",
                                      hatch="//"))
         names.append("hatched = estimated")
-    ax.legend(handles, names, fontsize="small", loc="lower right")
+    ax.legend(handles, names, fontsize="x-small", loc="upper left",
+              bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)  # beside the bars, never on them
     ax.invert_yaxis()
     pages = -(-len(data) // per_page)
     scope = (f" (runs {first + 1}-{first + len(shown)} of {len(data)}, page {page} of {pages})"
              if pages > 1 else f" (all {len(data)} completed runs)")
+    scope += f"\nn = {len(shown)} runs; energy: {energy_basis(shown)}"
     ax.set_title(with_estimate_suffix(title + scope, estimated), fontsize="medium")
     return fig
 
@@ -288,18 +366,18 @@ def meter_axis_label(sources: Sequence[str]) -> str:
     return "energy per sample, measured or estimated (hollow: estimate meter) (J)"
 
 
-def estimator_fit(fits: Sequence[EnergyFit], path: Path) -> Path:
-    return save(draw_estimator_fit(fits), path)
+def estimator_fit(fits: Sequence[EnergyFit], path: Path, basis: str = "gross") -> Path:
+    return save(draw_estimator_fit(fits, basis), path)
 
 
-def draw_estimator_fit(fits: Sequence[EnergyFit]) -> Figure:
+def draw_estimator_fit(fits: Sequence[EnergyFit], basis: str = "gross") -> Figure:
     title = "Energy per sample estimated from model size: held-out predictions"
     scored = [f for f in fits if f.loo is not None]
     if not scored:
         return empty_figure(title,
                              "fewer than 3 configurations per hardware: no held-out fit")
     estimated = any(f.estimated for f in scored)
-    ax = (fig := new_figure(6.5, 5)).subplots()
+    ax = (fig := new_figure(10, 5.5)).subplots()
     cmap = colormaps["tab10"]
     low, high = np.inf, 0.0
     for i, fit in enumerate(scored):
@@ -311,10 +389,15 @@ def draw_estimator_fit(fits: Sequence[EnergyFit]) -> Figure:
                  f"MAPE {fit.loo.mape:.1%}, R2 {fit.loo.r2_log:.2f}")
         scatter(ax, actual, predicted, [fit.estimated] * len(actual), cmap(i % 10), label=label)
     ax.plot([low, high], [low, high], color="black", linewidth=1, label="exact")
-    log_axes(ax)
     ax.set_xlabel(meter_axis_label([f.meter_source for f in scored]))
     ax.set_ylabel("predicted, configuration held out (J)")
-    ax.set_title(with_estimate_suffix("Estimate from MACs, params, batch, precision", estimated),
-                 fontsize="medium")
+    log_axes(ax)
+    configs = sum(f.loo.n_configs for f in scored if f.loo is not None)
+    runs = sum(f.n_rows for f in scored)
+    ax.set_title(with_estimate_suffix(
+        "Estimate from MACs, params, batch, precision\n"
+        f"n = {runs} runs, {configs} configurations, summed over {len(scored)} fits "
+        "(training and inference fitted apart); "
+        f"energy: {basis}", estimated), fontsize="small")
     estimate_legend(ax, estimated)
     return fig

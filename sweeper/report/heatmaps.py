@@ -14,7 +14,14 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from sweeper.report.configs import CorrelationMatrix
-from sweeper.report.plotting import DPI, empty_figure, new_figure, save, with_estimate_suffix
+from sweeper.report.plotting import (
+    DPI,
+    empty_figure,
+    new_figure,
+    save,
+    with_estimate_suffix,
+    wrap_titles,
+)
 
 STRONG = 0.7
 MAX_MACHINES = 4
@@ -42,7 +49,9 @@ def _panel(ax: Axes, matrix: np.ndarray, labels: Sequence[str], title: str) -> o
     return image
 
 
-def draw_correlation_heatmaps(matrices: Sequence[CorrelationMatrix]) -> Figure:
+def draw_correlation_heatmaps(
+    matrices: Sequence[CorrelationMatrix], basis: str = "gross"
+) -> Figure:
     title = "Correlations between the study's metrics"
     if not matrices:
         return empty_figure(title, "fewer than 3 distinct configurations on any machine")
@@ -60,20 +69,25 @@ def draw_correlation_heatmaps(matrices: Sequence[CorrelationMatrix]) -> Figure:
         if m.left_out:
             where += f"\nno spread, left out: {', '.join(m.left_out)}"
         image = _panel(row[0], m.pearson, m.labels,
-                       with_estimate_suffix(f"Pearson\n{where}", m.estimated))
+                       with_estimate_suffix(f"Pearson (raw values)\n{where}", m.estimated))
         _panel(row[1], m.spearman, m.labels,
-               with_estimate_suffix(f"Spearman\n{where}", m.estimated))
+               with_estimate_suffix(f"Spearman (ranks)\n{where}", m.estimated))
     fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.6, label="r")
     extra = f"; {len(matrices) - len(shown)} more machine(s) in the tables" \
         if len(matrices) > len(shown) else ""
-    fig.suptitle(f"{title}\n|r| >= {STRONG} boxed and bold; runs differing only in lr, seed "
-                 f"or repeat are averaged into one configuration{extra}", fontsize="medium")
+    fig.suptitle(f"{title} (energy: {basis})\n|r| >= {STRONG} boxed and bold; runs differing "
+                 "only in lr, seed or repeat are averaged into one configuration, runs at "
+                 "chance accuracy left out; Pearson here is on raw values (the energy-vs-MACs "
+                 f"figure and the guidelines quote log-log){extra}", fontsize="medium")
     return fig
 
 
-def correlation_heatmaps(matrices: Sequence[CorrelationMatrix], path: Path) -> Path:
-    fig = draw_correlation_heatmaps(matrices)
+def correlation_heatmaps(
+    matrices: Sequence[CorrelationMatrix], path: Path, basis: str = "gross"
+) -> Path:
+    fig = draw_correlation_heatmaps(matrices, basis)
     if not matrices:
         return save(fig, path)
+    wrap_titles(fig)
     fig.savefig(path, dpi=DPI)
     return path

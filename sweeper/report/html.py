@@ -17,9 +17,11 @@ from typing import Any
 import pandas as pd
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
+from sweeper.pareto import ACCURACY_MARGIN, CHANCE_MARGIN
 from sweeper.predict.estimator import EnergyFit
-from sweeper.report.analysis import Correlation, WindowAccuracy
+from sweeper.report.analysis import Correlation, WindowAccuracy, accuracy_name
 from sweeper.report.configs import BatchTable, CorrelationMatrix
+from sweeper.report.findings import FindingCheck
 
 TEMPLATE = "report.html.j2"
 
@@ -41,6 +43,7 @@ class HtmlTable:
     estimated: list[bool] = field(default_factory=list)
     text_columns: frozenset[int] = frozenset()
     title: str = ""
+    wrap: bool = False  # long sentences in cells: wrap them instead of scrolling
 
     def row_is_estimated(self, index: int) -> bool:
         return bool(self.estimated) and self.estimated[index]
@@ -58,7 +61,8 @@ RUN_TABLE: list[tuple[str, str, str]] = [  # header, column, format
     ("run", "id", ""), ("sweep", "sweep", ""), ("model", "model", ""),
     ("dataset", "dataset", ""), ("batch", "batch", ""), ("lr", "lr", "g"),
     ("prec", "precision", ""), ("epochs", "epochs", ""), ("status", "status", ""),
-    ("accuracy", "accuracy", ".3f"), ("E_tr (J)", "energy_train_j", ".1f"),
+    ("val acc", "val_accuracy", ".3f"), ("test acc", "test_accuracy", ".3f"),
+    ("learnt", "chance_mark", ""), ("E_tr (J)", "energy_train_j", ".1f"),
     ("± E_tr", "energy_train_uncertainty_j", ".1f"),
     ("E_in (J)", "energy_inference_j", ".2f"), ("± E_in", "energy_inference_uncertainty_j", ".2f"),
     ("E_in/sample (mJ)", "energy_per_inference_sample_mj", ".3f"),
@@ -68,13 +72,14 @@ RUN_TABLE: list[tuple[str, str, str]] = [  # header, column, format
     ("energy is", "energy_kind", ""),
 ]
 RUN_TEXT_COLUMNS = ("sweep", "model", "dataset", "precision", "status", "meter_source",
-                    "energy_kind")
+                    "energy_kind", "chance_mark")
 
 
 def runs_table(runs: pd.DataFrame) -> HtmlTable:
     frame = runs.assign(
         energy_per_inference_sample_mj=runs["energy_per_inference_sample_j"] * 1e3,
         energy_kind=runs["estimated"].map({True: "ESTIMATE", False: "measured"}),
+        chance_mark=runs["at_chance"].map({True: "AT CHANCE", False: "yes"}),
     )
     rows = [[_cell(r[c], f) for _, c, f in RUN_TABLE] for _, r in frame.iterrows()]
     text = frozenset(i for i, (_, c, _) in enumerate(RUN_TABLE) if c in RUN_TEXT_COLUMNS)
@@ -100,11 +105,38 @@ def forecast_runs_table(runs: pd.DataFrame) -> HtmlTable | None:
     return HtmlTable([h for h, _ in columns], body, list(rows["estimated"]), frozenset({1, 10}))
 
 
+def _interval(ci: tuple[float, float]) -> str:
+    return "-" if not all(math.isfinite(v) for v in ci) else f"{ci[0]:+.2f} to {ci[1]:+.2f}"
+
+
 def correlations_table(items: Sequence[Correlation]) -> HtmlTable:
-    rows = [[c.y, c.x, str(c.n), _cell(c.pearson_log, "+.2f"), _cell(c.spearman, "+.2f"),
+    rows = [[c.machine, c.y, c.x, str(c.n), c.transform, _cell(c.pearson, "+.2f"),
+             _interval(c.pearson_ci), _cell(c.spearman, "+.2f"), _interval(c.spearman_ci),
              "ESTIMATE" if c.estimated else "measured"] for c in items]
-    return HtmlTable(["energy", "against", "configurations", "Pearson (log-log)", "Spearman",
-                      "energy is"], rows, [c.estimated for c in items], frozenset({0, 1, 5}))
+    return HtmlTable(["machine (meter)", "energy", "against", "configurations", "Pearson on",
+                      "Pearson", "Pearson 95% CI", "Spearman", "Spearman 95% CI", "energy is"],
+                     rows, [c.estimated for c in items], frozenset({0, 1, 2, 4, 9}))
+
+
+def front_table(front: pd.DataFrame) -> HtmlTable:
+    """The runs on the uncertainty-aware front: chosen on selection accuracy, test accuracy
+    beside it."""
+    on = front[front["on_front"]]
+    rows = [[_cell(r["id"]), _cell(r["model"]), _cell(r["batch"]), _cell(r["lr"], "g"),
+             _cell(r["precision"]), f"{r['hardware_id']} ({r['meter_source']})",
+             _cell(r["selection_accuracy"], ".3f"), _cell(r["selection_set"]),
+             _cell(r["test_accuracy"], ".3f"), _cell(r["energy_train_j"], ".4g"),
+             _cell(r["energy_train_uncertainty_j"], ".2g")] for _, r in on.iterrows()]
+    return HtmlTable(["run", "model", "batch", "lr", "prec", "machine (meter)",
+                      "chosen on accuracy", "of set", "test accuracy", "E_tr (J)", "± E_tr (J)"],
+                     rows, list(on["estimated"]), frozenset({1, 4, 5, 7}))
+
+
+def findings_table(checks: Sequence[FindingCheck]) -> HtmlTable:
+    rows = [[c.finding, c.measured, c.verdict, c.paper] for c in checks]
+    return HtmlTable(["the study's finding", "measured on this sweep (95% CI, n)",
+                      "here", "the paper's figure"], rows, [], frozenset({0, 1, 2, 3}),
+                     wrap=True)
 
 
 def strong_correlations_table(matrices: Sequence[CorrelationMatrix]) -> HtmlTable:
@@ -118,12 +150,21 @@ def strong_correlations_table(matrices: Sequence[CorrelationMatrix]) -> HtmlTabl
                       "configurations"], rows, marks, frozenset({0, 1, 2}))
 
 
+def _batch_cell(value: float, n: int, chance: int, fmt: str) -> str:
+    if n == 0 and chance == 0:
+        return "-"
+    if n == 0:
+        return f"{_cell(value, fmt)} ({chance}, at chance)"
+    return f"{_cell(value, fmt)} ({n})" + (f" +{chance} at chance, not in the mean"
+                                             if chance else "")
+
+
 def batch_table(table: BatchTable) -> HtmlTable:
     rows = [
-        [name, *(f"{_cell(v, table.fmt)} ({n})" if n else "-" for v, n in zip(
-            values, counts, strict=True))]
-        for name, values, counts in zip(table.row_names, table.values, table.counts,
-                                        strict=True)
+        [name, *(_batch_cell(v, n, c, table.fmt) for v, n, c in zip(
+            values, counts, chance, strict=True))]
+        for name, values, counts, chance in zip(table.row_names, table.values, table.counts,
+                                                table.chance, strict=True)
     ]
     return HtmlTable(["model", *(f"batch {b}" for b in table.batches)], rows,
                      list(table.estimated), frozenset({0}),
@@ -175,6 +216,8 @@ def write_page(
     windows: Sequence[WindowAccuracy],
     exports: Sequence[str],
     notes: Sequence[str] = (),
+    front: pd.DataFrame | None = None,
+    findings: Sequence[FindingCheck] = (),
 ) -> Path:
     failed = runs[runs["status"].isin(["failed", "interrupted"])]
     html = environment().get_template(TEMPLATE).render(
@@ -188,6 +231,9 @@ def write_page(
         not_established=list(not_established),
         figures=list(figures),
         correlations=correlations_table(correlations),
+        front=None if front is None or not front["on_front"].any() else front_table(front),
+        front_accuracy=accuracy_name(front) if front is not None and not front.empty else "",
+        findings=findings_table(findings) if findings else None,
         strong=strong_correlations_table(matrices),
         batch_tables=[batch_table(t) for t in batch_tables],
         fits=fits_table(fits),
@@ -198,6 +244,8 @@ def write_page(
                 for _, r in failed.iterrows()],
         exports=list(exports),
         notes=list(notes),
+        accuracy_margin=f"{ACCURACY_MARGIN:.0%}",
+        chance_margin=f"{CHANCE_MARGIN:g}",
     )
     path.write_text(html, encoding="utf-8")
     return path

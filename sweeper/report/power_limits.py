@@ -21,7 +21,7 @@ from sqlalchemy import select
 
 from sweeper.report.configs import ESTIMATED_NOTE, completed
 from sweeper.report.effects import CI_LEVEL, bootstrap_ci
-from sweeper.report.plotting import model_colors, new_figure, save, save_empty
+from sweeper.report.plotting import counts, model_colors, new_figure, save, save_empty
 from sweeper.store import Run, Store
 
 PAIR_KEYS = ("model", "dataset", "batch", "lr", "optimizer", "epochs", "precision", "seed",
@@ -77,7 +77,7 @@ def _pairs(runs: pd.DataFrame) -> list[_Pair]:
         return []
     keyed = frame.groupby([*PAIR_KEYS, "power_limit_w"], dropna=False).agg(
         energy=("energy_train_j", "mean"), time=("train_duration_s", "mean"),
-        accuracy=("accuracy", "mean"), fraction=("power_limit_fraction", "mean"),
+        accuracy=("selection_accuracy", "mean"), fraction=("power_limit_fraction", "mean"),
         estimated=("estimated", "any")).reset_index()
     out = []
     for key, group in keyed.groupby(list(PAIR_KEYS), dropna=False):
@@ -151,8 +151,9 @@ def guideline_lines(effects: pd.DataFrame) -> list[str]:
     return out
 
 
-def energy_time_figure(effects: pd.DataFrame, path: Path) -> Path:
-    """Energy saved against time added per model, batch and limit, with intervals."""
+def energy_time_figure(effects: pd.DataFrame, path: Path, n_label: str = "") -> Path:
+    """Energy saved against time added per model, batch and limit, with intervals
+    (`n_label`: the runs and the energy basis, as every figure's title states them)."""
     rows = effects[effects["model"] != "all"]
     if rows.empty:
         return save_empty(path, "Energy vs time under a GPU power limit",
@@ -175,7 +176,8 @@ def energy_time_figure(effects: pd.DataFrame, path: Path) -> Path:
     ax.axvline(0.0, color="grey", lw=0.8)
     ax.set_xlabel("training time added vs the highest limit (%)")
     ax.set_ylabel("training energy saved (%)")
-    ax.set_title("GPU power limit: energy saved vs time added")
+    ax.set_title("GPU power limit: energy saved vs time added"
+                 + (f" ({n_label})" if n_label else ""))
     return save(fig, path)
 
 
@@ -197,5 +199,6 @@ def power_limit_section(store: Store, runs: pd.DataFrame, out_dir: Path) -> Powe
         columns=["id", "power_limit_w", "power_limit_fraction", "power_limit_set"])
     merged = runs.merge(limits, on="id", how="left")
     effects = limit_effects(merged)
-    figure = None if effects.empty else energy_time_figure(effects, out_dir / "power_limit.png")
+    figure = None if effects.empty else energy_time_figure(
+        effects, out_dir / "power_limit.png", counts(merged.dropna(subset=["power_limit_w"])))
     return PowerLimitSection(effects, guideline_lines(effects), figure)

@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from sweeper.predict.estimator import EnergyFit
-from sweeper.report.analysis import completed, pareto_mask
+from sweeper.report.analysis import accuracy_name, energy_accuracy_front
 
 
 def print_summary(
@@ -20,23 +20,29 @@ def print_summary(
     fits: Sequence[EnergyFit],
     html_path: str,
     not_established: Sequence[str] = (),
+    findings: Sequence[str] = (),
 ) -> None:
-    done = completed(runs)
     estimated = bool(runs["estimated"].any()) if not runs.empty else False
     statuses = ", ".join(f"{n} {s}" for s, n in runs["status"].value_counts().items())
     console.print(f"[bold]sweeper report[/bold]: {len(runs)} run(s) ({statuses or 'none'})")
     if estimated:
         console.print("[yellow]some energy figures are estimates (meter 'estimate'): "
                       "relative, not measurements[/yellow]")
-    front = done.dropna(subset=["accuracy"])
-    if not front.empty:
-        front = front[pareto_mask(front["energy_train_j"], front["accuracy"])]
-        table = Table(title="Energy-accuracy Pareto front")
-        for column in ("run", "model", "batch", "prec", "lr", "accuracy", "E_tr", "energy"):
+    front = energy_accuracy_front(runs)
+    if front["on_front"].any():
+        table = Table(title=f"Energy-accuracy front, chosen on {accuracy_name(front)} "
+                            "(epsilon-dominance on the energy uncertainty; runs at chance "
+                            "never on it)")
+        for column in ("run", "model", "batch", "prec", "lr", "chosen on", "test acc", "E_tr",
+                       "± E_tr", "energy"):
             table.add_column(column, justify="left" if column in ("model", "energy") else "right")
-        for r in front.sort_values("energy_train_j").itertuples():
+        for r in front[front["on_front"]].itertuples():
             table.add_row(str(r.id), r.model, str(r.batch), r.precision, f"{r.lr:g}",
-                          f"{r.accuracy:.3f}", f"{r.energy_train_j:.1f} J",
+                          f"{r.selection_accuracy:.3f} {r.selection_set}",
+                          "-" if r.test_accuracy != r.test_accuracy else f"{r.test_accuracy:.3f}",
+                          f"{r.energy_train_j:.1f} J",
+                          "-" if r.energy_train_uncertainty_j != r.energy_train_uncertainty_j
+                          else f"{r.energy_train_uncertainty_j:.2g} J",
                           "[yellow]estimate[/yellow]" if r.estimated else "measured")
         console.print(table)
     if fits:
@@ -54,6 +60,10 @@ def print_summary(
         console.print("[bold]Guidelines from the data[/bold]")
         for g in guidelines:
             console.print(f"  - {escape(g)}", highlight=False)
+    if findings:
+        console.print("[bold]The study's findings on this sweep[/bold]")
+        for line in findings:
+            console.print(f"  - {escape(line)}", highlight=False)
     if not_established:
         console.print(f"{len(not_established)} effect(s) not established (the interval spans "
                       "zero or rests on too few configurations): listed in the report")

@@ -59,16 +59,19 @@ def estimate_options(cfg: DictConfig) -> EstimateOptions:
 
 
 def choose_group(
-    observations: list[Observation], hardware_id: str, meter: str | None, store: Store
+    observations: list[Observation], hardware_id: str, meter: str | None, store: Store,
+    sweep: str | None = None,
 ) -> list[Observation]:
-    """The runs of one hardware and one meter; refuses, naming what exists, otherwise."""
+    """The runs of one hardware and one meter; refuses, naming what exists (and the sweep
+    filter the runs were read with), otherwise."""
     available = Counter((o.hardware_id, o.meter_source, o.hardware_label) for o in observations)
     listed = "; ".join(f"{h} ({m}, {n} runs: {label})" for (h, m, label), n in available.items())
     on_hw = [o for o in observations if o.hardware_id == hardware_id]
     if not on_hw:
         raise ConfigError(
-            f"no completed runs on hardware {hardware_id} in {store.display_url} to fit "
-            f"an estimate from; runs exist for: {listed or 'none'}. Run a sweep here first "
+            f"no completed runs on hardware {hardware_id} in {store.display_url} "
+            f"({_filter(sweep)}) to fit an estimate from; runs there exist for: "
+            f"{listed or 'none'}. Run a sweep here first "
             "(e.g. +experiment=study_smoke), or pass estimate.hardware=ID to use another "
             "machine's fit"
         )
@@ -79,6 +82,11 @@ def choose_group(
         raise ConfigError(f"invalid value for 'estimate.meter': {meter!r}; runs on hardware "
                           f"{hardware_id} have: {', '.join(meters)}")
     return group
+
+
+def _filter(sweep: str | None) -> str:
+    return f"estimate.sweep={sweep!r}: that sweep's runs only" if sweep else \
+        "estimate.sweep unset: every sweep's runs"
 
 
 _FITS: dict[tuple, dict[str, EnergyFit]] = {}
@@ -96,7 +104,7 @@ def fitted(store: Store, options: EstimateOptions, hardware_id: str) -> dict[str
                                                activations=run_activations)
         if target != "train" and not observations:
             continue
-        group = choose_group(observations, hardware_id, meter, store)
+        group = choose_group(observations, hardware_id, meter, store, options.sweep)
         meter = meter or group[0].meter_source  # time fits from the same runs' meter
         fits[target] = fit_energy(group, target, options.level)
     _FITS[key] = fits

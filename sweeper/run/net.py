@@ -1,6 +1,6 @@
 """Net-of-idle energy columns of a run, beside the gross ones.
 
-net = gross - idle power x duration (sweeper's addition: the study's E_tr, E_in are gross); a net
+net = gross - idle power x duration (sweeper's addition: the study reports gross); a net
 figure is never below zero, and a clamp is said in the run's measurement warning (a phase
 shorter than the meter resolves, or idle power that changed since the baseline).
 """

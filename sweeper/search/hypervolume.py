@@ -5,14 +5,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from sweeper.pareto import nondominated
+
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
-    """(accuracy, energy) points no other point beats on both, cheapest first."""
-    front: list[tuple[float, float]] = []
-    for acc, energy in sorted(points, key=lambda p: (p[1], -p[0])):
-        if not front or acc > front[-1][0]:
-            front.append((acc, energy))
-    return front
+    """(accuracy, energy) points no other point beats on both, cheapest first (the plain
+    front of sweeper.pareto; a point given twice counts once)."""
+    if not points:
+        return []
+    mask = nondominated([p[0] for p in points], [p[1] for p in points])
+    kept = {(float(a), float(e)) for (a, e), on in zip(points, mask, strict=True) if on}
+    return sorted(kept, key=lambda p: (p[1], -p[0]))
 
 
 def hypervolume(front: Sequence[tuple[float, float]], ref: tuple[float, float]) -> float:
