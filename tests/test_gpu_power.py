@@ -251,6 +251,10 @@ def test_report_shows_energy_saved_and_time_added_per_limit(tmp_path: Path) -> N
     assert row["energy_saved_low"] - 0.01 < expected < row["energy_saved_high"] + 0.01
     assert row["energy_saved_low"] > 0.15 and row["time_added_low"] > 0.2
     assert (tmp_path / "report" / "power_limit.png").stat().st_size > 5000
+    # The study's capping finding is checked on these runs: the lowest limit, with n.
+    capping = next(f for f in report.findings if f.finding.startswith("5."))
+    assert capping.measured.startswith("420 W vs 700 W: training energy saved +")
+    assert "n=" in capping.measured and capping.verdict.startswith("holds: energy saved")
 
 
 # ------------------------------------------------------------------------- the search
