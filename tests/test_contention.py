@@ -117,6 +117,7 @@ def test_report_basis_swaps_in_net_and_drops_busy_runs() -> None:
     assert list(net["energy_train_gross_j"]) == [900.0, 800.0, 700.0]
     assert "net of idle" in note and "1 run(s) have no idle baseline" in note
     gross, note = apply_basis(runs, "gross")
-    assert gross is runs and "gross" in note
+    assert "gross" in note and list(gross["energy_basis"]) == ["gross"] * 3
+    pd.testing.assert_frame_equal(gross[list(runs.columns)], runs)  # the stored figures
     kept, note = drop_busy(runs)
     assert list(kept["id"]) == [2, 3] and note is not None and "1 run(s)" in note
