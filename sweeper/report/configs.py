@@ -156,7 +156,9 @@ def batch_tables(runs: pd.DataFrame) -> list[BatchTable]:
         return []
     splits = [k for k in ("precision", "dataset", "epochs", "hardware_id", "meter_source")
               if configs[k].nunique(dropna=False) > 1]
-    configs = configs.assign(row=configs[["model", *splits]].astype(str).agg(" ".join, axis=1))
+    # fillna first: pandas 3 keeps a missing value missing through astype(str).
+    labels = configs[["model", *splits]].astype(object).fillna("unknown").astype(str)
+    configs = configs.assign(row=labels.agg(" ".join, axis=1))
     rows = sorted(configs["row"].unique())
     estimated = configs.groupby("row")["estimated"].any().reindex(rows).astype(bool).tolist()
     batches = sorted(int(b) for b in configs["batch"].unique())
