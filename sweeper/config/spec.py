@@ -23,6 +23,7 @@ from sweeper.errors import invalid_value
 from sweeper.models import MODEL_NAMES
 from sweeper.redact import mask_config
 from sweeper.store.db import DEFAULT_OUTAGE_S
+from sweeper.store.schema import NAME_LENGTH
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -172,6 +173,26 @@ def _outage_s(cfg: DictConfig) -> float:
     return _float(cfg, "storage.outage_s", minimum=0.0, strict=False)  # type: ignore[return-value]
 
 
+def check_name(key: str, name: str, length: int = NAME_LENGTH, what: str = "") -> None:
+    """A sweep or study name the store can hold, on every store (PostgreSQL refuses a longer
+    one; SQLite would keep it)."""
+    if len(name) > length:
+        raise invalid_value(
+            key, f"{name[:40]}... ({len(name)} characters{what})", f"at most {length} characters"
+        )
+
+
+def _sweep_name(cfg: DictConfig) -> str | None:
+    value = OmegaConf.select(cfg, "sweeper.name")
+    if value is None:
+        return None
+    name = str(value)
+    if not name.strip():
+        raise invalid_value("sweeper.name", value, "null or a non-empty name")
+    check_name("sweeper.name", name)
+    return name
+
+
 def _choice_default(cfg: DictConfig, key: str, allowed: tuple[str, ...]) -> str:
     """A choice whose key a config composed without it (an old preset) may lack."""
     if OmegaConf.select(cfg, key) is None:
@@ -307,7 +328,7 @@ def build_spec(cfg: DictConfig) -> RunSpec:
         forecast_warmup_steps=_int(cfg, "forecast.warmup_steps", minimum=0),  # type: ignore[arg-type]
         storage_url=url,
         storage_outage_s=_outage_s(cfg),
-        sweep_name=OmegaConf.select(cfg, "sweeper.name"),
+        sweep_name=_sweep_name(cfg),
         resume=bool(OmegaConf.select(cfg, "sweeper.resume", default=True)),
         progress=bool(OmegaConf.select(cfg, "sweeper.progress", default=True)),
         trial=trial if isinstance(trial, int) else None,

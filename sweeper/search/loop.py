@@ -20,6 +20,7 @@ from hydra.core.utils import JobReturn
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import Trial, TrialState
 
+from sweeper.config.spec import check_name
 from sweeper.config.storage import check_url, open_results, resolve_storage
 from sweeper.config.sweep import announce, announced, identity_for
 from sweeper.run.liveness import why_vanished
@@ -42,7 +43,7 @@ from sweeper.search.study import (
 )
 from sweeper.store import Run, Store
 from sweeper.store import runs as store_runs
-from sweeper.store.schema import utcnow
+from sweeper.store.schema import NAME_LENGTH, utcnow
 
 log = logging.getLogger("sweeper.search")
 
@@ -118,6 +119,12 @@ class SearchLoop:
         self.study_name = settings.study_name or default_study_name(
             self.sweep_name, settings.objective
         )
+        if settings.study_name:
+            check_name("hydra.sweeper.study_name", self.study_name)
+        else:  # the study is named after the sweep, with the objective added
+            suffix = len(self.study_name) - len(self.sweep_name)
+            check_name("sweeper.name", self.sweep_name, NAME_LENGTH - suffix,
+                       f"; the study's name adds {suffix} for its objective")
         store_runs.ensure_sweep(
             self.store, self.sweep_name, kind="search", command=" ".join(arguments),
             sweep_dir=str(config.hydra.sweep.dir), study_name=self.study_name,
