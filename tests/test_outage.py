@@ -523,3 +523,59 @@ def test_a_run_completes_through_a_sqlite_lock_held_past_the_busy_timeout(
     assert f"run {run_id} goes on and keeps its writes in memory" in out
     assert rows("select id, status from runs") == [(run_id, "completed")]
     _check_runs_complete(rows, [run_id])
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_an_outage_past_outage_s_ends_a_search_in_one_line_and_the_next_command_resumes(
+    tmp_path: Path, proxy: CuttableProxy, pg_url: str
+) -> None:
+    """The search's own failure path (telling the study the trial failed) must not write to
+    the unreachable study and end in a traceback: one line, exit 2, as a grid."""
+    engine = sqlalchemy.create_engine(pg_url)
+
+    def rows(sql: str) -> list[tuple[Any, ...]]:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(sqlalchemy.text(sql))]
+
+    single = [a for a in GRID if a != "-m" and not a.startswith("lr=")]
+    search = ["-m", "hydra/sweeper=pareto", "hydra.sweeper.n_trials=2",
+              "hydra.sweeper.sampler=random", "hydra.sweeper.seed=0",
+              "hydra.sweeper.print_front=false", "lr=1e-3,2e-3", "batch=64", "precision=fp32",
+              *single,
+              f"storage.url={proxy.url(pg_url)!r}"]
+    proc, log = _start([*search, "storage.outage_s=2"], tmp_path)
+    try:
+        cut_run = _when_training(proc, _pg_first_training(engine))
+        proxy.cut()
+        _, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proxy.restore()
+    out = log.read_text() + err
+    assert proc.returncode == 2, out[-3000:]
+    assert "Traceback" not in out
+    errors = [line for line in err.splitlines() if line.startswith("sweeper: error:")]
+    assert len(errors) == 1, err[-3000:]
+    assert "storage.outage_s=2;" in errors[0]
+    assert len(err.strip().splitlines()) <= 3, err  # the waiting warnings and the one line
+    kept = rows(f'select id from phases where run_id = {cut_run}')
+    assert kept
+
+    again = subprocess.run(
+        [sys.executable, "-m", "sweeper", *search], cwd=tmp_path, env=cli_env(),
+        capture_output=True, text=True, timeout=300,
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert rows(f'select id from phases where run_id = {cut_run}') == kept
+    (status,), = rows(f"select status from runs where id = {cut_run}")
+    assert status == "interrupted"
+    # The cut trial was failed as an orphan; the two new ones completed.
+    import optuna
+
+    (study_name,), = rows("select study_name from sweeps")
+    states = [t.state.name for t in optuna.load_study(study_name=study_name,
+                                                      storage=pg_url).trials]
+    assert states == ["FAIL", "COMPLETE", "COMPLETE"], states
+    engine.dispose()

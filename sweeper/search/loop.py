@@ -23,6 +23,7 @@ from optuna.trial import Trial, TrialState
 from sweeper.config.spec import check_name
 from sweeper.config.storage import check_url, open_results, resolve_storage
 from sweeper.config.sweep import announce, announced, identity_for
+from sweeper.errors import StoreUnavailable
 from sweeper.run.liveness import why_vanished
 from sweeper.run.stopping import LIMIT_KEY, REASON_KEY
 from sweeper.search.front import print_front
@@ -187,15 +188,28 @@ class SearchLoop:
             self.sweeper.validate_batch_is_legal(batch)
             results = self.sweeper.launcher.launch(batch, initial_job_idx=job_idx)
         except BaseException as exc:  # a user error or an interrupt ends the search
-            for trial in trials:
-                trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:1000])
-                study.tell(trial, state=TrialState.FAIL)
+            if not _store_gone(exc):  # the study is unreachable too: nothing to tell it
+                for trial in trials:
+                    trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:1000])
+                    study.tell(trial, state=TrialState.FAIL)
             raise
         for trial, ret in zip(trials, results, strict=True):
             outcome = outcome_of_job(ret, self.store, self.settings.objective)
             if tell_outcome(study, trial, outcome):
                 _log_outcome(trial.number, outcome)
         return results
+
+
+def _store_gone(exc: BaseException) -> bool:
+    """Whether a job ended because the store stayed unreachable past storage.outage_s (the
+    job's own error, or the exit it printed its one line for). Its trials are left RUNNING:
+    the next command of the search fails them as orphans and runs on."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, StoreUnavailable):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def tell_outcome(study: optuna.Study, trial: Trial, outcome: Outcome) -> bool:
@@ -236,6 +250,6 @@ def run_search(sweeper: Any, arguments: Sequence[str]) -> list[Sequence[JobRetur
 
     try:
         loop = SearchLoop(sweeper, settings_from(sweeper.settings), arguments)
-    except USER_ERRORS as exc:
+        return loop.run()
+    except USER_ERRORS as exc:  # a bad setting, or the store gone for longer than outage_s
         exit_with_user_error(exc)
-    return loop.run()
