@@ -153,6 +153,18 @@ class Recorder:
                 )
                 self._unwritten.pop(0)
 
+    def record_failure_now(self, error_type: str, message: str) -> bool:
+        """Mark the run failed in one try, without waiting or queueing (its disk is full:
+        the row may not take even this). True if it did."""
+        try:
+            store_runs.update_run.once(
+                self.store, False, self.run_id, status="failed", error_type=error_type,
+                error_message=message[:4000], ended_at=utcnow(),
+            )
+        except Exception:  # the next command reclaims the run instead
+            return False
+        return True
+
     def energy_of(self, kind: str) -> float:
         return sum(p.energy_j for p in self.phases if p.kind == kind)
 

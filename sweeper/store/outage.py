@@ -31,8 +31,8 @@ from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar
 
 from sqlalchemy import exc as sa_exc
 
-from sweeper.errors import StoreUnavailable
-from sweeper.store.db import Store
+from sweeper.errors import DiskFull, StoreUnavailable
+from sweeper.store.db import Store, disk_full
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,22 @@ def give_up(
     )
 
 
+def out_of_space(
+    store: Reachable, what: str, exc: BaseException, after: str = ""
+) -> DiskFull | None:
+    """The one line for a write that failed because the store's disk is full (waiting
+    frees no space, so it is not retried), or None."""
+    url = getattr(store, "url", None)
+    reason = None if url is None else disk_full(exc, url)
+    if reason is None:
+        return None
+    return DiskFull(
+        f"could not {what}: {reason}; free some space there. "
+        + (after or "What was stored before is kept; running the same command again "
+           "resumes the sweep.")
+    )
+
+
 @dataclass
 class _Outage:
     """Time since the first failure, and the backoff before the next try."""
@@ -116,6 +132,9 @@ def ride_out(
         try:
             result = attempt(outage is not None)
         except Exception as exc:
+            full = out_of_space(store, what, exc, after)
+            if full is not None:
+                raise full from exc
             if not is_transient(exc, store):
                 raise
             if outage is None:
@@ -229,6 +248,10 @@ class WriteBehind:
                 write(False)  # the healthy path: written now, in this thread, in order
                 return
             except Exception as exc:
+                full = out_of_space(self.store, f"record {self.label}", exc, self.after)
+                if full is not None:  # every later write of the run fails at once too
+                    self._failed = full
+                    raise full from exc
                 if not is_transient(exc, self.store):
                     raise
                 self._pending.append(_Pending(what, write, True, coalesce))
@@ -260,6 +283,12 @@ class WriteBehind:
                 item.write(item.tried)
                 written += 1
             except Exception as exc:
+                full = out_of_space(self.store, f"record {self.label}", exc, self.after)
+                if full is not None:
+                    with self._cond:
+                        self._failed = full
+                        self._cond.notify_all()
+                    return
                 if is_transient(exc, self.store):
                     item.tried = True
                     if outage.wait(self.store.outage_s):
