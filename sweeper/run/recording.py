@@ -24,6 +24,7 @@ from sweeper.store import Phase, PhaseDomainEnergy, Store
 from sweeper.store import runs as store_runs
 from sweeper.store.outage import WriteBehind
 from sweeper.store.schema import PHASE_KINDS, utcnow
+from sweeper.store.spool import Spool
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,7 @@ class Recorder:
             after=f"What was stored before is kept; run {run_id} stays 'running' until the "
             "next command of this sweep records it as interrupted, and running the same "
             "command again resumes the sweep.",
+            spool=Spool(store.display_url, run_id),
         )
 
     def low_resolution(self, result: energy.PhaseEnergy) -> str | None:
