@@ -8,12 +8,12 @@ import os
 from pathlib import Path
 from typing import Any
 
-from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import ConfigCompositionException
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from sweeper.app.grid_check import GridCheck, announce_large_grid, check_grid
 from sweeper.app.summary import print_sweep
 from sweeper.config.spec import build_spec
 from sweeper.config.storage import open_results, resolve_storage
@@ -34,6 +34,7 @@ from sweeper.store.optuna_schema import prepare_optuna_schema
 log = logging.getLogger(__name__)
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+GRID_SWEEPERS = (BASIC_SWEEPER, "hydra_plugins.sweeper_grid.grid_sweeper.GridSweeper")
 
 # Outcome of the last multirun in this process, for the exit status.
 LAST_SWEEP: dict[str, int] = {}
@@ -52,29 +53,9 @@ def grid_job_overrides(config: DictConfig) -> list[list[str]]:
     return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
 
 
-def validate_grid(config: DictConfig) -> int:
+def validate_grid(config: DictConfig) -> GridCheck:
     """Compose and validate every job of a grid before any of them trains."""
-    from sweeper.energy import carbon_intensity
-    from sweeper.errors import ConfigError
-    from sweeper.training.device import check_precision, resolve_device
-
-    loader = GlobalHydra.instance().config_loader()
-    jobs = grid_job_overrides(config)
-    checked_devices: set[tuple[str, str]] = set()
-    for overrides in jobs:
-        job_cfg = loader.load_sweep_config(config, list(overrides))
-        try:
-            spec = build_spec(job_cfg)
-        except ConfigError as exc:
-            raise ConfigError(f"{exc} (in job: {' '.join(overrides)})") from None
-        if (spec.device, spec.precision) not in checked_devices:
-            check_precision(spec.precision, resolve_device(spec.device))
-            checked_devices.add((spec.device, spec.precision))
-        try:
-            carbon_intensity(spec.country, spec.region)
-        except ValueError as exc:
-            raise ConfigError(f"invalid value for 'energy.country': {exc}") from None
-    return len(jobs)
+    return check_grid(config, grid_job_overrides(config))
 
 
 class SweepCallback(Callback):
@@ -89,7 +70,7 @@ class SweepCallback(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         _guard_secrets(config)
         task = list(config.hydra.overrides.task)
-        is_grid = OmegaConf.select(config, "hydra.sweeper._target_") == BASIC_SWEEPER
+        is_grid = OmegaConf.select(config, "hydra.sweeper._target_") in GRID_SWEEPERS
         kind = "grid" if is_grid else "search"
         identity = identity_for(kind, task)
         announce(identity)
@@ -98,8 +79,9 @@ class SweepCallback(Callback):
             clear_estimates(config.hydra.sweep.dir)
         try:
             if is_grid:
-                count = validate_grid(config)
-                log.info("validated %d job(s) of sweep %r", count, identity.name)
+                checked = validate_grid(config)
+                log.info("validated %d job(s) of sweep %r", checked.jobs, identity.name)
+                announce_large_grid(config, checked)
             spec = build_spec(config)
             # An unreachable or foreign database is refused here, before any job starts.
             open_results(spec.storage_url, spec.storage_outage_s)

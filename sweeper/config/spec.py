@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -236,6 +237,19 @@ def _resolve_without_hydra(cfg: DictConfig) -> dict[str, Any]:
     return out
 
 
+# Keys whose check reads no other key (and that change no estimate): a grid checks each
+# distinct value of these once (sweeper.app.grid_check) instead of composing every job.
+SINGLE_KEY_CHECKS: dict[str, Callable[[DictConfig], Any]] = {
+    "lr": lambda cfg: _float(cfg, "lr", minimum=0.0),
+    "momentum": lambda cfg: _float(cfg, "momentum", minimum=0.0, strict=False),
+    "weight_decay": lambda cfg: _float(cfg, "weight_decay", minimum=0.0, strict=False),
+    "seed": lambda cfg: _int(cfg, "seed", minimum=0),
+    "repeat": lambda cfg: _int(cfg, "repeat", minimum=0),
+    "optimizer": lambda cfg: _choice(cfg, "optimizer", OPTIMIZERS),
+    "scheduler": lambda cfg: _choice(cfg, "scheduler", SCHEDULERS),
+}
+
+
 def build_spec(cfg: DictConfig) -> RunSpec:
     """Validate a composed config (its hydra node, if any, is ignored)."""
     check_keys(cfg)
@@ -284,16 +298,16 @@ def build_spec(cfg: DictConfig) -> RunSpec:
         model_options=model_cfg,
         dataset_options=dataset_cfg,
         batch=_int(cfg, "batch", minimum=1),  # type: ignore[arg-type]
-        lr=_float(cfg, "lr", minimum=0.0),  # type: ignore[arg-type]
-        optimizer=_choice(cfg, "optimizer", OPTIMIZERS),
-        momentum=_float(cfg, "momentum", minimum=0.0, strict=False),  # type: ignore[arg-type]
-        weight_decay=_float(cfg, "weight_decay", minimum=0.0, strict=False),  # type: ignore[arg-type]
+        lr=SINGLE_KEY_CHECKS["lr"](cfg),
+        optimizer=SINGLE_KEY_CHECKS["optimizer"](cfg),
+        momentum=SINGLE_KEY_CHECKS["momentum"](cfg),
+        weight_decay=SINGLE_KEY_CHECKS["weight_decay"](cfg),
         epochs=_int(cfg, "epochs", minimum=1),  # type: ignore[arg-type]
         precision=precision,
         device=_device(OmegaConf.select(cfg, "device")),
-        seed=_int(cfg, "seed", minimum=0),  # type: ignore[arg-type]
-        repeat=_int(cfg, "repeat", minimum=0),  # type: ignore[arg-type]
-        scheduler=_choice(cfg, "scheduler", SCHEDULERS),
+        seed=SINGLE_KEY_CHECKS["seed"](cfg),
+        repeat=SINGLE_KEY_CHECKS["repeat"](cfg),
+        scheduler=SINGLE_KEY_CHECKS["scheduler"](cfg),
         lr_step_epochs=_int(cfg, "lr_step.epochs", minimum=1),  # type: ignore[arg-type]
         lr_gamma=_float(cfg, "lr_step.gamma", minimum=0.0),  # type: ignore[arg-type]
         loader_workers=_auto_int(cfg, "loader.workers"),
