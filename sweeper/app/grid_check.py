@@ -166,7 +166,8 @@ def announce_large_grid(config: DictConfig, check: GridCheck) -> None:
     import sys
 
     threshold = confirm_above(config)
-    if threshold is None or check.jobs <= threshold:
+    if threshold is None or check.jobs <= threshold or OmegaConf.select(config, "mode") == (
+            "estimate"):  # an estimate runs nothing: it is the forecast
         return
     line = (f"this grid has {check.jobs:,} jobs ({len(check.representatives):,} distinct "
             f"configurations apart from lr, seed and such; sweeper.confirm_above="
