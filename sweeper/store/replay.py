@@ -37,8 +37,11 @@ def _records(fd: int) -> list[dict[str, Any]]:
 
 def replay_spools(store: Store) -> dict[int, str]:
     """Store what the spools of this store hold; {run id: why its process gave it up}."""
-    folder = store_folder(store.display_url)
     gave_up: dict[int, str] = {}
+    try:
+        folder = store_folder(store.display_url)
+    except RuntimeError:  # no home folder to find the spools in
+        return gave_up
     if not folder.is_dir():
         return gave_up
     for path in sorted(folder.glob("run-*.jsonl")):

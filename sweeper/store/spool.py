@@ -78,7 +78,8 @@ class Spool:
 
     def __init__(self, display_url: str, run_id: int) -> None:
         self.run_id = run_id
-        self.path = store_folder(display_url) / f"run-{run_id}-{os.getpid()}.jsonl"
+        self.display_url = display_url
+        self.path: Path | None = None  # chosen at the first queued write
         self._fd: int | None = None
         self._broken = False  # could not write (a full or read-only disk): memory only
 
@@ -93,7 +94,7 @@ class Spool:
 
     def discard(self) -> None:
         """Every queued write is stored: the file is no longer needed."""
-        if self._fd is not None:
+        if self._fd is not None and self.path is not None:
             with contextlib.suppress(OSError):
                 self.path.unlink()
         self.close()
@@ -108,6 +109,8 @@ class Spool:
             return
         try:
             if self._fd is None:
+                name = f"run-{self.run_id}-{os.getpid()}.jsonl"
+                self.path = store_folder(self.display_url) / name
                 self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
                 fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
