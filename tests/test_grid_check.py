@@ -102,7 +102,7 @@ def test_a_grid_above_confirm_above_is_announced_before_its_first_job(tmp_path: 
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = [line for line in proc.stderr.splitlines() if "this grid has" in line]
     assert len(lines) == 1, proc.stderr[-3000:]
-    assert "this grid has 3 jobs (1 distinct configurations" in lines[0]
+    assert "this grid has 3 jobs (1 distinct configuration apart" in lines[0]
     assert "sweeper.confirm_above=2" in lines[0] and "estimated " in lines[0]
     assert sql_rows(f"sqlite:///{db}", "select count(*) from runs where status = 'completed'"
                     ) == [(8 + 3,)]

@@ -169,9 +169,10 @@ def announce_large_grid(config: DictConfig, check: GridCheck) -> None:
     if threshold is None or check.jobs <= threshold or OmegaConf.select(config, "mode") == (
             "estimate"):  # an estimate runs nothing: it is the forecast
         return
-    line = (f"this grid has {check.jobs:,} jobs ({len(check.representatives):,} distinct "
-            f"configurations apart from lr, seed and such; sweeper.confirm_above="
-            f"{threshold}): {grid_forecast(config, check)}")
+    distinct = len(check.representatives)
+    line = (f"this grid has {check.jobs:,} jobs ({distinct:,} distinct configuration"
+            f"{'' if distinct == 1 else 's'} apart from lr, seed and such; "
+            f"sweeper.confirm_above={threshold}): {grid_forecast(config, check)}")
     print(f"sweeper: {line}", file=sys.stderr, flush=True)
     if sys.stdin is not None and sys.stdin.isatty():
         answer = input("start it? [y/N] ").strip().lower()
