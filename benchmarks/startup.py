@@ -29,17 +29,19 @@ ROOT = Path(__file__).resolve().parents[1]
 def commands(db_dir: Path) -> dict[str, list[str]]:
     """The commands, in order: the run creates the database the listings then read."""
     py = sys.executable
+    # What the `optuna` console script runs (a virtual environment may not have the script).
+    optuna_cli = [py, "-c", "import sys; from optuna.cli import main; sys.exit(main())"]
     run_db = f"sqlite:///{db_dir / 'run.db'}"
     return {
         "sweeper --help": [py, "-m", "sweeper", "--help"],
+        "sweeper --version": [py, "-m", "sweeper", "--version"],
+        "optuna --help (reference CLI)": [*optuna_cli, "--help"],
         "1-epoch run (digits, mlp)": [
             py, "-m", "sweeper", "model=mlp", "epochs=1", "dataset.max_samples=300",
             "inference.batches=2", "sweeper.progress=false", f"storage.url={run_db}",
         ],
         "sweeper.front --list": [py, "-m", "sweeper.front", "--list", "--storage", run_db],
-        "optuna studies (reference CLI)": [
-            str(Path(py).with_name("optuna")), "studies", "--storage", run_db,
-        ],
+        "optuna studies (reference CLI)": [*optuna_cli, "studies", "--storage", run_db],
     }
 
 
@@ -56,7 +58,7 @@ def measure(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, flo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ref", help="a commit to compare with (run from a temporary worktree)")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="sweeper-startup-"))

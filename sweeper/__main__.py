@@ -14,16 +14,14 @@ import sys
 from typing import TYPE_CHECKING, NoReturn
 
 import hydra
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from sweeper import _threads  # noqa: F401  (first: OpenMP's waiting before torch loads)
-from sweeper.app.callbacks import LAST_SWEEP, discard_refused_run_dir, summarise_runs
 from sweeper.errors import USER_ERROR_EXIT, USER_ERRORS, ConfigError, exit_with_user_error
 from sweeper.redact import install_stream_redaction, owner_only_files, take_passwords
-from sweeper.run.recording import RunInterrupted
-from sweeper.store.db import dispose_stores
+
+# Nothing here imports torch, Optuna or SQLAlchemy at module level: `--help` and
+# `--version` answer without them (benchmarks/startup.py); a job imports them when it runs.
 
 if TYPE_CHECKING:
     from sweeper.run.result import JobResult
@@ -33,6 +31,10 @@ log = logging.getLogger("sweeper")
 
 @hydra.main(version_base="1.3", config_path="pkg://sweeper.conf", config_name="config")
 def app(cfg: DictConfig) -> JobResult:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from sweeper.app.callbacks import LAST_SWEEP, discard_refused_run_dir, summarise_runs
     from sweeper.run.job import run_job  # torch and the data sets: only once a job runs
 
     try:
@@ -72,6 +74,8 @@ def _exit_now(code: int) -> NoReturn:
     torchvision and scikit-learn then takes 1-2 s on an idle CPU and several on a loaded
     node, while the scheduler's grace period runs. atexit handlers (log files) still run.
     """
+    from sweeper.store.db import dispose_stores
+
     dispose_stores()
     atexit._run_exitfuncs()
     sys.stdout.flush()
@@ -86,6 +90,24 @@ def _is_usage_error(exc: SystemExit) -> bool:
     from omegaconf.errors import OmegaConfBaseException
 
     return exc.code == 1 and isinstance(exc.__context__, HydraException | OmegaConfBaseException)
+
+
+def versions() -> str:
+    """sweeper's version, then the versions of the libraries that shape its results."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def of(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    from sweeper import __version__
+
+    libraries = ", ".join(f"{label} {of(name)}" for label, name in (
+        ("torch", "torch"), ("Hydra", "hydra-core"), ("Optuna", "optuna"),
+        ("SQLAlchemy", "sqlalchemy")))
+    return f"sweeper {__version__}\n{libraries}"
 
 
 def _move_passwords_to_the_environment() -> None:
@@ -159,6 +181,8 @@ def _stop_jobs_on_sigterm() -> None:
             with contextlib.suppress(psutil.NoSuchProcess):
                 for process in [*child.children(recursive=True), child]:
                     process.kill()
+        from sweeper.run.recording import RunInterrupted
+
         raise RunInterrupted(f"received signal {signal.Signals(signum).name}")
 
     signal.signal(signal.SIGTERM, handler)
@@ -167,6 +191,9 @@ def _stop_jobs_on_sigterm() -> None:
 def main() -> None:
     """Exit status: 0 done; 1 a run of a grid failed; 2 bad input (sweeper's checks or
     Hydra's), before anything ran; 130 / 143 interrupted by Ctrl-C / SIGTERM."""
+    if "--version" in sys.argv[1:]:  # Hydra's own flag would print only Hydra's version
+        print(versions())
+        return
     owner_only_files()
     install_stream_redaction()
     _move_passwords_to_the_environment()
@@ -179,12 +206,16 @@ def main() -> None:
             sys.exit(USER_ERROR_EXIT)
         raise
     except KeyboardInterrupt as exc:  # the job has already recorded its run as interrupted
+        from sweeper.run.recording import RunInterrupted
+
         print(
             f"sweeper: interrupted ({str(exc) or 'Ctrl-C'}); finished runs are kept, and running "
             "a sweep's command again resumes it",
             file=sys.stderr,
         )
         _exit_now(143 if isinstance(exc, RunInterrupted) else 130)  # 128 + SIGTERM / SIGINT
+    from sweeper.app.callbacks import LAST_SWEEP
+
     failed = LAST_SWEEP.get("failed", 0)
     if failed:
         print(

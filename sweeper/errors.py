@@ -24,6 +24,11 @@ class StoreUnavailable(StoreError):
     kept a running run's writes in memory) that long, then gave up."""
 
 
+class DiskFull(StoreUnavailable):
+    """The store's disk has no space left: the run stops at once (waiting frees nothing),
+    what was stored is kept, and the same command resumes once space is freed."""
+
+
 class DatasetUnavailable(RuntimeError):
     """The data cannot be read (files missing, download impossible); the message says
     where we looked and how to get the files, so a sweep fails with an actionable error."""

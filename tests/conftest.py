@@ -24,6 +24,16 @@ PG_URL = os.environ.get(
 )
 REQUIRE_PG = os.environ.get("SWEEPER_REQUIRE_POSTGRES") == "1"
 
+
+@pytest.fixture(scope="session", autouse=True)
+def spool_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Writes spooled during a store outage (sweeper.store.spool) go under the test's
+    temporary folders, for in-process stores and the CLI's subprocesses alike."""
+    folder = tmp_path_factory.mktemp("spool")
+    os.environ["SWEEPER_SPOOL_DIR"] = str(folder)
+    return folder
+
+
 # Small, fast settings for real runs through the CLI.
 TINY = [
     "epochs=1",

@@ -387,6 +387,22 @@ def _pg_first_training(engine: sqlalchemy.Engine) -> Any:
     return query
 
 
+def _cut_until_it_ends(
+    proc: subprocess.Popen[str], proxy: CuttableProxy, engine: sqlalchemy.Engine
+) -> tuple[int, str]:
+    """Cut the store once a run trains, for good, until the command ends; the run's id and
+    the command's stderr (the store is restored afterwards)."""
+    try:
+        cut_run = _when_training(proc, _pg_first_training(engine))
+        proxy.cut()
+        _, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proxy.restore()
+    return cut_run, err
+
+
 def _check_runs_complete(rows: Any, run_ids: list[int]) -> None:
     """Every phase of every run, in order, and a power series with no hole in it."""
     for run_id in run_ids:
@@ -452,14 +468,7 @@ def test_an_outage_past_outage_s_ends_the_grid_in_one_line_and_the_next_command_
     grid = [a if not a.startswith("lr=") else "lr=1e-3,2e-3" for a in GRID]
     url = f"storage.url={proxy.url(pg_url)!r}"
     proc, log = _start([*grid, url, "storage.outage_s=2"], tmp_path)
-    try:
-        cut_run = _when_training(proc, _pg_first_training(engine))
-        proxy.cut()
-        _, err = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proxy.restore()
+    cut_run, err = _cut_until_it_ends(proc, proxy, engine)
     assert proc.returncode == 2, (log.read_text() + err)[-3000:]
     assert "Traceback" not in err
     errors = [line for line in err.splitlines() if line.startswith("sweeper: error:")]
@@ -477,14 +486,20 @@ def test_an_outage_past_outage_s_ends_the_grid_in_one_line_and_the_next_command_
         capture_output=True, text=True, timeout=300,
     )
     assert again.returncode == 0, again.stderr[-3000:]
-    (status, error_type), = rows(f"select status, error_type from runs where id = {cut_run}")
-    assert (status, error_type) == ("interrupted", "RunVanished")
-    assert rows(phases_of_cut_run) == kept
-    assert rows(f"select count(*) from power_samples where run_id = {cut_run}") == samples
+    # The writes the run queued during the outage were spooled, and are stored now.
+    assert rows(phases_of_cut_run)[:len(kept)] == kept
+    assert rows(f"select count(*) from power_samples where run_id = {cut_run}") >= samples
+    (status, error_type, message), = rows(
+        f"select status, error_type, error_message from runs where id = {cut_run}")
+    if status == "interrupted":  # it gave up before its end was queued
+        assert error_type == "RunVanished"
+        assert "longer than storage.outage_s=2: pid" in message, message
+    else:  # its end was queued too: the spool completed it
+        assert (status, error_type) == ("completed", None)
+        _check_runs_complete(rows, [cut_run])
     resumed = rows(f"select id, lr, status from runs where id != {cut_run} order by id")
-    assert [(lr, status) for _, lr, status in resumed] == [
-        (1e-3, "completed"), (2e-3, "completed")
-    ]
+    lrs = [1e-3, 2e-3] if status == "interrupted" else [2e-3]
+    assert [(lr, status) for _, lr, status in resumed] == [(lr, "completed") for lr in lrs]
     _check_runs_complete(rows, [run_id for run_id, *_ in resumed])
     engine.dispose()
 
@@ -523,3 +538,179 @@ def test_a_run_completes_through_a_sqlite_lock_held_past_the_busy_timeout(
     assert f"run {run_id} goes on and keeps its writes in memory" in out
     assert rows("select id, status from runs") == [(run_id, "completed")]
     _check_runs_complete(rows, [run_id])
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_an_outage_past_outage_s_ends_a_search_in_one_line_and_the_next_command_resumes(
+    tmp_path: Path, proxy: CuttableProxy, pg_url: str
+) -> None:
+    """The search's own failure path (telling the study the trial failed) must not write to
+    the unreachable study and end in a traceback: one line, exit 2, as a grid."""
+    engine = sqlalchemy.create_engine(pg_url)
+
+    def rows(sql: str) -> list[tuple[Any, ...]]:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(sqlalchemy.text(sql))]
+
+    single = [a for a in GRID if a != "-m" and not a.startswith("lr=")]
+    search = ["-m", "hydra/sweeper=pareto", "hydra.sweeper.n_trials=2",
+              "hydra.sweeper.sampler=random", "hydra.sweeper.seed=0",
+              "hydra.sweeper.print_front=false", "lr=1e-3,2e-3", "batch=64", "precision=fp32",
+              *single,
+              f"storage.url={proxy.url(pg_url)!r}"]
+    proc, log = _start([*search, "storage.outage_s=2"], tmp_path)
+    cut_run, err = _cut_until_it_ends(proc, proxy, engine)
+    out = log.read_text() + err
+    assert proc.returncode == 2, out[-3000:]
+    assert "Traceback" not in out
+    errors = [line for line in err.splitlines() if line.startswith("sweeper: error:")]
+    assert len(errors) == 1, err[-3000:]
+    assert "storage.outage_s=2;" in errors[0]
+    assert len(err.strip().splitlines()) <= 3, err  # the waiting warnings and the one line
+    kept = rows(f'select id from phases where run_id = {cut_run}')
+    assert kept
+
+    again = subprocess.run(
+        [sys.executable, "-m", "sweeper", *search], cwd=tmp_path, env=cli_env(),
+        capture_output=True, text=True, timeout=300,
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    # What was stored is kept; what the run queued during the outage came from its spool.
+    assert rows(f'select id from phases where run_id = {cut_run}')[:len(kept)] == kept
+    (status,), = rows(f"select status from runs where id = {cut_run}")
+    if status == "completed":  # its end was queued (and spooled) before it gave up
+        _check_runs_complete(rows, [cut_run])
+    else:
+        assert status == "interrupted"
+    # The cut trial was failed as an orphan; the two new ones completed.
+    import optuna
+
+    (study_name,), = rows("select study_name from sweeps")
+    states = [t.state.name for t in optuna.load_study(study_name=study_name,
+                                                      storage=pg_url).trials]
+    assert states == ["FAIL", "COMPLETE", "COMPLETE"], states
+    engine.dispose()
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+@pytest.mark.postgres
+def test_writes_queued_past_outage_s_are_spooled_and_the_next_command_stores_them(
+    proxy: CuttableProxy, pg_url: str
+) -> None:
+    """The queue outlives its process: spooled to an owner-only file, stored by the next
+    command, which records the run as given up for the outage (not as killed)."""
+    from sweeper.run.liveness import reclaim_vanished_runs
+    from sweeper.store.spool import store_folder
+
+    store = Store(proxy.url(pg_url))
+    store.outage_s = 1.0
+    sweep_id = store_runs.ensure_sweep(store, "grid: spooled")
+    run_id = store_runs.insert_run(store, run_row(
+        sweep_id, status="running", host=socket.gethostname(), pid=_dead_pid(),
+        started_at=utcnow()))
+    recorder = Recorder(store, run_id, keep_samples=True)
+    recorder.phase(_phase("train_epoch", 0, 0.0))
+    proxy.cut()
+    recorder.phase(_phase("train_epoch", 1, 1.0))  # queued, and spooled
+    recorder.samples(_samples(1.0, 5))
+    recorder.phase(_phase("eval", 1, 2.0))
+    with pytest.raises(StoreUnavailable):
+        recorder.writes.flush()
+    spools = list(store_folder(store.display_url).glob(f"run-{run_id}-*.jsonl"))
+    assert len(spools) == 1 and spools[0].stat().st_mode & 0o777 == 0o600
+    assert spools[0].parent.stat().st_mode & 0o777 == 0o700
+    proxy.restore()
+    assert sql_rows(pg_url, 'select kind, "index" from phases') == [("train_epoch", 0)]
+    store.dispose()
+
+    again = Store(proxy.url(pg_url))  # the next command
+    assert reclaim_vanished_runs(again, sweep_id) == [run_id]
+    assert sql_rows(pg_url, 'select kind, "index", energy_j from phases order by id') == [
+        ("train_epoch", 0, 10.0), ("train_epoch", 1, 11.0), ("eval", 1, 11.0)]
+    assert sql_rows(pg_url, "select count(*) from power_samples") == [(5,)]
+    (status, message), = sql_rows(pg_url, "select status, error_message from runs")
+    assert status == "interrupted"
+    assert "was unreachable for" in message and "longer than storage.outage_s=1" in message
+    assert "stored from its local spool" in message and "killed" not in message
+    assert not spools[0].exists()
+    reclaim_vanished_runs(again, sweep_id)  # replayed once: nothing stored twice
+    assert sql_rows(pg_url, "select count(*) from phases") == [(3,)]
+    again.dispose()
+
+
+@pytest.mark.postgres
+def test_a_spool_of_a_live_process_is_left_alone(proxy: CuttableProxy, pg_url: str) -> None:
+    from sweeper.store.replay import replay_spools
+    from sweeper.store.spool import store_folder
+
+    store = Store(proxy.url(pg_url))
+    store.outage_s = 30
+    sweep_id = store_runs.ensure_sweep(store, "grid: live")
+    run_id = store_runs.insert_run(store, run_row(sweep_id, status="running"))
+    recorder = Recorder(store, run_id, keep_samples=True)
+    restored = _cut_for(proxy, 1.5)
+    recorder.phase(_phase("train_epoch", 0, 0.0))  # queued: the spool is locked by its writer
+    assert replay_spools(store) == {}
+    assert list(store_folder(store.display_url).glob(f"run-{run_id}-*.jsonl"))
+    restored.join()
+    recorder.close({}, "completed", None, time.perf_counter())
+    assert not list(store_folder(store.display_url).glob(f"run-{run_id}-*.jsonl"))
+    assert sql_rows(pg_url, "select count(*) from phases") == [(1,)]
+    store.dispose()
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_a_run_killed_during_an_outage_loses_none_of_its_queued_writes(
+    tmp_path: Path, proxy: CuttableProxy, pg_url: str
+) -> None:
+    """SIGKILL while the store is away: what the run queued meanwhile was spooled, and the
+    next command stores it before it judges the run."""
+    import os
+    import signal
+
+    engine = sqlalchemy.create_engine(pg_url)
+
+    def rows(sql: str) -> list[tuple[Any, ...]]:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(sqlalchemy.text(sql))]
+
+    single = [a for a in GRID if a != "-m" and not a.startswith("lr=")]
+    args = ["-m", *single, "lr=1e-3", f"storage.url={proxy.url(pg_url)!r}",
+            "storage.outage_s=60"]
+    proc, log = _start(args, tmp_path)
+    try:
+        cut_run = _when_training(proc, _pg_first_training(engine))
+        proxy.cut()
+        before = rows(f"select count(*) from phases where run_id = {cut_run}")[0][0]
+        deadline = time.monotonic() + 60
+        while "keeps its writes in memory" not in log.read_text():
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        time.sleep(1.0)  # more epochs end and queue
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proxy.restore()
+    again = subprocess.run(
+        [sys.executable, "-m", "sweeper", *args], cwd=tmp_path, env=cli_env(),
+        capture_output=True, text=True, timeout=300,
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "stored " in again.stderr + again.stdout
+    after = rows(f"select count(*) from phases where run_id = {cut_run}")[0][0]
+    assert after > before, (before, after)  # the spooled phases landed
+    (status,), = rows(f"select status from runs where id = {cut_run}")
+    if status == "completed":  # its end was queued (and spooled) before the kill
+        _check_runs_complete(rows, [cut_run])
+    else:
+        assert status == "interrupted"
+    engine.dispose()

@@ -288,3 +288,48 @@ def test_paper_preset_composes_the_study_grid() -> None:
             spec = build_spec(job)
             assert (spec.model, spec.batch, spec.lr, spec.dataset) == (
                 model, int(batch), float(lr), "digits")
+
+
+def test_report_refuses_an_out_that_is_an_existing_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    populate(url)
+    target = tmp_path / "FILE"
+    target.touch()
+    assert report_main(["--storage", url, "--out", str(target), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is an existing file, not a folder" in err
+    assert target.is_file() and target.stat().st_size == 0
+    assert [p.name for p in tmp_path.iterdir() if not p.name.startswith("runs.db")] == ["FILE"]
+
+
+def test_report_refuses_a_run_of_another_sweep(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    counts = populate(url)
+    store = open_store(url)
+    with store.session() as session:
+        other = Sweep(name="other")
+        session.add(other)
+        session.flush()
+        stray = Run(sweep_id=other.id, config={}, config_hash="x", model="mlp",
+                    dataset="digits", batch=8, lr=1e-3, optimizer="adam", epochs=1,
+                    precision="fp32", device="cpu", status="completed", meter_source="estimate",
+                    energy_train_j=1.0, val_accuracy=0.5)
+        session.add(stray)
+        session.flush()
+        stray_id = stray.id
+    out = tmp_path / "r"
+    code = report_main(["--storage", url, "--out", str(out), "--sweep", "paper: synthetic",
+                        "--run", str(stray_id), "--quiet"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert f"run {stray_id} belongs to sweep 'other', not to --sweep 'paper: synthetic'" in err
+    assert not out.exists()
+    # The run's own sweep, or no filter, takes it (its trace is drawn).
+    assert report_main(["--storage", url, "--out", str(out), "--run", str(stray_id),
+                        "--quiet", "--no-parquet"]) == 0
+    assert len(pd.read_csv(out / "runs.csv")) == counts["runs"] + 1

@@ -8,12 +8,12 @@ import os
 from pathlib import Path
 from typing import Any
 
-from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import ConfigCompositionException
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from sweeper.app.grid_check import GridCheck, announce_large_grid, check_grid, check_job
 from sweeper.app.summary import print_sweep
 from sweeper.config.launch import is_main
 from sweeper.config.spec import build_spec
@@ -21,7 +21,6 @@ from sweeper.config.storage import open_results, resolve_storage
 from sweeper.config.sweep import announce, announced, identity_for
 from sweeper.errors import (
     USER_ERRORS,
-    ConfigError,
     StoreUnavailable,
     exit_with_user_error,
     invalid_value,
@@ -29,7 +28,6 @@ from sweeper.errors import (
 from sweeper.redact import (
     has_secret,
     install_log_redaction,
-    mask_overrides,
     scrub_hydra_outputs,
     scrub_sweep_dir,
 )
@@ -42,6 +40,7 @@ from sweeper.store.optuna_schema import prepare_optuna_schema
 log = logging.getLogger(__name__)
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+GRID_SWEEPERS = (BASIC_SWEEPER, "hydra_plugins.sweeper_grid.grid_sweeper.GridSweeper")
 
 # Outcome of the last multirun in this process, for the exit status.
 LAST_SWEEP: dict[str, int] = {}
@@ -64,38 +63,9 @@ def grid_job_overrides(config: DictConfig) -> list[list[str]]:
     return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
 
 
-def validate_job(job_cfg: DictConfig, checked_devices: set[tuple[str, str]] | None = None) -> None:
-    """The checks a job's config must pass before it runs (`checked_devices`: device and
-    precision pairs already checked, skipped)."""
-    from sweeper.energy import carbon_intensity
-    from sweeper.run.gpu_power import check_gpu_power
-    from sweeper.training.device import check_precision, resolve_device
-
-    spec = build_spec(job_cfg)
-    checked = set() if checked_devices is None else checked_devices
-    if (spec.device, spec.precision) not in checked:
-        check_precision(spec.precision, resolve_device(spec.device))
-        checked.add((spec.device, spec.precision))
-    if spec.power_limit.active:  # the limit's range and the permission to set it
-        check_gpu_power(spec, resolve_device(spec.device))
-    try:
-        carbon_intensity(spec.country, spec.region)
-    except ValueError as exc:
-        raise ConfigError(f"invalid value for 'energy.country': {exc}") from None
-
-
-def validate_grid(config: DictConfig) -> int:
+def validate_grid(config: DictConfig) -> GridCheck:
     """Compose and validate every job of a grid before any of them trains."""
-    loader = GlobalHydra.instance().config_loader()
-    jobs = grid_job_overrides(config)
-    checked_devices: set[tuple[str, str]] = set()
-    for overrides in jobs:
-        job_cfg = loader.load_sweep_config(config, list(overrides))
-        try:
-            validate_job(job_cfg, checked_devices)
-        except ConfigError as exc:
-            raise ConfigError(f"{exc} (in job: {mask_overrides(overrides)})") from None
-    return len(jobs)
+    return check_grid(config, grid_job_overrides(config))
 
 
 class SweepCallback(Callback):
@@ -111,7 +81,7 @@ class SweepCallback(Callback):
         # Refused here, before Hydra creates the run's output folder: a command that does
         # no work leaves nothing behind.
         try:
-            validate_job(config)
+            check_job(config)
             # estimate only reads; under torchrun, rank 0 alone opens the store
             if OmegaConf.select(config, "mode") != "estimate" and is_main():
                 spec = build_spec(config)
@@ -122,7 +92,7 @@ class SweepCallback(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         _guard_secrets(config)
         task = list(config.hydra.overrides.task)
-        is_grid = OmegaConf.select(config, "hydra.sweeper._target_") == BASIC_SWEEPER
+        is_grid = OmegaConf.select(config, "hydra.sweeper._target_") in GRID_SWEEPERS
         kind = "grid" if is_grid else "search"
         # The name the runs are stored under (sweeper.name when set), so the log says it.
         identity = identity_for(kind, task, OmegaConf.select(config, "sweeper.name"))
@@ -132,8 +102,9 @@ class SweepCallback(Callback):
             clear_estimates(config.hydra.sweep.dir)
         try:
             if is_grid:
-                count = validate_grid(config)
-                log.info("validated %d job(s) of sweep %r", count, identity.name)
+                checked = validate_grid(config)
+                log.info("validated %d job(s) of sweep %r", checked.jobs, identity.name)
+                announce_large_grid(config, checked)
             spec = build_spec(config)
             if not is_grid and spec.dataset_options.get("val_fraction") == 0:
                 # The search maximises validation accuracy: without a validation set every

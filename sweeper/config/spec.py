@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,7 @@ from sweeper.errors import invalid_value
 from sweeper.models import MODEL_NAMES
 from sweeper.redact import mask_config
 from sweeper.store.db import DEFAULT_OUTAGE_S
+from sweeper.store.schema import NAME_LENGTH
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -171,6 +173,26 @@ def _outage_s(cfg: DictConfig) -> float:
     return _float(cfg, "storage.outage_s", minimum=0.0, strict=False)  # type: ignore[return-value]
 
 
+def check_name(key: str, name: str, length: int = NAME_LENGTH, what: str = "") -> None:
+    """A sweep or study name the store can hold, on every store (PostgreSQL refuses a longer
+    one; SQLite would keep it)."""
+    if len(name) > length:
+        raise invalid_value(
+            key, f"{name[:40]}... ({len(name)} characters{what})", f"at most {length} characters"
+        )
+
+
+def _sweep_name(cfg: DictConfig) -> str | None:
+    value = OmegaConf.select(cfg, "sweeper.name")
+    if value is None:
+        return None
+    name = str(value)
+    if not name.strip():
+        raise invalid_value("sweeper.name", value, "null or a non-empty name")
+    check_name("sweeper.name", name)
+    return name
+
+
 def _choice_default(cfg: DictConfig, key: str, allowed: tuple[str, ...]) -> str:
     """A choice whose key a config composed without it (an old preset) may lack."""
     if OmegaConf.select(cfg, key) is None:
@@ -248,6 +270,19 @@ def _power_limit(cfg: DictConfig) -> PowerLimitRequest:
     return PowerLimitRequest(fraction, watts, auto, max_slowdown)
 
 
+# Keys whose check reads no other key (and that change no estimate): a grid checks each
+# distinct value of these once (sweeper.app.grid_check) instead of composing every job.
+SINGLE_KEY_CHECKS: dict[str, Callable[[DictConfig], Any]] = {
+    "lr": lambda cfg: _float(cfg, "lr", minimum=0.0),
+    "momentum": lambda cfg: _float(cfg, "momentum", minimum=0.0, strict=False),
+    "weight_decay": lambda cfg: _float(cfg, "weight_decay", minimum=0.0, strict=False),
+    "seed": lambda cfg: _int(cfg, "seed", minimum=0),
+    "repeat": lambda cfg: _int(cfg, "repeat", minimum=0),
+    "optimizer": lambda cfg: _choice(cfg, "optimizer", OPTIMIZERS),
+    "scheduler": lambda cfg: _choice(cfg, "scheduler", SCHEDULERS),
+}
+
+
 def build_spec(cfg: DictConfig) -> RunSpec:
     """Validate a composed config (its hydra node, if any, is ignored)."""
     check_keys(cfg)
@@ -296,16 +331,16 @@ def build_spec(cfg: DictConfig) -> RunSpec:
         model_options=model_cfg,
         dataset_options=dataset_cfg,
         batch=_int(cfg, "batch", minimum=1),  # type: ignore[arg-type]
-        lr=_float(cfg, "lr", minimum=0.0),  # type: ignore[arg-type]
-        optimizer=_choice(cfg, "optimizer", OPTIMIZERS),
-        momentum=_float(cfg, "momentum", minimum=0.0, strict=False),  # type: ignore[arg-type]
-        weight_decay=_float(cfg, "weight_decay", minimum=0.0, strict=False),  # type: ignore[arg-type]
+        lr=SINGLE_KEY_CHECKS["lr"](cfg),
+        optimizer=SINGLE_KEY_CHECKS["optimizer"](cfg),
+        momentum=SINGLE_KEY_CHECKS["momentum"](cfg),
+        weight_decay=SINGLE_KEY_CHECKS["weight_decay"](cfg),
         epochs=_int(cfg, "epochs", minimum=1),  # type: ignore[arg-type]
         precision=precision,
         device=_device(OmegaConf.select(cfg, "device")),
-        seed=_int(cfg, "seed", minimum=0),  # type: ignore[arg-type]
-        repeat=_int(cfg, "repeat", minimum=0),  # type: ignore[arg-type]
-        scheduler=_choice(cfg, "scheduler", SCHEDULERS),
+        seed=SINGLE_KEY_CHECKS["seed"](cfg),
+        repeat=SINGLE_KEY_CHECKS["repeat"](cfg),
+        scheduler=SINGLE_KEY_CHECKS["scheduler"](cfg),
         lr_step_epochs=_int(cfg, "lr_step.epochs", minimum=1),  # type: ignore[arg-type]
         lr_gamma=_float(cfg, "lr_step.gamma", minimum=0.0),  # type: ignore[arg-type]
         loader_workers=_auto_int(cfg, "loader.workers"),
@@ -343,7 +378,7 @@ def build_spec(cfg: DictConfig) -> RunSpec:
         storage_url=url,
         storage_outage_s=_outage_s(cfg),
         power_limit=_power_limit(cfg),
-        sweep_name=OmegaConf.select(cfg, "sweeper.name"),
+        sweep_name=_sweep_name(cfg),
         resume=bool(OmegaConf.select(cfg, "sweeper.resume", default=True)),
         progress=bool(OmegaConf.select(cfg, "sweeper.progress", default=True)),
         trial=trial if isinstance(trial, int) else None,

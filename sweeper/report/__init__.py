@@ -54,6 +54,20 @@ def fit_runs(runs: pd.DataFrame, level: float = 0.9) -> list[EnergyFit]:
     return fits
 
 
+def _run_not_in(store: Store, run_id: int, sweeps: Sequence[str]) -> str:
+    """Why --run names no run of the report: it does not exist, or it belongs to a sweep the
+    report leaves out (adding it would mix it into every analysis)."""
+    extra = data.load_runs(store, run_ids=[run_id])
+    if extra.empty:
+        return f"no run with id {run_id} in {store.display_url}"
+    owner = str(extra["sweep"].iloc[0])
+    chosen = ", ".join(repr(name) for name in sweeps)
+    return (
+        f"run {run_id} belongs to sweep {owner!r}, not to --sweep {chosen}; pass "
+        f"--sweep {owner!r} as well to include its sweep, or a run of {chosen}"
+    )
+
+
 def pick_trace_run(store: Store, runs: pd.DataFrame, run_id: int | None) -> int | None:
     """The requested run, else the latest completed run with samples, else any with samples."""
     if run_id is not None:
@@ -79,14 +93,11 @@ def build_report(
 ) -> Report:
     """`energy` is "gross" (the study's quantity) or "net" (of idle, sweeper's addition);
     `exclude_busy` leaves out runs measured while other processes loaded the machine."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     runs = data.load_runs(store, sweeps=sweeps)
     if run_id is not None and run_id not in set(runs["id"].astype(int)):
-        extra = data.load_runs(store, run_ids=[run_id])
-        if extra.empty:
-            raise LookupError(f"no run with id {run_id} in {store.display_url}")
-        runs = pd.concat([runs, extra[~extra["id"].isin(runs["id"])]], ignore_index=True)
+        raise LookupError(_run_not_in(store, run_id, sweeps))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     stored = runs  # the exports keep the store's columns: one name per quantity
     runs, basis_note = apply_basis(runs, energy)
     notes = [basis_note] + [

@@ -14,7 +14,7 @@ from rich.console import Console
 
 from sweeper.config.storage import DEFAULT_URL as DEFAULT_STORAGE
 from sweeper.config.storage import open_existing
-from sweeper.errors import USER_ERROR_EXIT, USER_ERRORS
+from sweeper.errors import USER_ERROR_EXIT, USER_ERRORS, ConfigError
 from sweeper.store import Store
 
 
@@ -58,6 +58,22 @@ def check_sweeps(store: Store, wanted: list[str]) -> None:
         )
 
 
+def check_out(out: Path) -> None:
+    """--out names a folder: an existing file there (even an empty one) is refused rather
+    than written into or replaced."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(
+            f"--out {out} is an existing file, not a folder; the report is a folder "
+            "(index.html, figures, exports): pass a folder path, e.g. --out results/report"
+        )
+
+
+def check_written(html: Path) -> None:
+    """Never end with exit 0 and an empty page (a full disk can leave one)."""
+    if html.stat().st_size == 0:
+        raise OSError(f"{html} was written empty; check the free space of its folder")
+
+
 def print_sweeps(store: Store) -> None:
     from sweeper.report.data import sweep_names
 
@@ -78,13 +94,19 @@ def main(argv: list[str] | None = None) -> int:
             print_sweeps(store)
             return 0
         check_sweeps(store, args.sweep)
+        check_out(args.out)
         console = None if args.quiet else Console(width=160)
-        build_report(store, args.out, sweeps=args.sweep, run_id=args.run,
-                     parquet=not args.no_parquet, console=console, energy=args.energy,
-                     exclude_busy=args.exclude_busy)
+        report = build_report(store, args.out, sweeps=args.sweep, run_id=args.run,
+                              parquet=not args.no_parquet, console=console, energy=args.energy,
+                              exclude_busy=args.exclude_busy)
+        check_written(report.html)
     except (*USER_ERRORS, LookupError) as exc:
         print(f"sweeper-report: error: {exc}", file=sys.stderr)
         return USER_ERROR_EXIT
+    except OSError as exc:  # a full disk, a folder not writable
+        print(f"sweeper-report: error: cannot write the report to {args.out}: {exc}",
+              file=sys.stderr)
+        return 1
     return 0
 
 

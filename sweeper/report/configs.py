@@ -192,7 +192,8 @@ def batch_tables(runs: pd.DataFrame) -> list[BatchTable]:
     done = done.assign(
         row=done[["model", *splits]].apply(
             lambda r: " ".join([str(r["model"]), *(
-                f"lr {r[k]:g}" if k == "lr" else str(r[k]) for k in splits)]), axis=1),
+                "unknown" if pd.isna(r[k]) else f"lr {r[k]:g}" if k == "lr" else str(r[k])
+                for k in splits)]), axis=1),
         chance=done["at_chance"].fillna(False).astype(bool))
     rows = sorted(done["row"].unique())
     estimated = done.groupby("row")["estimated"].any().reindex(rows).astype(bool).tolist()

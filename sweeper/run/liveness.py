@@ -23,6 +23,7 @@ from sweeper.errors import StoreUnavailable
 from sweeper.run.recording import energy_split
 from sweeper.store import Store
 from sweeper.store import runs as store_runs
+from sweeper.store.replay import replay_spools
 from sweeper.store.schema import Run, utcnow
 
 log = logging.getLogger(__name__)
@@ -118,13 +119,18 @@ def live_twin(store: Store, sweep_id: int, config_hash: str, run_id: int) -> Run
 def reclaim_vanished_runs(
     store: Store, sweep_id: int, stale_after_s: float = STALE_AFTER_S
 ) -> list[int]:
-    """Mark the sweep's runs whose process is gone as interrupted; their ids."""
+    """Store what processes that ended during a store outage kept in their spools, then
+    mark the sweep's runs whose process is gone as interrupted; their ids."""
+    gave_up = replay_spools(store)  # writes a process kept locally when the store went away
     host, now = socket.gethostname(), utcnow()
     reclaimed = []
     for run in store_runs.running_runs(store, sweep_id):
         reason = why_vanished(run, host, now, stale_after_s)
         if reason is None:
             continue
+        if run.id in gave_up:  # not killed: it stopped waiting for the store
+            reason = (f"{gave_up[run.id]}; the writes it queued during the outage were "
+                      "stored from its local spool")
         partial = partial_energy(store_runs.phase_totals(store, run.id))
         if store_runs.mark_vanished(store, run.id, run.heartbeat_at, reason, **partial):
             log.warning("run %d was left 'running': %s; recorded as interrupted", run.id, reason)

@@ -25,7 +25,7 @@ from sweeper import energy
 from sweeper.config.launch import launch
 from sweeper.energy.contention import ContentionProbe, busy_warning, shared_gpu_warning
 from sweeper.energy.resolution import slowest_meter
-from sweeper.errors import StoreUnavailable
+from sweeper.errors import DiskFull, StoreUnavailable
 from sweeper.run.idle import IdlePower, idle_power
 from sweeper.run.liveness import Heartbeat, live_twin
 from sweeper.run.net import net_columns
@@ -110,6 +110,9 @@ class MeasuredRun:
             self.status = PRUNED
             self.values["stop_reason"] = str(exc)
             log.info("run %d pruned: %s", self.run_id, exc)
+        except DiskFull as exc:  # one try to say so in the row; the next command reruns it
+            self.recorder.record_failure_now(type(exc).__name__, str(exc))
+            raise
         except StoreUnavailable:
             raise  # nothing more can be recorded: the next command reclaims the run
         except KeyboardInterrupt as exc:

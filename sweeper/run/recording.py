@@ -24,6 +24,7 @@ from sweeper.store import Phase, PhaseDomainEnergy, Store
 from sweeper.store import runs as store_runs
 from sweeper.store.outage import WriteBehind
 from sweeper.store.schema import PHASE_KINDS, utcnow
+from sweeper.store.spool import Spool
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,7 @@ class Recorder:
             after=f"What was stored before is kept; run {run_id} stays 'running' until the "
             "next command of this sweep records it as interrupted, and running the same "
             "command again resumes the sweep.",
+            spool=Spool(store.display_url, run_id),
         )
 
     def low_resolution(self, result: energy.PhaseEnergy) -> str | None:
@@ -152,6 +154,18 @@ class Recorder:
                     "store a phase", store_runs.add_phase, *phase_rows(self.run_id, result, stats)
                 )
                 self._unwritten.pop(0)
+
+    def record_failure_now(self, error_type: str, message: str) -> bool:
+        """Mark the run failed in one try, without waiting or queueing (its disk is full:
+        the row may not take even this). True if it did."""
+        try:
+            store_runs.update_run.once(
+                self.store, False, self.run_id, status="failed", error_type=error_type,
+                error_message=message[:4000], ended_at=utcnow(),
+            )
+        except Exception:  # the next command reclaims the run instead
+            return False
+        return True
 
     def energy_of(self, kind: str) -> float:
         return sum(p.energy_j for p in self.phases if p.kind == kind)

@@ -20,8 +20,10 @@ from hydra.core.utils import JobReturn
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import Trial, TrialState
 
+from sweeper.config.spec import check_name
 from sweeper.config.storage import check_url, open_results, resolve_storage
 from sweeper.config.sweep import announce, announced, identity_for
+from sweeper.errors import StoreUnavailable
 from sweeper.run.liveness import why_vanished
 from sweeper.run.stopping import LIMIT_KEY, REASON_KEY
 from sweeper.search.front import print_front
@@ -42,7 +44,7 @@ from sweeper.search.study import (
 )
 from sweeper.store import Run, Store
 from sweeper.store import runs as store_runs
-from sweeper.store.schema import utcnow
+from sweeper.store.schema import NAME_LENGTH, utcnow
 
 log = logging.getLogger("sweeper.search")
 
@@ -118,6 +120,12 @@ class SearchLoop:
         self.study_name = settings.study_name or default_study_name(
             self.sweep_name, settings.objective
         )
+        if settings.study_name:
+            check_name("hydra.sweeper.study_name", self.study_name)
+        else:  # the study is named after the sweep, with the objective added
+            suffix = len(self.study_name) - len(self.sweep_name)
+            check_name("sweeper.name", self.sweep_name, NAME_LENGTH - suffix,
+                       f"; the study's name adds {suffix} for its objective")
         store_runs.ensure_sweep(
             self.store, self.sweep_name, kind="search", command=" ".join(arguments),
             sweep_dir=str(config.hydra.sweep.dir), study_name=self.study_name,
@@ -180,15 +188,28 @@ class SearchLoop:
             self.sweeper.validate_batch_is_legal(batch)
             results = self.sweeper.launcher.launch(batch, initial_job_idx=job_idx)
         except BaseException as exc:  # a user error or an interrupt ends the search
-            for trial in trials:
-                trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:1000])
-                study.tell(trial, state=TrialState.FAIL)
+            if not _store_gone(exc):  # the study is unreachable too: nothing to tell it
+                for trial in trials:
+                    trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:1000])
+                    study.tell(trial, state=TrialState.FAIL)
             raise
         for trial, ret in zip(trials, results, strict=True):
             outcome = outcome_of_job(ret, self.store, self.settings.objective)
             if tell_outcome(study, trial, outcome):
                 _log_outcome(trial.number, outcome)
         return results
+
+
+def _store_gone(exc: BaseException) -> bool:
+    """Whether a job ended because the store stayed unreachable past storage.outage_s (the
+    job's own error, or the exit it printed its one line for). Its trials are left RUNNING:
+    the next command of the search fails them as orphans and runs on."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, StoreUnavailable):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def tell_outcome(study: optuna.Study, trial: Trial, outcome: Outcome) -> bool:
@@ -229,6 +250,6 @@ def run_search(sweeper: Any, arguments: Sequence[str]) -> list[Sequence[JobRetur
 
     try:
         loop = SearchLoop(sweeper, settings_from(sweeper.settings), arguments)
-    except USER_ERRORS as exc:
+        return loop.run()
+    except USER_ERRORS as exc:  # a bad setting, or the store gone for longer than outage_s
         exit_with_user_error(exc)
-    return loop.run()

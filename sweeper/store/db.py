@@ -10,7 +10,9 @@ rather than hanging it; sweeper.store.outage retries such failures for `outage_s
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -31,6 +33,9 @@ SQLITE_BUSY_TIMEOUT_S = 60.0
 CONNECT_TIMEOUT_S = 10
 # How long a store may be unreachable before sweeper gives up (storage.outage_s).
 DEFAULT_OUTAGE_S = 180.0
+# Below this much free space, SQLite's "disk I/O error" (it could not grow its journal or
+# shared-memory file) means a full disk.
+FULL_DISK_FREE_BYTES = 1 << 20
 
 
 def mask_url(url: str | URL) -> str:
@@ -140,6 +145,50 @@ def _switch_to_wal(cursor: sqlite3.Cursor, busy_timeout_s: float) -> None:
         delay_s = min(2 * delay_s, 0.2)
 
 
+def _size(n_bytes: int) -> str:
+    value = float(n_bytes)
+    for unit in ("B", "KiB", "MiB"):
+        if value < 1024:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"
+
+
+def free_space(path: str | Path) -> tuple[Path, int | None]:
+    """The nearest existing folder of `path` and its free bytes (None: unknown)."""
+    folder = Path(path).parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        return folder, shutil.disk_usage(folder).free
+    except OSError:
+        return folder, None
+
+
+def disk_full(exc: BaseException, url: URL) -> str | None:
+    """"the disk holding PATH is full (N free)" when `exc` (a write's failure) means no
+    space is left on the store's disk, else None."""
+    cause = getattr(exc, "orig", None) or exc
+    text = str(cause).lower()
+    no_space = (
+        "database or disk is full" in text or "no space left on device" in text
+        or getattr(cause, "errno", None) == errno.ENOSPC
+        or getattr(cause, "sqlstate", None) == "53100"  # PostgreSQL's disk_full
+    )
+    if url.get_backend_name() != "sqlite":
+        return f"the database server's disk is full ({str(cause).strip().splitlines()[0]})" \
+            if no_space else None
+    path = url.database or ""
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return None
+    folder, free = free_space(path)
+    if no_space or ("disk i/o error" in text and free is not None
+                    and free < FULL_DISK_FREE_BYTES):
+        shown = "unknown" if free is None else _size(free)
+        return f"the disk holding {path} is full ({shown} free in {folder})"
+    return None
+
+
 class Store:
     """An opened, schema-checked database."""
 
@@ -204,6 +253,10 @@ class Store:
             )
         path = self.url.database
         reason = str(exc.orig)
+        full = disk_full(exc, self.url)
+        if full:
+            return StoreError(f"cannot write the SQLite database: {full}; free some space "
+                              "there, or choose another storage.url")
         if "not a database" in reason or "malformed" in reason:
             return StoreError(
                 f"{path} is not a valid sweeper database (SQLite: {reason}); nothing was "

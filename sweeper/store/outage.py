@@ -11,7 +11,9 @@ failure. Two ways to apply it:
   heartbeats, its closing update) never make the run wait. While the store is healthy they
   are written at once, in the calling thread, as before; once a write fails transiently, it
   and every later one queue in memory, in order, and a writer thread writes them, in that
-  order, when the store is back. `flush()` waits for the queue (the run's close).
+  order, when the store is back. `flush()` waits for the queue (the run's close). The queue
+  is also spooled to a local file (sweeper.store.spool), so a process that crashes or gives
+  up during the outage loses nothing: the next command stores it (sweeper.store.replay).
 
 A write that failed may still have committed (the connection dropped while the commit was
 on its way); a write retried after a failure first asks the store whether it landed
@@ -22,6 +24,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
+import socket
 import threading
 import time
 from collections import deque
@@ -31,8 +35,10 @@ from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar
 
 from sqlalchemy import exc as sa_exc
 
-from sweeper.errors import StoreUnavailable
-from sweeper.store.db import Store
+from sweeper.errors import DiskFull, StoreUnavailable
+from sweeper.store.db import Store, disk_full
+from sweeper.store.schema import utcnow
+from sweeper.store.spool import Spool
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +93,22 @@ def give_up(
     )
 
 
+def out_of_space(
+    store: Reachable, what: str, exc: BaseException, after: str = ""
+) -> DiskFull | None:
+    """The one line for a write that failed because the store's disk is full (waiting
+    frees no space, so it is not retried), or None."""
+    url = getattr(store, "url", None)
+    reason = None if url is None else disk_full(exc, url)
+    if reason is None:
+        return None
+    return DiskFull(
+        f"could not {what}: {reason}; free some space there. "
+        + (after or "What was stored before is kept; running the same command again "
+           "resumes the sweep.")
+    )
+
+
 @dataclass
 class _Outage:
     """Time since the first failure, and the backoff before the next try."""
@@ -116,6 +138,9 @@ def ride_out(
         try:
             result = attempt(outage is not None)
         except Exception as exc:
+            full = out_of_space(store, what, exc, after)
+            if full is not None:
+                raise full from exc
             if not is_transient(exc, store):
                 raise
             if outage is None:
@@ -190,10 +215,13 @@ class WriteBehind:
     through it. `after` ends the give-up line (what happens to the run).
     """
 
-    def __init__(self, store: Store, label: str, after: str = "") -> None:
+    def __init__(
+        self, store: Store, label: str, after: str = "", spool: Spool | None = None
+    ) -> None:
         self.store = store
         self.label = label
         self.after = after
+        self.spool = spool
         self._cond = threading.Condition()
         self._pending: deque[_Pending] = deque()
         self._failed: StoreUnavailable | None = None
@@ -207,15 +235,20 @@ class WriteBehind:
         Raises the give-up error once the outage has outlasted store.outage_s, and any
         non-transient error of a write made at once (as a plain call would).
         """
-        self._submit(what, lambda retry: op.once(self.store, retry, *args, **kwargs), False)
+        self._submit(what, lambda retry: op.once(self.store, retry, *args, **kwargs), False,
+                     (op.__name__, args, kwargs))
 
     def submit_beat(
         self, what: str, op: Retried[P, Any], *args: P.args, **kwargs: P.kwargs
     ) -> None:
-        """A write that only the latest of matters: queued once, however many come."""
+        """A write that only the latest of matters: queued once, however many come (a
+        heartbeat means nothing later: it is not spooled)."""
         self._submit(what, lambda retry: op.once(self.store, retry, *args, **kwargs), True)
 
-    def _submit(self, what: str, write: Callable[[bool], object], coalesce: bool) -> None:
+    def _submit(
+        self, what: str, write: Callable[[bool], object], coalesce: bool,
+        record: tuple[str, tuple[Any, ...], dict[str, Any]] | None = None,
+    ) -> None:
         with self._cond:
             if self._failed is not None:
                 raise self._failed
@@ -224,15 +257,21 @@ class WriteBehind:
                 if not (coalesce and last.coalesce and last.what == what and not last.tried):
                     self._pending.append(_Pending(what, write, False, coalesce))
                     self.buffered += 1
+                    self._spool(record)
                 return
             try:
                 write(False)  # the healthy path: written now, in this thread, in order
                 return
             except Exception as exc:
+                full = out_of_space(self.store, f"record {self.label}", exc, self.after)
+                if full is not None:  # every later write of the run fails at once too
+                    self._failed = full
+                    raise full from exc
                 if not is_transient(exc, self.store):
                     raise
                 self._pending.append(_Pending(what, write, True, coalesce))
                 self.buffered += 1
+                self._spool(record)
                 log.warning(
                     "the store at %s is unreachable (%s): %s goes on and keeps its writes in "
                     "memory for up to %g s (storage.outage_s)", self.store.display_url,
@@ -253,6 +292,8 @@ class WriteBehind:
                         "the store is back after %.1f s: %d buffered write(s) of %s stored",
                         outage.down_s(), written, self.label,
                     )
+                    if self.spool is not None:
+                        self.spool.discard()
                     self._cond.notify_all()
                     return
                 item = self._pending[0]
@@ -260,6 +301,14 @@ class WriteBehind:
                 item.write(item.tried)
                 written += 1
             except Exception as exc:
+                full = out_of_space(self.store, f"record {self.label}", exc, self.after)
+                if full is not None:
+                    with self._cond:
+                        self._failed = full
+                        if self.spool is not None:
+                            self.spool.gave_up(str(full))
+                        self._cond.notify_all()
+                    return
                 if is_transient(exc, self.store):
                     item.tried = True
                     if outage.wait(self.store.outage_s):
@@ -268,6 +317,8 @@ class WriteBehind:
                         self._failed = give_up(
                             self.store, f"record {self.label}", outage.down_s(), exc, self.after
                         )
+                        if self.spool is not None:
+                            self.spool.gave_up(self._gave_up_reason(outage))
                         self._cond.notify_all()
                     return
                 # Not an outage: this write is wrong in itself; the rest still go in.
@@ -275,6 +326,19 @@ class WriteBehind:
             with self._cond:
                 self._pending.popleft()
             outage.delay_s = FIRST_DELAY_S
+
+    def _spool(self, record: tuple[str, tuple[Any, ...], dict[str, Any]] | None) -> None:
+        if self.spool is not None and record is not None:
+            self.spool.append(*record)
+
+    def _gave_up_reason(self, outage: _Outage) -> str:
+        """What the next command records for the run (sweeper.run.liveness)."""
+        return (
+            f"the store at {self.store.display_url} was unreachable for "
+            f"{outage.down_s():.0f} s, longer than storage.outage_s={self.store.outage_s:g}: "
+            f"pid {os.getpid()} on {socket.gethostname()} stopped waiting and gave the run up "
+            f"at {utcnow():%Y-%m-%d %H:%M:%S} UTC"
+        )
 
     def flush(self) -> None:
         """Wait until every write is stored, or raise the give-up error."""

@@ -19,6 +19,9 @@ SCHEMA_VERSION = 5
 
 RUN_STATUSES = ("pending", "running", "completed", "failed", "interrupted")
 PHASE_KINDS = ("train_epoch", "eval", "test", "inference", "profile", "pause")
+# Characters of a sweep's name and of its Optuna study's name (sweeps.name, study_name):
+# PostgreSQL refuses a longer one, SQLite would keep it, so sweeper.config checks it first.
+NAME_LENGTH = 200
 
 
 def utcnow() -> datetime:
@@ -46,11 +49,11 @@ class Sweep(Base):
     __tablename__ = "sweeps"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(200), unique=True)
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH), unique=True)
     kind: Mapped[str] = mapped_column(String(20), default="grid")  # grid | search | single
     command: Mapped[str] = mapped_column(Text, default="")
     sweep_dir: Mapped[str | None] = mapped_column(Text, default=None)
-    study_name: Mapped[str | None] = mapped_column(String(200), default=None)
+    study_name: Mapped[str | None] = mapped_column(String(NAME_LENGTH), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
