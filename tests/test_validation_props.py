@@ -249,9 +249,16 @@ def test_unknown_model_and_dataset_options_are_rejected(key: str) -> None:
             build_spec(bad)
 
 
+@pytest.mark.parametrize("name", [" ", "\r", "\t\n"])
+def test_a_blank_sweep_name_is_refused_with_the_key(name: str) -> None:
+    with pytest.raises(ConfigError, match="'sweeper.name'.*non-empty name"):
+        build_spec(_cfg(sweeper__name=name))
+
+
 @PROPS
 @given(
-    st.text(min_size=1, max_size=20).filter(lambda s: "$" not in s),
+    # a blank sweeper.name is refused (its own test); any other name is bookkeeping
+    st.text(min_size=1, max_size=20).filter(lambda s: "$" not in s and s.strip() != ""),
     st.booleans(),
     st.integers(1, 4096),
 )
