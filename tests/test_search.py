@@ -488,3 +488,26 @@ def test_a_trial_left_to_a_live_twin_waits_for_its_values(sqlite_url: str) -> No
                     _return_value=JobResult(status="skipped", run_id=gone, sweep_id=sweep_id))
     assert outcome_of_job(ret, store, "energy_train_j").state == TrialState.FAIL
     store.dispose()
+
+
+def test_the_studys_database_falls_back_to_the_runs_store_in_one_place() -> None:
+    """hydra.sweeper.storage, else storage.url: what both the callback that prepares the
+    study's tables and the search loop open."""
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    from sweeper.config.storage import study_url
+
+    def composed(*overrides: str):  # noqa: ANN202
+        GlobalHydra.instance().clear()
+        with initialize_config_module("sweeper.conf", version_base="1.3"):
+            cfg = compose("config", overrides=["hydra/sweeper=pareto", *overrides],
+                          return_hydra_config=True)
+        GlobalHydra.instance().clear()
+        return cfg
+
+    assert study_url(composed("storage.url=sqlite:///runs.db")) == "sqlite:///runs.db"
+    own = composed("storage.url=sqlite:///runs.db", "hydra.sweeper.storage=sqlite:///study.db")
+    assert study_url(own) == "sqlite:///study.db"
+    with pytest.raises(ConfigError, match="'hydra.sweeper.storage'"):
+        study_url(composed("hydra.sweeper.storage=nowhere"))

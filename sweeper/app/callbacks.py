@@ -17,7 +17,7 @@ from sweeper.app.grid_check import GridCheck, announce_large_grid, check_grid, c
 from sweeper.app.summary import print_sweep
 from sweeper.config.launch import is_main
 from sweeper.config.spec import build_spec
-from sweeper.config.storage import open_results, resolve_storage
+from sweeper.config.storage import open_results, resolve_storage, study_url
 from sweeper.config.sweep import announce, announced, identity_for
 from sweeper.errors import (
     USER_ERRORS,
@@ -116,8 +116,7 @@ class SweepCallback(Callback):
             if "sweeper_pareto" in str(OmegaConf.select(config, "hydra.sweeper._target_")):
                 # Workers started together on a fresh database race to create the study's
                 # tables; settle that before the search opens the study.
-                study_url = OmegaConf.select(config, "hydra.sweeper.storage") or spec.storage_url
-                prepare_optuna_schema(resolve_storage(study_url))
+                prepare_optuna_schema(resolve_storage(study_url(config)))
         except (*USER_ERRORS, ConfigCompositionException) as exc:
             exit_with_user_error(exc)
 

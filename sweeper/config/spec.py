@@ -165,7 +165,7 @@ def _auto_bool(cfg: DictConfig, key: str) -> bool | None:
     return value
 
 
-def _outage_s(cfg: DictConfig) -> float:
+def outage_s(cfg: DictConfig) -> float:
     """storage.outage_s: seconds >= 0 (0: give up at the first failure); a config saved
     before the key existed gets the default."""
     if OmegaConf.select(cfg, "storage.outage_s", default=_ABSENT) is _ABSENT:
@@ -376,7 +376,7 @@ def build_spec(cfg: DictConfig) -> RunSpec:
         forecast_window=window,  # type: ignore[arg-type]
         forecast_warmup_steps=_int(cfg, "forecast.warmup_steps", minimum=0),  # type: ignore[arg-type]
         storage_url=url,
-        storage_outage_s=_outage_s(cfg),
+        storage_outage_s=outage_s(cfg),
         power_limit=_power_limit(cfg),
         sweep_name=_sweep_name(cfg),
         resume=bool(OmegaConf.select(cfg, "sweeper.resume", default=True)),

@@ -35,6 +35,17 @@ def check_url(value: Any, key: str = "storage.url") -> str:
     return value
 
 
+def study_url(config: Any) -> str:
+    """The Optuna study's database in a search: `hydra.sweeper.storage`, else the runs'
+    `storage.url` (the one place this fallback is written)."""
+    from omegaconf import OmegaConf
+
+    own = OmegaConf.select(config, "hydra.sweeper.storage")
+    if own is not None:
+        return check_url(own, "hydra.sweeper.storage")
+    return check_url(OmegaConf.select(config, "storage.url"))
+
+
 def resolve_storage(url: str) -> URL:
     """The full URL (SQLite path anchored, password from the environment)."""
     return resolve_url(check_url(url), launch_dir())

@@ -20,8 +20,8 @@ from hydra.core.utils import JobReturn
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import Trial, TrialState
 
-from sweeper.config.spec import check_name
-from sweeper.config.storage import check_url, open_results, resolve_storage
+from sweeper.config.spec import check_name, outage_s
+from sweeper.config.storage import check_url, open_results, resolve_storage, study_url
 from sweeper.config.sweep import announce, announced, identity_for
 from sweeper.errors import StoreUnavailable
 from sweeper.run.liveness import why_vanished
@@ -113,7 +113,7 @@ class SearchLoop:
         if not self.space.distributions:
             log.warning("the search space is empty: every trial runs the same config")
         app_url = check_url(OmegaConf.select(config, "storage.url"))
-        self.store = open_results(app_url)
+        self.store = open_results(app_url, outage_s(config))  # storage.outage_s, as the jobs
         self.sweep_name = sweep_name(config, arguments)
         # Jobs (in this process or a launcher's) record into the same sweep.
         announce(identity_for("search", arguments, self.sweep_name))
@@ -130,7 +130,7 @@ class SearchLoop:
             self.store, self.sweep_name, kind="search", command=" ".join(arguments),
             sweep_dir=str(config.hydra.sweep.dir), study_name=self.study_name,
         )
-        storage_url = resolve_storage(settings.storage or app_url)
+        storage_url = resolve_storage(study_url(config))
         self.study = open_study(
             settings, optuna_storage(storage_url, self.store.outage_s), self.study_name,
             SearchContext(sweeper=sweeper, space=self.space, store=self.store),
