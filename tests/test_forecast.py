@@ -189,7 +189,12 @@ def test_forecast_mode_profiles_without_training(tmp_path: Path) -> None:
             "forecast_duration_train_s, energy_total_j, energy_train_j, co2_g from runs"
         ).fetchone()
         phases = conn.execute("select kind, steps from phases").fetchall()
+        low_j, high_j = conn.execute("select forecast_energy_train_low_j, "
+                                     "forecast_energy_train_high_j from runs").fetchone()
     status, window, steps, forecast_j, forecast_s, spent_j, e_tr, co2 = row
+    # the forecast's 90% interval is stored and printed with it (issue 24)
+    assert low_j is not None and high_j is not None and low_j < forecast_j < high_j
+    assert "E_tr 90% interval" in result.stdout
     assert status == "forecast" and window == 0.05 and steps == 81  # ceil(0.05 * 1620)
     # warm-up (2 steps, or until the per-step energy settles: issue 24) + window, nothing else
     assert len(phases) == 1 and phases[0][0] == "profile" and phases[0][1] >= 2 + 81

@@ -62,6 +62,7 @@ def _pretend_newer_code(
 
 # (table, column) added by each version, newest first: dropping them rebuilds older files.
 ADDED_IN = {
+    6: [("runs", "forecast_energy_train_low_j"), ("runs", "forecast_energy_train_high_j")],
     5: [("runs", "macs_ptflops_per_sample")],
     4: [(table, c) for table, names in migrate.GPU_MEANING_COLUMNS.items() for c in names],
     3: [("runs", c) for c in ("energy_train_uncertainty_j", "energy_eval_uncertainty_j",
@@ -178,7 +179,7 @@ def test_version_1_database_gets_the_liveness_columns_and_keeps_its_runs(url: st
 
     store = Store(url)
     version, columns = _version_and_columns(url)
-    assert version == SCHEMA_VERSION == 5 and {"pid", "heartbeat_at"} <= columns
+    assert version == SCHEMA_VERSION == 6 and {"pid", "heartbeat_at"} <= columns
     run = store_runs.get_run(store, finished)
     assert run is not None and run.status == "completed" and run.pid is None
     assert reclaim_vanished_runs(store, sweep_id) == [left_running]
@@ -259,4 +260,24 @@ def test_version_4_database_gets_the_ptflops_macs_column(url: str) -> None:
     run = store_runs.get_run(store, finished)
     assert run is not None and run.macs_ptflops_per_sample is None
     assert run.macs_per_sample == 123.0
+    store.dispose()
+
+
+def test_version_5_database_gets_the_forecast_interval_columns(url: str) -> None:
+    """5 -> 6: the forecast's 90% interval arrives empty; the forecast itself is kept."""
+    store = Store(url)
+    finished = store_runs.insert_run(store, run_row(
+        store_runs.ensure_sweep(store, "grid: old"), status="completed",
+        forecast_energy_train_j=42.0))
+    _as_written_by(store, 5)
+    store.dispose()
+    version, columns = _version_and_columns(url)
+    assert version == 5 and "forecast_energy_train_low_j" not in columns
+    store = Store(url)
+    version, columns = _version_and_columns(url)
+    assert version == SCHEMA_VERSION and {"forecast_energy_train_low_j",
+                                          "forecast_energy_train_high_j"} <= columns
+    run = store_runs.get_run(store, finished)
+    assert run is not None and run.forecast_energy_train_j == 42.0
+    assert run.forecast_energy_train_low_j is None and run.forecast_energy_train_high_j is None
     store.dispose()

@@ -104,6 +104,9 @@ def print_forecast(
     table.add_column("full training", justify="right")
     table.add_row("steps", f"{forecast.total_steps}")
     table.add_row("E_tr", f"{forecast.energy_j:.1f} J ({forecast.energy_j / 3.6e3:.4f} Wh)")
+    if forecast.energy_low_j is not None and forecast.energy_high_j is not None:
+        table.add_row("E_tr 90% interval",
+                      f"{forecast.energy_low_j:.1f} - {forecast.energy_high_j:.1f} J")
     table.add_row("time", f"{forecast.duration_s:.1f} s")
     table.add_row("CO2", "-" if co2_g is None else f"{co2_g:.3f} g")
     profiled = forecast.warmup_steps + forecast.profiled_steps

@@ -266,5 +266,7 @@ def forecast_columns(forecast: Forecast) -> dict[str, Any]:
         "forecast_window": forecast.window,
         "forecast_steps": forecast.profiled_steps,
         "forecast_energy_train_j": forecast.energy_j,
+        "forecast_energy_train_low_j": forecast.energy_low_j,
+        "forecast_energy_train_high_j": forecast.energy_high_j,
         "forecast_duration_train_s": forecast.duration_s,
     }

@@ -78,12 +78,19 @@ def _add_ptflops_macs(conn: Connection) -> None:
     _add_columns(conn, [Run.__table__.c.macs_ptflops_per_sample])
 
 
+def _add_forecast_interval(conn: Connection) -> None:
+    """5 -> 6: the forecast's 90% interval on runs (NULL for runs written before)."""
+    _add_columns(conn, [Run.__table__.c.forecast_energy_train_low_j,
+                        Run.__table__.c.forecast_energy_train_high_j])
+
+
 # from_version -> function upgrading a connection to from_version + 1
 STEPS: dict[int, Callable[[Connection], None]] = {
     1: _add_run_liveness,
     2: _add_energy_uncertainty,
     3: _add_gpu_meaning,
     4: _add_ptflops_macs,
+    5: _add_forecast_interval,
 }
 
 

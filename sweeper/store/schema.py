@@ -14,8 +14,9 @@ from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Intege
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 # 2: runs.pid and runs.heartbeat_at; 3: energy uncertainty and flags; 4: net-of-idle
-# energies, idle power, machine load and phases.low_resolution; 5: runs.macs_ptflops_per_sample
-SCHEMA_VERSION = 5
+# energies, idle power, machine load and phases.low_resolution; 5: runs.macs_ptflops_per_sample;
+# 6: the forecast's 90% interval (runs.forecast_energy_train_low_j / _high_j)
+SCHEMA_VERSION = 6
 
 RUN_STATUSES = ("pending", "running", "completed", "failed", "interrupted")
 PHASE_KINDS = ("train_epoch", "eval", "test", "inference", "profile", "pause")
@@ -165,6 +166,9 @@ class Run(Base):
     forecast_window: Mapped[float | None] = mapped_column(Float, default=None)
     forecast_steps: Mapped[int | None] = mapped_column(Integer, default=None)
     forecast_energy_train_j: Mapped[float | None] = mapped_column(Float, default=None)
+    # its 90% interval (the profile's chunk scatter; NULL: too few chunks, or older rows)
+    forecast_energy_train_low_j: Mapped[float | None] = mapped_column(Float, default=None)
+    forecast_energy_train_high_j: Mapped[float | None] = mapped_column(Float, default=None)
     forecast_duration_train_s: Mapped[float | None] = mapped_column(Float, default=None)
     forecast_error: Mapped[float | None] = mapped_column(Float, default=None)
 
