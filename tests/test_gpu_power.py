@@ -378,3 +378,42 @@ def test_a_missing_or_lost_gpu_is_one_line_and_nvml_is_released() -> None:
                        cuda_visible_devices="GPU-gone")
     assert (nvml.init_calls, nvml.shutdown_calls) == (1, 1)
     assert (lost.init_calls, lost.shutdown_calls) == (1, 1)
+
+
+def test_report_effects_and_fits_keep_runs_at_different_limits_apart(tmp_path: Path) -> None:
+    """Batch 32 measured only uncapped and batch 128 only at 0.6 of the limit: no batch
+    effect may pair them (the cap, not the batch, would make the difference), and the fits
+    leave the capped runs out."""
+    from sweeper.report import build_report
+    from sweeper.report import effects as effects_module
+    from sweeper.report.data import load_runs
+    from sweeper.report.power_limits import capped_by_sweeper, with_limits
+    from sweeper.store import runs as store_runs
+    from sweeper.store.db import Store
+    from tests.conftest import run_row
+
+    url = f"sqlite:///{tmp_path / 'mixed.db'}"
+    store = Store(url)
+    sweep = store_runs.ensure_sweep(store, "grid: mixed")
+    for seed in range(3):
+        for batch, fraction in ((32, 1.0), (128, 0.6)):
+            gpu = {"gpu": "gpu:0", "original_w": 700.0, "default_w": 700.0, "min_w": 200.0,
+                   "max_w": 700.0, "requested_w": 700.0 * fraction,
+                   "applied_w": 700.0 * fraction}
+            store_runs.insert_run(store, run_row(
+                sweep, status="completed", seed=seed, batch=batch, hardware_id="h200",
+                meter_source="nvml", config={"gpu": {"power_limit": fraction}},
+                hardware={"gpu_power": {"gpus": {"gpu:0": gpu}}}, params=1000,
+                macs_per_sample=1e5, energy_train_j=100.0 * fraction + seed,
+                energy_per_train_sample_j=0.1 * fraction, train_duration_s=10.0,
+                val_accuracy=0.9, test_accuracy=0.9))
+    runs = with_limits(store, load_runs(store))
+    assert list(capped_by_sweeper(runs)) == [False, True] * 3
+    report = build_report(store, tmp_path / "report", parquet=False)
+    batch = next(c for c in report.findings if c.finding.startswith("3."))
+    assert batch.verdict == "not testable" and batch.measured.startswith("no matched runs")
+    assert not [c for c in effects_module.effects(runs) if c.factor == "batch"]
+    # Without the limit in the frame the two batches would pair: the match is the limit's.
+    bare = runs.drop(columns=["power_limit_w"])
+    assert [c for c in effects_module.effects(bare) if c.factor == "batch"]
+    store.dispose()

@@ -24,7 +24,7 @@ from sweeper.report.findings import FindingCheck, check_findings
 from sweeper.report.heatmaps import correlation_heatmaps
 from sweeper.report.html import FigureRef, write_page
 from sweeper.report.plotting import energy_basis
-from sweeper.report.power_limits import power_limit_section
+from sweeper.report.power_limits import capped_by_sweeper, power_limit_section, with_limits
 from sweeper.store import Store
 
 
@@ -45,9 +45,10 @@ class Report:
 
 
 def fit_runs(runs: pd.DataFrame, level: float = 0.9) -> list[EnergyFit]:
-    """Per-hardware estimator fits of training and inference energy per sample."""
+    """Per-hardware estimator fits of training and inference energy per sample (runs under
+    a GPU power limit sweeper set are left out, as the store-based fits leave them out)."""
     fits: list[EnergyFit] = []
-    rows = list(runs.itertuples(index=False))
+    rows = list(runs[~capped_by_sweeper(runs)].itertuples(index=False))
     for target in ("train", "inference"):
         fits.extend(fit_by_hardware(observations_from_runs(rows, target), target, level).values())
     return fits
@@ -106,6 +107,7 @@ def build_report(
     if exclude_busy:
         runs, busy_note = drop_busy(runs)
         notes += [busy_note] if busy_note else []
+    runs = with_limits(store, runs)  # runs at different GPU power limits are kept apart
     ids = runs["id"].astype(int).tolist()
     phases = data.load_phases(store, ids)
     domains = data.load_phase_domains(store, ids)

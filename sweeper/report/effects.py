@@ -19,8 +19,10 @@ import pandas as pd
 
 from sweeper.report.configs import ESTIMATED_NOTE, completed, learnt
 
+# A run's GPU power limit (where the frame has it: sweeper.report.power_limits.with_limits)
+# is matched too, so a batch or precision effect never pairs runs at different limits.
 MATCH_KEYS = ("model", "dataset", "lr", "optimizer", "epochs", "precision", "batch",
-              "hardware_id", "meter_source")
+              "hardware_id", "meter_source", "power_limit_w")
 # Factors whose change alters the computation, so an energy difference is theirs to claim.
 ENERGY_FACTORS = ("batch", "precision")
 CI_LEVEL = 0.95
@@ -83,7 +85,7 @@ def paired_change(
         subset=["test_accuracy"])
     if model is not None:
         runs = runs[runs["model"] == model]
-    keys = [k for k in MATCH_KEYS if k != factor]
+    keys = [k for k in MATCH_KEYS if k != factor and k in runs]
     metrics = ["energy_train_j", "test_accuracy"]
 
     def side(value: object) -> pd.DataFrame:

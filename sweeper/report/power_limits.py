@@ -192,12 +192,31 @@ class PowerLimitSection:
                     "runs (seeds, repeats) where there are 3 or more.")
 
 
+LIMIT_COLUMNS = ("power_limit_w", "power_limit_fraction", "power_limit_set")
+
+
+def with_limits(store: Store, runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs with their GPU power limit (LIMIT_COLUMNS; NaN for CPU runs), so every
+    analysis can keep runs at different limits apart."""
+    if all(c in runs for c in LIMIT_COLUMNS):
+        return runs
+    ids = [int(i) for i in runs["id"]]
+    limits = load_limits(store, ids) if ids else pd.DataFrame(columns=["id", *LIMIT_COLUMNS])
+    return runs.merge(limits, on="id", how="left")
+
+
+def capped_by_sweeper(runs: pd.DataFrame) -> pd.Series:
+    """Runs under a limit sweeper set below the card's default: their joules and time are
+    not the card's as fitted (the estimator leaves them out, as its store reader does)."""
+    if "power_limit_set" not in runs:
+        return pd.Series(False, index=runs.index)
+    fraction = pd.to_numeric(runs["power_limit_fraction"], errors="coerce")
+    return runs["power_limit_set"].fillna(False).astype(bool) & ~np.isclose(fraction, 1.0)
+
+
 def power_limit_section(store: Store, runs: pd.DataFrame, out_dir: Path) -> PowerLimitSection:
     """Everything the report shows about power limits, from the runs it reports."""
-    ids = [int(i) for i in runs["id"]]
-    limits = load_limits(store, ids) if ids else pd.DataFrame(
-        columns=["id", "power_limit_w", "power_limit_fraction", "power_limit_set"])
-    merged = runs.merge(limits, on="id", how="left")
+    merged = with_limits(store, runs)
     effects = limit_effects(merged)
     figure = None if effects.empty else energy_time_figure(
         effects, out_dir / "power_limit.png", counts(merged.dropna(subset=["power_limit_w"])))
