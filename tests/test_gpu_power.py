@@ -14,12 +14,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from sweeper.energy.power_limit import (
-    PowerLimitRequest,
-    open_power_cap,
-    restore_stale,
-    state_dir,
-)
+from sweeper.energy.power_limit import PowerLimitRequest, open_power_cap, restore_stale
+from sweeper.energy.power_state import state_dir
 from sweeper.errors import ConfigError
 from tests.fake_nvml import (
     CAP_ALPHA,

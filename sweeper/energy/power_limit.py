@@ -9,33 +9,27 @@ is missing.
 
 The limit found at start is written to a small owner-only state file per GPU *before* the
 card is changed, under ``$SWEEPER_STATE_DIR/gpu-power/<host>/`` (default
-``~/.cache/sweeper``). A file rather than the store: it exists before the store is opened,
-needs no schema, and is what the next start on this machine reads when a run was killed
-(kill -9, the OOM killer) before it could restore the card: ``restore_stale`` puts back the
-original limit of every GPU whose holders are all gone. The file lists its holders (pid and
-process start time): runs on one GPU at once must ask for the same limit, and the last one
-to leave restores the original. The read-modify-write of a state file holds an flock.
+``~/.cache/sweeper``; sweeper.energy.power_state). When a run was killed (kill -9, the OOM
+killer) before it could restore the card, ``restore_stale`` puts back the original limit of
+every GPU whose holders are all gone. Runs on one GPU at once must ask for the same limit,
+and the last one to leave restores the original.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
-import socket
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import psutil
-
 from sweeper.energy.nvml import is_mig, nvml_target, open_handle, visible_devices
+from sweeper.energy.power_state import alive, holder, locked, state_dir, write_state
 from sweeper.errors import ConfigError
 
-STATE_DIR_ENV = "SWEEPER_STATE_DIR"
 NVML_ERROR_INVALID_ARGUMENT = 2  # pynvml's values, for bindings without the names
 NVML_ERROR_NOT_SUPPORTED = 3
 NVML_ERROR_NO_PERMISSION = 4
@@ -94,12 +88,6 @@ def _signals_held() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
-def state_dir() -> Path:
-    """This machine's folder of power-limit state files."""
-    base = os.environ.get(STATE_DIR_ENV) or Path.home() / ".cache" / "sweeper"
-    return Path(base) / "gpu-power" / socket.gethostname()
-
-
 def _error_value(exc: BaseException) -> int | None:
     value = getattr(exc, "value", None)
     return int(value) if isinstance(value, int) else None
@@ -117,49 +105,6 @@ def _import_nvml() -> Any:
             f"gpu.power_limit needs NVML: nvidia-ml-py (pynvml) is not installed ({exc})"
         ) from exc
     return pynvml
-
-
-def _holder() -> dict[str, float]:
-    me = psutil.Process()
-    return {"pid": me.pid, "started": me.create_time()}
-
-
-def _alive(holder: dict[str, Any]) -> bool:
-    """The holding process still runs (the same one: a reused pid starts later)."""
-    try:
-        proc = psutil.Process(int(holder["pid"]))
-        return abs(proc.create_time() - float(holder["started"])) < 1.0 and (
-            proc.status() != psutil.STATUS_ZOMBIE)
-    except (psutil.Error, KeyError, ValueError, TypeError):
-        return False
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[dict[str, Any] | None]:
-    """The state file's content (None if absent) under an exclusive flock of its .lock."""
-    import fcntl  # POSIX: imported only where a limit is set (NVML power limits are Linux's)
-
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        state = None
-        with contextlib.suppress(FileNotFoundError, json.JSONDecodeError):
-            state = json.loads(path.read_text())
-        yield state
-    finally:
-        os.close(fd)  # releases the flock
-
-
-def _write_state(path: Path, state: dict[str, Any]) -> None:
-    """Atomically, owner-only: a crash mid-write leaves the old file, never half of one."""
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _state_name(nvml: Any, handle: Any, target: str) -> str:
@@ -223,18 +168,18 @@ class PowerCap:
 
     def _acquire(self, card: _Card) -> None:
         g, nvml = card.limit, self.nvml
-        with _locked(card.state_file) as state:
+        with locked(card.state_file) as state:
             state = _recover(nvml, card.handle, card.state_file, state)
             if state is not None:  # a live run holds this GPU
                 if not _compatible(state, self.request, g.requested_w):
                     raise ConfigError(_conflict(self.request, g, state))
-                state["holders"].append(_holder())
+                state["holders"].append(holder())
             else:  # recorded before the card changes: a crash from here on is recoverable
                 state = {"gpu": g.name, "nvml_device": g.nvml_device,
                          "original_mw": round(_get_w(nvml, card.handle) * 1000),
-                         "limit_mw": round(g.requested_w * 1000), "holders": [_holder()],
+                         "limit_mw": round(g.requested_w * 1000), "holders": [holder()],
                          "auto": self.request.auto}
-            _write_state(card.state_file, state)
+            write_state(card.state_file, state)
             self._held.append(card)
             _set_mw(nvml, card.handle, g.requested_w)
             applied = _get_w(nvml, card.handle)
@@ -250,14 +195,14 @@ class PowerCap:
     def _release(self) -> None:
         while self._held:
             card = self._held.pop()
-            me = _holder()
-            with _locked(card.state_file) as state:
+            me = holder()
+            with locked(card.state_file) as state:
                 if state is None:
                     continue
                 state["holders"] = [h for h in state["holders"]
-                                    if _alive(h) and h.get("pid") != me["pid"]]
+                                    if alive(h) and h.get("pid") != me["pid"]]
                 if state["holders"]:
-                    _write_state(card.state_file, state)
+                    write_state(card.state_file, state)
                 else:
                     _set_mw(self.nvml, card.handle, state["original_mw"] / 1000.0)
                     card.state_file.unlink(missing_ok=True)
@@ -321,7 +266,7 @@ def _recover(nvml: Any, handle: Any, path: Path, state: dict[str, Any] | None
     limit and delete the file. The state still held by live runs, or None."""
     if state is None:
         return None
-    state["holders"] = [h for h in state.get("holders", []) if _alive(h)]
+    state["holders"] = [h for h in state.get("holders", []) if alive(h)]
     if state["holders"]:
         return state
     _set_mw(nvml, handle, float(state["original_mw"]) / 1000.0)
@@ -341,8 +286,8 @@ def restore_stale(nvml: ModuleType | Any | None = None) -> list[str]:
     done = []
     try:
         for path in files:
-            with _locked(path) as state:
-                if state is None or any(_alive(h) for h in state.get("holders", [])):
+            with locked(path) as state:
+                if state is None or any(alive(h) for h in state.get("holders", [])):
                     continue
                 target = str(state.get("nvml_device"))
                 handle = open_handle(nvml, path.stem if path.stem.startswith("GPU-")
@@ -419,8 +364,8 @@ def _check(nvml: Any, request: PowerLimitRequest, index: int, target: str) -> _C
         raise ConfigError(f"invalid value for '{str(request).split('=')[0]}': {given:g} is "
                           f"{target_w:g} W on {gpu}; allowed: {allowed}")
     state_file = state_dir() / f"{_state_name(nvml, handle, target)}.json"
-    with _locked(state_file) as state:
-        holders = [h for h in (state or {}).get("holders", []) if _alive(h)]
+    with locked(state_file) as state:
+        holders = [h for h in (state or {}).get("holders", []) if alive(h)]
         if holders and state and not _compatible(state, request, target_w):
             raise ConfigError(_conflict(request, gpu, {**state, "holders": holders}))
     try:  # the permission, asked without changing anything: its current limit again
