@@ -95,6 +95,8 @@ def test_settings_are_validated_with_the_key_named() -> None:
         settings_from({"objective": "accuracy"})
     with pytest.raises(ConfigError, match="hydra.sweeper.energy_budget_j"):
         settings_from({"energy_budget_j": -1})
+    with pytest.raises(ConfigError, match="hydra.sweeper.storage.*SQLAlchemy URL"):
+        settings_from({"storage": "nowhere"})
 
 
 def test_samplers_are_configs_with_a_target() -> None:

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from sweeper.config.storage import check_url
 from sweeper.errors import ConfigError, invalid_value
 from sweeper.search.config import ParetoSweeperConf
 from sweeper.search.samplers import check_sampler, sampler_label
@@ -48,7 +49,6 @@ class SearchSettings:
     prune_dominated: bool
     target_accuracy: float
     study_name: str | None
-    storage: str | None
     print_front: bool
 
 
@@ -100,9 +100,8 @@ def settings_from(raw: Mapping[str, Any]) -> SearchSettings:
     study_name = raw.get("study_name")
     if study_name is not None and (not isinstance(study_name, str) or not study_name.strip()):
         raise _fail("study_name", study_name, "null or a non-empty name")
-    storage = raw.get("storage")
-    if storage is not None and (not isinstance(storage, str) or "://" not in storage):
-        raise _fail("storage", storage, "null or a SQLAlchemy URL")
+    if raw.get("storage") is not None:  # opened through config.storage.study_url
+        check_url(raw["storage"], _key("storage"))
     sampler_config = check_sampler(raw["sampler"])
     sampler = sampler_label(raw["sampler"])
     objective = _choice(raw, "objective", tuple(OBJECTIVES))
@@ -123,6 +122,5 @@ def settings_from(raw: Mapping[str, Any]) -> SearchSettings:
         prune_dominated=bool(raw["prune_dominated"]),
         target_accuracy=float(target),
         study_name=study_name,
-        storage=storage,
         print_front=bool(raw["print_front"]),
     )
