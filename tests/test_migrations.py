@@ -245,39 +245,27 @@ def test_version_3_database_gets_net_and_load_columns(url: str) -> None:
     store.dispose()
 
 
-def test_version_4_database_gets_the_ptflops_macs_column(url: str) -> None:
-    """4 -> 5: runs.macs_ptflops_per_sample arrives empty; old rows keep their MACs."""
+@pytest.mark.parametrize(("version", "kept"), [
+    (4, ("macs_per_sample", 123.0)),  # 4 -> 5: runs.macs_ptflops_per_sample
+    (5, ("forecast_energy_train_j", 42.0)),  # 5 -> 6: the forecast's 90% interval
+])
+def test_a_version_gets_its_new_run_columns_empty_and_keeps_its_rows(
+    url: str, version: int, kept: tuple[str, float]
+) -> None:
+    """The columns a version adds to runs arrive empty; what old rows hold is kept."""
+    column, value = kept
+    added = [c for _, c in ADDED_IN[version + 1]]
     store = Store(url)
     finished = store_runs.insert_run(store, run_row(
-        store_runs.ensure_sweep(store, "grid: old"), status="completed", macs_per_sample=123.0))
-    _as_written_by(store, 4)
+        store_runs.ensure_sweep(store, "grid: old"), status="completed", **{column: value}))
+    _as_written_by(store, version)
     store.dispose()
-    version, columns = _version_and_columns(url)
-    assert version == 4 and "macs_ptflops_per_sample" not in columns
+    old_version, columns = _version_and_columns(url)
+    assert old_version == version and not set(added) & columns
     store = Store(url)
-    version, columns = _version_and_columns(url)
-    assert version == SCHEMA_VERSION and "macs_ptflops_per_sample" in columns
+    new_version, columns = _version_and_columns(url)
+    assert new_version == SCHEMA_VERSION and set(added) <= columns
     run = store_runs.get_run(store, finished)
-    assert run is not None and run.macs_ptflops_per_sample is None
-    assert run.macs_per_sample == 123.0
-    store.dispose()
-
-
-def test_version_5_database_gets_the_forecast_interval_columns(url: str) -> None:
-    """5 -> 6: the forecast's 90% interval arrives empty; the forecast itself is kept."""
-    store = Store(url)
-    finished = store_runs.insert_run(store, run_row(
-        store_runs.ensure_sweep(store, "grid: old"), status="completed",
-        forecast_energy_train_j=42.0))
-    _as_written_by(store, 5)
-    store.dispose()
-    version, columns = _version_and_columns(url)
-    assert version == 5 and "forecast_energy_train_low_j" not in columns
-    store = Store(url)
-    version, columns = _version_and_columns(url)
-    assert version == SCHEMA_VERSION and {"forecast_energy_train_low_j",
-                                          "forecast_energy_train_high_j"} <= columns
-    run = store_runs.get_run(store, finished)
-    assert run is not None and run.forecast_energy_train_j == 42.0
-    assert run.forecast_energy_train_low_j is None and run.forecast_energy_train_high_j is None
+    assert run is not None and getattr(run, column) == value
+    assert all(getattr(run, c) is None for c in added)
     store.dispose()
