@@ -81,10 +81,9 @@ class SweepCallback(Callback):
         # Refused here, before Hydra creates the run's output folder: a command that does
         # no work leaves nothing behind.
         try:
-            check_job(config)
+            spec = check_job(config)
             # estimate only reads; under torchrun, rank 0 alone opens the store
             if OmegaConf.select(config, "mode") != "estimate" and is_main():
-                spec = build_spec(config)
                 open_results(spec.storage_url, spec.storage_outage_s)
         except (*USER_ERRORS, ConfigCompositionException) as exc:
             exit_with_user_error(exc)
