@@ -58,6 +58,13 @@ class PairedChange:
         return low > 0 or high < 0
 
 
+def ci_text(ci: tuple[float, float], fmt: str) -> str:
+    """'95% CI a to b' in `fmt`, or that there is none (bootstrap_ci's NaN)."""
+    if not all(math.isfinite(v) for v in ci):
+        return "no interval (fewer than 3 values)"
+    return f"{CI_LEVEL:.0%} CI {format(ci[0], fmt)} to {format(ci[1], fmt)}"
+
+
 def bootstrap_ci(
     values: Sequence[float], level: float = CI_LEVEL, resamples: int = 4000,
     statistic: Callable[..., np.ndarray] = np.mean,

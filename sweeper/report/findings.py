@@ -20,7 +20,7 @@ import pandas as pd
 
 from sweeper.report.analysis import Correlation, break_even_samples, forecast_accuracy
 from sweeper.report.configs import ESTIMATED_NOTE, completed
-from sweeper.report.effects import CI_LEVEL, PairedChange, bootstrap_ci
+from sweeper.report.effects import PairedChange, bootstrap_ci, ci_text
 
 FORECAST_TOLERANCE = 0.10
 STRONG = 0.7
@@ -38,12 +38,6 @@ class FindingCheck:
         return f"{self.finding}: {self.measured}. {self.verdict.capitalize()} here; {self.paper}."
 
 
-def _ci(ci: tuple[float, float], fmt: str) -> str:
-    if not all(math.isfinite(v) for v in ci):
-        return "no interval (fewer than 3 values)"
-    return f"{CI_LEVEL:.0%} CI {format(ci[0], fmt)} to {format(ci[1], fmt)}"
-
-
 def _mark(estimated: bool) -> str:
     return ESTIMATED_NOTE if estimated else ""
 
@@ -57,7 +51,7 @@ def profile_check(runs: pd.DataFrame) -> FindingCheck:
     errors = done["forecast_error"].abs().to_numpy(float)
     ci = bootstrap_ci(errors)
     windows = ", ".join(f"{w.window:.0%}" for w in forecast_accuracy(runs))
-    measured = (f"mean |forecast - actual| / actual {errors.mean():.1%} ({_ci(ci, '.1%')}), "
+    measured = (f"mean |forecast - actual| / actual {errors.mean():.1%} ({ci_text(ci, '.1%')}), "
                 f"n={len(errors)} runs, profiling window(s) {windows}"
                 + _mark(bool(done["estimated"].any())))
     if not math.isfinite(ci[1]):
@@ -98,7 +92,7 @@ def batch_check(changes: Sequence[PairedChange]) -> FindingCheck:
         return FindingCheck(finding, "no matched runs differing only in batch size",
                             "not testable", NO_FIGURE)
     measured = (f"batch {overall.high} vs {overall.low}: {overall.energy_change:+.0%} training "
-                f"energy per sample ({_ci(overall.energy_ci, '+.0%')}), n={overall.n} matched "
+                f"energy per sample ({ci_text(overall.energy_ci, '+.0%')}), n={overall.n} matched "
                 "configurations" + _mark(overall.estimated))
     verdict = "holds" if overall.energy_finding else "not established (the interval spans zero)"
     return FindingCheck(finding, measured, verdict, NO_FIGURE)
@@ -113,7 +107,7 @@ def inference_check(runs: pd.DataFrame) -> FindingCheck:
     even = table["samples"].to_numpy(float)
     ci = bootstrap_ci(even, statistic=np.median)
     measured = (f"inference energy equals training energy after {np.median(even):,.0f} "
-                f"predictions (median; {_ci(ci, ',.0f')}), n={len(even)} runs"
+                f"predictions (median; {ci_text(ci, ',.0f')}), n={len(even)} runs"
                 + _mark(bool(table["estimated"].any())))
     return FindingCheck(finding, measured,
                         "holds for any deployment serving more predictions than that",
@@ -136,8 +130,8 @@ def capping_check(power_effects: pd.DataFrame | None = None) -> FindingCheck:
     saved = (float(low["energy_saved_low"]), float(low["energy_saved_high"]))
     added = (float(low["time_added_low"]), float(low["time_added_high"]))
     measured = (f"{low['limit_w']:g} W vs {low['baseline_w']:g} W: training energy saved "
-                f"{low['energy_saved']:+.1%} ({_ci(saved, '+.1%')}), time added "
-                f"{low['time_added']:+.1%} ({_ci(added, '+.1%')}), n={int(low['n'])} matched "
+                f"{low['energy_saved']:+.1%} ({ci_text(saved, '+.1%')}), time added "
+                f"{low['time_added']:+.1%} ({ci_text(added, '+.1%')}), n={int(low['n'])} matched "
                 "run pairs" + _mark(bool(low["estimated"])))
     if not np.isfinite(saved[0]):
         verdict = "not established (fewer than 3 matched pairs)"

@@ -20,7 +20,7 @@ import pandas as pd
 from sqlalchemy import select
 
 from sweeper.report.configs import ESTIMATED_NOTE, completed
-from sweeper.report.effects import CI_LEVEL, bootstrap_ci
+from sweeper.report.effects import bootstrap_ci, ci_text
 from sweeper.report.plotting import counts, model_colors, new_figure, save, save_empty
 from sweeper.store import Run, Store
 
@@ -128,7 +128,7 @@ def limit_effects(runs: pd.DataFrame) -> pd.DataFrame:
 def _pct_ci(value: float, low: float, high: float) -> str:
     text = f"{value:+.1%}"
     if math.isfinite(low):
-        text += f" ({CI_LEVEL:.0%} CI {low:+.1%} to {high:+.1%})"
+        text += f" ({ci_text((low, high), '+.1%')})"
     return text
 
 
