@@ -1,0 +1,105 @@
+"""The ``energy/meter`` config group: one YAML file per meter, so a new meter is one module
+plus one YAML file (``conf/energy/meter/<name>.yaml``, nothing else to change).
+
+A file with ``_target_`` is a meter, built with ``hydra.utils.instantiate``; a file with
+``tries`` is a composition of the group's meters (``auto``, see sweeper.energy.select). A
+meter takes from the run the values its constructor names (``gpu_indices``, ``nvml``,
+``powercap_root``, ``cpu_tdp_w``); the run's value wins over the YAML's, and an absent
+(None) one leaves the YAML's or the constructor's default.
+
+The group is read where Hydra reads configs: the running app's config sources when there is
+one (so a ``hydra.searchpath`` addition can add or replace a meter, first source first, as
+Hydra resolves a group option), and always the installed ``sweeper.conf`` last.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from importlib.resources import files
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
+
+    from sweeper.energy.types import Meter
+
+GROUP = ("energy", "meter")
+PACKAGE = "sweeper.conf"
+
+
+def _config_roots() -> list[Traversable]:
+    """The running Hydra app's config sources (file and pkg ones), then sweeper's own."""
+    roots: list[Traversable] = []
+    sources: list[Any] = []
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        if HydraConfig.initialized():
+            sources = list(HydraConfig.get().runtime.config_sources)
+    except Exception:  # outside a Hydra app (library use, tests): sweeper's own group only
+        sources = []
+    for source in sources:
+        try:
+            if source.schema == "file":
+                roots.append(Path(source.path))
+            elif source.schema == "pkg" and source.path != PACKAGE:
+                roots.append(files(source.path))
+        except (ModuleNotFoundError, TypeError):  # a source that is not a folder
+            continue
+    roots.append(files(PACKAGE))
+    return roots
+
+
+def entries() -> dict[str, Traversable]:
+    """Each option of the group -> its YAML file (the first source that has it)."""
+    found: dict[str, Traversable] = {}
+    for root in _config_roots():
+        folder = root.joinpath(*GROUP)
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.iterdir(), key=lambda p: p.name):
+            name = path.name.removesuffix(".yaml")
+            if path.name.endswith(".yaml") and "+" not in name:
+                found.setdefault(name.lower(), path)
+    return found
+
+
+def load(name: str, found: Mapping[str, Traversable] | None = None) -> Any:
+    """The option's YAML as an OmegaConf DictConfig (``found``: entries(), if at hand)."""
+    from omegaconf import OmegaConf
+
+    path = (entries() if found is None else found).get(name)
+    if path is None:
+        raise ValueError(f"no energy/meter/{name}.yaml on the config search path")
+    cfg = OmegaConf.create(path.read_text())
+    if "_target_" not in cfg and "tries" not in cfg:
+        raise ValueError(f"energy/meter/{name}.yaml has neither _target_ (a meter) nor "
+                         "tries (a composition of meters)")
+    return cfg
+
+
+def names() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(compositions, meters): compositions by name, then meters in the order the
+    compositions try them (stand-ins after what they stand in for), then the rest by name."""
+    found = entries()
+    loaded = {name: load(name, found) for name in found}
+    compositions = [name for name, cfg in loaded.items() if "tries" in cfg]
+    meters = [name for name in loaded if name not in compositions]
+    ordered: list[str] = []
+    for comp in compositions:
+        for entry in loaded[comp].tries:
+            for name in (entry.get("meter"), entry.get("stand_in")):
+                if name in meters and name not in ordered:
+                    ordered.append(name)
+    return tuple(compositions), (*ordered, *sorted(set(meters) - set(ordered)))
+
+
+def open_meter(name: str, run: Mapping[str, Any]) -> Meter:
+    """Instantiate the meter ``name`` with the run's values its constructor names."""
+    from hydra.utils import instantiate
+
+    factory = instantiate(load(name), _partial_=True)
+    takes = inspect.signature(factory).parameters
+    return factory(**{k: v for k, v in run.items() if v is not None and k in takes})
