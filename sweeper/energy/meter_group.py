@@ -7,9 +7,11 @@ meter takes from the run the values its constructor names (``gpu_indices``, ``nv
 ``powercap_root``, ``cpu_tdp_w``); the run's value wins over the YAML's, and an absent
 (None) one leaves the YAML's or the constructor's default.
 
-The group is read where Hydra reads configs: the running app's config sources when there is
-one (so a ``hydra.searchpath`` addition can add or replace a meter, first source first, as
-Hydra resolves a group option), and always the installed ``sweeper.conf`` last.
+The group is read where Hydra reads configs: the running app's config search path when there
+is one, first source first as Hydra resolves a group option (so ``--config-dir DIR`` or a
+SearchPathPlugin can add or replace a meter with ``DIR/energy/meter/<name>.yaml``), and
+always the installed ``sweeper.conf`` last. ``hydra.searchpath`` is not read: Hydra applies it
+to one composition only, so the checks made before the job starts could not see it.
 """
 
 from __future__ import annotations
@@ -30,21 +32,21 @@ PACKAGE = "sweeper.conf"
 
 
 def _config_roots() -> list[Traversable]:
-    """The running Hydra app's config sources (file and pkg ones), then sweeper's own."""
+    """The running Hydra app's config search path (file and pkg sources), then sweeper's."""
     roots: list[Traversable] = []
     sources: list[Any] = []
     try:
-        from hydra.core.hydra_config import HydraConfig
+        from hydra.core.global_hydra import GlobalHydra
 
-        if HydraConfig.initialized():
-            sources = list(HydraConfig.get().runtime.config_sources)
+        if GlobalHydra.instance().is_initialized():
+            sources = list(GlobalHydra.instance().config_loader().get_sources())
     except Exception:  # outside a Hydra app (library use, tests): sweeper's own group only
         sources = []
     for source in sources:
         try:
-            if source.schema == "file":
+            if source.scheme() == "file":
                 roots.append(Path(source.path))
-            elif source.schema == "pkg" and source.path != PACKAGE:
+            elif source.scheme() == "pkg" and source.path != PACKAGE:
                 roots.append(files(source.path))
         except (ModuleNotFoundError, TypeError):  # a source that is not a folder
             continue
