@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Mapping
+from functools import lru_cache
 from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -68,14 +69,23 @@ def entries() -> dict[str, Traversable]:
     return found
 
 
-def load(name: str, found: Mapping[str, Traversable] | None = None) -> Any:
-    """The option's YAML as an OmegaConf DictConfig (``found``: entries(), if at hand)."""
+@lru_cache(maxsize=64)
+def _parse(text: str) -> Any:
+    """A YAML text as a read-only DictConfig: the files are re-read on every use (cheap) so an
+    edit counts, but each text is parsed once (a `meter=` check runs per job)."""
     from omegaconf import OmegaConf
 
+    cfg = OmegaConf.create(text)
+    OmegaConf.set_readonly(cfg, True)
+    return cfg
+
+
+def load(name: str, found: Mapping[str, Traversable] | None = None) -> Any:
+    """The option's YAML as a read-only DictConfig (``found``: entries(), if at hand)."""
     path = (entries() if found is None else found).get(name)
     if path is None:
         raise ValueError(f"no energy/meter/{name}.yaml on the config search path")
-    cfg = OmegaConf.create(path.read_text())
+    cfg = _parse(path.read_text())
     if "_target_" not in cfg and "tries" not in cfg:
         raise ValueError(f"energy/meter/{name}.yaml has neither _target_ (a meter) nor "
                          "tries (a composition of meters)")
