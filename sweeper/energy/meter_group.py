@@ -80,9 +80,10 @@ def _parse(text: str) -> Any:
     return cfg
 
 
-def load(name: str, found: Mapping[str, Traversable] | None = None) -> Any:
-    """The option's YAML as a read-only DictConfig (``found``: entries(), if at hand)."""
-    path = (entries() if found is None else found).get(name)
+def load(name: str) -> Any:
+    """The option's YAML as a read-only DictConfig; ValueError if it is neither a meter nor
+    a composition (said when it is used, so one broken file does not block every check)."""
+    path = entries().get(name)
     if path is None:
         raise ValueError(f"no energy/meter/{name}.yaml on the config search path")
     cfg = _parse(path.read_text())
@@ -95,9 +96,8 @@ def load(name: str, found: Mapping[str, Traversable] | None = None) -> Any:
 def names() -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(compositions, meters): compositions by name, then meters in the order the
     compositions try them (stand-ins after what they stand in for), then the rest by name."""
-    found = entries()
-    loaded = {name: load(name, found) for name in found}
-    compositions = [name for name, cfg in loaded.items() if "tries" in cfg]
+    loaded = {name: _parse(path.read_text()) for name, path in entries().items()}
+    compositions = sorted(name for name, cfg in loaded.items() if "tries" in cfg)
     meters = [name for name in loaded if name not in compositions]
     ordered: list[str] = []
     for comp in compositions:
