@@ -110,6 +110,7 @@ def test_wheel_installs_and_runs_outside_the_clone(tmp_path: Path) -> None:
     assert "sweeper/conf/config.yaml" in names
     assert "sweeper/conf/model/resnet.yaml" in names
     assert "sweeper/conf/hydra/sweeper/sampler/nsga2.yaml" in names
+    assert "sweeper/conf/energy/meter/auto.yaml" in names  # the meters, energy/meter
     assert "sweeper/models/build.py" in names and "sweeper/datasets/load.py" in names
     assert not [n for n in names if re.match(r"(models|datasets|conf)/", n)]
 

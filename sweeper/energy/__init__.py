@@ -14,10 +14,11 @@ from sweeper.energy.carbon import (
 from sweeper.energy.cpu_name import cpu_model_name
 from sweeper.energy.estimate import MEMORY_W_PER_GIB, EstimateMeter
 from sweeper.energy.labels import source_label
-from sweeper.energy.nvml import GpuStats, NvmlMeter
+from sweeper.energy.nvml import NvmlMeter
+from sweeper.energy.nvml_reading import GpuStats
 from sweeper.energy.rapl import RaplMeter, counter_delta_uj
 from sweeper.energy.sampler import EnergyCheckpoint, EnergySampler, PhaseHandle
-from sweeper.energy.select import CHOICES, MeterSet, open_meters
+from sweeper.energy.select import MeterSet, open_meters
 from sweeper.energy.tdp import CODECARBON_DEFAULT_TDP_W, TdpLookup, lookup_cpu_tdp_w
 from sweeper.energy.types import (
     SOURCES,
@@ -29,6 +30,16 @@ from sweeper.energy.types import (
     Sample,
 )
 from sweeper.errors import MeterUnavailable
+
+
+def __getattr__(name: str) -> tuple[str, ...]:
+    """CHOICES: the `meter=` names, read from the energy/meter config group when asked for."""
+    if name == "CHOICES":
+        from sweeper.energy import select
+
+        return select.CHOICES
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "CHOICES",

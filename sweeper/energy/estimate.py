@@ -85,6 +85,11 @@ class EstimateMeter:
     def cpu_tdp_w(self) -> float:
         return self.tdp.tdp_w
 
+    @property
+    def covers(self) -> str:
+        """What it estimates and from which TDP, for the meter selection's notes."""
+        return f"cpu+memory, TDP {self.tdp.tdp_w:g} W from {self.tdp.source}"
+
     def _tree(self) -> list[psutil.Process]:
         """This process and its descendants; rediscovering children is a /proc scan, so rarely."""
         if not self.include_children:

@@ -26,7 +26,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from sweeper.energy.nvml import is_mig, nvml_target, open_handle, visible_devices
+from sweeper.energy.nvml_devices import is_mig, nvml_target, open_handle, visible_devices
 from sweeper.energy.power_state import alive, holder, locked, state_dir, write_state
 from sweeper.errors import ConfigError
 

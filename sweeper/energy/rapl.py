@@ -161,6 +161,11 @@ class RaplMeter:
     def domains(self) -> list[str]:
         return [d.domain for d in self._domains]
 
+    @property
+    def covers(self) -> str:
+        """What it measures, for the meter selection's notes."""
+        return ", ".join(self.domains)
+
     def read(self) -> list[DomainReading]:
         """Read every counter once, folding wraps into the running totals."""
         with self._lock:

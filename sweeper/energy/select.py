@@ -1,9 +1,12 @@
 """Choosing meters: the best readable ones in "auto", or exactly the ones asked for.
 
-"auto" uses NVML for GPUs when a driver is present (a GPU run whose NVML cannot be read
-carries a warning that its GPU energy was not measured), RAPL for CPU packages and DRAM when the
-counters are readable, and otherwise the labelled estimate for CPU and memory. Every decision
-and every reason a meter was skipped (e.g. the RAPL permission fix) lands in ``notes``.
+The meters and the compositions are the ``energy/meter`` config group
+(sweeper.energy.meter_group): ``CHOICES`` and ``SOURCES`` are its names, read when asked for.
+"auto" (``auto.yaml``) tries NVML for GPUs when a driver is present (a GPU run whose NVML
+cannot be read carries a warning that its GPU energy was not measured), RAPL for CPU packages
+and DRAM when the counters are readable, and otherwise the labelled estimate as RAPL's stand-in
+for CPU and memory. Every decision and every reason a meter was skipped (e.g. the RAPL
+permission fix) lands in ``notes``.
 
 An explicit choice ("nvml", "rapl", "estimate", or a "+" combination such as "nvml+rapl")
 opens exactly those meters and raises MeterUnavailable if one cannot be opened, so a run can
@@ -18,14 +21,21 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from sweeper.energy.estimate import EstimateMeter
+import sweeper.energy.meter_group as meter_group
 from sweeper.energy.labels import describe_meters, source_label
-from sweeper.energy.nvml import NvmlMeter
-from sweeper.energy.rapl import DEFAULT_POWERCAP_ROOT, RaplMeter
-from sweeper.energy.types import SOURCES, Meter
+from sweeper.energy.types import Meter
 from sweeper.errors import MeterUnavailable
 
-CHOICES = ("auto", *SOURCES)
+
+def __getattr__(name: str) -> tuple[str, ...]:
+    """CHOICES (compositions and meters) and SOURCES (meters), read from the group now, so a
+    meter added on the config search path is named in every message."""
+    compositions, meters = meter_group.names()
+    if name == "CHOICES":
+        return (*compositions, *meters)
+    if name == "SOURCES":
+        return meters
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
@@ -65,14 +75,17 @@ class MeterSet:
 
 
 def parse_choice(choice: str) -> list[str]:
-    """The meters a `meter=` value names: ["auto"], or each of a '+' combination once."""
+    """The meters a `meter=` value names: [a composition] such as ["auto"], or each meter of
+    a '+' combination once."""
+    compositions, meters = meter_group.names()
     parts = [p.strip().lower() for p in str(choice).split("+")]
-    if parts == ["auto"]:
+    if len(parts) == 1 and parts[0] in compositions:
         return parts
-    if not parts or any(p not in SOURCES for p in parts) or len(set(parts)) != len(parts):
+    if any(p not in meters for p in parts) or len(set(parts)) != len(parts):
         raise ValueError(
-            f"unknown meter choice {choice!r}: use one of {', '.join(CHOICES)} "
-            f"or a '+' combination of {', '.join(SOURCES)} (e.g. 'nvml+rapl')"
+            f"unknown meter choice {choice!r}: use one of "
+            f"{', '.join((*compositions, *meters))} "
+            f"or a '+' combination of {', '.join(meters)} (e.g. 'nvml+rapl')"
         )
     return parts
 
@@ -81,53 +94,62 @@ def open_meters(
     choice: str = "auto",
     *,
     gpu_indices: Sequence[int] | None = None,
-    powercap_root: Path | str = DEFAULT_POWERCAP_ROOT,
+    powercap_root: Path | str | None = None,
     nvml: ModuleType | Any | None = None,
     cpu_tdp_w: float | None = None,
+    **run: Any,
 ) -> MeterSet:
     """Open the meters for ``choice``; see the module docstring for the rules.
 
     ``gpu_indices=None`` means every visible GPU; an empty sequence means none (CPU runs), so
-    "auto" does not even start NVML.
+    "auto" does not even start NVML. Each meter gets the values its constructor names (a new
+    meter's own ones through ``run``); None leaves its default.
     """
     parts = parse_choice(choice)
+    run.update(gpu_indices=gpu_indices, powercap_root=powercap_root, nvml=nvml,
+               cpu_tdp_w=cpu_tdp_w)
+    cfg = meter_group.load(parts[0])
+    if "tries" in cfg:
+        no_gpus = gpu_indices is not None and len(gpu_indices) == 0
+        return _try_in_order(cfg.tries, run, no_gpus)
+    meters: list[Meter] = []
+    try:
+        for part in parts:
+            meters.append(meter_group.open_meter(part, run))
+    except MeterUnavailable as e:
+        for m in meters:
+            m.close()
+        raise MeterUnavailable(f"meter {part!r} was requested but is unavailable: {e}") from e
+    return MeterSet(meters, [f"{part}: requested" for part in parts])
+
+
+def _try_in_order(tries: Sequence[Any], run: dict[str, Any], no_gpus: bool) -> MeterSet:
+    """A composition: each entry's meter if it opens, else its stand-in, else nothing."""
     notes: list[str] = []
     warnings: list[str] = []
     meters: list[Meter] = []
-    if parts != ["auto"]:
-        try:
-            for part in parts:
-                if part == "nvml":
-                    meters.append(NvmlMeter(gpu_indices, nvml=nvml))
-                elif part == "rapl":
-                    meters.append(RaplMeter(powercap_root))
-                else:
-                    meters.append(EstimateMeter(cpu_tdp_w))
-                notes.append(f"{part}: requested")
-        except MeterUnavailable as e:
-            for m in meters:
-                m.close()
-            raise MeterUnavailable(f"meter {part!r} was requested but is unavailable: {e}") from e
-        return MeterSet(meters, notes)
-
-    if gpu_indices is not None and len(gpu_indices) == 0:
-        notes.append("nvml: not used (no GPU requested)")
-    else:
-        try:
-            gpu = NvmlMeter(gpu_indices, nvml=nvml)
-            meters.append(gpu)
-            notes.append(f"nvml: GPUs {gpu.gpu_indices}")
-        except MeterUnavailable as e:
-            notes.append(f"nvml: not used ({e})")
-            warnings.append(f"GPU energy not measured: NVML unavailable ({e}); the energy "
-                            "figures cover the CPU and memory only")
     try:
-        rapl = RaplMeter(powercap_root)
-        meters.append(rapl)
-        notes.append(f"rapl: {', '.join(rapl.domains)}")
-    except MeterUnavailable as e:
-        notes.append(f"rapl: not used ({e})")
-        est = EstimateMeter(cpu_tdp_w)
-        meters.append(est)
-        notes.append(f"estimate: cpu+memory, TDP {est.tdp.tdp_w:g} W from {est.tdp.source}")
+        for entry in tries:
+            name = str(entry.meter)
+            if entry.get("gpu") and no_gpus:
+                notes.append(f"{name}: not used (no GPU requested)")
+                continue
+            try:
+                meter = meter_group.open_meter(name, run)
+            except MeterUnavailable as e:
+                notes.append(f"{name}: not used ({e})")
+                if entry.get("unavailable_warning"):
+                    warnings.append(str(entry.unavailable_warning).format(error=e))
+                if not entry.get("stand_in"):
+                    continue
+                name = str(entry.stand_in)
+                meter = meter_group.open_meter(name, run)
+            meters.append(meter)
+            notes.append(f"{name}: {getattr(meter, 'covers', 'opened')}")
+    except BaseException:
+        for m in meters:
+            m.close()
+        raise
+    if not meters:
+        raise MeterUnavailable("no meter could be opened: " + "; ".join(notes))
     return MeterSet(meters, notes, warnings)
