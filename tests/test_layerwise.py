@@ -90,3 +90,73 @@ def test_the_interval_covers_90_percent_of_noisy_measurements(layers: dict[str, 
 
 def test_features_are_the_laws_terms() -> None:
     assert set(LAW) == set(FEATURES)
+
+
+# --- through the estimator's own fit path --------------------------------------------------
+
+# A per-layer law with per-step terms (J per sample at batch b): the work terms per sample,
+# the optimizer's pass over the weights, a launch per layer and a fixed cost per step.
+STEP_LAW = {"params/batch": 4e-8, "layers/batch": 3e-4, "1/batch": 2e-2, "1": 5e-4}
+
+
+def _truth_at(layer_list: list, batch: int) -> float:
+    work = sum((LAW["macs_conv"] if x.kind == "conv" else LAW["macs_matmul"]) * x.macs
+               + (LAW["moved_compute"] if x.kind in ("conv", "linear")
+                  else LAW["moved_elementwise"]) * (x.elements_in + x.elements_out)
+               for x in layer_list)
+    params = sum(x.params for x in layer_list)
+    return work + (STEP_LAW["params/batch"] * params + STEP_LAW["layers/batch"] * len(
+        layer_list) + STEP_LAW["1/batch"]) / batch + STEP_LAW["1"]
+
+
+def _observations(layers: dict[str, list], names: list[str]) -> list:
+    from sweeper.predict.layerwise import feature_tuple
+    from sweeper.predict.types import Observation
+
+    out = []
+    for name in names:
+        params = sum(x.params for x in layers[name])
+        macs = sum(x.macs for x in layers[name])
+        for batch in (32, 128):
+            out.append(Observation(
+                run_id=len(out), hardware_id="hw", meter_source="rapl", model=name,
+                dataset="synthetic", batch=batch, precision="fp32", params=params,
+                macs_per_sample=macs, per_sample=_truth_at(layers[name], batch),
+                layers=feature_tuple(layers[name])))
+    return out
+
+
+def _query(layers: dict[str, list], name: str, batch: int):
+    from sweeper.predict.layerwise import feature_tuple
+    from sweeper.predict.types import Query
+
+    return Query(sum(x.macs for x in layers[name]), sum(x.params for x in layers[name]), batch,
+                 "fp32", layers=feature_tuple(layers[name]))
+
+
+@pytest.mark.parametrize("unseen", ["senet18", "googlenet"])
+def test_the_estimator_recovers_a_per_layer_law_for_an_unseen_network(
+    layers: dict[str, list], unseen: str
+) -> None:
+    from sweeper.predict.estimator import fit_energy
+
+    fit = fit_energy(_observations(layers, [n for n in layers if n != unseen]))
+    assert fit.law.startswith("layer-wise")
+    assert fit.lomo is not None and fit.lomo.mape < 0.01  # exact law: held out, exact too
+    for batch in (16, 64):  # batch sizes never fitted
+        p = fit.predict(_query(layers, unseen, batch))
+        assert not p.known_model
+        assert p.per_sample == pytest.approx(_truth_at(layers[unseen], batch), rel=0.05)
+
+
+def test_the_estimator_tells_networks_of_equal_macs_apart(layers: dict[str, list]) -> None:
+    """resnet18, preactresnet18 and senet18 (MACs within 2%) get estimates that differ as
+    their true costs do, where a MACs-and-parameters law gives them one."""
+    from sweeper.predict.estimator import fit_energy
+
+    same = ["resnet18", "preactresnet18", "senet18"]
+    fit = fit_energy(_observations(layers, [n for n in layers if n not in same]))
+    estimates = {n: fit.predict(_query(layers, n, 64)).per_sample for n in same}
+    assert len({round(v, 12) for v in estimates.values()}) == 3
+    for n in same:
+        assert estimates[n] == pytest.approx(_truth_at(layers[n], 64), rel=0.05)

@@ -16,7 +16,13 @@ Several laws compete for each fit (the value y is per sample: J, or s for time t
   (compute, memory traffic, the optimizer's per-step pass over the weights, per-step
   overhead, per-sample data handling). Non-negative so that more work never predicts less
   energy, which a free log-linear fit happily does (a MACs coefficient of -1.31 on the
-  CPU preset); fitted for relative error, solved exactly by trying every active set.
+  CPU preset); fitted for relative error, solved exactly by trying every active set;
+- layer-wise (sweeper.predict.layerwise), where every run carries its network's layers
+  (models.describe_layers on the meta device) and five models or more are fitted: the same
+  non-negative form on the layers' totals (convolution and matmul MACs apart, elements
+  moved by compute and by element-wise layers apart, parameters and layers per step).
+  Networks of equal MACs (resnet18, preactresnet18, senet18) differ in these, so they get
+  different estimates, which no law on MACs and parameters alone can give.
 
 A column with no variation in the data (one batch size, one precision) cannot be learned:
 it is dropped and named.
@@ -49,8 +55,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sweeper.predict.heldout import LooScore, choose_law, leave_one_config_out, leave_one_model_out
-from sweeper.predict.laws import Law, candidate_laws
+from sweeper.predict.heldout import (
+    LooScore,
+    all_candidates,
+    choose_law,
+    leave_one_config_out,
+    leave_one_model_out,
+)
+from sweeper.predict.laws import Law
 from sweeper.predict.types import UNITS, MixedHardwareError, Observation, Query
 
 
@@ -180,7 +192,7 @@ def fit_energy(
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must be between 0 and 1, got {level}")
     law, name = choose_law(observations)
-    factory = candidate_laws(observations)[name]
+    factory = all_candidates(observations)[name]
     loo = leave_one_config_out(observations, factory)
     lomo = leave_one_model_out(observations)
     hardware_id, meter = groups[0]
