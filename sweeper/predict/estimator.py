@@ -87,6 +87,9 @@ class Prediction:
     n_models: int = 0
     known_model: bool = False  # the query's model is in the fitted runs
     law: str = ""
+    # How often the held-out rows fell inside their own interval of this kind (each row's
+    # band from the other folds' residuals): the interval's measured coverage.
+    coverage: float | None = None
 
     @property
     def estimated(self) -> bool:
@@ -160,6 +163,8 @@ class EnergyFit:
         if not known and self.lomo_band is None and band is not None:
             notes.append(f"only {self.n_models} model(s) fitted: the interval is from held-out "
                          "configurations, too narrow for a model never run")
+        score = self.loo if known or self.lomo is None else self.lomo
+        coverage = None if score is None else score.coverage(self.level)
         low = high = None
         if band is not None:
             low, high = point * math.exp(band[0]), point * math.exp(band[1])
@@ -174,7 +179,7 @@ class EnergyFit:
             loo_r2_log=None if self.loo is None else self.loo.r2_log,
             warnings=tuple(notes),
             lomo_mape=None if self.lomo is None else self.lomo.mape,
-            n_models=self.n_models, known_model=known, law=self.law,
+            n_models=self.n_models, known_model=known, law=self.law, coverage=coverage,
         )
 
 
