@@ -160,3 +160,54 @@ def test_the_estimator_tells_networks_of_equal_macs_apart(layers: dict[str, list
     assert len({round(v, 12) for v in estimates.values()}) == 3
     for n in same:
         assert estimates[n] == pytest.approx(_truth_at(layers[n], 64), rel=0.05)
+
+
+# --- mode=estimate end to end on real tiny runs --------------------------------------------
+
+REAL_MODELS = ("lenet", "cnn", "mlp", "resnet", "mobilenet")
+TINY_RUNS = ["dataset=synthetic", "dataset.image_size=32", "dataset.channels=3",
+             "dataset.n_samples=160", "epochs=1", "inference.batches=2",
+             "inference.min_seconds=0", "energy.idle.seconds=0", "sweeper.progress=false",
+             "device=cpu", "sweeper.name=tiny"]
+
+
+@pytest.mark.slow
+def test_mode_estimate_fits_real_runs_with_their_layers(tmp_path, hydra_conf: None) -> None:
+    """Five networks really trained (tiny) into a SQLite store; `mode=estimate` of the
+    study's networks (CIFAR-10 not on disk) fits them with every run's layers, offers the
+    layer-wise law, scores it by model, says the networks were never run, and gives
+    resnet18, preactresnet18 and senet18 different estimates where that law is chosen."""
+    from hydra import compose
+
+    from sweeper.config.spec import build_spec
+    from sweeper.predict.heldout import all_candidates
+    from sweeper.predict.observations import load_observations
+    from sweeper.run.estimate_mode import estimate_config, score_line
+    from sweeper.run.sizing import run_layers
+    from sweeper.store import open_store
+    from tests.conftest import run_cli
+
+    db = tmp_path / "tiny.db"
+    result = run_cli(["-m", *TINY_RUNS, f"model={','.join(REAL_MODELS)}", "batch=16,64",
+                      f"storage.url=sqlite:///{db}", f"hydra.sweep.dir={tmp_path / 'mr'}"],
+                     tmp_path, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    observations = load_observations(open_store(f"sqlite:///{db}"), layers=run_layers)
+    assert len(observations) == 10 and all(o.layers for o in observations)
+    assert any(name.startswith("layer-wise") for name in all_candidates(observations))
+
+    estimates = {}
+    for model in ("resnet18", "preactresnet18", "senet18"):
+        cfg = compose("config", overrides=[
+            "+experiment=study", "mode=estimate", f"model={model}", "batch=64",
+            "device=cpu", "estimate.sweep=tiny", f"storage.url=sqlite:///{db}",
+            f"dataset.root={tmp_path / 'no-cifar'}"])
+        estimates[model] = estimate_config(cfg, build_spec(cfg))
+    train = estimates["senet18"].predictions["train"]
+    assert not train.known_model and train.n_models == 5
+    assert train.lomo_mape is not None and train.coverage is not None
+    assert train.low is not None and train.low <= train.per_sample <= train.high  # type: ignore[operator]
+    assert "held-out MAPE" in score_line("train", train)
+    per_sample = {m: e.predictions["train"].per_sample for m, e in estimates.items()}
+    if train.law.startswith("layer-wise"):
+        assert len({round(v, 15) for v in per_sample.values()}) == 3
