@@ -211,3 +211,29 @@ def test_mode_estimate_fits_real_runs_with_their_layers(tmp_path, hydra_conf: No
     per_sample = {m: e.predictions["train"].per_sample for m, e in estimates.items()}
     if train.law.startswith("layer-wise"):
         assert len({round(v, 15) for v in per_sample.values()}) == 3
+
+
+def test_the_frontier_sampler_estimates_untried_networks_with_the_layer_wise_law(
+    layers: dict[str, list]
+) -> None:
+    """Measured trials of ten networks follow a per-layer law; the frontier's energy
+    estimate of the three networks of equal MACs it never tried comes from the layer-wise
+    law (it predicts held-out networks clearly better than the log-linear fit) and tells
+    them apart."""
+    from sweeper.predict.layerwise import feature_tuple
+    from sweeper.search.frontier_energy import FrontierEnergy, SizedParams
+
+    def describe(params: dict) -> SizedParams:
+        net = layers[params["model"]]
+        return SizedParams(sum(x.macs for x in net), sum(x.params for x in net), 32, "fp32",
+                           1000, layers=feature_tuple(net))
+
+    same = ["resnet18", "preactresnet18", "senet18"]
+    energy = FrontierEnergy(describe)
+    energy.observe([({"model": n}, _truth_at(layers[n], 32) * 1000)
+                    for n in layers if n not in same])
+    assert energy.law.startswith("layer-wise")
+    estimates = [energy.predict_j({"model": n}) for n in same]
+    assert len({round(e, 9) for e in estimates}) == 3
+    for name, estimate in zip(same, estimates, strict=True):
+        assert estimate == pytest.approx(_truth_at(layers[name], 32) * 1000, rel=0.05)
