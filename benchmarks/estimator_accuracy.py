@@ -26,11 +26,13 @@ through the real CLI (`python -m sweeper -m`) into a fresh SQLite store:
   repeats, printed beside 2x of it;
 - the machine's load (os.getloadavg) is printed before and after.
 Estimated wall time on an idle 2-core machine (the probe prints its plan before
-collecting): about 2 min of probe and 12-13 min of collection at one batch size (16): 20
-networks x 3 repeats x (3.5 s training + 3 s inference + about 3.5 s of evaluation,
-warm-up and set-up per run), plus one CLI start (about 6 s) per network: about 15 min in
-all. A second batch size (--batches 16,64) about doubles the collection. The --quick check
-(5 small networks, 2 batch sizes, 2 repeats, 0.5 s phases) took 2.6 min at load 4.7-6.3.
+collecting): about 1-1.5 min of probe and 11-12 min of collection at one batch size (16):
+20 networks x 3 repeats x (3.5 s of training, or one step where a step is longer: 5-12 s
+for googlenet, resnext29_2x64d, dpn26 and densenet121, + 3 s of inference + about 3.5 s of
+evaluation, warm-up and set-up per run), plus one CLI start (about 6 s) per network: about
+15 min in all (the step times measured at load 5.5 on this VM, halved). A second batch
+size (--batches 16,64) about doubles the collection. The --quick check (5 small networks,
+2 batch sizes, 2 repeats, 0.5 s phases) took 2.6 min at load 4.7-6.3.
 
 For each target (energy and time per training and per inference sample), on each hardware
 and meter group, it prints the held-out errors of every candidate law fitted alone and of
@@ -110,10 +112,11 @@ def _cli(args: list[str], out: Path) -> None:
 
 
 def probe(out: Path, models: Sequence[str], batch: int) -> dict[str, float]:
-    """Seconds per training sample of each network at `batch`, from the second of two short
-    epochs (the first carries allocation and warm-up), through the real CLI."""
+    """Seconds per training sample of each network at `batch`, from the second of two
+    one-step epochs (the first carries allocation and warm-up), through the real CLI (one
+    step of densenet121 at batch 16 takes about 10 s on 2 idle cores)."""
     db = out / "probe.db"
-    n = math.ceil(3 * batch / TRAIN_FRACTION)  # three steps per epoch
+    n = math.ceil(batch / TRAIN_FRACTION)  # one step per epoch
     _cli([*COMMON, "epochs=2", f"dataset.n_samples={n}", f"batch={batch}",
           "inference.min_seconds=0", "inference.batches=1", f"model={','.join(models)}",
           f"storage.url=sqlite:///{db}", "sweeper.name=probe",
@@ -140,9 +143,11 @@ def collect(out: Path, models: Sequence[str], batches: Sequence[int], repeats: i
     missing = [m for m in models if m not in seconds]
     if missing:
         raise SystemExit(f"the probe measured no training epoch for: {', '.join(missing)}")
+    # At least one full step: the largest networks take longer than --phase-s per step.
     sizes = {m: max(math.ceil(1.15 * phase_s / seconds[m] / TRAIN_FRACTION),
-                    math.ceil(2 * max(batches) / TRAIN_FRACTION), 40) for m in models}
-    per_run = {m: 1.15 * phase_s + phase_s + 3.5 for m in models}
+                    math.ceil(max(batches) / TRAIN_FRACTION)) for m in models}
+    per_run = {m: max(1.15 * phase_s, seconds[m] * max(batches)) + phase_s + 3.5
+               for m in models}
     planned = sum(per_run.values()) * len(batches) * repeats + 6.0 * len(models)
     print(f"probe took {time.monotonic() - started:.0f} s; collection planned at about "
           f"{planned / 60:.1f} min ({len(models)} networks x {len(batches)} batch size(s) x "
