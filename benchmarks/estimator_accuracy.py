@@ -15,19 +15,19 @@ The protocol (--collect), made to learn from (issue 24): the 14 study networks a
 small ones (cnn, mlp, resnet, mobilenet, vgg, vit) on 32x32x3 synthetic images, trained
 through the real CLI (`python -m sweeper -m`) into a fresh SQLite store:
 - every training epoch and every inference phase lasts at least --phase-s (3 s): a probe
-  (2 short epochs per network at the largest batch, the second one timed) gives each
-  network's training rate, and its `dataset.n_samples` is set so one epoch of the training
-  split lasts 1.15 x --phase-s at that batch (smaller batches run longer on a CPU; the
-  measured epoch also carries the warm-up the probe's second epoch left out); inference
-  uses `inference.min_seconds`. The phases
-  actually measured are printed, and any shorter than --phase-s named;
+  (2 epochs per network at the largest batch through the CLI, the second one timed, each
+  sized from the MACs to last about 0.7 s) gives each network's training rate, and its
+  `dataset.n_samples` is set so one epoch of the training split lasts 1.3 x --phase-s at
+  that batch (smaller batches run longer on a CPU; a run's only epoch also carries the
+  warm-up the probe's second epoch left out), and at least one full step; inference uses
+  `inference.min_seconds`. The phases measured are printed, and any under --phase-s named;
 - each configuration is measured --repeats times (`repeat=0,1,2`), so the repeat noise is
   known: the mean relative distance of a run from the mean of its configuration's other
   repeats, printed beside 2x of it;
 - the machine's load (os.getloadavg) is printed before and after.
 Estimated wall time on an idle 2-core machine (the probe prints its plan before
-collecting): about 1-1.5 min of probe and 11-12 min of collection at one batch size (16):
-20 networks x 3 repeats x (3.5 s of training, or one step where a step is longer: 5-12 s
+collecting): about 1.5 min of probe and 11-12 min of collection at one batch size (16):
+20 networks x 3 repeats x (3.9 s of training, or one step where a step is longer: 5-12 s
 for googlenet, resnext29_2x64d, dpn26 and densenet121, + 3 s of inference + about 3.5 s of
 evaluation, warm-up and set-up per run), plus one CLI start (about 6 s) per network: about
 15 min in all (the step times measured at load 5.5 on this VM, halved). A second batch
@@ -89,6 +89,9 @@ QUICK = ("lenet", "cnn", "mlp", "resnet", "mobilenet")
 SWEEP = "estimator_protocol"
 TEST_FRACTION = VAL_FRACTION = 0.05
 TRAIN_FRACTION = (1 - TEST_FRACTION) * (1 - VAL_FRACTION)
+# A training epoch is sized for this x --phase-s: the probe's rate varies with the load
+# (at load 3-4 the --quick check's epochs came out 0.6-0.9 x the probe's prediction).
+MARGIN = 1.3
 # Every run: synthetic CIFAR-sized images, the study's optimizer, one epoch, no idle
 # baseline, no pause; an inference phase of at least --phase-s after one warm-up batch.
 COMMON = ["dataset=synthetic", "dataset.image_size=32", "dataset.channels=3",
@@ -111,16 +114,37 @@ def _cli(args: list[str], out: Path) -> None:
     print(f"  {time.monotonic() - started:6.1f} s  {shown}", flush=True)
 
 
-def probe(out: Path, models: Sequence[str], batch: int) -> dict[str, float]:
+def _guess_steps(model: str, batch: int, epoch_s: float) -> int:
+    """Steps per probe epoch (1, 4, 16 or 64) for about `epoch_s`, guessed from the MACs at
+    about 10 GFLOP/s of training: only picks the probe's tier, the CLI measures the rate."""
+    import torch
+
+    from sweeper.models import build_model, describe_model
+
+    with torch.device("meta"):
+        net = build_model(model, (3, 32, 32), 10)
+    rate = 1e10 / (6.0 * describe_model(net, (3, 32, 32)).macs_per_sample)
+    wanted = epoch_s * rate / batch
+    return max((k for k in (1, 4, 16, 64) if k <= wanted), default=1)
+
+
+def probe(out: Path, models: Sequence[str], batch: int, epoch_s: float = 0.7
+          ) -> dict[str, float]:
     """Seconds per training sample of each network at `batch`, from the second of two
-    one-step epochs (the first carries allocation and warm-up), through the real CLI (one
-    step of densenet121 at batch 16 takes about 10 s on 2 idle cores)."""
+    epochs (the first carries allocation and warm-up) through the real CLI. Each network's
+    epochs are sized from its MACs to last about `epoch_s` (one step for the largest: one
+    step of densenet121 at batch 16 takes about 10 s on 2 idle cores), so small networks
+    are timed over many steps, not one step and its fixed costs; one CLI start per size."""
+    tiers: dict[int, list[str]] = defaultdict(list)
+    for model in models:
+        tiers[_guess_steps(model, batch, epoch_s)].append(model)
     db = out / "probe.db"
-    n = math.ceil(batch / TRAIN_FRACTION)  # one step per epoch
-    _cli([*COMMON, "epochs=2", f"dataset.n_samples={n}", f"batch={batch}",
-          "inference.min_seconds=0", "inference.batches=1", f"model={','.join(models)}",
-          f"storage.url=sqlite:///{db}", "sweeper.name=probe",
-          f"hydra.sweep.dir={out / 'probe'}"], out)
+    for steps, names in sorted(tiers.items()):
+        n = math.ceil(steps * batch / TRAIN_FRACTION)
+        _cli([*COMMON, "epochs=2", f"dataset.n_samples={n}", f"batch={batch}",
+              "inference.min_seconds=0", "inference.batches=1", f"model={','.join(names)}",
+              f"storage.url=sqlite:///{db}", "sweeper.name=probe",
+              f"hydra.sweep.dir={out / 'probe' / str(steps)}"], out)
     with sqlite3.connect(db) as conn:
         rows = conn.execute(
             "select r.model, p.duration_s / p.samples from phases p join runs r on "
@@ -144,9 +168,9 @@ def collect(out: Path, models: Sequence[str], batches: Sequence[int], repeats: i
     if missing:
         raise SystemExit(f"the probe measured no training epoch for: {', '.join(missing)}")
     # At least one full step: the largest networks take longer than --phase-s per step.
-    sizes = {m: max(math.ceil(1.15 * phase_s / seconds[m] / TRAIN_FRACTION),
+    sizes = {m: max(math.ceil(MARGIN * phase_s / seconds[m] / TRAIN_FRACTION),
                     math.ceil(max(batches) / TRAIN_FRACTION)) for m in models}
-    per_run = {m: max(1.15 * phase_s, seconds[m] * max(batches)) + phase_s + 3.5
+    per_run = {m: max(MARGIN * phase_s, seconds[m] * max(batches)) + phase_s + 3.5
                for m in models}
     planned = sum(per_run.values()) * len(batches) * repeats + 6.0 * len(models)
     print(f"probe took {time.monotonic() - started:.0f} s; collection planned at about "
