@@ -25,14 +25,15 @@ through the real CLI (`python -m sweeper -m`) into a fresh SQLite store:
   known: the mean relative distance of a run from the mean of its configuration's other
   repeats, printed beside 2x of it;
 - the machine's load (os.getloadavg) is printed before and after.
-Estimated wall time on an idle 2-core machine (the probe prints its plan before
-collecting): about 1.5 min of probe and 11-12 min of collection at one batch size (16):
-20 networks x 3 repeats x (3.9 s of training, or one step where a step is longer: 5-12 s
-for googlenet, resnext29_2x64d, dpn26 and densenet121, + 3 s of inference + about 3.5 s of
-evaluation, warm-up and set-up per run), plus one CLI start (about 6 s) per network: about
-15 min in all (the step times measured at load 5.5 on this VM, halved). A second batch
-size (--batches 16,64) about doubles the collection. The --quick check (5 small networks,
-2 batch sizes, 2 repeats, 0.5 s phases) took 2.6 min at load 4.7-6.3.
+Estimated wall time on an idle 2-core machine (an estimate, not a measurement; the
+script prints its own plan after the probe): about 2 min of probe (4 CLI starts, two
+epochs per network) and about 14 min of collection at one batch size (16): 14 small or
+mid-sized networks x 3 repeats x (3.9 s of training + 3 s of inference + about 3.5 s of
+evaluation, warm-up and set-up), the six largest (googlenet, resnext29_2x64d, dpn26,
+densenet121, simpledla, vgg19) 12-22 s a run (one training step alone takes 3-12 s; steps
+timed at load 5.5 on this VM, halved), and one CLI start (about 6 s) per network: about
+16 min in all. A second batch size (--batches 16,64) about doubles the collection. The
+--quick check (5 small networks, 2 batch sizes, 2 repeats, 0.5 s phases) takes 2-2.5 min.
 
 For each target (energy and time per training and per inference sample), on each hardware
 and meter group, it prints the held-out errors of every candidate law fitted alone and of
