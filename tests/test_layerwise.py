@@ -211,6 +211,14 @@ def test_mode_estimate_fits_real_runs_with_their_layers(tmp_path, hydra_conf: No
     per_sample = {m: e.predictions["train"].per_sample for m, e in estimates.items()}
     if train.law.startswith("layer-wise"):
         assert len({round(v, 15) for v in per_sample.values()}) == 3
+    # The report's fits (its guideline lines) are mode=estimate's: the same laws offered.
+    from sweeper.report import fit_runs
+    from sweeper.report.data import load_runs
+
+    store = open_store(f"sqlite:///{db}")
+    report_fit = next(f for f in fit_runs(load_runs(store), store=store) if f.target == "train")
+    assert report_fit.law == train.law and report_fit.lomo is not None
+    assert report_fit.lomo.mape == pytest.approx(train.lomo_mape)
 
 
 def test_the_frontier_sampler_estimates_untried_networks_with_the_layer_wise_law(
