@@ -39,8 +39,10 @@ reported as quality):
   does not leak the held-out model into its own score.
 The law used for predictions is the one with the lowest leave-one-model-out MAPE on all
 the data (leave-one-configuration-out with fewer than three models). A prediction's
-interval applies the empirical quantiles of the matching held-out log residuals: those
-of `lomo` for a model not in the data, those of `loo` otherwise.
+interval applies the conformal order statistics of the matching held-out log residuals
+(heldout.residual_band: plain quantiles of a few dozen residuals cover too little): those
+of `lomo` for a model not in the data, those of `loo` otherwise. Its coverage is measured
+on the held-out rows, each row's band from the other folds' residuals (LooScore.coverage).
 
 No torch and no database here: a configuration's MACs, parameters and activations are
 computed by the caller, and observations are read from a store by
@@ -53,14 +55,13 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from sweeper.predict.heldout import (
     LooScore,
     all_candidates,
     choose_law,
     leave_one_config_out,
     leave_one_model_out,
+    residual_band,
 )
 from sweeper.predict.laws import Law
 from sweeper.predict.types import UNITS, MixedHardwareError, Observation, Query
@@ -112,9 +113,7 @@ class Prediction:
 def _band(score: LooScore | None, level: float) -> tuple[float, float] | None:
     if score is None:
         return None
-    tail = (1.0 - level) / 2.0
-    residuals = score.log_residuals
-    return (float(np.quantile(residuals, tail)), float(np.quantile(residuals, 1.0 - tail)))
+    return residual_band(score.log_residuals, level)
 
 
 @dataclass(frozen=True)

@@ -32,18 +32,16 @@ class LooScore:
     groups: tuple[int, ...] = ()  # each row's held-out group (its fold), by index
 
     def coverage(self, level: float = 0.9) -> float | None:
-        """How often a row falls inside the `level` band the estimator would give it: the
-        quantiles of the log residuals of every other group (its own never shapes its band).
+        """How often a row falls inside the `level` band the estimator would give it, from
+        the log residuals of every other group (its own never shapes its band).
         None with fewer than three groups."""
         groups = np.asarray(self.groups)
         if len(set(self.groups)) < MIN_CONFIGS_FOR_LOO:
             return None
         residuals = self.log_residuals
-        tail = (1.0 - level) / 2.0
         inside = []
         for i, r in enumerate(residuals):
-            others = residuals[groups != groups[i]]
-            low, high = np.quantile(others, tail), np.quantile(others, 1.0 - tail)
+            low, high = residual_band(residuals[groups != groups[i]], level)
             inside.append(low <= r <= high)
         return float(np.mean(inside))
 
@@ -73,6 +71,19 @@ class LooScore:
         if total <= 0.0:
             return float("nan")
         return 1.0 - float(np.sum(self.log_residuals**2)) / total
+
+
+def residual_band(residuals: np.ndarray, level: float) -> tuple[float, float]:
+    """The band holding a new residual with probability `level` where residuals are
+    exchangeable: order statistics at the conformal ranks floor((n+1) tail) and
+    ceil((n+1) (1 - tail)), clipped to the extremes (plain quantiles of n residuals cover
+    less than `level`: about 60-75% at 90% with the 16-20 of a five-model check)."""
+    ordered = np.sort(np.asarray(residuals, dtype=float))
+    n = len(ordered)
+    tail = (1.0 - level) / 2.0
+    low_rank = max(1, math.floor((n + 1) * tail))
+    high_rank = min(n, math.ceil((n + 1) * (1.0 - tail)))
+    return float(ordered[low_rank - 1]), float(ordered[high_rank - 1])
 
 
 def _held_out(
