@@ -26,14 +26,15 @@ through the real CLI (`python -m sweeper -m`) into a fresh SQLite store:
   repeats, printed beside 2x of it;
 - the machine's load (os.getloadavg) is printed before and after.
 Estimated wall time on an idle 2-core machine (an estimate, not a measurement; the
-script prints its own plan after the probe): about 2 min of probe (4 CLI starts, two
-epochs per network) and about 14 min of collection at one batch size (16): 14 small or
-mid-sized networks x 3 repeats x (3.9 s of training + 3 s of inference + about 3.5 s of
-evaluation, warm-up and set-up), the six largest (googlenet, resnext29_2x64d, dpn26,
-densenet121, simpledla, vgg19) 12-22 s a run (one training step alone takes 3-12 s; steps
-timed at load 5.5 on this VM, halved), and one CLI start (about 6 s) per network: about
-16 min in all. A second batch size (--batches 16,64) about doubles the collection. The
---quick check (5 small networks, 2 batch sizes, 2 repeats, 0.5 s phases) takes 2-2.5 min.
+script prints its own plan after the probe): about 1.5 min of probe (4 CLI starts, two
+epochs per network) and about 13 min of collection at the default batch size, 8 (one of
+the study's; at 8 a step of the largest networks stays near the 3 s floor, where at 16 one
+step of densenet121 alone takes about 12 s): 14 small or mid-sized networks x 3 repeats x
+(3.9 s of training + 3 s of inference + about 3.5 s of evaluation, warm-up and set-up), the
+largest (densenet121, dpn26, googlenet) 12-15 s a run, and one CLI start (about 6 s) per
+network: about 15 min in all (step times measured at load 5.5 on this VM, halved). A
+second batch size (--batches 8,32) about doubles the collection. The --quick check (5
+small networks, batch sizes 16 and 64, 2 repeats, 0.5 s phases) takes 2-2.5 min.
 
 For each target (energy and time per training and per inference sample), on each hardware
 and meter group, it prints the held-out errors of every candidate law fitted alone and of
@@ -143,7 +144,8 @@ def probe(out: Path, models: Sequence[str], batch: int, epoch_s: float = 0.7
     for steps, names in sorted(tiers.items()):
         n = math.ceil(steps * batch / TRAIN_FRACTION)
         _cli([*COMMON, "epochs=2", f"dataset.n_samples={n}", f"batch={batch}",
-              "inference.min_seconds=0", "inference.batches=1", f"model={','.join(names)}",
+              "inference.min_seconds=0", "inference.batches=1", "inference.warmup_batches=0",
+              f"model={','.join(names)}",
               f"storage.url=sqlite:///{db}", "sweeper.name=probe",
               f"hydra.sweep.dir={out / 'probe' / str(steps)}"], out)
     with sqlite3.connect(db) as conn:
@@ -309,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sweep", default=None, help="with --db: one sweep's runs")
     parser.add_argument("--quick", action="store_true",
                         help="a short check: 5 small networks, 2 repeats, 0.5 s phases")
-    parser.add_argument("--batches", default=None, help="comma-separated (default 16)")
+    parser.add_argument("--batches", default=None, help="comma-separated (default 8)")
     parser.add_argument("--repeats", type=int, default=None, help="default 3")
     parser.add_argument("--phase-s", type=float, default=None, help="default 3")
     parser.add_argument("--models", default=None, help="comma-separated (default: all 20)")
@@ -321,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.collect is not None:
         models = (args.models.split(",") if args.models else
                   list(QUICK) if args.quick else [*STUDY, *SMALL])
-        batches = [int(b) for b in (args.batches or ("16,64" if args.quick else "16")).split(",")]
+        batches = [int(b) for b in (args.batches or ("16,64" if args.quick else "8")).split(",")]
         repeats = args.repeats or (2 if args.quick else 3)
         phase_s = args.phase_s or (0.5 if args.quick else 3.0)
         url, sweep = collect(args.collect, models, batches, repeats, phase_s), SWEEP
