@@ -16,7 +16,13 @@ Several laws compete for each fit (the value y is per sample: J, or s for time t
   (compute, memory traffic, the optimizer's per-step pass over the weights, per-step
   overhead, per-sample data handling). Non-negative so that more work never predicts less
   energy, which a free log-linear fit happily does (a MACs coefficient of -1.31 on the
-  CPU preset); fitted for relative error, solved exactly by trying every active set.
+  CPU preset); fitted for relative error, solved exactly by trying every active set;
+- layer-wise (sweeper.predict.layerwise), where every run carries its network's layers
+  (models.describe_layers on the meta device) and five models or more are fitted: the same
+  non-negative form on the layers' totals (convolution and matmul MACs apart, elements
+  moved by compute and by element-wise layers apart, parameters and layers per step).
+  Networks of equal MACs (resnet18, preactresnet18, senet18) differ in these, so they get
+  different estimates, which no law on MACs and parameters alone can give.
 
 A column with no variation in the data (one batch size, one precision) cannot be learned:
 it is dropped and named.
@@ -33,8 +39,10 @@ reported as quality):
   does not leak the held-out model into its own score.
 The law used for predictions is the one with the lowest leave-one-model-out MAPE on all
 the data (leave-one-configuration-out with fewer than three models). A prediction's
-interval applies the empirical quantiles of the matching held-out log residuals: those
-of `lomo` for a model not in the data, those of `loo` otherwise.
+interval applies the conformal order statistics of the matching held-out log residuals
+(heldout.residual_band: plain quantiles of a few dozen residuals cover too little): those
+of `lomo` for a model not in the data, those of `loo` otherwise. Its coverage is measured
+on the held-out rows, each row's band from the other folds' residuals (LooScore.coverage).
 
 No torch and no database here: a configuration's MACs, parameters and activations are
 computed by the caller, and observations are read from a store by
@@ -47,10 +55,15 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
-
-from sweeper.predict.heldout import LooScore, choose_law, leave_one_config_out, leave_one_model_out
-from sweeper.predict.laws import Law, candidate_laws
+from sweeper.predict.heldout import (
+    LooScore,
+    all_candidates,
+    choose_law,
+    leave_one_config_out,
+    leave_one_model_out,
+    residual_band,
+)
+from sweeper.predict.laws import Law
 from sweeper.predict.types import UNITS, MixedHardwareError, Observation, Query
 
 
@@ -75,6 +88,9 @@ class Prediction:
     n_models: int = 0
     known_model: bool = False  # the query's model is in the fitted runs
     law: str = ""
+    # How often the held-out rows fell inside their own interval of this kind (each row's
+    # band from the other folds' residuals): the interval's measured coverage.
+    coverage: float | None = None
 
     @property
     def estimated(self) -> bool:
@@ -97,9 +113,7 @@ class Prediction:
 def _band(score: LooScore | None, level: float) -> tuple[float, float] | None:
     if score is None:
         return None
-    tail = (1.0 - level) / 2.0
-    residuals = score.log_residuals
-    return (float(np.quantile(residuals, tail)), float(np.quantile(residuals, 1.0 - tail)))
+    return residual_band(score.log_residuals, level)
 
 
 @dataclass(frozen=True)
@@ -148,6 +162,8 @@ class EnergyFit:
         if not known and self.lomo_band is None and band is not None:
             notes.append(f"only {self.n_models} model(s) fitted: the interval is from held-out "
                          "configurations, too narrow for a model never run")
+        score = self.loo if known or self.lomo is None else self.lomo
+        coverage = None if score is None else score.coverage(self.level)
         low = high = None
         if band is not None:
             low, high = point * math.exp(band[0]), point * math.exp(band[1])
@@ -162,7 +178,7 @@ class EnergyFit:
             loo_r2_log=None if self.loo is None else self.loo.r2_log,
             warnings=tuple(notes),
             lomo_mape=None if self.lomo is None else self.lomo.mape,
-            n_models=self.n_models, known_model=known, law=self.law,
+            n_models=self.n_models, known_model=known, law=self.law, coverage=coverage,
         )
 
 
@@ -180,7 +196,7 @@ def fit_energy(
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must be between 0 and 1, got {level}")
     law, name = choose_law(observations)
-    factory = candidate_laws(observations)[name]
+    factory = all_candidates(observations)[name]
     loo = leave_one_config_out(observations, factory)
     lomo = leave_one_model_out(observations)
     hardware_id, meter = groups[0]

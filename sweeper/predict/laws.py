@@ -19,12 +19,12 @@ SIZE_COLUMNS = ("ln_macs", "ln_params", "ln_acts")  # slopes held >= 0
 _LABELS = {"macs": "MACs", "params": "params", "batch": "batch", "acts": "activations"}
 
 
-def _ranges(observations: Sequence[Observation], names: Iterable[str]) -> dict[str, tuple]:
+def value_ranges(observations: Sequence[Observation], names: Iterable[str]) -> dict[str, tuple]:
     raws = [per_sample(o) for o in observations]
     return {n: (min(r[n] for r in raws), max(r[n] for r in raws)) for n in names}
 
 
-def _range_notes(
+def range_notes(
     ranges: dict[str, tuple[float, float]], q: Query, no_effect: Iterable[str]
 ) -> list[str]:
     """Warnings where a query leaves what the fit has seen."""
@@ -98,7 +98,7 @@ class LogLinear:
             notes.append(f"precision {q.precision} is not in the fitted runs; "
                          f"estimated as {self.baseline_precision}")
         frozen = [c[3:] for c in self.dropped if c.startswith("ln_")]
-        return notes + _range_notes(self.ranges, q, frozen)
+        return notes + range_notes(self.ranges, q, frozen)
 
     def describe(self) -> str:
         terms = [f"{self.intercept:+.3f}"] + [f"{c:+.3f}*{n}" for n, c in self.coef.items()]
@@ -140,7 +140,7 @@ def fit_loglinear(
         dropped=tuple(n for n, v in zip(names, varies, strict=True) if not v),
         baseline_precision=baseline,
         precisions=precisions,
-        ranges=_ranges(observations, [c[3:] for c in columns]),
+        ranges=value_ranges(observations, [c[3:] for c in columns]),
         name="log-linear(" + ", ".join(c[3:] for c in columns) + ")",
     )
 
@@ -191,7 +191,7 @@ class Additive:
         if q.precision not in self.coef:
             notes.append(f"precision {q.precision} is not in the fitted runs; "
                          f"estimated as {self.baseline_precision}")
-        return notes + _range_notes(self.ranges, q, ())
+        return notes + range_notes(self.ranges, q, ())
 
     def describe(self) -> str:
         parts = []
@@ -219,7 +219,7 @@ def fit_additive(observations: Sequence[Observation], terms: Sequence[str]) -> A
     return Additive(
         terms=tuple(terms), coef=coef,
         baseline_precision="fp32" if "fp32" in coef else precisions[0],
-        ranges=_ranges(observations, names),
+        ranges=value_ranges(observations, names),
         floor=min(o.per_sample for o in observations),
         name="additive(" + ", ".join(terms) + ")",
     )

@@ -24,7 +24,8 @@ from typing import Protocol
 import numpy as np
 
 from sweeper.predict.forecast import t_quantile
-from sweeper.predict.laws import nonnegative_lstsq
+from sweeper.predict.laws import LawFactory, nonnegative_lstsq, range_notes, value_ranges
+from sweeper.predict.types import Observation, Query
 
 FEATURES = ("macs_conv", "macs_matmul", "moved_compute", "moved_elementwise", "params",
             "layers", "per_sample")
@@ -101,3 +102,108 @@ def fit_layerwise(rows: Sequence[tuple[Mapping[str, float], float]]) -> Layerwis
     inv_gram = np.linalg.pinv(a.T @ a)
     return LayerwiseLaw(dict(zip(FEATURES, map(float, coef), strict=True)), log_sd, dof,
                         tuple(FEATURES[i] for i in active), inv_gram)
+
+
+# --- the layer-wise law as one of the estimator's candidates -------------------------------
+
+# The per-sample work terms (summed over layers) and, where the batch varies, the per-step
+# ones: the optimizer's pass over the weights, a kernel launch per layer, a fixed cost per
+# step, each spread over the batch. With one batch size the per-step terms cannot be told
+# from per-sample ones, and the law is the per-sample one above.
+WORK = ("macs_conv", "macs_matmul", "moved_compute", "moved_elementwise")
+PER_STEP = ("params/batch", "layers/batch", "1/batch", "1")
+PER_SAMPLE = ("params", "layers", "1")
+# Six size terms (the four work terms, parameters, layers): at least this many models
+# before the law is offered, so a held-out model leaves enough to resolve most of them
+# (the non-negative fit zeroes what the data cannot support).
+MIN_MODELS_FOR_LAYERWISE = 5
+
+
+def _term(name: str, features: Mapping[str, float], batch: float) -> float:
+    if name in WORK or name in ("params", "layers"):
+        return features[name]
+    if name == "1":
+        return 1.0
+    if name == "1/batch":
+        return 1.0 / batch
+    return features[name.split("/")[0]] / batch  # params/batch, layers/batch
+
+
+def _features_of(q: Query | Observation) -> dict[str, float]:
+    if q.layers is None:
+        raise ValueError("the layer-wise law needs the network's layers (describe_layers)")
+    return dict(zip(FEATURES, q.layers, strict=True))
+
+
+@dataclass(frozen=True)
+class LayerwiseWork:
+    """The layer-wise law as an estimator candidate (sweeper.predict.laws.Law): per
+    precision, y = sum of non-negative coefficients x the network's layer totals."""
+
+    terms: tuple[str, ...]
+    coef: dict[str, tuple[float, ...]]  # precision -> one coefficient per term
+    baseline_precision: str
+    ranges: dict[str, tuple[float, float]]
+    floor: float  # a prediction never goes below a tenth of the smallest value seen
+    name: str = "layer-wise"
+
+    def predict_ln(self, q: Query) -> float:
+        features = _features_of(q)
+        coef = self.coef.get(q.precision, self.coef[self.baseline_precision])
+        value = sum(c * _term(t, features, q.batch)
+                    for t, c in zip(self.terms, coef, strict=True))
+        return math.log(max(value, 0.1 * self.floor))
+
+    def notes(self, q: Query) -> list[str]:
+        notes = []
+        if q.precision not in self.coef:
+            notes.append(f"precision {q.precision} is not in the fitted runs; "
+                         f"estimated as {self.baseline_precision}")
+        return notes + range_notes(self.ranges, q, ())
+
+    def describe(self) -> str:
+        parts = []
+        for precision, coef in self.coef.items():
+            terms = " + ".join(f"{c:.3g}*{t}" for t, c in zip(self.terms, coef, strict=True)
+                               if c > 0) or "0"
+            parts.append(f"{precision}: y = {terms} (summed over the layers)")
+        return "; ".join(parts)
+
+
+def fit_layerwise_work(observations: Sequence[Observation]) -> LayerwiseWork:
+    """Non-negative least squares of relative error, one fit per precision (the same
+    solver as the additive law: columns scaled, every row weighted by 1/value)."""
+    if not observations:
+        raise ValueError("no observations to fit")
+    terms = WORK + (PER_STEP if len({o.batch for o in observations}) > 1 else PER_SAMPLE)
+    precisions = sorted({o.precision for o in observations})
+    coef: dict[str, tuple[float, ...]] = {}
+    for precision in precisions:
+        rows = [o for o in observations if o.precision == precision]
+        y = np.asarray([o.per_sample for o in rows])
+        a = np.asarray([[_term(t, _features_of(o), o.batch) for t in terms] for o in rows])
+        coef[precision] = tuple(float(c) for c in nonnegative_lstsq(a / y[:, None],
+                                                                    np.ones(len(y))))
+    return LayerwiseWork(
+        terms=terms, coef=coef, baseline_precision="fp32" if "fp32" in coef else precisions[0],
+        ranges=value_ranges(observations, ("macs", "params", "batch")),
+        floor=min(o.per_sample for o in observations),
+        name="layer-wise(" + ", ".join(terms) + ")",
+    )
+
+
+def layerwise_candidates(observations: Sequence[Observation]) -> dict[str, LawFactory]:
+    """The layer-wise law, where every run has its layers and enough models are fitted."""
+    if not observations or any(o.layers is None for o in observations):
+        return {}
+    if len({o.model_key for o in observations}) < MIN_MODELS_FOR_LAYERWISE:
+        return {}
+    varies = len({o.batch for o in observations}) > 1
+    name = "layer-wise(" + ", ".join(WORK + (PER_STEP if varies else PER_SAMPLE)) + ")"
+    return {name: fit_layerwise_work}
+
+
+def feature_tuple(layers: Iterable[Layer]) -> tuple[float, ...]:
+    """A network's layer totals in FEATURES order (what Observation.layers holds)."""
+    features = layer_features(layers)
+    return tuple(features[name] for name in FEATURES)

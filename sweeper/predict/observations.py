@@ -12,6 +12,8 @@ from sweeper.store import Run, Store, Sweep
 
 # A run -> its model's activations per sample (built by the caller, who has torch), or None.
 ActivationSizer = Callable[[Any], "float | None"]
+# A run -> its network's layer totals (sweeper.predict.layerwise.FEATURES order), or None.
+LayerSizer = Callable[[Any], "tuple[float, ...] | None"]
 
 
 def hardware_label(run: Any) -> str:
@@ -46,7 +48,8 @@ def power_capped(run: Any) -> bool:
 
 
 def observations_from_runs(
-    runs: Iterable[Any], target: str = "train", activations: ActivationSizer | None = None
+    runs: Iterable[Any], target: str = "train", activations: ActivationSizer | None = None,
+    layers: LayerSizer | None = None,
 ) -> list[Observation]:
     """Completed runs with a positive value per sample, MACs and parameter count, and no
     power limit set by sweeper."""
@@ -67,6 +70,7 @@ def observations_from_runs(
             params=int(r.params), macs_per_sample=float(r.macs_per_sample),
             per_sample=float(value), hardware_label=hardware_label(r),
             activations_per_sample=None if activations is None else activations(r),
+            layers=None if layers is None else layers(r),
         ))
     return out
 
@@ -85,6 +89,7 @@ def load_observations(
     target: str = "train",
     sweep: str | None = None,
     activations: ActivationSizer | None = None,
+    layers: LayerSizer | None = None,
 ) -> list[Observation]:
     """Observations of every completed run in the store (or in one sweep, by name)."""
-    return observations_from_runs(load_runs(store, sweep), target, activations)
+    return observations_from_runs(load_runs(store, sweep), target, activations, layers)

@@ -45,6 +45,9 @@ class Observation:
     per_sample: float
     hardware_label: str = ""
     activations_per_sample: float | None = None
+    # The network's layer totals per sample, in sweeper.predict.layerwise.FEATURES order
+    # (from models.describe_layers on the meta device), for the layer-wise law.
+    layers: tuple[float, ...] | None = None
 
     @property
     def group(self) -> tuple[str, str]:
@@ -71,11 +74,13 @@ class Query:
     batch: int
     precision: str
     activations_per_sample: float | None = None
+    layers: tuple[float, ...] | None = None  # as Observation.layers
 
 
 def query_of(o: Observation) -> Query:
     """The configuration of a run, as a query (held-out scores predict runs as queries)."""
-    return Query(o.macs_per_sample, o.params, o.batch, o.precision, o.activations_per_sample)
+    return Query(o.macs_per_sample, o.params, o.batch, o.precision, o.activations_per_sample,
+                 o.layers)
 
 
 @functools.lru_cache(maxsize=65536)

@@ -289,7 +289,8 @@ def guidelines(
         if fit.loo is not None:
             out.append(
                 f"Estimating {fit.target} energy per sample from model size, batch and "
-                f"precision on hardware {fit.hardware_id} ({fit.meter_source}): held-out "
+                f"precision on hardware {fit.hardware_id} ({fit.meter_source}), law "
+                f"{fit.law}: held-out "
                 f"MAPE {fit.loo.mape:.1%}, R^2 (log) {fit.loo.r2_log:.2f} over "
                 f"{fit.loo.n_configs} configurations"
                 + ("" if fit.lomo is None else

@@ -1,5 +1,6 @@
 """Building the report: the runs of a store read once, analysed, drawn, exported and written
-as one HTML page (with a terminal summary). Reads the store only (no torch)."""
+as one HTML page (with a terminal summary). Reads the store; torch only (imported late) to
+size the fitted networks on the meta device."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 from rich.console import Console
+from sqlalchemy import select
 
 import sweeper.report.analysis as analysis
 import sweeper.report.configs as configs
@@ -25,7 +27,7 @@ from sweeper.report.heatmaps import correlation_heatmaps
 from sweeper.report.html import FigureRef, write_page
 from sweeper.report.plotting import energy_basis
 from sweeper.report.power_limits import capped_by_sweeper, power_limit_section, with_limits
-from sweeper.store import Store
+from sweeper.store import Run, Store
 
 
 @dataclass
@@ -44,13 +46,31 @@ class Report:
     trace_run_id: int | None = None
 
 
-def fit_runs(runs: pd.DataFrame, level: float = 0.9) -> list[EnergyFit]:
+def _stored_runs(store: Store, ids: Sequence[int]) -> dict[int, Run]:
+    """The stored runs (with their configs) of `ids`, by id."""
+    with store.session() as session:
+        return {r.id: r for r in session.scalars(select(Run).where(Run.id.in_(list(ids))))}
+
+
+def fit_runs(
+    runs: pd.DataFrame, level: float = 0.9, store: Store | None = None
+) -> list[EnergyFit]:
     """Per-hardware estimator fits of training and inference energy per sample (runs under
-    a GPU power limit sweeper set are left out, as the store-based fits leave them out)."""
+    a GPU power limit sweeper set are left out, as the store-based fits leave them out).
+    With the store, each run's network is rebuilt on the meta device from its config, so
+    the fits offer the activation and layer-wise laws as `mode=estimate` does."""
     fits: list[EnergyFit] = []
     rows = list(runs[~capped_by_sweeper(runs)].itertuples(index=False))
+    activations = layers = None
+    if store is not None:
+        from sweeper.run.sizing import run_activations, run_layers
+
+        stored = _stored_runs(store, [int(r.id) for r in rows])
+        activations = lambda r: run_activations(stored[int(r.id)])  # noqa: E731
+        layers = lambda r: run_layers(stored[int(r.id)])  # noqa: E731
     for target in ("train", "inference"):
-        fits.extend(fit_by_hardware(observations_from_runs(rows, target), target, level).values())
+        observations = observations_from_runs(rows, target, activations, layers)
+        fits.extend(fit_by_hardware(observations, target, level).values())
     return fits
 
 
@@ -112,7 +132,7 @@ def build_report(
     phases = data.load_phases(store, ids)
     domains = data.load_phase_domains(store, ids)
 
-    fits = fit_runs(runs)
+    fits = fit_runs(runs, store=store)
     correlations = analysis.correlations(runs)
     changes = effects.effects(runs)
     guidelines = analysis.guidelines(runs, fits, correlations, changes)

@@ -30,7 +30,7 @@ from sweeper.predict.estimator import EnergyFit, Prediction, fit_energy
 from sweeper.predict.observations import load_observations as load_store_observations
 from sweeper.predict.types import Observation, Query
 from sweeper.run.result import JobResult
-from sweeper.run.sizing import run_activations, size_config
+from sweeper.run.sizing import run_activations, run_layers, size_config
 from sweeper.store import Store
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ def fitted(store: Store, options: EstimateOptions, hardware_id: str) -> dict[str
     meter = options.meter
     for target in ENERGY_TARGETS + TIME_TARGETS:
         observations = load_store_observations(store, target, sweep=options.sweep,
-                                               activations=run_activations)
+                                               activations=run_activations, layers=run_layers)
         if target != "train" and not observations:
             continue
         group = choose_group(observations, hardware_id, meter, store, options.sweep)
@@ -171,7 +171,7 @@ def estimate_config(cfg: DictConfig, spec: RunSpec) -> ConfigEstimate:
     sized = size_config(spec, str(launch_dir()))
     fits = fitted(store, options, options.hardware or sized.hardware_id)
     query = Query(sized.macs_per_sample, sized.params, spec.batch, spec.precision,
-                  sized.activations_per_sample)
+                  sized.activations_per_sample, sized.layer_features)
     predictions = {t: f.predict(query) for t, f in fits.items()}
     train_samples = sized.train_samples * spec.epochs
     study = spec.inference_protocol == "study"
@@ -251,9 +251,13 @@ def score_line(target: str, p: Prediction) -> str:
     """Where a fit came from and both of its held-out scores."""
     config = "-" if p.loo_mape is None else f"{p.loo_mape:.1%}"
     model = "- (too few models)" if p.lomo_mape is None else f"{p.lomo_mape:.1%}"
+    covered = "" if p.coverage is None else (
+        f"; its {p.level:.0%} intervals held {p.coverage:.0%} of the held-out "
+        f"{'configurations' if p.known_model else 'models'}' runs")
     return (f"{target} fit: hardware {p.hardware_id} ({p.hardware_label}), meter "
             f"{p.meter_source}, {p.n_rows} runs / {p.n_configs} configurations / {p.n_models} "
-            f"models, law {p.law}; held-out MAPE: by configuration {config}, by model {model}")
+            f"models, law {p.law}; held-out MAPE: by configuration {config}, by model {model}"
+            + covered)
 
 
 def interval_note(p: Prediction) -> str:

@@ -27,6 +27,8 @@ class SizedConfig:
     activations_per_sample: float | None = None
     eval_samples_per_epoch: int = 0  # the validation pass after every epoch
     test_samples: int = 0  # the test set (the test pass at the end)
+    # The network's layer totals per sample (sweeper.predict.layerwise.FEATURES order).
+    layer_features: tuple[float, ...] | None = None
 
 
 def _key(value: Any) -> str:
@@ -66,6 +68,19 @@ def _model_size(model: str, options_json: str, input_shape: tuple, classes: int)
 
 
 @cache
+def _layer_features(model: str, options_json: str, input_shape: tuple, classes: int) -> tuple:
+    """The network's layer totals per sample, from describe_layers on the meta device."""
+    import torch
+
+    from sweeper.models import build_model, describe_layers
+    from sweeper.predict.layerwise import feature_tuple
+
+    with torch.device("meta"):
+        net = build_model(model, input_shape, classes, **json.loads(options_json))
+    return feature_tuple(describe_layers(net, input_shape))
+
+
+@cache
 def _hardware_id(device: str) -> str:
     from sweeper.energy.hardware import describe_host
     from sweeper.training.device import describe_accelerator, resolve_device
@@ -79,18 +94,18 @@ def size_config(spec: RunSpec, base_dir: str) -> SizedConfig:
         shape, classes, train, val, test = _data_sizes(
             spec.dataset, _key(spec.dataset_options), spec.seed, base_dir)
         params, macs, acts = _model_size(spec.model, _key(spec.model_options), shape, classes)
+        layers = _layer_features(spec.model, _key(spec.model_options), shape, classes)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"invalid option for {spec.model!r}/{spec.dataset!r}: {exc}") from exc
     return SizedConfig(
         params=params, macs_per_sample=macs, train_samples=train,
         hardware_id=_hardware_id(spec.device), activations_per_sample=acts or None,
-        eval_samples_per_epoch=val, test_samples=test,
+        eval_samples_per_epoch=val, test_samples=test, layer_features=layers,
     )
 
 
-def run_activations(run: Any) -> float | None:
-    """A stored run's activations per sample, rebuilt from its config on the meta device
-    (the store keeps MACs and parameters, not activations)."""
+def _run_model(run: Any) -> tuple[str, str, tuple, int] | None:
+    """(model, options, input shape, classes) of a stored run, from its config."""
     from sweeper.config.options import data_shape
 
     config = getattr(run, "config", None) or {}
@@ -99,7 +114,27 @@ def run_activations(run: Any) -> float | None:
     shape = data_shape(str(dataset), data_cfg) if name and dataset else None
     if shape is None:
         return None
+    return str(name), _key(model_cfg), tuple(shape[0]), shape[1]
+
+
+def run_layers(run: Any) -> tuple[float, ...] | None:
+    """A stored run's layer totals, rebuilt from its config on the meta device."""
+    described = _run_model(run)
+    if described is None:
+        return None
     try:
-        return _model_size(str(name), _key(model_cfg), tuple(shape[0]), shape[1])[2] or None
+        return _layer_features(*described)
+    except (TypeError, ValueError, RuntimeError):  # a model this version no longer builds
+        return None
+
+
+def run_activations(run: Any) -> float | None:
+    """A stored run's activations per sample, rebuilt from its config on the meta device
+    (the store keeps MACs and parameters, not activations)."""
+    described = _run_model(run)
+    if described is None:
+        return None
+    try:
+        return _model_size(*described)[2] or None
     except (TypeError, ValueError, RuntimeError):  # a model this version no longer builds
         return None

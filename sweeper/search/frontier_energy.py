@@ -1,5 +1,6 @@
 """The frontier sampler's prediction of a configuration's training energy (J) before it runs:
-measured energy of the same size, else the estimator's log-linear fit, else a MACs proxy.
+measured energy of the same size, else the estimator's fit (its log-linear law, or its
+layer-wise law where that predicts held-out models better), else a MACs proxy.
 
 A GPU power limit (``gpu.power_limit``) changes the joules of the same work: each limit's
 factor is learned from sizes measured both at it and at the reference limit (the one
@@ -14,7 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from sweeper.predict.laws import fit_loglinear
+from sweeper.predict.heldout import CHALLENGER_MARGIN, leave_one_model_out
+from sweeper.predict.laws import Law, fit_loglinear
+from sweeper.predict.layerwise import layerwise_candidates
 from sweeper.predict.types import Observation, Query
 
 MIN_CONFIGS_FOR_FIT = 4
@@ -47,10 +50,12 @@ class SizedParams:
     precision: str
     train_samples: int
     power_limit: str = DEFAULT_LIMIT  # the gpu.power_limit request, as a label
+    layers: tuple[float, ...] | None = None  # the network's layer totals (Query.layers)
 
     @property
     def query(self) -> Query:
-        return Query(self.macs_per_sample, self.params, self.batch, self.precision)
+        return Query(self.macs_per_sample, self.params, self.batch, self.precision,
+                     layers=self.layers)
 
     @property
     def work(self) -> SizedParams:
@@ -67,7 +72,9 @@ class FrontierEnergy:
     In order of trust: the measured energy of configurations with the same size (they
     differ only in, say, the learning rate, which does not change the work done); the
     estimator's log-linear fit once MIN_CONFIGS_FOR_FIT sizes of MIN_MODELS_FOR_FIT models
-    are measured (prior observations, such as earlier runs on this machine, count); the
+    are measured (prior observations, such as earlier runs on this machine, count), or its
+    layer-wise law where every size has its layers, enough models are measured and it
+    predicts each model held out clearly better (sweeper.predict.heldout's margin); the
     MACs x samples proxy scaled by the measurements so far (relative until something is
     measured; proportional to MACs, it overrates larger models, which only delays them).
     """
@@ -93,11 +100,15 @@ class FrontierEnergy:
             if energy_j > 0 and math.isfinite(energy_j):
                 self._measured.setdefault(self.size(params), []).append(energy_j)
         self._learn_limits()
-        observations = [*self.prior, *(
-            Observation(run_id=-1, hardware_id="", meter_source="", model=repr(s), dataset="",
+        # One model per size (MACs, parameters), whatever its name: a prior run and a trial
+        # of one network are held out together.
+        observations = [*(replace(o, model=_model_name(o.macs_per_sample, o.params))
+                          for o in self.prior), *(
+            Observation(run_id=-1, hardware_id="", meter_source="",
+                        model=_model_name(s.macs_per_sample, s.params), dataset="",
                         batch=s.batch, precision=s.precision, params=s.params,
                         macs_per_sample=s.macs_per_sample,
-                        per_sample=float(np.mean(e)) / s.train_samples)
+                        per_sample=float(np.mean(e)) / s.train_samples, layers=s.layers)
             for s, e in self._at_reference().items()
         )]
         sizes = {(o.macs_per_sample, o.params, o.batch, o.precision) for o in observations}
@@ -105,7 +116,12 @@ class FrontierEnergy:
         # Fewer than three model sizes leave MACs and parameters unresolved (one: no MACs
         # term at all; two: collinear): such a fit cannot tell another model's cost.
         enough = len(sizes) >= MIN_CONFIGS_FOR_FIT and len(models) >= MIN_MODELS_FOR_FIT
-        self._fit = fit_loglinear(observations) if enough else None
+        self._fit = _best_fit(observations) if enough else None
+
+    @property
+    def law(self) -> str:
+        """The law the estimates of untried sizes use now ("" before there is a fit)."""
+        return "" if self._fit is None else str(self._fit.name)
 
     def _learn_limits(self) -> None:
         """Each limit's energy relative to the reference limit: the geometric mean over
@@ -152,3 +168,24 @@ class FrontierEnergy:
                       for m, e in reference.items()]
             return proxy * float(np.median(ratios))
         return proxy
+
+
+def _model_name(macs_per_sample: float, params: int) -> str:
+    return f"{macs_per_sample:g}/{params}"
+
+
+def _best_fit(observations: Sequence[Observation]) -> Law:
+    """The log-linear fit on MACs, parameters and batch, unless the layer-wise law predicts
+    every model held out (leave-one-model-out) clearly better."""
+    loglinear = fit_loglinear(observations)
+    layerwise = layerwise_candidates(observations)
+    if not layerwise:
+        return loglinear
+    before = leave_one_model_out(observations, lambda obs: fit_loglinear(obs))
+    factory = next(iter(layerwise.values()))
+    challenger = leave_one_model_out(observations, factory)
+    if before is None or challenger is None:
+        return loglinear
+    if challenger.mape < before.mape * (1.0 - CHALLENGER_MARGIN):
+        return factory(observations)
+    return loglinear

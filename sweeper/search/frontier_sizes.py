@@ -35,7 +35,7 @@ def sweep_describer(sweeper: Any, space: SearchSpace) -> Any:
     config: DictConfig = sweeper.config
     loader = sweeper.hydra_context.config_loader
     base_dir = str(config.hydra.runtime.cwd)
-    sized: dict[tuple[Any, ...], tuple[float, int, int]] = {}
+    sized: dict[tuple[Any, ...], tuple[float, int, int, tuple[float, ...] | None]] = {}
     described: dict[tuple[Any, ...], SizedParams] = {}
     hardware: list[str] = []
 
@@ -52,23 +52,27 @@ def sweep_describer(sweeper: Any, space: SearchSpace) -> Any:
         key = (spec.model, repr(spec.model_options), spec.dataset, repr(spec.dataset_options))
         if key not in sized:
             s = size_config(spec, base_dir)
-            sized[key] = (s.macs_per_sample, s.params, s.train_samples)
+            sized[key] = (s.macs_per_sample, s.params, s.train_samples, s.layer_features)
             hardware.append(s.hardware_id)
-        macs, n_params, samples = sized[key]
+        macs, n_params, samples, layers = sized[key]
         request = spec.power_limit
         limit = limit_label(request.fraction, request.watts, request.auto)
         return SizedParams(macs, n_params, spec.batch, spec.precision, samples * spec.epochs,
-                           limit)
+                           limit, layers)
 
     describe.hardware = hardware  # type: ignore[attr-defined]
     return describe
 
 
 def prior_observations(store: Store, hardware_id: str | None) -> list[Observation]:
-    """Completed runs on this machine, from its most common meter (never mixed)."""
+    """Completed runs on this machine, from its most common meter (never mixed), with their
+    networks' layers (for the layer-wise law)."""
+    from sweeper.run.sizing import run_layers
+
     if hardware_id is None:
         return []
-    rows = [o for o in load_observations(store) if o.hardware_id == hardware_id]
+    rows = [o for o in load_observations(store, layers=run_layers)
+            if o.hardware_id == hardware_id]
     if not rows:
         return []
     meter, _ = Counter(o.meter_source for o in rows).most_common(1)[0]
