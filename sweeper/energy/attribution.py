@@ -20,18 +20,37 @@ energy at them:
 
 How far the split may be off is a stated model, not a bound (issue 24): each piece's
 energy as assumed is off by an independent error whose standard deviation comes from what
-its level was taken from: a neighbour's mean power is taken to be anywhere within the
-largest deviation seen around it (instant power, the refresh beyond: a uniform, sd = that
-over sqrt(3)); the decay's length within the standard error of the learned ones (+-50% of
-the H200's until learned); the level a phase's decay starts from within how much its power
-was seen to vary (for a phase wholly inside one refresh, nothing is seen: anywhere from the
-gap's power to twice its mean); the refresh times within the grid's jitter. The pieces that
-took the rest absorb the others' errors. Where every piece had a level and they missed the
-refresh's energy by more than that model allows, the levels were off by more, and their
-spread is widened to what was missed. A boundary's uncertainty is then a 95% interval
-(1.96 standard deviations of a normal error); the constants are the normal's and the
-uniform's, none fitted to the benchmark. The premise fails for windows cut through
-continuous load (no step at their edges): fewer of those are covered.
+the run observed of its level (uniforms over what was seen: sd = half-width / sqrt(3)):
+
+* a piece at a neighbour's mean power: power that varies within a refresh (the largest
+  deviation of the instant-power samples read in the neighbour or the refresh beyond it)
+  moves the piece's mean by up to that over its shorter side (a piece that covers most of
+  a refresh averages most of it), and a drift between refreshes (the refresh beyond's
+  mean) over all of it. Each refresh's mean is itself off by its ends' timing, which the
+  end pieces count, so that much is taken out. An instant sample is the power at the
+  field's last refresh, up to a period before it was read: one with a boundary in that
+  time may show either side's power and is not used here. A gap piece with nothing seen
+  of its neighbour's variation varies as the gaps' power does;
+* a gap holds the decay after a phase: its length is the inverse-variance mean of the
+  H200's (+-50%) and the decays learned here, each off by how far the work's level moved
+  before its end and by the refresh jitter, widened by the Birge ratio where they scatter
+  more than that; it starts from where the work stopped, within how much its power was
+  seen to vary (for a phase wholly inside one refresh, nothing is seen: anywhere from the
+  gap's power to twice its mean), for a gap after a phase in the same refresh or one that
+  opens the next;
+* phase pieces that share what is left by their lengths are each off by how far their
+  power is from their common mean (as the work's power was seen to vary, else wide);
+* the refresh times are off by the grid's jitter (the power at each end times it).
+
+Where every piece had a level, the refresh's energy is one observation of the sum of
+their errors: what they missed it by goes to each in proportion to its error's variance
+(the least known absorbs most: the normal errors' posterior given their sum), and where
+they missed by more than the model allows, their spread is widened to what was missed.
+A boundary's uncertainty is a 95% interval (1.96 standard deviations of a normal error);
+the constants are the normal's and the uniform's, none fitted to the benchmark. Where
+nothing is observed (the decay after a phase inside one refresh, learned only from phase
+ends followed by two refreshes of gap), the priors make it wide. The premise fails for
+windows cut through continuous load (no step at their edges): fewer of those are covered.
 benchmarks/phase_accuracy.py shows both cases against the exact integral, with the share
 of phases covered and the width over the median error.
 """
@@ -40,7 +59,6 @@ from __future__ import annotations
 
 import bisect
 import math
-import statistics
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -99,6 +117,9 @@ class PhaseMarks:
         self._marks: list[tuple[float, str]] = []  # (t_s, "begin" | "end"), in time order
         self._times: list[float] = []
         self._tails: deque[float] = deque(maxlen=TAIL_SAMPLES)
+        # how far each learned decay may be off: the work's level moved by the step seen
+        # between the two refreshes before its end, over the time to the end
+        self._tail_errors: deque[float] = deque(maxlen=TAIL_SAMPLES)
 
     def __bool__(self) -> bool:
         return bool(self._marks)
@@ -124,6 +145,12 @@ class PhaseMarks:
         return i > 0 and self._marks[i - 1][1] == "begin"
 
     # ------------------------------------------------------------------ levels
+
+    def _span(self, a: Refresh | None, b: Refresh | None,
+              period_s: float) -> tuple[float, float, float] | None:
+        """(start, end, mean power) of a refresh with no boundary in it, else None."""
+        rate = self.rate(a, b, period_s)
+        return None if rate is None or a is None or b is None else (a.t_s, b.t_s, rate)
 
     def rate(self, a: Refresh | None, b: Refresh | None, period_s: float) -> float | None:
         """Mean power between two consecutive refreshes one period apart with no phase
@@ -164,27 +191,42 @@ class PhaseMarks:
     @property
     def tail_s(self) -> float:
         """How long the device keeps drawing its working power after a phase ends, as the
-        energy of its decay over the drop (the H200's until one is learned here)."""
-        return statistics.median(self._tails) if self._tails else DEFAULT_TAIL_S
+        energy of its decay over the drop: the H200's and the decays learned here, each
+        weighted by how well it is known (``_decay``)."""
+        return self._decay()[0]
 
     @property
     def tail_sd(self) -> float:
-        """How far ``tail_s`` may be from the device's decay, relative: the standard error
-        of the learned decays' median (1.25 sd / sqrt(n)); until two are learned, the
-        standard deviation of a decay anywhere within +-50% of the H200's.
-        Each learned decay is itself noisy (the work's power around its end), and the
-        decay of one device after a given drop is taken to be the same each time."""
-        if len(self._tails) < 2:
-            return 0.5 / math.sqrt(3.0)
-        return 1.25 * statistics.stdev(self._tails) / math.sqrt(len(self._tails)) / max(
-            statistics.median(self._tails), 1e-9)
+        """How far ``tail_s`` may be from the device's decay, relative (``_decay``)."""
+        tail_s, sd_s = self._decay()
+        return sd_s / max(tail_s, 1e-9)
+
+    def _decay(self) -> tuple[float, float]:
+        """The decay (s) and its standard deviation: the inverse-variance mean of the H200's
+        (anywhere within +-50% of it: a uniform's sd) and each decay learned here (off by
+        how far the work's level moved before its end, and the refresh times' jitter).
+        Where they scatter more than those errors allow (chi-square over its degrees of
+        freedom above 1: a decay that differs between phase ends), the sd is widened by
+        that ratio's root (the Birge ratio)."""
+        prior_sd = 0.5 * DEFAULT_TAIL_S / math.sqrt(3.0)
+        values = [DEFAULT_TAIL_S, *self._tails]
+        sds = [prior_sd, *(max(u, 1e-6) for u in self._tail_errors)]
+        weights = [1.0 / (u * u) for u in sds]
+        mean = sum(w * v for w, v in zip(weights, values, strict=True)) / sum(weights)
+        sd = 1.0 / math.sqrt(sum(weights))
+        if len(values) > 1:
+            chi2 = sum(w * (v - mean) ** 2 for w, v in zip(weights, values, strict=True))
+            sd *= math.sqrt(max(chi2 / (len(values) - 1), 1.0))
+        return mean, sd
 
     @property
     def tails_learned(self) -> int:
         """Phase ends the decay was learned from (0: ``tail_s`` is the H200's)."""
         return len(self._tails)
 
-    def learn_tail(self, changes: Sequence[Refresh], period_s: float) -> None:
+    def learn_tail(
+        self, changes: Sequence[Refresh], period_s: float, jitter_s: float = 0.0
+    ) -> None:
         """Learn the decay from the phase end three refreshes back, if that phase ended in
         steady work and two refreshes of gap followed: what the refresh of the end and the
         next hold beyond the phase's level before it and the gap's level after."""
@@ -210,6 +252,8 @@ class PhaseMarks:
         if tail_j <= 0:  # the work ended below its mean (a trough of bursty work), no decay
             return
         self._tails.append(min(tail_j / (work_w - gap_w), period_s))
+        moved = abs(work_w - before_w) * (t_e - c1.t_s) / (work_w - gap_w) / math.sqrt(3.0)
+        self._tail_errors.append(math.hypot(moved, math.sqrt(2.0) * jitter_s))
 
     def _work_w(self, a: Refresh, b: Refresh, floor_w: float) -> float:
         """The power of the work in phases within refresh ``[a, b]``, the rest of it taken
@@ -276,7 +320,8 @@ class PhaseMarks:
                     continue
                 work_w = energy[j - 1] / lengths[j - 1]
                 held_s = tail_s * (1.0 - math.exp(-lengths[j] / tail_s))  # exponential decay
-                added_j[j] = max(work_w - base[j] / lengths[j], 0.0) * held_s
+                drop_w = max(work_w - base[j] / lengths[j], 0.0)
+                added_j[j] = drop_w * held_s
                 base[j] += added_j[j]
                 # the work's power where it stopped is its mean only within how much it varies:
                 # as seen around, or, for a phase wholly inside the refresh (nothing seen of
@@ -285,33 +330,65 @@ class PhaseMarks:
                                 if t1 - period_s <= t <= cuts[j] and self.in_phase(t)),
                                default=0.0)
                 if j > 1:
-                    varies_w = max(varies_w, work_w - base[j] / lengths[j])
+                    varies_w = max(varies_w, drop_w)
                 stop_w[j] = held_s * varies_w
             # a gap opening the refresh, after a phase that ended in the one before, holds
             # what is left of that phase's decay
             if (not in_phase[0] and r_prev is None and c0 is not None and lengths[0] > 0
                     and lo > 0 and self._marks[lo - 1][1] == "end"):
-                since_s = t1 - self._marks[lo - 1][0]
-                work_w = self.rate(cm, c0, period_s) or self._work_w(c0, c1, floor_w)
-                added_j[0] = max(work_w - floor_w, 0.0) * tail_s * math.exp(-since_s / tail_s) * (
+                end_s = self._marks[lo - 1][0]
+                since_s = t1 - end_s
+                seen_w = self.rate(cm, c0, period_s)
+                work_w = seen_w or self._work_w(c0, c1, floor_w)
+                held_s = tail_s * math.exp(-since_s / tail_s) * (
                     1.0 - math.exp(-lengths[0] / tail_s))
+                added_j[0] = max(work_w - floor_w, 0.0) * held_s
                 base[0] += added_j[0]
+                # it decays from where the work stopped: as for a gap after a phase
+                varies_w = max((abs(w - work_w) for t, w in samples
+                                if c0.t_s - period_s <= t <= end_s and self.in_phase(t)),
+                               default=0.0)
+                if seen_w is None:
+                    varies_w = max(varies_w, work_w - floor_w)
+                stop_w[0] = held_s * varies_w
             energy = _distribute(e_int, base, lengths, takers, free)
-        prev_dev = _deviation(r_prev, self.rate(cm, c0, period_s), samples, c0, c1)
-        next_dev = _deviation(r_next, self.rate(c3, c4, period_s), samples, c2, c3)
+        clean = [(t, w) for t, w in samples if not self.between(t - period_s, t)]
+        # a refresh's mean power is off by its two ends' timing: sqrt(2) jitter x power / period
+        timing = math.sqrt(2.0) * jitter_s / period_s
+        prev_dev = _deviation(r_prev, self._span(cm, c0, period_s), clean, c0, c1,
+                              timing * abs(r_prev or 0.0))
+        next_dev = _deviation(r_next, self._span(c3, c4, period_s), clean, c2, c3,
+                              timing * abs(r_next or 0.0))
         interval_w = e_int / (t2 - t1)
         floor_sd_w = _uniform_sd(self.gap_levels(changes, period_s, t1))
         tail_sd = self.tail_sd
+        shared_sd_w = 0.0
+        if len(free) > 1:
+            free_s = sum(lengths[j] for j in free)
+            mean_w = sum(energy[j] for j in free) / free_s if free_s > 0 else 0.0
+            shared_sd_w = max((abs(w - mean_w) for t, w in samples
+                               if t1 - period_s <= t <= t2 and self.in_phase(t)),
+                              default=max(mean_w - floor_w, 0.0)) / math.sqrt(3.0)
         sds: list[float] = []
         for j in range(n):
-            if priors[j] is None:  # took the rest: its error is the others'
-                level_j = 0.0
-            elif j == 0 and r_prev is not None:
-                dev_w = prev_dev if prev_dev is not None else abs(r_prev - interval_w)
-                level_j = lengths[j] * dev_w / math.sqrt(3.0)
-            elif j == n - 1 and r_next is not None:
-                dev_w = next_dev if next_dev is not None else abs(r_next - interval_w)
-                level_j = lengths[j] * dev_w / math.sqrt(3.0)
+            if priors[j] is None:
+                # took the rest, shared with other such pieces by length: each is off by how
+                # far its power is from their common mean, as the work's power was seen to
+                # vary (else anywhere from the gap's power to twice the mean above it)
+                level_j = lengths[j] * shared_sd_w if len(free) > 1 else 0.0
+            elif (j == 0 and r_prev is not None) or (j == n - 1 and r_next is not None):
+                within_w, drift_w = prev_dev if j == 0 and r_prev is not None else next_dev
+                if within_w is not None or drift_w is not None:
+                    # power that varies within a refresh moves a piece's mean by up to that
+                    # over its shorter side; a drift between refreshes, over all of it
+                    level_j = math.hypot(
+                        (within_w or 0.0) * min(lengths[j], max(t2 - t1 - lengths[j], 0.0)),
+                        (drift_w or 0.0) * lengths[j]) / math.sqrt(3.0)
+                elif not in_phase[j]:  # nothing seen of it: as the gaps' power varies
+                    level_j = lengths[j] * floor_sd_w
+                else:
+                    level_w = r_prev if j == 0 and r_prev is not None else r_next
+                    level_j = lengths[j] * abs((level_w or 0.0) - interval_w) / math.sqrt(3.0)
             else:  # a gap at the power between phases
                 level_j = lengths[j] * floor_sd_w
             # plus the decay after a phase: its length, and the level it decayed from
@@ -330,7 +407,19 @@ class PhaseMarks:
             missed_j = abs(e_int - sum(base))
             if missed_j > predicted_j > 0:
                 sds = [sd * missed_j / predicted_j for sd in sds]
-        if kept > e_int:  # nothing left for the takers: every piece was scaled down
+        # Every piece had a level: what they missed the refresh's energy by goes to each in
+        # proportion to its error's variance (the least known piece absorbs the most; the
+        # normal errors' posterior given their sum), not to its energy.
+        var = [sd * sd for sd in sds]
+        posterior: list[float] | None = None
+        if takers == fixed and sum(var) > 0:
+            weights = [v / sum(var) for v in var]
+            alloc = [b + w * (e_int - sum(base)) for b, w in zip(base, weights, strict=True)]
+            if min(alloc) >= 0:
+                energy, posterior = alloc, weights
+        if posterior is not None:
+            shares = posterior
+        elif kept > e_int:  # nothing left for the takers: every piece was scaled down
             shares = list(base)
         else:
             shares = [(lengths[j] if j in free else base[j]) if j in takers else 0.0
@@ -346,17 +435,24 @@ def _uniform_sd(levels: Sequence[float]) -> float:
 
 
 def _deviation(
-    level_w: float | None, beyond_w: float | None, samples: Sequence[tuple[float, float]],
-    a: Refresh | None, b: Refresh | None,
-) -> float | None:
-    """How far the power of the work in refresh ``[a, b]`` strays from its mean ``level_w``:
-    the refresh beyond it and the instant-power samples read in it; None when neither."""
+    level_w: float | None, beyond: tuple[float, float, float] | None,
+    samples: Sequence[tuple[float, float]], a: Refresh | None, b: Refresh | None,
+    timing_w: float = 0.0,
+) -> tuple[float | None, float | None]:
+    """How far the power of the work in refresh ``[a, b]`` strays from its mean ``level_w``
+    (None, None without it): within a refresh, the largest deviation of the instant-power
+    samples read in it or in the refresh beyond (``beyond``: start, end, mean power; None
+    when a boundary falls in it); and between refreshes, the beyond one's mean's. A
+    refresh's mean is itself off by its ends' timing (``timing_w``, one sd), which the
+    pieces at a refresh's ends count already: that much of each deviation is taken out."""
     if level_w is None or a is None or b is None:
-        return None
-    seen = [w for t, w in samples if a.t_s <= t <= b.t_s]
-    if beyond_w is not None:
-        seen.append(beyond_w)
-    return max((abs(w - level_w) for w in seen), default=None)
+        return None, None
+    lo_s = beyond[0] if beyond is not None and beyond[0] < a.t_s else a.t_s
+    hi_s = beyond[1] if beyond is not None and beyond[1] > b.t_s else b.t_s
+    within = max((abs(w - level_w) for t, w in samples if lo_s <= t <= hi_s), default=None)
+    drift = None if beyond is None else abs(beyond[2] - level_w)
+    return (None if within is None else math.sqrt(max(within**2 - timing_w**2, 0.0)),
+            None if drift is None else math.sqrt(max(drift**2 - 2 * timing_w**2, 0.0)))
 
 
 def _distribute(
