@@ -167,6 +167,47 @@ def ensure_repeats(
                 epochs, log_to)
 
 
+def seed_sweep_name(epochs: int) -> str:
+    """The sweep that trains front configurations again with other training seeds."""
+    return f"search-efficiency seeds {epochs} epochs"
+
+
+def ensure_seed_repeats(
+    db: str, epochs: int, configs: Sequence[Config], seeds: int, log_to: Path
+) -> None:
+    """Train these configurations again with training seeds 1..seeds (the grid used seed 0).
+    The same-seed repeats of ensure_repeats measure the energy's noise only: on a CPU the
+    same seed gives the same weights, so their accuracy never moves; another seed shows how
+    far one measured accuracy is from what the configuration gives in general."""
+    if seeds <= 0 or not configs:
+        return
+    store = open_store(f"sqlite:///{db}", base_dir=str(ROOT))
+    sweep = seed_sweep_name(epochs)
+    done = {(_key_of(r), int(r.seed)) for r in _sweep_runs(store, sweep)
+            if r.status == "completed"}
+    wanted = [c for c in configs if any((c, s) not in done for s in range(1, seeds + 1))]
+    if not wanted:
+        return
+    print(f"{sweep}: training {len(wanted)} front configuration(s) with {seeds} other "
+          f"seed(s) (log: {log_to})", flush=True)
+    for c in wanted:
+        d = dict(c)
+        _launch(db, sweep, [f"model={d['model']}", f"precision={d['precision']}",
+                            f"batch={d['batch']}", f"lr={d['lr']}",
+                            "seed=" + ",".join(str(s) for s in range(1, seeds + 1))],
+                epochs, log_to)
+
+
+def load_seed_repeats(db: str, epochs: int) -> dict[Config, list[float]]:
+    """val_accuracy of every other-seed run, by configuration."""
+    store = open_store(f"sqlite:///{db}", base_dir=str(ROOT))
+    out: dict[Config, list[float]] = {}
+    for r in _sweep_runs(store, seed_sweep_name(epochs)):
+        if r.status == "completed" and r.val_accuracy is not None:
+            out.setdefault(_key_of(r), []).append(float(r.val_accuracy))
+    return out
+
+
 def load_grid(db: str, epochs: int) -> dict[Config, Measured]:
     store = open_store(f"sqlite:///{db}", base_dir=str(ROOT))
     grid_sweep, profile_sweep, _ = sweep_names(epochs)

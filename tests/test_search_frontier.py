@@ -272,3 +272,43 @@ def test_frontier_settings_are_checked_before_the_search() -> None:
         settings_from({"sampler": "frontier", "objective": "co2_g"})
     with pytest.raises(ConfigError, match="frontier plans with the search itself"):
         make_sampler("frontier", seed=0)
+
+
+def test_one_bad_lr_run_of_a_network_does_not_hide_its_best_configuration() -> None:
+    """Issue 24 item 5: the cheap network shows that lr matters (0.01 good, 0.1 and 0.001
+    poor); the costly network's single run, at the poor lr 0.1, must not make its lr 0.01
+    look hopeless: the lr effect is shared across networks, so the search goes on to it."""
+    space = {"model": CategoricalDistribution(["small", "large"]),
+             "lr": CategoricalDistribution([0.001, 0.01, 0.1]),
+             "batch": CategoricalDistribution([32, 128])}
+    lr_penalty = {0.001: 0.25, 0.01: 0.0, 0.1: 0.35}
+    peak = {"small": 0.90, "large": 0.99}
+
+    def truth(params: dict) -> tuple[float, float]:
+        acc = peak[params["model"]] - lr_penalty[params["lr"]]
+        acc -= 0.01 if params["batch"] == 128 else 0.0
+        energy = MACS[params["model"]] * 1e-4 * (1.5 if params["batch"] == 32 else 1.0)
+        return acc, energy
+
+    for seed in range(3):
+        sampler = FrontierSampler(space, FrontierEnergy(sized), seed=seed)
+        study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+        seen = [{"model": "small", "lr": lr, "batch": b} for lr in (0.001, 0.01, 0.1)
+                for b in (32, 128)] + [{"model": "large", "lr": 0.1, "batch": 128}]
+        for params in seen:
+            acc, energy = truth(params)
+            study.add_trial(create_trial(
+                params=params, distributions=space, values=[acc, energy],
+                user_attrs={"energy_train_j": energy}))
+        tried = {tuple(sorted(p.items())) for p in seen}
+        for _ in range(len(candidates(space)) - len(seen)):
+            if sampler_stop_reason(study):
+                break
+            trial = study.ask(space)
+            acc, energy = truth(trial.params)
+            trial.set_user_attr("energy_train_j", energy)
+            study.tell(trial, (acc, energy))
+            tried.add(tuple(sorted(trial.params.items())))
+        best = max(t.values[0] for t in study.trials if t.values)
+        assert best == pytest.approx(peak["large"] - 0.01, abs=0.011), (seed, tried)
+        assert any(dict(k)["model"] == "large" and dict(k)["lr"] == 0.01 for k in tried)
