@@ -55,8 +55,8 @@ def test_short_top_level_overrides() -> None:
                  "meter=estimate", "storage.url=sqlite:///x.db")
     )
     assert (spec.batch, spec.lr, spec.optimizer, spec.epochs, spec.seed) == (128, 0.01, "sgd", 2, 3)
-    assert (spec.device, spec.meter, spec.storage_url) == ("cpu", "estimate", "sqlite:///x.db")
-    assert spec.inference_batch == 128  # follows batch by interpolation
+    assert (spec.device, spec.meter, spec.storage.url) == ("cpu", "estimate", "sqlite:///x.db")
+    assert spec.inference.batch == 128  # follows batch by interpolation
 
 
 def test_unknown_group_option_lists_the_choices() -> None:

@@ -45,7 +45,7 @@ def test_study_grid_is_the_released_batch_sweep(hydra_conf: None) -> None:
     per_model = _grid_jobs("study_models")
     assert len(per_model) == 14 and all(job[1] == "batch=128" for job in per_model)
     spec = build_spec(compose("config", overrides=["+experiment=study_models", "model=lenet"]))
-    assert (spec.epochs, spec.batch, spec.inference_batch) == (100, 128, 128)
+    assert (spec.epochs, spec.batch, spec.inference.batch) == (100, 128, 128)
     assert len(_grid_jobs("study_smoke")) == 13 * 3
 
 
