@@ -9,6 +9,7 @@ from hydra import compose
 from hydra.errors import ConfigCompositionException
 from omegaconf import DictConfig
 
+from sweeper.config.keys import usage_error
 from sweeper.config.spec import PRECISIONS, build_spec
 from sweeper.datasets import DATASET_NAMES
 from sweeper.errors import ConfigError
@@ -21,7 +22,14 @@ pytestmark = pytest.mark.usefixtures("hydra_conf")  # every test composes the co
 
 
 def _compose(*overrides: str) -> DictConfig:
-    return compose(config_name="config", overrides=list(overrides))
+    """The composed config; a key or type the schema refuses raises sweeper's one line."""
+    try:
+        return compose(config_name="config", overrides=list(overrides))
+    except ConfigCompositionException as exc:
+        error = usage_error(exc)
+        if error is None:
+            raise
+        raise error from None
 
 
 def test_group_options_on_disk_match_the_code() -> None:
