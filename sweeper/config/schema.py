@@ -243,6 +243,10 @@ def _url(key: str, value: Any, rule: Rule) -> str:
     return check_url(value, key)
 
 
+def _url_or_null(key: str, value: Any, rule: Rule) -> str | None:
+    return None if value is None else _url(key, value, rule)
+
+
 def _auto_int(key: str, value: Any, rule: Rule) -> Any:
     if value == "auto":
         return None  # in the spec: None is auto
@@ -313,6 +317,8 @@ CHECKS: dict[str, tuple[Callable[[str, Any, Rule], Any], str]] = {
     "meter": (_meter, "auto, nvml, rapl, estimate, or a '+' combination of nvml, rapl, "
                       "estimate such as nvml+rapl"),
     "url": (_url, "a SQLAlchemy URL such as sqlite:///results/sweeper.db"),
+    "url_or_null": (_url_or_null, "null or a SQLAlchemy URL such as "
+                                  "sqlite:///results/sweeper.db"),
     "auto_int": (_auto_int, "auto or an integer >= 0"),
     "auto_bool": (_auto_bool, "auto, true or false"),
     "gpus": (_gpus, "null or a list of GPU indices >= 0"),
