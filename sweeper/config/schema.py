@@ -311,6 +311,19 @@ def _country(key: str, value: Any, rule: Rule) -> str:
     raise invalid_value(key, value, CHECKS["country"][1])
 
 
+def _sizes(key: str, value: Any, rule: Rule) -> Any:
+    if isinstance(value, list | tuple) and value and all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value):
+        return value
+    raise invalid_value(key, value, CHECKS["sizes"][1])
+
+
+def _path(key: str, value: Any, rule: Rule) -> str:
+    if isinstance(value, str) and value:
+        return value
+    raise invalid_value(key, value, CHECKS["path"][1])
+
+
 # name -> (the check, what it allows in words)
 CHECKS: dict[str, tuple[Callable[[str, Any, Rule], Any], str]] = {
     "device": (_device, "auto, cpu, cuda, cuda:N"),
@@ -326,6 +339,8 @@ CHECKS: dict[str, tuple[Callable[[str, Any, Rule], Any], str]] = {
                                         "limit in (0, 2] such as 0.8; watts go in "
                                         "gpu.power_limit_w"),
     "name": (_name, "null or a non-empty name"),
+    "sizes": (_sizes, "a non-empty list of integers >= 1"),
+    "path": (_path, "a directory path"),
     "country": (_country, "an ISO 3166 alpha-3 code such as FRA, or WORLD"),
 }
 
