@@ -15,11 +15,12 @@ Kept light (no torch, SQLAlchemy or Optuna at import): Hydra's plugin scan impor
 every start, `--help` included.
 """
 
+import argparse
 import math
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass
-from typing import Any, Union, get_args, get_origin
+from typing import Any, NoReturn, Union, get_args, get_origin
 
 from sweeper.errors import invalid_value
 
@@ -524,6 +525,66 @@ def register() -> None:
 
 
 register()
+
+
+# ---------------------------------------------------------------------------------------
+# Command-line tools (python -m sweeper.report, sweeper.front): options from a dataclass of
+# `key(...)` fields, checked by the same validator, every refusal one line.
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, whose refusals (an unknown option, a missing value) are one line and exit 2
+    as sweeper's own, instead of its usage block."""
+
+    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+        options = ", ".join(o for a in self._actions for o in a.option_strings if o != "-h")
+        print(f"{self.prog}: error: {message}; allowed: {options}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def option_parser(node: type, prog: str, description: str) -> OneLineParser:
+    """An argument parser of the dataclass `node`: `--name` per field (a bool is a flag, a
+    list is repeatable); every value stays text until `parse_options` checks it."""
+    parser = OneLineParser(prog=prog, description=description)
+    for f in fields(node):
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+        help_text = f.metadata["help"]
+        if default is False:
+            parser.add_argument(flag, dest=f.name, action="store_true", help=help_text)
+        elif isinstance(default, list):
+            parser.add_argument(flag, dest=f.name, action="append", default=[], help=help_text)
+        else:
+            allowed = rule_of(f).allowed()
+            parser.add_argument(flag, dest=f.name, default=None, help=f"{help_text} ({allowed}; "
+                                f"default: {default})")
+    return parser
+
+
+def _from_text(value: Any, kind: Any) -> Any:
+    """A command-line word read as the field's type where it is one (else kept as text, so
+    the validator shows it as given)."""
+    if not isinstance(value, str) or kind not in (int, float):
+        return value
+    try:
+        return kind(value)
+    except ValueError:
+        return value
+
+
+def parse_options(node: type, parser: argparse.ArgumentParser, argv: Any = None) -> Any:
+    """The dataclass `node` from the command line, each value checked by `check_value`
+    (a ConfigError naming the option, the value and what is allowed)."""
+    args = vars(parser.parse_args(argv))
+    values = {}
+    for f in fields(node):
+        value = args[f.name]
+        if value is None and not rule_of(f).nullable:
+            continue  # not given: the default
+        flag = "--" + f.name.replace("_", "-")
+        rule = rule_of(f)
+        values[f.name] = check_value(flag, _from_text(value, rule.kind), rule)
+    return node(**values)
 
 
 # ---------------------------------------------------------------------------------------
