@@ -110,7 +110,9 @@ def test_group_options_interpolations_and_intervals_are_left_to_their_own_checks
         ("energy.idle.secs=1", ["did you mean 'energy.idle.seconds'?"]),
     ],
 )
-def test_hydra_refusals_of_keys_and_types_read_as_one_line(override: str, needles: list[str]) -> None:
+def test_hydra_refusals_of_keys_and_types_read_as_one_line(
+    override: str, needles: list[str]
+) -> None:
     with pytest.raises(ConfigCompositionException) as info:
         compose("config", overrides=[override])
     error = usage_error(info.value)
@@ -220,19 +222,23 @@ def test_the_schemas_defaults_agree_with_the_store_and_interpolate() -> None:
                                       "scheduler", "seed", "repeat"}
 
 
+@dataclass
+class NewerEnergy(schema.Energy):
+    new_meter_hz: float = schema.key(4.0, gt=0, help="a key a newer sweeper adds")
+
+
+@dataclass
+class Newer(schema.SweeperConfig):
+    """The schema as a newer sweeper might have it: two keys more, with defaults."""
+
+    energy: NewerEnergy = field(default_factory=NewerEnergy)  # type: ignore[assignment]
+    new_key: int = schema.key(3, ge=0, help="a key a newer sweeper adds")
+
+
 @pytest.mark.usefixtures("hydra_conf")
 def test_a_key_added_to_the_schema_with_a_default_keeps_every_identity() -> None:
     overrides = ["model=mlp", "batch=32", "+experiment=paper"]
     before = build_spec(compose("config", overrides=overrides)).config_hash
-
-    @dataclass
-    class Energy(schema.Energy):
-        new_meter_hz: float = schema.key(4.0, gt=0, help="a key a newer sweeper adds")
-
-    @dataclass
-    class Newer(schema.SweeperConfig):
-        energy: Energy = field(default_factory=Energy)  # type: ignore[assignment]
-        new_key: int = schema.key(3, ge=0, help="a key a newer sweeper adds")
 
     store = ConfigStore.instance()
     store.store(name="config_schema", node=Newer, provider="sweeper")
