@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from sweeper.app.grid_check import GridCheck, announce_large_grid, check_grid, check_job
 from sweeper.app.summary import print_sweep
+from sweeper.config.keys import usage_error
 from sweeper.config.launch import is_main
 from sweeper.config.spec import build_spec
 from sweeper.config.storage import open_results, resolve_storage, study_url
@@ -83,10 +84,10 @@ class SweepCallback(Callback):
         try:
             spec = check_job(config)
             # estimate only reads; under torchrun, rank 0 alone opens the store
-            if OmegaConf.select(config, "mode") != "estimate" and is_main():
+            if spec.mode != "estimate" and is_main():
                 open_results(spec.storage.url, spec.storage.outage_s)
         except (*USER_ERRORS, ConfigCompositionException) as exc:
-            exit_with_user_error(exc)
+            exit_with_user_error(usage_error(exc) or exc)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         _guard_secrets(config)
@@ -117,7 +118,7 @@ class SweepCallback(Callback):
                 # tables; settle that before the search opens the study.
                 prepare_optuna_schema(resolve_storage(study_url(config)))
         except (*USER_ERRORS, ConfigCompositionException) as exc:
-            exit_with_user_error(exc)
+            exit_with_user_error(usage_error(exc) or exc)
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         os.environ.update(self.job_env or {})
