@@ -328,8 +328,8 @@ def test_a_sqlite_lock_held_past_the_busy_timeout_delays_the_writes(tmp_path: Pa
 def test_outage_s_is_validated() -> None:
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        assert build_spec(compose("config", ["storage.outage_s=2.5"])).storage_outage_s == 2.5
-        assert build_spec(compose("config")).storage_outage_s == DEFAULT_OUTAGE_S
+        assert build_spec(compose("config", ["storage.outage_s=2.5"])).storage.outage_s == 2.5
+        assert build_spec(compose("config")).storage.outage_s == DEFAULT_OUTAGE_S
         for value in ("-5", "nan", "abc", "null"):
             with pytest.raises(ConfigError, match=r"'storage.outage_s': .*a finite number >= 0"):
                 build_spec(compose("config", [f"storage.outage_s={value}"]))

@@ -181,9 +181,8 @@ def validate(node: Any, values: Any, prefix: str = "") -> dict[str, Any]:
                  else getattr(values, f.name, MISSING))
         if value is MISSING:
             continue
-        if is_dataclass(f.type) or (isinstance(f.type, str) and _is_node(f.type)):
-            child = _node_type(f)
-            out[f.name] = child(**validate(child, value or {}, f"{name}."))
+        if is_dataclass(f.type):
+            out[f.name] = f.type(**validate(f.type, value or {}, f"{name}."))
         elif f.metadata.get("help") is not None:
             out[f.name] = check_value(name, value, rule_of(f))
         else:
@@ -191,21 +190,14 @@ def validate(node: Any, values: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _is_node(annotation: str) -> bool:
-    return is_dataclass(vars(sys.modules[__name__]).get(annotation))
-
-
-def _node_type(f: Any) -> type:
-    return vars(sys.modules[__name__])[f.type] if isinstance(f.type, str) else f.type
-
-
-def leaves(node: type = None, prefix: str = "") -> Iterator[tuple[str, Any]]:  # type: ignore[assignment]
-    """(dotted key, field) of every key of the schema, in declaration order."""
+def leaves(node: type | None = None, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """(dotted key, field) of every key of the schema (or of `node`), in declaration order.
+    A nested node is a dataclass-typed field (the schema's module keeps real annotations)."""
     for f in fields(node or SweeperConfig):
         if f.name.startswith("_"):
             continue
-        if is_dataclass(f.type) or (isinstance(f.type, str) and _is_node(f.type)):
-            yield from leaves(_node_type(f), f"{prefix}{f.name}.")
+        if is_dataclass(f.type):
+            yield from leaves(f.type, f"{prefix}{f.name}.")  # type: ignore[arg-type]
         else:
             yield f"{prefix}{f.name}", f
 
