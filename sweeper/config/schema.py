@@ -522,7 +522,9 @@ def register() -> None:
             "sweeper_keys", lambda: key_table().replace("$", "$$"), use_cache=True)
 
 
-register()
+# Called by hydra_plugins.sweeper_schema: Hydra imports every plugin module before its first
+# composition, so the schema is there however Hydra starts, and tools that only validate
+# (the report CLI) do not pay for it.
 
 
 # ---------------------------------------------------------------------------------------
