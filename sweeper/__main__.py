@@ -160,9 +160,13 @@ def _refuse_unquoted_non_ascii() -> None:
 def _check_the_command_line() -> None:
     """Every override checked against the schema, each refusal one line, before Hydra
     composes (its own errors about keys and types take several lines)."""
-    if "--help" in sys.argv or "-h" in sys.argv or "--hydra-help" in sys.argv:
+    if "--hydra-help" in sys.argv:
         return
-    from sweeper.app.command_line import check_command_line
+    from sweeper.app.command_line import app_help, check_command_line
+
+    if "--help" in sys.argv or "-h" in sys.argv:
+        print(app_help())
+        sys.exit(0)
 
     try:
         check_command_line(sys.argv[1:])

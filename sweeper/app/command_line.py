@@ -21,6 +21,32 @@ from sweeper.config.schema import GROUPS, check_value, field_of, rule_of
 _SEARCH = "hydra.sweeper."
 
 
+def app_help() -> str:
+    """`python -m sweeper --help`: conf/config.yaml's header, the config groups, the schema's
+    key table and the footer. Written here rather than through Hydra's help template:
+    Hydra lists the groups by copying its whole config repository once per group, which
+    with the schema in it took a second."""
+    from importlib import resources
+
+    from omegaconf import OmegaConf
+
+    from sweeper.config.schema import key_table
+
+    conf = resources.files("sweeper.conf")
+    text = OmegaConf.create(conf.joinpath("config.yaml").read_text()).hydra.help
+    groups = [
+        f"{entry.name}: " + ", ".join(sorted(
+            p.name.removesuffix(".yaml") for p in entry.iterdir() if p.name.endswith(".yaml")))
+        for entry in sorted(conf.iterdir(), key=lambda e: e.name)
+        if entry.is_dir() and entry.name not in ("hydra", "__pycache__")
+    ]
+    return "\n".join([
+        str(text.header).rstrip(), "", "== Config groups (group=option) ==", *groups, "",
+        "== Keys (key=default  meaning [allowed]; from sweeper/config/schema.py) ==",
+        key_table(), "", str(text.footer).rstrip(),
+    ])
+
+
 def _values(override: Any) -> Iterator[Any]:
     """The values an override gives: one, or each of a choice or range sweep (an interval
     is the search's to sample, and is not listed)."""

@@ -510,16 +510,10 @@ def check_cross_keys(cfg: SweeperConfig) -> None:
 
 
 def register() -> None:
-    """Put the schema in Hydra's ConfigStore (conf/config.yaml's defaults list names it),
-    and the key table where `--help` reads it (`${sweeper_keys:}` in hydra.help.template)."""
+    """Put the schema in Hydra's ConfigStore (conf/config.yaml's defaults list names it)."""
     from hydra.core.config_store import ConfigStore
-    from omegaconf import OmegaConf
 
     ConfigStore.instance().store(name="config_schema", node=SweeperConfig, provider="sweeper")
-    if not OmegaConf.has_resolver("sweeper_keys"):
-        # `$$`: Hydra fills the help template with string.Template after OmegaConf.
-        OmegaConf.register_new_resolver(
-            "sweeper_keys", lambda: key_table().replace("$", "$$"), use_cache=True)
 
 
 # Called by hydra_plugins.sweeper_schema: Hydra imports every plugin module before its first
