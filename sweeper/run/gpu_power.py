@@ -35,7 +35,7 @@ def open_gpu_power(spec: RunSpec, device: torch.device) -> PowerCap | None:
     request = spec.power_limit
     if not request.active:
         return None
-    if request.auto and spec.config.get("mode") == "forecast":
+    if request.auto and spec.mode == "forecast":
         raise ConfigError("invalid value for 'gpu.power_limit': 'auto' with mode=forecast; "
                           "allowed: a fixed limit (auto profiles the first epoch of training)")
     if device.type == "cuda":
