@@ -1,14 +1,17 @@
 """The one typed schema of sweeper's configuration: every key, its default, meaning, unit
 and allowed values, written once, next to the field.
 
-Registered in Hydra's ConfigStore as `config_schema` (conf/config.yaml extends it), so
-OmegaConf itself refuses an unknown key or a value of the wrong type; ranges and choices are
+Registered in Hydra's ConfigStore as `config_schema` (by hydra_plugins.sweeper_schema;
+conf/config.yaml extends it), so OmegaConf itself refuses a value of the wrong type (and
+`epoch=1`; `+epoch=1` is refused by sweeper.config.keys); ranges and choices are
 checked by `check_value`, the one validator, from the field's metadata (the search's
 `hydra.sweeper` node and the report CLI use the same function). `--help` and the README's
 key table are generated from here: `python -m sweeper.config.schema --markdown`.
 
-Adding a key: one `key(...)` line here, plus the code that reads it (`spec.<group>.<key>`).
-A key added with a default leaves every stored run's identity as it was
+Adding a key: one `key(...)` line here, plus the code that reads it (`spec.<group>.<key>`);
+then `python -m sweeper.config.schema --write-readme README.md` regenerates the README's
+table (tests/test_schema.py fails until it does). A key added with a default leaves every
+stored run's identity as it was
 (sweeper.config.identity hashes only values that differ from the defaults).
 
 Kept light (no torch, SQLAlchemy or Optuna at import): Hydra's plugin scan imports it on

@@ -29,6 +29,7 @@ from sweeper.config.schema import (  # noqa: F401  (names other stages import fr
     check_cross_keys,
     check_name,
     check_value,
+    field_of,
     leaves,
     rule_of,
     validate,
@@ -69,12 +70,8 @@ def outage_s(cfg: DictConfig) -> float:
     before the key existed gets the default."""
     value = OmegaConf.select(cfg, "storage.outage_s", default=_ABSENT)
     if value is _ABSENT:
-        return Storage.outage_s  # type: ignore[return-value]
-    return check_value("storage.outage_s", value, rule_of(_field("storage.outage_s")))
-
-
-def _field(dotted: str) -> Any:
-    return dict(leaves())[dotted]
+        return Storage().outage_s
+    return check_value("storage.outage_s", value, rule_of(field_of("storage.outage_s")))
 
 
 # Keys whose check reads no other key and that change no estimate (`key(..., alone=True)`
