@@ -17,6 +17,8 @@ from typing import Any
 
 from sweeper.config.keys import known_keys, unknown_key
 from sweeper.config.schema import GROUPS, check_value, field_of, rule_of
+from sweeper.errors import ConfigError
+from sweeper.redact import mask_overrides
 
 _SEARCH = "hydra.sweeper."
 
@@ -88,8 +90,14 @@ def check_command_line(args: Sequence[str]) -> None:
                 continue  # a whole node (energy={...}): its keys are checked once composed
             raise unknown_key(key)
         rule = rule_of(field)
-        for value in _values(override):
-            check_value(key, value, rule)
+        try:
+            for value in _values(override):
+                check_value(key, value, rule)
+        except ConfigError as exc:
+            if not override.is_sweep_override():
+                raise
+            # A value of a sweep: name the command it came from (passwords masked).
+            raise ConfigError(f"{exc} (in the sweep: {mask_overrides(lines)})") from None
 
 
 def _check_search_key(override: Any, key: str) -> None:
