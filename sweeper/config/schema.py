@@ -225,12 +225,13 @@ def _device(key: str, value: Any, rule: Rule) -> Any:
 
 def _meter(key: str, value: Any, rule: Rule) -> str:
     """`meter=`, read by the rule open_meters applies (auto, one meter, or a '+' list)."""
-    from sweeper.energy.select import parse_choice
+    from sweeper.energy import select
 
     try:
-        return "+".join(parse_choice(value))
-    except ValueError:
-        raise invalid_value(key, value, CHECKS["meter"][1]) from None
+        return "+".join(select.parse_choice(value))
+    except ValueError:  # the meters' own names, as energy.select knows them now
+        raise invalid_value(key, value, f"{', '.join(select.CHOICES)}, or a '+' combination "
+                            f"of {', '.join(select.SOURCES)} such as nvml+rapl") from None
 
 
 def _url(key: str, value: Any, rule: Rule) -> str:
@@ -323,8 +324,8 @@ def _path(key: str, value: Any, rule: Rule) -> str:
 # name -> (the check, what it allows in words)
 CHECKS: dict[str, tuple[Callable[[str, Any, Rule], Any], str]] = {
     "device": (_device, "auto, cpu, cuda, cuda:N"),
-    "meter": (_meter, "auto, nvml, rapl, estimate, or a '+' combination of nvml, rapl, "
-                      "estimate such as nvml+rapl"),
+    "meter": (_meter, "auto, a meter (nvml, rapl, estimate), or a '+' combination such as "
+                      "nvml+rapl"),
     "url": (_url, "a SQLAlchemy URL such as sqlite:///results/sweeper.db"),
     "url_or_null": (_url_or_null, "null or a SQLAlchemy URL such as "
                                   "sqlite:///results/sweeper.db"),
