@@ -157,6 +157,23 @@ def _refuse_unquoted_non_ascii() -> None:
             ))
 
 
+def _check_the_command_line() -> None:
+    """Every override checked against the schema, each refusal one line, before Hydra
+    composes (its own errors about keys and types take several lines)."""
+    if "--hydra-help" in sys.argv:
+        return
+    from sweeper.app.command_line import app_help, check_command_line
+
+    if "--help" in sys.argv or "-h" in sys.argv:
+        print(app_help())
+        sys.exit(0)
+
+    try:
+        check_command_line(sys.argv[1:])
+    except ConfigError as exc:
+        exit_with_user_error(exc)
+
+
 # How long a launcher stopped by SIGTERM gives its jobs to record their runs as interrupted.
 JOB_GRACE_S = 30.0
 
@@ -198,6 +215,7 @@ def main() -> None:
     install_stream_redaction()
     _move_passwords_to_the_environment()
     _refuse_unquoted_non_ascii()
+    _check_the_command_line()
     _stop_jobs_on_sigterm()
     try:
         app()

@@ -9,6 +9,7 @@ from hydra import compose
 from hydra.errors import ConfigCompositionException
 from omegaconf import DictConfig
 
+from sweeper.config.keys import usage_error
 from sweeper.config.spec import PRECISIONS, build_spec
 from sweeper.datasets import DATASET_NAMES
 from sweeper.errors import ConfigError
@@ -21,7 +22,14 @@ pytestmark = pytest.mark.usefixtures("hydra_conf")  # every test composes the co
 
 
 def _compose(*overrides: str) -> DictConfig:
-    return compose(config_name="config", overrides=list(overrides))
+    """The composed config; a key or type the schema refuses raises sweeper's one line."""
+    try:
+        return compose(config_name="config", overrides=list(overrides))
+    except ConfigCompositionException as exc:
+        error = usage_error(exc)
+        if error is None:
+            raise
+        raise error from None
 
 
 def test_group_options_on_disk_match_the_code() -> None:
@@ -55,8 +63,8 @@ def test_short_top_level_overrides() -> None:
                  "meter=estimate", "storage.url=sqlite:///x.db")
     )
     assert (spec.batch, spec.lr, spec.optimizer, spec.epochs, spec.seed) == (128, 0.01, "sgd", 2, 3)
-    assert (spec.device, spec.meter, spec.storage_url) == ("cpu", "estimate", "sqlite:///x.db")
-    assert spec.inference_batch == 128  # follows batch by interpolation
+    assert (spec.device, spec.meter, spec.storage.url) == ("cpu", "estimate", "sqlite:///x.db")
+    assert spec.inference.batch == 128  # follows batch by interpolation
 
 
 def test_unknown_group_option_lists_the_choices() -> None:

@@ -274,15 +274,15 @@ def test_estimate_refuses_other_hardware_and_meters(tmp_path: Path) -> None:
 
 
 def test_mode_is_validated() -> None:
-    from omegaconf import OmegaConf
-
-    from sweeper.config.modes import job_mode
+    from sweeper.config.schema import Estimate, SweeperConfig, validate
     from sweeper.errors import ConfigError
 
-    assert job_mode(OmegaConf.create({})) == "train"
-    assert job_mode(OmegaConf.create({"mode": "forecast"})) == "forecast"
+    assert SweeperConfig(**validate(SweeperConfig, {})).mode == "train"
+    assert SweeperConfig(**validate(SweeperConfig, {"mode": "forecast"})).mode == "forecast"
     with pytest.raises(ConfigError, match="invalid value for 'mode': 'bogus'; allowed: train"):
-        job_mode(OmegaConf.create({"mode": "bogus"}))
+        validate(SweeperConfig, {"mode": "bogus"})
+    with pytest.raises(ConfigError, match="'estimate.level': 1; allowed: a finite number > 0"):
+        validate(Estimate, {"level": 1}, "estimate.")
 
 
 def test_profile_edges_on_a_slow_counter_are_settled_after_the_run() -> None:

@@ -21,7 +21,8 @@ from tests.fake_nvml import steady_gpu
 
 
 def _prepared(store: Store, meters: MeterSet, seconds: float = 0.5, max_age_h: float = 24.0):
-    spec = SimpleNamespace(idle_seconds=seconds, idle_max_age_h=max_age_h, sample_hz=20.0)
+    idle = SimpleNamespace(seconds=seconds, max_age_h=max_age_h)
+    spec = SimpleNamespace(energy=SimpleNamespace(idle=idle, sample_hz=20.0))
     hardware = {"hardware_id": "hw-test", "host": "node-1"}
     return SimpleNamespace(spec=spec, meters=meters, hardware=hardware, store=store,
                            device=torch.device("cpu"))

@@ -22,8 +22,10 @@ import pytest
 import sqlalchemy
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from hydra.errors import ConfigCompositionException
 from sqlalchemy.engine import make_url
 
+from sweeper.config.keys import usage_error
 from sweeper.config.spec import build_spec
 from sweeper.energy import PhaseEnergy, Sample
 from sweeper.errors import ConfigError, StoreUnavailable
@@ -328,11 +330,15 @@ def test_a_sqlite_lock_held_past_the_busy_timeout_delays_the_writes(tmp_path: Pa
 def test_outage_s_is_validated() -> None:
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        assert build_spec(compose("config", ["storage.outage_s=2.5"])).storage_outage_s == 2.5
-        assert build_spec(compose("config")).storage_outage_s == DEFAULT_OUTAGE_S
-        for value in ("-5", "nan", "abc", "null"):
+        assert build_spec(compose("config", ["storage.outage_s=2.5"])).storage.outage_s == 2.5
+        assert build_spec(compose("config")).storage.outage_s == DEFAULT_OUTAGE_S
+        for value in ("-5", "nan", "abc", "null"):  # the last two: refused by the schema's type
             with pytest.raises(ConfigError, match=r"'storage.outage_s': .*a finite number >= 0"):
-                build_spec(compose("config", [f"storage.outage_s={value}"]))
+                try:
+                    cfg = compose("config", [f"storage.outage_s={value}"])
+                except ConfigCompositionException as exc:
+                    raise usage_error(exc) or exc from None
+                build_spec(cfg)
     GlobalHydra.instance().clear()
 
 

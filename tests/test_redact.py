@@ -234,7 +234,7 @@ def test_a_single_run_leaves_the_password_nowhere(tmp_path: Path, pg_url: str) -
 def test_a_refused_grid_names_its_job_without_the_password(tmp_path: Path, pg_url: str) -> None:
     proc = _run(tmp_path, pg_url, "-m", "model=mlp", "batch=32,0")
     assert proc.returncode == 2, proc.stderr[-3000:]
-    assert "invalid value for 'batch'" in proc.stderr and "(in job: " in proc.stderr
+    assert "invalid value for 'batch'" in proc.stderr and "(in the sweep: " in proc.stderr
     assert "postgres@127.0.0.1" in proc.stderr
     _assert_nowhere(tmp_path, pg_url, proc.stdout + proc.stderr, runs=False)
 

@@ -190,7 +190,7 @@ def test_spec_config_masks_the_password_but_connects_with_it() -> None:
 
     url = f"postgresql+psycopg://alice:{SECRET}@db/sweeps"
     spec = build_spec(_compose(f"storage.url={url}"))
-    assert spec.storage_url == url  # what the store connects with
+    assert spec.storage.url == url  # what the store connects with
     assert SECRET not in json.dumps(spec.config)  # what Run.config stores
 
 

@@ -57,12 +57,12 @@ def test_study_presets_are_the_released_protocol(hydra_conf: None) -> None:
         "cifar10", 200, "fp32", "cosine")
     assert (spec.optimizer, spec.lr, spec.momentum, spec.weight_decay) == (
         "sgd", 0.001, 0.9, 0.0005)
-    assert (spec.inference_protocol, spec.inference_passes, spec.inference_batch) == (
+    assert (spec.inference.protocol, spec.inference.passes, spec.inference.batch) == (
         "study", 5, spec.batch)  # the whole test set five times, at the training batch
     smoke = _sweep_params(["+experiment=study_smoke"])
     assert smoke["model"] == params["model"] and len(smoke["batch"].split(",")) == 3
     spec = build_spec(compose("config", overrides=["+experiment=study_smoke", "model=cnn"]))
-    assert spec.epochs == 2 and spec.scheduler == "cosine" and spec.sweep_name == "study_smoke"
+    assert spec.epochs == 2 and spec.scheduler == "cosine" and spec.sweeper.name == "study_smoke"
 
 
 # --- the grid estimate against a known law ------------------------------------------------

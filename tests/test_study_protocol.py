@@ -16,6 +16,7 @@ from hydra import compose
 
 from sweeper import energy
 from sweeper.app.callbacks import grid_job_overrides
+from sweeper.app.command_line import check_command_line
 from sweeper.config.spec import build_spec
 from sweeper.datasets import load_dataset
 from sweeper.energy.select import MeterSet
@@ -45,27 +46,27 @@ def test_study_grid_is_the_released_batch_sweep(hydra_conf: None) -> None:
     per_model = _grid_jobs("study_models")
     assert len(per_model) == 14 and all(job[1] == "batch=128" for job in per_model)
     spec = build_spec(compose("config", overrides=["+experiment=study_models", "model=lenet"]))
-    assert (spec.epochs, spec.batch, spec.inference_batch) == (100, 128, 128)
+    assert (spec.epochs, spec.batch, spec.inference.batch) == (100, 128, 128)
     assert len(_grid_jobs("study_smoke")) == 13 * 3
 
 
 def test_study_keys_and_sweepers_default(hydra_conf: None) -> None:
     study = build_spec(compose("config", overrides=["+experiment=study", "model=lenet",
                                                     "batch=32"]))
-    assert study.inference_batch == 32  # the training batch size, as --test-size ${batch}
-    assert (study.inference_every_epoch, study.inference_pause_s, study.inference_passes,
-            study.inference_min_seconds, study.inference_warmup_batches) == (True, 2.0, 5, 0, 0)
+    assert study.inference.batch == 32  # the training batch size, as --test-size ${batch}
+    assert (study.inference.every_epoch, study.inference.pause_s, study.inference.passes,
+            study.inference.min_seconds, study.inference.warmup_batches) == (True, 2.0, 5, 0, 0)
     assert study.dataset_options["val_fraction"] == 0
-    assert (study.loader_workers, study.loader_pin_memory) == (1, None)  # pinned on CUDA
+    assert (study.loader.workers, study.loader.pin_memory) == (1, None)  # pinned on CUDA
     own = build_spec(compose("config"))
-    assert (own.inference_every_epoch, own.inference_pause_s) == (False, 0.0)
+    assert (own.inference.every_epoch, own.inference.pause_s) == (False, 0.0)
     # sweeper's cleaner protocol is one override away from the study's.
     cleaner = build_spec(compose("config", overrides=[
         "+experiment=study", "model=lenet", "inference.every_epoch=false",
         "dataset.val_fraction=0.1", "loader.workers=auto"]))
-    assert not cleaner.inference_every_epoch and cleaner.loader_workers is None
-    with pytest.raises(Exception, match="inference.every_epoch"):
-        build_spec(compose("config", overrides=["inference.every_epoch=3"]))
+    assert not cleaner.inference.every_epoch and cleaner.loader.workers is None
+    with pytest.raises(Exception, match="inference.every_epoch"):  # OmegaConf would read True
+        check_command_line(["inference.every_epoch=3"])
 
 
 def _run(root: Path, db: Path, overrides: list[str]) -> dict[str, Any]:

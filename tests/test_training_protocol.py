@@ -50,12 +50,12 @@ def test_step_and_none_schedules() -> None:
 
 def test_schedule_and_loader_keys_are_validated(hydra_conf: None) -> None:
     spec = build_spec(compose("config", overrides=["model=mlp"]))
-    assert (spec.scheduler, spec.loader_workers, spec.loader_pin_memory) == ("none", None, None)
+    assert (spec.scheduler, spec.loader.workers, spec.loader.pin_memory) == ("none", None, None)
     spec = build_spec(compose("config", overrides=[
         "model=mlp", "scheduler=step", "lr_step.epochs=3", "lr_step.gamma=0.5",
         "loader.workers=4", "loader.pin_memory=false"]))
-    assert (spec.scheduler, spec.lr_step_epochs, spec.lr_gamma) == ("step", 3, 0.5)
-    assert (spec.loader_workers, spec.loader_pin_memory) == (4, False)
+    assert (spec.scheduler, spec.lr_step.epochs, spec.lr_step.gamma) == ("step", 3, 0.5)
+    assert (spec.loader.workers, spec.loader.pin_memory) == (4, False)
     for override, key in [("scheduler=linear", "'scheduler'"), ("loader.workers=-1",
                           "'loader.workers'"), ("loader.workers=many", "'loader.workers'"),
                           ("loader.pin_memory=yes", "'loader.pin_memory'"),

@@ -96,7 +96,7 @@ def test_batch_accepted_exactly_when_a_positive_integer(batch: int) -> None:
     spec = _accepts("batch", batch)
     assert (spec is not None) == (batch >= 1)
     if spec is not None:
-        assert spec.batch == batch and spec.inference_batch == batch  # ${batch}
+        assert spec.batch == batch and spec.inference.batch == batch  # ${batch}
 
 
 @PROPS

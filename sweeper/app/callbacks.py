@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from sweeper.app.grid_check import GridCheck, announce_large_grid, check_grid, check_job
 from sweeper.app.summary import print_sweep
+from sweeper.config.keys import usage_error
 from sweeper.config.launch import is_main
 from sweeper.config.spec import build_spec
 from sweeper.config.storage import open_results, resolve_storage, study_url
@@ -83,10 +84,10 @@ class SweepCallback(Callback):
         try:
             spec = check_job(config)
             # estimate only reads; under torchrun, rank 0 alone opens the store
-            if OmegaConf.select(config, "mode") != "estimate" and is_main():
-                open_results(spec.storage_url, spec.storage_outage_s)
+            if spec.mode != "estimate" and is_main():
+                open_results(spec.storage.url, spec.storage.outage_s)
         except (*USER_ERRORS, ConfigCompositionException) as exc:
-            exit_with_user_error(exc)
+            exit_with_user_error(usage_error(exc) or exc)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         _guard_secrets(config)
@@ -111,13 +112,13 @@ class SweepCallback(Callback):
                 raise invalid_value("dataset.val_fraction", 0, "a fraction in (0, 1) with a "
                                     "search (it maximises validation accuracy)")
             # An unreachable or foreign database is refused here, before any job starts.
-            open_results(spec.storage_url, spec.storage_outage_s)
+            open_results(spec.storage.url, spec.storage.outage_s)
             if "sweeper_pareto" in str(OmegaConf.select(config, "hydra.sweeper._target_")):
                 # Workers started together on a fresh database race to create the study's
                 # tables; settle that before the search opens the study.
                 prepare_optuna_schema(resolve_storage(study_url(config)))
         except (*USER_ERRORS, ConfigCompositionException) as exc:
-            exit_with_user_error(exc)
+            exit_with_user_error(usage_error(exc) or exc)
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         os.environ.update(self.job_env or {})
@@ -135,10 +136,10 @@ class SweepCallback(Callback):
             return
         spec = build_spec(config)
         shared = announced()
-        name = spec.sweep_name or (shared.name if shared else None)
+        name = spec.sweeper.name or (shared.name if shared else None)
         if name:
             try:
-                self._summarise(spec.storage_url, spec.storage_outage_s, name,
+                self._summarise(spec.storage.url, spec.storage.outage_s, name,
                                 shared.kind if shared else "grid")
             except StoreUnavailable as exc:  # every run is recorded; only the table is lost
                 exit_with_user_error(exc)
@@ -196,7 +197,7 @@ def _guard_secrets(config: DictConfig) -> None:
 
 def summarise_runs(config: DictConfig, run_ids: list[int], title: str) -> None:
     spec = build_spec(config)
-    store = open_results(spec.storage_url, spec.storage_outage_s)
+    store = open_results(spec.storage.url, spec.storage.outage_s)
     runs = [r for r in (store_runs.get_run(store, i) for i in run_ids) if r is not None]
     print_sweep(f"{title} ({store.display_url})", runs)
 

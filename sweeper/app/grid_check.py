@@ -19,6 +19,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from omegaconf import DictConfig, OmegaConf
 
+from sweeper.config.schema import check_value
 from sweeper.config.spec import SINGLE_KEY_CHECKS, RunSpec, build_spec
 from sweeper.errors import ConfigError
 from sweeper.redact import mask_overrides
@@ -69,7 +70,7 @@ def check_job(job_cfg: DictConfig, checked_devices: set[tuple[str, str]] | None 
     if spec.power_limit.active:  # the limit's range and the permission to set it
         check_gpu_power(spec, resolve_device(spec.device))
     try:
-        carbon_intensity(spec.country, spec.region)
+        carbon_intensity(spec.energy.country, spec.energy.region)
     except ValueError as exc:
         raise ConfigError(f"invalid value for 'energy.country': {exc}") from None
     return spec
@@ -113,16 +114,12 @@ def check_grid(config: DictConfig, jobs: Sequence[Sequence[str]]) -> GridCheck:
     return GridCheck(len(jobs), list(by_rest.values()))
 
 
-_VALUE_CONFIGS: dict[str, DictConfig] = {}  # one small config per key, reused
-
-
 def _check_value(override: Override, job: Sequence[str]) -> None:
-    """One value of a single-key override, checked as build_spec checks it."""
+    """One value of a single-key override, checked as build_spec checks it (the schema's
+    validator and the key's rule)."""
     key = override.key_or_group
-    cfg = _VALUE_CONFIGS.setdefault(key, OmegaConf.create({key: None}))
-    cfg[key] = override.value()
     try:
-        SINGLE_KEY_CHECKS[key](cfg)
+        check_value(key, override.value(), SINGLE_KEY_CHECKS[key])
     except ConfigError as exc:
         raise ConfigError(f"{exc} (in job: {mask_overrides(job)})") from None
 
@@ -162,14 +159,10 @@ def grid_forecast(config: DictConfig, check: GridCheck) -> str:
 
 def confirm_above(config: DictConfig) -> int | None:
     """sweeper.confirm_above: a grid of more jobs is announced (and asked on a terminal)."""
-    from sweeper.errors import invalid_value
+    from sweeper.config.schema import field_of, rule_of
 
     value = OmegaConf.select(config, "sweeper.confirm_above", default=None)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise invalid_value("sweeper.confirm_above", value, "null or an integer >= 0")
-    return value
+    return check_value("sweeper.confirm_above", value, rule_of(field_of("sweeper.confirm_above")))
 
 
 def announce_large_grid(config: DictConfig, check: GridCheck) -> None:

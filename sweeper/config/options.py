@@ -11,11 +11,11 @@ shape-dependent mistakes (a ViT patch that does not divide the image) surface to
 from __future__ import annotations
 
 import inspect
-import math
 from typing import Any
 
 import torch
 
+from sweeper.config.schema import Rule, check_value
 from sweeper.datasets import dataset_options, load_dataset
 from sweeper.datasets.names import CLASS_COUNTS
 from sweeper.errors import ConfigError, invalid_value
@@ -46,20 +46,6 @@ def _loader_options() -> dict[str, Any]:
     }
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    """A finite int or float (an int beyond float range is not)."""
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        return False
-    try:
-        return math.isfinite(float(value))
-    except OverflowError:
-        return False
-
-
 def _unknown(group: str, name: str, given: dict[str, Any], allowed: dict[str, Any]) -> None:
     extra = sorted(set(given) - set(allowed))
     if extra:
@@ -69,28 +55,29 @@ def _unknown(group: str, name: str, given: dict[str, Any], allowed: dict[str, An
         )
 
 
-def _check_like_default(key: str, value: Any, default: Any, minimum: int | None = None) -> None:
-    """Type (and simple range) check of one option against its signature default."""
+def _rule_like_default(default: Any, minimum: int | None = None) -> Rule:
+    """The schema's Rule of an option, read from its signature default."""
     if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise invalid_value(key, value, "true or false")
-    elif isinstance(default, int) or minimum is not None:
-        low = 0 if minimum is None else minimum
-        if value is None and default is None:
-            return
-        if not _is_int(value) or value < low:
-            nullable = "null or " if default is None else ""
-            raise invalid_value(key, value, f"{nullable}an integer >= {low}")
-    elif isinstance(default, float):
-        if not _is_number(value) or value < 0:
-            raise invalid_value(key, value, "a finite number >= 0")
-    elif isinstance(default, tuple):
-        if not isinstance(value, list | tuple) or not value or not all(
-            _is_int(v) and v >= 1 for v in value
-        ):
-            raise invalid_value(key, value, "a non-empty list of integers >= 1")
-    elif default is None and value is not None and not _is_int(value):
-        raise invalid_value(key, value, "null or an integer")
+        return Rule(bool)
+    if isinstance(default, int) or minimum is not None:
+        return Rule(int, nullable=default is None, ge=0 if minimum is None else minimum)
+    if isinstance(default, float):
+        return Rule(float, ge=0)
+    if isinstance(default, tuple):
+        return Rule(Any, check="sizes")
+    if default is None:
+        return Rule(int, nullable=True)
+    return Rule(Any, nullable=True)  # text and the like: the builder checks them
+
+
+def _check_like_default(key: str, value: Any, default: Any, minimum: int | None = None) -> None:
+    """Type (and simple range) check of one option against its signature default, by the
+    schema's validator."""
+    check_value(key, value, _rule_like_default(default, minimum))
+
+
+_FRACTION = Rule(float, ge=0, lt=1)
+_PATH = Rule(Any, check="path")
 
 
 def check_dataset_options(name: str, options: dict[str, Any]) -> None:
@@ -100,11 +87,9 @@ def check_dataset_options(name: str, options: dict[str, Any]) -> None:
     for key, value in options.items():
         full = f"dataset.{key}"
         if key in ("val_fraction", "test_fraction"):
-            if not _is_number(value) or not 0.0 <= value < 1.0:
-                raise invalid_value(full, value, "a number in [0, 1)")
+            check_value(full, value, _FRACTION)
         elif key == "root":
-            if not isinstance(value, str) or not value:
-                raise invalid_value(full, value, "a directory path")
+            check_value(full, value, _PATH)
         else:
             _check_like_default(full, value, allowed[key], _INT_MINIMUM.get(key))
     if name == "synthetic":

@@ -94,8 +94,8 @@ def current_sweep(spec: RunSpec) -> SweepContext:
         multirun, overrides, sweep_dir = False, [], None
     shared = announced() if multirun else None
     kind = (shared.kind if shared else "grid") if multirun else "single"
-    if spec.sweep_name:
-        name = spec.sweep_name
+    if spec.sweeper.name:
+        name = spec.sweeper.name
     elif shared is not None:
         name = shared.name
     elif multirun:
@@ -110,5 +110,5 @@ def current_sweep(spec: RunSpec) -> SweepContext:
         sweep_dir=sweep_dir,
         base_dir=str(launch_dir()),
         # A lone run is measured every time; sweeps (or a named sweep) resume.
-        resume=spec.resume and (multirun or spec.sweep_name is not None),
+        resume=spec.sweeper.resume and (multirun or spec.sweeper.name is not None),
     )

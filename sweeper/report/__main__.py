@@ -6,42 +6,48 @@ as sweeper's own user errors, and nothing in --out is written or changed."""
 
 from __future__ import annotations
 
-import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
 
+from sweeper.config.schema import key, option_parser, parse_options
 from sweeper.config.storage import DEFAULT_URL as DEFAULT_STORAGE
 from sweeper.config.storage import open_existing
 from sweeper.errors import USER_ERROR_EXIT, USER_ERRORS, ConfigError
 from sweeper.store import Store
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="sweeper-report",
-        description="Write an HTML report with figures and CSV/Parquet exports of a store.",
-    )
-    parser.add_argument("--storage", default=DEFAULT_STORAGE,
-                        help=f"SQLAlchemy URL of the store (default: {DEFAULT_STORAGE})")
-    parser.add_argument("--out", default="results/report", type=Path,
-                        help="output directory (default: results/report)")
-    parser.add_argument("--sweep", action="append", default=[], metavar="NAME",
-                        help="only this sweep (repeatable; default: every run)")
-    parser.add_argument("--run", type=int, default=None, metavar="ID",
-                        help="run whose power trace is drawn (default: the latest with samples)")
-    parser.add_argument("--no-parquet", action="store_true",
-                        help="CSV exports only (removes Parquet files of an earlier report)")
-    parser.add_argument("--list", action="store_true",
-                        help="print the store's sweep names (with run counts) and exit")
-    parser.add_argument("--energy", choices=("gross", "net"), default="gross",
-                        help="energy the analyses use: gross (all the meters read, the study's "
-                             "quantity) or net of idle power, sweeper's addition (default: gross)")
-    parser.add_argument("--exclude-busy", action="store_true",
-                        help="leave out runs measured while other processes loaded the machine")
-    parser.add_argument("--quiet", action="store_true", help="no terminal summary")
-    return parser.parse_args(argv)
+@dataclass
+class ReportOptions:
+    """The report's options: each `--name` is a field, checked by the schema's validator."""
+
+    storage: str = key(DEFAULT_STORAGE, check="url", help="SQLAlchemy URL of the store")
+    out: str = key("results/report", help="output directory")
+    sweep: list[str] = key([], help="only this sweep (repeatable; default: every run)")
+    run: int | None = key(None, ge=1, help="run whose power trace is drawn (default: the "
+                          "latest with samples)")
+    no_parquet: bool = key(False, help="CSV exports only (removes Parquet files of an earlier "
+                           "report)")
+    list: bool = key(False, help="print the store's sweep names (with run counts) and exit")
+    energy: str = key("gross", choices=("gross", "net"), help="energy the analyses use: gross "
+                      "(all the meters read, the study's quantity) or net of idle power, "
+                      "sweeper's addition")
+    exclude_busy: bool = key(False, help="leave out runs measured while other processes "
+                             "loaded the machine")
+    quiet: bool = key(False, help="no terminal summary")
+
+
+def parse_args(argv: list[str] | None = None) -> ReportOptions:
+    """The options, or one line naming the option, the value and what is allowed (exit 2)."""
+    parser = option_parser(ReportOptions, "sweeper-report", "Write an HTML report with "
+                           "figures and CSV/Parquet exports of a store.")
+    try:
+        return parse_options(ReportOptions, parser, argv)
+    except ConfigError as exc:
+        print(f"sweeper-report: error: {exc}", file=sys.stderr)
+        raise SystemExit(USER_ERROR_EXIT) from None
 
 
 def check_sweeps(store: Store, wanted: list[str]) -> None:
@@ -94,9 +100,9 @@ def main(argv: list[str] | None = None) -> int:
             print_sweeps(store)
             return 0
         check_sweeps(store, args.sweep)
-        check_out(args.out)
+        check_out(Path(args.out))
         console = None if args.quiet else Console(width=160)
-        report = build_report(store, args.out, sweeps=args.sweep, run_id=args.run,
+        report = build_report(store, Path(args.out), sweeps=args.sweep, run_id=args.run,
                               parquet=not args.no_parquet, console=console, energy=args.energy,
                               exclude_busy=args.exclude_busy)
         check_written(report.html)

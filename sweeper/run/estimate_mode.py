@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from sweeper.config.schema import Estimate, validate
 from sweeper.config.spec import RunSpec
 from sweeper.config.storage import launch_dir, open_existing
 from sweeper.errors import ConfigError
@@ -48,14 +49,12 @@ class EstimateOptions:
 
 
 def estimate_options(cfg: DictConfig) -> EstimateOptions:
-    level = OmegaConf.select(cfg, "estimate.level", default=0.9)
-    if isinstance(level, bool) or not isinstance(level, int | float) or not 0 < level < 1:
-        raise ConfigError(f"invalid value for 'estimate.level': {level!r}; allowed: a "
-                          "fraction between 0 and 1 (exclusive)")
-    values = {k: OmegaConf.select(cfg, f"estimate.{k}", default=None)
-              for k in ("hardware", "meter", "sweep")}
-    return EstimateOptions(**{k: None if v is None else str(v) for k, v in values.items()},
-                           level=float(level))
+    """The `estimate.*` keys, checked by the schema's validator (sweeper.config.schema)."""
+    node = OmegaConf.select(cfg, "estimate") or {}
+    values = Estimate(**validate(Estimate, node, "estimate."))
+    return EstimateOptions(**{k: None if v is None else str(v) for k, v in (
+        ("hardware", values.hardware), ("meter", values.meter), ("sweep", values.sweep))},
+        level=values.level)
 
 
 def choose_group(
@@ -166,7 +165,7 @@ def estimate_config(cfg: DictConfig, spec: RunSpec) -> ConfigEstimate:
     """Predict one configuration's energy and time from this hardware's fitted runs."""
     options = estimate_options(cfg)
     store = open_existing(
-        spec.storage_url, "mode=estimate fits the completed runs stored there; run some first"
+        spec.storage.url, "mode=estimate fits the completed runs stored there; run some first"
     )
     sized = size_config(spec, str(launch_dir()))
     fits = fitted(store, options, options.hardware or sized.hardware_id)
@@ -174,16 +173,16 @@ def estimate_config(cfg: DictConfig, spec: RunSpec) -> ConfigEstimate:
                   sized.activations_per_sample, sized.layer_features)
     predictions = {t: f.predict(query) for t, f in fits.items()}
     train_samples = sized.train_samples * spec.epochs
-    study = spec.inference_protocol == "study"
+    study = spec.inference.protocol == "study"
     # The study's per-epoch test passes are the test: no separate test pass then.
-    tested_each_epoch = study and spec.inference_every_epoch
+    tested_each_epoch = study and spec.inference.every_epoch
     eval_samples = sized.eval_samples_per_epoch * spec.epochs + (
         0 if tested_each_epoch else sized.test_samples)
     if study:  # the test set, `passes` times (at least)
-        inference_samples = sized.test_samples * spec.inference_passes
+        inference_samples = sized.test_samples * spec.inference.passes
     else:
-        inference_samples = spec.inference_batches * spec.inference_batch
-    if spec.inference_every_epoch:
+        inference_samples = spec.inference.batches * spec.inference.batch
+    if spec.inference.every_epoch:
         inference_samples *= spec.epochs
     # Evaluation passes are forward passes: costed at the inference fit's rate per sample.
     energy_train = _scaled(predictions["train"], train_samples)
@@ -207,8 +206,8 @@ def run_estimate(cfg: DictConfig, spec: RunSpec, *, in_grid: bool = False) -> Jo
     from sweeper import energy
 
     estimate = estimate_config(cfg, spec)
-    carbon = energy.carbon_intensity(spec.country, spec.region)
-    co2 = energy.co2_g(estimate.energy_j.value, carbon.g_per_kwh, spec.pue)
+    carbon = energy.carbon_intensity(spec.energy.country, spec.energy.region)
+    co2 = energy.co2_g(estimate.energy_j.value, carbon.g_per_kwh, spec.energy.pue)
     estimate = replace(estimate, co2_g=co2)
     if in_grid:
         log.info("estimated %s: %.4g J", estimate.label, estimate.energy_j.value)

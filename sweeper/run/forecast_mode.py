@@ -32,7 +32,7 @@ def execute_forecast(p: Prepared) -> JobResult:
     loader = p.loaders["train"]
     total = len(loader) * p.spec.epochs
     profile = ProfileWindow(
-        total, p.spec.forecast_window, p.spec.forecast_warmup_steps,
+        total, p.spec.forecast.window, p.spec.forecast.warmup_steps,
         run.sampler.checkpoint, steps_per_epoch=len(loader),
         **profile_floors(p),  # edges settled by the end of the run
     )
@@ -69,7 +69,7 @@ def execute_forecast(p: Prepared) -> JobResult:
     ))
     forecast_co2_g = None
     if forecast is not None:
-        forecast_co2_g = energy.co2_g(forecast.energy_j, p.carbon.g_per_kwh, p.spec.pue)
+        forecast_co2_g = energy.co2_g(forecast.energy_j, p.carbon.g_per_kwh, p.spec.energy.pue)
         run.values.update(forecast_columns(forecast))
     run.close()
     if forecast is not None and run.ok:

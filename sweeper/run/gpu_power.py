@@ -35,13 +35,13 @@ def open_gpu_power(spec: RunSpec, device: torch.device) -> PowerCap | None:
     request = spec.power_limit
     if not request.active:
         return None
-    if request.auto and spec.config.get("mode") == "forecast":
+    if request.auto and spec.mode == "forecast":
         raise ConfigError("invalid value for 'gpu.power_limit': 'auto' with mode=forecast; "
                           "allowed: a fixed limit (auto profiles the first epoch of training)")
     if device.type == "cuda":
-        gpus = distributed.measured_gpus(spec.gpus, device)
-    elif spec.gpus is not None:
-        gpus = spec.gpus
+        gpus = distributed.measured_gpus(spec.energy.gpus, device)
+    elif spec.energy.gpus is not None:
+        gpus = spec.energy.gpus
     else:
         raise ConfigError(f"{request}: device {device} uses no GPU; set device=cuda, or "
                           "energy.gpus to the GPUs to cap")

@@ -46,12 +46,12 @@ def idle_power(p: Prepared) -> IdlePower | None:
     measured = [m for m in p.meters.meters if m.source != "estimate"]
     if not measured:
         return IdlePower(note="estimate meter only: no idle by convention (net = gross)")
-    if spec.idle_seconds <= 0:
+    if spec.energy.idle.seconds <= 0:
         return None
     hardware_id, source = str(p.hardware["hardware_id"]), p.meters.source
-    found = fresh_baseline(p.store, hardware_id, source, spec.idle_max_age_h)
+    found = fresh_baseline(p.store, hardware_id, source, spec.energy.idle.max_age_h)
     if found is None:
-        found = _measure(p, measured, spec.idle_seconds)
+        found = _measure(p, measured, spec.energy.idle.seconds)
         found.id = add_baseline(p.store, found)
         log.info("idle baseline %d: %.1f W over %.1f s (%s)", found.id, found.power_w,
                  found.duration_s, source)
@@ -61,7 +61,7 @@ def idle_power(p: Prepared) -> IdlePower | None:
 def _measure(p: Prepared, meters: list[energy.Meter], seconds: float) -> IdleBaseline:
     if p.device.type == "cuda":
         torch.cuda.synchronize(p.device)  # nothing queued: the context idles
-    sampler = energy.EnergySampler(meters, sample_hz=p.spec.sample_hz)
+    sampler = energy.EnergySampler(meters, sample_hz=p.spec.energy.sample_hz)
     sampler.start()
     try:
         with sampler.phase(IDLE_PHASE) as ph:

@@ -12,7 +12,6 @@ from omegaconf import DictConfig
 
 from sweeper import energy
 from sweeper.config.launch import launch
-from sweeper.config.modes import job_mode
 from sweeper.config.spec import RunSpec, build_spec
 from sweeper.config.storage import open_results
 from sweeper.config.sweep import SweepContext, current_sweep
@@ -37,7 +36,7 @@ log = logging.getLogger(__name__)
 
 def run_job(cfg: DictConfig) -> JobResult:
     spec = build_spec(cfg)
-    mode = job_mode(cfg)
+    mode = spec.mode
     if mode == "estimate":  # nothing runs and nothing is stored
         return run_estimate(cfg, spec, in_grid=_in_multirun())
     if mode == "forecast" and launch().active:
@@ -46,7 +45,7 @@ def run_job(cfg: DictConfig) -> JobResult:
     device = distributed.setup(resolve_device(spec.device))  # cuda:LOCAL_RANK under torchrun
     check_precision(spec.precision, device)
     try:
-        carbon = energy.carbon_intensity(spec.country, spec.region)
+        carbon = energy.carbon_intensity(spec.energy.country, spec.energy.region)
     except ValueError as exc:
         raise ConfigError(f"invalid value for 'energy.country'/'energy.region': {exc}") from exc
     sweep = current_sweep(spec)
@@ -64,7 +63,7 @@ def _run_main(
     spec: RunSpec, mode: str, sweep: SweepContext, device: torch.device,
     carbon: energy.CarbonIntensity, cap: PowerCap | None,
 ) -> JobResult:
-    store = open_results(spec.storage_url, spec.storage_outage_s)
+    store = open_results(spec.storage.url, spec.storage.outage_s)
     sweep_id = store_runs.ensure_sweep(
         store, sweep.name, kind=sweep.kind, command=sweep.command, sweep_dir=sweep.sweep_dir
     )

@@ -72,11 +72,11 @@ class MeasuredRun:
         self.run_id = store_runs.insert_run(p.store, new_run_row(p))
         self._claim()
         self.resolution = slowest_meter(p.meters.meters)  # (refresh period s, source)
-        self.recorder = Recorder(p.store, self.run_id, p.spec.keep_samples, self.resolution)
+        self.recorder = Recorder(p.store, self.run_id, p.spec.energy.keep_samples, self.resolution)
         # The machine's load is polled with the meters, per phase and for the whole run.
         self.contention = ContentionProbe()
         self.sampler = energy.EnergySampler(
-            [*p.meters.meters, self.contention], sample_hz=p.spec.sample_hz,
+            [*p.meters.meters, self.contention], sample_hz=p.spec.energy.sample_hz,
             on_samples=self.recorder.samples,
         )
         self._t0 = time.perf_counter()
@@ -153,9 +153,9 @@ class MeasuredRun:
             )
         if total_j is not None:
             out.update(energy_total_j=total_j, energy_total_uncertainty_j=total_uncertainty_j,
-                       co2_g=energy.co2_g(total_j, carbon.g_per_kwh, spec.pue))
+                       co2_g=energy.co2_g(total_j, carbon.g_per_kwh, spec.energy.pue))
         load = self.contention.total()
-        busy = busy_warning(load, spec.busy_other_cpu_pct)
+        busy = busy_warning(load, spec.energy.busy_other_cpu_pct)
         out.update(other_cpu_pct=load.other_cpu_pct, load_avg_1m=load.load_avg_1m,
                    machine_busy=busy is not None)
         if busy:

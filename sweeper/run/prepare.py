@@ -85,12 +85,13 @@ def prepare(
         spec.optimizer, model.parameters(), spec.lr, spec.momentum, spec.weight_decay
     )
     scheduler = make_scheduler(
-        ScheduleSpec(spec.scheduler, spec.epochs, spec.lr_step_epochs, spec.lr_gamma), optimizer
+        ScheduleSpec(spec.scheduler, spec.epochs, spec.lr_step.epochs, spec.lr_step.gamma),
+        optimizer,
     )
     trainer = Trainer(
         distributed.wrap_model(model, device), optimizer, device, spec.precision, scheduler
     )
-    loading = resolve_loader(LoaderOptions(spec.loader_workers, spec.loader_pin_memory), device)
+    loading = resolve_loader(LoaderOptions(spec.loader.workers, spec.loader.pin_memory), device)
     eval_batch = max(spec.batch, 256)
     # Read once each: worker processes kept alive for a single pass would only hold memory
     # (the inference benchmark copies its batches to the device before it is timed).
@@ -101,12 +102,13 @@ def prepare(
         "test": make_loader(data.test, eval_batch, shuffle=False, seed=spec.seed, settings=once),
         # Read after every epoch (inference.every_epoch), it keeps its workers as the
         # training loader does.
-        "inference": make_loader(data.test, spec.inference_batch, shuffle=False, seed=spec.seed,
-                                 settings=loading if spec.inference_every_epoch else once),
+        "inference": make_loader(data.test, spec.inference.batch, shuffle=False, seed=spec.seed,
+                                 settings=loading if spec.inference.every_epoch else once),
     }
-    gpus = distributed.measured_gpus(spec.gpus, device)  # every rank's GPU under torchrun
+    gpus = distributed.measured_gpus(spec.energy.gpus, device)  # every rank's GPU under torchrun
     meters = energy.open_meters(
-        spec.meter, gpu_indices=gpus if device.type == "cuda" else (), cpu_tdp_w=spec.cpu_tdp_w
+        spec.meter, gpu_indices=gpus if device.type == "cuda" else (),
+        cpu_tdp_w=spec.energy.cpu_tdp_w,
     )
     described = meters.describe()
     # A limit sweeper set is a config dimension: the identity keeps the card's own limit.
@@ -138,15 +140,15 @@ def new_run_row(p: Prepared) -> Run:
         started_at=utcnow(), pid=os.getpid(), heartbeat_at=utcnow(), host=str(hw["host"]),
         hardware_id=str(hw["hardware_id"]),
         cpu_model=str(hw["cpu_model"]), gpu_model=hw.get("gpu_model"),
-        gpu_count=int(hw.get("gpu_count") or 0), hardware=hw, pue=spec.pue,
+        gpu_count=int(hw.get("gpu_count") or 0), hardware=hw, pue=spec.energy.pue,
         meter_source=p.meters.source,
     )
 
 
 def inference_min_seconds(p: Prepared) -> float:
     """inference.min_seconds, or by default 20 refreshes of the slowest meter in use."""
-    if p.spec.inference_min_seconds is not None:
-        return p.spec.inference_min_seconds
+    if p.spec.inference.min_seconds is not None:
+        return p.spec.inference.min_seconds
     return min_span_s(p.meters.meters)
 
 
@@ -155,7 +157,7 @@ def profile_floors(p: Prepared) -> dict[str, float]:
     forecast.warmup_seconds (default 10 refreshes of the slowest meter), the window at least
     forecast.min_seconds (default 20 refreshes)."""
     span_s = min_span_s(p.meters.meters)
-    warmup_s, window_s = p.spec.forecast_warmup_seconds, p.spec.forecast_min_seconds
+    warmup_s, window_s = p.spec.forecast.warmup_seconds, p.spec.forecast.min_seconds
     return {
         "warmup_seconds": span_s / 2 if warmup_s is None else warmup_s,
         "min_seconds": span_s if window_s is None else window_s,

@@ -11,12 +11,11 @@ stops and the run is recorded with status "pruned" and the reason in `stop_reaso
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sweeper.errors import ConfigError
+from sweeper.config.schema import check_value, field_of, rule_of
 from sweeper.predict.forecast import ProfileWindow
 
 LIMIT_KEY = "max_energy_train_j"
@@ -45,17 +44,12 @@ class EarlyStop(Exception):
 def energy_limit(config: Mapping[str, Any]) -> EnergyLimit | None:
     """The limit set in a resolved run config (its `sweeper` node), validated."""
     node = config.get("sweeper") or {}
-    value = node.get(LIMIT_KEY)
+    key = f"sweeper.{LIMIT_KEY}"
+    value = check_value(key, node.get(LIMIT_KEY), rule_of(field_of(key)))  # the schema's rule
     if value is None:
         return None
-    ok = isinstance(value, int | float) and not isinstance(value, bool)
-    if not ok or not math.isfinite(value) or value < 0:
-        raise ConfigError(
-            f"invalid value for 'sweeper.{LIMIT_KEY}': {value!r}; "
-            "allowed: null or a number of joules >= 0"
-        )
-    reason = node.get(REASON_KEY) or f"sweeper.{LIMIT_KEY}"
-    return EnergyLimit(float(value), str(reason))
+    reason = node.get(REASON_KEY) or key
+    return EnergyLimit(value, str(reason))
 
 
 def guard_steps(

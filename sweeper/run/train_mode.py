@@ -45,7 +45,7 @@ def execute_training(p: Prepared) -> JobResult:
     # Training steps only: a window that crosses an epoch boundary skips the evaluation.
     # Its edges are checkpoints, settled between a slow counter's refreshes by the end.
     profile = ProfileWindow(
-        train_steps, p.spec.forecast_window, p.spec.forecast_warmup_steps,
+        train_steps, p.spec.forecast.window, p.spec.forecast.warmup_steps,
         lambda: _TrainingEnergy(sampler.checkpoint(), tuple(
             ph for ph in recorder.phases if ph.kind in _NOT_TRAINING)),
         lambda: time.perf_counter() - sum(recorder.duration_of(k) for k in _NOT_TRAINING),
@@ -81,10 +81,10 @@ def _phases(
     out: dict[str, Any] = {}
     label = f"{spec.model_label}/{spec.dataset} b{spec.batch} {spec.precision}"
     validate = len(loaders["val"].dataset) > 0  # type: ignore[arg-type]  # val_fraction=0: none
-    inference = spec.inference_protocol == "study" or spec.inference_batches > 0
+    inference = spec.inference.protocol == "study" or spec.inference.batches > 0
     # The study's per-epoch test passes measure test accuracy: no separate test phase then.
-    tested_each_epoch = spec.inference_every_epoch and spec.inference_protocol == "study"
-    with TrainingProgress(label, train_steps, enabled=spec.progress) as bar:
+    tested_each_epoch = spec.inference.every_epoch and spec.inference.protocol == "study"
+    with TrainingProgress(label, train_steps, enabled=spec.sweeper.progress) as bar:
         profile.start()
         for epoch in range(spec.epochs):
             with sampler.phase("train_epoch", epoch) as ph:
@@ -103,7 +103,7 @@ def _phases(
                                accuracy=val.accuracy)
                 status += f" val acc {val.accuracy:.3f}"
                 out["val_accuracy"] = val.accuracy
-            if inference and spec.inference_every_epoch:
+            if inference and spec.inference.every_epoch:
                 inf = _inference(p, sampler, recorder, epoch, out)
                 if inf.accuracy is not None:
                     status += f" test acc {inf.accuracy:.3f}"
@@ -114,7 +114,7 @@ def _phases(
             test = trainer.evaluate(loaders["test"])
         recorder.phase(ph.result, samples=test.samples, loss=test.loss, accuracy=test.accuracy)
         out["test_accuracy"] = test.accuracy
-    if inference and not spec.inference_every_epoch:
+    if inference and not spec.inference.every_epoch:
         _inference(p, sampler, recorder, 0, out)
     return out
 
@@ -127,16 +127,16 @@ def _inference(
     training and test passes: a phase of its own, in neither E_tr nor E_in) and its warm-up
     (outside the phase: its energy and time cover exactly the samples it counts)."""
     spec, trainer, loader = p.spec, p.trainer, p.loaders["inference"]
-    _pause(sampler, recorder, spec.inference_pause_s, index)
-    study = spec.inference_protocol == "study"
-    cache = None if study else trainer.cached_inputs(loader, spec.inference_batches)
-    trainer.warm_up(loader, spec.inference_warmup_batches)
+    _pause(sampler, recorder, spec.inference.pause_s, index)
+    study = spec.inference.protocol == "study"
+    cache = None if study else trainer.cached_inputs(loader, spec.inference.batches)
+    trainer.warm_up(loader, spec.inference.warmup_batches)
     min_s = inference_min_seconds(p)
     with sampler.phase("inference", index) as ph:
         if cache is None:
-            inf = trainer.inference_passes(loader, spec.inference_passes, min_s)
+            inf = trainer.inference_passes(loader, spec.inference.passes, min_s)
         else:
-            inf = trainer.inference_benchmark(cache, spec.inference_batches, min_s)
+            inf = trainer.inference_benchmark(cache, spec.inference.batches, min_s)
     recorder.phase(ph.result, steps=inf.batches, samples=inf.samples, loss=inf.loss,
                    accuracy=inf.accuracy)
     out["inference_samples"] = out.get("inference_samples", 0) + inf.samples

@@ -7,28 +7,38 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import optuna
 from rich.console import Console
 
+from sweeper.config.schema import key, option_parser, parse_options
+from sweeper.errors import ConfigError
+
 DEFAULT_STORAGE = "sqlite:///results/sweeper.db"
 
 
-def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m sweeper.front", description="Print the Pareto front of a search."
-    )
-    parser.add_argument("--study", help="study name (default: the most recently created)")
-    parser.add_argument(
-        "--storage", default=DEFAULT_STORAGE,
-        help=f"database URL; a relative SQLite path is relative to the current directory "
-        f"(default: {DEFAULT_STORAGE})",
-    )
-    parser.add_argument("--list", action="store_true", help="list the studies and exit")
-    return parser.parse_args(argv)
+@dataclass
+class FrontOptions:
+    """The options: each `--name` is a field, checked by the schema's validator."""
+
+    study: str | None = key(None, help="study name (default: the most recently created)")
+    storage: str = key(DEFAULT_STORAGE, check="url", help="database URL; a relative SQLite "
+                       "path is relative to the current directory")
+    list: bool = key(False, help="list the studies and exit")
+
+
+def _parse(argv: Sequence[str] | None) -> FrontOptions:
+    """The options, or one line naming the option, the value and what is allowed (exit 2)."""
+    parser = option_parser(FrontOptions, "python -m sweeper.front",
+                           "Print the Pareto front of a search.")
+    try:
+        return parse_options(FrontOptions, parser, argv)
+    except ConfigError as exc:
+        print(f"sweeper.front: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
