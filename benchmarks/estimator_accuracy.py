@@ -94,6 +94,9 @@ TRAIN_FRACTION = (1 - TEST_FRACTION) * (1 - VAL_FRACTION)
 # A training epoch is sized for this x --phase-s: the probe's rate varies with the load
 # (at load 3-4 the --quick check's epochs came out 0.6-0.9 x the probe's prediction).
 MARGIN = 1.3
+# The synthetic data set needs at least one sample per class (10), and its test and
+# validation splits a few more: two per class.
+MIN_SAMPLES = 20
 # Every run: synthetic CIFAR-sized images, the study's optimizer, one epoch, no idle
 # baseline, no pause; an inference phase of at least --phase-s after one warm-up batch.
 COMMON = ["dataset=synthetic", "dataset.image_size=32", "dataset.channels=3",
@@ -142,7 +145,7 @@ def probe(out: Path, models: Sequence[str], batch: int, epoch_s: float = 0.7
         tiers[_guess_steps(model, batch, epoch_s)].append(model)
     db = out / "probe.db"
     for steps, names in sorted(tiers.items()):
-        n = math.ceil(steps * batch / TRAIN_FRACTION)
+        n = max(math.ceil(steps * batch / TRAIN_FRACTION), MIN_SAMPLES)
         _cli([*COMMON, "epochs=2", f"dataset.n_samples={n}", f"batch={batch}",
               "inference.min_seconds=0", "inference.batches=1", "inference.warmup_batches=0",
               f"model={','.join(names)}",
@@ -172,7 +175,7 @@ def collect(out: Path, models: Sequence[str], batches: Sequence[int], repeats: i
         raise SystemExit(f"the probe measured no training epoch for: {', '.join(missing)}")
     # At least one full step: the largest networks take longer than --phase-s per step.
     sizes = {m: max(math.ceil(MARGIN * phase_s / seconds[m] / TRAIN_FRACTION),
-                    math.ceil(max(batches) / TRAIN_FRACTION)) for m in models}
+                    math.ceil(max(batches) / TRAIN_FRACTION), MIN_SAMPLES) for m in models}
     per_run = {m: max(MARGIN * phase_s, seconds[m] * max(batches)) + phase_s + 3.5
                for m in models}
     planned = sum(per_run.values()) * len(batches) * repeats + 6.0 * len(models)
