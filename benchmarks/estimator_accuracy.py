@@ -162,6 +162,7 @@ def probe(out: Path, models: Sequence[str], batch: int, epoch_s: float = 0.7
 def collect(out: Path, models: Sequence[str], batches: Sequence[int], repeats: int,
             phase_s: float) -> str:
     """Runs the protocol into out/estimator.db; returns its URL."""
+    out = out.resolve()  # the CLI runs inside `out`: its store URLs must not be relative
     out.mkdir(parents=True, exist_ok=True)
     db = out / "estimator.db"
     if db.exists():
