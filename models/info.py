@@ -133,6 +133,8 @@ class LayerInfo:
     elements_in: float
     elements_out: float
     params: int
+    groups: int = 1  # a convolution's groups: depthwise and grouped kernels run far below
+                     # a dense convolution's MACs per second, on CPUs and GPUs alike
 
 
 def layer_kind(module: nn.Module) -> str:
@@ -175,7 +177,8 @@ def describe_layers(model: nn.Module, input_shape: Sequence[int]) -> list[LayerI
             continue
         flops = sum(counts.get(f"{root}.{name}", {}).values())
         layers.append(LayerInfo(name, layer_kind(module), flops / 2, seen[name][0],
-                                seen[name][1], sum(p.numel() for p in module.parameters())))
+                                seen[name][1], sum(p.numel() for p in module.parameters()),
+                                int(getattr(module, "groups", 1))))
     rest = counter.get_total_flops() / 2 - sum(layer.macs for layer in layers)
     if rest > 0.5:
         layers.append(LayerInfo("(not in a leaf)", "other", rest, 0.0, 0.0, 0))

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from models import build_model, describe_layers, describe_model
-from sweeper.predict.layerwise import FEATURES, fit_layerwise, layer_features
+from sweeper.predict.layerwise import FEATURES, fit_layerwise, layer_features, macs_feature
 
 NETWORKS = [("vit", (3, 16, 16)), ("mobilenet", (3, 16, 16)), ("vgg", (3, 16, 16)),
             ("cnn", (3, 16, 16)), ("mlp", (3, 16, 16)), ("resnet", (3, 16, 16)),
@@ -21,7 +21,8 @@ NETWORKS = [("vit", (3, 16, 16)), ("mobilenet", (3, 16, 16)), ("vgg", (3, 16, 16
 # A known per-layer law (J per sample): per MAC of convolutions and of matmuls, per element
 # read or written by compute and by element-wise layers, per parameter, per layer (a kernel
 # launch), and per sample.
-LAW = {"macs_conv": 2e-9, "macs_matmul": 1e-9, "moved_compute": 4e-8,
+LAW = {"macs_conv": 2e-9, "macs_grouped": 6e-9, "macs_matmul": 1e-9,
+       "moved_compute": 4e-8,
        "moved_elementwise": 1.5e-7, "params": 3e-9, "layers": 2e-5, "per_sample": 1e-3}
 
 
@@ -39,7 +40,7 @@ def _truth(layer_list: list) -> float:
     """The known law applied layer by layer, then summed (not through layer_features)."""
     total = LAW["per_sample"]
     for layer in layer_list:
-        total += (LAW["macs_conv"] if layer.kind == "conv" else LAW["macs_matmul"]) * layer.macs
+        total += LAW[macs_feature(layer)] * layer.macs
         moved = layer.elements_in + layer.elements_out
         total += (LAW["moved_compute"] if layer.kind in ("conv", "linear")
                   else LAW["moved_elementwise"]) * moved
@@ -100,7 +101,7 @@ STEP_LAW = {"params/batch": 4e-8, "layers/batch": 3e-4, "1/batch": 2e-2, "1": 5e
 
 
 def _truth_at(layer_list: list, batch: int) -> float:
-    work = sum((LAW["macs_conv"] if x.kind == "conv" else LAW["macs_matmul"]) * x.macs
+    work = sum(LAW[macs_feature(x)] * x.macs
                + (LAW["moved_compute"] if x.kind in ("conv", "linear")
                   else LAW["moved_elementwise"]) * (x.elements_in + x.elements_out)
                for x in layer_list)
