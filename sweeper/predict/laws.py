@@ -178,12 +178,19 @@ class Additive:
     floor: float  # the smallest value seen: a prediction never goes below a tenth of it
     name: str = "additive"
 
-    def predict_ln(self, q: Query) -> float:
+    # What describe() appends to each precision's sum (a subclass's reading of its terms).
+    summed_over = ""
+
+    def term_values(self, q: Query) -> list[float]:
+        """Each term's value for the query, in `terms` order."""
         raw = per_sample(q)
         if "activations" in self.terms and "acts" not in raw:
             raise ValueError("this fit needs the query's activations per sample")
+        return [ADDITIVE_TERMS[t](raw) for t in self.terms]
+
+    def predict_ln(self, q: Query) -> float:
         coef = self.coef.get(q.precision, self.coef[self.baseline_precision])
-        value = sum(c * ADDITIVE_TERMS[t](raw) for t, c in zip(self.terms, coef, strict=True))
+        value = sum(c * v for c, v in zip(coef, self.term_values(q), strict=True))
         return math.log(max(value, 0.1 * self.floor))
 
     def notes(self, q: Query) -> list[str]:
@@ -198,7 +205,7 @@ class Additive:
         for precision, coef in self.coef.items():
             terms = " + ".join(f"{c:.3g}*{t}" for t, c in zip(self.terms, coef, strict=True)
                                if c > 0) or "0"
-            parts.append(f"{precision}: y = {terms}")
+            parts.append(f"{precision}: y = {terms}{self.summed_over}")
         return "; ".join(parts)
 
 

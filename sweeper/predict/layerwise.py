@@ -24,7 +24,7 @@ from typing import Protocol
 import numpy as np
 
 from sweeper.predict.forecast import t_quantile
-from sweeper.predict.laws import LawFactory, nonnegative_lstsq, range_notes, value_ranges
+from sweeper.predict.laws import Additive, LawFactory, nonnegative_lstsq, value_ranges
 from sweeper.predict.types import Observation, Query
 
 FEATURES = ("macs_conv", "macs_grouped", "macs_matmul", "moved_compute", "moved_elementwise",
@@ -147,38 +147,17 @@ def _features_of(q: Query | Observation) -> dict[str, float]:
 
 
 @dataclass(frozen=True)
-class LayerwiseWork:
+class LayerwiseWork(Additive):
     """The layer-wise law as an estimator candidate (sweeper.predict.laws.Law): per
-    precision, y = sum of non-negative coefficients x the network's layer totals."""
+    precision, y = sum of non-negative coefficients x the network's layer totals; the
+    additive law's fit and reading, on layer totals instead of whole-network sizes."""
 
-    terms: tuple[str, ...]
-    coef: dict[str, tuple[float, ...]]  # precision -> one coefficient per term
-    baseline_precision: str
-    ranges: dict[str, tuple[float, float]]
-    floor: float  # a prediction never goes below a tenth of the smallest value seen
     name: str = "layer-wise"
+    summed_over = " (summed over the layers)"
 
-    def predict_ln(self, q: Query) -> float:
+    def term_values(self, q: Query) -> list[float]:
         features = _features_of(q)
-        coef = self.coef.get(q.precision, self.coef[self.baseline_precision])
-        value = sum(c * _term(t, features, q.batch)
-                    for t, c in zip(self.terms, coef, strict=True))
-        return math.log(max(value, 0.1 * self.floor))
-
-    def notes(self, q: Query) -> list[str]:
-        notes = []
-        if q.precision not in self.coef:
-            notes.append(f"precision {q.precision} is not in the fitted runs; "
-                         f"estimated as {self.baseline_precision}")
-        return notes + range_notes(self.ranges, q, ())
-
-    def describe(self) -> str:
-        parts = []
-        for precision, coef in self.coef.items():
-            terms = " + ".join(f"{c:.3g}*{t}" for t, c in zip(self.terms, coef, strict=True)
-                               if c > 0) or "0"
-            parts.append(f"{precision}: y = {terms} (summed over the layers)")
-        return "; ".join(parts)
+        return [_term(t, features, q.batch) for t in self.terms]
 
 
 def fit_layerwise_work(observations: Sequence[Observation]) -> LayerwiseWork:
