@@ -21,6 +21,7 @@ from sweeper.config import schema
 from sweeper.config.keys import usage_error
 from sweeper.config.spec import SINGLE_KEY_CHECKS, build_spec
 from sweeper.errors import USER_ERROR_EXIT, ConfigError
+from sweeper.search import config as search_config
 from sweeper.search.config import ParetoSweeperConf
 from sweeper.search.settings import settings_from
 from tests.conftest import TINY, run_cli
@@ -256,12 +257,19 @@ def test_a_key_added_to_the_schema_with_a_default_keeps_every_identity() -> None
         identity_module._defaults.cache_clear()
 
 
-def test_the_readme_key_table_is_the_schemas() -> None:
+@pytest.mark.parametrize(
+    ("module", "table"),
+    [(schema, lambda: schema.key_table(markdown=True)),
+     (search_config, lambda: search_config.search_key_table(markdown=True))],
+    ids=["app", "search"],
+)
+def test_the_readme_key_tables_are_the_schemas(module: object, table: object) -> None:
     readme = (ROOT / "README.md").read_text()
-    start = readme.index(schema.README_START)
-    end = readme.index(schema.README_END) + len(schema.README_END)
-    assert readme[start:end] == schema.readme_section(), (
-        "regenerate it: python -m sweeper.config.schema --write-readme README.md")
+    start_marker, end_marker = module.README_START, module.README_END  # type: ignore[attr-defined]
+    start = readme.index(start_marker)
+    end = readme.index(end_marker) + len(end_marker)
+    assert readme[start:end] == schema.readme_section(table(), start_marker, end_marker), (  # type: ignore[operator]
+        f"regenerate it: python -m {module.__name__} --write-readme README.md")  # type: ignore[attr-defined]
 
 
 def test_help_lists_every_key_without_importing_torch(tmp_path: Path) -> None:
@@ -269,4 +277,7 @@ def test_help_lists_every_key_without_importing_torch(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     for name, _ in schema.leaves():
         if name not in schema.GROUPS:
+            assert f"  {name}=" in proc.stdout, name
+    for name, f in schema.leaves(ParetoSweeperConf, "hydra.sweeper."):
+        if f.metadata.get("help") is not None:  # params and sampler: their own syntax
             assert f"  {name}=" in proc.stdout, name

@@ -33,6 +33,7 @@ def app_help() -> str:
     from omegaconf import OmegaConf
 
     from sweeper.config.schema import key_table
+    from sweeper.search.config import search_key_table
 
     conf = resources.files("sweeper.conf")
     text = OmegaConf.create(conf.joinpath("config.yaml").read_text()).hydra.help
@@ -45,7 +46,10 @@ def app_help() -> str:
     return "\n".join([
         str(text.header).rstrip(), "", "== Config groups (group=option) ==", *groups, "",
         "== Keys (key=default  meaning [allowed]; from sweeper/config/schema.py) ==",
-        key_table(), "", str(text.footer).rstrip(),
+        key_table(), "",
+        "== Search keys (with hydra/sweeper=pareto; samplers: hydra/sweeper/sampler=NAME, "
+        "their arguments hydra.sweeper.sampler.ARG=VALUE) ==",
+        search_key_table(), "", str(text.footer).rstrip(),
     ])
 
 
