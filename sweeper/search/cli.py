@@ -44,7 +44,7 @@ def _parse(argv: Sequence[str] | None) -> FrontOptions:
 def main(argv: Sequence[str] | None = None) -> int:
     from sweeper.config.storage import resolve_storage
     from sweeper.errors import USER_ERRORS
-    from sweeper.search.front import print_front
+    from sweeper.search.front_table import print_front
     from sweeper.search.study import optuna_storage
 
     args = _parse(argv)

@@ -26,7 +26,7 @@ from sweeper.config.sweep import announce, announced, identity_for
 from sweeper.errors import StoreUnavailable
 from sweeper.run.liveness import why_vanished
 from sweeper.run.stopping import LIMIT_KEY, REASON_KEY
-from sweeper.search.front import print_front
+from sweeper.search.front_table import print_front
 from sweeper.search.frontier import sampler_stop_reason, tighter_limit
 from sweeper.search.orphans import claim, fail_orphaned_trials
 from sweeper.search.samplers import SearchContext
