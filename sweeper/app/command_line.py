@@ -65,8 +65,27 @@ def _values(override: Any) -> Iterator[Any]:
         return
 
 
+def config_dirs(args: Sequence[str]) -> list[str]:
+    """The folders `--config-dir DIR` / `--config-dir=DIR` / `-cd DIR` add to Hydra's search
+    path (a meter of the energy/meter group may live there)."""
+    dirs = []
+    for i, arg in enumerate(args):
+        if arg in ("--config-dir", "-cd") and i + 1 < len(args):
+            dirs.append(args[i + 1])
+        elif arg.startswith("--config-dir="):
+            dirs.append(arg.split("=", 1)[1])
+    return dirs
+
+
 def check_command_line(args: Sequence[str]) -> None:
     """Refuse the first override of `args` that the schema refuses (a ConfigError)."""
+    from sweeper.energy.meter_group import command_line_dirs
+
+    with command_line_dirs(config_dirs(args)):
+        _check_overrides(args)
+
+
+def _check_overrides(args: Sequence[str]) -> None:
     lines = [a for a in args if not a.startswith("-") and "=" in a]
     if not lines:
         return

@@ -17,7 +17,8 @@ to one composition only, so the checks made before the job starts could not see 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from functools import lru_cache
 from importlib.resources import files
 from pathlib import Path
@@ -32,9 +33,25 @@ GROUP = ("energy", "meter")
 PACKAGE = "sweeper.conf"
 
 
+# Config folders named on the command line (--config-dir), for the checks sweeper makes
+# before Hydra has read them (sweeper.app.command_line); Hydra's own search path later.
+_COMMAND_LINE_DIRS: list[Path] = []
+
+
+@contextmanager
+def command_line_dirs(dirs: Sequence[str]) -> Iterator[None]:
+    """Read the group from these folders too, first, while the block runs."""
+    _COMMAND_LINE_DIRS[:0] = [Path(d) for d in dirs]
+    try:
+        yield
+    finally:
+        del _COMMAND_LINE_DIRS[:len(dirs)]
+
+
 def _config_roots() -> list[Traversable]:
-    """The running Hydra app's config search path (file and pkg sources), then sweeper's."""
-    roots: list[Traversable] = []
+    """The command line's --config-dir folders while it is checked, the running Hydra app's
+    config search path (file and pkg sources), then sweeper's."""
+    roots: list[Traversable] = list(_COMMAND_LINE_DIRS)
     sources: list[Any] = []
     try:
         from hydra.core.global_hydra import GlobalHydra
