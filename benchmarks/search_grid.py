@@ -17,7 +17,7 @@ import itertools
 import os
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -148,22 +148,30 @@ def ensure_repeats(
     db: str, epochs: int, configs: Sequence[Config], repeats: int, log_to: Path
 ) -> None:
     """Measure these configurations again as repeat=1..repeats (new runs, same config)."""
-    if repeats <= 0 or not configs:
+    _train_again(db, sweep_names(epochs)[2], epochs, configs, "repeat", repeats,
+                 lambda r: int(r.config.get("repeat", 0)), "measuring", "time(s)", log_to)
+
+
+def _train_again(
+    db: str, sweep: str, epochs: int, configs: Sequence[Config], key: str, count: int,
+    index_of: Callable[[Any], int], verb: str, unit: str, log_to: Path,
+) -> None:
+    """Run each configuration again as `key`=1..count in `sweep`, skipping those done."""
+    if count <= 0 or not configs:
         return
     store = open_store(f"sqlite:///{db}", base_dir=str(ROOT))
-    repeat_sweep = sweep_names(epochs)[2]
-    done = {(_key_of(r), int(r.config.get("repeat", 0))) for r in _sweep_runs(store, repeat_sweep)
+    done = {(_key_of(r), index_of(r)) for r in _sweep_runs(store, sweep)
             if r.status == "completed"}
-    wanted = [c for c in configs if any((c, r) not in done for r in range(1, repeats + 1))]
+    wanted = [c for c in configs if any((c, k) not in done for k in range(1, count + 1))]
     if not wanted:
         return
-    print(f"{repeat_sweep}: measuring {len(wanted)} front configuration(s) {repeats} more "
-          f"time(s) (log: {log_to})", flush=True)
+    print(f"{sweep}: {verb} {len(wanted)} front configuration(s) {count} more {unit} "
+          f"(log: {log_to})", flush=True)
     for c in wanted:
         d = dict(c)
-        _launch(db, repeat_sweep, [f"model={d['model']}", f"precision={d['precision']}",
-                                   f"batch={d['batch']}", f"lr={d['lr']}",
-                                   "repeat=" + ",".join(str(r) for r in range(1, repeats + 1))],
+        _launch(db, sweep, [f"model={d['model']}", f"precision={d['precision']}",
+                            f"batch={d['batch']}", f"lr={d['lr']}",
+                            f"{key}=" + ",".join(str(k) for k in range(1, count + 1))],
                 epochs, log_to)
 
 
@@ -179,23 +187,8 @@ def ensure_seed_repeats(
     The same-seed repeats of ensure_repeats measure the energy's noise only: on a CPU the
     same seed gives the same weights, so their accuracy never moves; another seed shows how
     far one measured accuracy is from what the configuration gives in general."""
-    if seeds <= 0 or not configs:
-        return
-    store = open_store(f"sqlite:///{db}", base_dir=str(ROOT))
-    sweep = seed_sweep_name(epochs)
-    done = {(_key_of(r), int(r.seed)) for r in _sweep_runs(store, sweep)
-            if r.status == "completed"}
-    wanted = [c for c in configs if any((c, s) not in done for s in range(1, seeds + 1))]
-    if not wanted:
-        return
-    print(f"{sweep}: training {len(wanted)} front configuration(s) with {seeds} other "
-          f"seed(s) (log: {log_to})", flush=True)
-    for c in wanted:
-        d = dict(c)
-        _launch(db, sweep, [f"model={d['model']}", f"precision={d['precision']}",
-                            f"batch={d['batch']}", f"lr={d['lr']}",
-                            "seed=" + ",".join(str(s) for s in range(1, seeds + 1))],
-                epochs, log_to)
+    _train_again(db, seed_sweep_name(epochs), epochs, configs, "seed", seeds,
+                 lambda r: int(r.seed), "training", "seed(s)", log_to)
 
 
 def load_seed_repeats(db: str, epochs: int) -> dict[Config, list[float]]:
