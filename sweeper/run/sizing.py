@@ -56,28 +56,18 @@ def _data_sizes(dataset: str, options_json: str, seed: int, base_dir: str) -> tu
 
 @cache
 def _model_size(model: str, options_json: str, input_shape: tuple, classes: int) -> tuple:
-    """(params, MACs, activations) per sample, from a build on the meta device."""
+    """(params, MACs, activations, layer totals) per sample, from one build on the meta
+    device (the layer totals as sweeper.predict.layerwise.FEATURES)."""
     import torch
 
-    from sweeper.models import build_model, describe_model
-
-    with torch.device("meta"):
-        net = build_model(model, input_shape, classes, **json.loads(options_json))
-    info = describe_model(net, input_shape)
-    return info.params, info.macs_per_sample, info.activations_per_sample
-
-
-@cache
-def _layer_features(model: str, options_json: str, input_shape: tuple, classes: int) -> tuple:
-    """The network's layer totals per sample, from describe_layers on the meta device."""
-    import torch
-
-    from sweeper.models import build_model, describe_layers
+    from sweeper.models import build_model, describe_layers, describe_model
     from sweeper.predict.layerwise import feature_tuple
 
     with torch.device("meta"):
         net = build_model(model, input_shape, classes, **json.loads(options_json))
-    return feature_tuple(describe_layers(net, input_shape))
+    info = describe_model(net, input_shape)
+    layers = feature_tuple(describe_layers(net, input_shape))
+    return info.params, info.macs_per_sample, info.activations_per_sample, layers
 
 
 @cache
@@ -93,8 +83,8 @@ def size_config(spec: RunSpec, base_dir: str) -> SizedConfig:
     try:
         shape, classes, train, val, test = _data_sizes(
             spec.dataset, _key(spec.dataset_options), spec.seed, base_dir)
-        params, macs, acts = _model_size(spec.model, _key(spec.model_options), shape, classes)
-        layers = _layer_features(spec.model, _key(spec.model_options), shape, classes)
+        params, macs, acts, layers = _model_size(
+            spec.model, _key(spec.model_options), shape, classes)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"invalid option for {spec.model!r}/{spec.dataset!r}: {exc}") from exc
     return SizedConfig(
@@ -123,7 +113,7 @@ def run_layers(run: Any) -> tuple[float, ...] | None:
     if described is None:
         return None
     try:
-        return _layer_features(*described)
+        return _model_size(*described)[3]
     except (TypeError, ValueError, RuntimeError):  # a model this version no longer builds
         return None
 
