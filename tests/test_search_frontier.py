@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -179,6 +180,24 @@ def _top_truth(params: dict) -> tuple[float, float]:
     return acc, TOP_MACS[params["model"]] * 1e-4 * {32: 1.6, 64: 1.2, 128: 1.0}[params["batch"]]
 
 
+def _search_until_it_stops(
+    study: optuna.Study, space: dict, truth: Callable[[dict], tuple[float, float]],
+    max_trials: int,
+) -> list[tuple[dict, float]]:
+    """Ask and tell up to max_trials trials, told `truth(params)` (accuracy, energy), until
+    the sampler stops the search; the (params, energy) of each trial run."""
+    ran = []
+    for _ in range(max_trials):
+        if sampler_stop_reason(study):
+            break
+        trial = study.ask(space)
+        acc, energy = truth(trial.params)
+        trial.set_user_attr("energy_train_j", energy)
+        study.tell(trial, (acc, energy))
+        ran.append((trial.params, energy))
+    return ran
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_search_reaches_the_most_accurate_configuration_when_it_is_the_most_expensive(
     seed: int,
@@ -188,15 +207,7 @@ def test_search_reaches_the_most_accurate_configuration_when_it_is_the_most_expe
              "batch": CategoricalDistribution([32, 64, 128])}
     sampler = FrontierSampler(space, FrontierEnergy(_top_sized), seed=seed)
     study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
-    spent = 0.0
-    for _ in range(48):
-        if sampler_stop_reason(study):
-            break
-        trial = study.ask(space)
-        acc, energy = _top_truth(trial.params)
-        trial.set_user_attr("energy_train_j", energy)
-        study.tell(trial, (acc, energy))
-        spent += energy
+    spent = sum(energy for _, energy in _search_until_it_stops(study, space, _top_truth, 48))
     grid = [_top_truth(p) for p in sampler.points]
     best = max(grid)
     found = [tuple(t.values) for t in study.trials if t.state == TrialState.COMPLETE]
@@ -301,14 +312,8 @@ def test_one_bad_lr_run_of_a_network_does_not_hide_its_best_configuration() -> N
                 params=params, distributions=space, values=[acc, energy],
                 user_attrs={"energy_train_j": energy}))
         tried = {tuple(sorted(p.items())) for p in seen}
-        for _ in range(len(candidates(space)) - len(seen)):
-            if sampler_stop_reason(study):
-                break
-            trial = study.ask(space)
-            acc, energy = truth(trial.params)
-            trial.set_user_attr("energy_train_j", energy)
-            study.tell(trial, (acc, energy))
-            tried.add(tuple(sorted(trial.params.items())))
+        tried |= {tuple(sorted(params.items())) for params, _ in _search_until_it_stops(
+            study, space, truth, len(candidates(space)) - len(seen))}
         best = max(t.values[0] for t in study.trials if t.values)
         assert best == pytest.approx(peak["large"] - 0.01, abs=0.011), (seed, tried)
         assert any(dict(k)["model"] == "large" and dict(k)["lr"] == 0.01 for k in tried)
