@@ -76,7 +76,7 @@ from sweeper.predict.heldout import (
 from sweeper.predict.laws import fit_loglinear
 from sweeper.predict.observations import load_observations
 from sweeper.predict.types import Observation
-from sweeper.run.sizing import run_activations, run_layers
+from sweeper.run.sizing import layer_timer, run_activations, run_layers
 from sweeper.store import open_store
 
 TARGETS = ("train", "inference", "train_time", "inference_time")
@@ -179,16 +179,24 @@ def collect(out: Path, models: Sequence[str], batches: Sequence[int], repeats: i
                     math.ceil(max(batches) / TRAIN_FRACTION), MIN_SAMPLES) for m in models}
     per_run = {m: max(MARGIN * phase_s, seconds[m] * max(batches)) + phase_s + 3.5
                for m in models}
-    planned = sum(per_run.values()) * len(batches) * repeats + 6.0 * len(models)
+    planned = sum(per_run.values()) * len(batches) * repeats + 6.0 * len(models) * repeats
     print(f"probe took {time.monotonic() - started:.0f} s; collection planned at about "
           f"{planned / 60:.1f} min ({len(models)} networks x {len(batches)} batch size(s) x "
-          f"{repeats} repeats)", flush=True)
-    for model in models:
-        _cli([*COMMON, f"model={model}", f"dataset.n_samples={sizes[model]}",
-              f"batch={','.join(map(str, batches))}",
-              f"repeat={','.join(map(str, range(repeats)))}",
-              f"inference.min_seconds={phase_s}", f"storage.url=sqlite:///{db}",
-              f"sweeper.name={SWEEP}", f"hydra.sweep.dir={out / 'multirun' / model}"], out)
+          f"{repeats} repeats) after the layer catalog", flush=True)
+    # This machine's layer catalog (mode=layers), for the layer-time law.
+    _cli(["mode=layers", "device=cpu", f"batch={','.join(map(str, batches))}",
+          f"storage.url=sqlite:///{db}", f"hydra.sweep.dir={out / 'multirun' / 'layers'}"], out)
+    # Repeats in passes over every network, not back to back: the host's speed drifts by
+    # tens of percent over minutes (the same step timed 88 and 160-190 ms four minutes
+    # apart, 2026-12-07), and the repeat noise is meant as the error of measuring a
+    # configuration again at another time of the protocol, as the networks compared were.
+    for repeat in range(repeats):
+        for model in models:
+            _cli([*COMMON, f"model={model}", f"dataset.n_samples={sizes[model]}",
+                  f"batch={','.join(map(str, batches))}", f"repeat={repeat}",
+                  f"inference.min_seconds={phase_s}", f"storage.url=sqlite:///{db}",
+                  f"sweeper.name={SWEEP}",
+                  f"hydra.sweep.dir={out / 'multirun' / f'{model}-{repeat}'}"], out)
     print(f"collected in {(time.monotonic() - started) / 60:.1f} min (probe included)")
     return f"sqlite:///{db}"
 
@@ -250,7 +258,7 @@ def analyse(url: str, sweep: str | None, phase_s: float | None = None) -> list[s
                 f"{m} b{b} {k} {d:.2f} s" for m, b, k, d in short[:8]))
     for target in TARGETS:
         rows = load_observations(store, target, sweep=sweep, activations=run_activations,
-                                 layers=run_layers)
+                                 layers=run_layers, layer_time=layer_timer(store))
         groups = defaultdict(list)
         for o in rows:
             groups[o.group].append(o)

@@ -31,7 +31,7 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("none", "cosine", "step")  # as sweeper.training.schedule (torch-free here)
 INFERENCE_PROTOCOLS = ("batches", "study")
-MODES = ("train", "forecast", "estimate")
+MODES = ("train", "forecast", "estimate", "layers")
 # Above this the sampler's own CPU time grows past its 1% target on a laptop core, while no
 # meter refreshes faster than ~1 kHz (RAPL) or ~10 Hz (NVML's energy counter).
 MAX_SAMPLE_HZ = 1000.0
@@ -494,7 +494,8 @@ class SweeperConfig:
                                   "keeps torch's default")
     meter: str = key("auto", check="meter", help="what measures the energy")
     mode: str = key("train", choices=MODES, help="train; forecast: profile only, predict the "
-                    "full run; estimate: predict from the store, run nothing")
+                    "full run; estimate: predict from the store, run nothing; layers: time "
+                    "the layer catalog at `batch` for the estimator")
     inference: Inference = group(Inference)
     energy: Energy = group(Energy)
     gpu: Gpu = group(Gpu)

@@ -14,9 +14,10 @@ import numpy as np
 from sweeper.predict.types import Observation, Query, per_sample
 
 CONTINUOUS = ("ln_macs", "ln_params", "ln_batch")
-SIZE_COLUMNS = ("ln_macs", "ln_params", "ln_acts")  # slopes held >= 0
+SIZE_COLUMNS = ("ln_macs", "ln_params", "ln_acts", "ln_layer_s")  # slopes held >= 0
 
-_LABELS = {"macs": "MACs", "params": "params", "batch": "batch", "acts": "activations"}
+_LABELS = {"macs": "MACs", "params": "params", "batch": "batch", "acts": "activations",
+           "layer_s": "layer time (mode=layers)"}
 
 
 def value_ranges(observations: Sequence[Observation], names: Iterable[str]) -> dict[str, tuple]:
@@ -248,6 +249,9 @@ def candidate_laws(observations: Sequence[Observation]) -> dict[str, LawFactory]
     if acts:
         columns += [("ln_macs", "ln_acts", "ln_batch"),
                     ("ln_macs", "ln_params", "ln_acts", "ln_batch")]
+    if all(o.layer_s for o in observations):
+        # The layer-time law's prediction (sweeper.predict.layer_time): one size column.
+        columns.append(("ln_layer_s", "ln_batch"))
     out: dict[str, LawFactory] = {}
     for cols in columns:
         if len(cols) - 1 > size_columns:

@@ -14,6 +14,9 @@ from sweeper.store import Run, Store, Sweep
 ActivationSizer = Callable[[Any], "float | None"]
 # A run -> its network's layer totals (sweeper.predict.layerwise.FEATURES order), or None.
 LayerSizer = Callable[[Any], "tuple[float, ...] | None"]
+# (run, target) -> the network's predicted seconds per sample from its machine's layer-time
+# law (sweeper.predict.layer_time), or None without a catalog.
+LayerTimer = Callable[[Any, str], "float | None"]
 
 
 def hardware_label(run: Any) -> str:
@@ -49,7 +52,7 @@ def power_capped(run: Any) -> bool:
 
 def observations_from_runs(
     runs: Iterable[Any], target: str = "train", activations: ActivationSizer | None = None,
-    layers: LayerSizer | None = None,
+    layers: LayerSizer | None = None, layer_time: LayerTimer | None = None,
 ) -> list[Observation]:
     """Completed runs with a positive value per sample, MACs and parameter count, and no
     power limit set by sweeper."""
@@ -71,6 +74,7 @@ def observations_from_runs(
             per_sample=float(value), hardware_label=hardware_label(r),
             activations_per_sample=None if activations is None else activations(r),
             layers=None if layers is None else layers(r),
+            layer_s=None if layer_time is None else layer_time(r, target),
         ))
     return out
 
@@ -90,6 +94,8 @@ def load_observations(
     sweep: str | None = None,
     activations: ActivationSizer | None = None,
     layers: LayerSizer | None = None,
+    layer_time: LayerTimer | None = None,
 ) -> list[Observation]:
     """Observations of every completed run in the store (or in one sweep, by name)."""
-    return observations_from_runs(load_runs(store, sweep), target, activations, layers)
+    return observations_from_runs(load_runs(store, sweep), target, activations, layers,
+                                  layer_time)

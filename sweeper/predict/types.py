@@ -48,6 +48,9 @@ class Observation:
     # The network's layer totals per sample, in sweeper.predict.layerwise.FEATURES order
     # (from models.describe_layers on the meta device), for the layer-wise law.
     layers: tuple[float, ...] | None = None
+    # The network's predicted seconds per sample from the layer-time law of its machine's
+    # catalog (sweeper.predict.layer_time; None without a catalog), for the target's phase.
+    layer_s: float | None = None
 
     @property
     def group(self) -> tuple[str, str]:
@@ -75,12 +78,13 @@ class Query:
     precision: str
     activations_per_sample: float | None = None
     layers: tuple[float, ...] | None = None  # as Observation.layers
+    layer_s: float | None = None  # as Observation.layer_s
 
 
 def query_of(o: Observation) -> Query:
     """The configuration of a run, as a query (held-out scores predict runs as queries)."""
     return Query(o.macs_per_sample, o.params, o.batch, o.precision, o.activations_per_sample,
-                 o.layers)
+                 o.layers, o.layer_s)
 
 
 @functools.lru_cache(maxsize=65536)
@@ -90,4 +94,6 @@ def per_sample(q: Query | Observation) -> dict[str, float]:
     out = {"macs": float(q.macs_per_sample), "params": float(q.params), "batch": float(q.batch)}
     if q.activations_per_sample is not None:
         out["acts"] = float(q.activations_per_sample)
+    if q.layer_s is not None:
+        out["layer_s"] = float(q.layer_s)
     return out

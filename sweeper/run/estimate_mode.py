@@ -31,7 +31,7 @@ from sweeper.predict.estimator import EnergyFit, Prediction, fit_energy
 from sweeper.predict.observations import load_observations as load_store_observations
 from sweeper.predict.types import Observation, Query
 from sweeper.run.result import JobResult
-from sweeper.run.sizing import run_activations, run_layers, size_config
+from sweeper.run.sizing import layer_timer, run_activations, run_layers, size_config
 from sweeper.store import Store
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,8 @@ def fitted(store: Store, options: EstimateOptions, hardware_id: str) -> dict[str
     meter = options.meter
     for target in ENERGY_TARGETS + TIME_TARGETS:
         observations = load_store_observations(store, target, sweep=options.sweep,
-                                               activations=run_activations, layers=run_layers)
+                                               activations=run_activations, layers=run_layers,
+                                               layer_time=layer_timer(store))
         if target != "train" and not observations:
             continue
         group = choose_group(observations, hardware_id, meter, store, options.sweep)
@@ -168,10 +169,14 @@ def estimate_config(cfg: DictConfig, spec: RunSpec) -> ConfigEstimate:
         spec.storage.url, "mode=estimate fits the completed runs stored there; run some first"
     )
     sized = size_config(spec, str(launch_dir()))
-    fits = fitted(store, options, options.hardware or sized.hardware_id)
+    hardware_id = options.hardware or sized.hardware_id
+    fits = fitted(store, options, hardware_id)
     query = Query(sized.macs_per_sample, sized.params, spec.batch, spec.precision,
                   sized.activations_per_sample, sized.layer_features)
-    predictions = {t: f.predict(query) for t, f in fits.items()}
+    timer = layer_timer(store)
+    predictions = {t: f.predict(replace(query, layer_s=timer.predict(
+        hardware_id, spec.precision, t, sized.layer_works, spec.batch)))
+        for t, f in fits.items()}
     train_samples = sized.train_samples * spec.epochs
     study = spec.inference.protocol == "study"
     # The study's per-epoch test passes are the test: no separate test pass then.

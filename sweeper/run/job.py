@@ -20,6 +20,7 @@ from sweeper.errors import ConfigError
 from sweeper.run.estimate_mode import run_estimate
 from sweeper.run.forecast_mode import execute_forecast
 from sweeper.run.gpu_power import open_gpu_power
+from sweeper.run.layers_mode import run_layer_catalog
 from sweeper.run.liveness import reclaim_vanished_runs
 from sweeper.run.measured import TakenByTwin
 from sweeper.run.prepare import prepare
@@ -39,6 +40,8 @@ def run_job(cfg: DictConfig) -> JobResult:
     mode = spec.mode
     if mode == "estimate":  # nothing runs and nothing is stored
         return run_estimate(cfg, spec, in_grid=_in_multirun())
+    if mode == "layers":  # times single layers; stores the catalog, no run
+        return run_layer_catalog(spec)
     if mode == "forecast" and launch().active:
         raise ConfigError("invalid value for 'mode': 'forecast' under torchrun; profile on one "
                           "device (allowed here: train)")

@@ -29,6 +29,8 @@ class SizedConfig:
     test_samples: int = 0  # the test set (the test pass at the end)
     # The network's layer totals per sample (sweeper.predict.layerwise.FEATURES order).
     layer_features: tuple[float, ...] | None = None
+    # Each layer's work per sample, for the layer-time law (sweeper.predict.layer_time).
+    layer_works: tuple[Any, ...] | None = None
 
 
 def _key(value: Any) -> str:
@@ -56,18 +58,22 @@ def _data_sizes(dataset: str, options_json: str, seed: int, base_dir: str) -> tu
 
 @cache
 def _model_size(model: str, options_json: str, input_shape: tuple, classes: int) -> tuple:
-    """(params, MACs, activations, layer totals) per sample, from one build on the meta
-    device (the layer totals as sweeper.predict.layerwise.FEATURES)."""
+    """(params, MACs, activations, layer totals, layer works) per sample, from one build on
+    the meta device (the layer totals as sweeper.predict.layerwise.FEATURES, each layer's
+    work as sweeper.predict.layer_time.LayerWork)."""
     import torch
 
     from sweeper.models import build_model, describe_layers, describe_model
+    from sweeper.predict.layer_time import layer_work
     from sweeper.predict.layerwise import feature_tuple
 
     with torch.device("meta"):
         net = build_model(model, input_shape, classes, **json.loads(options_json))
     info = describe_model(net, input_shape)
-    layers = feature_tuple(describe_layers(net, input_shape))
-    return info.params, info.macs_per_sample, info.activations_per_sample, layers
+    described = describe_layers(net, input_shape)
+    works = tuple(layer_work(layer) for layer in described)
+    return (info.params, info.macs_per_sample, info.activations_per_sample,
+            feature_tuple(described), works)
 
 
 @cache
@@ -83,7 +89,7 @@ def size_config(spec: RunSpec, base_dir: str) -> SizedConfig:
     try:
         shape, classes, train, val, test = _data_sizes(
             spec.dataset, _key(spec.dataset_options), spec.seed, base_dir)
-        params, macs, acts, layers = _model_size(
+        params, macs, acts, layers, works = _model_size(
             spec.model, _key(spec.model_options), shape, classes)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"invalid option for {spec.model!r}/{spec.dataset!r}: {exc}") from exc
@@ -91,6 +97,7 @@ def size_config(spec: RunSpec, base_dir: str) -> SizedConfig:
         params=params, macs_per_sample=macs, train_samples=train,
         hardware_id=_hardware_id(spec.device), activations_per_sample=acts or None,
         eval_samples_per_epoch=val, test_samples=test, layer_features=layers,
+        layer_works=works,
     )
 
 
@@ -128,3 +135,55 @@ def run_activations(run: Any) -> float | None:
         return _model_size(*described)[2] or None
     except (TypeError, ValueError, RuntimeError):  # a model this version no longer builds
         return None
+
+
+class LayerTimer:
+    """A store's layer-time laws (sweeper.predict.layer_time), one per machine, precision
+    and phase, fitted on that machine's mode=layers catalog when first asked; None where
+    the machine has no catalog. Called as (run, target) by the estimator's observations,
+    and with ``predict`` for a configuration never run."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        self._laws: dict[tuple[str, str, str], Any] = {}
+
+    def law(self, hardware_id: str, precision: str, phase: str) -> Any:
+        key = (hardware_id, precision, phase)
+        if key not in self._laws:
+            from sweeper.predict.layer_time import fit_layer_time
+            from sweeper.store.layer_costs import load_layer_costs
+
+            rows = load_layer_costs(self._store, hardware_id, precision)
+            if not rows and precision != "fp32":
+                rows = load_layer_costs(self._store, hardware_id, "fp32")
+            self._laws[key] = fit_layer_time(rows, phase) if rows else None
+        return self._laws[key]
+
+    def predict(self, hardware_id: str, precision: str, target: str,
+                works: tuple[Any, ...] | None, batch: int) -> float | None:
+        if not works:
+            return None
+        law = self.law(hardware_id, precision, "inference" if "inference" in target else "train")
+        return None if law is None else law.per_sample_s(works, batch) or None
+
+    def __call__(self, run: Any, target: str) -> float | None:
+        described = _run_model(run)
+        if described is None or not getattr(run, "hardware_id", None):
+            return None
+        try:
+            works = _model_size(*described)[4]
+        except (TypeError, ValueError, RuntimeError):  # a model this version no longer builds
+            return None
+        return self.predict(str(run.hardware_id), str(run.precision), target, works,
+                            int(run.batch))
+
+
+_TIMERS: dict[str, LayerTimer] = {}
+
+
+def layer_timer(store: Any) -> LayerTimer:
+    """One LayerTimer per store for the process (a grid fits each catalog once)."""
+    key = str(getattr(store, "display_url", id(store)))
+    if key not in _TIMERS:
+        _TIMERS[key] = LayerTimer(store)
+    return _TIMERS[key]

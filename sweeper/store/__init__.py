@@ -5,6 +5,7 @@ from sweeper.store.db import Store, mask_url, open_store
 from sweeper.store.schema import (
     SCHEMA_VERSION,
     IdleBaseline,
+    LayerCost,
     Phase,
     PhaseDomainEnergy,
     PowerSample,
@@ -16,6 +17,7 @@ from sweeper.store.schema import (
 __all__ = [
     "SCHEMA_VERSION",
     "IdleBaseline",
+    "LayerCost",
     "Phase",
     "PhaseDomainEnergy",
     "PowerSample",

@@ -84,6 +84,10 @@ def _add_forecast_interval(conn: Connection) -> None:
                         Run.__table__.c.forecast_energy_train_high_j])
 
 
+def _add_layer_costs(conn: Connection) -> None:
+    """6 -> 7: layer_costs is a new table (mode=layers); create_all adds it."""
+
+
 # from_version -> function upgrading a connection to from_version + 1
 STEPS: dict[int, Callable[[Connection], None]] = {
     1: _add_run_liveness,
@@ -91,6 +95,7 @@ STEPS: dict[int, Callable[[Connection], None]] = {
     3: _add_gpu_meaning,
     4: _add_ptflops_macs,
     5: _add_forecast_interval,
+    6: _add_layer_costs,
 }
 
 

@@ -15,8 +15,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 # 2: runs.pid and runs.heartbeat_at; 3: energy uncertainty and flags; 4: net-of-idle
 # energies, idle power, machine load and phases.low_resolution; 5: runs.macs_ptflops_per_sample;
-# 6: the forecast's 90% interval (runs.forecast_energy_train_low_j / _high_j)
-SCHEMA_VERSION = 6
+# 6: the forecast's 90% interval (runs.forecast_energy_train_low_j / _high_j); 7: the
+# layer_costs table (mode=layers)
+SCHEMA_VERSION = 7
 
 RUN_STATUSES = ("pending", "running", "completed", "failed", "interrupted")
 PHASE_KINDS = ("train_epoch", "eval", "test", "inference", "profile", "pause")
@@ -249,6 +250,38 @@ class IdleBaseline(Base):
     by_domain: Mapped[dict[str, Any]] = mapped_column(JSON)  # domain -> W (estimate: 0)
     hardware: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     note: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class LayerCost(Base):
+    """The time of one layer shape of mode=layers' catalog on one machine: a forward and
+    backward pass (training) and a forward pass without gradients (inference) of a single
+    layer at one batch size, the median of its repeats with their spread. The estimator
+    fits per-kind cost laws on these and sums them over a network's layers (issue 24). A
+    new table: create_all adds it to older databases."""
+
+    __tablename__ = "layer_costs"
+    __table_args__ = (Index("ix_layer_costs_hw", "hardware_id", "precision"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    hardware_id: Mapped[str] = mapped_column(String(64))
+    host: Mapped[str] = mapped_column(String(200))
+    device: Mapped[str] = mapped_column(String(32))
+    precision: Mapped[str] = mapped_column(String(16))
+    measured_at: Mapped[datetime] = mapped_column(default=utcnow)
+    layer: Mapped[str] = mapped_column(String(200))  # e.g. Conv2d(64, 128, k3, s1, g1) 16x16
+    kind: Mapped[str] = mapped_column(String(16))  # models.info.LAYER_KINDS
+    groups: Mapped[int] = mapped_column(Integer)
+    batch: Mapped[int] = mapped_column(Integer)
+    macs_per_sample: Mapped[float] = mapped_column(Float)
+    elements_in_per_sample: Mapped[float] = mapped_column(Float)
+    elements_out_per_sample: Mapped[float] = mapped_column(Float)
+    params: Mapped[int] = mapped_column(Integer)
+    train_s: Mapped[float] = mapped_column(Float)  # per call (one batch)
+    train_spread: Mapped[float] = mapped_column(Float)  # interquartile range / median
+    inference_s: Mapped[float] = mapped_column(Float)
+    inference_spread: Mapped[float] = mapped_column(Float)
+    repeats: Mapped[int] = mapped_column(Integer)
+    load_avg_1m: Mapped[float | None] = mapped_column(Float, default=None)
 
 
 class PowerSample(Base):
