@@ -21,9 +21,13 @@ through the real CLI (`python -m sweeper -m`) into a fresh SQLite store:
   that batch (smaller batches run longer on a CPU; a run's only epoch also carries the
   warm-up the probe's second epoch left out), and at least one full step; inference uses
   `inference.min_seconds`. The phases measured are printed, and any under --phase-s named;
-- each configuration is measured --repeats times (`repeat=0,1,2`), so the repeat noise is
-  known: the mean relative distance of a run from the mean of its configuration's other
-  repeats, printed beside 2x of it;
+- this machine's layer catalog is timed first (`mode=layers` at the protocol's batch
+  sizes, about a minute at batch 8), for the layer-time law (sweeper.predict.layer_time);
+- each configuration is measured --repeats times (`repeat=0,1,2`) in passes over every
+  network (repeat 0 of all, then repeat 1, ...), so the repeat noise is known: the mean
+  relative distance of a run from the mean of its configuration's other repeats, printed
+  beside 2x of it. Back to back, repeats would miss the host's drift over minutes, which
+  the networks compared are exposed to;
 - the machine's load (os.getloadavg) is printed before and after.
 Estimated wall time on an idle 2-core machine (an estimate, not a measurement; the
 script prints its own plan after the probe): about 1.5 min of probe (4 CLI starts, two

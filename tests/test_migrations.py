@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from sqlalchemy import Connection, inspect, select, text
+from sqlalchemy import Connection, create_engine, inspect, select, text
 
 from sweeper.errors import StoreError
 from sweeper.store import SCHEMA_VERSION, migrate
@@ -61,7 +61,8 @@ def _pretend_newer_code(
 
 
 # (table, column) added by each version, newest first: dropping them rebuilds older files.
-ADDED_IN = {
+ADDED_IN: dict[int, list[tuple[str, str]]] = {
+    7: [],  # the layer_costs table (no column: dropped below)
     6: [("runs", "forecast_energy_train_low_j"), ("runs", "forecast_energy_train_high_j")],
     5: [("runs", "macs_ptflops_per_sample")],
     4: [(table, c) for table, names in migrate.GPU_MEANING_COLUMNS.items() for c in names],
@@ -81,6 +82,8 @@ def _as_written_by(store: Store, version: int) -> None:
                 conn.execute(text(f"ALTER TABLE {table} DROP COLUMN {column}"))
         if version < 4:
             conn.execute(text("DROP TABLE IF EXISTS idle_baselines"))  # new in 4, no step
+        if version < 7:
+            conn.execute(text("DROP TABLE IF EXISTS layer_costs"))  # new in 7
         conn.execute(text(f"UPDATE schema_info SET version = {version}"))
 
 
@@ -179,7 +182,7 @@ def test_version_1_database_gets_the_liveness_columns_and_keeps_its_runs(url: st
 
     store = Store(url)
     version, columns = _version_and_columns(url)
-    assert version == SCHEMA_VERSION == 6 and {"pid", "heartbeat_at"} <= columns
+    assert version == SCHEMA_VERSION == 7 and {"pid", "heartbeat_at"} <= columns
     run = store_runs.get_run(store, finished)
     assert run is not None and run.status == "completed" and run.pid is None
     assert reclaim_vanished_runs(store, sweep_id) == [left_running]
@@ -268,4 +271,24 @@ def test_a_version_gets_its_new_run_columns_empty_and_keeps_its_rows(
     run = store_runs.get_run(store, finished)
     assert run is not None and getattr(run, column) == value
     assert all(getattr(run, c) is None for c in added)
+
+
+def test_version_6_database_gets_the_layer_costs_table_and_keeps_its_runs(url: str) -> None:
+    """6 -> 7: layer_costs (mode=layers' catalog) is created empty; runs are kept."""
+    finished = _old_database(url)
+    store = Store(url)
+    _as_written_by(store, 6)
+    store.dispose()
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        assert "layer_costs" not in inspect(conn).get_table_names()
+    engine.dispose()
+    store = Store(url)
+    assert _version_and_columns(url)[0] == SCHEMA_VERSION
+    with store.engine.connect() as conn:
+        assert "layer_costs" in inspect(conn).get_table_names()
+        assert conn.execute(text("select count(*) from layer_costs")).scalar() == 0
+    run = store_runs.get_run(store, finished)
+    assert run is not None and run.status == "completed"
+    store.dispose()
     store.dispose()

@@ -11,7 +11,14 @@ from typing import Any
 
 import numpy as np
 
-from sweeper.predict.laws import DEFAULT_LAW, Law, LawFactory, candidate_laws, fit_loglinear
+from sweeper.predict.laws import (
+    DEFAULT_LAW,
+    Law,
+    LawFactory,
+    candidate_laws,
+    fit_loglinear,
+    layer_time_candidates,
+)
 from sweeper.predict.layerwise import layerwise_candidates
 from sweeper.predict.types import Observation, query_of
 
@@ -114,9 +121,11 @@ def _held_out(
 
 def all_candidates(observations: Sequence[Observation]) -> dict[str, LawFactory]:
     """Every law the data can support, least preferred first: the size laws
-    (sweeper.predict.laws), then the layer-wise law where every run has its layers (the
-    richest physical law: it tells apart networks of equal MACs)."""
-    return {**candidate_laws(observations), **layerwise_candidates(observations)}
+    (sweeper.predict.laws), then the layer-wise law where every run has its layers (it tells
+    apart networks of equal MACs), then the layer-time law where the machine has a layer
+    catalog (the most informed: each layer's cost measured on this machine)."""
+    return {**candidate_laws(observations), **layerwise_candidates(observations),
+            **layer_time_candidates(observations)}
 
 
 def _fixed(factory: LawFactory, name: str) -> Callable[[Sequence[Observation]], tuple[Law, str]]:

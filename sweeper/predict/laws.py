@@ -249,9 +249,6 @@ def candidate_laws(observations: Sequence[Observation]) -> dict[str, LawFactory]
     if acts:
         columns += [("ln_macs", "ln_acts", "ln_batch"),
                     ("ln_macs", "ln_params", "ln_acts", "ln_batch")]
-    if all(o.layer_s for o in observations):
-        # The layer-time law's prediction (sweeper.predict.layer_time): one size column.
-        columns.append(("ln_layer_s", "ln_batch"))
     out: dict[str, LawFactory] = {}
     for cols in columns:
         if len(cols) - 1 > size_columns:
@@ -272,3 +269,15 @@ def candidate_laws(observations: Sequence[Observation]) -> dict[str, LawFactory]
 
 
 DEFAULT_LAW = "log-linear(macs, batch)"
+LAYER_TIME_LAW = "log-linear(layer_s, batch)"
+
+
+def layer_time_candidates(observations: Sequence[Observation]) -> dict[str, LawFactory]:
+    """The layer-time law (sweeper.predict.layer_time: this machine's mode=layers catalog
+    summed over each network's layers, mapped to the target by one slope), where every run
+    has its layer time and two models or more are fitted."""
+    if not observations or not all(o.layer_s for o in observations):
+        return {}
+    if len({o.model_key for o in observations}) < 2:
+        return {}
+    return {LAYER_TIME_LAW: lambda obs: fit_loglinear(obs, ("ln_layer_s", "ln_batch"))}

@@ -58,18 +58,20 @@ def fit_runs(
     """Per-hardware estimator fits of training and inference energy per sample (runs under
     a GPU power limit sweeper set are left out, as the store-based fits leave them out).
     With the store, each run's network is rebuilt on the meta device from its config, so
-    the fits offer the activation and layer-wise laws as `mode=estimate` does."""
+    the fits offer the activation, layer-wise and layer-time laws as `mode=estimate` does."""
     fits: list[EnergyFit] = []
     rows = list(runs[~capped_by_sweeper(runs)].itertuples(index=False))
-    activations = layers = None
+    activations = layers = layer_time = None
     if store is not None:
-        from sweeper.run.sizing import run_activations, run_layers
+        from sweeper.run.sizing import layer_timer, run_activations, run_layers
 
         stored = _stored_runs(store, [int(r.id) for r in rows])
+        timer = layer_timer(store)
         activations = lambda r: run_activations(stored[int(r.id)])  # noqa: E731
         layers = lambda r: run_layers(stored[int(r.id)])  # noqa: E731
+        layer_time = lambda r, target: timer(stored[int(r.id)], target)  # noqa: E731
     for target in ("train", "inference"):
-        observations = observations_from_runs(rows, target, activations, layers)
+        observations = observations_from_runs(rows, target, activations, layers, layer_time)
         fits.extend(fit_by_hardware(observations, target, level).values())
     return fits
 

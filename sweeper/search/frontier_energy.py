@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from sweeper.predict.heldout import CHALLENGER_MARGIN, leave_one_model_out
-from sweeper.predict.laws import Law, fit_loglinear
+from sweeper.predict.laws import Law, fit_loglinear, layer_time_candidates
 from sweeper.predict.layerwise import layerwise_candidates
 from sweeper.predict.types import Observation, Query
 
@@ -51,11 +51,12 @@ class SizedParams:
     train_samples: int
     power_limit: str = DEFAULT_LIMIT  # the gpu.power_limit request, as a label
     layers: tuple[float, ...] | None = None  # the network's layer totals (Query.layers)
+    layer_s: float | None = None  # predicted training seconds per sample (Query.layer_s)
 
     @property
     def query(self) -> Query:
         return Query(self.macs_per_sample, self.params, self.batch, self.precision,
-                     layers=self.layers)
+                     layers=self.layers, layer_s=self.layer_s)
 
     @property
     def work(self) -> SizedParams:
@@ -73,8 +74,9 @@ class FrontierEnergy:
     differ only in, say, the learning rate, which does not change the work done); the
     estimator's log-linear fit once MIN_CONFIGS_FOR_FIT sizes of MIN_MODELS_FOR_FIT models
     are measured (prior observations, such as earlier runs on this machine, count), or its
-    layer-wise law where every size has its layers, enough models are measured and it
-    predicts each model held out clearly better (sweeper.predict.heldout's margin); the
+    layer-time law (this machine's mode=layers catalog) or layer-wise law where every size
+    has them, enough models are measured and one predicts each model held out clearly
+    better (sweeper.predict.heldout's margin); the
     MACs x samples proxy scaled by the measurements so far (relative until something is
     measured; proportional to MACs, it overrates larger models, which only delays them).
     """
@@ -108,7 +110,8 @@ class FrontierEnergy:
                         model=_model_name(s.macs_per_sample, s.params), dataset="",
                         batch=s.batch, precision=s.precision, params=s.params,
                         macs_per_sample=s.macs_per_sample,
-                        per_sample=float(np.mean(e)) / s.train_samples, layers=s.layers)
+                        per_sample=float(np.mean(e)) / s.train_samples, layers=s.layers,
+                        layer_s=s.layer_s)
             for s, e in self._at_reference().items()
         )]
         sizes = {(o.macs_per_sample, o.params, o.batch, o.precision) for o in observations}
@@ -175,17 +178,19 @@ def _model_name(macs_per_sample: float, params: int) -> str:
 
 
 def _best_fit(observations: Sequence[Observation]) -> Law:
-    """The log-linear fit on MACs, parameters and batch, unless the layer-wise law predicts
-    every model held out (leave-one-model-out) clearly better."""
+    """The log-linear fit on MACs, parameters and batch, unless a richer law (the layer-time
+    law where this machine has a layer catalog, the layer-wise law) predicts every model
+    held out (leave-one-model-out) clearly better: then the best of those."""
     loglinear = fit_loglinear(observations)
-    layerwise = layerwise_candidates(observations)
-    if not layerwise:
+    challengers = {**layerwise_candidates(observations), **layer_time_candidates(observations)}
+    if not challengers:
         return loglinear
     before = leave_one_model_out(observations, lambda obs: fit_loglinear(obs))
-    factory = next(iter(layerwise.values()))
-    challenger = leave_one_model_out(observations, factory)
-    if before is None or challenger is None:
+    if before is None:
         return loglinear
-    if challenger.mape < before.mape * (1.0 - CHALLENGER_MARGIN):
-        return factory(observations)
-    return loglinear
+    best, best_mape = None, before.mape * (1.0 - CHALLENGER_MARGIN)
+    for factory in challengers.values():
+        score = leave_one_model_out(observations, factory)
+        if score is not None and score.mape < best_mape:
+            best, best_mape = factory, score.mape
+    return loglinear if best is None else best(observations)

@@ -27,15 +27,17 @@ log = logging.getLogger("sweeper.search")
 SIZE_NEUTRAL = frozenset({"lr", "momentum", "weight_decay", "optimizer", "seed", "repeat"})
 
 
-def sweep_describer(sweeper: Any, space: SearchSpace) -> Any:
-    """params -> SizedParams, composing each candidate's job config like a launcher does."""
+def sweep_describer(sweeper: Any, space: SearchSpace, store: Store | None = None) -> Any:
+    """params -> SizedParams, composing each candidate's job config like a launcher does;
+    with the store, each also gets its predicted layer time from this machine's catalog
+    (mode=layers), for the layer-time law."""
     from sweeper.config.spec import build_spec
-    from sweeper.run.sizing import size_config
+    from sweeper.run.sizing import layer_timer, size_config
 
     config: DictConfig = sweeper.config
     loader = sweeper.hydra_context.config_loader
     base_dir = str(config.hydra.runtime.cwd)
-    sized: dict[tuple[Any, ...], tuple[float, int, int, tuple[float, ...] | None]] = {}
+    sized: dict[tuple[Any, ...], Any] = {}
     described: dict[tuple[Any, ...], SizedParams] = {}
     hardware: list[str] = []
 
@@ -51,14 +53,15 @@ def sweep_describer(sweeper: Any, space: SearchSpace) -> Any:
         spec = build_spec(cfg)
         key = (spec.model, repr(spec.model_options), spec.dataset, repr(spec.dataset_options))
         if key not in sized:
-            s = size_config(spec, base_dir)
-            sized[key] = (s.macs_per_sample, s.params, s.train_samples, s.layer_features)
-            hardware.append(s.hardware_id)
-        macs, n_params, samples, layers = sized[key]
+            sized[key] = size_config(spec, base_dir)
+            hardware.append(sized[key].hardware_id)
+        s = sized[key]
+        layer_s = None if store is None else layer_timer(store).predict(
+            s.hardware_id, spec.precision, "train", s.layer_works, spec.batch)
         request = spec.power_limit
         limit = limit_label(request.fraction, request.watts, request.auto)
-        return SizedParams(macs, n_params, spec.batch, spec.precision, samples * spec.epochs,
-                           limit, layers)
+        return SizedParams(s.macs_per_sample, s.params, spec.batch, spec.precision,
+                           s.train_samples * spec.epochs, limit, s.layer_features, layer_s)
 
     describe.hardware = hardware  # type: ignore[attr-defined]
     return describe
@@ -66,12 +69,14 @@ def sweep_describer(sweeper: Any, space: SearchSpace) -> Any:
 
 def prior_observations(store: Store, hardware_id: str | None) -> list[Observation]:
     """Completed runs on this machine, from its most common meter (never mixed), with their
-    networks' layers (for the layer-wise law)."""
-    from sweeper.run.sizing import run_layers
+    networks' layers (for the layer-wise law) and predicted layer times (for the layer-time
+    law, where this machine has a catalog)."""
+    from sweeper.run.sizing import layer_timer, run_layers
 
     if hardware_id is None:
         return []
-    rows = [o for o in load_observations(store, layers=run_layers)
+    rows = [o for o in load_observations(store, layers=run_layers,
+                                         layer_time=layer_timer(store))
             if o.hardware_id == hardware_id]
     if not rows:
         return []
@@ -85,7 +90,7 @@ def frontier_sampler(
 ) -> FrontierSampler:
     """conf/hydra/sweeper/sampler/frontier.yaml's target."""
     space, store = context.space, context.store
-    describe = sweep_describer(context.sweeper, space)
+    describe = sweep_describer(context.sweeper, space, store)
     energy = FrontierEnergy(describe)
     sampler = FrontierSampler(space.distributions, energy, seed=seed, optimism=optimism,
                               min_gain=min_gain, grid_points=grid_points)
