@@ -29,16 +29,13 @@ through the real CLI (`python -m sweeper -m`) into a fresh SQLite store:
   beside 2x of it. Back to back, repeats would miss the host's drift over minutes, which
   the networks compared are exposed to;
 - the machine's load (os.getloadavg) is printed before and after.
-Estimated wall time on an idle 2-core machine (an estimate, not a measurement; the
-script prints its own plan after the probe): about 1.5 min of probe (4 CLI starts, two
-epochs per network) and about 13 min of collection at the default batch size, 8 (one of
-the study's; at 8 a step of the largest networks stays near the 3 s floor, where at 16 one
-step of densenet121 alone takes about 12 s): 14 small or mid-sized networks x 3 repeats x
-(3.9 s of training + 3 s of inference + about 3.5 s of evaluation, warm-up and set-up), the
-largest (densenet121, dpn26, googlenet) 12-15 s a run, and one CLI start (about 6 s) per
-network: about 15 min in all (step times measured at load 5.5 on this VM, halved). A
-second batch size (--batches 8,32) about doubles the collection. The --quick check (5
-small networks, batch sizes 16 and 64, 2 repeats, 0.5 s phases) takes 2-2.5 min.
+Measured wall time on an idle 2-core AMD EPYC VM (2026-12-07): 18.6 min, of which 59 s
+of probe (4 CLI starts, two epochs per network), 61 s of layer catalog at batch 8 and 60
+runs of 11-19 s each (one CLI start each: repeats run in passes). At batch 8 a step of
+the largest networks stays near the 3 s floor, where at 16 one step of densenet121 alone
+takes about 12 s. A second batch size (--batches 8,32) about doubles the collection. The
+--quick check (5 small networks, batch sizes 16 and 64, 2 repeats, 0.5 s phases) takes a
+few minutes.
 
 For each target (energy and time per training and per inference sample), on each hardware
 and meter group, it prints the held-out errors of every candidate law fitted alone and of
