@@ -16,7 +16,8 @@ from torch import nn
 
 from models import build_model, describe_layers
 from sweeper.predict.layer_time import LayerWork, fit_layer_time, group_of, layer_work
-from sweeper.training.layer_catalog import LayerTiming, catalog, measure_catalog
+from sweeper.store import LayerCost
+from sweeper.training.layer_catalog import catalog, measure_catalog
 
 # A known per-call law of seconds: per group, (per call, per MAC x batch, per element moved
 # x batch, per parameter).
@@ -42,15 +43,22 @@ def catalog_works() -> list[tuple[str, LayerWork, object]]:
     return out
 
 
-def _synthetic_rows(works: list, batches: tuple[int, ...], noise: float) -> list[LayerTiming]:
+def _cost(name: str, info: object, batch: int, train_s: float, inference_s: float
+          ) -> LayerCost:
+    return LayerCost(layer=name, kind=info.kind, groups=info.groups, batch=batch,  # type: ignore[attr-defined]
+                     macs_per_sample=info.macs, params=info.params,  # type: ignore[attr-defined]
+                     elements_in_per_sample=info.elements_in,  # type: ignore[attr-defined]
+                     elements_out_per_sample=info.elements_out,  # type: ignore[attr-defined]
+                     train_s=train_s, inference_s=inference_s)
+
+
+def _synthetic_rows(works: list, batches: tuple[int, ...], noise: float) -> list[LayerCost]:
     rng = random.Random(7)
     rows = []
     for batch in batches:
         for name, work, info in works:
             t = _call_s(work, batch) * rng.lognormvariate(0.0, noise)
-            rows.append(LayerTiming(name, info.kind, info.groups, batch, info.macs,
-                                    info.elements_in, info.elements_out, info.params,
-                                    t, 0.0, t / 3, 0.0, 5))
+            rows.append(_cost(name, info, batch, t, t / 3))
     return rows
 
 
@@ -139,7 +147,7 @@ def test_a_job_with_mode_layers_dispatches_to_the_catalog(
     from sweeper.run.job import run_job
 
     def first_five(batch: int, device: torch.device, precision: str, limit: object = None
-                   ) -> list[LayerTiming]:
+                   ) -> list[LayerCost]:
         return measure_catalog(batch, device, precision, limit=5, min_s=0.001)
 
     monkeypatch.setattr(layers_mode, "measure_catalog", first_five)
@@ -213,6 +221,8 @@ def test_group_of_tells_grouped_convolutions_apart() -> None:
     assert group_of("norm", 1) == "norm"
     with pytest.raises(ValueError, match="phase"):
         fit_layer_time([], "backward")
-    zero = LayerTiming("ReLU(8) 4x4", "act", 1, 8, 0.0, 128.0, 128.0, 0, 0.0, 0.0, 1e-6, 0.0, 5)
+    zero = _cost("ReLU(8) 4x4", SimpleNamespace(kind="act", groups=1, macs=0.0, params=0,
+                                                elements_in=128.0, elements_out=128.0),
+                 8, 0.0, 1e-6)
     with pytest.raises(ValueError, match="positive"):
         fit_layer_time([zero], "train")

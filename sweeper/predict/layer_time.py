@@ -20,11 +20,13 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import NamedTuple
 
 import numpy as np
 
 from sweeper.predict.laws import nonnegative_lstsq
+from sweeper.predict.layerwise import Layer
+from sweeper.store import LayerCost
 
 PHASES = ("train", "inference")
 
@@ -38,34 +40,13 @@ class LayerWork(NamedTuple):
     params: float
 
 
-class _LayerInfo(Protocol):  # models.info.LayerInfo
-    kind: str
-    macs: float
-    elements_in: float
-    elements_out: float
-    params: int
-    groups: int
-
-
-class _CostRow(Protocol):  # sweeper.store.LayerCost / training.layer_catalog.LayerTiming
-    kind: str
-    groups: int
-    batch: int
-    macs_per_sample: float
-    elements_in_per_sample: float
-    elements_out_per_sample: float
-    params: int
-    train_s: float
-    inference_s: float
-
-
 def group_of(kind: str, groups: int) -> str:
     if kind == "conv":
         return "conv_grouped" if groups > 1 else "conv"
     return kind
 
 
-def layer_work(layer: _LayerInfo) -> LayerWork:
+def layer_work(layer: Layer) -> LayerWork:
     return LayerWork(group_of(layer.kind, layer.groups), float(layer.macs),
                      float(layer.elements_in + layer.elements_out), float(layer.params))
 
@@ -95,12 +76,12 @@ class LayerTimeLaw:
         return sum(self.call_s(w, batch) for w in layers) / batch
 
 
-def fit_layer_time(rows: Sequence[_CostRow], phase: str) -> LayerTimeLaw:
+def fit_layer_time(rows: Sequence[LayerCost], phase: str) -> LayerTimeLaw:
     """Non-negative least squares per group, each row weighted by 1/time (relative error:
     a 20 us activation counts as much as a 50 ms convolution)."""
     if phase not in PHASES:
         raise ValueError(f"phase must be one of {PHASES}, got {phase!r}")
-    by_group: dict[str, list[_CostRow]] = defaultdict(list)
+    by_group: dict[str, list[LayerCost]] = defaultdict(list)
     for row in rows:
         by_group[group_of(row.kind, row.groups)].append(row)
     coef = {}

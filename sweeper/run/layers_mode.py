@@ -17,23 +17,12 @@ import time
 
 from sweeper.config.spec import RunSpec
 from sweeper.run.result import JobResult
-from sweeper.store import LayerCost, open_store
+from sweeper.store import open_store
 from sweeper.store.layer_costs import replace_layer_costs
 from sweeper.training.device import check_precision, describe_accelerator, resolve_device
-from sweeper.training.layer_catalog import LayerTiming, measure_catalog
+from sweeper.training.layer_catalog import measure_catalog
 
 log = logging.getLogger(__name__)
-
-
-def _row(t: LayerTiming, hardware_id: str, device: str, precision: str, load: float
-         ) -> LayerCost:
-    return LayerCost(
-        hardware_id=hardware_id, host=socket.gethostname(), device=device,
-        precision=precision, layer=t.layer, kind=t.kind, groups=t.groups, batch=t.batch,
-        macs_per_sample=t.macs_per_sample, elements_in_per_sample=t.elements_in_per_sample,
-        elements_out_per_sample=t.elements_out_per_sample, params=t.params,
-        train_s=t.train_s, train_spread=t.train_spread, inference_s=t.inference_s,
-        inference_spread=t.inference_spread, repeats=t.repeats, load_avg_1m=load)
 
 
 def run_layer_catalog(spec: RunSpec, limit: int | None = None) -> JobResult:
@@ -59,8 +48,11 @@ def run_layer_catalog(spec: RunSpec, limit: int | None = None) -> JobResult:
     started = time.monotonic()
     timings = measure_catalog(spec.batch, device, spec.precision, limit=limit)
     load = os.getloadavg()[0]
-    written = replace_layer_costs(store, hardware_id, spec.precision, spec.batch, [
-        _row(t, hardware_id, str(device), spec.precision, load) for t in timings])
+    host = socket.gethostname()
+    for row in timings:
+        row.hardware_id, row.host, row.device = hardware_id, host, str(device)
+        row.precision, row.load_avg_1m = spec.precision, load
+    written = replace_layer_costs(store, hardware_id, spec.precision, spec.batch, timings)
     elapsed = time.monotonic() - started
     spread = sorted(t.train_spread for t in timings)
     print(f"timed {written} layers at batch {spec.batch} ({spec.precision}) on {device} in "

@@ -18,12 +18,12 @@ import itertools
 import statistics
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from sweeper.models import describe_layers
+from sweeper.store import LayerCost
 from sweeper.training.device import autocast_dtype
 
 # A layer whose call would multiply-accumulate more than this is left out: on a CPU it
@@ -31,27 +31,6 @@ from sweeper.training.device import autocast_dtype
 MAX_MACS_PER_CALL = 2.5e9
 CHANNELS = (8, 16, 32, 64, 128, 256, 512)
 FEATURE_MAPS = (32, 16, 8, 4)
-
-
-@dataclass(frozen=True)
-class LayerTiming:
-    """One catalog layer's work (per sample, as models.describe_layers counts it) and its
-    measured time per call at `batch` (the median of `repeats`, with the interquartile
-    range over the median as the spread)."""
-
-    layer: str
-    kind: str
-    groups: int
-    batch: int
-    macs_per_sample: float
-    elements_in_per_sample: float
-    elements_out_per_sample: float
-    params: int
-    train_s: float
-    train_spread: float
-    inference_s: float
-    inference_spread: float
-    repeats: int
 
 
 def catalog() -> Iterator[tuple[str, tuple[int, ...], nn.Module]]:
@@ -147,8 +126,11 @@ def time_layer(module: nn.Module, shape: tuple[int, ...], batch: int, device: to
 
 def measure_catalog(batch: int, device: torch.device, precision: str = "fp32",
                     min_s: float = 0.02, limit: int | None = None,
-                    progress: Callable[[int, int], None] | None = None) -> list[LayerTiming]:
-    """Time every catalog layer (the first `limit` of them, for tests) at `batch`."""
+                    progress: Callable[[int, int], None] | None = None) -> list[LayerCost]:
+    """Time every catalog layer (the first `limit` of them, for tests) at `batch`: rows of
+    the store's layer_costs, each layer's work per sample as models.describe_layers counts
+    it and its median time per call with the repeats' spread (interquartile range over the
+    median); the caller fills in the machine."""
     cases = [(name, shape, module) for name, shape, module in catalog()]
     if limit is not None:
         cases = cases[:limit]
@@ -158,7 +140,7 @@ def measure_catalog(batch: int, device: torch.device, precision: str = "fp32",
         if info.macs * batch > MAX_MACS_PER_CALL:
             continue
         train, inference = time_layer(module, shape, batch, device, precision, min_s)
-        out.append(LayerTiming(
+        out.append(LayerCost(
             layer=name, kind=info.kind, groups=info.groups, batch=batch,
             macs_per_sample=info.macs, elements_in_per_sample=info.elements_in,
             elements_out_per_sample=info.elements_out, params=info.params,
