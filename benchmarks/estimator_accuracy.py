@@ -5,7 +5,7 @@ Two ways to run it:
 
     # ONE command: collect the protocol's runs on this machine, then print the result
     python benchmarks/estimator_accuracy.py --collect results/estimator_protocol
-    python benchmarks/estimator_accuracy.py --collect /tmp/est-quick --quick   # 2-3 min check
+    python benchmarks/estimator_accuracy.py --collect /tmp/est-quick --quick   # 4 min check
 
     # only the analysis, on runs already in a store (one sweep)
     python benchmarks/estimator_accuracy.py --db results/estimator_protocol/estimator.db \
@@ -36,7 +36,8 @@ runs of 11-19 s each (one CLI start each: repeats run in passes). At batch 8 a s
 the largest networks stays near the 3 s floor, where at 16 one step of densenet121 alone
 takes about 12 s. A second batch size (--batches 8,32) about doubles the collection. The
 --quick check (5 small networks, batch sizes 16 and 64, 2 repeats, 0.5 s phases) took 7.2
-min with the catalog at both batch sizes (5.2 min of it); at 16 alone, about 3.5 min.
+min with the catalog at both batch sizes (5.2 min of it); at 16 alone 3.7 min (89 s of
+catalog; 2026-12-07 03:03 UTC, load 1.1-1.3).
 
 For each target (energy and time per training and per inference sample), on each hardware
 and meter group, it prints the held-out errors of every candidate law fitted alone and of

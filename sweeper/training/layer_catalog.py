@@ -27,8 +27,9 @@ from sweeper.store import LayerCost
 from sweeper.training.device import autocast_dtype
 
 # A layer whose call would multiply-accumulate more than this is left out: on a CPU it
-# would take seconds, and the networks' layers at CIFAR sizes stay below it.
-MAX_MACS_PER_CALL = 2.5e9
+# would take seconds (the networks' layers at CIFAR sizes and batch 8 stay below it); a GPU
+# does 1e12 in a few milliseconds.
+MAX_MACS_PER_CALL = {"cpu": 2.5e9, "cuda": 1e12}
 CHANNELS = (8, 16, 32, 64, 128, 256, 512)
 FEATURE_MAPS = (32, 16, 8, 4)
 
@@ -137,7 +138,7 @@ def measure_catalog(batch: int, device: torch.device, precision: str = "fp32",
     out = []
     for i, (name, shape, module) in enumerate(cases):
         (info,) = describe_layers(nn.Sequential(module), shape)
-        if info.macs * batch > MAX_MACS_PER_CALL:
+        if info.macs * batch > MAX_MACS_PER_CALL.get(device.type, MAX_MACS_PER_CALL["cpu"]):
             continue
         train, inference = time_layer(module, shape, batch, device, precision, min_s)
         out.append(LayerCost(
