@@ -108,7 +108,8 @@ def test_mode_layers_stores_the_catalog_under_the_runs_hardware_id(
 
     from sweeper.config.spec import build_spec
     from sweeper.run import layers_mode
-    from sweeper.run.sizing import LayerTimer, _hardware_id
+    from sweeper.run.machine import machine_id
+    from sweeper.run.sizing import LayerTimer
 
     db = tmp_path / "layers.db"
     cfg = compose("config", overrides=["mode=layers", "batch=4", "device=cpu",
@@ -121,13 +122,13 @@ def test_mode_layers_stores_the_catalog_under_the_runs_hardware_id(
         rows = conn.execute("select hardware_id, batch, precision, train_s, inference_s "
                             "from layer_costs").fetchall()
     assert len(rows) == first.extra["layers"] == 12  # replaced, not added
-    assert {r[0] for r in rows} == {_hardware_id("cpu")} == {first.extra["hardware_id"]}
+    assert {r[0] for r in rows} == {machine_id(spec)} == {first.extra["hardware_id"]}
     assert all(r[1] == 4 and r[2] == "fp32" and r[3] > 0 and r[4] > 0 for r in rows)
 
     from sweeper.store import open_store
 
     timer = LayerTimer(open_store(f"sqlite:///{db}"))
-    run = SimpleNamespace(hardware_id=_hardware_id("cpu"), precision="fp32", batch=4,
+    run = SimpleNamespace(hardware_id=machine_id(spec), precision="fp32", batch=4,
                           config={"model": {"name": "cnn"},
                                   "dataset": {"name": "synthetic", "image_size": 16,
                                               "channels": 3}})
@@ -226,3 +227,46 @@ def test_group_of_tells_grouped_convolutions_apart() -> None:
                  8, 0.0, 1e-6)
     with pytest.raises(ValueError, match="positive"):
         fit_layer_time([zero], "train")
+
+
+def test_estimates_look_runs_up_under_the_id_a_run_stores(
+    tmp_path, hydra_conf: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a GPU machine a run's hardware_id includes NVML's driver and power limits, from
+    its meters: a configuration sized for mode=estimate, the frontier's priors or
+    mode=layers gets that id too (sweeper.run.machine), not one without the meters."""
+    from hydra import compose
+
+    from sweeper.config.spec import build_spec
+    from sweeper.energy.hardware import describe_host
+    from sweeper.run import machine
+    from sweeper.run.sizing import size_config
+    from sweeper.training.device import describe_accelerator
+
+    described = {"nvml.nvml_driver_version": "580.95", "nvml.gpu:0.name": "NVIDIA H200",
+                 "nvml.gpu:0.power_limit_w": "700"}
+
+    class Meters:  # what energy.open_meters returns where NVML measures a GPU
+        def describe(self) -> dict[str, str]:
+            return described
+
+        def close(self) -> None:
+            pass
+
+        def __enter__(self) -> Meters:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.close()
+
+    monkeypatch.setattr(machine.energy, "open_meters", lambda *a, **k: Meters())
+    machine._machine_id.cache_clear()
+    try:
+        spec = build_spec(compose("config", overrides=["device=cpu", "model=mlp",
+                                                       "dataset=digits"]))
+        stored = machine.hardware_of(torch.device("cpu"), described).hardware_id
+        without = describe_host(describe_accelerator(torch.device("cpu"))).hardware_id
+        assert machine.machine_id(spec) == stored != without
+        assert size_config(spec, str(tmp_path)).hardware_id == stored
+    finally:
+        machine._machine_id.cache_clear()

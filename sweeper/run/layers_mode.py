@@ -16,10 +16,11 @@ import socket
 import time
 
 from sweeper.config.spec import RunSpec
+from sweeper.run.machine import machine_id
 from sweeper.run.result import JobResult
 from sweeper.store import open_store
 from sweeper.store.layer_costs import replace_layer_costs
-from sweeper.training.device import check_precision, describe_accelerator, resolve_device
+from sweeper.training.device import check_precision, resolve_device
 from sweeper.training.layer_catalog import measure_catalog
 
 log = logging.getLogger(__name__)
@@ -27,23 +28,14 @@ log = logging.getLogger(__name__)
 
 def run_layer_catalog(spec: RunSpec, limit: int | None = None) -> JobResult:
     """Time the catalog at the spec's batch, device and precision; store it."""
-    from sweeper.energy.hardware import describe_host
-
     device = resolve_device(spec.device)
     check_precision(spec.precision, device)
     if spec.num_threads:
         import torch
 
         torch.set_num_threads(spec.num_threads)
-    from sweeper import energy
-
-    # The identity a run on this device stores (its meters' GPU driver and limits included),
-    # so the estimator finds this catalog for those runs.
-    with energy.open_meters(spec.meter, gpu_indices=(device.index or 0,)
-                            if device.type == "cuda" else (),
-                            cpu_tdp_w=spec.energy.cpu_tdp_w) as meters:
-        described = meters.describe()
-    hardware_id = describe_host(describe_accelerator(device), described).hardware_id
+    # The identity a run on this device stores, so the estimator finds this catalog for it.
+    hardware_id = machine_id(spec)
     store = open_store(spec.storage.url)
     started = time.monotonic()
     timings = measure_catalog(spec.batch, device, spec.precision, limit=limit)

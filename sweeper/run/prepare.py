@@ -16,15 +16,14 @@ from sweeper.config.launch import launch
 from sweeper.config.spec import RunSpec
 from sweeper.config.sweep import SweepContext
 from sweeper.datasets import load_dataset
-from sweeper.energy.hardware import describe_host
 from sweeper.energy.power_limit import PowerCap
 from sweeper.energy.resolution import min_span_s
 from sweeper.errors import ConfigError, invalid_value
 from sweeper.models import build_model, describe_model
+from sweeper.run.machine import hardware_of, open_run_meters
 from sweeper.store import Run, Store
 from sweeper.store.schema import utcnow
 from sweeper.training import distributed
-from sweeper.training.device import describe_accelerator
 from sweeper.training.loaders import LoaderOptions, make_loader, resolve_loader, train_loader
 from sweeper.training.schedule import ScheduleSpec, make_scheduler
 from sweeper.training.trainer import Trainer, make_optimizer
@@ -105,15 +104,11 @@ def prepare(
         "inference": make_loader(data.test, spec.inference.batch, shuffle=False, seed=spec.seed,
                                  settings=loading if spec.inference.every_epoch else once),
     }
-    gpus = distributed.measured_gpus(spec.energy.gpus, device)  # every rank's GPU under torchrun
-    meters = energy.open_meters(
-        spec.meter, gpu_indices=gpus if device.type == "cuda" else (),
-        cpu_tdp_w=spec.energy.cpu_tdp_w,
-    )
+    meters = open_run_meters(spec, device)  # every rank's GPU under torchrun
     described = meters.describe()
     # A limit sweeper set is a config dimension: the identity keeps the card's own limit.
     identity = power.identity(described) if power is not None else described
-    hardware = describe_host(describe_accelerator(device), identity).as_dict()
+    hardware = hardware_of(device, identity).as_dict()
     hardware["meters"] = described
     if power is not None:
         hardware["gpu_power"] = power.record()

@@ -76,16 +76,10 @@ def _model_size(model: str, options_json: str, input_shape: tuple, classes: int)
             feature_tuple(described), works)
 
 
-@cache
-def _hardware_id(device: str) -> str:
-    from sweeper.energy.hardware import describe_host
-    from sweeper.training.device import describe_accelerator, resolve_device
-
-    return describe_host(describe_accelerator(resolve_device(device))).hardware_id
-
-
 def size_config(spec: RunSpec, base_dir: str) -> SizedConfig:
     """The configuration's model sizes and its data set's sizes; nothing trains."""
+    from sweeper.run.machine import machine_id
+
     try:
         shape, classes, train, val, test = _data_sizes(
             spec.dataset, _key(spec.dataset_options), spec.seed, base_dir)
@@ -95,7 +89,7 @@ def size_config(spec: RunSpec, base_dir: str) -> SizedConfig:
         raise ConfigError(f"invalid option for {spec.model!r}/{spec.dataset!r}: {exc}") from exc
     return SizedConfig(
         params=params, macs_per_sample=macs, train_samples=train,
-        hardware_id=_hardware_id(spec.device), activations_per_sample=acts or None,
+        hardware_id=machine_id(spec), activations_per_sample=acts or None,
         eval_samples_per_epoch=val, test_samples=test, layer_features=layers,
         layer_works=works,
     )
