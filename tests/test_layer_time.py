@@ -161,6 +161,25 @@ def test_a_job_with_mode_layers_dispatches_to_the_catalog(
         assert conn.execute("select count(*) from runs").fetchone() == (0,)
 
 
+def test_mode_layers_is_refused_under_torchrun_before_any_timing(
+    tmp_path, hydra_conf: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every rank would time the catalog and replace the others' rows: refused in one
+    line, nothing stored."""
+    from hydra import compose
+
+    from sweeper.errors import ConfigError
+    from sweeper.run.job import run_job
+
+    for name, value in (("WORLD_SIZE", "2"), ("RANK", "0"), ("LOCAL_RANK", "0")):
+        monkeypatch.setenv(name, value)
+    db = tmp_path / "ranks.db"
+    with pytest.raises(ConfigError, match="'layers' under torchrun; time the catalog on one"):
+        run_job(compose("config", overrides=["mode=layers", "device=cpu",
+                                             f"storage.url=sqlite:///{db}"]))
+    assert not db.exists()
+
+
 def replace_hw(run: SimpleNamespace, hardware_id: str) -> SimpleNamespace:
     return SimpleNamespace(**{**vars(run), "hardware_id": hardware_id})
 

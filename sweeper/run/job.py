@@ -40,11 +40,12 @@ def run_job(cfg: DictConfig) -> JobResult:
     mode = spec.mode
     if mode == "estimate":  # nothing runs and nothing is stored
         return run_estimate(cfg, spec, in_grid=_in_multirun())
+    if mode in ("forecast", "layers") and launch().active:
+        raise ConfigError(f"invalid value for 'mode': {mode!r} under torchrun; "
+                          f"{'profile' if mode == 'forecast' else 'time the catalog'} on one "
+                          "device (allowed here: train)")
     if mode == "layers":  # times single layers; stores the catalog, no run
         return run_layer_catalog(spec)
-    if mode == "forecast" and launch().active:
-        raise ConfigError("invalid value for 'mode': 'forecast' under torchrun; profile on one "
-                          "device (allowed here: train)")
     device = distributed.setup(resolve_device(spec.device))  # cuda:LOCAL_RANK under torchrun
     check_precision(spec.precision, device)
     try:
