@@ -10,9 +10,10 @@ network's layers, per sample, is the feature `layer_s` the estimator's log-linea
 to joules and seconds per sample (sweeper.predict.laws); the catalog holds no network's own
 layers, so held-out scores stay honest.
 
-On issue 24's protocol (20 networks, the 2-core AMD VM, estimate meter) the by-model error
-of the training energy fell from 25.0% (best network-level law) to 16.5% with it
-(benchmarks/estimator_accuracy.py).
+On issue 24's protocol (20 networks, a 2-core AMD VM, estimate meter) the by-model error
+of the training energy fell from 25.0% (the law chosen without a catalog) to 13.1% with it,
+17.0% on a second run whose repeats were spread over the whole protocol
+(benchmarks/estimator_accuracy.py; benchmarks/README.md has both).
 """
 
 from __future__ import annotations
