@@ -46,7 +46,7 @@ def run_layer_catalog(spec: RunSpec, limit: int | None = None) -> JobResult:
         row.precision, row.load_avg_1m = spec.precision, load
     written = replace_layer_costs(store, hardware_id, spec.precision, spec.batch, timings)
     elapsed = time.monotonic() - started
-    spread = sorted(t.train_spread for t in timings)
+    spread = sorted(t.train_spread for t in timings) or [0.0]
     print(f"timed {written} layers at batch {spec.batch} ({spec.precision}) on {device} in "
           f"{elapsed:.0f} s (median spread of the repeats {spread[len(spread) // 2]:.0%}, "
           f"load average {load:.1f}); stored in {store.display_url} for hardware "

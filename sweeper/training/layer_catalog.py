@@ -126,8 +126,7 @@ def time_layer(module: nn.Module, shape: tuple[int, ...], batch: int, device: to
 
 
 def measure_catalog(batch: int, device: torch.device, precision: str = "fp32",
-                    min_s: float = 0.02, limit: int | None = None,
-                    progress: Callable[[int, int], None] | None = None) -> list[LayerCost]:
+                    min_s: float = 0.02, limit: int | None = None) -> list[LayerCost]:
     """Time every catalog layer (the first `limit` of them, for tests) at `batch`: rows of
     the store's layer_costs, each layer's work per sample as models.describe_layers counts
     it and its median time per call with the repeats' spread (interquartile range over the
@@ -136,7 +135,7 @@ def measure_catalog(batch: int, device: torch.device, precision: str = "fp32",
     if limit is not None:
         cases = cases[:limit]
     out = []
-    for i, (name, shape, module) in enumerate(cases):
+    for name, shape, module in cases:
         (info,) = describe_layers(nn.Sequential(module), shape)
         if info.macs * batch > MAX_MACS_PER_CALL.get(device.type, MAX_MACS_PER_CALL["cpu"]):
             continue
@@ -147,6 +146,4 @@ def measure_catalog(batch: int, device: torch.device, precision: str = "fp32",
             elements_out_per_sample=info.elements_out, params=info.params,
             train_s=train[0], train_spread=train[1], inference_s=inference[0],
             inference_spread=inference[1], repeats=min(train[2], inference[2])))
-        if progress is not None:
-            progress(i + 1, len(cases))
     return out
