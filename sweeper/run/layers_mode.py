@@ -10,7 +10,6 @@ per-sample ones. A machine measured again replaces its catalog at that batch siz
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import time
@@ -22,8 +21,6 @@ from sweeper.store import open_store
 from sweeper.store.layer_costs import replace_layer_costs
 from sweeper.training.device import check_precision, resolve_device
 from sweeper.training.layer_catalog import measure_catalog
-
-log = logging.getLogger(__name__)
 
 
 def run_layer_catalog(spec: RunSpec, limit: int | None = None) -> JobResult:

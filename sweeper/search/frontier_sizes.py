@@ -32,12 +32,12 @@ def sweep_describer(sweeper: Any, space: SearchSpace, store: Store | None = None
     with the store, each also gets its predicted layer time from this machine's catalog
     (mode=layers), for the layer-time law."""
     from sweeper.config.spec import build_spec
-    from sweeper.run.sizing import layer_timer, size_config
+    from sweeper.run.sizing import SizedConfig, layer_timer, size_config
 
     config: DictConfig = sweeper.config
     loader = sweeper.hydra_context.config_loader
     base_dir = str(config.hydra.runtime.cwd)
-    sized: dict[tuple[Any, ...], Any] = {}
+    sized: dict[tuple[Any, ...], SizedConfig] = {}
     described: dict[tuple[Any, ...], SizedParams] = {}
     hardware: list[str] = []
 
