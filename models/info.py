@@ -117,7 +117,11 @@ def _tensors(output: object) -> list[torch.Tensor]:
 
 
 # Leaf module kinds a layer-wise cost law tells apart (issue 24), by class name.
-LAYER_KINDS = ("conv", "linear", "norm", "act", "pool", "other")
+LAYER_KINDS = ("conv", "linear", "attention", "norm", "act", "pool", "other")
+# Modules described as one layer, their children included: nn.MultiheadAttention computes
+# its input projection from its own weights and calls its output projection's weights
+# directly (the child's hooks never fire), so only the whole module is a layer.
+_UNITS: tuple[type[nn.Module], ...] = (nn.MultiheadAttention,)
 _ACTIVATIONS = ("relu", "gelu", "silu", "swish", "hardswish", "sigmoid", "tanh", "softmax",
                 "mish", "elu", "hardtanh", "hardsigmoid")
 
@@ -138,6 +142,8 @@ class LayerInfo:
 
 
 def layer_kind(module: nn.Module) -> str:
+    if isinstance(module, nn.MultiheadAttention):
+        return "attention"
     name = type(module).__name__.lower()
     if "conv" in name:
         return "conv"
@@ -154,16 +160,19 @@ def layer_kind(module: nn.Module) -> str:
 
 def describe_layers(model: nn.Module, input_shape: Sequence[int]) -> list[LayerInfo]:
     """Every leaf module's work in a 1-sample forward pass (on the meta device it costs no
-    compute: build the model under ``torch.device("meta")``). MACs that FlopCounterMode
-    gives no leaf (attention's matmuls inside nn.MultiheadAttention) form one more
-    "other" layer, so the layers' MACs add up to describe_model's."""
+    compute: build the model under ``torch.device("meta")``). An nn.MultiheadAttention is
+    one "attention" layer: its projections and the attention matmuls are its MACs, and the
+    attention weights it materialises (heads x queries x keys) count among the elements it
+    writes. MACs that FlopCounterMode gives no layer (functional ops in a container's
+    forward) form one more "other" layer, so the layers' MACs add up to describe_model's."""
     seen: dict[str, tuple[float, float]] = {}
-    leaves = {n: m for n, m in model.named_modules() if next(m.children(), None) is None}
+    leaves = _layer_modules(model)
 
     def hook(name: str) -> Any:
-        def record(_module: nn.Module, inputs: object, output: object) -> None:
+        def record(module: nn.Module, inputs: object, output: object) -> None:
             got_in = sum(t.numel() for t in _tensors(inputs))
-            got_out = sum(t.numel() for t in _tensors(output))
+            got_out = sum(t.numel() for t in _tensors(output)) + _attention_weights(
+                module, inputs)
             before = seen.get(name, (0.0, 0.0))
             seen[name] = (before[0] + got_in, before[1] + got_out)
         return record
@@ -183,3 +192,30 @@ def describe_layers(model: nn.Module, input_shape: Sequence[int]) -> list[LayerI
     if rest > 0.5:
         layers.append(LayerInfo("(not in a leaf)", "other", rest, 0.0, 0.0, 0))
     return layers
+
+
+def _layer_modules(model: nn.Module) -> dict[str, nn.Module]:
+    """The modules described as layers: leaves, and the units (with their children)."""
+    out: dict[str, nn.Module] = {}
+    inside: list[str] = []
+    for name, module in model.named_modules():
+        if any(name.startswith(f"{unit}.") for unit in inside):
+            continue
+        if isinstance(module, _UNITS):
+            inside.append(name)
+            out[name] = module
+        elif next(module.children(), None) is None:
+            out[name] = module
+    return out
+
+
+def _attention_weights(module: nn.Module, inputs: object) -> float:
+    """Elements of the attention weights an nn.MultiheadAttention call materialises per
+    sample (heads x queries x keys); 0 for any other module."""
+    if not isinstance(module, nn.MultiheadAttention):
+        return 0.0
+    tensors = _tensors(inputs)
+    if len(tensors) < 2:
+        return 0.0
+    axis = 1 if module.batch_first and tensors[0].dim() == 3 else 0  # (T, d) unbatched
+    return float(module.num_heads * tensors[0].shape[axis] * tensors[1].shape[axis])

@@ -80,7 +80,7 @@ def test_the_law_recovers_a_known_per_layer_law_for_networks_not_in_the_catalog(
 
 def test_the_catalog_is_generic_and_spans_the_kinds_networks_use(catalog_works: list) -> None:
     groups = {work.group for _, work, _ in catalog_works}
-    assert {"conv", "conv_grouped", "linear", "norm", "act", "pool"} <= groups
+    assert {"conv", "conv_grouped", "linear", "attention", "norm", "act", "pool"} <= groups
     names = [name for name, _, _ in catalog_works]
     assert len(names) == len(set(names)) > 500
 
@@ -96,6 +96,36 @@ def test_measure_catalog_times_real_layers_on_the_cpu() -> None:
         assert r.train_s > 0 and r.inference_s > 0 and r.repeats >= 5 and r.train_spread >= 0
     # Forward and backward cost more than a forward without gradients.
     assert sum(r.train_s for r in rows) > sum(r.inference_s for r in rows)
+
+
+def test_attention_is_one_layer_with_its_projections_matmuls_and_weights() -> None:
+    """nn.MultiheadAttention calls its output projection's weights directly (the child's
+    hook never fires), so it is described whole: a vit's layers hold its attention's MACs
+    (no remainder outside a layer), and the attention weights it writes count as moved.
+    The catalog's attention layers time for real and cost more than a linear of their
+    projections alone."""
+    from sweeper.training.layer_catalog import SelfAttention, time_layer
+
+    tokens, dim, heads = 17, 64, 4  # 16x16 image, patch 4: 16 patches and a class token
+    with torch.device("meta"):
+        net = build_model("vit", (3, 16, 16), 10, dim=dim, depth=2, heads=heads,
+                          patch_size=4)
+    layers = describe_layers(net, (3, 16, 16))
+    attention = [x for x in layers if x.kind == "attention"]
+    assert [x.name for x in attention] == ["encoder.0.self_attn", "encoder.1.self_attn"]
+    assert not [x for x in layers if x.name == "(not in a leaf)"]
+    first = attention[0]
+    # q, k, v and output projections (4 T d^2) and the two attention matmuls (2 T^2 d).
+    assert first.macs == 4 * tokens * dim * dim + 2 * tokens * tokens * dim
+    assert first.elements_out == tokens * dim + heads * tokens * tokens
+    assert first.params == 4 * dim * dim + 4 * dim
+    assert layer_work(first).group == "attention"
+
+    module = SelfAttention(32, 4)
+    (info,) = describe_layers(nn.Sequential(module), (9, 32))
+    assert info.kind == "attention" and info.macs == 4 * 9 * 32 * 32 + 2 * 9 * 9 * 32
+    train, inference = time_layer(module, (9, 32), 4, torch.device("cpu"), min_s=0.001)
+    assert train[0] > inference[0] > 0
 
 
 def test_mode_layers_stores_the_catalog_under_the_runs_hardware_id(

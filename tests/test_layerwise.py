@@ -42,7 +42,7 @@ def _truth(layer_list: list) -> float:
     for layer in layer_list:
         total += LAW[macs_feature(layer)] * layer.macs
         moved = layer.elements_in + layer.elements_out
-        total += (LAW["moved_compute"] if layer.kind in ("conv", "linear")
+        total += (LAW["moved_compute"] if layer.kind in ("conv", "linear", "attention")
                   else LAW["moved_elementwise"]) * moved
         total += LAW["params"] * layer.params + LAW["layers"]
     return total
@@ -102,7 +102,7 @@ STEP_LAW = {"params/batch": 4e-8, "layers/batch": 3e-4, "1/batch": 2e-2, "1": 5e
 
 def _truth_at(layer_list: list, batch: int) -> float:
     work = sum(LAW[macs_feature(x)] * x.macs
-               + (LAW["moved_compute"] if x.kind in ("conv", "linear")
+               + (LAW["moved_compute"] if x.kind in ("conv", "linear", "attention")
                   else LAW["moved_elementwise"]) * (x.elements_in + x.elements_out)
                for x in layer_list)
     params = sum(x.params for x in layer_list)

@@ -35,7 +35,7 @@ PHASES = ("train", "inference")
 class LayerWork(NamedTuple):
     """One layer's work per sample, in the law's terms."""
 
-    group: str  # conv, conv_grouped, linear, norm, act, pool, other
+    group: str  # conv, conv_grouped, linear, attention, norm, act, pool, other
     macs: float
     moved: float  # elements read and written
     params: float

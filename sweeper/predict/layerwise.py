@@ -29,7 +29,7 @@ from sweeper.predict.types import Observation, Query
 
 FEATURES = ("macs_conv", "macs_grouped", "macs_matmul", "moved_compute", "moved_elementwise",
             "params", "layers", "per_sample")
-COMPUTE_KINDS = frozenset({"conv", "linear"})
+COMPUTE_KINDS = frozenset({"conv", "linear", "attention"})
 
 
 class Layer(Protocol):

@@ -4,8 +4,8 @@ The estimator's layer-time law (sweeper.predict.layer_time) is NeuralPower's ide
 cost of a network is the sum of its layers' costs, and a layer's cost follows a per-kind
 law of its work (MACs, elements moved, parameters) fitted on micro-benchmarks of layer
 shapes. The catalog is generic (convolutions dense, grouped and depthwise over CIFAR-sized
-feature maps, linear layers on vectors and tokens, BatchNorm, LayerNorm, activations,
-pooling), never a network's own layers, so a network the estimator predicts has not been
+feature maps, linear layers on vectors and tokens, self-attention, BatchNorm, LayerNorm,
+activations, pooling), never a network's own layers, so a network the estimator predicts has not been
 run, in part or whole. Each layer is timed alone, as a network runs it: a forward and
 backward pass (training) and a forward pass without gradients in eval mode (inference),
 with the device synchronised inside each timed call, as Zeus's measurement windows are.
@@ -32,6 +32,17 @@ from sweeper.training.device import autocast_dtype
 MAX_MACS_PER_CALL = {"cpu": 2.5e9, "cuda": 1e12}
 CHANNELS = (8, 16, 32, 64, 128, 256, 512)
 FEATURE_MAPS = (32, 16, 8, 4)
+
+
+class SelfAttention(nn.Module):
+    """nn.MultiheadAttention over one sequence, as a transformer block calls it."""
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.attn(x, x, x, need_weights=False)[0]
 
 
 def catalog() -> Iterator[tuple[str, tuple[int, ...], nn.Module]]:
@@ -69,6 +80,11 @@ def catalog() -> Iterator[tuple[str, tuple[int, ...], nn.Module]]:
                    nn.Linear(dim, dim * factor))
         yield f"LayerNorm({dim}) x{tokens} tokens", (tokens, dim), nn.LayerNorm(dim)
         yield f"GELU x{tokens}x{dim}", (tokens, dim), nn.GELU()
+    # Self-attention: projections grow with tokens x dim^2, the attention itself with
+    # tokens^2 x dim and its weights with heads x tokens^2.
+    for tokens, dim, heads in itertools.product((17, 65, 257), (64, 128, 256), (4, 8)):
+        yield (f"MultiheadAttention({dim}, {heads} heads) x{tokens} tokens", (tokens, dim),
+               SelfAttention(dim, heads))
 
 
 def _clock(call: Callable[[], object], sync: Callable[[], None], min_s: float
