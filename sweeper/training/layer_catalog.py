@@ -5,8 +5,8 @@ cost of a network is the sum of its layers' costs, and a layer's cost follows a 
 law of its work (MACs, elements moved, parameters) fitted on micro-benchmarks of layer
 shapes. The catalog is generic (convolutions dense, grouped and depthwise over CIFAR-sized
 feature maps, linear layers on vectors and tokens, self-attention, BatchNorm, LayerNorm,
-activations, pooling), never a network's own layers, so a network the estimator predicts has not been
-run, in part or whole. Each layer is timed alone, as a network runs it: a forward and
+activations, pooling), never a network's own layers, so a network the estimator predicts
+has not been run, in part or whole. Each layer is timed alone, as a network runs it: a forward and
 backward pass (training) and a forward pass without gradients in eval mode (inference),
 with the device synchronised inside each timed call, as Zeus's measurement windows are.
 """
