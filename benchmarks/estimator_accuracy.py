@@ -296,10 +296,23 @@ def _analyse_group(target: str, hardware: str, meter: str, obs: list[Observation
         picked = ", ".join(f"{n} x{k}" for n, k in sorted(
             {n: nested.laws.count(n) for n in set(nested.laws)}.items()))
         print(f"  the folds chose: {picked}")
+        print("  per network, mean held-out error: " + _per_network(obs, nested))
     print(f"  chosen, fitted on all runs: {law.describe()}")
     print(f"  {LEVEL:.0%} intervals (by model) held "
           + ("-" if coverage is None else f"{coverage:.1%}") + " of the held-out runs")
     return _verdict(target, nested, noise, coverage)
+
+
+def _per_network(obs: Sequence[Observation], score: object) -> str:
+    """Each network's mean signed error when held out (predicted over actual, less one),
+    most under-predicted first: where the law is biased, not just noisy."""
+    model_of = {o.run_id: o.model for o in obs}
+    errors: dict[str, list[float]] = {}
+    for run_id, actual, predicted in zip(score.run_ids, score.actual_j,  # type: ignore[attr-defined]
+                                         score.predicted_j, strict=True):  # type: ignore[attr-defined]
+        errors.setdefault(model_of[run_id], []).append(predicted / actual - 1.0)
+    mean = {m: sum(e) / len(e) for m, e in errors.items()}
+    return ", ".join(f"{m} {v:+.0%}" for m, v in sorted(mean.items(), key=lambda kv: kv[1]))
 
 
 def _verdict(target: str, nested: object, noise: float | None, coverage: float | None) -> str:

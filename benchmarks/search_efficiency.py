@@ -58,6 +58,7 @@ from search_grid import (  # noqa: E402
     Config,
     Measured,
     config_key,
+    ensure_catalog,
     ensure_grid,
     ensure_repeats,
     ensure_seed_repeats,
@@ -79,7 +80,11 @@ CHANCE_ACCURACY = 0.1  # digits has 10 classes
 CPU_W_PER_CORE = lookup_cpu_tdp_w(cpu_model_name()).tdp_w / (psutil.cpu_count() or 1)
 TARGET_HV, TARGET_JOULES = 0.95, 0.30
 TARGET_FRONT_JOULES = 0.10  # issue 24: every front configuration (or one within noise)
-STRATEGIES = ("frontier", "nsga2", "tpe", "random", "gp")
+# "frontier" sizes each configuration as a CLI search does (layers and, with the file's
+# layer catalog, the layer-time law); "frontier-sizes" knows MACs and parameters only, as
+# the replay did before the catalog existed: the two side by side show what it changes.
+STRATEGIES = ("frontier", "frontier-sizes", "nsga2", "tpe", "random", "gp")
+SELF_STOPPING = ("frontier", "frontier-sizes")
 
 
 def hypervolume(points: Sequence[tuple[float, float]], ref: tuple[float, float]) -> float:
@@ -156,6 +161,7 @@ class SeedResult:
     front_reached: int = 0  # grid front configurations reached (FrontTarget.reached_by)
     top_reached: bool = False  # the grid's most accurate configuration, or one within noise
     top_tried: bool = False  # the grid's most accurate configuration itself
+    law: str = ""  # the frontier sampler's energy law at the end ("" for other samplers)
 
 
 def replay(
@@ -235,31 +241,39 @@ def _result(study: optuna.Study, ref: tuple[float, float], true_hv: tuple[float,
     points = [(t.values[0], t.values[1]) for t in done]
     found = {config_key(t.params): (t.values[0], t.values[1]) for t in done}
     top = max(targets, key=lambda f: f.accuracy, default=None)
+    energy = getattr(study.sampler, "energy", None)
     return SeedResult(hypervolume(points, ref) / true_hv[0],
                       log_hypervolume(points, ref) / true_hv[1], spent / grid_joules,
                       len(study.trials), counts["completed"], counts["pruned"], counts["reused"],
                       run_s + sampler_s, sampler_s, sampler_cpu_s * CPU_W_PER_CORE, stop,
                       sum(f.reached_by(found) for f in targets),
                       top is not None and top.reached_by(found),
-                      top is not None and top.config in found)
+                      top is not None and top.config in found,
+                      str(getattr(energy, "law", "")))
 
 
-def frontier_energy(grid: dict[Config, Measured], epochs: int) -> FrontierEnergy:
-    """Sizes from the grid's run rows: MACs and parameters are computed by building the
-    model (describe_model), not measured, so the search may know them before it runs."""
+def frontier_energy(grid: dict[Config, Measured], epochs: int,
+                    sizes_only: bool = False) -> FrontierEnergy:
+    """Sizes from the grid's run rows: MACs, parameters and layers are computed by building
+    the model on the meta device, the layer time from the machine's catalog, not measured,
+    so the search may know them before it runs. `sizes_only` leaves out the layers and the
+    layer time (MACs and parameters alone)."""
     def describe(params: dict[str, Any]) -> SizedParams:
         m = grid[config_key(params)]
         return SizedParams(m.macs_per_sample, m.params, int(params["batch"]),
-                           str(params["precision"]), m.train_samples_per_epoch * epochs)
+                           str(params["precision"]), m.train_samples_per_epoch * epochs,
+                           layers=None if sizes_only else m.layers,
+                           layer_s=None if sizes_only else m.layer_s)
     return FrontierEnergy(describe)
 
 
 def make_strategy(
     name: str, seed: int, grid: dict[Config, Measured], epochs: int = EPOCHS
 ) -> BaseSampler:
-    if name == "frontier":
+    if name in SELF_STOPPING:
         space = {k: CategoricalDistribution(v) for k, v in SPACE.items()}
-        return FrontierSampler(space, frontier_energy(grid, epochs), seed=seed)
+        return FrontierSampler(space, frontier_energy(grid, epochs, name == "frontier-sizes"),
+                               seed=seed)
     if name == "gp":
         return GPSampler(seed=seed)
     return make_sampler(name, seed=seed)
@@ -288,6 +302,7 @@ def summarise(results: Sequence[SeedResult], grid_joules: float) -> dict[str, An
         "top_tried": sum(r.top_tried for r in results),
         "seeds": len(results),
         "worst_stop": worst.stop,
+        "laws": sorted({r.law for r in results if r.law}),
     }
 
 
@@ -311,6 +326,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     log_to = ROOT / "results" / "search_efficiency.log"
     ensure_grid(args.db, args.epochs, log_to)
+    if "frontier" in args.strategies:
+        ensure_catalog(args.db, log_to)
     grid = load_grid(args.db, args.epochs)
     if len(grid) < 2:
         print(f"only {len(grid)} configuration(s) measured in {args.db}; see {log_to}")
@@ -344,12 +361,12 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.strategies:
         by_budget: dict[int, list[SeedResult]] = {}
         for seed in range(args.seeds):
-            budget = args.frontier_cap if name == "frontier" else max(checkpoints)
-            marks = [] if name == "frontier" else checkpoints
+            budget = args.frontier_cap if name in SELF_STOPPING else max(checkpoints)
+            marks = [] if name in SELF_STOPPING else checkpoints
             res = replay(make_strategy(name, seed, grid, args.epochs), grid, budget, ref,
                          (true_hv, log_hypervolume(list(points.values()), ref)),
                          grid_joules, marks, targets)
-            for key in ([-1] if name == "frontier" else checkpoints):
+            for key in ([-1] if name in SELF_STOPPING else checkpoints):
                 by_budget.setdefault(key, []).append(res[key])
         for key, results in sorted(by_budget.items()):
             label = f"{name} (stops itself, cap {args.frontier_cap})" if key == -1 \
@@ -447,6 +464,9 @@ def print_table(rows: Sequence[tuple[str, dict[str, Any]]], seeds: int, n_front:
               f"  {'met' if s['met_worst'] else 'not met':<7} {s['front_worst']:>2}/{n_front:<2} "
               f"{'yes' if s['top_all'] else 'no':>4} {s['top_tried']:>2}/{s['seeds']:<2}  "
               f"{'met' if front_met else 'not met'}")
+    for label, s in rows:
+        if s["laws"]:
+            print(f"{label}: energy law at the end: {', '.join(s['laws'])}")
 
 
 if __name__ == "__main__":

@@ -81,6 +81,11 @@ class Measured:
     meter_source: str
     hardware_id: str
     energy_train_uncertainty_j: float = 0.0  # stored with the run, as the search loop tells it
+    # What the frontier sampler knows of a configuration before running it, as a CLI search
+    # computes it: the network's layer totals (meta device) and, where the file holds this
+    # machine's layer catalog (mode=layers), its predicted training seconds per sample.
+    layers: tuple[float, ...] | None = None
+    layer_s: float | None = None
 
 
 def _sweep_runs(store: Store, sweep: str) -> list[Run]:
@@ -201,8 +206,32 @@ def load_seed_repeats(db: str, epochs: int) -> dict[Config, list[float]]:
     return out
 
 
-def load_grid(db: str, epochs: int) -> dict[Config, Measured]:
+# The layer catalog is timed at one batch size of the space, one thread as the runs use.
+CATALOG_BATCH = 32
+
+
+def ensure_catalog(db: str, log_to: Path) -> None:
+    """Time this machine's layer catalog into the file (`mode=layers`) unless it has one, so
+    the frontier sampler can use the layer-time law as a CLI search on this store would."""
+    from sweeper.store import LayerCost
+
     store = open_store(f"sqlite:///{db}", base_dir=str(ROOT))
+    with store.session() as session:
+        have = session.scalar(select(LayerCost.id).where(LayerCost.batch == CATALOG_BATCH)
+                              .limit(1))
+    if have is not None:
+        return
+    print(f"timing the layer catalog at batch {CATALOG_BATCH} (mode=layers; log: {log_to})",
+          flush=True)
+    _launch(db, "search-efficiency layer catalog", ["mode=layers", f"batch={CATALOG_BATCH}"],
+            EPOCHS, log_to)
+
+
+def load_grid(db: str, epochs: int) -> dict[Config, Measured]:
+    from sweeper.run.sizing import layer_timer, run_layers
+
+    store = open_store(f"sqlite:///{db}", base_dir=str(ROOT))
+    timer = layer_timer(store)
     grid_sweep, profile_sweep, _ = sweep_names(epochs)
     profiles = {_key_of(r): r for r in _sweep_runs(store, profile_sweep) if r.status == "forecast"}
     grid: dict[Config, Measured] = {}
@@ -222,6 +251,7 @@ def load_grid(db: str, epochs: int) -> dict[Config, Measured]:
             train_samples_per_epoch=int((r.train_samples or 0) // max(r.epochs, 1)),
             meter_source=str(r.meter_source), hardware_id=str(r.hardware_id),
             energy_train_uncertainty_j=float(r.energy_train_uncertainty_j or 0.0),
+            layers=run_layers(r), layer_s=timer(r, "energy_train_j"),
         )
     return grid
 

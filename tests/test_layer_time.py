@@ -66,8 +66,8 @@ def test_the_law_recovers_a_known_per_layer_law_for_networks_not_in_the_catalog(
     catalog_works: list,
 ) -> None:
     """Catalog times follow a known per-kind law with 5% noise, timed at batch 8 and 32; the
-    fitted law predicts three networks' layer sums (their own layers never timed) at batch
-    64 within 5%."""
+    fitted law predicts three networks' layer sums (the networks never timed whole) at
+    batch 64, a batch size the catalog was not timed at, within 5%."""
     law = fit_layer_time(_synthetic_rows(catalog_works, (8, 32), noise=0.05), "train")
     assert law.layers_fitted == 2 * len(catalog_works)
     for name, shape in UNSEEN:

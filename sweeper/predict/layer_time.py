@@ -7,8 +7,8 @@ linear layers, norms, activations, pooling), a non-negative sum of a fixed cost 
 its update scale with the weights, not the batch): the law extrapolates across batch sizes
 and shapes where a network-level law has only a few networks to learn from. The sum over a
 network's layers, per sample, is the feature `layer_s` the estimator's log-linear law maps
-to joules and seconds per sample (sweeper.predict.laws); the catalog holds no network's own
-layers, so held-out scores stay honest.
+to joules and seconds per sample (sweeper.predict.laws); no network is run to build the catalog,
+and the held-out scores hold out each network's own runs.
 
 On issue 24's protocol (20 networks, a 2-core AMD VM, estimate meter) the by-model error
 of the training energy fell from 25.0% (the law chosen without a catalog) to 13.1% with it,

@@ -3,10 +3,12 @@
 The estimator's layer-time law (sweeper.predict.layer_time) is NeuralPower's idea: the
 cost of a network is the sum of its layers' costs, and a layer's cost follows a per-kind
 law of its work (MACs, elements moved, parameters) fitted on micro-benchmarks of layer
-shapes. The catalog is generic (convolutions dense, grouped and depthwise over CIFAR-sized
-feature maps, linear layers on vectors and tokens, self-attention, BatchNorm, LayerNorm,
-activations, pooling), never a network's own layers, so a network the estimator predicts
-has not been run, in part or whole. Each layer is timed alone, as a network runs it: a forward and
+shapes. The catalog is one fixed grid of common shapes (convolutions dense, grouped and
+depthwise over CIFAR-sized feature maps, linear layers on vectors and tokens,
+self-attention, BatchNorm, LayerNorm, activations, pooling, a few stems and classifier
+heads), the same for every network: it holds some networks' layers exactly (a 3x3
+convolution of 64 channels on 32x32 is resnet18's) and others' not at all, and no network
+is run to build it. Each layer is timed alone, as a network runs it: a forward and
 backward pass (training) and a forward pass without gradients in eval mode (inference),
 with the device synchronised inside each timed call, as Zeus's measurement windows are.
 """
@@ -81,8 +83,9 @@ def catalog() -> Iterator[tuple[str, tuple[int, ...], nn.Module]]:
         yield f"LayerNorm({dim}) x{tokens} tokens", (tokens, dim), nn.LayerNorm(dim)
         yield f"GELU x{tokens}x{dim}", (tokens, dim), nn.GELU()
     # Self-attention: projections grow with tokens x dim^2, the attention itself with
-    # tokens^2 x dim and its weights with heads x tokens^2.
-    for tokens, dim, heads in itertools.product((17, 65, 257), (64, 128, 256), (4, 8)):
+    # tokens^2 x dim and its weights with heads x tokens^2. The token counts are none of
+    # the vit's (17 on digits, 65 on 32x32 images: patches and a class token).
+    for tokens, dim, heads in itertools.product((16, 48, 128, 256), (64, 128, 256), (4, 8)):
         yield (f"MultiheadAttention({dim}, {heads} heads) x{tokens} tokens", (tokens, dim),
                SelfAttention(dim, heads))
 
