@@ -9,6 +9,7 @@ The actual value is the run's measured training energy (training steps only, as 
     python benchmarks/forecast_accuracy.py
     python benchmarks/forecast_accuracy.py --models cnn resnet vit --batches 16 32 --epochs 8
     python benchmarks/forecast_accuracy.py --emulated-h200   # deterministic, simulated clock
+    python benchmarks/forecast_accuracy.py --per-epoch       # also each epoch's energy
 
 Per run it also prints the noise floor (issue 24): the error of the same forecaster fed a
 random 5% of the run's steps (in chunks of the window's, after the warm-up) instead of the
@@ -96,6 +97,19 @@ def noise_floor(run: TracedRun, window: float, warmup_steps: int, seed: int) -> 
         forecast = run.energy_j[warm] - run.energy_j[0] + rate * (run.steps - warm)
         errors.append(abs(forecast_error(forecast, actual)))
     return statistics.fmean(errors)
+
+
+def epoch_ratios(run: TracedRun) -> list[float]:
+    """Each epoch's energy over the run's median epoch: the host's slow stretches show as
+    epochs well above 1 (the run's first window is one of these epochs or less)."""
+    per = run.steps_per_epoch
+    if not per:
+        return []
+    bounds = [*range(0, run.steps, per), run.steps]
+    energies = [run.energy_j[b] - run.energy_j[a] for a, b in itertools.pairwise(bounds)
+                if b - a == per]
+    middle = statistics.median(energies) if energies else 0.0
+    return [e / middle for e in energies] if middle > 0 else []
 
 
 def emulated_run(label: str, steps_per_epoch: int, epochs: int, step_s: float,
@@ -202,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--per-epoch", action="store_true",
+                        help="print each run's epoch energies over its median epoch")
     parser.add_argument("--emulated-h200", action="store_true",
                         help="replay runs through the emulated H200 (simulated clock)")
     parser.add_argument("--emulated-seeds", type=int, default=8,
@@ -274,6 +290,11 @@ def main(argv: list[str] | None = None) -> int:
         share = sum(covered) / len(covered)
         print(f"90% interval covers the actual E_tr in {sum(covered)} of {len(covered)} runs "
               f"({share:.0%}; target 80-97%: {'met' if 0.8 <= share <= 0.97 else 'NOT met'})")
+    if args.per_epoch:
+        print("energy of each epoch over the run's median epoch (a profile of the first "
+              "window sees only the first of these):")
+        for run in runs:
+            print(f"  {run.label:<17} " + " ".join(f"{x:.2f}" for x in epoch_ratios(run)))
     load_now = os.getloadavg()
     print(f"load average at the end: {load_now[0]:.2f} {load_now[1]:.2f} {load_now[2]:.2f}")
     if "estimate" in runs[0].source:
