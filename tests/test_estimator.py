@@ -168,6 +168,35 @@ def _run(sweep_id: int, i: int, status: str = "completed", **kw: object) -> Run:
     return Run(**base)
 
 
+def test_inference_targets_are_observed_at_the_inference_batch() -> None:
+    """A run trained at batch 32 that inferred at 128: its inference samples ran at 128,
+    so the inference targets see batch 128 (and the layer timer is asked at 128), the
+    training targets 32; a run without `inference.batch` in its config falls back to its
+    batch."""
+    from sweeper.predict.observations import observations_from_runs
+
+    runs = [_run(1, 1, config={"inference": {"batch": 128}}, train_duration_s=5.0,
+                 inference_duration_s=2.0,
+                 inference_samples=500),
+            _run(1, 2, model="mlp", config={}, train_duration_s=4.0, inference_duration_s=1.0,
+                 inference_samples=500)]
+    for i, run in enumerate(runs):
+        run.id = i + 1
+    asked: list[tuple[str, int]] = []
+
+    def timer(run: Run, target: str) -> float:
+        from sweeper.predict.observations import target_batch
+
+        asked.append((target, target_batch(run, target)))
+        return 1e-3
+
+    for target, batches in (("train", [32, 32]), ("train_time", [32, 32]),
+                            ("inference", [128, 32]), ("inference_time", [128, 32])):
+        rows = observations_from_runs(runs, target, layer_time=timer)
+        assert [o.batch for o in rows] == batches, target
+    assert ("inference", 128) in asked and ("train", 32) in asked
+
+
 def test_load_observations_reads_completed_runs(tmp_path) -> None:
     store = open_store(f"sqlite:///{tmp_path / 's.db'}")
     with store.session() as session:

@@ -42,6 +42,20 @@ def target_value(run: Any, target: str) -> float | None:
     return float(duration) / float(samples)
 
 
+INFERENCE_TARGETS = frozenset({"inference", "inference_time"})
+
+
+def target_batch(run: Any, target: str) -> int:
+    """The batch size the target's samples ran at: the run's `inference.batch` for the
+    inference targets (it may differ from the training batch), its `batch` otherwise."""
+    if target in INFERENCE_TARGETS:
+        inference = (getattr(run, "config", None) or {}).get("inference") or {}
+        batch = inference.get("batch")
+        if isinstance(batch, int) and batch > 0:
+            return batch
+    return int(run.batch)
+
+
 def power_capped(run: Any) -> bool:
     """The run ran under a GPU power limit sweeper set below the card's default (its
     joules and time are not those of the card as fitted, so fits leave it out)."""
@@ -69,7 +83,7 @@ def observations_from_runs(
         out.append(Observation(
             run_id=int(r.id), hardware_id=str(r.hardware_id),
             meter_source=str(r.meter_source or "unknown"), model=str(r.model),
-            dataset=str(r.dataset), batch=int(r.batch), precision=str(r.precision),
+            dataset=str(r.dataset), batch=target_batch(r, target), precision=str(r.precision),
             params=int(r.params), macs_per_sample=float(r.macs_per_sample),
             per_sample=float(value), hardware_label=hardware_label(r),
             activations_per_sample=None if activations is None else activations(r),

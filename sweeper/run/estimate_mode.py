@@ -28,6 +28,7 @@ from sweeper.config.spec import RunSpec
 from sweeper.config.storage import launch_dir, open_existing
 from sweeper.errors import ConfigError
 from sweeper.predict.estimator import EnergyFit, Prediction, fit_energy
+from sweeper.predict.observations import INFERENCE_TARGETS
 from sweeper.predict.observations import load_observations as load_store_observations
 from sweeper.predict.types import Observation, Query
 from sweeper.run.result import JobResult
@@ -174,8 +175,10 @@ def estimate_config(cfg: DictConfig, spec: RunSpec) -> ConfigEstimate:
     query = Query(sized.macs_per_sample, sized.params, spec.batch, spec.precision,
                   sized.activations_per_sample, sized.layer_features)
     timer = layer_timer(store)
-    predictions = {t: f.predict(replace(query, layer_s=timer.predict(
-        hardware_id, spec.precision, t, sized.layer_works, spec.batch)))
+    # The inference targets are fitted at the batch their samples ran at (inference.batch).
+    batches = {t: spec.inference.batch if t in INFERENCE_TARGETS else spec.batch for t in fits}
+    predictions = {t: f.predict(replace(query, batch=batches[t], layer_s=timer.predict(
+        hardware_id, spec.precision, t, sized.layer_works, batches[t])))
         for t, f in fits.items()}
     train_samples = sized.train_samples * spec.epochs
     study = spec.inference.protocol == "study"

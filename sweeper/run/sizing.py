@@ -168,8 +168,10 @@ class LayerTimer:
             works = _model_size(*described)[4]
         except (TypeError, ValueError, RuntimeError):  # a model this version no longer builds
             return None
+        from sweeper.predict.observations import target_batch
+
         return self.predict(str(run.hardware_id), str(run.precision), target, works,
-                            int(run.batch))
+                            target_batch(run, target))
 
 
 _TIMERS: dict[str, LayerTimer] = {}
