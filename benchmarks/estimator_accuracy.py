@@ -73,6 +73,7 @@ from pathlib import Path
 import numpy as np
 
 from sweeper.predict.heldout import (
+    LooScore,
     all_candidates,
     choose_law,
     leave_one_config_out,
@@ -331,13 +332,13 @@ def _analyse_group(target: str, hardware: str, meter: str, obs: list[Observation
     return _verdict(target, nested, noise, coverage)
 
 
-def _per_network(obs: Sequence[Observation], score: object) -> str:
+def _per_network(obs: Sequence[Observation], score: LooScore) -> str:
     """Each network's mean signed error when held out (predicted over actual, less one),
     most under-predicted first: where the law is biased, not just noisy."""
     model_of = {o.run_id: o.model for o in obs}
     errors: dict[str, list[float]] = {}
-    for run_id, actual, predicted in zip(score.run_ids, score.actual_j,  # type: ignore[attr-defined]
-                                         score.predicted_j, strict=True):  # type: ignore[attr-defined]
+    for run_id, actual, predicted in zip(score.run_ids, score.actual_j, score.predicted_j,
+                                         strict=True):
         errors.setdefault(model_of[run_id], []).append(predicted / actual - 1.0)
     mean = {m: sum(e) / len(e) for m, e in errors.items()}
     return ", ".join(f"{m} {v:+.0%}" for m, v in sorted(mean.items(), key=lambda kv: kv[1]))

@@ -251,7 +251,7 @@ def load_grid(db: str, epochs: int) -> dict[Config, Measured]:
             train_samples_per_epoch=int((r.train_samples or 0) // max(r.epochs, 1)),
             meter_source=str(r.meter_source), hardware_id=str(r.hardware_id),
             energy_train_uncertainty_j=float(r.energy_train_uncertainty_j or 0.0),
-            layers=run_layers(r), layer_s=timer(r, "energy_train_j"),
+            layers=run_layers(r), layer_s=timer(r, "train"),
         )
     return grid
 

@@ -197,12 +197,12 @@ def describe_layers(model: nn.Module, input_shape: Sequence[int]) -> list[LayerI
 def _layer_modules(model: nn.Module) -> dict[str, nn.Module]:
     """The modules described as layers: leaves, and the units (with their children)."""
     out: dict[str, nn.Module] = {}
-    inside: list[str] = []
+    inside: set[nn.Module] = set()  # a unit's children (named_modules yields parents first)
     for name, module in model.named_modules():
-        if any(name.startswith(f"{unit}.") for unit in inside):
+        if module in inside:
             continue
         if isinstance(module, _UNITS):
-            inside.append(name)
+            inside.update(module.modules())
             out[name] = module
         elif next(module.children(), None) is None:
             out[name] = module

@@ -155,9 +155,12 @@ class LayerTimer:
 
     def predict(self, hardware_id: str, precision: str, target: str,
                 works: tuple[Any, ...] | None, batch: int) -> float | None:
+        from sweeper.predict.observations import INFERENCE_TARGETS
+
         if not works:
             return None
-        law = self.law(hardware_id, precision, "inference" if "inference" in target else "train")
+        law = self.law(hardware_id, precision,
+                       "inference" if target in INFERENCE_TARGETS else "train")
         return None if law is None else law.per_sample_s(works, batch) or None
 
     def __call__(self, run: Any, target: str) -> float | None:
