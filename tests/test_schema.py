@@ -90,6 +90,72 @@ def test_each_override_and_each_value_of_a_sweep_is_checked(
     _one_line(str(info.value), *needles)
 
 
+@pytest.mark.parametrize(
+    ("body", "needles"),
+    [
+        ("epochs: many", ["'epochs'", "'many'", "an integer >= 1"]),
+        ("inference:\n  every_epoch: 3", ["'inference.every_epoch'", "3", "true or false"]),
+        ("sweeper:\n  resume: 1", ["'sweeper.resume'", "1", "true or false"]),
+        ("epochz: 2", ["unknown config key 'epochz'; did you mean 'epochs'?"]),
+    ],
+    ids=["type", "int-as-bool", "nested-int-as-bool", "unknown"],
+)
+def test_a_preset_is_checked_key_by_key_in_one_line(
+    tmp_path: Path, body: str, needles: list[str]
+) -> None:
+    """A preset's keys meet the command line's validator: Hydra would refuse a wrong type
+    in several lines, and OmegaConf would read 3 as true for a bool field."""
+    (tmp_path / "experiment").mkdir()
+    preset = tmp_path / "experiment" / "mine.yaml"
+    preset.write_text(f"# @package _global_\n{body}\n")
+    with pytest.raises(ConfigError) as info:
+        check_command_line(["--config-dir", str(tmp_path), "+experiment=mine"])
+    _one_line(str(info.value), *needles, f"(in the preset {preset})")
+    preset.write_text("# @package _global_\nepochs: 2\ninference:\n  every_epoch: true\n"
+                      "dataset:\n  max_samples: 50\n")
+    check_command_line(["--config-dir", str(tmp_path), "+experiment=mine"])
+
+
+def test_every_shipped_preset_passes_the_check() -> None:
+    presets = sorted(Path(__file__).resolve().parents[1].glob("conf/experiment/*.yaml"))
+    assert len(presets) >= 5
+    for preset in presets:
+        check_command_line([f"+experiment={preset.stem}"])
+
+
+@pytest.mark.parametrize(
+    ("args", "needles"),
+    [
+        (["model=mlp", "model.hiden=3"], ["'model.hiden' for model 'mlp'", "depth, hidden",
+                                          "+model.hiden=VALUE"]),
+        (["model.hiden=3"], ["for model 'cnn'"]),  # conf/config.yaml's default
+        (["-m", "model=cnn,mlp", "model.depth=3"], ["'model.depth' for model 'cnn'"]),
+        (["+experiment=study", "dataset.max_samplez=3"],  # the preset's override /dataset
+         ["'dataset.max_samplez' for dataset 'cifar10'", "max_samples"]),
+    ],
+    ids=["chosen", "default", "each-of-a-sweep", "preset-default"],
+)
+def test_a_key_the_chosen_option_lacks_is_one_line(args: list[str], needles: list[str]) -> None:
+    with pytest.raises(ConfigError) as info:
+        check_command_line(args)
+    _one_line(str(info.value), "unknown option", *needles)
+
+
+def test_a_preset_and_an_option_key_are_refused_before_any_work(tmp_path: Path) -> None:
+    """Through the real command: one line, exit 2, nothing written."""
+    (tmp_path / "conf" / "experiment").mkdir(parents=True)
+    (tmp_path / "conf" / "experiment" / "mine.yaml").write_text(
+        "# @package _global_\nepochs: many\n")
+    db = tmp_path / "store.db"
+    for args in (["--config-dir", str(tmp_path / "conf"), "+experiment=mine"],
+                 ["model=mlp", "model.hiden=3"]):
+        proc = run_cli([*args, *TINY, f"storage.url=sqlite:///{db}"], cwd=tmp_path)
+        assert proc.returncode == USER_ERROR_EXIT, proc.stderr[-2000:]
+        assert proc.stderr.count("\n") == 1, proc.stderr
+        assert proc.stderr.startswith("sweeper: error: ")
+        assert not db.exists() and not (tmp_path / "results").exists()
+
+
 def test_group_options_interpolations_and_intervals_are_left_to_their_own_checks() -> None:
     check_command_line(["-m", "model=mlp,cnn", "model.hidden=8", "+experiment=paper",
                         "inference.batch=${batch}", "hydra/sweeper=pareto",

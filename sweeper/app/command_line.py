@@ -6,8 +6,10 @@ Every `key=value` override, and each value of a sweep (`batch=32,abc`, `range(..
 checked here by the schema's one validator (sweeper.config.schema.check_value), so each
 refusal is one line naming the key, the value and what is allowed, before any work: for
 a run, a grid, a search (`hydra.sweeper.*` of hydra/sweeper=pareto) and mode=estimate.
-Config groups and their options (model=, model.*) are checked later, where their
-builders' signatures are known (sweeper.config.options).
+The keys a named preset (`+experiment=NAME`) sets meet the same validator, and a
+`model.NAME=` or `dataset.NAME=` its chosen option does not list is refused here (Hydra
+would, in five lines). The values of group options (model.*) are checked later, where
+their builders' signatures are known (sweeper.config.options).
 """
 
 from __future__ import annotations
@@ -78,11 +80,134 @@ def config_dirs(args: Sequence[str]) -> list[str]:
 
 
 def check_command_line(args: Sequence[str]) -> None:
-    """Refuse the first override of `args` that the schema refuses (a ConfigError)."""
+    """Refuse the first override of `args`, or the first key of a preset it names
+    (`+experiment=NAME`), that the schema refuses (a ConfigError)."""
     from sweeper.energy.meter_group import command_line_dirs
 
     with command_line_dirs(config_dirs(args)):
         _check_overrides(args)
+        _check_presets(args)
+
+
+def _check_option_key(key: str, args: Sequence[str]) -> None:
+    """`model.NAME=VALUE` for a NAME the chosen option's file does not list (each option
+    of a sweep): one line, naming the keys it has and the `+` that adds a builder argument
+    it does not list."""
+    group, name = key.split(".", 1)
+    for option in _chosen_options(group, args):
+        path = _option_file(group, option, config_dirs(args))
+        if path is None:
+            continue  # no such option: checked with the group's value
+        from omegaconf import OmegaConf
+
+        listed = OmegaConf.load(path)
+        if OmegaConf.select(listed, name, default="__absent__") == "__absent__":
+            keys = ", ".join(sorted(str(k) for k in listed if k != "name")) or "none"
+            raise ConfigError(
+                f"unknown option '{key}' for {group} '{option}'; its options: {keys} (to pass "
+                f"another argument of its builder: +{key}=VALUE)")
+
+
+def _chosen_options(group: str, args: Sequence[str]) -> list[str]:
+    """The group's options this command composes: each value of `group=...` on the
+    command line, else a named preset's override, else conf/config.yaml's default."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    lines = [a for a in args if not a.startswith("-") and "=" in a]
+    parsed = OverridesParser.create().parse_overrides(lines)
+    given = [str(v) for o in parsed if o.key_or_group == group and not o.is_delete()
+             for v in _values(o)]
+    if given:
+        return given
+    for name in reversed(_preset_names(args)):
+        path = _preset_file(name, config_dirs(args))
+        for entry in _defaults(path) if path is not None else []:
+            if f"override /{group}" in entry:
+                return [str(entry[f"override /{group}"])]
+    from importlib import resources
+
+    for entry in _defaults(resources.files("sweeper.conf") / "config.yaml"):
+        if group in entry:
+            return [str(entry[group])]
+    return []
+
+
+def _defaults(path: Any) -> list[dict[str, Any]]:
+    from omegaconf import OmegaConf
+
+    listed = OmegaConf.to_container(OmegaConf.create(path.read_text(encoding="utf-8")))
+    entries = listed.get("defaults", []) if isinstance(listed, dict) else []
+    return [e for e in entries if isinstance(e, dict)]
+
+
+def _option_file(group: str, option: str, dirs: Sequence[str]) -> Any:
+    """conf/GROUP/OPTION.yaml of a --config-dir (searched first) or of the package."""
+    from importlib import resources
+    from pathlib import Path
+
+    for root in [*(Path(d) for d in dirs), resources.files("sweeper.conf")]:
+        candidate = root / group / f"{option}.yaml"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _check_presets(args: Sequence[str]) -> None:
+    """Each key a named preset sets, by the same validator as the command line: Hydra
+    would refuse a wrong type there in several lines, and OmegaConf reads `3` as true for a
+    bool field."""
+    for name in _preset_names(args):
+        path = _preset_file(name, config_dirs(args))
+        if path is None:
+            continue  # no such option: Hydra names the options there are
+        from omegaconf import OmegaConf
+
+        text = path.read_text(encoding="utf-8")
+        if "@package _global_" not in "".join(text.splitlines()[:5]):
+            continue  # keys under `experiment.`: the composed config's key check sees them
+        container = OmegaConf.to_container(OmegaConf.create(text), resolve=False)
+        if not isinstance(container, dict):
+            continue
+        try:
+            _check_node(container, "")
+        except ConfigError as exc:
+            raise ConfigError(f"{exc} (in the preset {path})") from None
+
+
+def _preset_names(args: Sequence[str]) -> list[str]:
+    lines = [a for a in args if not a.startswith("-") and "=" in a]
+    if not lines:
+        return []
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(lines)
+    except OverrideParseException:
+        return []  # a syntax error: Hydra reports it
+    return [str(v) for o in parsed if o.key_or_group == "experiment" and not o.is_delete()
+            for v in _values(o) if isinstance(v, str)]
+
+
+def _preset_file(name: str, dirs: Sequence[str]) -> Any:
+    return _option_file("experiment", name, dirs)
+
+
+def _check_node(node: dict[Any, Any], prefix: str) -> None:
+    for raw_key, value in node.items():
+        key = f"{prefix}{raw_key}"
+        if not prefix and raw_key in ("defaults", "hydra"):
+            continue  # the preset's group choices and sweep: Hydra's own to read
+        top = key.split(".")[0]
+        if top in GROUPS or top == "experiment":
+            continue  # a group option: checked against its builder (config.options)
+        field = field_of(key)
+        if field is not None:
+            check_value(key, value, rule_of(field))
+        elif isinstance(value, dict) and key in known_keys():
+            _check_node(value, f"{key}.")
+        elif key not in known_keys():
+            raise unknown_key(key)
 
 
 def _check_overrides(args: Sequence[str]) -> None:
@@ -90,6 +215,7 @@ def _check_overrides(args: Sequence[str]) -> None:
     if not lines:
         return
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import OverrideType
     from hydra.errors import OverrideParseException
 
     try:
@@ -101,8 +227,11 @@ def _check_overrides(args: Sequence[str]) -> None:
         key = override.key_or_group
         if override.is_delete() or override.package is not None or "/" in key:
             continue  # a group choice, or a removal
+        if key.split(".")[0] in GROUPS and "." in key \
+                and override.type == OverrideType.CHANGE:
+            _check_option_key(key, args)  # Hydra refuses a key its option lacks, in 5 lines
         if key in GROUPS or key == "experiment" or key.split(".")[0] in GROUPS:
-            continue  # a group option: checked against its builder (config.options)
+            continue  # a group option's value: checked against its builder (config.options)
         if key.startswith("hydra."):
             if search and key.startswith(_SEARCH):
                 _check_search_key(override, key)
