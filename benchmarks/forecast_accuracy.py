@@ -14,8 +14,12 @@ The actual value is the run's measured training energy (training steps only, as 
 Per run it also prints the noise floor (issue 24): the error of the same forecaster fed a
 random 5% of the run's steps (in chunks of the window's, after the warm-up) instead of the
 first 5%, the mean over 20 draws: no profile of that length can beat it on that machine;
-the machine's load (1-minute average from the OS, before and after the run); and whether
-the forecast's 90% interval covered the actual E_tr.
+the machine's load (1-minute average from the OS, before and after the run); whether
+the forecast's 90% interval covered the actual E_tr; and the first window's rank among
+contiguous windows of its length at every later position, and how often those are within
+1.5x the floor: the first separates what the window's position costs (which the method
+can remove) from the host's slow stretches (which hit every position alike), the second
+is the share a first window with no positional effect would pass.
 
 --emulated-h200 replays training runs through the emulated H200 of tests/fake_nvml.py (the
 real recording's refresh grid and jitter, a real NvmlMeter and EnergySampler on a simulated
@@ -97,6 +101,31 @@ def noise_floor(run: TracedRun, window: float, warmup_steps: int, seed: int) -> 
         forecast = run.energy_j[warm] - run.energy_j[0] + rate * (run.steps - warm)
         errors.append(abs(forecast_error(forecast, actual)))
     return statistics.fmean(errors)
+
+
+def window_errors(run: TracedRun, window: float, warmup_steps: int) -> list[float]:
+    """|error| of the forecast from a contiguous window as long as the first one, at every
+    position after the warm-up (a quarter-window apart): the first window's errors rank
+    among these as a random position's would unless its position matters (warm-up,
+    caches, a loader starting), which is what the method can fix; the host's slow
+    stretches hit windows at every position alike."""
+    first = forecast_from_trace(run.energy_j, run.time_s, window, warmup_steps, **run.options)
+    warm, n = first.warmup_steps, max(1, first.profiled_steps)
+    actual = run.energy_j[-1] - run.energy_j[0]
+    out = []
+    for start in range(warm, run.steps - n + 1, max(1, n // 4)):
+        rate = (run.energy_j[start + n] - run.energy_j[start]) / n
+        forecast = run.energy_j[warm] - run.energy_j[0] + rate * (run.steps - warm)
+        out.append(abs(forecast_error(forecast, actual)))
+    return out
+
+
+def rank(value: float, others: list[float]) -> float:
+    """Share of `others` below `value` (ties count half): 0.5 on average for a draw of
+    the same distribution."""
+    if not others:
+        return math.nan
+    return (sum(o < value for o in others) + 0.5 * sum(o == value for o in others)) / len(others)
 
 
 def epoch_ratios(run: TracedRun) -> list[float]:
@@ -237,16 +266,21 @@ def main(argv: list[str] | None = None) -> int:
     windows = sorted(args.windows)
 
     header = f"{'run':<19} {'steps':>6} {'E_tr (J)':>9} " + " ".join(
-        f"{w:>8.0%}" for w in windows) + f"  {'floor':>7} {'/floor':>6} {'90% int':>7} {'load':>9}"
+        f"{w:>8.0%}" for w in windows) + (
+        f"  {'floor':>7} {'/floor':>6} {'rank':>5} {'90% int':>7} {'load':>9}")
     print(f"forecast error of E_tr by profiling window ({where}, {args.warmup_steps} warm-up "
           f"steps or until settled, meter {runs[0].source}); floor: random "
           f"{TARGET_WINDOW:.0%} of the steps, {FLOOR_DRAWS} draws; '90% int': the "
-          f"{TARGET_WINDOW:.0%} window's interval covers the actual")
+          f"{TARGET_WINDOW:.0%} window's interval covers the actual; 'rank': the first "
+          f"{TARGET_WINDOW:.0%} window's |error| among contiguous windows of its length at "
+          "every later position (50% on average where its position does not matter)")
     print(header)
     errors: dict[float, list[float]] = {w: [] for w in windows}
     time_errors: dict[float, list[float]] = {w: [] for w in windows}
     floors: list[float] = []
     covered: list[bool] = []
+    ranks: list[float] = []
+    positions_within: list[float] = []  # per run: share of positions within 1.5x floor
     for n, run in enumerate(runs):
         actual_j = run.energy_j[-1] - run.energy_j[0]
         actual_s = run.time_s[-1] - run.time_s[0]
@@ -264,10 +298,15 @@ def main(argv: list[str] | None = None) -> int:
                   and main_f.energy_low_j <= actual_j <= main_f.energy_high_j)
         covered.append(inside)
         main_err = abs(forecast_error(main_f.energy_j, actual_j))
+        positions = window_errors(run, TARGET_WINDOW, args.warmup_steps)
+        ranks.append(rank(main_err, positions))
+        if positions:
+            positions_within.append(sum(e <= TARGET_FLOOR_RATIO * floors[-1]
+                                        for e in positions) / len(positions))
         load = "-" if args.emulated_h200 else f"{run.load[0]:.1f}-{run.load[1]:.1f}"
         print(f"{run.label:<19} {run.steps:>6} {actual_j:>9.1f} " + " ".join(cells)
               + f"  {floors[-1]:>7.1%} {main_err / max(floors[-1], 1e-9):>6.1f} "
-              f"{'yes' if inside else 'no':>7} {load:>9}")
+              f"{ranks[-1]:>5.0%} {'yes' if inside else 'no':>7} {load:>9}")
     print(f"{'MAPE E_tr':<36} " + " ".join(
         f"{statistics.fmean(abs(e) for e in errors[w]):>8.1%}" for w in windows)
         + f"  {statistics.fmean(floors):>7.1%}")
@@ -287,6 +326,15 @@ def main(argv: list[str] | None = None) -> int:
                          for k in range(len(runs)))
             print(f"issue 24, CPU: error <= {TARGET_FLOOR_RATIO}x the run's noise floor in "
                   f"{within} of {len(runs)} runs")
+            if positions_within:
+                share = statistics.fmean(positions_within)
+                print(f"  a window of the same length at a random later position is within "
+                      f"{TARGET_FLOOR_RATIO}x the floor in {share:.0%} of positions (runs: "
+                      f"{min(positions_within):.0%}-"
+                      f"{max(positions_within):.0%}): what a first window with no positional "
+                      f"effect would score; the first window's rank among them: mean "
+                      f"{statistics.fmean(ranks):.0%} (50% expected), "
+                      + " ".join(f"{r:.0%}" for r in ranks))
         share = sum(covered) / len(covered)
         print(f"90% interval covers the actual E_tr in {sum(covered)} of {len(covered)} runs "
               f"({share:.0%}; target 80-97%: {'met' if 0.8 <= share <= 0.97 else 'NOT met'})")
