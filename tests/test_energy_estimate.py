@@ -146,3 +146,29 @@ def test_a_meter_whose_uncertainty_fails_is_said_not_hidden(
     meter.close()
     said = [r for r in caplog.records if "boundary_uncertainty_j of cpu failed" in r.message]
     assert len(said) == 1 and "AttributeError" in said[0].message
+
+
+def test_cpu_time_that_surfaces_late_is_credited_as_the_cores_allow(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A worker found by a late /proc scan (or reaped unseen) brings its CPU time in one
+    read: no read is credited more than every core busy since the last, the rest comes
+    later and counts in the boundary uncertainty meanwhile, and the total is kept."""
+    now, cpu_s = [0.0], [0.0]
+    monkeypatch.setattr(EstimateMeter, "_cpu_seconds", lambda self: cpu_s[0])
+    monkeypatch.setattr(EstimateMeter, "_memory_power_w", lambda self: 0.0)
+    meter = EstimateMeter(cpu_tdp_w=80.0, clock=lambda: now[0])
+    tick_j = meter.boundary_uncertainty_j("cpu", 0.0)
+    cores, per_cpu_s_j = meter.n_cores, 80.0 / meter.n_cores
+
+    now[0], cpu_s[0] = 0.1, 0.05 + 3.0  # 50 ms of its own, 3 s of a child found late
+    first_j = meter.read()[0].energy_j
+    assert first_j == pytest.approx(80.0 * 0.1)  # every core for 0.1 s: the TDP, no more
+    deferred_s = 3.05 - cores * 0.1
+    assert meter.boundary_uncertainty_j("cpu", 0.0) == pytest.approx(
+        tick_j + per_cpu_s_j * deferred_s)
+    for step in range(1, 200):
+        now[0] = 0.1 + 0.1 * step
+        readings = meter.read()
+    assert readings[0].energy_j == pytest.approx(per_cpu_s_j * 3.05)  # the total is kept
+    assert meter.boundary_uncertainty_j("cpu", 0.0) == pytest.approx(tick_j)

@@ -95,7 +95,8 @@ def test_study_protocol_tests_after_every_epoch(
                      ("train_epoch", 1), ("pause", 1), ("inference", 1)]
     tests = [p for p in run["phases"] if p["kind"] == "inference"]
     assert all(p["samples"] == 5 * 20 and p["steps"] == 5 * 3 for p in tests)  # ceil(20/8)
-    assert all(p["energy_j"] is not None and p["accuracy"] is not None for p in tests)
+    assert all(p["energy_j"] is not None and p["accuracy"] is not None for p in tests), [
+        p["energy_flag"] for p in tests]
     assert all(p["duration_s"] >= 0.05 for p in run["phases"] if p["kind"] == "pause")
     # E_in: the epochs' test passes, pauses in neither E_in nor E_tr
     assert run["energy_inference_j"] == pytest.approx(sum(p["energy_j"] for p in tests))

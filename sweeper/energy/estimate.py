@@ -16,6 +16,13 @@ Model (CodeCarbon's "process" tracking convention, made cumulative so it is exac
   the process tree, integrated over time with the trapezoid rule. RSS is summed per process,
   so pages shared with fork()ed workers are counted more than once (an over-estimate).
 
+* Causality: a descendant is found by a /proc scan at most every ``children_refresh_s``, and
+  one never found (it lived between scans) counts through its parent's reaped-children
+  totals when it exits, so CPU time can surface in one read faster than the machine's cores
+  could have run it. Each read credits at most every core busy since the last read and
+  carries the rest to later reads, counting it meanwhile in the boundary uncertainty: the
+  total is kept, and no phase is given more than the TDP (a lump into a short phase was
+  flagged as an impossible figure under load).
 * Contention: CPU time is not the work done when threads wait on a busy machine. torch's
   OpenMP threads spin while a sibling is descheduled, and the spinning counts: on a loaded
   2-core VM 100 training steps took 36 s of CPU spinning against 2.5 s passive
@@ -76,6 +83,7 @@ class EstimateMeter:
         self._descendants = ProcessTree(self._proc, clock, children_refresh_s)
         self._lock = threading.Lock()
         self._cpu_energy_j = 0.0
+        self._deferred_cpu_s = 0.0  # surfaced faster than the cores could run it
         self._mem_energy_j = 0.0
         self._last_t = clock()
         self._last_cpu_s = self._cpu_seconds()
@@ -133,9 +141,12 @@ class EstimateMeter:
                 ) from e
             # Exited-but-unreaped children drop out briefly; never let the total go backwards.
             if cpu_s > self._last_cpu_s:
-                self._cpu_energy_j += self.tdp.tdp_w * (cpu_s - self._last_cpu_s) / self.n_cores
+                self._deferred_cpu_s += cpu_s - self._last_cpu_s
                 self._last_cpu_s = cpu_s
             dt_s = max(0.0, now - self._last_t)
+            credit_s = min(self._deferred_cpu_s, self.n_cores * dt_s)  # every core busy at most
+            self._deferred_cpu_s -= credit_s
+            self._cpu_energy_j += self.tdp.tdp_w * credit_s / self.n_cores
             self._mem_energy_j += 0.5 * (self._last_mem_w + mem_w) * dt_s
             self._last_t, self._last_mem_w = now, mem_w
             return [
@@ -145,11 +156,15 @@ class EstimateMeter:
 
     def boundary_uncertainty_j(self, domain: str, power_w: float) -> float:
         """CPU time is counted in clock ticks (10 ms at USER_HZ=100) per process, so each
-        boundary may miss up to one tick of each process in the tree."""
+        boundary may miss up to one tick of each process in the tree; CPU time not yet
+        credited (it surfaced faster than the cores could run it) belongs to earlier reads."""
         if domain != "cpu":
             return 0.0
         tick_s = 1.0 / os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 0.01
-        return self.tdp.tdp_w * tick_s * (1 + self._descendants.known()) / self.n_cores
+        with self._lock:
+            deferred_s = self._deferred_cpu_s
+        ticks_s = tick_s * (1 + self._descendants.known())
+        return self.tdp.tdp_w * (ticks_s + deferred_s) / self.n_cores
 
     def max_power_w(self) -> dict[str, tuple[float, str]]:
         """The model gives at most the TDP (every core busy); more is a counting artefact."""
