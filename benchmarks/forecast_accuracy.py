@@ -118,7 +118,8 @@ def epoch_floor(run: TracedRun, window: float, warmup_steps: int) -> float:
         return math.nan
     actual = run.energy_j[-1] - run.energy_j[0]
     errors = []
-    for start in range(per + warm % per, run.steps - n + 1, per):
+    for epoch_start in range(per, run.steps, per):
+        start = min(epoch_start + warm % per, run.steps - n)  # the last epoch's ends at the end
         rate = (run.energy_j[start + n] - run.energy_j[start]) / n
         forecast = run.energy_j[warm] - run.energy_j[0] + rate * (run.steps - warm)
         errors.append(abs(forecast_error(forecast, actual)))

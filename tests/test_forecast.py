@@ -4,7 +4,9 @@ and `mode=forecast` / `mode=estimate` through the CLI."""
 from __future__ import annotations
 
 import sqlite3
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -341,3 +343,50 @@ def test_a_window_whose_warm_up_settles_late_still_closes_by_the_last_step() -> 
         profile.on_step(step)
     assert profile.result is not None
     assert profile.result.energy_j == pytest.approx(machine.energy_j - 5.0)
+
+
+def _benchmark() -> Any:
+    """benchmarks/forecast_accuracy.py as a module (benchmarks are scripts, not a package)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "forecast_accuracy.py"
+    spec = importlib.util.spec_from_file_location("forecast_accuracy", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_benchmarks_epoch_floor_is_the_first_window_moved_to_each_later_epoch() -> None:
+    """Issue 24's noise floor, "a random 5% of the epochs instead of the first 5%": 10
+    epochs of 100 steps at 1 J a step, one of them at 1.5 J. A forecast from a window in
+    an ordinary epoch misses the slow one (-50/1050); from the slow epoch it reads every
+    step at 1.5 J (+450/1050 less the steps outside it); the floor is their mean over the
+    9 later epochs, and the first window's rank sits near the ordinary windows'."""
+    bench = _benchmark()
+    per, slow = 100, 5
+    rates = [1.5 if step // per == slow else 1.0 for step in range(10 * per)]
+    energy = [0.0]
+    for r in rates:
+        energy.append(energy[-1] + r)
+    run = bench.TracedRun("synthetic", 10 * per, energy, [0.01 * k for k in range(len(energy))],
+                          "estimate", steps_per_epoch=per)
+    first = forecast_from_trace(energy, run.time_s, 0.05, 2, **run.options)
+    actual = energy[-1]
+    assert forecast_error(first.energy_j, actual) == pytest.approx(-50 / 1050, abs=1e-9)
+    n, warm = first.profiled_steps, first.warmup_steps
+    moved = []
+    for epoch in range(1, 10):  # the same place in each later epoch; the last one's ends
+        start = min(epoch * per + warm % per, run.steps - n)  # with the run
+        rate = (energy[start + n] - energy[start]) / n
+        moved.append(abs(forecast_error(energy[warm] + rate * (run.steps - warm), actual)))
+    floor = bench.epoch_floor(run, 0.05, 2)
+    assert floor == pytest.approx(sum(moved) / len(moved))
+    ordinary = [e for k, e in enumerate(moved, 1) if k not in (slow - 1, slow)]
+    assert ordinary == pytest.approx([50 / 1050] * 7)
+    assert moved[slow - 1] > 0.3  # the window inside the slow epoch
+    flat = bench.TracedRun("flat", 10 * per, [float(k) for k in range(10 * per + 1)],
+                           run.time_s, "estimate", steps_per_epoch=per)
+    assert bench.epoch_floor(flat, 0.05, 2) == pytest.approx(0.0, abs=1e-12)
+    assert bench.rank(0.1, [0.0, 0.1, 0.2, 0.3]) == pytest.approx(0.375)
