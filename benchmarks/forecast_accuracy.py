@@ -110,7 +110,9 @@ def epoch_floor(run: TracedRun, window: float, warmup_steps: int) -> float:
     """Mean |error| of the forecast whose per-step rate comes from the first window's steps
     moved to the same place in each later epoch (issue 24's "a random 5% of the epochs
     instead of the first 5%", averaged over every epoch rather than drawn); NaN when the
-    run has no epochs to move it to."""
+    run has no epochs to move it to. Where 5% of the run is an epoch or less (the defaults:
+    15 epochs) this is the issue's wording exactly; for longer runs the wording would
+    scatter whole epochs, which the chunk floor (`noise_floor`) is closer to."""
     per = run.steps_per_epoch
     first = forecast_from_trace(run.energy_j, run.time_s, window, warmup_steps, **run.options)
     warm, n = first.warmup_steps, max(1, first.profiled_steps)
