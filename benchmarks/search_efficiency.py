@@ -162,6 +162,7 @@ class SeedResult:
     top_reached: bool = False  # the grid's most accurate configuration, or one within noise
     top_tried: bool = False  # the grid's most accurate configuration itself
     law: str = ""  # the frontier sampler's energy law at the end ("" for other samplers)
+    train_fraction: float = 0.0  # training joules only (E_tr, the objective) over the grid's
 
 
 def replay(
@@ -175,6 +176,8 @@ def replay(
     study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
     space = {k: CategoricalDistribution(v) for k, v in SPACE.items()}
     spent = run_s = sampler_s = sampler_cpu_s = 0.0
+    spent_train = 0.0  # the part of `spent` that is training (a stopped trial's: its profile)
+    grid_train_j = sum(m.energy_train_j for m in grid.values())
     out: dict[int, SeedResult] = {}
     stop = f"{budget} trials"
     counts = {"completed": 0, "pruned": 0, "reused": 0}
@@ -211,6 +214,7 @@ def replay(
             trial.set_user_attr("forecast_energy_train_j", m.forecast_energy_train_j)
             study.tell(trial, state=TrialState.PRUNED)
             spent += m.profile_energy_j
+            spent_train += m.profile_energy_j
             run_s += m.profile_duration_s
             counts["pruned"] += 1
         else:
@@ -219,15 +223,17 @@ def replay(
             trial.set_user_attr("forecast_energy_train_j", m.forecast_energy_train_j)
             study.tell(trial, (m.val_accuracy, m.energy_train_j))
             spent += m.energy_total_j
+            spent_train += m.energy_train_j
             run_s += m.duration_s
             counts["completed"] += 1
         sampler_s += time.perf_counter() - t0
         sampler_cpu_s += time.process_time() - c0
         if n + 1 in checkpoints:
             out[n + 1] = _result(study, ref, true_hv, spent, grid_joules, run_s, sampler_s,
-                                 sampler_cpu_s, counts, f"{n + 1} trials", targets)
+                                 sampler_cpu_s, counts, f"{n + 1} trials", targets,
+                                 spent_train / grid_train_j)
     out[-1] = _result(study, ref, true_hv, spent, grid_joules, run_s, sampler_s, sampler_cpu_s,
-                      counts, stop, targets)
+                      counts, stop, targets, spent_train / grid_train_j)
     for c in checkpoints:  # stopped before a checkpoint: it stays where it stopped
         out.setdefault(c, out[-1])
     return out
@@ -236,7 +242,7 @@ def replay(
 def _result(study: optuna.Study, ref: tuple[float, float], true_hv: tuple[float, float],
             spent: float, grid_joules: float, run_s: float, sampler_s: float,
             sampler_cpu_s: float, counts: dict[str, int], stop: str,
-            targets: Sequence[FrontTarget] = ()) -> SeedResult:
+            targets: Sequence[FrontTarget] = (), train_fraction: float = 0.0) -> SeedResult:
     done = [t for t in study.trials if t.state == TrialState.COMPLETE]
     points = [(t.values[0], t.values[1]) for t in done]
     found = {config_key(t.params): (t.values[0], t.values[1]) for t in done}
@@ -249,7 +255,7 @@ def _result(study: optuna.Study, ref: tuple[float, float], true_hv: tuple[float,
                       sum(f.reached_by(found) for f in targets),
                       top is not None and top.reached_by(found),
                       top is not None and top.config in found,
-                      str(getattr(energy, "law", "")))
+                      str(getattr(energy, "law", "")), train_fraction)
 
 
 def frontier_energy(grid: dict[Config, Measured], epochs: int,
@@ -288,6 +294,8 @@ def summarise(results: Sequence[SeedResult], grid_joules: float) -> dict[str, An
         "hv_median": statistics.median(hv), "hv_worst": min(hv),
         "log_hv_median": statistics.median(log_hv), "log_hv_worst": min(log_hv),
         "j_median": statistics.median(joules), "j_worst": max(joules),
+        "jt_median": statistics.median(r.train_fraction for r in results),
+        "jt_worst": max(r.train_fraction for r in results),
         "trials_median": statistics.median(r.trials for r in results),
         "trials_max": max(r.trials for r in results),
         "pruned_median": statistics.median(r.pruned for r in results),
@@ -467,6 +475,10 @@ def print_table(rows: Sequence[tuple[str, dict[str, Any]]], seeds: int, n_front:
     for label, s in rows:
         if s["laws"]:
             print(f"{label}: energy law at the end: {', '.join(s['laws'])}")
+    print("training joules only (E_tr, the objective, without each run's evaluation, test "
+          "and inference; a stopped trial's profile), over the grid's E_tr, median / worst:")
+    for label, s in rows:
+        print(f"  {label}: {s['jt_median']:.1%} / {s['jt_worst']:.1%}")
 
 
 if __name__ == "__main__":
