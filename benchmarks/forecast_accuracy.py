@@ -58,6 +58,7 @@ from sweeper import energy  # noqa: E402
 from sweeper.datasets import load_dataset  # noqa: E402
 from sweeper.energy.resolution import min_span_s  # noqa: E402
 from sweeper.models import build_model  # noqa: E402
+from sweeper.predict.forecast import Forecast  # noqa: E402
 from sweeper.predict.trace import StepTrace, forecast_error, forecast_from_trace  # noqa: E402
 from sweeper.training.loaders import make_loader  # noqa: E402
 from sweeper.training.trainer import Trainer, make_optimizer  # noqa: E402
@@ -106,7 +107,16 @@ def noise_floor(run: TracedRun, window: float, warmup_steps: int, seed: int) -> 
     return statistics.fmean(errors)
 
 
-def epoch_floor(run: TracedRun, window: float, warmup_steps: int) -> float:
+def _moved_window_error(run: TracedRun, first: Forecast, start: int) -> float:
+    """|error| of the forecast whose per-step rate comes from the first window's length of
+    steps starting at `start` instead of where the first window started."""
+    warm, n = first.warmup_steps, max(1, first.profiled_steps)
+    rate = (run.energy_j[start + n] - run.energy_j[start]) / n
+    forecast = run.energy_j[warm] - run.energy_j[0] + rate * (run.steps - warm)
+    return abs(forecast_error(forecast, run.energy_j[-1] - run.energy_j[0]))
+
+
+def epoch_floor(run: TracedRun, first: Forecast) -> float:
     """Mean |error| of the forecast whose per-step rate comes from the first window's steps
     moved to the same place in each later epoch (issue 24's "a random 5% of the epochs
     instead of the first 5%", averaged over every epoch rather than drawn); NaN when the
@@ -114,35 +124,23 @@ def epoch_floor(run: TracedRun, window: float, warmup_steps: int) -> float:
     15 epochs) this is the issue's wording exactly; for longer runs the wording would
     scatter whole epochs, which the chunk floor (`noise_floor`) is closer to."""
     per = run.steps_per_epoch
-    first = forecast_from_trace(run.energy_j, run.time_s, window, warmup_steps, **run.options)
-    warm, n = first.warmup_steps, max(1, first.profiled_steps)
     if not per:
         return math.nan
-    actual = run.energy_j[-1] - run.energy_j[0]
-    errors = []
-    for epoch_start in range(per, run.steps, per):
-        start = min(epoch_start + warm % per, run.steps - n)  # the last epoch's ends at the end
-        rate = (run.energy_j[start + n] - run.energy_j[start]) / n
-        forecast = run.energy_j[warm] - run.energy_j[0] + rate * (run.steps - warm)
-        errors.append(abs(forecast_error(forecast, actual)))
+    warm, n = first.warmup_steps, max(1, first.profiled_steps)
+    errors = [_moved_window_error(run, first, min(epoch_start + warm % per, run.steps - n))
+              for epoch_start in range(per, run.steps, per)]  # the last epoch's ends at the end
     return statistics.fmean(errors) if errors else math.nan
 
 
-def window_errors(run: TracedRun, window: float, warmup_steps: int) -> list[float]:
+def window_errors(run: TracedRun, first: Forecast) -> list[float]:
     """|error| of the forecast from a contiguous window as long as the first one, at every
     position after the warm-up (a quarter-window apart): the first window's errors rank
     among these as a random position's would unless its position matters (warm-up,
     caches, a loader starting), which is what the method can fix; the host's slow
     stretches hit windows at every position alike."""
-    first = forecast_from_trace(run.energy_j, run.time_s, window, warmup_steps, **run.options)
     warm, n = first.warmup_steps, max(1, first.profiled_steps)
-    actual = run.energy_j[-1] - run.energy_j[0]
-    out = []
-    for start in range(warm, run.steps - n + 1, max(1, n // 4)):
-        rate = (run.energy_j[start + n] - run.energy_j[start]) / n
-        forecast = run.energy_j[warm] - run.energy_j[0] + rate * (run.steps - warm)
-        out.append(abs(forecast_error(forecast, actual)))
-    return out
+    return [_moved_window_error(run, first, start)
+            for start in range(warm, run.steps - n + 1, max(1, n // 4))]
 
 
 def _mean(values: list[float]) -> float:
@@ -328,14 +326,14 @@ def main(argv: list[str] | None = None) -> int:
             cells.append(f"{errors[w][-1]:>+8.1%}")
         main_f = forecast_from_trace(run.energy_j, run.time_s, TARGET_WINDOW, args.warmup_steps,
                                      **run.options)
-        floors.append(epoch_floor(run, TARGET_WINDOW, args.warmup_steps))
+        floors.append(epoch_floor(run, main_f))
         chunk_floors.append(noise_floor(run, TARGET_WINDOW, args.warmup_steps,
                                         args.seed * 1000 + n))
         inside = (main_f.energy_low_j is not None and main_f.energy_high_j is not None
                   and main_f.energy_low_j <= actual_j <= main_f.energy_high_j)
         covered.append(inside)
         main_err = abs(forecast_error(main_f.energy_j, actual_j))
-        positions = window_errors(run, TARGET_WINDOW, args.warmup_steps)
+        positions = window_errors(run, main_f)
         ranks.append(rank(main_err, positions))
         if positions:
             positions_within.append(sum(e <= TARGET_FLOOR_RATIO * chunk_floors[-1]

@@ -381,12 +381,13 @@ def test_the_benchmarks_epoch_floor_is_the_first_window_moved_to_each_later_epoc
         start = min(epoch * per + warm % per, run.steps - n)  # with the run
         rate = (energy[start + n] - energy[start]) / n
         moved.append(abs(forecast_error(energy[warm] + rate * (run.steps - warm), actual)))
-    floor = bench.epoch_floor(run, 0.05, 2)
+    floor = bench.epoch_floor(run, first)
     assert floor == pytest.approx(sum(moved) / len(moved))
     ordinary = [e for k, e in enumerate(moved, 1) if k not in (slow - 1, slow)]
     assert ordinary == pytest.approx([50 / 1050] * 7)
     assert moved[slow - 1] > 0.3  # the window inside the slow epoch
     flat = bench.TracedRun("flat", 10 * per, [float(k) for k in range(10 * per + 1)],
                            run.time_s, "estimate", steps_per_epoch=per)
-    assert bench.epoch_floor(flat, 0.05, 2) == pytest.approx(0.0, abs=1e-12)
+    flat_first = forecast_from_trace(flat.energy_j, flat.time_s, 0.05, 2, **flat.options)
+    assert bench.epoch_floor(flat, flat_first) == pytest.approx(0.0, abs=1e-12)
     assert bench.rank(0.1, [0.0, 0.1, 0.2, 0.3]) == pytest.approx(0.375)
