@@ -7,11 +7,13 @@ cached in results/search_efficiency.db; reruns reuse it. Each strategy then sear
 same space with several seeds as a REPLAY of that measured grid: a trial that picks a
 configuration is told the grid's measurement of it (val accuracy, training energy) and is
 charged the energy the grid's run spent (energy_total_j: training, evaluation, test and
-inference). A trial stopped by the energy rule is charged what a `mode=forecast` run of
-that configuration measured (warm-up + profile window, the part a stopped run trains),
-and is stopped when the grid run's own profile forecast exceeded the trial's limit,
-exactly as sweeper/run/stopping.py decides. A configuration already completed in the study is
-reused for 0 J, as sweeper's resume does.
+inference), less its inference benchmark when the front so far dominates it (the search's
+default, hydra.sweeper.inference=front: such a trial skips the benchmark; the column
+"inference all" charges every trial's, as before). A trial stopped by the energy rule is
+charged what a `mode=forecast` run of that configuration measured (warm-up + profile
+window, the part a stopped run trains), and is stopped when the grid run's own profile
+forecast exceeded the trial's limit, exactly as sweeper/run/stopping.py decides. A
+configuration already completed in the study is reused for 0 J, as sweeper's resume does.
 
     python benchmarks/search_efficiency.py                 # 5 seeds, every strategy
     python benchmarks/search_efficiency.py --seeds 10 --strategies frontier nsga2
@@ -69,8 +71,10 @@ from search_grid import (  # noqa: E402
 
 from sweeper.energy.cpu_name import cpu_model_name  # noqa: E402
 from sweeper.energy.tdp import lookup_cpu_tdp_w  # noqa: E402
+from sweeper.run.inference_gate import dominating_point  # noqa: E402
 from sweeper.search.frontier import FRONTIER_LIMIT_ATTR, FrontierSampler  # noqa: E402
 from sweeper.search.frontier_energy import FrontierEnergy, SizedParams  # noqa: E402
+from sweeper.search.loop import front_so_far  # noqa: E402
 from sweeper.search.samplers import make_sampler  # noqa: E402
 from sweeper.search.settings import settings_from  # noqa: E402
 from sweeper.search.study import SPENT_ATTR, trial_energy_limit  # noqa: E402
@@ -163,6 +167,7 @@ class SeedResult:
     top_tried: bool = False  # the grid's most accurate configuration itself
     law: str = ""  # the frontier sampler's energy law at the end ("" for other samplers)
     train_fraction: float = 0.0  # training joules only (E_tr, the objective) over the grid's
+    all_fraction: float = 0.0  # joules_fraction with every trial's inference benchmark charged
 
 
 def replay(
@@ -177,6 +182,7 @@ def replay(
     space = {k: CategoricalDistribution(v) for k, v in SPACE.items()}
     spent = run_s = sampler_s = sampler_cpu_s = 0.0
     spent_train = 0.0  # the part of `spent` that is training (a stopped trial's: its profile)
+    skipped = 0.0  # inference benchmarks not run: trials the front so far dominated
     grid_train_j = sum(m.energy_train_j for m in grid.values())
     out: dict[int, SeedResult] = {}
     stop = f"{budget} trials"
@@ -218,11 +224,15 @@ def replay(
             run_s += m.profile_duration_s
             counts["pruned"] += 1
         else:
-            trial.set_user_attr(SPENT_ATTR, m.energy_total_j)
+            dominated = settings.skips_dominated_inference and dominating_point(
+                front_so_far(trials), m.val_accuracy, m.energy_train_j) is not None
+            skip_j = m.energy_inference_j if dominated else 0.0
+            trial.set_user_attr(SPENT_ATTR, m.energy_total_j - skip_j)
             trial.set_user_attr("energy_train_j", m.energy_train_j)
             trial.set_user_attr("forecast_energy_train_j", m.forecast_energy_train_j)
             study.tell(trial, (m.val_accuracy, m.energy_train_j))
-            spent += m.energy_total_j
+            spent += m.energy_total_j - skip_j
+            skipped += skip_j
             spent_train += m.energy_train_j
             run_s += m.duration_s
             counts["completed"] += 1
@@ -231,9 +241,10 @@ def replay(
         if n + 1 in checkpoints:
             out[n + 1] = _result(study, ref, true_hv, spent, grid_joules, run_s, sampler_s,
                                  sampler_cpu_s, counts, f"{n + 1} trials", targets,
-                                 spent_train / grid_train_j)
+                                 spent_train / grid_train_j, (spent + skipped) / grid_joules)
     out[-1] = _result(study, ref, true_hv, spent, grid_joules, run_s, sampler_s, sampler_cpu_s,
-                      counts, stop, targets, spent_train / grid_train_j)
+                      counts, stop, targets, spent_train / grid_train_j,
+                      (spent + skipped) / grid_joules)
     for c in checkpoints:  # stopped before a checkpoint: it stays where it stopped
         out.setdefault(c, out[-1])
     return out
@@ -242,7 +253,8 @@ def replay(
 def _result(study: optuna.Study, ref: tuple[float, float], true_hv: tuple[float, float],
             spent: float, grid_joules: float, run_s: float, sampler_s: float,
             sampler_cpu_s: float, counts: dict[str, int], stop: str,
-            targets: Sequence[FrontTarget] = (), train_fraction: float = 0.0) -> SeedResult:
+            targets: Sequence[FrontTarget] = (), train_fraction: float = 0.0,
+            all_fraction: float = 0.0) -> SeedResult:
     done = [t for t in study.trials if t.state == TrialState.COMPLETE]
     points = [(t.values[0], t.values[1]) for t in done]
     found = {config_key(t.params): (t.values[0], t.values[1]) for t in done}
@@ -255,7 +267,7 @@ def _result(study: optuna.Study, ref: tuple[float, float], true_hv: tuple[float,
                       sum(f.reached_by(found) for f in targets),
                       top is not None and top.reached_by(found),
                       top is not None and top.config in found,
-                      str(getattr(energy, "law", "")), train_fraction)
+                      str(getattr(energy, "law", "")), train_fraction, all_fraction)
 
 
 def frontier_energy(grid: dict[Config, Measured], epochs: int,
@@ -296,6 +308,8 @@ def summarise(results: Sequence[SeedResult], grid_joules: float) -> dict[str, An
         "j_median": statistics.median(joules), "j_worst": max(joules),
         "jt_median": statistics.median(r.train_fraction for r in results),
         "jt_worst": max(r.train_fraction for r in results),
+        "ja_median": statistics.median(r.all_fraction for r in results),
+        "ja_worst": max(r.all_fraction for r in results),
         "trials_median": statistics.median(r.trials for r in results),
         "trials_max": max(r.trials for r in results),
         "pruned_median": statistics.median(r.pruned for r in results),
@@ -479,6 +493,11 @@ def print_table(rows: Sequence[tuple[str, dict[str, Any]]], seeds: int, n_front:
           "and inference; a stopped trial's profile), over the grid's E_tr, median / worst:")
     for label, s in rows:
         print(f"  {label}: {s['jt_median']:.1%} / {s['jt_worst']:.1%}")
+    print("joules with every trial's inference benchmark charged (hydra.sweeper.inference=all; "
+          "the column above charges it only to trials the front so far does not dominate), "
+          "over the grid's, median / worst:")
+    for label, s in rows:
+        print(f"  {label}: {s['ja_median']:.1%} / {s['ja_worst']:.1%}")
 
 
 if __name__ == "__main__":

@@ -81,6 +81,10 @@ class Measured:
     meter_source: str
     hardware_id: str
     energy_train_uncertainty_j: float = 0.0  # stored with the run, as the search loop tells it
+    # The inference benchmark's phase: what a search trial the front so far dominates does
+    # not spend (hydra.sweeper.inference=front; its warm-up, outside the phase, stays
+    # charged, so the replay charges such a trial a little more than it spends).
+    energy_inference_j: float = 0.0
     # What the frontier sampler knows of a configuration before running it, as a CLI search
     # computes it: the network's layer totals (meta device) and, where the file holds this
     # machine's layer catalog (mode=layers), its predicted training seconds per sample.
@@ -251,6 +255,7 @@ def load_grid(db: str, epochs: int) -> dict[Config, Measured]:
             train_samples_per_epoch=int((r.train_samples or 0) // max(r.epochs, 1)),
             meter_source=str(r.meter_source), hardware_id=str(r.hardware_id),
             energy_train_uncertainty_j=float(r.energy_train_uncertainty_j or 0.0),
+            energy_inference_j=float(r.energy_inference_j or 0.0),
             layers=run_layers(r), layer_s=timer(r, "train"),
         )
     return grid

@@ -18,9 +18,13 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
 
+from sweeper.config.schema import check_value, field_of, rule_of
 from sweeper.errors import ConfigError
 from sweeper.predict.forecast import ProfileWindow
+from sweeper.run.inference_gate import dominating_point
 from sweeper.run.stopping import EarlyStop, EnergyLimit, energy_limit, guard_steps
+from sweeper.search.hypervolume import pareto_front
+from sweeper.search.loop import job_overrides
 from sweeper.search.settings import settings_from
 from sweeper.search.space import format_value, parse_space
 from sweeper.search.study import outcome_of_run, trial_energy_limit
@@ -198,6 +202,82 @@ def test_trial_limit_is_the_tightest_rule() -> None:
     assert trial_energy_limit(settings_from({}), trials, batch_size=1) is None
 
 
+# --- the inference benchmark, measured only where a trial can join the front -----------
+
+
+def test_a_point_dominates_only_when_better_in_one_objective_and_no_worse_in_the_other() -> None:
+    front = [(0.90, 2.0), (0.95, 5.0)]
+    assert dominating_point(front, 0.85, 3.0) == (0.90, 2.0)
+    assert dominating_point(front, 0.93, 6.0) == (0.95, 5.0)
+    assert dominating_point(front, 0.90, 2.0) is None  # equal to a front point: it ties
+    assert dominating_point(front, 0.96, 9.0) is None  # more accurate than all: new front
+    assert dominating_point(front, 0.80, 1.0) is None  # cheaper than all: new front
+    for accuracy, energy_j in ((None, 3.0), (0.5, None), (float("nan"), 3.0)):
+        assert dominating_point(front, accuracy, energy_j) is None  # nothing to judge by
+    assert dominating_point((), 0.1, 99.0) is None
+
+
+def test_the_front_reaches_the_trial_as_an_override_hydra_reads_back_exactly() -> None:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    space = parse_space({"model": "choice(mlp,cnn)"}, [])
+    trial = optuna.create_study(directions=["maximize", "minimize"]).ask(space.distributions)
+    front = pareto_front([(0.9123456789, 2.000001), (0.95, 5.5), (0.8, 9.0)])
+    overrides = job_overrides(space, trial, None, front)
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    sent = {o.get_key_element(): o.value() for o in parsed}
+    points = sent["++sweeper.inference_front"]
+    assert [tuple(p) for p in points] == [(0.9123456789, 2.000001), (0.95, 5.5)]
+    rule = rule_of(field_of("sweeper.inference_front"))
+    assert check_value("sweeper.inference_front", points, rule) == tuple(front)
+    assert not any("inference_front" in o for o in job_overrides(space, trial, None, []))
+
+
+@pytest.mark.parametrize("value", [[[2, 1]], [[0.5]], [[0.5, -1]], "front", [["a", 1]]])
+def test_a_malformed_front_is_refused_naming_the_key(value: object) -> None:
+    rule = rule_of(field_of("sweeper.inference_front"))
+    with pytest.raises(ConfigError, match="sweeper.inference_front") as caught:
+        check_value("sweeper.inference_front", value, rule)
+    assert "\n" not in str(caught.value) and "val_accuracy, energy_train_j" in str(caught.value)
+
+
+def test_only_a_training_energy_objective_lets_trials_skip_inference() -> None:
+    assert settings_from({}).skips_dominated_inference  # the default: objective E_tr
+    assert not settings_from({"inference": "all"}).skips_dominated_inference
+    assert not settings_from({"objective": "energy_total_j"}).skips_dominated_inference
+    with pytest.raises(ConfigError, match="hydra.sweeper.inference"):
+        settings_from({"inference": "some"})
+
+
+@pytest.mark.slow
+def test_a_run_the_front_dominates_skips_its_inference_benchmark(tmp_path: Path) -> None:
+    common = ["model=mlp", *TINY]
+    skipped = run_cli([*common, "sweeper.name=skip", "++sweeper.inference_front=[[1.0,0.0]]"],
+                      cwd=tmp_path)
+    assert skipped.returncode == 0, skipped.stderr[-3000:]
+    measured = run_cli([*common, "sweeper.name=keep", "++sweeper.inference_front=[[0.0,1e9]]"],
+                       cwd=tmp_path)
+    assert measured.returncode == 0, measured.stderr[-3000:]
+    db = tmp_path / "results" / "sweeper.db"
+    rows = {name: row for name, *row in _rows(
+        db, "select s.name, r.id, r.status, r.stop_reason, r.energy_inference_j, "
+        "r.energy_inference_uncertainty_j, r.energy_per_inference_sample_j, "
+        "r.inference_samples, r.test_accuracy, r.energy_train_j, r.energy_total_j "
+        "from runs r join sweeps s on s.id = r.sweep_id")}
+    run_id, status, reason, e_in, e_in_unc, per_sample, samples, test_acc, e_tr, total = (
+        rows["skip"])
+    assert status == "completed" and test_acc is not None
+    assert reason.startswith("inference benchmark skipped") and "(1.0000, 0 J)" in reason
+    assert (e_in, e_in_unc, per_sample, samples) == (None, None, None, None)  # not 0 J
+    assert e_tr > 0 and total >= e_tr
+    kinds = [k for (k,) in _rows(db, f"select kind from phases where run_id = {run_id}")]
+    assert "inference" not in kinds and "test" in kinds and "train_epoch" in kinds
+    run_id, status, reason, e_in, _, per_sample, samples, *_ = rows["keep"]
+    assert status == "completed" and reason is None and e_in > 0 and samples > 0
+    assert "inference" in [k for (k,) in _rows(
+        db, f"select kind from phases where run_id = {run_id}")]
+
+
 def _run(**values: object) -> Run:
     base = {"id": 7, "status": "completed", "val_accuracy": 0.9, "energy_train_j": 12.0,
             "energy_total_j": 15.0, "co2_g": 0.01, "meter_source": "estimate"}
@@ -284,6 +364,17 @@ def test_search_records_a_front_with_every_trial_linked_to_its_run(
             assert trial_number == t.number
     assert _rows(db, "select kind, study_name from sweeps") == [("search", study.study_name)]
     assert "Pareto front" in proc.stdout
+    # Each trial measured its inference benchmark exactly when the trials before it left it
+    # undominated (hydra.sweeper.inference=front, the default).
+    for t in trials:
+        if t.user_attrs["reused_run"]:
+            continue
+        before = pareto_front([tuple(u.values) for u in trials[:t.number]])
+        run_id = t.user_attrs["run_id"]
+        phases = [k for (k,) in _rows(db, f"select kind from phases where run_id = {run_id}")]
+        (e_in,), = _rows(db, f"select energy_inference_j from runs where id = {run_id}")
+        dominated = dominating_point(before, *t.values) is not None
+        assert ("inference" in phases) is not dominated and (e_in is None) is dominated
 
 
 @pytest.mark.slow

@@ -315,6 +315,24 @@ def _sizes(key: str, value: Any, rule: Rule) -> Any:
     raise invalid_value(key, value, CHECKS["sizes"][1])
 
 
+def _front_points(key: str, value: Any, rule: Rule) -> Any:
+    """Null, or (val accuracy in [0, 1], training joules >= 0) pairs."""
+    if value is None:
+        return None
+    if isinstance(value, list | tuple):
+        points = []
+        for pair in value:
+            if not isinstance(pair, list | tuple) or len(pair) != 2:
+                break
+            accuracy, energy_j = _number(pair[0]), _number(pair[1])
+            if accuracy is None or energy_j is None or not 0 <= accuracy <= 1 or energy_j < 0:
+                break
+            points.append((accuracy, energy_j))
+        else:
+            return tuple(points)
+    raise invalid_value(key, value, CHECKS["front_points"][1])
+
+
 def _path(key: str, value: Any, rule: Rule) -> str:
     if isinstance(value, str) and value:
         return value
@@ -338,6 +356,8 @@ CHECKS: dict[str, tuple[Callable[[str, Any, Rule], Any], str]] = {
     "name": (_name, "null or a non-empty name"),
     "sizes": (_sizes, "a non-empty list of integers >= 1"),
     "path": (_path, "a directory path"),
+    "front_points": (_front_points, "null or a list of [val_accuracy, energy_train_j] pairs "
+                                    "(accuracy in [0, 1], joules >= 0)"),
     "country": (_country, "an ISO 3166 alpha-3 code such as FRA, or WORLD"),
 }
 
@@ -465,6 +485,10 @@ class Sweeper:
                                            "(status pruned) if the profile forecasts more")
     energy_limit_reason: str | None = key(None, help="why that limit applies (set by the "
                                           "search for its trials)")
+    inference_front: Any = key(None, check="front_points", help="[[val_accuracy, "
+                               "energy_train_j], ...]: a run that one of these points "
+                               "dominates skips its inference benchmark (set by the search "
+                               "for its trials: hydra.sweeper.inference=front)")
     confirm_above: int | None = key(500, ge=0, unit="jobs", help="a larger grid first prints "
                                     "its size and estimated energy and asks; null: never")
 

@@ -11,6 +11,7 @@ from typing import Any
 from sweeper import energy
 from sweeper.predict.forecast import ProfileWindow
 from sweeper.run.gpu_power import auto_power_limit, with_auto
+from sweeper.run.inference_gate import dominating_point, skip_reason
 from sweeper.run.measured import MeasuredRun
 from sweeper.run.prepare import Prepared, inference_min_seconds, profile_floors
 from sweeper.run.recording import Recorder, energy_split, forecast_columns
@@ -115,7 +116,12 @@ def _phases(
         recorder.phase(ph.result, samples=test.samples, loss=test.loss, accuracy=test.accuracy)
         out["test_accuracy"] = test.accuracy
     if inference and not spec.inference.every_epoch:
-        _inference(p, sampler, recorder, 0, out)
+        accuracy, energy_j = out.get("val_accuracy"), recorder.energy_of("train_epoch")
+        dominated = dominating_point(spec.sweeper.inference_front, accuracy, energy_j)
+        if dominated is None:
+            _inference(p, sampler, recorder, 0, out)
+        else:  # a search trial that cannot join the front (sweeper/run/inference_gate.py)
+            out["stop_reason"] = skip_reason(dominated, accuracy, energy_j)
     return out
 
 
@@ -171,4 +177,9 @@ def _energy_columns(run: MeasuredRun, values: dict[str, Any]) -> dict[str, Any]:
         )
     total_j = summary.energy_j if summary is not None else sum(split.values())
     out.update(run.summary_columns(total_j, out, by_kind=True))
+    if run.ok and not any(ph.kind == "inference" for ph in recorder.phases):
+        # A search trial that skipped its benchmark (inference_gate): unmeasured, not 0 J.
+        for column in ("energy_inference_j", "energy_inference_uncertainty_j",
+                       "energy_inference_net_j"):
+            out[column] = None
     return out

@@ -63,6 +63,10 @@ class ParetoSweeperConf:
                                 "trials whose forecast training energy exceeds its energy "
                                 "objective")
     target_accuracy: float = key(1.0, gt=0, le=1, help="the accuracy of prune_dominated")
+    inference: str = key("front", choices=("front", "all"), help="front: a trial that the "
+                         "front so far dominates skips its inference benchmark (E_in NULL, "
+                         "the reason in its stop_reason); only with objective "
+                         "energy_train_j, which needs no E_in; all: every trial measures it")
     study_name: str | None = key(None, check="name", help="null: derived from the sweep name "
                                  "and objective")
     storage: str | None = key(None, check="url_or_null", help="the study's database; null: "

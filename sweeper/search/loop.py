@@ -1,9 +1,11 @@
 """The search loop behind `hydra/sweeper=pareto`: ask Optuna for trials, launch them as
 Hydra jobs through the configured launcher, and tell Optuna what each run measured.
 
-Each trial's job gets `++trial=N` (stored as Run.trial_number) and, when a limit
-applies, `++sweeper.max_energy_train_j=J` for the early-stopping rule in
-sweeper/run/stopping.py. Trial user attributes link back to the run row.
+Each trial's job gets `++trial=N` (stored as Run.trial_number); when a limit applies,
+`++sweeper.max_energy_train_j=J` for the early-stopping rule in sweeper/run/stopping.py;
+with hydra.sweeper.inference=front, `++sweeper.inference_front=[[acc, J], ...]`, the front
+so far, which lets a dominated trial skip its inference benchmark
+(sweeper/run/inference_gate.py). Trial user attributes link back to the run row.
 """
 
 from __future__ import annotations
@@ -18,16 +20,18 @@ from typing import Any
 import optuna
 from hydra.core.utils import JobReturn
 from omegaconf import DictConfig, OmegaConf
-from optuna.trial import Trial, TrialState
+from optuna.trial import FrozenTrial, Trial, TrialState
 
 from sweeper.config.spec import check_name, outage_s
 from sweeper.config.storage import check_url, open_results, resolve_storage, study_url
 from sweeper.config.sweep import announce, announced, identity_for
 from sweeper.errors import StoreUnavailable
+from sweeper.run.inference_gate import FRONT_KEY
 from sweeper.run.liveness import why_vanished
 from sweeper.run.stopping import LIMIT_KEY, REASON_KEY
 from sweeper.search.front_table import print_front
 from sweeper.search.frontier import sampler_stop_reason, tighter_limit
+from sweeper.search.hypervolume import pareto_front
 from sweeper.search.orphans import claim, fail_orphaned_trials
 from sweeper.search.samplers import SearchContext
 from sweeper.search.settings import SearchSettings, settings_from
@@ -60,14 +64,28 @@ def sweep_name(config: DictConfig, arguments: Sequence[str]) -> str:
     return identity_for("search", arguments, name).name
 
 
-def job_overrides(space: SearchSpace, trial: Trial, limit: TrialLimit | None) -> list[str]:
+def job_overrides(
+    space: SearchSpace, trial: Trial, limit: TrialLimit | None,
+    front: Sequence[tuple[float, float]] = (),
+) -> list[str]:
     overrides = [*space.overrides(trial.params), f"++trial={trial.number}"]
     if limit is not None:
         overrides += [
             f"++sweeper.{LIMIT_KEY}={format_value(round(limit.limit_j, 3))}",
             f"++sweeper.{REASON_KEY}={format_value(limit.reason)}",
         ]
+    if front:  # exact values (repr): a trial equal to a front point is not dominated
+        points = ",".join(f"[{format_value(a)},{format_value(e)}]" for a, e in front)
+        overrides.append(f"++sweeper.{FRONT_KEY}=[{points}]")
     return overrides
+
+
+def front_so_far(trials: Sequence[FrozenTrial]) -> list[tuple[float, float]]:
+    """The completed trials' front (val accuracy, objective), cheapest first."""
+    return pareto_front([
+        (float(t.values[0]), float(t.values[1]))
+        for t in trials if t.state == TrialState.COMPLETE and t.values is not None
+    ])
 
 
 def outcome_of_job(ret: JobReturn, store: Store, objective: str) -> Outcome:
@@ -183,7 +201,10 @@ class SearchLoop:
         trials = [study.ask(self.space.distributions) for _ in range(size)]
         for trial in trials:
             claim(trial)
-        batch = [job_overrides(self.space, t, tighter_limit(limit, t.user_attrs)) for t in trials]
+        front = (front_so_far(study.get_trials(deepcopy=False))
+                 if self.settings.skips_dominated_inference else [])
+        batch = [job_overrides(self.space, t, tighter_limit(limit, t.user_attrs), front)
+                 for t in trials]
         try:
             self.sweeper.validate_batch_is_legal(batch)
             results = self.sweeper.launcher.launch(batch, initial_job_idx=job_idx)

@@ -15,10 +15,12 @@ from sweeper.errors import invalid_value
 from sweeper.search.config import OBJECTIVES, ParetoSweeperConf
 from sweeper.search.samplers import check_sampler, sampler_label
 
-__all__ = ["ACCURACY", "OBJECTIVES", "SearchSettings", "settings_from"]
+__all__ = ["ACCURACY", "INFERENCE_FREE", "OBJECTIVES", "SearchSettings", "settings_from"]
 
 ACCURACY = "val_accuracy"
 FRONTIER_OBJECTIVES = ("energy_train_j", "energy_total_j")  # what its energy estimate bounds
+# Objectives that need no E_in: with them a dominated trial may skip its inference benchmark.
+INFERENCE_FREE = ("energy_train_j",)
 
 
 @dataclass(frozen=True)
@@ -36,8 +38,14 @@ class SearchSettings:
     max_trial_energy_j: float | None
     prune_dominated: bool
     target_accuracy: float
+    inference: str
     study_name: str | None
     print_front: bool
+
+    @property
+    def skips_dominated_inference(self) -> bool:
+        """Whether trials get the front so far (sweeper.inference_front)."""
+        return self.inference == "front" and self.objective in INFERENCE_FREE
 
 
 def settings_from(raw: Mapping[str, Any]) -> SearchSettings:
@@ -68,6 +76,7 @@ def settings_from(raw: Mapping[str, Any]) -> SearchSettings:
         max_trial_energy_j=checked.max_trial_energy_j,
         prune_dominated=checked.prune_dominated,
         target_accuracy=checked.target_accuracy,
+        inference=checked.inference,
         study_name=checked.study_name,
         print_front=checked.print_front,
     )

@@ -1,0 +1,38 @@
+"""Whether a search trial measures its inference benchmark.
+
+A search whose objective is training energy ranks a trial without its E_in, yet every
+run pays the benchmark as a fixed cost: at least 20 refreshes of the slowest meter (0.2 s
+at full power for the estimate meter, about 2 s on NVML), which on the cheap models a
+search runs most is most of the run's energy. So the search hands each trial its front so
+far (`sweeper.inference_front`). A trial that one of those points dominates can never join
+the front (later fronts only dominate more), and its E_in would describe a configuration
+nobody will choose: it skips the benchmark and says so in its stop_reason, E_in NULL.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+FRONT_KEY = "inference_front"  # the run config's sweeper.inference_front
+Point = tuple[float, float]  # (val accuracy, training joules)
+
+
+def dominating_point(
+    front: Sequence[Point] | None, accuracy: float | None, energy_train_j: float | None,
+) -> Point | None:
+    """A front point at least as accurate for at most as many training joules, and better
+    in one of the two; None when there is none, or nothing to judge by."""
+    if not front or accuracy is None or energy_train_j is None:
+        return None
+    if not (math.isfinite(accuracy) and math.isfinite(energy_train_j)):
+        return None
+    better = [(a, e) for a, e in front if a >= accuracy and e <= energy_train_j
+              and (a > accuracy or e < energy_train_j)]
+    return min(better, key=lambda p: (p[1], -p[0]), default=None)
+
+
+def skip_reason(point: Point, accuracy: float, energy_train_j: float) -> str:
+    return (f"inference benchmark skipped: val accuracy {accuracy:.4f} for "
+            f"{energy_train_j:.4g} J of training is dominated by the search's front point "
+            f"({point[0]:.4f}, {point[1]:.4g} J)")
