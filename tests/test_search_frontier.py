@@ -25,7 +25,7 @@ from sweeper.search.frontier import (
 )
 from sweeper.search.frontier_accuracy import AccuracyModel
 from sweeper.search.frontier_energy import FrontierEnergy, SizedParams
-from sweeper.search.hypervolume import gain, hypervolume
+from sweeper.search.hypervolume import gain, gains, hypervolume
 from sweeper.search.samplers import make_sampler
 from sweeper.search.settings import settings_from
 from sweeper.search.study import TrialLimit
@@ -66,6 +66,22 @@ def test_hypervolume_agrees_with_optunas() -> None:
     front = [(0.9, 10.0)]
     assert gain(front, (0.8, 20.0), (0.0, 100.0)) == 0.0  # dominated: adds nothing
     assert gain(front, (0.95, 20.0), (0.0, 100.0)) == pytest.approx(0.05 * 80.0)
+
+
+def test_the_staircase_gains_are_the_hypervolume_differences() -> None:
+    """`gains` (one pass for many points) against `gain` (two hypervolumes per point), on
+    fronts with duplicates, ties, points outside the reference and candidates beyond it."""
+    rng = random.Random(11)
+    ref = (0.1, 100.0)
+    for _ in range(200):
+        front = [(rng.choice([rng.uniform(0.0, 1.0), 0.5]), rng.choice([rng.uniform(1, 120), 40.0]))
+                 for _ in range(rng.randint(0, 8))]
+        front += front[:rng.randint(0, 2)]  # a point given twice
+        points = [(rng.uniform(0.0, 1.0), rng.uniform(0.5, 130.0)) for _ in range(6)]
+        points += [p for p in front[:2]]  # equal to a front point: no gain
+        expected = [gain(front, p, ref) for p in points]
+        assert gains(front, points, ref) == pytest.approx(expected, abs=1e-9)
+    assert gains([(0.9, 10.0)], [], ref).shape == (0,)
 
 
 def test_energy_uses_a_measured_twin_then_the_estimator_fit() -> None:

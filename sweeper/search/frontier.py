@@ -48,7 +48,7 @@ from optuna.trial import FrozenTrial, TrialState
 from sweeper.errors import ConfigError
 from sweeper.search.frontier_accuracy import AccuracyModel, sigmoid
 from sweeper.search.frontier_energy import FrontierEnergy, params_key
-from sweeper.search.hypervolume import gain, hypervolume, pareto_front
+from sweeper.search.hypervolume import gains, hypervolume, pareto_front
 from sweeper.search.study import TrialLimit
 
 FRONTIER_LIMIT_ATTR = "frontier_limit_j"  # the trial's training-energy limit (J)
@@ -224,10 +224,12 @@ class FrontierSampler(BaseSampler):
             params, cost = self.points[i], predicted[i]
             mean, std = model.predict(params, noise=False)  # noise is no gain to plan for
             optimistic = float(sigmoid(np.array(mean + self.optimism * std)))
-            if gain(noisy_front, scaled(optimistic, cost), ref) <= 0.0:
-                continue  # dominated even if it turned out as good as hoped
             accs = sigmoid(mean + std * z)
-            expected = float(np.mean([gain(noisy_front, scaled(a, cost), ref) for a in accs]))
+            valued = gains(noisy_front, [scaled(float(a), cost)
+                                         for a in (optimistic, *accs)], ref)
+            if valued[0] <= 0.0:
+                continue  # dominated even if it turned out as good as hoped
+            expected = float(np.mean(valued[1:]))
             largest = max(largest, expected)
             if expected <= floor:
                 continue  # not worth a run, however cheap

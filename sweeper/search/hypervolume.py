@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 from sweeper.pareto import nondominated
 
 
@@ -32,3 +34,29 @@ def gain(front: Sequence[tuple[float, float]], point: tuple[float, float],
          ref: tuple[float, float]) -> float:
     """Hypervolume a point would add to the front."""
     return hypervolume([*front, point], ref) - hypervolume(front, ref)
+
+
+def gains(
+    front: Sequence[tuple[float, float]], points: Sequence[tuple[float, float]],
+    ref: tuple[float, float],
+) -> np.ndarray:
+    """`gain` of each point, added alone to the front: the same figures from one staircase.
+
+    The front dominates, at each energy x, up to the accuracy h(x) of its best point at or
+    below x (the reference's accuracy below its cheapest point), so a point (a, e) adds the
+    integral over x in [e, ref energy) of max(0, a - h(x)): one sum over the staircase's
+    steps, for every point at once. The frontier sampler values thousands of (candidate,
+    accuracy quantile) points per plan against one front; recomputing the front's
+    hypervolume twice per point was most of its time."""
+    if not points:
+        return np.zeros(0)
+    steps = [p for p in pareto_front(front) if p[0] > ref[0] and p[1] < ref[1]]
+    # Step k spans [left_k, right_k) at height_k; the first, below the cheapest front point,
+    # at the reference's accuracy (no area).
+    left = np.array([-np.inf, *(e for _, e in steps)])
+    right = np.array([*(e for _, e in steps), ref[1]])
+    height = np.array([ref[0], *(a for a, _ in steps)])
+    acc = np.array([p[0] for p in points], dtype=float)[:, None]
+    energy = np.array([p[1] for p in points], dtype=float)[:, None]
+    width = np.clip(right[None, :] - np.maximum(left[None, :], energy), 0.0, None)
+    return (np.clip(acc - height[None, :], 0.0, None) * width).sum(axis=1)
