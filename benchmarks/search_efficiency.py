@@ -17,6 +17,13 @@ configuration already completed in the study is reused for 0 J, as sweeper's res
 
     python benchmarks/search_efficiency.py                 # 5 seeds, every strategy
     python benchmarks/search_efficiency.py --seeds 10 --strategies frontier nsga2
+    python benchmarks/search_efficiency.py --strategies frontier --cli-seeds 3
+
+`--cli-seeds N` also searches the space through the real CLI (`python -m sweeper -m
+hydra/sweeper=pareto ...`, seeds 0..N-1, each --cli-modes value of hydra.sweeper.inference)
+into results/search_efficiency_cli.db, with a copy of the grid file's layer catalog, and
+values what each search tried at the grid's measurements. Its joules are its own runs':
+run-to-run noise moves its choices, so its figures scatter more than the replay's.
 
 Hypervolume: accuracy up, training energy (the default objective, energy_train_j) down,
 reference point (accuracy 0.1 = chance on 10 classes, energy = the grid's most expensive
@@ -61,9 +68,12 @@ from search_grid import (  # noqa: E402
     Measured,
     config_key,
     ensure_catalog,
+    ensure_cli_searches,
     ensure_grid,
     ensure_repeats,
     ensure_seed_repeats,
+    key_of,
+    load_cli_search,
     load_grid,
     load_repeats,
     load_seed_repeats,
@@ -344,6 +354,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed-repeats", type=int, default=4,
                         help="front configurations trained again with seeds 1..N (the "
                              "accuracy's noise: the grid holds one seed)")
+    parser.add_argument("--cli-seeds", type=int, default=0,
+                        help="also search through the real CLI with seeds 0..N-1 (about 30 s "
+                             "each here)")
+    parser.add_argument("--cli-modes", nargs="+", default=["front", "all"],
+                        choices=["front", "all"], help="hydra.sweeper.inference of those")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     log_to = ROOT / "results" / "search_efficiency.log"
@@ -396,12 +411,53 @@ def main(argv: list[str] | None = None) -> int:
             rows.append((label, summarise(results, grid_joules)))
             print(f"  done: {label}", flush=True)
     print_table(rows, args.seeds, len(targets))
+    if args.cli_seeds > 0:
+        ensure_cli_searches(args.db, args.epochs, args.cli_seeds, args.cli_modes, log_to)
+        cli_report(args.db, args.epochs, args.cli_seeds, args.cli_modes, points, targets,
+                   grid_joules)
     elapsed = time.perf_counter() - started
     load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     print(f"total {elapsed:.0f} s; uptime at the end: {load}")
     if any("estimate" in m for m in meters):
         print("energy from the estimate meter (CPU time x rated power): relative, not measured")
     return 0
+
+
+def cli_report(db: str, epochs: int, seeds: int, modes: Sequence[str],
+               points: dict[Config, tuple[float, float]], targets: Sequence[FrontTarget],
+               grid_joules: float) -> None:
+    """The real-CLI searches: their own joules (every run of the sweep, pruned included)
+    over the grid's, and the grid front configurations they reached (what each tried,
+    valued at the grid's measurements, as the replay values its trials)."""
+    print(f"\nthrough the real CLI (default sampler, a fresh store with the grid file's layer "
+          f"catalog); joules: the search's own runs (energy_total_j) over the grid's "
+          f"{grid_joules:.0f} J; 'front': grid front configurations reached (of "
+          f"{len(targets)}), valued at the grid's measurements; 'skipped': trials that "
+          "skipped their inference benchmark")
+    head = (f"{'inference':<9} {'seed':>4} {'trials':>6} {'joules':>8} {'frac':>6} "
+            f"{'E_in J':>7} {'skipped':>7} {'front':>5} {'top':>4}  issue 24")
+    print(head)
+    print("-" * len(head))
+    top = max(targets, key=lambda t: t.accuracy, default=None)
+    for mode in modes:
+        worst_frac, worst_reached = 0.0, len(targets)
+        for seed in range(seeds):
+            runs = load_cli_search(db, epochs, mode, seed)
+            spent = sum(r.energy_total_j or 0.0 for r in runs)
+            found = {key_of(r): points[key_of(r)] for r in runs
+                     if r.status == "completed" and key_of(r) in points}
+            reached = sum(t.reached_by(found) for t in targets)
+            skipped = sum(r.status == "completed" and r.energy_inference_j is None for r in runs)
+            e_in = sum(r.energy_inference_j or 0.0 for r in runs)
+            frac = spent / grid_joules
+            worst_frac, worst_reached = max(worst_frac, frac), min(worst_reached, reached)
+            met = reached == len(targets) and frac <= TARGET_FRONT_JOULES
+            print(f"{mode:<9} {seed:>4} {len(runs):>6} {spent:>8.0f} {frac:>6.1%} {e_in:>7.0f} "
+                  f"{skipped:>7} {reached:>2}/{len(targets):<2} "
+                  f"{'yes' if top is not None and top.reached_by(found) else 'no':>4}  "
+                  f"{'met' if met else 'not met'}")
+        print(f"{mode:<9} worst seed: {worst_frac:.1%} of the grid's joules, "
+              f"{worst_reached}/{len(targets)} front configurations reached")
 
 
 def noise_report(grid: dict[Config, Measured], front: list[Config],

@@ -98,7 +98,7 @@ def _sweep_runs(store: Store, sweep: str) -> list[Run]:
         return list(session.scalars(query.order_by(Run.id)))
 
 
-def _key_of(run: Run) -> Config:
+def key_of(run: Run) -> Config:
     return config_key({"model": run.model, "batch": run.batch, "precision": run.precision,
                        "lr": run.lr})
 
@@ -144,7 +144,7 @@ def ensure_grid(db: str, epochs: int, log_to: Path) -> None:
     grid_sweep, profile_sweep, _ = sweep_names(epochs)
     for sweep, extra, status in [(grid_sweep, [], "completed"),
                                  (profile_sweep, ["mode=forecast"], "forecast")]:
-        have = {_key_of(r) for r in _sweep_runs(store, sweep) if r.status == status}
+        have = {key_of(r) for r in _sweep_runs(store, sweep) if r.status == status}
         missing = [c for c in all_configs() if c not in have]
         if not missing:
             continue
@@ -169,7 +169,7 @@ def _train_again(
     if count <= 0 or not configs:
         return
     store = open_store(f"sqlite:///{db}", base_dir=str(ROOT))
-    done = {(_key_of(r), index_of(r)) for r in _sweep_runs(store, sweep)
+    done = {(key_of(r), index_of(r)) for r in _sweep_runs(store, sweep)
             if r.status == "completed"}
     wanted = [c for c in configs if any((c, k) not in done for k in range(1, count + 1))]
     if not wanted:
@@ -206,7 +206,7 @@ def load_seed_repeats(db: str, epochs: int) -> dict[Config, list[float]]:
     out: dict[Config, list[float]] = {}
     for r in _sweep_runs(store, seed_sweep_name(epochs)):
         if r.status == "completed" and r.val_accuracy is not None:
-            out.setdefault(_key_of(r), []).append(float(r.val_accuracy))
+            out.setdefault(key_of(r), []).append(float(r.val_accuracy))
     return out
 
 
@@ -231,16 +231,72 @@ def ensure_catalog(db: str, log_to: Path) -> None:
             EPOCHS, log_to)
 
 
+def cli_db(db: str) -> str:
+    """The file the real-CLI searches record into: apart from the grid's, whose completed
+    runs a search on the same store would take as prior measurements."""
+    path = Path(db)
+    return str(path.with_name(f"{path.stem}_cli{path.suffix}"))
+
+
+def cli_sweep_name(epochs: int, mode: str, seed: int) -> str:
+    return f"search-efficiency cli inference {mode} seed {seed} {epochs} epochs"
+
+
+def ensure_cli_searches(
+    db: str, epochs: int, seeds: int, modes: Sequence[str], log_to: Path,
+) -> None:
+    """Search the grid's space through the real CLI (`-m hydra/sweeper=pareto`, the default
+    sampler) with seeds 0..seeds-1 and each hydra.sweeper.inference mode, into cli_db(db),
+    which first gets a copy of the grid file's layer catalog (as a machine that ran
+    mode=layers has). A search already in the file is kept (running it again would resume
+    its study with more trials)."""
+    from sweeper.store import LayerCost
+
+    target = cli_db(db)
+    store = open_store(f"sqlite:///{target}", base_dir=str(ROOT))
+    with store.session() as session:
+        if session.scalar(select(LayerCost.id).limit(1)) is None:
+            source = open_store(f"sqlite:///{db}", base_dir=str(ROOT))
+            with source.session() as grid_session:
+                rows = list(grid_session.scalars(select(LayerCost)))
+                columns = [c.key for c in LayerCost.__table__.columns if c.key != "id"]
+                copies = [LayerCost(**{k: getattr(r, k) for k in columns}) for r in rows]
+            session.add_all(copies)
+            session.commit()
+    have = {s.name for s in _sweeps(store)}
+    space = [f"{k}={','.join(str(v) for v in vs)}" for k, vs in SPACE.items()]
+    for seed in range(seeds):
+        for mode in modes:
+            name = cli_sweep_name(epochs, mode, seed)
+            if name in have:
+                continue
+            print(f"{name}: searching through the CLI (log: {log_to})", flush=True)
+            _launch(target, name, ["hydra/sweeper=pareto", *space, "hydra.sweeper.n_trials=96",
+                                   f"hydra.sweeper.seed={seed}",
+                                   f"hydra.sweeper.inference={mode}"], epochs, log_to)
+
+
+def load_cli_search(db: str, epochs: int, mode: str, seed: int) -> list[Run]:
+    """The runs of one real-CLI search (every trial's, pruned and failed included)."""
+    return _sweep_runs(open_store(f"sqlite:///{cli_db(db)}", base_dir=str(ROOT)),
+                       cli_sweep_name(epochs, mode, seed))
+
+
+def _sweeps(store: Store) -> list[Sweep]:
+    with store.session() as session:
+        return list(session.scalars(select(Sweep)))
+
+
 def load_grid(db: str, epochs: int) -> dict[Config, Measured]:
     from sweeper.run.sizing import layer_timer, run_layers
 
     store = open_store(f"sqlite:///{db}", base_dir=str(ROOT))
     timer = layer_timer(store)
     grid_sweep, profile_sweep, _ = sweep_names(epochs)
-    profiles = {_key_of(r): r for r in _sweep_runs(store, profile_sweep) if r.status == "forecast"}
+    profiles = {key_of(r): r for r in _sweep_runs(store, profile_sweep) if r.status == "forecast"}
     grid: dict[Config, Measured] = {}
     for r in _sweep_runs(store, grid_sweep):
-        key = _key_of(r)
+        key = key_of(r)
         if r.status != "completed" or key not in profiles or r.val_accuracy is None:
             continue
         p = profiles[key]
@@ -267,7 +323,7 @@ def load_repeats(db: str, epochs: int) -> dict[Config, list[tuple[float, float]]
     out: dict[Config, list[tuple[float, float]]] = {}
     for r in _sweep_runs(store, sweep_names(epochs)[2]):
         if r.status == "completed" and r.val_accuracy is not None and r.energy_train_j:
-            out.setdefault(_key_of(r), []).append((float(r.val_accuracy), float(r.energy_train_j)))
+            out.setdefault(key_of(r), []).append((float(r.val_accuracy), float(r.energy_train_j)))
     return out
 
 
