@@ -21,8 +21,9 @@ configuration already completed in the study is reused for 0 J, as sweeper's res
 
 `--cli-seeds N` also searches the space through the real CLI (`python -m sweeper -m
 hydra/sweeper=pareto ...`, seeds 0..N-1, each --cli-modes value of hydra.sweeper.inference)
-into results/search_efficiency_cli.db, with a copy of the grid file's layer catalog, and
-values what each search tried at the grid's measurements. Its joules are its own runs':
+each into a fresh file of its own (results/search_efficiency_cli_MODE_SEED.db) with a copy
+of the grid file's layer catalog, and values what each search tried at the grid's
+measurements. Its joules are its own runs':
 run-to-run noise moves its choices, so its figures scatter more than the replay's.
 
 Hypervolume: accuracy up, training energy (the default objective, energy_train_j) down,
@@ -429,8 +430,8 @@ def cli_report(db: str, epochs: int, seeds: int, modes: Sequence[str],
     """The real-CLI searches: their own joules (every run of the sweep, pruned included)
     over the grid's, and the grid front configurations they reached (what each tried,
     valued at the grid's measurements, as the replay values its trials)."""
-    print(f"\nthrough the real CLI (default sampler, a fresh store with the grid file's layer "
-          f"catalog); joules: the search's own runs (energy_total_j) over the grid's "
+    print(f"\nthrough the real CLI (default sampler, each search in a fresh store with the grid "
+          f"file's layer catalog); joules: the search's own runs (energy_total_j) over the grid's "
           f"{grid_joules:.0f} J; 'front': grid front configurations reached (of "
           f"{len(targets)}), valued at the grid's measurements; 'skipped': trials that "
           "skipped their inference benchmark")

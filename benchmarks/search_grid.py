@@ -231,11 +231,12 @@ def ensure_catalog(db: str, log_to: Path) -> None:
             EPOCHS, log_to)
 
 
-def cli_db(db: str) -> str:
-    """The file the real-CLI searches record into: apart from the grid's, whose completed
-    runs a search on the same store would take as prior measurements."""
+def cli_db(db: str, mode: str, seed: int) -> str:
+    """The file one real-CLI search records into: a fresh store of its own, as a first
+    search has. On the grid's store (or one shared by the searches) it would take the
+    completed runs there as prior measurements of energy, which the replay does not have."""
     path = Path(db)
-    return str(path.with_name(f"{path.stem}_cli{path.suffix}"))
+    return str(path.with_name(f"{path.stem}_cli_{mode}_{seed}{path.suffix}"))
 
 
 def cli_sweep_name(epochs: int, mode: str, seed: int) -> str:
@@ -246,30 +247,28 @@ def ensure_cli_searches(
     db: str, epochs: int, seeds: int, modes: Sequence[str], log_to: Path,
 ) -> None:
     """Search the grid's space through the real CLI (`-m hydra/sweeper=pareto`, the default
-    sampler) with seeds 0..seeds-1 and each hydra.sweeper.inference mode, into cli_db(db),
-    which first gets a copy of the grid file's layer catalog (as a machine that ran
-    mode=layers has). A search already in the file is kept (running it again would resume
+    sampler) with seeds 0..seeds-1 and each hydra.sweeper.inference mode, each into its own
+    cli_db, which first gets a copy of the grid file's layer catalog (as a machine that ran
+    mode=layers has). A search already in its file is kept (running it again would resume
     its study with more trials)."""
     from sweeper.store import LayerCost
 
-    target = cli_db(db)
-    store = open_store(f"sqlite:///{target}", base_dir=str(ROOT))
-    with store.session() as session:
-        if session.scalar(select(LayerCost.id).limit(1)) is None:
-            source = open_store(f"sqlite:///{db}", base_dir=str(ROOT))
-            with source.session() as grid_session:
-                rows = list(grid_session.scalars(select(LayerCost)))
-                columns = [c.key for c in LayerCost.__table__.columns if c.key != "id"]
-                copies = [LayerCost(**{k: getattr(r, k) for k in columns}) for r in rows]
-            session.add_all(copies)
-            session.commit()
-    have = {s.name for s in _sweeps(store)}
+    source = open_store(f"sqlite:///{db}", base_dir=str(ROOT))
+    with source.session() as session:
+        rows = list(session.scalars(select(LayerCost)))
+        columns = [c.key for c in LayerCost.__table__.columns if c.key != "id"]
+        catalog = [{k: getattr(r, k) for k in columns} for r in rows]
     space = [f"{k}={','.join(str(v) for v in vs)}" for k, vs in SPACE.items()]
     for seed in range(seeds):
         for mode in modes:
-            name = cli_sweep_name(epochs, mode, seed)
-            if name in have:
+            target, name = cli_db(db, mode, seed), cli_sweep_name(epochs, mode, seed)
+            store = open_store(f"sqlite:///{target}", base_dir=str(ROOT))
+            if name in {s.name for s in _sweeps(store)}:
                 continue
+            with store.session() as session:
+                if session.scalar(select(LayerCost.id).limit(1)) is None:
+                    session.add_all(LayerCost(**row) for row in catalog)
+                    session.commit()
             print(f"{name}: searching through the CLI (log: {log_to})", flush=True)
             _launch(target, name, ["hydra/sweeper=pareto", *space, "hydra.sweeper.n_trials=96",
                                    f"hydra.sweeper.seed={seed}",
@@ -278,7 +277,7 @@ def ensure_cli_searches(
 
 def load_cli_search(db: str, epochs: int, mode: str, seed: int) -> list[Run]:
     """The runs of one real-CLI search (every trial's, pruned and failed included)."""
-    return _sweep_runs(open_store(f"sqlite:///{cli_db(db)}", base_dir=str(ROOT)),
+    return _sweep_runs(open_store(f"sqlite:///{cli_db(db, mode, seed)}", base_dir=str(ROOT)),
                        cli_sweep_name(epochs, mode, seed))
 
 
