@@ -18,6 +18,8 @@ configuration already completed in the study is reused for 0 J, as sweeper's res
     python benchmarks/search_efficiency.py                 # 5 seeds, every strategy
     python benchmarks/search_efficiency.py --seeds 10 --strategies frontier nsga2
     python benchmarks/search_efficiency.py --strategies frontier --cli-seeds 3
+    python benchmarks/search_efficiency.py --strategies frontier \
+        --prior-from results/search_efficiency_cli_front_0.db
 
 `--cli-seeds N` also searches the space through the real CLI (`python -m sweeper -m
 hydra/sweeper=pareto ...`, seeds 0..N-1, each --cli-modes value of hydra.sweeper.inference)
@@ -297,15 +299,29 @@ def frontier_energy(grid: dict[Config, Measured], epochs: int,
 
 
 def make_strategy(
-    name: str, seed: int, grid: dict[Config, Measured], epochs: int = EPOCHS
+    name: str, seed: int, grid: dict[Config, Measured], epochs: int = EPOCHS,
+    prior: Sequence[Any] = (),
 ) -> BaseSampler:
+    """`prior`: earlier runs' observations seeding the frontier's energy fit, as a CLI
+    search on a store that holds this machine's runs has them (sweeper.search.frontier_sizes)."""
     if name in SELF_STOPPING:
         space = {k: CategoricalDistribution(v) for k, v in SPACE.items()}
-        return FrontierSampler(space, frontier_energy(grid, epochs, name == "frontier-sizes"),
-                               seed=seed)
+        energy = frontier_energy(grid, epochs, name == "frontier-sizes")
+        energy.prior = list(prior)
+        return FrontierSampler(space, energy, seed=seed)
     if name == "gp":
         return GPSampler(seed=seed)
     return make_sampler(name, seed=seed)
+
+
+def prior_runs(db: str, grid: dict[Config, Measured]) -> list[Any]:
+    """The completed runs of `db` on the grid's machine, as a CLI search's frontier reads
+    its store's (sweeper.search.frontier_sizes.prior_observations)."""
+    from sweeper.search.frontier_sizes import prior_observations
+    from sweeper.store import open_store
+
+    hardware = next(iter(grid.values())).hardware_id
+    return prior_observations(open_store(f"sqlite:///{db}", base_dir=str(ROOT)), hardware)
 
 
 def summarise(results: Sequence[SeedResult], grid_joules: float) -> dict[str, Any]:
@@ -360,6 +376,10 @@ def main(argv: list[str] | None = None) -> int:
                              "each here)")
     parser.add_argument("--cli-modes", nargs="+", default=["front", "all"],
                         choices=["front", "all"], help="hydra.sweeper.inference of those")
+    parser.add_argument("--prior-from", default=None, metavar="DB",
+                        help="also replay the frontier with the completed runs of this SQLite "
+                             "file on this machine seeding its energy fit (a search on a store "
+                             "that holds earlier runs)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     log_to = ROOT / "results" / "search_efficiency.log"
@@ -396,12 +416,17 @@ def main(argv: list[str] | None = None) -> int:
 
     checkpoints = sorted(set(args.budgets))
     rows: list[tuple[str, dict[str, Any]]] = []
-    for name in args.strategies:
+    prior = [] if args.prior_from is None else prior_runs(args.prior_from, grid)
+    runs = [(name, ()) for name in args.strategies]
+    if prior and "frontier" in args.strategies:
+        runs.append(("frontier", prior))
+    for name, seed_prior in runs:
         by_budget: dict[int, list[SeedResult]] = {}
         for seed in range(args.seeds):
             budget = args.frontier_cap if name in SELF_STOPPING else max(checkpoints)
             marks = [] if name in SELF_STOPPING else checkpoints
-            res = replay(make_strategy(name, seed, grid, args.epochs), grid, budget, ref,
+            strategy = make_strategy(name, seed, grid, args.epochs, seed_prior)
+            res = replay(strategy, grid, budget, ref,
                          (true_hv, log_hypervolume(list(points.values()), ref)),
                          grid_joules, marks, targets)
             for key in ([-1] if name in SELF_STOPPING else checkpoints):
@@ -409,6 +434,8 @@ def main(argv: list[str] | None = None) -> int:
         for key, results in sorted(by_budget.items()):
             label = f"{name} (stops itself, cap {args.frontier_cap})" if key == -1 \
                 else f"{name} {key} trials"
+            if seed_prior:
+                label = f"{name}, {len(seed_prior)} prior runs"
             rows.append((label, summarise(results, grid_joules)))
             print(f"  done: {label}", flush=True)
     print_table(rows, args.seeds, len(targets))
