@@ -16,6 +16,16 @@ from sweeper.store import runs as store_runs
 from tests.conftest import run_row
 
 
+@pytest.fixture(autouse=True)
+def _sigint_raises_keyboard_interrupt() -> Iterator[None]:
+    """Python installs its KeyboardInterrupt handler only where SIGINT was not ignored when
+    it started; a test run in the background of a non-interactive shell (nohup, `&`)
+    inherits SIGINT ignored. These tests are about a user's Ctrl-C, so they set it up."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
 @pytest.fixture
 def store(sqlite_url: str) -> Iterator[Store]:
     s = Store(sqlite_url)
