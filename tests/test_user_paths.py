@@ -178,6 +178,21 @@ def test_the_uncertainty_footnote_says_what_the_plus_minus_covers() -> None:
     assert "split" not in _caption([cpu], False) and "not run-to-run" in _caption([cpu], False)
 
 
+def test_a_searchs_skipped_inference_benchmarks_are_one_line_not_one_per_run() -> None:
+    from sweeper.app.summary import _caption
+    from sweeper.run.inference_gate import skip_reason
+    from sweeper.store import Run
+
+    skipped = [Run(id=i, status="completed", stop_reason=skip_reason((0.95, 2.0), 0.9, 3.0))
+               for i in (3, 4, 8)]
+    pruned = Run(id=9, status="pruned", stop_reason="stopped at step 4/40: forecast ...")
+    caption = _caption([*skipped, pruned], False)
+    assert "E_in not measured: run(s) 3, 4, 8 skipped the inference benchmark" in caption
+    assert "run 3 completed" not in caption and "dominated by the search's front" in caption
+    assert "run 9 pruned: stopped at step 4/40" in caption  # other reasons stay per run
+    assert "E_in not measured" not in _caption([pruned], False)
+
+
 @pytest.mark.parametrize(
     "args",
     [["+epoch=1"], ["batch=0"], ["nosuch=3"], ["precision=fp16", "device=cpu"],

@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from sweeper.energy.labels import describe_source
+from sweeper.run.inference_gate import skipped_inference
 from sweeper.store import Run
 
 
@@ -100,10 +101,15 @@ def _caption(runs: Sequence[Run], net: bool) -> str:
     if busy:
         lines.append(f"busy: run(s) {', '.join(map(str, busy))} measured while other "
                      "processes loaded the machine (see their warnings)")
+    skipped = [r.id for r in runs if r.status == "completed" and skipped_inference(r.stop_reason)]
+    if skipped:  # one line for a search's many dominated trials; each reason is in the store
+        lines.append(f"E_in not measured: run(s) {', '.join(map(str, skipped))} skipped the "
+                     "inference benchmark, dominated by the search's front when they ended "
+                     "(runs.stop_reason)")
     for r in runs:
         if r.status in ("failed", "interrupted"):
             lines.append(f"run {r.id} {r.status}: {r.error_type}: {r.error_message}")
-        elif r.stop_reason:
+        elif r.stop_reason and r.id not in skipped:
             lines.append(f"run {r.id} {r.status}: {r.stop_reason}")
         if r.measurement_warning:
             lines.append(f"run {r.id} measurement warning: {r.measurement_warning}")

@@ -15,6 +15,7 @@ import math
 from collections.abc import Sequence
 
 FRONT_KEY = "inference_front"  # the run config's sweeper.inference_front
+SKIPPED = "inference benchmark skipped"  # how such a run's stop_reason begins
 Point = tuple[float, float]  # (val accuracy, training joules)
 
 
@@ -33,6 +34,11 @@ def dominating_point(
 
 
 def skip_reason(point: Point, accuracy: float, energy_train_j: float) -> str:
-    return (f"inference benchmark skipped: val accuracy {accuracy:.4f} for "
+    return (f"{SKIPPED}: val accuracy {accuracy:.4f} for "
             f"{energy_train_j:.4g} J of training is dominated by the search's front point "
             f"({point[0]:.4f}, {point[1]:.4g} J)")
+
+
+def skipped_inference(stop_reason: str | None) -> bool:
+    """Whether a run's stop_reason says it skipped its inference benchmark."""
+    return bool(stop_reason) and str(stop_reason).startswith(SKIPPED)
