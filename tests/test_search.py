@@ -21,7 +21,7 @@ from optuna.trial import TrialState, create_trial
 from sweeper.config.schema import check_value, field_of, rule_of
 from sweeper.errors import ConfigError
 from sweeper.predict.forecast import ProfileWindow
-from sweeper.run.inference_gate import dominating_point
+from sweeper.run.inference_gate import dominating_point, skip_reason
 from sweeper.run.stopping import EarlyStop, EnergyLimit, energy_limit, guard_steps
 from sweeper.search.hypervolume import pareto_front
 from sweeper.search.loop import job_overrides
@@ -296,6 +296,15 @@ def test_run_rows_become_trial_outcomes() -> None:
     assert nan.state == TrialState.FAIL
     pruned = outcome_of_run(_run(status="pruned", stop_reason="forecast"), "co2_g", reused=False)
     assert pruned.state == TrialState.PRUNED and pruned.attrs["stop_reason"] == "forecast"
+    # A run of an energy_train_j search that skipped its inference benchmark, reused by a
+    # search of the same sweep that minimises an inference energy: failed, saying why.
+    skipped = _run(stop_reason=skip_reason((0.95, 2.0), 0.9, 12.0),
+                   energy_per_inference_sample_j=None)
+    assert outcome_of_run(skipped, "energy_train_j", reused=True).state == TrialState.COMPLETE
+    failed = outcome_of_run(skipped, "energy_per_inference_sample_j", reused=True)
+    assert failed.state == TrialState.FAIL
+    assert "skipped its inference benchmark" in failed.attrs["error"]
+    assert "sweeper.name" in failed.attrs["error"]
 
 
 def test_hydra_discovers_the_plugin_and_its_config() -> None:

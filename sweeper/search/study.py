@@ -18,6 +18,7 @@ from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.engine import URL
 
 from sweeper.errors import ConfigError
+from sweeper.run.inference_gate import skipped_inference
 from sweeper.search.samplers import SearchContext, make_sampler
 from sweeper.search.settings import ACCURACY, SearchSettings
 from sweeper.store import Run
@@ -167,7 +168,11 @@ def outcome_of_run(run: Run | None, objective: str, *, reused: bool) -> Outcome:
         return Outcome(TrialState.PRUNED, None, attrs)
     values = (run.val_accuracy, getattr(run, objective))
     if run.status != "completed" or not all(_finite(v) for v in values):
-        if run.status == "completed":
+        if run.status == "completed" and skipped_inference(run.stop_reason):
+            attrs["error"] = (  # a run of an earlier energy_train_j search of this sweep
+                f"run {run.id} skipped its inference benchmark, so it has no {objective}; "
+                "another sweeper.name measures it (resume reuses this sweep's runs)")
+        elif run.status == "completed":
             attrs["error"] = f"objective values missing or not finite: {values}"
         return Outcome(TrialState.FAIL, None, attrs)
     return Outcome(TrialState.COMPLETE, (float(values[0]), float(values[1])), attrs)
