@@ -20,6 +20,12 @@ ACCURACY_MARGIN = 0.01
 CHANCE_MARGIN = 0.05
 
 
+def dominates(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    """Whether (accuracy, energy) point a is at least as accurate as b for at most its
+    energy, and better in one: `nondominated`'s relation, for one pair."""
+    return a[0] >= b[0] and a[1] <= b[1] and (a[0] > b[0] or a[1] < b[1])
+
+
 def nondominated(accuracy: Sequence[float], energy_j: Sequence[float]) -> np.ndarray:
     """True where no other point has less-or-equal energy and higher-or-equal accuracy
     (and is strictly better in one)."""

@@ -14,6 +14,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from sweeper.pareto import dominates
+
 FRONT_KEY = "inference_front"  # the run config's sweeper.inference_front
 SKIPPED = "inference benchmark skipped"  # how such a run's stop_reason begins
 Point = tuple[float, float]  # (val accuracy, training joules)
@@ -28,8 +30,7 @@ def dominating_point(
         return None
     if not (math.isfinite(accuracy) and math.isfinite(energy_train_j)):
         return None
-    better = [(a, e) for a, e in front if a >= accuracy and e <= energy_train_j
-              and (a > accuracy or e < energy_train_j)]
+    better = [p for p in front if dominates(p, (accuracy, energy_train_j))]
     return min(better, key=lambda p: (p[1], -p[0]), default=None)
 
 

@@ -1,5 +1,6 @@
-"""The two-objective front (accuracy up, energy down) and its hypervolume, which the frontier
-sampler's expected gain is measured in."""
+"""The two-objective front (accuracy up, energy down), its hypervolume and the hypervolume
+a point would add to it (`gains`), which the frontier sampler's expected gain is measured
+in."""
 
 from __future__ import annotations
 
@@ -30,17 +31,11 @@ def hypervolume(front: Sequence[tuple[float, float]], ref: tuple[float, float]) 
     return total
 
 
-def gain(front: Sequence[tuple[float, float]], point: tuple[float, float],
-         ref: tuple[float, float]) -> float:
-    """Hypervolume a point would add to the front."""
-    return hypervolume([*front, point], ref) - hypervolume(front, ref)
-
-
 def gains(
     front: Sequence[tuple[float, float]], points: Sequence[tuple[float, float]],
     ref: tuple[float, float],
 ) -> np.ndarray:
-    """`gain` of each point, added alone to the front: the same figures from one staircase.
+    """The hypervolume each point would add to the front, added alone, from one staircase.
 
     The front dominates, at each energy x, up to the accuracy h(x) of its best point at or
     below x (the reference's accuracy below its cheapest point), so a point (a, e) adds the
