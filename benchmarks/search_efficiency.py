@@ -84,7 +84,7 @@ from search_grid import (  # noqa: E402
 
 from sweeper.energy.cpu_name import cpu_model_name  # noqa: E402
 from sweeper.energy.tdp import lookup_cpu_tdp_w  # noqa: E402
-from sweeper.run.inference_gate import dominating_point  # noqa: E402
+from sweeper.run.inference_gate import dominating_point, skipped_inference  # noqa: E402
 from sweeper.search.frontier import FRONTIER_LIMIT_ATTR, FrontierSampler  # noqa: E402
 from sweeper.search.frontier_energy import FrontierEnergy, SizedParams  # noqa: E402
 from sweeper.search.loop import front_so_far  # noqa: E402
@@ -475,7 +475,8 @@ def cli_report(db: str, epochs: int, seeds: int, modes: Sequence[str],
             found = {key_of(r): points[key_of(r)] for r in runs
                      if r.status == "completed" and key_of(r) in points}
             reached = sum(t.reached_by(found) for t in targets)
-            skipped = sum(r.status == "completed" and r.energy_inference_j is None for r in runs)
+            skipped = sum(r.status == "completed" and skipped_inference(r.stop_reason)
+                          for r in runs)
             e_in = sum(r.energy_inference_j or 0.0 for r in runs)
             frac = spent / grid_joules
             worst_frac, worst_reached = max(worst_frac, frac), min(worst_reached, reached)
@@ -578,7 +579,8 @@ def print_table(rows: Sequence[tuple[str, dict[str, Any]]], seeds: int, n_front:
     for label, s in rows:
         print(f"  {label}: {s['jt_median']:.1%} / {s['jt_worst']:.1%}")
     print("joules with every trial's inference benchmark charged (hydra.sweeper.inference=all; "
-          "the column above charges it only to trials the front so far does not dominate), "
+          "the table's 'joules frac' charges it only to trials the front so far does not "
+          "dominate), "
           "over the grid's, median / worst:")
     for label, s in rows:
         print(f"  {label}: {s['ja_median']:.1%} / {s['ja_worst']:.1%}")
