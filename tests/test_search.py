@@ -230,7 +230,9 @@ def test_the_front_reaches_the_trial_as_an_override_hydra_reads_back_exactly() -
     assert [tuple(p) for p in points] == [(0.9123456789, 2.000001), (0.95, 5.5)]
     rule = rule_of(field_of("sweeper.inference_front"))
     assert check_value("sweeper.inference_front", points, rule) == tuple(front)
-    assert not any("inference_front" in o for o in job_overrides(space, trial, None, []))
+    assert not any("inference_front" in o for o in job_overrides(space, trial, None))
+    # an empty front still tells the job its objective needs no E_in
+    assert "++sweeper.inference_front=[]" in job_overrides(space, trial, None, [])
 
 
 @pytest.mark.parametrize("value", [[[2, 1]], [[0.5]], [[0.5, -1]], "front", [["a", 1]]])
@@ -276,6 +278,16 @@ def test_a_run_the_front_dominates_skips_its_inference_benchmark(tmp_path: Path)
     assert status == "completed" and reason is None and e_in > 0 and samples > 0
     assert "inference" in [k for (k,) in _rows(
         db, f"select kind from phases where run_id = {run_id}")]
+    # Resumed on the same sweep: a trial sent a front (even an empty one) takes the skipped
+    # run as done; a job that needs E_in (a grid, no front) runs the configuration again.
+    for extra in ("++sweeper.inference_front=[]", None):
+        again = run_cli([*common, "sweeper.name=skip", *([extra] if extra else [])],
+                        cwd=tmp_path)
+        assert again.returncode == 0, again.stderr[-3000:]
+    runs = _rows(db, "select r.id, r.stop_reason, r.energy_inference_j from runs r "
+                 "join sweeps s on s.id = r.sweep_id where s.name = 'skip' order by r.id")
+    assert [r[0] for r in runs][0] == rows["skip"][0] and len(runs) == 2
+    assert runs[1][1] is None and runs[1][2] > 0
 
 
 def _run(**values: object) -> Run:

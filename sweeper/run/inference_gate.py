@@ -40,6 +40,12 @@ def skip_reason(point: Point, accuracy: float, energy_train_j: float) -> str:
             f"({point[0]:.4f}, {point[1]:.4g} J)")
 
 
+def needs_inference(front: Sequence[Point] | None) -> bool:
+    """Whether a job must measure E_in, and so may not take as done a run that skipped it:
+    any job but a search trial sent a front (an empty one too: its objective is E_tr)."""
+    return front is None
+
+
 def skipped_inference(stop_reason: str | None) -> bool:
     """Whether a run's stop_reason says it skipped its inference benchmark."""
     return bool(stop_reason) and str(stop_reason).startswith(SKIPPED)

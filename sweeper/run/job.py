@@ -20,6 +20,7 @@ from sweeper.errors import ConfigError
 from sweeper.run.estimate_mode import run_estimate
 from sweeper.run.forecast_mode import execute_forecast
 from sweeper.run.gpu_power import open_gpu_power
+from sweeper.run.inference_gate import needs_inference
 from sweeper.run.layers_mode import run_layer_catalog
 from sweeper.run.liveness import reclaim_vanished_runs
 from sweeper.run.measured import TakenByTwin
@@ -73,7 +74,8 @@ def _run_main(
     )
     reclaim_vanished_runs(store, sweep_id)
     if sweep.resume:
-        done = completed_run(store, sweep_id, spec.config_hash)
+        done = completed_run(store, sweep_id, spec.config_hash,
+                             needs_inference=needs_inference(spec.sweeper.inference_front))
         if done is not None:
             log.info(
                 "skipping %s: already completed in sweep %r as run %d "

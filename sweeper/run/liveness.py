@@ -20,6 +20,7 @@ from typing import Any
 import psutil
 
 from sweeper.errors import StoreUnavailable
+from sweeper.run.inference_gate import skipped_inference
 from sweeper.run.recording import energy_split
 from sweeper.store import Store
 from sweeper.store import runs as store_runs
@@ -106,12 +107,17 @@ def why_vanished(
     )
 
 
-def live_twin(store: Store, sweep_id: int, config_hash: str, run_id: int) -> Run | None:
+def live_twin(store: Store, sweep_id: int, config_hash: str, run_id: int,
+              needs_inference: bool = True) -> Run | None:
     """An earlier run of the same config in the sweep that completed or is still alive
-    (another process working through the same grid), or None."""
+    (another process working through the same grid), or None. One that skipped its
+    inference benchmark is no twin of a job that needs E_in."""
     host, now = socket.gethostname(), utcnow()
     for run in store_runs.earlier_twins(store, sweep_id, config_hash, run_id):
-        if run.status == "completed" or why_vanished(run, host, now) is None:
+        if run.status == "completed":
+            if not (needs_inference and skipped_inference(run.stop_reason)):
+                return run
+        elif why_vanished(run, host, now) is None:
             return run
     return None
 

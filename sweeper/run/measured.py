@@ -27,6 +27,7 @@ from sweeper.energy.contention import ContentionProbe, busy_warning, shared_gpu_
 from sweeper.energy.resolution import slowest_meter
 from sweeper.errors import DiskFull, StoreUnavailable
 from sweeper.run.idle import IdlePower, idle_power
+from sweeper.run.inference_gate import needs_inference
 from sweeper.run.liveness import Heartbeat, live_twin
 from sweeper.run.net import net_columns
 from sweeper.run.prepare import Prepared, new_run_row
@@ -87,7 +88,8 @@ class MeasuredRun:
         p = self.p
         if not p.sweep.resume or launch().active:
             return
-        twin = live_twin(p.store, p.sweep_id, p.spec.config_hash, self.run_id)
+        twin = live_twin(p.store, p.sweep_id, p.spec.config_hash, self.run_id,
+                         needs_inference(p.spec.sweeper.inference_front))
         if twin is not None:
             store_runs.delete_run(p.store, self.run_id)
             raise TakenByTwin(twin)

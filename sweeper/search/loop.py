@@ -66,7 +66,7 @@ def sweep_name(config: DictConfig, arguments: Sequence[str]) -> str:
 
 def job_overrides(
     space: SearchSpace, trial: Trial, limit: TrialLimit | None,
-    front: Sequence[tuple[float, float]] = (),
+    front: Sequence[tuple[float, float]] | None = None,
 ) -> list[str]:
     overrides = [*space.overrides(trial.params), f"++trial={trial.number}"]
     if limit is not None:
@@ -74,7 +74,9 @@ def job_overrides(
             f"++sweeper.{LIMIT_KEY}={format_value(round(limit.limit_j, 3))}",
             f"++sweeper.{REASON_KEY}={format_value(limit.reason)}",
         ]
-    if front:  # exact values (repr): a trial equal to a front point is not dominated
+    if front is not None:  # exact values (repr): a trial equal to a front point is not
+        # dominated. An empty front is sent too: it tells the job that E_in is not needed
+        # for this trial's objective, so it may reuse a run that skipped its benchmark.
         points = ",".join(f"[{format_value(a)},{format_value(e)}]" for a, e in front)
         overrides.append(f"++sweeper.{FRONT_KEY}=[{points}]")
     return overrides
@@ -202,7 +204,7 @@ class SearchLoop:
         for trial in trials:
             claim(trial)
         front = (front_so_far(study.get_trials(deepcopy=False))
-                 if self.settings.skips_dominated_inference else [])
+                 if self.settings.skips_dominated_inference else None)
         batch = [job_overrides(self.space, t, tighter_limit(limit, t.user_attrs), front)
                  for t in trials]
         try:

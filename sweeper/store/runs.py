@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import ColumnElement, delete, func, insert, select, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import make_transient
@@ -69,25 +69,38 @@ def latest_sweep(store: Store) -> Sweep | None:
         return session.scalar(select(Sweep).order_by(Sweep.updated_at.desc(), Sweep.id.desc()))
 
 
+def _done(sweep_id: int, unless_reason: str | None) -> ColumnElement[bool]:
+    """Completed in the sweep, and (with ``unless_reason``) not stopped short of something
+    the caller needs: its stop_reason does not begin with that."""
+    done = (Run.sweep_id == sweep_id) & (Run.status == "completed")
+    if unless_reason is None:
+        return done
+    return done & (Run.stop_reason.is_(None) | ~Run.stop_reason.startswith(unless_reason,
+                                                                          autoescape=True))
+
+
 @retried("look for a completed run of this configuration")
-def completed_run_id(store: Store, sweep_id: int, config_hash: str) -> int | None:
-    """A completed run of this exact resolved config in this sweep, if any."""
+def completed_run_id(store: Store, sweep_id: int, config_hash: str,
+                     unless_reason: str | None = None) -> int | None:
+    """A completed run of this exact resolved config in this sweep, if any (one whose
+    stop_reason begins with ``unless_reason`` does not count)."""
     with store.session() as session:
         return session.scalar(
             select(Run.id)
-            .where(Run.sweep_id == sweep_id, Run.config_hash == config_hash)
-            .where(Run.status == "completed")
+            .where(_done(sweep_id, unless_reason), Run.config_hash == config_hash)
             .order_by(Run.id.desc())
         )
 
 
 @retried("read the sweep's completed configurations")
-def completed_configs(store: Store, sweep_id: int) -> list[tuple[int, str, dict[str, Any]]]:
-    """(id, config_hash, config) of every completed run in a sweep, newest first."""
+def completed_configs(store: Store, sweep_id: int, unless_reason: str | None = None,
+                      ) -> list[tuple[int, str, dict[str, Any]]]:
+    """(id, config_hash, config) of every completed run in a sweep, newest first (as
+    ``completed_run_id`` counts them)."""
     with store.session() as session:
         rows = session.execute(
             select(Run.id, Run.config_hash, Run.config)
-            .where(Run.sweep_id == sweep_id, Run.status == "completed")
+            .where(_done(sweep_id, unless_reason))
             .order_by(Run.id.desc())
         ).all()
     return [(run_id, digest, config or {}) for run_id, digest, config in rows]
