@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import statistics
 import sys
 import time
@@ -96,6 +97,22 @@ def _calibration(scores: list[PhaseScore]) -> tuple[float, float]:
     return covered, width
 
 
+def _rescale_range(scores: list[PhaseScore]) -> tuple[float, float]:
+    """The factors k by which the cell's stated uncertainty could be scaled and pass: from
+    the 90th percentile of |error| / +- (k at least that covers 90%) to 3 x the median error
+    over the median +- (k at most that keeps the width at 3), and below the ratio that
+    would cover more than 99%. Empty (lo > hi) when no rescaling passes: then the +- does
+    not follow how the errors spread across phases, whatever its level."""
+    ratios = sorted(abs(s.final_j - s.true_j) / max(s.uncertainty_j, 1e-12) for s in scores)
+    n = len(ratios)
+    lo = ratios[min(n - 1, math.ceil(0.9 * n) - 1)]
+    median_error_j = statistics.median(abs(s.final_j - s.true_j) for s in scores)
+    hi = 3.0 * median_error_j / max(statistics.median(s.uncertainty_j for s in scores), 1e-12)
+    if math.floor(0.99 * n) < n:  # at most 99% covered: some ratio stays above k
+        hi = min(hi, math.nextafter(ratios[math.floor(0.99 * n)], 0.0))
+    return lo, hi
+
+
 def _calibrated(covered: float, width: float) -> str:
     return "yes" if 0.90 <= covered <= 0.99 and width <= 3.0 else "no"
 
@@ -108,8 +125,8 @@ def table(title: str, measure: Callable[..., list[PhaseScore]], seeds: int, n: i
     print(f"\n{title}")
     print(f"{'stretch':<12}{'length':>7}{'n':>5}  {'today':>7}{'worst':>7}  {'even':>6}"
           f"{'worst':>7}  {'new':>6}{'worst':>7}  {'target':>6}  {'met':>9}  {'+-unc':>6}"
-          f"{'covers':>7}{'width':>6}  calibrated")
-    calibrated = 0
+          f"{'covers':>7}{'width':>6}  calibrated  {'rescaled by':>11}")
+    calibrated = rescalable = 0
     for kind in KINDS:
         for length_s in LENGTHS_S:
             scores: list[PhaseScore] = []
@@ -122,6 +139,9 @@ def table(title: str, measure: Callable[..., list[PhaseScore]], seeds: int, n: i
             even, new = _errors(evens), _errors(scores)
             covered, width = _calibration(scores)
             calibrated += _calibrated(covered, width) == "yes"
+            k_lo, k_hi = _rescale_range(scores)
+            rescalable += k_lo <= k_hi
+            rescale = f"{k_lo:.2f}-{k_hi:.2f}" if k_lo <= k_hi else "none"
             target = 100 * TARGET[length_s]
             met = "yes" if max(new) <= target else (
                 "mean only" if statistics.fmean(new) <= target else "no")
@@ -130,10 +150,14 @@ def table(title: str, measure: Callable[..., list[PhaseScore]], seeds: int, n: i
                   f"{statistics.fmean(even):>5.2f}%{max(even):>6.1f}%  "
                   f"{statistics.fmean(new):>5.2f}%{max(new):>6.1f}%  {target:>5.0f}%  "
                   f"{met:>9}  {_stated(scores):>5.1f}%{100 * covered:>6.0f}%{width:>6.1f}  "
-                  f"{_calibrated(covered, width)}")
+                  f"{_calibrated(covered, width):<10}  {rescale:>11}")
+    cells = len(KINDS) * len(LENGTHS_S)
     print(f"uncertainty calibrated (covers 90-99%, width at most 3x the median error) in "
-          f"{calibrated} of {len(KINDS) * len(LENGTHS_S)} cells; the stored +- is a 95% "
-          "interval (a normal error's is 2.9x its median)")
+          f"{calibrated} of {cells} cells; the stored +- is a 95% interval (a normal "
+          "error's is 2.9x its median)")
+    print(f"'rescaled by': the factors on the +- that would pass the cell; some do in "
+          f"{rescalable} of {cells} cells, none in {cells - rescalable} (there the +- "
+          "does not follow how the errors spread across phases: no level of it passes)")
 
 
 def epochs(seeds: int) -> None:
