@@ -113,6 +113,39 @@ def test_energy_uses_a_measured_twin_then_the_estimator_fit() -> None:
     assert len({repr(sorted(c.items())) for c in calls}) == len(calls)  # described once each
 
 
+def test_a_network_the_law_misses_is_corrected_by_its_measured_batch_sizes() -> None:
+    """Energy follows MACs (1 nJ per MAC per sample) at fp32 and at bf16 is twice that,
+    except for one network whose bf16 costs 16x (bf16 convolutions on a CPU without bf16
+    units): once it is measured at one batch size, its other batch sizes are predicted
+    from that, not from the precision factor the other networks share."""
+    slow = 1e6
+
+    def describe(params: dict) -> SizedParams:
+        return SizedParams(params["macs"], int(params["macs"] / 10), params["batch"],
+                           params["precision"], 1000)
+
+    def truth(params: dict) -> float:
+        factor = 1.0 if params["precision"] == "fp32" else (16.0 if params["macs"] == slow
+                                                             else 2.0)
+        return params["macs"] * 1e-9 * 1000 * factor
+
+    configs = [{"macs": m, "batch": b, "precision": p}
+               for m in (1e3, 1e4, 1e5, slow) for b in (32, 128) for p in ("fp32", "bf16")]
+    probe = {"macs": slow, "batch": 32, "precision": "bf16"}
+    energy = FrontierEnergy(describe)
+    energy.observe([(c, truth(c)) for c in configs if c["macs"] != slow or c["precision"] == "fp32"])
+    blind = energy.predict_j(probe)
+    assert blind < 0.25 * truth(probe)  # the shared bf16 factor: about 2x, not 16x
+    seen = {**probe, "batch": 128}
+    energy.observe([(c, truth(c)) for c in configs if c != probe])
+    assert energy.predict_j(seen) == pytest.approx(truth(seen))  # measured: itself
+    # within the law's batch slope, which the outlier itself tilts (16x at b128 only)
+    assert energy.predict_j(probe) == pytest.approx(truth(probe), rel=0.25)
+    # another network at bf16 keeps the law's prediction (its own siblings agree with it)
+    other = {"macs": 1e5, "batch": 64, "precision": "bf16"}
+    assert energy.predict_j(other) == pytest.approx(truth(other), rel=0.25)
+
+
 def test_accuracy_model_is_unsure_of_values_it_has_not_seen() -> None:
     model = AccuracyModel(["model", "lr"])
     seen = [{"model": "a", "lr": lr} for lr in (1, 2, 3)] + [{"model": "b", "lr": 1}]
