@@ -7,6 +7,7 @@ and data set once. Used by `mode=estimate` and the frontier search's energy pred
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -14,6 +15,8 @@ from typing import Any
 
 from sweeper.config.spec import RunSpec
 from sweeper.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -150,6 +153,11 @@ class LayerTimer:
             rows = load_layer_costs(self._store, hardware_id, precision)
             if not rows and precision != "fp32":
                 rows = load_layer_costs(self._store, hardware_id, "fp32")
+                if rows:  # a precision's cost per layer kind can differ many-fold (bf16 on
+                    # a CPU without bf16 units), which one factor per precision cannot hold
+                    log.warning("no %s layer catalog for machine %s: its layer times are "
+                                "fp32's (time it with mode=layers precision=%s)",
+                                precision, hardware_id, precision)
             self._laws[key] = fit_layer_time(rows, phase) if rows else None
         return self._laws[key]
 
