@@ -133,7 +133,8 @@ def test_a_network_the_law_misses_is_corrected_by_its_measured_batch_sizes() -> 
                for m in (1e3, 1e4, 1e5, slow) for b in (32, 128) for p in ("fp32", "bf16")]
     probe = {"macs": slow, "batch": 32, "precision": "bf16"}
     energy = FrontierEnergy(describe)
-    energy.observe([(c, truth(c)) for c in configs if c["macs"] != slow or c["precision"] == "fp32"])
+    energy.observe([(c, truth(c)) for c in configs
+                    if c["macs"] != slow or c["precision"] == "fp32"])
     blind = energy.predict_j(probe)
     assert blind < 0.25 * truth(probe)  # the shared bf16 factor: about 2x, not 16x
     seen = {**probe, "batch": 128}
