@@ -76,7 +76,8 @@ class FrontierEnergy:
     are measured (prior observations, such as earlier runs on this machine, count), or its
     layer-time law (this machine's mode=layers catalog) or layer-wise law where every size
     has them, enough models are measured and one predicts each model held out clearly
-    better (sweeper.predict.heldout's margin); the
+    better (sweeper.predict.heldout's margin), corrected by how far it missed the same
+    network at the same precision among this study's measurements; the
     MACs x samples proxy scaled by the measurements so far (relative until something is
     measured; proportional to MACs, it overrates larger models, which only delays them).
     """
@@ -171,7 +172,6 @@ class FrontierEnergy:
                       for m, e in reference.items()]
             return proxy * float(np.median(ratios))
         return proxy
-
 
     def _law_j(self, s: SizedParams) -> float:
         return math.exp(self._fit.predict_ln(s.query)) * s.train_samples
