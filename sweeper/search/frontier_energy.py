@@ -88,6 +88,7 @@ class FrontierEnergy:
         self._sizes: dict[tuple[Any, ...], SizedParams] = {}
         self._measured: dict[SizedParams, list[float]] = {}
         self._fit: Any = None
+        self._missed: dict[tuple[float, int, str], float] = {}  # _law_misses
         self._limit_factor: dict[str, float] = {}
 
     def size(self, params: Mapping[str, Any]) -> SizedParams:
@@ -103,6 +104,7 @@ class FrontierEnergy:
             if energy_j > 0 and math.isfinite(energy_j):
                 self._measured.setdefault(self.size(params), []).append(energy_j)
         self._learn_limits()
+        reference = self._at_reference()
         # One model per size (MACs, parameters), whatever its name: a prior run and a trial
         # of one network are held out together.
         observations = [*(replace(o, model=_model_name(o.macs_per_sample, o.params))
@@ -113,7 +115,7 @@ class FrontierEnergy:
                         macs_per_sample=s.macs_per_sample,
                         per_sample=float(np.mean(e)) / s.train_samples, layers=s.layers,
                         layer_s=s.layer_s)
-            for s, e in self._at_reference().items()
+            for s, e in reference.items()
         )]
         sizes = {(o.macs_per_sample, o.params, o.batch, o.precision) for o in observations}
         models = {(o.macs_per_sample, o.params) for o in observations}
@@ -121,6 +123,7 @@ class FrontierEnergy:
         # term at all; two: collinear): such a fit cannot tell another model's cost.
         enough = len(sizes) >= MIN_CONFIGS_FOR_FIT and len(models) >= MIN_MODELS_FOR_FIT
         self._fit = _best_fit(observations) if enough else None
+        self._missed = self._law_misses(reference) if self._fit is not None else {}
 
     @property
     def law(self) -> str:
@@ -165,7 +168,7 @@ class FrontierEnergy:
         if s in reference:  # the same work measured at another limit
             return float(np.mean(reference[s]))
         if self._fit is not None:
-            return self._law_j(s) * self._sibling_factor(s, reference)
+            return self._law_j(s) * self._missed.get(_network_precision(s), 1.0)
         proxy = s.macs_per_sample * s.train_samples * 1e-9
         if reference:
             ratios = [float(np.mean(e)) / (m.macs_per_sample * m.train_samples * 1e-9)
@@ -176,20 +179,25 @@ class FrontierEnergy:
     def _law_j(self, s: SizedParams) -> float:
         return math.exp(self._fit.predict_ln(s.query)) * s.train_samples
 
-    def _sibling_factor(self, s: SizedParams, reference: Mapping[SizedParams, list[float]],
-                        ) -> float:
-        """How far the law missed the same network at the same precision, measured at
-        other batch sizes or lengths (the geometric mean of measured over law; 1 with none).
-        A law shared by every network misses one network's precision by a factor that holds
-        at each of its batch sizes: bf16 convolutions on a CPU without bf16 units cost a
-        resnet 17x its fp32 joules and an mlp 1.6x, which one precision term cannot say."""
-        same = [(m, e) for m, e in reference.items()
-                if (m.macs_per_sample, m.params, m.precision)
-                == (s.macs_per_sample, s.params, s.precision)]
-        if not same:
-            return 1.0
-        ln = [math.log(float(np.mean(e)) / self._law_j(m)) for m, e in same]
-        return math.exp(float(np.mean(ln)))
+    def _law_misses(self, reference: Mapping[SizedParams, list[float]],
+                    ) -> dict[tuple[float, int, str], float]:
+        """Per network and precision measured, how far the law missed it (the geometric
+        mean of measured over law, over its batch sizes and lengths): an untried size of
+        that network at that precision is predicted that much off too. A law shared by
+        every network misses one network's precision by a factor that holds at each of its
+        batch sizes: bf16 convolutions on a CPU without bf16 units cost a resnet 17x its
+        fp32 joules and an mlp 1.6x, which one precision term cannot say. Computed once
+        per observe, not per candidate the sampler prices."""
+        logs: dict[tuple[float, int, str], list[float]] = {}
+        for m, e in reference.items():
+            logs.setdefault(_network_precision(m), []).append(
+                math.log(float(np.mean(e)) / self._law_j(m)))
+        return {k: math.exp(float(np.mean(v))) for k, v in logs.items()}
+
+
+def _network_precision(s: SizedParams) -> tuple[float, int, str]:
+    """A network (its MACs and parameters, as `_model_name`) at one precision."""
+    return (s.macs_per_sample, s.params, s.precision)
 
 
 def _model_name(macs_per_sample: float, params: int) -> str:
