@@ -308,8 +308,9 @@ def test_run_rows_become_trial_outcomes() -> None:
     assert nan.state == TrialState.FAIL
     pruned = outcome_of_run(_run(status="pruned", stop_reason="forecast"), "co2_g", reused=False)
     assert pruned.state == TrialState.PRUNED and pruned.attrs["stop_reason"] == "forecast"
-    # A run of an energy_train_j search that skipped its inference benchmark, reused by a
-    # search of the same sweep that minimises an inference energy: failed, saying why.
+    # A run of an energy_train_j search that skipped its inference benchmark, reaching a
+    # trial of a search that minimises an inference energy (its job runs the configuration
+    # again; should such a run still arrive): failed, saying why.
     skipped = _run(stop_reason=skip_reason((0.95, 2.0), 0.9, 12.0),
                    energy_per_inference_sample_j=None)
     assert outcome_of_run(skipped, "energy_train_j", reused=True).state == TrialState.COMPLETE

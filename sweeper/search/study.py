@@ -169,9 +169,11 @@ def outcome_of_run(run: Run | None, objective: str, *, reused: bool) -> Outcome:
     values = (run.val_accuracy, getattr(run, objective))
     if run.status != "completed" or not all(_finite(v) for v in values):
         if run.status == "completed" and skipped_inference(run.stop_reason):
-            attrs["error"] = (  # a run of an earlier energy_train_j search of this sweep
+            # A job that needs E_in does not take such a run as done (sweeper/run/resume.py);
+            # should one still arrive (an older sweeper's job), say why it has no value.
+            attrs["error"] = (
                 f"run {run.id} skipped its inference benchmark, so it has no {objective}; "
-                "another sweeper.name measures it (resume reuses this sweep's runs)")
+                "running the search again measures it, as does another sweeper.name")
         elif run.status == "completed":
             attrs["error"] = f"objective values missing or not finite: {values}"
         return Outcome(TrialState.FAIL, None, attrs)
