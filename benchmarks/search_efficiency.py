@@ -372,8 +372,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="front configurations trained again with seeds 1..N (the "
                              "accuracy's noise: the grid holds one seed)")
     parser.add_argument("--cli-seeds", type=int, default=0,
-                        help="also search through the real CLI with seeds 0..N-1 (about 30 s "
-                             "each here)")
+                        help="also search through the real CLI with seeds 0..N-1 (30-60 s "
+                             "each on the 2-core VMs)")
     parser.add_argument("--cli-modes", nargs="+", default=["front", "all"],
                         choices=["front", "all"], help="hydra.sweeper.inference of those")
     parser.add_argument("--prior-from", default=None, metavar="DB",
