@@ -418,6 +418,25 @@ def test_a_phase_inside_one_refresh_gets_the_energy_above_the_gap() -> None:
     assert end.uncertainty_j > 0 and start.uncertainty_j > 0
 
 
+def test_the_few_ms_of_a_phase_before_its_decay_keep_the_work_s_power() -> None:
+    """A 760 W phase that ends 2.5 ms into a refresh, then decays as the H200 does (450,
+    300, 200 W for 10 ms each) to 124 W: the 2.5 ms get 760 W, not the leftover after a
+    decay priced from the leftover itself (which fed back, gave the gap the whole refresh
+    and the phase 0 J: such 50 ms phases read 2-8% low on the emulated H200)."""
+    tail_j = 0.01 * (450 + 300 + 200)
+    refresh_j = 0.0025 * 760 + tail_j + 0.0675 * 124  # [10.5, 10.6]: the phase ends at 10.5025
+    timeline = _timeline([124] * 4 + [(0.0475 * 760 + 0.0525 * 124) / 0.1, refresh_j / 0.1]
+                         + [124] * 4)
+    timeline.mark(10.4525, "begin")
+    timeline.mark(10.5025, "end")
+    start = timeline.energy_at(10.4525, final=True)
+    end = timeline.energy_at(10.5025, final=True)
+    assert start is not None and end is not None
+    in_refresh_j = end.energy_j - timeline.energy_at(10.5, final=True).energy_j
+    assert in_refresh_j == pytest.approx(0.0025 * 760, rel=0.1)
+    assert end.energy_j - start.energy_j == pytest.approx(0.05 * 760, rel=0.01)
+
+
 def test_power_steps_where_a_phase_begins_not_across_the_refresh() -> None:
     timeline = _timeline([124] * 5 + [(0.03 * 124 + 0.07 * 690) / 0.1] + [690] * 4)
     timeline.mark(10.53, "begin")

@@ -14,9 +14,10 @@ energy at them:
   ~9 ms of the drop's power), so a gap of a few ms stays near the work's level; a gap that
   opens the refresh after a phase ended in the one before holds what is left of its decay;
 * a phase piece with neither takes what the refresh's energy leaves, so a burst shorter
-  than a refresh counts for the phase it belongs to; with none, the remainder goes to a
-  phase that begins in the refresh (a phase's start is its least known part: launch,
-  warm-up, clocks ramping), else it is shared in proportion to the levels.
+  than a refresh counts for the phase it belongs to (at the level that leaves room for its
+  own decay in the gap after it); with none, the remainder goes to a phase that begins in
+  the refresh (a phase's start is its least known part: launch, warm-up, clocks ramping),
+  else it is shared in proportion to the levels.
 
 How far the split may be off is a stated model, not a bound (issue 24): each piece's
 energy as assumed is off by an independent error whose standard deviation comes from what
@@ -315,23 +316,9 @@ class PhaseMarks:
         added_j = [0.0] * n
         stop_w = [0.0] * n  # how far the decay may be off from where the work stopped (J)
         if tail_s > 0:  # a gap after a phase that ends here first holds the work's decay
-            for j in range(1, n):
-                if in_phase[j] or not in_phase[j - 1] or lengths[j] <= 0 or lengths[j - 1] <= 0:
-                    continue
-                work_w = energy[j - 1] / lengths[j - 1]
-                held_s = tail_s * (1.0 - math.exp(-lengths[j] / tail_s))  # exponential decay
-                drop_w = max(work_w - base[j] / lengths[j], 0.0)
-                added_j[j] = drop_w * held_s
-                base[j] += added_j[j]
-                # the work's power where it stopped is its mean only within how much it varies:
-                # as seen around, or, for a phase wholly inside the refresh (nothing seen of
-                # it), anywhere from the gap's power to twice the mean above it
-                varies_w = max((abs(w - work_w) for t, w in samples
-                                if t1 - period_s <= t <= cuts[j] and self.in_phase(t)),
-                               default=0.0)
-                if j > 1:
-                    varies_w = max(varies_w, drop_w)
-                stop_w[j] = held_s * varies_w
+            decays = [j for j in range(1, n) if not in_phase[j] and in_phase[j - 1]
+                      and lengths[j] > 0 and lengths[j - 1] > 0]
+            held = {j: tail_s * (1.0 - math.exp(-lengths[j] / tail_s)) for j in decays}
             # a gap opening the refresh, after a phase that ended in the one before, holds
             # what is left of that phase's decay
             if (not in_phase[0] and r_prev is None and c0 is not None and lengths[0] > 0
@@ -351,6 +338,28 @@ class PhaseMarks:
                 if seen_w is None:
                     varies_w = max(varies_w, work_w - floor_w)
                 stop_w[0] = held_s * varies_w
+            free_w = None
+            for j in sorted(decays, key=lambda j: j - 1 in free):  # after fixed levels first
+                if j - 1 in free and free_w is None:
+                    free_w = _free_level(e_int, base, lengths, free, held)
+                # a piece that took the rest holds the common level that leaves room for its
+                # own decay (taking the decay's energy as work would raise the level, and
+                # with it the decay: a few ms of phase would go to the gap after it)
+                work_w = free_w if j - 1 in free and free_w is not None else (
+                    energy[j - 1] / lengths[j - 1])
+                held_s = held[j]  # an exponential decay's energy over the gap, per W of drop
+                drop_w = max(work_w - base[j] / lengths[j], 0.0)
+                added_j[j] = drop_w * held_s
+                base[j] += added_j[j]
+                # the work's power where it stopped is its mean only within how much it varies:
+                # as seen around, or, for a phase wholly inside the refresh (nothing seen of
+                # it), anywhere from the gap's power to twice the mean above it
+                varies_w = max((abs(w - work_w) for t, w in samples
+                                if t1 - period_s <= t <= cuts[j] and self.in_phase(t)),
+                               default=0.0)
+                if j > 1:
+                    varies_w = max(varies_w, drop_w)
+                stop_w[j] = held_s * varies_w
             energy = _distribute(e_int, base, lengths, takers, free)
         clean = [(t, w) for t, w in samples if not self.between(t - period_s, t)]
         # a refresh's mean power is off by its two ends' timing: sqrt(2) jitter x power / period
@@ -427,6 +436,31 @@ class PhaseMarks:
         total = sum(shares)
         shares = [w / total for w in shares] if total > 0 else [1.0 / n] * n
         return Split([(cuts[j], cuts[j + 1], energy[j]) for j in range(n)], sds, shares)
+
+
+def _free_level(
+    e_int: float, base: list[float], lengths: list[float], free: list[int],
+    held: dict[int, float],
+) -> float | None:
+    """The common power of the pieces that take the rest (``free``) when some end in a gap
+    that holds their decay (``held``: per gap, its decay's energy per W of drop): the level
+    at which work plus decays fill the refresh, ``e_int = sum(base of the others) + W *
+    sum(free lengths) + sum((W - gap level) * held)``; None when no free piece ends in such
+    a gap or nothing is left for them."""
+    gaps = {j: base[j] / lengths[j] for j in held if j - 1 in free}
+    if not gaps:
+        return None
+    rest = e_int - sum(b for j, b in enumerate(base) if j not in free)
+    free_s = sum(lengths[j] for j in free)
+    while True:  # a gap whose level is above the work's holds no decay
+        w = (rest + sum(p * held[j] for j, p in gaps.items())) / (
+            free_s + sum(held[j] for j in gaps))
+        below = {j for j, p in gaps.items() if p > w}
+        if not below:
+            return w if w > 0 else None
+        gaps = {j: p for j, p in gaps.items() if j not in below}
+        if not gaps:
+            return rest / free_s if free_s > 0 and rest > 0 else None
 
 
 def _uniform_sd(levels: Sequence[float]) -> float:
