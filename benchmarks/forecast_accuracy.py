@@ -60,6 +60,7 @@ from sweeper.energy.resolution import min_span_s  # noqa: E402
 from sweeper.models import build_model  # noqa: E402
 from sweeper.predict.forecast import Forecast  # noqa: E402
 from sweeper.predict.trace import StepTrace, forecast_error, forecast_from_trace  # noqa: E402
+from sweeper.training.heap import frozen_heap  # noqa: E402
 from sweeper.training.loaders import make_loader  # noqa: E402
 from sweeper.training.trainer import Trainer, make_optimizer  # noqa: E402
 
@@ -245,14 +246,15 @@ def traced_run(
     span_s = min_span_s(meters.meters)  # the run's profile floors (sweeper.run.prepare)
     sampler = energy.EnergySampler(meters.meters, sample_hz=args.sample_hz)
     trace = StepTrace(sampler.checkpoint)  # settled between slow refreshes by stop()
-    sampler.start()
-    try:
-        trace.start()
-        for _ in range(args.epochs):
-            trainer.train_epoch(loader, trace.on_step)
-    finally:
-        summary = sampler.stop()
-        meters.close()
+    with frozen_heap():  # as sweeper's measured runs do (sweeper.run.measured)
+        sampler.start()
+        try:
+            trace.start()
+            for _ in range(args.epochs):
+                trainer.train_epoch(loader, trace.on_step)
+        finally:
+            summary = sampler.stop()
+            meters.close()
     return TracedRun(f"{model_name} b{batch}", trace.steps, trace.energy_j, trace.time_s,
                      summary.source, (load_before, os.getloadavg()[0]), len(loader),
                      (span_s / 2, span_s))

@@ -42,6 +42,7 @@ from sweeper.run.result import JobResult
 from sweeper.run.stopping import PRUNED, EarlyStop
 from sweeper.store import Run
 from sweeper.store import runs as store_runs
+from sweeper.training.heap import frozen_heap
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,8 @@ class MeasuredRun:
     def measure(self, body: Callable[[], Any]) -> None:
         """Run the mode's work under the sampler; record, never raise, what stopped it."""
         try:
-            with sigterm_as_interrupt(), Heartbeat(self.run_id, self.recorder.beat):
+            with sigterm_as_interrupt(), Heartbeat(self.run_id, self.recorder.beat), \
+                    frozen_heap():  # no 100 ms full collection inside a measured step
                 self.sampler.start()
                 try:
                     body()
