@@ -124,7 +124,10 @@ def test_attention_is_one_layer_with_its_projections_matmuls_and_weights() -> No
     module = SelfAttention(32, 4)
     (info,) = describe_layers(nn.Sequential(module), (9, 32))
     assert info.kind == "attention" and info.macs == 4 * 9 * 32 * 32 + 2 * 9 * 9 * 32
-    train, inference = time_layer(module, (9, 32), 4, torch.device("cpu"), min_s=0.001)
+    for _ in range(3):  # one preempted timing can invert the pair on a loaded machine
+        train, inference = time_layer(module, (9, 32), 4, torch.device("cpu"), min_s=0.001)
+        if train[0] > inference[0] > 0:
+            break
     assert train[0] > inference[0] > 0
 
 
