@@ -15,23 +15,28 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import threading
 from collections.abc import Iterator
 
+_lock = threading.Lock()
 _depth = 0
 
 
 @contextlib.contextmanager
 def frozen_heap() -> Iterator[None]:
     """Freeze what exists now (after a collection, so no garbage is kept) until the block
-    ends; nested blocks leave it to the outermost."""
+    ends; nested or concurrent blocks leave it to the last one out (the freeze is the
+    process's)."""
     global _depth
-    if _depth == 0:
-        gc.collect()
-        gc.freeze()
-    _depth += 1
+    with _lock:
+        if _depth == 0:
+            gc.collect()
+            gc.freeze()
+        _depth += 1
     try:
         yield
     finally:
-        _depth -= 1
-        if _depth == 0:
-            gc.unfreeze()
+        with _lock:
+            _depth -= 1
+            if _depth == 0:
+                gc.unfreeze()
