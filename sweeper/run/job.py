@@ -32,6 +32,7 @@ from sweeper.run.train_mode import execute_training
 from sweeper.store import runs as store_runs
 from sweeper.training import distributed
 from sweeper.training.device import check_precision, resolve_device
+from sweeper.training.heap import frozen_heap
 
 log = logging.getLogger(__name__)
 
@@ -114,8 +115,9 @@ def _follow(
         return JobResult(status="skipped", run_id=None, sweep_id=0)
     p = prepare(spec, None, sweep, 0, device, carbon)  # type: ignore[arg-type]
     p.meters.close()
-    for _ in range(spec.epochs):
-        p.trainer.train_epoch(p.loaders["train"])
+    with frozen_heap():  # as rank 0's measured run: a pause here would stall its steps
+        for _ in range(spec.epochs):
+            p.trainer.train_epoch(p.loaders["train"])
     distributed.end_of_run()
     return JobResult(status="completed", run_id=None, sweep_id=0)
 
