@@ -338,10 +338,11 @@ class PhaseMarks:
                 if seen_w is None:
                     varies_w = max(varies_w, work_w - floor_w)
                 stop_w[0] = held_s * varies_w
-            free_w = None
+            free_w: float | None = None
+            solved = False  # the free pieces' level, once the fixed levels' decays are in
             for j in sorted(decays, key=lambda j: j - 1 in free):  # after fixed levels first
-                if j - 1 in free and free_w is None:
-                    free_w = _free_level(e_int, base, lengths, free, held)
+                if j - 1 in free and not solved:
+                    free_w, solved = _free_level(e_int, base, lengths, free, held), True
                 # a piece that took the rest holds the common level that leaves room for its
                 # own decay (taking the decay's energy as work would raise the level, and
                 # with it the decay: a few ms of phase would go to the gap after it)
