@@ -37,7 +37,8 @@ lies within it, "width" the median stated uncertainty over the median error, and
 is a 95% interval, 1.96 standard deviations of the error model in
 sweeper/energy/attribution.py, whose width is 2.9 times the median error for a normal
 error; a cell of 60 phases moves by about 3 points of coverage and 15% of width from
-sampling alone: `--seeds 12` pools twice as many).
+sampling alone, so the summary also says how many cells an exactly calibrated normal
+error model would pass: `--seeds 24` pools four times as many).
 
     python benchmarks/phase_accuracy.py [--seeds 6] [--phases 10]
 """
@@ -113,6 +114,18 @@ def _rescale_range(scores: list[PhaseScore]) -> tuple[float, float]:
     return lo, hi
 
 
+def chance_calibrated(n: int, draws: int = 20_000) -> float:
+    """How often a cell of ``n`` phases passes the calibration test when the stated +- is
+    exactly a normal error's 95% interval (one sd for the cell): the test's own noise,
+    against which the count of calibrated cells is read."""
+    import numpy as np
+
+    errors = np.abs(np.random.default_rng(n).standard_normal((draws, n)))
+    covered = (errors <= 1.96).mean(axis=1)
+    width = 1.96 / np.median(errors, axis=1)
+    return float(((covered >= 0.90) & (covered <= 0.99) & (width <= 3.0)).mean())
+
+
 def _calibrated(covered: float, width: float) -> str:
     return "yes" if 0.90 <= covered <= 0.99 and width <= 3.0 else "no"
 
@@ -127,6 +140,7 @@ def table(title: str, measure: Callable[..., list[PhaseScore]], seeds: int, n: i
           f"{'worst':>7}  {'new':>6}{'worst':>7}  {'target':>6}  {'met':>9}  {'+-unc':>6}"
           f"{'covers':>7}{'width':>6}  calibrated  {'rescaled by':>11}")
     calibrated = rescalable = 0
+    expected = 0.0  # cells an exactly calibrated normal model would pass
     for kind in KINDS:
         for length_s in LENGTHS_S:
             scores: list[PhaseScore] = []
@@ -139,6 +153,7 @@ def table(title: str, measure: Callable[..., list[PhaseScore]], seeds: int, n: i
             even, new = _errors(evens), _errors(scores)
             covered, width = _calibration(scores)
             calibrated += _calibrated(covered, width) == "yes"
+            expected += chance_calibrated(len(scores))
             k_lo, k_hi = _rescale_range(scores)
             rescalable += k_lo <= k_hi
             rescale = f"{k_lo:.2f}-{k_hi:.2f}" if k_lo <= k_hi else "none"
@@ -154,7 +169,9 @@ def table(title: str, measure: Callable[..., list[PhaseScore]], seeds: int, n: i
     cells = len(KINDS) * len(LENGTHS_S)
     print(f"uncertainty calibrated (covers 90-99%, width at most 3x the median error) in "
           f"{calibrated} of {cells} cells; the stored +- is a 95% interval (a normal "
-          "error's is 2.9x its median)")
+          f"error's is 2.9x its median), and an exactly calibrated normal error model "
+          f"would pass {expected:.1f} of them on average (a cell of {seeds * n} phases: "
+          f"{chance_calibrated(seeds * n):.0%})")
     print(f"'rescaled by': the factors on the +- that would pass the cell; some do in "
           f"{rescalable} of {cells} cells, none in {cells - rescalable} (there the +- "
           "does not follow how the errors spread across phases: no level of it passes)")

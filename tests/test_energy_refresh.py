@@ -7,6 +7,7 @@ sleeping) except the one that checks the background thread on the real clock.
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 
@@ -519,3 +520,47 @@ def test_without_the_counter_the_real_recording_is_integrated_within_its_stated_
     error = got_j / reference_j - 1
     assert method_error[0] < error < method_error[1], f"{error:+.2%}"
     assert abs(got_j - reference_j) <= unc_j
+
+
+def test_a_refresh_time_is_known_to_its_bracket_as_well_as_to_the_grid() -> None:
+    """A refresh lies on the grid within the jitter and inside the bracket of reads that saw
+    it: its time is known to the normal cut to the bracket, less than either alone (checked
+    against draws of that normal kept where they fall in the bracket)."""
+    import random
+
+    from sweeper.energy.refresh import Change
+
+    timeline = _timeline([124] * 3)
+    timeline.jitter_s = 0.0012  # residuals seen on the grid (a 2 ms bracket's spread in)
+    sd_s = timeline.refresh_sd_s
+    assert sd_s == pytest.approx(math.sqrt(0.0012**2 - 0.002**2 / 12))
+    rng = random.Random(0)
+    for lo_s, hi_s in ((10.2994, 10.3014), (10.2990, 10.2999), (10.2950, 10.3100)):
+        change = Change(lo_s, hi_s, 40.0, 0.0)
+        change.t_s = timeline._on_grid(change)  # noqa: SLF001 - as observe places it
+        draws = [t for t in (rng.gauss(10.3, sd_s) for _ in range(200_000)) if lo_s < t <= hi_s]
+        rms_s = math.sqrt(statistics.fmean((t - change.t_s) ** 2 for t in draws))
+        assert timeline.time_sd_s(change) == pytest.approx(rms_s, rel=0.03)
+        assert timeline.time_sd_s(change) <= min(sd_s, (hi_s - lo_s) / math.sqrt(3)) + 1e-12
+
+
+def test_a_boundary_s_uncertainty_follows_every_rate_its_refresh_times_move() -> None:
+    """A boundary 30 ms into a refresh, the work before it at the previous refresh's mean
+    power P: the estimate E1 + P (t - t1) with P = (E1 - E0) / (t1 - t0) moves with t1 by
+    -P (1 + 30/100) and with t0 by +P 30/100; the refreshes after it do not move it. Those
+    are its terms, each 1.96 sd of that refresh's time: the end piece's power times the
+    jitter alone missed the rate."""
+    from sweeper.energy.refresh import COVERAGE_Z
+
+    timeline = _timeline([124] * 5 + [(0.03 * 124 + 0.07 * 690) / 0.1] + [690] * 4)
+    timeline.mark(10.53, "begin")
+    got = timeline.energy_at(10.53, final=True)
+    assert got is not None
+    terms = {t_s: c for (t_s, piece), c in got.shared if piece == -1}
+    c0, c1 = timeline.changes[4], timeline.changes[5]
+    assert set(terms) == {c0.t_s, c1.t_s}
+    assert terms[c1.t_s] == pytest.approx(
+        -COVERAGE_Z * 124 * 1.3 * timeline.time_sd_s(c1), rel=1e-3)
+    assert terms[c0.t_s] == pytest.approx(
+        COVERAGE_Z * 124 * 0.3 * timeline.time_sd_s(c0), rel=1e-3)
+

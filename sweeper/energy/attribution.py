@@ -41,7 +41,10 @@ the run observed of its level (uniforms over what was seen: sd = half-width / sq
   opens the next;
 * phase pieces that share what is left by their lengths are each off by how far their
   power is from their common mean (as the work's power was seen to vary, else wide);
-* the refresh times are off by the grid's jitter (the power at each end times it).
+* the refresh times are off by the grid's jitter: not a piece's error, as a refresh's
+  time moves every piece and rate that rests on it, in this split and the next; the
+  timeline redoes the split with each time moved (``RefreshTimeline``), and here the
+  jitter only says how far the levels may miss the refresh's energy.
 
 Where every piece had a level, the refresh's energy is one observation of the sum of
 their errors: what they missed it by goes to each in proportion to its error's variance
@@ -89,7 +92,8 @@ class Split:
     """A refresh's energy split at the phase boundaries inside it, and how far the split
     may be off: each piece's energy as assumed (its level times its length) has an error of
     standard deviation ``sd_j`` (from what the level was taken from), and the pieces that
-    took what the refresh's energy left (``shares`` of it) absorb all the others' errors."""
+    took what the refresh's energy left (``shares`` of it) absorb all the others' errors.
+    The refresh times' errors are not in ``sd_j``: the caller propagates them."""
 
     pieces: list[Piece]
     sd_j: list[float]
@@ -281,7 +285,8 @@ class PhaseMarks:
         it (see the module docstring); None when none falls inside. ``c0`` and ``c3`` are
         the refreshes around it, ``cm`` and ``c4`` the ones beyond those, and ``samples``
         instant-power readings ``(t_s, power_w)``: they say how far the assumed levels may
-        be off, as the refresh times' ``jitter_s`` does for the pieces at its ends."""
+        be off; the refresh times' ``jitter_s`` says how far the levels may miss the
+        refresh's energy (its effect on the split is the caller's to propagate)."""
         t1, t2 = c1.t_s, c2.t_s
         lo = bisect.bisect_right(self._times, t1)
         hi = bisect.bisect_left(self._times, t2)
@@ -403,7 +408,9 @@ class PhaseMarks:
                 level_j = lengths[j] * floor_sd_w
             # plus the decay after a phase: its length, and the level it decayed from
             sds.append(math.hypot(level_j, added_j[j] * tail_sd, stop_w[j] / math.sqrt(3.0)))
+        level_sds = list(sds)  # the levels' own errors; the refresh times' are the caller's
         # the refresh times are known to the grid's jitter: the power at each end times it
+        # (here only for how far the levels may miss the refresh's energy, and who absorbs it)
         if lengths[0] > 0:
             sds[0] = math.hypot(sds[0], jitter_s * energy[0] / lengths[0])
         if lengths[-1] > 0:
@@ -417,6 +424,7 @@ class PhaseMarks:
             missed_j = abs(e_int - sum(base))
             if missed_j > predicted_j > 0:
                 sds = [sd * missed_j / predicted_j for sd in sds]
+                level_sds = [sd * missed_j / predicted_j for sd in level_sds]
         # Every piece had a level: what they missed the refresh's energy by goes to each in
         # proportion to its error's variance (the least known piece absorbs the most; the
         # normal errors' posterior given their sum), not to its energy.
@@ -436,7 +444,7 @@ class PhaseMarks:
                       for j in range(n)]
         total = sum(shares)
         shares = [w / total for w in shares] if total > 0 else [1.0 / n] * n
-        return Split([(cuts[j], cuts[j + 1], energy[j]) for j in range(n)], sds, shares)
+        return Split([(cuts[j], cuts[j + 1], energy[j]) for j in range(n)], level_sds, shares)
 
 
 def _free_level(

@@ -166,9 +166,9 @@ class BoundaryFigures:
 
 def _combined(u0: float, u1: float, shared0: SharedTerms, shared1: SharedTerms) -> float:
     """The uncertainty of the energy between two interpolated boundaries: their errors are
-    independent, except the shares of pieces of one refresh split, which both boundaries
-    hold (a phase inside one refresh: its ends' errors largely cancel), and the rest of
-    each (a bound) adds."""
+    independent, except the shares of pieces of one refresh split and the times of the
+    refreshes both rest on, which both boundaries hold (a phase inside one refresh: its
+    ends' errors largely cancel), and the rest of each (a bound) adds."""
     terms: dict[tuple[float, int], float] = dict(shared1)
     for key, c in shared0:
         terms[key] = terms.get(key, 0.0) - c

@@ -23,13 +23,19 @@ was off by 30-70% at 50 ms and missed the 1% target at 1 s on phases that are th
 (benchmarks/phase_accuracy.py); on windows cut through continuous load, where power does
 not step at the edges, the even split is the better guess, and the uncertainty says so.
 The uncertainty, where the interval is split where the work is, is a 95% interval from the
-split's model of its errors (``sweeper.energy.attribution``), refresh timing included; two
-boundaries in one refresh share those errors (``BoundaryEnergy.shared``), so a phase
-between them adds them piece by piece. Without a split it is the range of splits that the
-power seen around the boundary allows: power within the interval's mean +- the largest
-deviation seen nearby (the neighbouring intervals' means, and instant-power samples, which
-catch bursts shorter than a refresh) moves the split by up to that deviation times the
-shorter side; plus the refresh timing jitter times power.
+split's model of its levels' errors (``sweeper.energy.attribution``) and from where the
+refreshes it rests on really were: each refresh's value is the energy up to when it
+happened, which is on the grid within the jitter and inside the bracket of reads that saw
+it (``time_sd_s``), and moving it moves every piece and rate that uses it, so the split is
+redone with each of the four refresh times moved (``_timing_terms``). Boundaries that rest
+on the same refresh or split share those errors (``BoundaryEnergy.shared``), so a phase
+between them adds them term by term (a piece's share of the jitter at its own end alone
+missed the rates extrapolated from a refresh, and that the reads pin a refresh down).
+Without a split it is the range of splits that the power seen around the boundary allows:
+power within the interval's mean +- the largest deviation seen nearby (the neighbouring
+intervals' means, and instant-power samples, which catch bursts shorter than a refresh)
+moves the split by up to that deviation times the shorter side; plus the refresh timing
+jitter times power.
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ import statistics
 from collections import deque
 from dataclasses import dataclass
 
-from sweeper.energy.attribution import PhaseMarks
+from sweeper.energy.attribution import PhaseMarks, Split
 
 DENSE_READ_S = 0.002  # read spacing while the period is unknown, and around each refresh
 LEARN_FOR_S = 2.0  # give up learning (and fall back to plain reads) after this long
@@ -52,6 +58,7 @@ WATCH_MIN_PERIOD_S = 0.02
 MAX_PERIOD_S = 2.0
 # A split's uncertainty is this many standard deviations: 95% of a normal error, two-sided.
 COVERAGE_Z = 1.96
+TIMING_STEP_S = 1e-5  # the step of the refresh-time derivative (boundaries are further)
 HISTORY = 600  # refreshes kept (a minute at 100 ms); boundaries resolve within ~0.3 s
 
 
@@ -65,7 +72,8 @@ class Change:
     t_s: float  # best estimate of the refresh time
 
 
-# A boundary's uncertainty from a refresh split, per (refresh time, piece): joules, signed.
+# A boundary's uncertainty from a refresh split, per (refresh time, piece): joules, signed;
+# piece -1 is the refresh's own time (its jitter), which neighbouring splits rest on too.
 SharedTerms = tuple[tuple[tuple[float, int], float], ...]
 
 
@@ -76,9 +84,10 @@ class BoundaryEnergy:
     energy_j: float
     uncertainty_j: float
     method: str  # "interpolated" (between refreshes) or "read" (last refresh's value)
-    # the part of ``uncertainty_j`` from how a refresh was split, per (refresh, piece): two
-    # boundaries in one refresh share these errors, so a phase between them adds them
-    # piece by piece (the rest of the uncertainty is independent)
+    # the part of ``uncertainty_j`` from how a refresh was split, per (refresh, piece), and
+    # from when each refresh it rests on happened: boundaries that rest on one refresh share
+    # these errors, so a phase between them adds them term by term (the rest of the
+    # uncertainty is independent)
     shared: SharedTerms = ()
 
 
@@ -248,6 +257,69 @@ class RefreshTimeline:
             return before
         return last_read + DENSE_READ_S  # read until it shows, for a narrow bracket
 
+    def _split(self, around: tuple[Change | None, ...], i: int,
+               moved: Change | None = None, k: int = -1) -> Split | None:
+        """The split of the refresh interval ``changes[i-1], changes[i]`` (``around``: the
+        refreshes ``cm, c0, c1, c2, c3, c4`` of it); ``moved`` replaces ``around[k]``."""
+        changes = list(self.changes)
+        if moved is not None:
+            changes[i - 3 + k] = moved
+            around = tuple(moved if j == k else c for j, c in enumerate(around))
+        cm, c0, c1, c2, c3, c4 = around
+        assert self.period_s is not None and c1 is not None and c2 is not None
+        return self.marks.split(changes, self.period_s, c0, c1, c2, c3, cm, c4,
+                                list(self.power_samples), self.refresh_sd_s)
+
+    def _timing_terms(self, around: tuple[Change | None, ...], i: int, t_s: float,
+                      est_j: float) -> list[tuple[Change, float]]:
+        """How the estimate at ``t_s`` moves (J, one standard deviation) with where each
+        refresh it rests on really was: the split is redone with that refresh's time moved
+        (a central difference, scaled to ``time_sd_s``; one-sided where a move would pass
+        the boundary). A refresh's value is the energy up to when it happened, so each
+        time's error moves every piece and rate that uses it; boundaries that rest on one
+        refresh share its term."""
+        out: list[tuple[Change, float]] = []
+        for k in (1, 2, 3, 4):  # c0..c3: the interval's ends and its neighbours'
+            c = around[k]
+            if c is None or not 0 <= i - 3 + k < len(self.changes):
+                continue
+            sd_s = self.time_sd_s(c)
+            if sd_s <= 0:
+                continue
+            moved: dict[float, float] = {0.0: est_j}
+            for dt in (TIMING_STEP_S, -TIMING_STEP_S):
+                shifted = Change(c.lo_s, c.hi_s, c.value_j, c.t_s + dt)
+                lo, hi = (shifted if k == 2 else around[2]), (shifted if k == 3 else around[3])
+                if lo is None or hi is None or not lo.t_s < t_s < hi.t_s:
+                    continue
+                split = self._split(around, i, shifted, k)
+                if split is not None:
+                    moved[dt] = _split_at(split, lo.value_j, t_s)
+            hi_dt, lo_dt = max(moved), min(moved)
+            if hi_dt > lo_dt:
+                out.append((c, (moved[hi_dt] - moved[lo_dt]) / (hi_dt - lo_dt) * sd_s))
+        return out
+
+    def time_sd_s(self, change: Change) -> float:
+        """How far ``change.t_s`` may be from when the refresh happened (RMS, s): the refresh
+        lies in its bracket (between the reads either side) and on the grid within
+        ``refresh_sd_s`` (a normal around the grid time, cut to the bracket), and ``t_s``
+        is the grid time, or the bracket's end nearest it."""
+        sd_s = self.refresh_sd_s
+        if self.period_s is None or sd_s <= 0 or change.lo_s == -math.inf:
+            return sd_s
+        g = self._grid_time(change.t_s)
+        prior = statistics.NormalDist(g, sd_s)
+        a, b = (change.lo_s - g) / sd_s, (change.hi_s - g) / sd_s
+        mass = prior.cdf(change.hi_s) - prior.cdf(change.lo_s)
+        if mass < 1e-9:  # the grid is far from this bracket: the bracket is all there is
+            return (change.hi_s - change.lo_s) / math.sqrt(12.0)
+        pdf = statistics.NormalDist().pdf
+        mean_s = g + sd_s * (pdf(a) - pdf(b)) / mass
+        var_s = sd_s**2 * (1 + (a * pdf(a) - b * pdf(b)) / mass
+                           - ((pdf(a) - pdf(b)) / mass) ** 2)
+        return math.sqrt(max(var_s, 0.0) + (mean_s - change.t_s) ** 2)
+
     @property
     def refresh_sd_s(self) -> float:
         """How far a refresh may be from its time on the grid (standard deviation): the
@@ -293,17 +365,9 @@ class RefreshTimeline:
         a, b = t_s - t1, t2 - t_s
         cm = self.changes[i - 3] if i >= 3 else None
         c4 = self.changes[i + 2] if i + 2 < len(self.changes) else None
-        split = self.marks.split(list(self.changes), self.period_s, c0, c1, c2, c3, cm, c4,
-                                 list(self.power_samples), self.refresh_sd_s)
-        if split is None:
-            est = e1 + (e2 - e1) * a / span
-        else:
-            est = e1
-            for p_lo, p_hi, p_j in split.pieces:
-                if t_s >= p_hi:
-                    est += p_j
-                elif t_s > p_lo:
-                    est += p_j * (t_s - p_lo) / (p_hi - p_lo)
+        refs = (cm, c0, c1, c2, c3, c4)
+        split = self._split(refs, i)
+        est = e1 + (e2 - e1) * a / span if split is None else _split_at(split, e1, t_s)
         # How far power strays from the interval's mean within a refresh: the neighbouring
         # intervals' means and instant-power samples nearby (which catch sub-refresh bursts).
         # Power within r_int +- dev splits the interval's energy at t within +- dev * min(a, b).
@@ -315,10 +379,25 @@ class RefreshTimeline:
         skipped = span > 1.5 * self.period_s  # refreshes without a read in between
         timing = (self.jitter_s + 0.5 * DENSE_READ_S) * p_hi
         shared: SharedTerms = ()
-        if split is not None:  # split where the work is: off by what its levels may be
-            shared = tuple(((t1, i), COVERAGE_Z * c)
-                           for i, c in enumerate(split.terms_at(t_s)) if c != 0.0)
+        if split is not None:  # split where the work is: off by what its levels may be,
+            # and by where the refreshes around it really were
+            shared = tuple(((t1, j), COVERAGE_Z * c)
+                           for j, c in enumerate(split.terms_at(t_s)) if c != 0.0)
+            shared += tuple(((c.t_s, -1), COVERAGE_Z * d)
+                            for c, d in self._timing_terms(refs, i, t_s, est) if d != 0.0)
             spread = math.sqrt(sum(c * c for _, c in shared))
-            timing = 0.0  # in the pieces at the refresh's ends
+            timing = 0.0  # in the terms of each refresh's time
         unc = spread + timing + (0.5 * e_int if skipped else 0.0)
         return BoundaryEnergy(est, unc, "interpolated", shared)
+
+
+def _split_at(split: Split, start_j: float, t_s: float) -> float:
+    """The cumulative energy at ``t_s``: the refresh's value at its start plus the split's
+    pieces up to ``t_s`` (a piece cut by ``t_s`` in proportion to its length)."""
+    est = start_j
+    for p_lo, p_hi, p_j in split.pieces:
+        if t_s >= p_hi:
+            est += p_j
+        elif t_s > p_lo:
+            est += p_j * (t_s - p_lo) / (p_hi - p_lo)
+    return est
