@@ -564,3 +564,48 @@ def test_a_boundary_s_uncertainty_follows_every_rate_its_refresh_times_move() ->
     assert terms[c0.t_s] == pytest.approx(
         COVERAGE_Z * 124 * 0.3 * timeline.time_sd_s(c0), rel=1e-3)
 
+
+
+def test_a_piece_above_what_the_gpu_can_draw_widens_the_levels_that_put_it_there() -> None:
+    """An evaluation ends 0.7 ms into a refresh and training starts 1.8 ms in, at 304 W,
+    though the next refresh's mean is 280 W. Taking the training piece at 280 W leaves the
+    evaluation's 0.7 ms more than 2,000 W, which no 700 W card draws: the training level
+    was off by at least the excess, and the boundary's +- says so (and covers the truth)."""
+    truth_j = 0.0007 * 690 + 0.0011 * 400 + 0.0982 * 304
+    levels = [312, 312, 312, 312, 500, truth_j / 0.1, 280, 280, 280, 280]
+    at_limit = _timeline(levels)
+    unbounded = _timeline(levels)
+    at_limit.max_power_w = 700 * 1.25
+    for timeline in (at_limit, unbounded):
+        timeline.mark(10.45, "begin")  # the evaluation
+        timeline.mark(10.5007, "end")
+        timeline.mark(10.5018, "begin")  # training
+    wide, narrow = at_limit.energy_at(10.5018, final=True), unbounded.energy_at(10.5018, final=True)
+    assert wide is not None and narrow is not None
+    assert wide.energy_j == pytest.approx(narrow.energy_j)  # the figure is unchanged
+    true_j = at_limit.changes[5].value_j + 0.0007 * 690 + 0.0011 * 400
+    assert abs(narrow.energy_j - true_j) > narrow.uncertainty_j  # missed without the limit
+    assert abs(wide.energy_j - true_j) <= wide.uncertainty_j
+
+
+def test_a_phase_the_split_leaves_nothing_is_not_stated_exact() -> None:
+    """A 10 ms evaluation between two training phases in one refresh; the training after it
+    draws 300 W, 12 W under the next refresh's mean. At the neighbours' levels the other
+    pieces take the whole refresh and the evaluation 0 J, which is below anything the GPU
+    was seen to draw: the figure is wrong by at least that, and its +- covers the truth
+    (not 0 J +- 0, as it was)."""
+    eval_j = 0.01 * 150
+    refresh_j = (0.0112 * 355 + 0.0041 * 125 + eval_j + 0.0028 * 125 + 0.0719 * 300)
+    timeline = _timeline([125, 125, 355, 355, 355, 355, refresh_j / 0.1, 312, 312, 312, 312])
+    timeline.max_power_w = 875.0
+    for t_s, edge in ((10.2, "begin"), (10.6112, "end"), (10.6153, "begin"), (10.6253, "end"),
+                      (10.6281, "begin")):
+        timeline.mark(t_s, edge)
+    start, end = timeline.energy_at(10.6153, final=True), timeline.energy_at(10.6253, final=True)
+    assert start is not None and end is not None
+    got_j = end.energy_j - start.energy_j
+    assert got_j < 0.5 * eval_j  # the split left it (nearly) nothing
+    from sweeper.energy.boundary import _combined
+
+    unc_j = _combined(start.uncertainty_j, end.uncertainty_j, start.shared, end.shared)
+    assert abs(got_j - eval_j) <= unc_j

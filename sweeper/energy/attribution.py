@@ -41,6 +41,11 @@ the run observed of its level (uniforms over what was seen: sd = half-width / sq
   opens the next;
 * phase pieces that share what is left by their lengths are each off by how far their
   power is from their common mean (as the work's power was seen to vary, else wide);
+* a piece the split put above what the device can draw (its power limit with headroom
+  for bursts, ``max_w``) or below the least it was seen to draw holds a figure no device
+  gives: the other pieces' levels put it there, so they are widened to its excess, and it
+  is off by at least that (a 10 ms evaluation that the neighbours' levels left 0 J was
+  stated as 0 J +- 0);
 * the refresh times are off by the grid's jitter: not a piece's error, as a refresh's
   time moves every piece and rate that rests on it, in this split and the next; the
   timeline redoes the split with each time moved (``RefreshTimeline``), and here the
@@ -280,6 +285,7 @@ class PhaseMarks:
         c0: Refresh | None, c1: Refresh, c2: Refresh, c3: Refresh | None,
         cm: Refresh | None = None, c4: Refresh | None = None,
         samples: Sequence[tuple[float, float]] = (), jitter_s: float = 0.0,
+        max_w: float | None = None,
     ) -> Split | None:
         """The energy of refresh interval ``[c1, c2]`` split at the phase boundaries inside
         it (see the module docstring); None when none falls inside. ``c0`` and ``c3`` are
@@ -416,6 +422,29 @@ class PhaseMarks:
         if lengths[-1] > 0:
             sds[-1] = math.hypot(sds[-1], jitter_s * energy[-1] / lengths[-1])
         kept = sum(b for j, b in enumerate(base) if j not in takers)
+        # A piece above what the device can draw (``max_w``) or below the least it was seen
+        # to draw holds a figure no device gives: the other pieces' levels put it there,
+        # and were off by at least that much. Each such piece is off by its own excess, and
+        # the others are widened to the sum.
+        ceiling_w = math.inf if max_w is None else max_w
+        least_w = min([floor_w, *seen, *self.gap_levels(changes, period_s, t1),
+                       *(w for t, w in samples if t1 - period_s <= t <= t2 + period_s)])
+        wrong = {j: max(energy[j] - ceiling_w * lengths[j], least_w * lengths[j] - energy[j])
+                 for j in range(n) if lengths[j] > 0 and not
+                 least_w * lengths[j] <= energy[j] <= ceiling_w * lengths[j]}
+        if wrong:
+            wrong_j = sum(wrong.values())
+            rest = [j for j in range(n) if j not in wrong and lengths[j] > 0]
+            predicted_j = math.sqrt(sum(sds[j] ** 2 for j in rest))
+            rest_s = sum(lengths[j] for j in rest)
+            if wrong_j > predicted_j and rest_s > 0:
+                for j in rest:  # shared as their spread is, else by their length
+                    share = (sds[j] / predicted_j if predicted_j > 0
+                             else math.sqrt(lengths[j] / rest_s))
+                    sds[j] = max(sds[j], wrong_j * share)
+                    level_sds[j] = max(level_sds[j], wrong_j * share)
+            for j, off_j in wrong.items():
+                sds[j], level_sds[j] = max(sds[j], off_j), max(level_sds[j], off_j)
         if takers == fixed or kept > e_int:
             # Every piece had a level and they were scaled to the refresh's energy: what
             # they missed it by is one draw of the sum of their errors. Levels that missed

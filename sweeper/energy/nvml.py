@@ -107,6 +107,10 @@ class NvmlMeter:
         self.driver_version = devices.driver_version
         self._gpus: list[Gpu] = devices.gpus
         self.nvml_ids: dict[int, str] = devices.nvml_ids  # CUDA index -> NVML index or UUID
+        ceilings = self.max_power_w()
+        for g in self._gpus:  # a split that would put more there has its levels wrong
+            if g.timeline is not None and g.domain in ceilings:
+                g.timeline.max_power_w = ceilings[g.domain][0]
 
     @property
     def gpu_indices(self) -> list[int]:

@@ -105,6 +105,7 @@ class RefreshTimeline:
         self._last: tuple[float, float] | None = None  # (t_s, value_j) of the latest read
         self._first_read_s: float | None = None
         self.period_s: float | None = None
+        self.max_power_w: float | None = None  # the most the device can draw (NvmlMeter)
         self._anchor_s = 0.0  # a refresh time on the grid
         self._fit: deque[float] = deque(maxlen=64)  # narrow-bracket refresh times
         self.jitter_s = 0.0
@@ -268,7 +269,7 @@ class RefreshTimeline:
         cm, c0, c1, c2, c3, c4 = around
         assert self.period_s is not None and c1 is not None and c2 is not None
         return self.marks.split(changes, self.period_s, c0, c1, c2, c3, cm, c4,
-                                list(self.power_samples), self.refresh_sd_s)
+                                list(self.power_samples), self.refresh_sd_s, self.max_power_w)
 
     def _timing_terms(self, around: tuple[Change | None, ...], i: int, t_s: float,
                       est_j: float) -> list[tuple[Change, float]]:
