@@ -609,3 +609,21 @@ def test_a_phase_the_split_leaves_nothing_is_not_stated_exact() -> None:
 
     unc_j = _combined(start.uncertainty_j, end.uncertainty_j, start.shared, end.shared)
     assert abs(got_j - eval_j) <= unc_j
+
+
+def test_a_fault_in_the_refresh_model_is_said_once_and_the_reads_are_used(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bug in settling a boundary must not pass silently as a measurement: the phases are
+    taken as read (a boundary read is off by up to a refresh), and the log says why, once."""
+    from sweeper.energy.refresh import RefreshTimeline
+
+    def broken(self: RefreshTimeline, t_s: float, *, final: bool = False) -> None:
+        raise RuntimeError("a fault in the split")
+
+    monkeypatch.setattr(RefreshTimeline, "energy_at", broken)
+    with caplog.at_level("WARNING", logger="sweeper.energy.boundary"):
+        scores = measure_work_phases("heavy", 1.0, n=3, seed=1)
+    assert all(s.final_j == s.read_j for s in scores)
+    said = [r.getMessage() for r in caplog.records if "resolve of gpu:0 failed" in r.getMessage()]
+    assert len(said) == 1 and "a fault in the split" in said[0] and "taken as read" in said[0]

@@ -67,7 +67,10 @@ class BoundaryFigures:
             if resolve is not None:
                 try:
                     got = resolve(domain, b.t_abs, final)
-                except Exception:  # LookupError: never interpolable; any other: don't trust
+                except LookupError:  # never interpolable here: the read is all there is
+                    never = True
+                except Exception as exc:  # a fault in the meter's model: don't trust it, say so
+                    self._warn_once(domain, "resolve", exc)
                     never = True
             if got is not None:
                 energy_j = got.energy_j - self._baseline_j[domain]
@@ -94,11 +97,14 @@ class BoundaryFigures:
             return 0.0
 
     def _warn_once(self, domain: str, what: str, exc: Exception) -> None:
-        """A meter that cannot give its uncertainty is said once, not hidden as 0 J."""
+        """A meter that cannot give its uncertainty, or settle a boundary, is said once,
+        not hidden."""
         if (domain, what) not in self._warned:
             self._warned.add((domain, what))
-            log.warning("%s of %s failed (%s: %s); its phases count 0 J uncertainty from it",
-                        what, domain, type(exc).__name__, exc)
+            then = ("its boundaries are taken as read" if what == "resolve"
+                    else "its phases count 0 J uncertainty from it")
+            log.warning("%s of %s failed (%s: %s); %s", what, domain, type(exc).__name__, exc,
+                        then)
 
     def figures(
         self, start: Boundary, end: Boundary, duration_s: float, settled: bool
