@@ -181,22 +181,35 @@ class PhaseMarks:
 
     def gap_levels(self, changes: Sequence[Refresh], period_s: float, t_s: float) -> list[float]:
         """The mean powers ``gap_w`` chooses from: of the refreshes between phases nearest
-        to ``t_s``, else of every refresh."""
-        before: list[float] = []
-        after: list[float] = []
-        rates: list[float] = []
-        for a, b in zip(changes, changes[1:], strict=False):
+        to ``t_s`` (walking out from it), else of every refresh."""
+
+        def gap_rate(k: int) -> float | None:  # refresh interval k, if wholly between phases
+            a, b = changes[k], changes[k + 1]
             if a.lo_s == -math.inf or not 0.5 * period_s <= b.t_s - a.t_s <= 1.5 * period_s:
-                continue
-            rate = (b.value_j - a.value_j) / (b.t_s - a.t_s)
-            rates.append(rate)
+                return None
             if self.between(a.t_s, b.t_s) or self.in_phase(a.t_s):
-                continue
-            if b.t_s <= t_s:
-                before = [*before[-1:], rate]
-            elif len(after) < 2:
+                return None
+            return (b.value_j - a.value_j) / (b.t_s - a.t_s)
+
+        ends = [c.t_s for c in changes[1:]]
+        split = bisect.bisect_right(ends, t_s)  # intervals before it end at or before t_s
+        before: list[float] = []
+        for k in range(split - 1, -1, -1):
+            if (rate := gap_rate(k)) is not None:
+                before.insert(0, rate)
+                if len(before) == 2:
+                    break
+        after: list[float] = []
+        for k in range(split, len(changes) - 1):
+            if (rate := gap_rate(k)) is not None:
                 after.append(rate)
-        return before + after or rates
+                if len(after) == 2:
+                    break
+        if before or after:
+            return before + after
+        return [(b.value_j - a.value_j) / (b.t_s - a.t_s)
+                for a, b in zip(changes, changes[1:], strict=False)
+                if a.lo_s != -math.inf and 0.5 * period_s <= b.t_s - a.t_s <= 1.5 * period_s]
 
     @property
     def tail_s(self) -> float:
@@ -307,7 +320,8 @@ class PhaseMarks:
         e_int = c2.value_j - c1.value_j
         r_prev, r_next = self.rate(c0, c1, period_s), self.rate(c2, c3, period_s)
         seen = [r for r in (r_prev, r_next, e_int / (t2 - t1)) if r is not None]
-        floor_w = self.gap_w(changes, period_s, t1)
+        gap_levels = self.gap_levels(changes, period_s, t1)  # one scan of the refreshes
+        floor_w = min(gap_levels) if gap_levels else None  # as gap_w
         if floor_w is None:
             floor_w = min(seen)
         priors: list[float | None] = []
@@ -381,7 +395,7 @@ class PhaseMarks:
         next_dev = _deviation(r_next, self._span(c3, c4, period_s), clean, c2, c3,
                               timing * abs(r_next or 0.0))
         interval_w = e_int / (t2 - t1)
-        floor_sd_w = _uniform_sd(self.gap_levels(changes, period_s, t1))
+        floor_sd_w = _uniform_sd(gap_levels)
         tail_sd = self.tail_sd
         shared_sd_w = 0.0
         if len(free) > 1:
@@ -427,7 +441,7 @@ class PhaseMarks:
         # and were off by at least that much. Each such piece is off by its own excess, and
         # the others are widened to the sum.
         ceiling_w = math.inf if max_w is None else max_w
-        least_w = min([floor_w, *seen, *self.gap_levels(changes, period_s, t1),
+        least_w = min([floor_w, *seen, *gap_levels,
                        *(w for t, w in samples if t1 - period_s <= t <= t2 + period_s)])
         wrong = {j: max(energy[j] - ceiling_w * lengths[j], least_w * lengths[j] - energy[j])
                  for j in range(n) if lengths[j] > 0 and not
