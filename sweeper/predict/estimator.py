@@ -38,7 +38,11 @@ reported as quality):
   `mode=estimate` advertises. The law is chosen inside each fold (nested), so choosing it
   does not leak the held-out model into its own score.
 The law used for predictions is the one with the lowest leave-one-model-out MAPE on all
-the data (leave-one-configuration-out with fewer than three models). A prediction's
+the data (leave-one-configuration-out with fewer than three models). A network already
+measured is predicted at its other batch sizes times the law's miss of it
+(sweeper.predict.per_network) where that predicts held-out configurations better (the
+`loo` score is then the corrected law's; `lomo` holds each model out, so nothing of it
+is known there). A prediction's
 interval applies the conformal order statistics of the matching held-out log residuals
 (heldout.residual_band: plain quantiles of a few dozen residuals cover too little): those
 of `lomo` for a model not in the data, those of `loo` otherwise. Its coverage is measured
@@ -64,6 +68,7 @@ from sweeper.predict.heldout import (
     residual_band,
 )
 from sweeper.predict.laws import Law
+from sweeper.predict.per_network import NetworkCorrected, corrected, network_misses
 from sweeper.predict.types import UNITS, MixedHardwareError, Observation, Query
 
 
@@ -198,6 +203,11 @@ def fit_energy(
     law, name = choose_law(observations)
     factory = all_candidates(observations)[name]
     loo = leave_one_config_out(observations, factory)
+    # The law's miss of each network measured, carried to that network's other batch sizes
+    # (sweeper.predict.per_network), where it predicts held-out configurations better.
+    loo_corrected = leave_one_config_out(observations, corrected(factory))
+    if loo is not None and loo_corrected is not None and loo_corrected.mape < loo.mape:
+        law, loo = NetworkCorrected(law, network_misses(law, observations)), loo_corrected
     lomo = leave_one_model_out(observations)
     hardware_id, meter = groups[0]
     return EnergyFit(

@@ -18,6 +18,7 @@ import numpy as np
 from sweeper.predict.heldout import CHALLENGER_MARGIN, leave_one_model_out
 from sweeper.predict.laws import Law, fit_loglinear, layer_time_candidates
 from sweeper.predict.layerwise import layerwise_candidates
+from sweeper.predict.per_network import network_key, network_misses
 from sweeper.predict.types import Observation, Query
 
 MIN_CONFIGS_FOR_FIT = 4
@@ -107,23 +108,26 @@ class FrontierEnergy:
         reference = self._at_reference()
         # One model per size (MACs, parameters), whatever its name: a prior run and a trial
         # of one network are held out together.
+        trials = [Observation(run_id=-1, hardware_id="", meter_source="",
+                              model=_model_name(s.macs_per_sample, s.params), dataset="",
+                              batch=s.batch, precision=s.precision, params=s.params,
+                              macs_per_sample=s.macs_per_sample,
+                              per_sample=float(np.mean(e)) / s.train_samples, layers=s.layers,
+                              layer_s=s.layer_s)
+                  for s, e in reference.items()]
         observations = [*(replace(o, model=_model_name(o.macs_per_sample, o.params))
-                          for o in self.prior), *(
-            Observation(run_id=-1, hardware_id="", meter_source="",
-                        model=_model_name(s.macs_per_sample, s.params), dataset="",
-                        batch=s.batch, precision=s.precision, params=s.params,
-                        macs_per_sample=s.macs_per_sample,
-                        per_sample=float(np.mean(e)) / s.train_samples, layers=s.layers,
-                        layer_s=s.layer_s)
-            for s, e in reference.items()
-        )]
+                          for o in self.prior), *trials]
         sizes = {(o.macs_per_sample, o.params, o.batch, o.precision) for o in observations}
         models = {(o.macs_per_sample, o.params) for o in observations}
         # Fewer than three model sizes leave MACs and parameters unresolved (one: no MACs
         # term at all; two: collinear): such a fit cannot tell another model's cost.
         enough = len(sizes) >= MIN_CONFIGS_FOR_FIT and len(models) >= MIN_MODELS_FOR_FIT
         self._fit = _best_fit(observations) if enough else None
-        self._missed = self._law_misses(reference) if self._fit is not None else {}
+        # Per network and precision measured in this study, how far the law missed it
+        # (sweeper.predict.per_network): an untried size of it is predicted that much off
+        # too. Once per observe, not per candidate the sampler prices.
+        self._missed = {} if self._fit is None else {
+            k: math.exp(v) for k, v in network_misses(self._fit, trials).items()}
 
     @property
     def law(self) -> str:
@@ -168,7 +172,7 @@ class FrontierEnergy:
         if s in reference:  # the same work measured at another limit
             return float(np.mean(reference[s]))
         if self._fit is not None:
-            return self._law_j(s) * self._missed.get(_network_precision(s), 1.0)
+            return self._law_j(s) * self._missed.get(network_key(s.query), 1.0)
         proxy = s.macs_per_sample * s.train_samples * 1e-9
         if reference:
             ratios = [float(np.mean(e)) / (m.macs_per_sample * m.train_samples * 1e-9)
@@ -178,26 +182,6 @@ class FrontierEnergy:
 
     def _law_j(self, s: SizedParams) -> float:
         return math.exp(self._fit.predict_ln(s.query)) * s.train_samples
-
-    def _law_misses(self, reference: Mapping[SizedParams, list[float]],
-                    ) -> dict[tuple[float, int, str], float]:
-        """Per network and precision measured, how far the law missed it (the geometric
-        mean of measured over law, over its batch sizes and lengths): an untried size of
-        that network at that precision is predicted that much off too. A law shared by
-        every network misses one network's precision by a factor that holds at each of its
-        batch sizes: bf16 convolutions on a CPU without bf16 units cost a resnet 17x its
-        fp32 joules and an mlp 1.6x, which one precision term cannot say. Computed once
-        per observe, not per candidate the sampler prices."""
-        logs: dict[tuple[float, int, str], list[float]] = {}
-        for m, e in reference.items():
-            logs.setdefault(_network_precision(m), []).append(
-                math.log(float(np.mean(e)) / self._law_j(m)))
-        return {k: math.exp(float(np.mean(v))) for k, v in logs.items()}
-
-
-def _network_precision(s: SizedParams) -> tuple[float, int, str]:
-    """A network (its MACs and parameters, as `_model_name`) at one precision."""
-    return (s.macs_per_sample, s.params, s.precision)
 
 
 def _model_name(macs_per_sample: float, params: int) -> str:
