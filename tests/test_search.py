@@ -215,6 +215,11 @@ def test_a_point_dominates_only_when_better_in_one_objective_and_no_worse_in_the
     for accuracy, energy_j in ((None, 3.0), (0.5, None), (float("nan"), 3.0)):
         assert dominating_point(front, accuracy, energy_j) is None  # nothing to judge by
     assert dominating_point((), 0.1, 99.0) is None
+    # Judged at the fewest joules the trial's E_tr may be: 3 J +- 1.5 J might be 1.5 J, which
+    # (0.90, 2 J) does not dominate; +- 0.5 J keeps it dominated.
+    assert dominating_point(front, 0.85, 3.0, uncertainty_j=1.5) is None
+    assert dominating_point(front, 0.85, 3.0, uncertainty_j=0.5) == (0.90, 2.0)
+    assert "3 J +- 0.5 J of training" in skip_reason((0.90, 2.0), 0.85, 3.0, 0.5)
 
 
 def test_the_front_reaches_the_trial_as_an_override_hydra_reads_back_exactly() -> None:
@@ -387,7 +392,8 @@ def test_search_records_a_front_with_every_trial_linked_to_its_run(
     assert _rows(db, "select kind, study_name from sweeps") == [("search", study.study_name)]
     assert "Pareto front" in proc.stdout
     # Each trial measured its inference benchmark exactly when the trials before it left it
-    # undominated (hydra.sweeper.inference=front, the default).
+    # undominated even at its fewest plausible joules (hydra.sweeper.inference=front, the
+    # default).
     for t in trials:
         if t.user_attrs["reused_run"]:
             continue
@@ -395,7 +401,8 @@ def test_search_records_a_front_with_every_trial_linked_to_its_run(
         run_id = t.user_attrs["run_id"]
         phases = [k for (k,) in _rows(db, f"select kind from phases where run_id = {run_id}")]
         (e_in,), = _rows(db, f"select energy_inference_j from runs where id = {run_id}")
-        dominated = dominating_point(before, *t.values) is not None
+        unc_j = t.user_attrs["energy_train_uncertainty_j"]  # judged at E_tr - its +-
+        dominated = dominating_point(before, *t.values, unc_j) is not None
         assert ("inference" in phases) is not dominated and (e_in is None) is dominated
 
 

@@ -23,21 +23,28 @@ Point = tuple[float, float]  # (val accuracy, training joules)
 
 def dominating_point(
     front: Sequence[Point] | None, accuracy: float | None, energy_train_j: float | None,
+    uncertainty_j: float = 0.0,
 ) -> Point | None:
     """A front point at least as accurate for at most as many training joules, and better
-    in one of the two; None when there is none, or nothing to judge by."""
+    in one of the two, even at the fewest joules the trial's E_tr may be within its
+    ``uncertainty_j`` (on NVML the last epoch may still be its boundary reads, off by up to
+    a refresh): a trial that might join the front is measured. None when there is none, or
+    nothing to judge by."""
     if not front or accuracy is None or energy_train_j is None:
         return None
     if not (math.isfinite(accuracy) and math.isfinite(energy_train_j)):
         return None
-    better = [p for p in front if dominates(p, (accuracy, energy_train_j))]
+    fewest_j = max(energy_train_j - max(uncertainty_j, 0.0), 0.0)
+    better = [p for p in front if dominates(p, (accuracy, fewest_j))]
     return min(better, key=lambda p: (p[1], -p[0]), default=None)
 
 
-def skip_reason(point: Point, accuracy: float, energy_train_j: float) -> str:
+def skip_reason(point: Point, accuracy: float, energy_train_j: float,
+                uncertainty_j: float = 0.0) -> str:
+    within = f" +- {uncertainty_j:.2g} J" if uncertainty_j > 0 else ""
     return (f"{SKIPPED}: val accuracy {accuracy:.4f} for "
-            f"{energy_train_j:.4g} J of training is dominated by the search's front point "
-            f"({point[0]:.4f}, {point[1]:.4g} J)")
+            f"{energy_train_j:.4g} J{within} of training is dominated by the search's front "
+            f"point ({point[0]:.4f}, {point[1]:.4g} J)")
 
 
 def needs_inference(front: Sequence[Point] | None) -> bool:

@@ -170,6 +170,10 @@ class Recorder:
     def energy_of(self, kind: str) -> float:
         return sum(p.energy_j for p in self.phases if p.kind == kind)
 
+    def uncertainty_of(self, kind: str) -> float:
+        """As the run's row will state it (a phase not yet settled: its boundary reads')."""
+        return summed_uncertainty_j(self.phases, kind)
+
     def duration_of(self, kind: str) -> float:
         return sum(p.duration_s for p in self.phases if p.kind == kind)
 
@@ -215,6 +219,11 @@ def phase_rows(
     return row, domains
 
 
+def summed_uncertainty_j(phases: list[energy.PhaseEnergy], *kinds: str) -> float:
+    """The uncertainty of the phases of these kinds together: their uncertainties added."""
+    return sum(p.energy_uncertainty_j for p in phases if p.kind in kinds)
+
+
 def uncertainty_columns(
     phases: list[energy.PhaseEnergy], summary: energy.EnergySummary | None
 ) -> dict[str, Any]:
@@ -222,7 +231,7 @@ def uncertainty_columns(
     plus a warning naming any flagged phase (its figure still counts in the run's sums:
     a boundary's error moves energy between neighbouring phases, and cancels in a sum)."""
     def unc(*kinds: str) -> float:
-        return sum(p.energy_uncertainty_j for p in phases if p.kind in kinds)
+        return summed_uncertainty_j(phases, *kinds)
 
     out: dict[str, Any] = {
         "energy_train_uncertainty_j": unc("train_epoch"),

@@ -117,11 +117,12 @@ def _phases(
         out["test_accuracy"] = test.accuracy
     if inference and not spec.inference.every_epoch:
         accuracy, energy_j = out.get("val_accuracy"), recorder.energy_of("train_epoch")
-        dominated = dominating_point(spec.sweeper.inference_front, accuracy, energy_j)
+        unc_j = recorder.uncertainty_of("train_epoch")
+        dominated = dominating_point(spec.sweeper.inference_front, accuracy, energy_j, unc_j)
         if dominated is None:
             _inference(p, sampler, recorder, 0, out)
         else:  # a search trial that cannot join the front (sweeper/run/inference_gate.py)
-            out["stop_reason"] = skip_reason(dominated, accuracy, energy_j)
+            out["stop_reason"] = skip_reason(dominated, accuracy, energy_j, unc_j)
     return out
 
 
