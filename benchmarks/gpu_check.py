@@ -122,6 +122,7 @@ def compare_phases(args: argparse.Namespace, nvml: Any) -> tuple[list[PhaseCheck
     from sweeper.datasets import load_dataset
     from sweeper.energy.resolution import low_resolution_reason, min_span_s, slowest_meter
     from sweeper.models import build_model
+    from sweeper.training.heap import frozen_heap
     from sweeper.training.loaders import make_loader, train_loader
     from sweeper.training.trainer import Trainer, make_optimizer
 
@@ -148,24 +149,26 @@ def compare_phases(args: argparse.Namespace, nvml: Any) -> tuple[list[PhaseCheck
     sampler = energy.EnergySampler(meters.meters, sample_hz=10.0)
     sampler.start()
     sampler_t0 = time.perf_counter()
-    try:
-        torch.cuda.synchronize(device)
-        with sampler.phase("idle", 0):
-            time.sleep(2.0)
-        for epoch in range(args.epochs):
-            with sampler.phase("train_epoch", epoch):
-                trainer.train_epoch(loaders["train"])
-            with sampler.phase("eval", epoch):
-                trainer.evaluate(loaders["val"])
-        cache = trainer.cached_inputs(loaders["inference"], 50)
-        trainer.warm_up(loaders["inference"], 2)  # outside the phase, as sweeper's runs
-        with sampler.phase("inference", 0):
-            trainer.inference_benchmark(cache, 50, min_span_s(meters.meters))
-    finally:
-        sampler.stop()
-        meters.close()
-        time.sleep(0.3)  # the refresh after the last boundary
-        raw.stop()
+    # as a sweeper run measures (MeasuredRun): no full collection inside a phase
+    with frozen_heap():
+        try:
+            torch.cuda.synchronize(device)
+            with sampler.phase("idle", 0):
+                time.sleep(2.0)
+            for epoch in range(args.epochs):
+                with sampler.phase("train_epoch", epoch):
+                    trainer.train_epoch(loaders["train"])
+                with sampler.phase("eval", epoch):
+                    trainer.evaluate(loaders["val"])
+            cache = trainer.cached_inputs(loaders["inference"], 50)
+            trainer.warm_up(loaders["inference"], 2)  # outside the phase, as sweeper's runs
+            with sampler.phase("inference", 0):
+                trainer.inference_benchmark(cache, 50, min_span_s(meters.meters))
+        finally:
+            sampler.stop()
+            meters.close()
+            time.sleep(0.3)  # the refresh after the last boundary
+            raw.stop()
     offset = _sampler_origin(sampler, sampler_t0)  # phases' start_s count from here
     out = []
     for ph in sampler.phases:
