@@ -134,7 +134,7 @@ def test_a_meter_whose_uncertainty_fails_is_said_not_hidden(
 ) -> None:
     meter = EstimateMeter(cpu_tdp_w=80.0)
 
-    def broken(domain: str, power_w: float) -> float:
+    def broken(domain: str, power_w: float, t_s: float | None = None) -> float:
         raise AttributeError("no such attribute")
 
     monkeypatch.setattr(meter, "boundary_uncertainty_j", broken)

@@ -80,10 +80,10 @@ class BoundaryFigures:
                 b.settled[domain] = (read_j, None, "read")
         return b.done
 
-    def _read_uncertainty_j(self, domain: str, power_w: float) -> float:
+    def _read_uncertainty_j(self, domain: str, power_w: float, t_s: float) -> float:
         fn = getattr(self._meters[self._domain_meter[domain]], "boundary_uncertainty_j", None)
         try:
-            return float(fn(domain, power_w)) if fn is not None else 0.0
+            return float(fn(domain, power_w, t_s=t_s)) if fn is not None else 0.0
         except Exception as exc:  # the phase is still measured; its uncertainty is not known
             self._warn_once(domain, "boundary_uncertainty_j", exc)
             return 0.0
@@ -130,8 +130,9 @@ class BoundaryFigures:
                 ends_j = _combined(u0, u1, start.shared.get(domain, ()),
                                    end.shared.get(domain, ()))
             else:  # a read's bound adds
-                ends_j = sum(u if u is not None else self._read_uncertainty_j(domain, power_w)
-                             for u in (u0, u1))
+                ends_j = sum(u if u is not None
+                             else self._read_uncertainty_j(domain, power_w, b.t_abs)
+                             for u, b in ((u0, start), (u1, end)))
             unc[domain] = ends_j + self._relative_uncertainty(domain) * abs(energy_j)
             by_domain[domain] = energy_j
             methods[domain] = "interpolated" if m0 == m1 == "interpolated" else "read"

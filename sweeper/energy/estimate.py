@@ -154,7 +154,9 @@ class EstimateMeter:
                 DomainReading("memory", self.source, self._mem_energy_j, mem_w),
             ]
 
-    def boundary_uncertainty_j(self, domain: str, power_w: float) -> float:
+    def boundary_uncertainty_j(
+        self, domain: str, power_w: float, t_s: float | None = None
+    ) -> float:
         """CPU time is counted in clock ticks (10 ms at USER_HZ=100) per process, so each
         boundary may miss up to one tick of each process in the tree; CPU time not yet
         credited (it surfaced faster than the cores could run it) belongs to earlier reads."""

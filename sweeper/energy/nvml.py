@@ -177,17 +177,26 @@ class NvmlMeter:
         with self._lock:
             return g.timeline.energy_at(t_s, final=final)
 
-    def boundary_uncertainty_j(self, domain: str, power_w: float) -> float:
+    def boundary_uncertainty_j(
+        self, domain: str, power_w: float, t_s: float | None = None
+    ) -> float:
         """Uncertainty of a boundary taken from a plain read: the counter's value, and the
-        instant field, are those of the last refresh, up to one refresh old; GetPowerUsage
-        lags the load by about half its 1 s window."""
+        instant field, are those of the last refresh, up to one refresh old (at most the
+        energy of the refresh interval around the boundary at ``t_s``, and until that is
+        seen a refresh at the most the GPU can draw: a phase no refresh fell inside reads
+        0 W of its own); GetPowerUsage lags the load by about half its 1 s window."""
         g = self._by_domain(domain)
         if g is None:
             return 0.0
         if g.method == "power_usage_integration":
             return POWER_USAGE_LAG_S * abs(power_w)
         period = (g.timeline.period_s if g.timeline else None) or DEFAULT_REFRESH_S
-        return period * abs(power_w)
+        if g.timeline is None or t_s is None:
+            return period * abs(power_w)
+        behind_j = g.timeline.behind_j(t_s)
+        if behind_j is None:  # the refresh after it not seen yet: as much as the GPU can draw
+            behind_j = period * self.max_power_w().get(domain, (abs(power_w), ""))[0]
+        return max(period * abs(power_w), behind_j)
 
     def relative_uncertainty(self, domain: str) -> float:
         """Share of a phase's energy that power integration may miss (0 for the counter)."""

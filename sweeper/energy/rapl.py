@@ -180,7 +180,9 @@ class RaplMeter:
                 out.append(DomainReading(d.domain, self.source, d.total_uj / 1e6))
             return out
 
-    def boundary_uncertainty_j(self, domain: str, power_w: float) -> float:
+    def boundary_uncertainty_j(
+        self, domain: str, power_w: float, t_s: float | None = None
+    ) -> float:
         """A boundary read is at most one counter update (~1 ms) old."""
         return UPDATE_S * abs(power_w)
 

@@ -301,6 +301,14 @@ class RefreshTimeline:
                 out.append((c, (moved[hi_dt] - moved[lo_dt]) / (hi_dt - lo_dt) * sd_s))
         return out
 
+    def behind_j(self, t_s: float) -> float | None:
+        """The most a read at ``t_s`` can be behind the energy at ``t_s``: the energy of the
+        refresh interval around it; None until the refresh after ``t_s`` is seen."""
+        i = bisect.bisect_right(self._times, t_s)
+        if 0 < i < len(self.changes):
+            return abs(self.changes[i].value_j - self.changes[i - 1].value_j)
+        return None
+
     def time_sd_s(self, change: Change) -> float:
         """How far ``change.t_s`` may be from when the refresh happened (RMS, s): the refresh
         lies in its bracket (between the reads either side) and on the grid within

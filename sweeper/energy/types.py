@@ -25,7 +25,8 @@ class Meter(Protocol):
     readings, independent of how often the background sampler polls.
 
     Optional methods the sampler looks for (so not part of the protocol):
-    ``boundary_uncertainty_j(domain, power_w)`` (a boundary read's uncertainty),
+    ``boundary_uncertainty_j(domain, power_w, t_s=None)`` (the uncertainty of a boundary
+    read at ``t_s``),
     ``relative_uncertainty(domain)`` (share of a phase's energy the method may miss),
     ``max_power_w()`` (domain -> (watts, why): the most the device can draw), and, for
     counters that refresh slowly, ``watch()``, ``next_read_s(now)``, ``settle_s()`` and
