@@ -632,3 +632,25 @@ def test_a_fault_in_the_refresh_model_is_said_once_and_the_reads_are_used(
     short = measure_work_phases("heavy", 0.05, n=6, seed=1)
     assert any(s.read_j == 0.0 for s in short)
     assert all(abs(s.final_j - s.true_j) <= s.uncertainty_j for s in short)
+
+
+def test_a_decision_on_ended_phases_can_wait_for_their_settled_figures() -> None:
+    """Right after a phase ends, the refresh after its end is not yet seen: its figure is
+    the boundary reads', off by up to a refresh. `settle_ended` waits (a refresh or two) until
+    it is final, as the search's inference gate does before judging a trial."""
+    session = h200_session(t0_s=time.perf_counter() - 15.0)  # heavy load from now on
+    gpu = EmulatedGpu(session.signal, time.perf_counter)
+    meter = NvmlMeter(nvml=FakeNvml([gpu]))
+    sampler = EnergySampler([meter], sample_hz=10).start()
+    deadline = time.perf_counter() + 3.0
+    while "gpu:0.refresh_period_ms" not in meter.describe() and time.perf_counter() < deadline:
+        time.sleep(0.05)
+    with sampler.phase("train_epoch") as ph:
+        time.sleep(0.25)
+    assert ph.result is not None and not ph.result.final
+    started = time.perf_counter()
+    sampler.settle_ended()
+    waited_s = time.perf_counter() - started
+    assert ph.result.final and ph.result.methods == {"gpu:0": "interpolated"}
+    assert waited_s < 1.0
+    sampler.stop()

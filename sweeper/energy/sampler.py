@@ -296,6 +296,22 @@ class EnergySampler:
         )
         return self._summary
 
+    def settle_ended(self) -> None:
+        """Wait until every phase ended so far is final (at most the watchers' settle_s:
+        a few refreshes of a slow counter; no wait without one), so a decision taken on
+        their figures (the search's inference gate) reads the settled ones, not their
+        boundary reads."""
+        if not self._background or not self._watchers:
+            return
+
+        def step() -> tuple[bool, float]:
+            with self._lock:
+                self._settling.settle(final=False)
+                return (not self._settling.pending,
+                        watch(self._watchers, self._clock(), self._clock))
+
+        wait_for_refreshes(self._watchers, self._clock, step)
+
     def _settle_step(self, end: Boundary) -> tuple[bool, float]:
         """One step of the wait at stop: settle what can be; (all settled, when to wake)."""
         with self._lock:

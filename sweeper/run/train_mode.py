@@ -116,6 +116,8 @@ def _phases(
         recorder.phase(ph.result, samples=test.samples, loss=test.loss, accuracy=test.accuracy)
         out["test_accuracy"] = test.accuracy
     if inference and not spec.inference.every_epoch:
+        if spec.sweeper.inference_front:  # judged on settled figures (a refresh or two)
+            sampler.settle_ended()
         accuracy, energy_j = out.get("val_accuracy"), recorder.energy_of("train_epoch")
         unc_j = recorder.uncertainty_of("train_epoch")
         dominated = dominating_point(spec.sweeper.inference_front, accuracy, energy_j, unc_j)
