@@ -278,6 +278,24 @@ class PhaseMarks:
         moved = abs(work_w - before_w) * (t_e - c1.t_s) / (work_w - gap_w) / math.sqrt(3.0)
         self._tail_errors.append(math.hypot(moved, math.sqrt(2.0) * jitter_s))
 
+    def _decay_held(
+        self, samples: Sequence[tuple[float, float]], work_w: float, level_w: float,
+        held_s: float, lo_s: float, hi_s: float, *, seen: bool,
+    ) -> tuple[float, float]:
+        """A gap's share of the decay after a phase: the energy it holds (J) above its own
+        level, the work at ``work_w`` decaying towards ``level_w`` (``held_s``: the decay's
+        energy over the gap per W of drop), and how far that may be off (J, a uniform's
+        half-width) from where the work stopped. That is its mean only within how much its
+        power was seen to vary (instant samples in phase over ``[lo_s, hi_s]``); where
+        nothing of the phase was ``seen``, anywhere from the gap's power to twice the mean
+        above it."""
+        drop_w = max(work_w - level_w, 0.0)
+        varies_w = max((abs(w - work_w) for t, w in samples
+                        if lo_s <= t <= hi_s and self.in_phase(t)), default=0.0)
+        if not seen:
+            varies_w = max(varies_w, drop_w)
+        return drop_w * held_s, held_s * varies_w
+
     def _work_w(self, a: Refresh, b: Refresh, floor_w: float) -> float:
         """The power of the work in phases within refresh ``[a, b]``, the rest of it taken
         to be at ``floor_w``."""
@@ -354,15 +372,10 @@ class PhaseMarks:
                 work_w = seen_w or self._work_w(c0, c1, floor_w)
                 held_s = tail_s * math.exp(-since_s / tail_s) * (
                     1.0 - math.exp(-lengths[0] / tail_s))
-                added_j[0] = max(work_w - floor_w, 0.0) * held_s
+                added_j[0], stop_w[0] = self._decay_held(
+                    samples, work_w, floor_w, held_s, c0.t_s - period_s, end_s,
+                    seen=seen_w is not None)
                 base[0] += added_j[0]
-                # it decays from where the work stopped: as for a gap after a phase
-                varies_w = max((abs(w - work_w) for t, w in samples
-                                if c0.t_s - period_s <= t <= end_s and self.in_phase(t)),
-                               default=0.0)
-                if seen_w is None:
-                    varies_w = max(varies_w, work_w - floor_w)
-                stop_w[0] = held_s * varies_w
             free_w: float | None = None
             solved = False  # the free pieces' level, once the fixed levels' decays are in
             for j in sorted(decays, key=lambda j: j - 1 in free):  # after fixed levels first
@@ -373,19 +386,12 @@ class PhaseMarks:
                 # with it the decay: a few ms of phase would go to the gap after it)
                 work_w = free_w if j - 1 in free and free_w is not None else (
                     energy[j - 1] / lengths[j - 1])
-                held_s = held[j]  # an exponential decay's energy over the gap, per W of drop
-                drop_w = max(work_w - base[j] / lengths[j], 0.0)
-                added_j[j] = drop_w * held_s
+                # held[j]: an exponential decay's energy over the gap, per W of drop; a phase
+                # wholly inside the refresh (j > 1) is seen by no sample
+                added_j[j], stop_w[j] = self._decay_held(
+                    samples, work_w, base[j] / lengths[j], held[j], t1 - period_s, cuts[j],
+                    seen=j <= 1)
                 base[j] += added_j[j]
-                # the work's power where it stopped is its mean only within how much it varies:
-                # as seen around, or, for a phase wholly inside the refresh (nothing seen of
-                # it), anywhere from the gap's power to twice the mean above it
-                varies_w = max((abs(w - work_w) for t, w in samples
-                                if t1 - period_s <= t <= cuts[j] and self.in_phase(t)),
-                               default=0.0)
-                if j > 1:
-                    varies_w = max(varies_w, drop_w)
-                stop_w[j] = held_s * varies_w
             energy = _distribute(e_int, base, lengths, takers, free)
         clean = [(t, w) for t, w in samples if not self.between(t - period_s, t)]
         # a refresh's mean power is off by its two ends' timing: sqrt(2) jitter x power / period
