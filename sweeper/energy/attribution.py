@@ -9,10 +9,11 @@ energy at them:
 * a piece that continues into a neighbouring refresh with no boundary there holds that
   refresh's mean power (the same work goes on);
 * a gap between phases with no such neighbour holds the device's power between phases
-  nearby (``gap_w``), plus the decay after a phase ends, whose length is learned from phase
-  ends that allow it (``tail_s``; until then the H200 recording's: its 30 ms decay holds
-  ~9 ms of the drop's power), so a gap of a few ms stays near the work's level; a gap that
-  opens the refresh after a phase ended in the one before holds what is left of its decay;
+  nearby (the lowest of ``gap_levels``), plus the decay after a phase ends, whose length
+  is learned from phase ends that allow it (``tail_s``; until then the H200 recording's:
+  its 30 ms decay holds ~9 ms of the drop's power), so a gap of a few ms stays near the
+  work's level; a gap that opens the refresh after a phase ended in the one before holds
+  what is left of its decay;
 * a phase piece with neither takes what the refresh's energy leaves, so a burst shorter
   than a refresh counts for the phase it belongs to (at the level that leaves room for its
   own decay in the gap after it); with none, the remainder goes to a phase that begins in
@@ -171,25 +172,23 @@ class PhaseMarks:
             return None
         return (b.value_j - a.value_j) / (b.t_s - a.t_s)
 
-    def gap_w(self, changes: Sequence[Refresh], period_s: float, t_s: float) -> float | None:
-        """What the device draws between phases around ``t_s``: the lowest mean power over
-        the refreshes lying wholly between phases nearest to ``t_s`` (two on each side; the
-        lowest, as the first after a phase may still hold its decay), else the lowest over
-        any refresh (None before two refreshes are seen)."""
-        levels = self.gap_levels(changes, period_s, t_s)
-        return min(levels) if levels else None
-
     def gap_levels(self, changes: Sequence[Refresh], period_s: float, t_s: float) -> list[float]:
-        """The mean powers ``gap_w`` chooses from: of the refreshes between phases nearest
-        to ``t_s`` (walking out from it), else of every refresh."""
+        """The mean powers of the refreshes lying wholly between phases nearest to ``t_s``
+        (two on each side, walking out from it), else of every refresh. The lowest is what
+        the device draws between phases there (the first after a phase may still hold its
+        decay)."""
 
-        def gap_rate(k: int) -> float | None:  # refresh interval k, if wholly between phases
+        def interval_rate(k: int) -> float | None:  # refresh interval k, if one period long
             a, b = changes[k], changes[k + 1]
             if a.lo_s == -math.inf or not 0.5 * period_s <= b.t_s - a.t_s <= 1.5 * period_s:
                 return None
+            return (b.value_j - a.value_j) / (b.t_s - a.t_s)
+
+        def gap_rate(k: int) -> float | None:  # ... and wholly between phases
+            a, b = changes[k], changes[k + 1]
             if self.between(a.t_s, b.t_s) or self.in_phase(a.t_s):
                 return None
-            return (b.value_j - a.value_j) / (b.t_s - a.t_s)
+            return interval_rate(k)
 
         ends = [c.t_s for c in changes[1:]]
         split = bisect.bisect_right(ends, t_s)  # intervals before it end at or before t_s
@@ -207,9 +206,7 @@ class PhaseMarks:
                     break
         if before or after:
             return before + after
-        return [(b.value_j - a.value_j) / (b.t_s - a.t_s)
-                for a, b in zip(changes, changes[1:], strict=False)
-                if a.lo_s != -math.inf and 0.5 * period_s <= b.t_s - a.t_s <= 1.5 * period_s]
+        return [r for k in range(len(changes) - 1) if (r := interval_rate(k)) is not None]
 
     @property
     def tail_s(self) -> float:
@@ -338,10 +335,8 @@ class PhaseMarks:
         e_int = c2.value_j - c1.value_j
         r_prev, r_next = self.rate(c0, c1, period_s), self.rate(c2, c3, period_s)
         seen = [r for r in (r_prev, r_next, e_int / (t2 - t1)) if r is not None]
-        gap_levels = self.gap_levels(changes, period_s, t1)  # one scan of the refreshes
-        floor_w = min(gap_levels) if gap_levels else None  # as gap_w
-        if floor_w is None:
-            floor_w = min(seen)
+        gap_levels = self.gap_levels(changes, period_s, t1)
+        floor_w = min(gap_levels) if gap_levels else min(seen)  # the power between phases
         priors: list[float | None] = []
         for j in range(n):
             if j == 0 and r_prev is not None:
@@ -447,7 +442,7 @@ class PhaseMarks:
         # and were off by at least that much. Each such piece is off by its own excess, and
         # the others are widened to the sum.
         ceiling_w = math.inf if max_w is None else max_w
-        least_w = min([floor_w, *seen, *gap_levels,
+        least_w = min([floor_w, *seen,  # floor_w: the lowest of the gap levels
                        *(w for t, w in samples if t1 - period_s <= t <= t2 + period_s)])
         wrong = {j: max(energy[j] - ceiling_w * lengths[j], least_w * lengths[j] - energy[j])
                  for j in range(n) if lengths[j] > 0 and not
