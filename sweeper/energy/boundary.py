@@ -17,6 +17,7 @@ from sweeper.energy.refresh import BoundaryEnergy, SharedTerms
 from sweeper.energy.types import Meter, PhaseEnergy
 
 log = logging.getLogger(__name__)
+ZERO_UNCERTAINTY = "its phases count 0 J uncertainty from it"  # a failed uncertainty call
 
 
 @dataclass
@@ -70,7 +71,7 @@ class BoundaryFigures:
                 except LookupError:  # never interpolable here: the read is all there is
                     never = True
                 except Exception as exc:  # a fault in the meter's model: don't trust it, say so
-                    self._warn_once(domain, "resolve", exc)
+                    self._warn_once(domain, "resolve", exc, "its boundaries are taken as read")
                     never = True
             if got is not None:
                 energy_j = got.energy_j - self._baseline_j[domain]
@@ -85,7 +86,7 @@ class BoundaryFigures:
         try:
             return float(fn(domain, power_w, t_s=t_s)) if fn is not None else 0.0
         except Exception as exc:  # the phase is still measured; its uncertainty is not known
-            self._warn_once(domain, "boundary_uncertainty_j", exc)
+            self._warn_once(domain, "boundary_uncertainty_j", exc, ZERO_UNCERTAINTY)
             return 0.0
 
     def _relative_uncertainty(self, domain: str) -> float:
@@ -93,16 +94,14 @@ class BoundaryFigures:
         try:
             return float(fn(domain)) if fn is not None else 0.0
         except Exception as exc:
-            self._warn_once(domain, "relative_uncertainty", exc)
+            self._warn_once(domain, "relative_uncertainty", exc, ZERO_UNCERTAINTY)
             return 0.0
 
-    def _warn_once(self, domain: str, what: str, exc: Exception) -> None:
-        """A meter that cannot give its uncertainty, or settle a boundary, is said once,
-        not hidden."""
+    def _warn_once(self, domain: str, what: str, exc: Exception, then: str) -> None:
+        """A meter that cannot give its uncertainty, or settle a boundary, is said once
+        (with what follows, ``then``), not hidden."""
         if (domain, what) not in self._warned:
             self._warned.add((domain, what))
-            then = ("its boundaries are taken as read" if what == "resolve"
-                    else "its phases count 0 J uncertainty from it")
             log.warning("%s of %s failed (%s: %s); %s", what, domain, type(exc).__name__, exc,
                         then)
 

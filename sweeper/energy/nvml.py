@@ -195,7 +195,7 @@ class NvmlMeter:
             return period * abs(power_w)
         behind_j = g.timeline.behind_j(t_s)
         if behind_j is None:  # the refresh after it not seen yet: as much as the GPU can draw
-            behind_j = period * self.max_power_w().get(domain, (abs(power_w), ""))[0]
+            behind_j = period * (g.timeline.max_power_w or abs(power_w))
         return max(period * abs(power_w), behind_j)
 
     def relative_uncertainty(self, domain: str) -> float:

@@ -72,6 +72,16 @@ class Change:
     t_s: float  # best estimate of the refresh time
 
 
+@dataclass(frozen=True)
+class _Seen:
+    """What a boundary's splits read, copied once for the split and its redone ones: the
+    refreshes kept, the six around the boundary's interval, the instant-power samples."""
+
+    changes: list[Change]
+    around: tuple[Change | None, ...]
+    samples: list[tuple[float, float]]
+
+
 # A boundary's uncertainty from a refresh split, per (refresh time, piece): joules, signed;
 # piece -1 is the refresh's own time (its jitter), which neighbouring splits rest on too.
 SharedTerms = tuple[tuple[tuple[float, int], float], ...]
@@ -258,20 +268,21 @@ class RefreshTimeline:
             return before
         return last_read + DENSE_READ_S  # read until it shows, for a narrow bracket
 
-    def _split(self, around: tuple[Change | None, ...], i: int,
-               moved: Change | None = None, k: int = -1) -> Split | None:
-        """The split of the refresh interval ``changes[i-1], changes[i]`` (``around``: the
-        refreshes ``cm, c0, c1, c2, c3, c4`` of it); ``moved`` replaces ``around[k]``."""
-        changes = list(self.changes)
+    def _split(self, seen: _Seen, i: int, moved: Change | None = None,
+               k: int = -1) -> Split | None:
+        """The split of the refresh interval ``changes[i-1], changes[i]`` (``seen.around``:
+        the refreshes ``cm, c0, c1, c2, c3, c4`` of it); ``moved`` replaces ``around[k]``."""
+        changes, around = seen.changes, seen.around
         if moved is not None:
+            changes = list(changes)
             changes[i - 3 + k] = moved
             around = tuple(moved if j == k else c for j, c in enumerate(around))
         cm, c0, c1, c2, c3, c4 = around
         assert self.period_s is not None and c1 is not None and c2 is not None
         return self.marks.split(changes, self.period_s, c0, c1, c2, c3, cm, c4,
-                                list(self.power_samples), self.refresh_sd_s, self.max_power_w)
+                                seen.samples, self.refresh_sd_s, self.max_power_w)
 
-    def _timing_terms(self, around: tuple[Change | None, ...], i: int, t_s: float,
+    def _timing_terms(self, seen: _Seen, i: int, t_s: float,
                       est_j: float) -> list[tuple[Change, float]]:
         """How the estimate at ``t_s`` moves (J, one standard deviation) with where each
         refresh it rests on really was: the split is redone with that refresh's time moved
@@ -280,6 +291,7 @@ class RefreshTimeline:
         time's error moves every piece and rate that uses it; boundaries that rest on one
         refresh share its term."""
         out: list[tuple[Change, float]] = []
+        around = seen.around
         for k in (1, 2, 3, 4):  # c0..c3: the interval's ends and its neighbours'
             c = around[k]
             if c is None or not 0 <= i - 3 + k < len(self.changes):
@@ -293,7 +305,7 @@ class RefreshTimeline:
                 lo, hi = (shifted if k == 2 else around[2]), (shifted if k == 3 else around[3])
                 if lo is None or hi is None or not lo.t_s < t_s < hi.t_s:
                     continue
-                split = self._split(around, i, shifted, k)
+                split = self._split(seen, i, shifted, k)
                 if split is not None:
                     moved[dt] = _split_at(split, lo.value_j, t_s)
             hi_dt, lo_dt = max(moved), min(moved)
@@ -374,8 +386,8 @@ class RefreshTimeline:
         a, b = t_s - t1, t2 - t_s
         cm = self.changes[i - 3] if i >= 3 else None
         c4 = self.changes[i + 2] if i + 2 < len(self.changes) else None
-        refs = (cm, c0, c1, c2, c3, c4)
-        split = self._split(refs, i)
+        seen = _Seen(list(self.changes), (cm, c0, c1, c2, c3, c4), list(self.power_samples))
+        split = self._split(seen, i)
         est = e1 + (e2 - e1) * a / span if split is None else _split_at(split, e1, t_s)
         # How far power strays from the interval's mean within a refresh: the neighbouring
         # intervals' means and instant-power samples nearby (which catch sub-refresh bursts).
@@ -393,7 +405,7 @@ class RefreshTimeline:
             shared = tuple(((t1, j), COVERAGE_Z * c)
                            for j, c in enumerate(split.terms_at(t_s)) if c != 0.0)
             shared += tuple(((c.t_s, -1), COVERAGE_Z * d)
-                            for c, d in self._timing_terms(refs, i, t_s, est) if d != 0.0)
+                            for c, d in self._timing_terms(seen, i, t_s, est) if d != 0.0)
             spread = math.sqrt(sum(c * c for _, c in shared))
             timing = 0.0  # in the terms of each refresh's time
         unc = spread + timing + (0.5 * e_int if skipped else 0.0)

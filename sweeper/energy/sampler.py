@@ -301,22 +301,16 @@ class EnergySampler:
         a few refreshes of a slow counter; no wait without one), so a decision taken on
         their figures (the search's inference gate) reads the settled ones, not their
         boundary reads."""
-        if not self._background or not self._watchers:
-            return
+        if self._background and self._watchers:
+            wait_for_refreshes(self._watchers, self._clock, lambda: self._settle_step(None))
 
-        def step() -> tuple[bool, float]:
-            with self._lock:
-                self._settling.settle(final=False)
-                return (not self._settling.pending,
-                        watch(self._watchers, self._clock(), self._clock))
-
-        wait_for_refreshes(self._watchers, self._clock, step)
-
-    def _settle_step(self, end: Boundary) -> tuple[bool, float]:
-        """One step of the wait at stop: settle what can be; (all settled, when to wake)."""
+    def _settle_step(self, end: Boundary | None) -> tuple[bool, float]:
+        """One step of a wait for phases to settle (and, at stop, the run's ``end``):
+        settle what can be; (all settled, when to wake)."""
         with self._lock:
             self._settling.settle(final=False)
-            done = not self._settling.pending and self._settling.bounds.settle(end, final=False)
+            done = not self._settling.pending and (
+                end is None or self._settling.bounds.settle(end, final=False))
             return done, watch(self._watchers, self._clock(), self._clock)
 
     def __enter__(self) -> EnergySampler:
