@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import math
 import statistics
 import sys
@@ -114,6 +115,7 @@ def _rescale_range(scores: list[PhaseScore]) -> tuple[float, float]:
     return lo, hi
 
 
+@functools.cache  # one draw per cell size: cells share their sizes
 def chance_calibrated(n: int, draws: int = 20_000) -> float:
     """How often a cell of ``n`` phases passes the calibration test when the stated +- is
     exactly a normal error's 95% interval (one sd for the cell): the test's own noise,
