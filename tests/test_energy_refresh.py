@@ -113,15 +113,17 @@ def test_the_stated_uncertainty_covers_the_error_without_drowning_it() -> None:
     """An uncertainty is useful only if it is not many times the error: for 1 s phases of
     heavy work it is a fraction of a percent (the even split's bound said 5-6%, the bound
     before issue 24 3.1%, 27 times the median error), covers 90% or more of the phases, and
-    its median is at most 3 times the median error (a normal error's 95% interval is 2.9
-    times its median)."""
-    scores = measure_work_phases("heavy", 1.0, n=10, seed=1) + measure_work_phases(
-        "heavy", 1.0, n=10, seed=2)
+    its median is not many times the median error. A normal error's 95% interval is 2.9
+    times its median, but over 40 phases that ratio moves by ~20% from the draw alone
+    (a seed pair of these gave 2.1 and another 4.3 with one model), so the test allows 4:
+    benchmarks/phase_accuracy.py pools 240 phases a cell against the target of 3."""
+    scores = [s for seed in (1, 2, 3, 4) for s in measure_work_phases("heavy", 1.0, n=10,
+                                                                       seed=seed)]
     covered = sum(abs(s.final_j - s.true_j) <= s.uncertainty_j for s in scores)
     assert covered >= 0.9 * len(scores)
     assert statistics.fmean(s.uncertainty_j / s.true_j for s in scores) < 0.01
     median_error_j = statistics.median(abs(s.final_j - s.true_j) for s in scores)
-    assert statistics.median(s.uncertainty_j for s in scores) <= 3 * median_error_j
+    assert statistics.median(s.uncertainty_j for s in scores) <= 4 * median_error_j
 
 
 def test_the_stated_uncertainty_is_a_calibrated_95_percent_interval() -> None:
@@ -166,6 +168,76 @@ def test_evaluation_between_training_epochs_is_measured() -> None:
     assert statistics.fmean(abs(s.final_error) for s in evals) < 0.10
     assert statistics.fmean(abs(s.read_error) for s in evals) > 0.3
     assert statistics.fmean(abs(s.final_error) for s in trains) < 0.01
+
+
+def test_short_evaluations_between_training_epochs_are_not_counted_low() -> None:
+    """E_in of an epoch loop on a GPU: 10 ms and 50 ms evaluations back to back with
+    training. Each training epoch starts a launch (1-5 ms here) after its phase opens, and
+    the evaluation's decay fills the 1-5 ms gap after it as the H200's does (half the drop
+    at first); an epoch start taken at the training's full power from its boundary on, and
+    a decay that starts at the full drop, took that energy from the evaluation: their
+    total read 11% and 3% low over these 48 each (8 seeds), now within 2%."""
+    for eval_s in (0.01, 0.05):
+        evals = [s for seed in range(1, 9)
+                 for s in measure_session(epoch_session(eval_s, epochs=6, seed=seed), seed)
+                 if s.stretch == "heavy"]
+        total = sum(s.final_j for s in evals) / sum(s.true_j for s in evals)
+        assert total == pytest.approx(1.0, abs=0.02), eval_s
+
+
+def test_the_launch_before_a_phase_s_work_is_learned() -> None:
+    """A phase whose work starts 3 ms after it opens, with two refreshes of steady gap
+    before and two of steady work after: the refresh of its start holds 3 ms at the gap's
+    power, and that is learned (the H200 recording's ~2 ms is the prior); the hardware
+    description says so for a run on the emulated H200, whose launches are 1-5 ms."""
+    launch_s = 0.003
+    timeline = _timeline([124] * 5 + [(0.03 * 124 + launch_s * 124 + (0.07 - launch_s) * 690)
+                                      / 0.1] + [690] * 2)
+    timeline.mark(10.53, "begin")
+    marks = timeline.marks
+    assert marks.launches_learned == 0 and marks.launch()[0] == pytest.approx(0.002)
+    marks.learn_head(list(timeline.changes)[3:9], 0.1)  # the start in [10.5, 10.6]
+    assert marks.launches_learned == 1
+    assert marks.launch()[0] == pytest.approx(launch_s, abs=1e-4)
+
+    clock = Clock(100.0)
+    session = work_session("heavy", 1.0, 8, seed=4)
+    gpu = EmulatedGpu(session.signal, clock, seed=4)
+    meter = NvmlMeter(nvml=FakeNvml([gpu]), clock=clock)
+    clock.t = session.lead_in_s - 1.5
+    sampler = EnergySampler([meter], clock=clock, background=False).start()
+    for start, end in session.phases:
+        drive(sampler, clock, start)
+        sampler.begin_phase("train_epoch")
+        drive(sampler, clock, end)
+        sampler.end_phase()
+    drive(sampler, clock, clock.t + 1.0)
+    sampler.stop()
+    timeline = meter._gpus[0].timeline  # noqa: SLF001 - what it learned
+    assert timeline is not None and timeline.marks.launches_learned >= 2
+    assert 0.001 < timeline.marks.launch()[0] < 0.005
+    assert meter.describe()["gpu:0.launch_ms"].endswith(
+        f"(learned from {timeline.marks.launches_learned} phase start(s))")
+
+
+def test_a_gap_of_a_few_ms_holds_the_start_of_the_decay_as_the_h200_s() -> None:
+    """The H200's decay after a phase drops at once to about half the drop (450, 300,
+    200 W for 10 ms each after 760 W, over 124 W): a gap of 3 ms between two phases holds
+    3 ms at 51% of the drop over the gap's power. An exponential of the same energy that
+    starts at the full drop gave it 1.7 times as much, taken from the phase after it."""
+    from sweeper.energy.attribution import DEFAULT_TAIL_S, decay_held_s
+
+    assert decay_held_s(DEFAULT_TAIL_S, 0.0, 1.0) == pytest.approx(DEFAULT_TAIL_S)
+    assert decay_held_s(DEFAULT_TAIL_S, 0.0, 0.003) == pytest.approx(0.51 * 0.003)
+    gap_j = 0.003 * (124 + 0.51 * (690 - 124))
+    refresh_j = 0.05 * 690 + gap_j + 0.047 * 690  # [10.5, 10.6]: A ends 10.55, B at 10.553
+    timeline = _timeline([124] * 3 + [(0.005 * 124 + 0.095 * 690) / 0.1, 690, refresh_j / 0.1,
+                                      690, 690, (0.005 * 690 + 0.095 * 124) / 0.1, 124, 124])
+    for t_s, edge in ((10.305, "begin"), (10.55, "end"), (10.553, "begin"), (10.805, "end")):
+        timeline.mark(t_s, edge)
+    end, start = timeline.energy_at(10.55, final=True), timeline.energy_at(10.553, final=True)
+    assert end is not None and start is not None
+    assert start.energy_j - end.energy_j == pytest.approx(gap_j, rel=0.02)
 
 
 def test_the_decay_after_a_phase_is_learned() -> None:

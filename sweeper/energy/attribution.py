@@ -7,13 +7,18 @@ where they open and close. ``PhaseMarks`` keeps those boundaries and splits a re
 energy at them:
 
 * a piece that continues into a neighbouring refresh with no boundary there holds that
-  refresh's mean power (the same work goes on);
+  refresh's mean power (the same work goes on); one that opens a phase holds the gap's
+  power until its work is launched, learned from phase starts that allow it (``launch``;
+  until then the H200 recording's ~2 ms; negative where the work starts above its
+  level, a burst first), so a phase-start piece that does not take the rest does not
+  take a launch's worth of the work's power from the phase before it;
 * a gap between phases with no such neighbour holds the device's power between phases
   nearby (the lowest of ``gap_levels``), plus the decay after a phase ends, whose length
   is learned from phase ends that allow it (``tail_s``; until then the H200 recording's:
-  its 30 ms decay holds ~9 ms of the drop's power), so a gap of a few ms stays near the
-  work's level; a gap that opens the refresh after a phase ended in the one before holds
-  what is left of its decay;
+  its 30 ms decay holds ~9 ms of the drop's power) and whose shape is the recording's
+  (51%, 28% and 12% of the drop in three equal steps, ``decay_held_s``), so a gap of a
+  few ms holds about half the drop above its level; a gap that opens the refresh after a
+  phase ended in the one before holds what is left of its decay;
 * a phase piece with neither takes what the refresh's energy leaves, so a burst shorter
   than a refresh counts for the phase it belongs to (at the level that leaves room for its
   own decay in the gap after it); with none, the remainder goes to a phase that begins in
@@ -42,6 +47,8 @@ the run observed of its level (uniforms over what was seen: sd = half-width / sq
   opens the next;
 * phase pieces that share what is left by their lengths are each off by how far their
   power is from their common mean (as the work's power was seen to vary, else wide);
+* a piece that opens a phase at a neighbour's power, by how well its launch is known
+  (the pooled launches' sd, widened where they scatter, as the decay's);
 * a piece the split put above what the device can draw (its power limit with headroom
   for bursts, ``max_w``) or below the least it was seen to draw holds a figure no device
   gives: the other pieces' levels put it there, so they are widened to its excess, and it
@@ -78,6 +85,14 @@ TAIL_SAMPLES = 16  # phase ends whose decay is remembered
 # The decay's length until one is learned: the H200 recording's 30 ms decay after a 760 W
 # pulse (450, 300, 200 W over context idle) holds 9.1 ms of the drop's power.
 DEFAULT_TAIL_S = 0.009
+# The decay's shape: those three equal steps (10 ms each there) as shares of the drop,
+# stretched in time to the decay's length (an exponential of the same energy from the full
+# drop put 1.7x as much of it in the first 3 ms, where back-to-back phases leave gaps).
+DECAY_SHARES = (0.51, 0.28, 0.12)
+# From a phase's start to its work drawing power (the launch) until one is learned: the
+# H200 recording's pulses 1-6 drew from 0.1-2.8 ms after their marks (each to +-1.8 ms,
+# its polling), taken as anywhere within 0-4 ms.
+DEFAULT_HEAD_S = 0.002
 STEADY = 0.05  # a phase's power is steady when two refreshes before its end agree this well
 MAX_MARKS = 2400  # boundaries kept (the counter's history is shorter)
 
@@ -131,6 +146,8 @@ class PhaseMarks:
         # how far each learned decay may be off: the work's level moved by the step seen
         # between the two refreshes before its end, over the time to the end
         self._tail_errors: deque[float] = deque(maxlen=TAIL_SAMPLES)
+        self._heads: deque[float] = deque(maxlen=TAIL_SAMPLES)  # launches learned
+        self._head_errors: deque[float] = deque(maxlen=TAIL_SAMPLES)
 
     def __bool__(self) -> bool:
         return bool(self._marks)
@@ -222,22 +239,23 @@ class PhaseMarks:
         return sd_s / max(tail_s, 1e-9)
 
     def _decay(self) -> tuple[float, float]:
-        """The decay (s) and its standard deviation: the inverse-variance mean of the H200's
-        (anywhere within +-50% of it: a uniform's sd) and each decay learned here (off by
-        how far the work's level moved before its end, and the refresh times' jitter).
-        Where they scatter more than those errors allow (chi-square over its degrees of
-        freedom above 1: a decay that differs between phase ends), the sd is widened by
-        that ratio's root (the Birge ratio)."""
-        prior_sd = 0.5 * DEFAULT_TAIL_S / math.sqrt(3.0)
-        values = [DEFAULT_TAIL_S, *self._tails]
-        sds = [prior_sd, *(max(u, 1e-6) for u in self._tail_errors)]
-        weights = [1.0 / (u * u) for u in sds]
-        mean = sum(w * v for w, v in zip(weights, values, strict=True)) / sum(weights)
-        sd = 1.0 / math.sqrt(sum(weights))
-        if len(values) > 1:
-            chi2 = sum(w * (v - mean) ** 2 for w, v in zip(weights, values, strict=True))
-            sd *= math.sqrt(max(chi2 / (len(values) - 1), 1.0))
-        return mean, sd
+        """The decay (s) and its standard deviation: the H200's (anywhere within +-50% of
+        it) pooled with each decay learned here (off by how far the work's level moved
+        before its end, and the refresh times' jitter), ``_pooled``."""
+        return _pooled(DEFAULT_TAIL_S, 0.5 * DEFAULT_TAIL_S, self._tails, self._tail_errors)
+
+    def launch(self) -> tuple[float, float]:
+        """How long after a phase starts its work draws its power (s: the energy the start
+        holds below the work's level, over the step from the gap; negative where the
+        work starts above its level), and the standard deviation of that: the H200's
+        (0-4 ms) pooled with each launch learned here (off by how far the levels around
+        it moved, and the refresh times' jitter), ``_pooled``."""
+        return _pooled(DEFAULT_HEAD_S, DEFAULT_HEAD_S, self._heads, self._head_errors)
+
+    @property
+    def launches_learned(self) -> int:
+        """Phase starts the launch was learned from (0: ``launch`` is the H200's)."""
+        return len(self._heads)
 
     @property
     def tails_learned(self) -> int:
@@ -274,6 +292,40 @@ class PhaseMarks:
         self._tails.append(min(tail_j / (work_w - gap_w), period_s))
         moved = abs(work_w - before_w) * (t_e - c1.t_s) / (work_w - gap_w) / math.sqrt(3.0)
         self._tail_errors.append(math.hypot(moved, math.sqrt(2.0) * jitter_s))
+
+    def learn_head(
+        self, changes: Sequence[Refresh], period_s: float, jitter_s: float = 0.0
+    ) -> None:
+        """Learn the launch from the phase start three refreshes back, if two refreshes of
+        gap at one level came before it and two of steady work after: what the refresh of
+        the start holds below the gap's level before the start and the work's after it,
+        over the step between them."""
+        if len(changes) < 6:
+            return
+        cm, c0, c1, c2, c3, c4 = changes[-6:]
+        pairs = ((cm, c0), (c0, c1), (c1, c2), (c2, c3), (c3, c4))
+        if any(not 0.5 * period_s <= b.t_s - a.t_s <= 1.5 * period_s for a, b in pairs):
+            return
+        starts = self.between(c1.t_s, c2.t_s)
+        if len(starts) != 1 or starts[0][1] != "begin" or self.in_phase(c0.t_s):
+            return
+        if self.between(cm.t_s, c1.t_s - 1e-12) or self.between(c2.t_s + 1e-12, c4.t_s):
+            return
+        before_w, gap_w, work_w, after_w = (
+            (b.value_j - a.value_j) / (b.t_s - a.t_s)
+            for a, b in (pairs[0], pairs[1], pairs[3], pairs[4]))
+        step_w = work_w - gap_w
+        if (step_w < 0.2 * work_w or abs(after_w - work_w) > STEADY * work_w
+                or abs(gap_w - before_w) > STEADY * step_w):
+            return
+        t_b = starts[0][0]
+        head_j = gap_w * (t_b - c1.t_s) + work_w * (c2.t_s - t_b) - (c2.value_j - c1.value_j)
+        work_s = c2.t_s - t_b
+        self._heads.append(min(max(head_j / step_w, -work_s), work_s))
+        moved = math.hypot(abs(after_w - work_w) * work_s,
+                           abs(gap_w - before_w) * (t_b - c1.t_s)) / step_w / math.sqrt(3.0)
+        self._head_errors.append(
+            math.hypot(moved, math.hypot(gap_w, work_w) / step_w * jitter_s))
 
     def _decay_held(
         self, samples: Sequence[tuple[float, float]], work_w: float, level_w: float,
@@ -349,6 +401,15 @@ class PhaseMarks:
         fixed = [j for j in range(n) if priors[j] is not None]
         takers = free or [j for j in fixed if in_phase[j] and j > 0] or fixed
         base = [max(0.0, priors[j] or 0.0) * lengths[j] for j in range(n)]
+        launch_sd_j = [0.0] * n
+        if n > 1 and r_next is not None and edges[-1] == "begin":
+            # a phase that opens here at the next refresh's power first launches its work,
+            # at the gap's power until then
+            launch_s, launch_sd_s = self.launch()
+            drop_w = max(r_next - floor_w, 0.0)
+            base[-1] = max(base[-1] - min(max(launch_s, -lengths[-1]), lengths[-1]) * drop_w,
+                           0.0)
+            launch_sd_j[-1] = min(launch_sd_s, lengths[-1]) * drop_w
         energy = _distribute(e_int, base, lengths, takers, free)
         tail_s = self.tail_s
         added_j = [0.0] * n
@@ -356,7 +417,7 @@ class PhaseMarks:
         if tail_s > 0:  # a gap after a phase that ends here first holds the work's decay
             decays = [j for j in range(1, n) if not in_phase[j] and in_phase[j - 1]
                       and lengths[j] > 0 and lengths[j - 1] > 0]
-            held = {j: tail_s * (1.0 - math.exp(-lengths[j] / tail_s)) for j in decays}
+            held = {j: decay_held_s(tail_s, 0.0, lengths[j]) for j in decays}
             # a gap opening the refresh, after a phase that ended in the one before, holds
             # what is left of that phase's decay
             if (not in_phase[0] and r_prev is None and c0 is not None and lengths[0] > 0
@@ -365,8 +426,7 @@ class PhaseMarks:
                 since_s = t1 - end_s
                 seen_w = self.rate(cm, c0, period_s)
                 work_w = seen_w or self._work_w(c0, c1, floor_w)
-                held_s = tail_s * math.exp(-since_s / tail_s) * (
-                    1.0 - math.exp(-lengths[0] / tail_s))
+                held_s = decay_held_s(tail_s, since_s, since_s + lengths[0])
                 added_j[0], stop_w[0] = self._decay_held(
                     samples, work_w, floor_w, held_s, c0.t_s - period_s, end_s,
                     seen=seen_w is not None)
@@ -428,7 +488,8 @@ class PhaseMarks:
             else:  # a gap at the power between phases
                 level_j = lengths[j] * floor_sd_w
             # plus the decay after a phase: its length, and the level it decayed from
-            sds.append(math.hypot(level_j, added_j[j] * tail_sd, stop_w[j] / math.sqrt(3.0)))
+            sds.append(math.hypot(level_j, added_j[j] * tail_sd, stop_w[j] / math.sqrt(3.0),
+                                  launch_sd_j[j]))
         level_sds = list(sds)  # the levels' own errors; the refresh times' are the caller's
         # the refresh times are known to the grid's jitter: the power at each end times it
         # (here only for how far the levels may miss the refresh's energy, and who absorbs it)
@@ -514,6 +575,39 @@ def _free_level(
         gaps = {j: p for j, p in gaps.items() if j not in below}
         if not gaps:
             return rest / free_s if free_s > 0 and rest > 0 else None
+
+
+def decay_held_s(tail_s: float, from_s: float, to_s: float) -> float:
+    """The decay's energy per W of drop from ``from_s`` to ``to_s`` after a phase ends:
+    the recording's shape (``DECAY_SHARES``) stretched to hold ``tail_s`` in all."""
+    if tail_s <= 0:
+        return 0.0
+    step_s = tail_s / sum(DECAY_SHARES)
+
+    def held(t_s: float) -> float:
+        return sum(f * min(max(t_s - k * step_s, 0.0), step_s)
+                   for k, f in enumerate(DECAY_SHARES))
+
+    return held(to_s) - held(from_s)
+
+
+def _pooled(
+    prior_s: float, prior_half_s: float, values: Sequence[float], errors: Sequence[float]
+) -> tuple[float, float]:
+    """A duration known a priori to ``prior_s`` +- ``prior_half_s`` (a uniform), pooled
+    with ``values`` learned here, each off by its ``errors`` (sd): their inverse-variance
+    mean and its sd. Where they scatter more than those errors allow (chi-square over its
+    degrees of freedom above 1: the duration differs between phases), the sd is widened
+    by that ratio's root (the Birge ratio)."""
+    means = [prior_s, *values]
+    sds = [prior_half_s / math.sqrt(3.0), *(max(u, 1e-6) for u in errors)]
+    weights = [1.0 / (u * u) for u in sds]
+    mean = sum(w * v for w, v in zip(weights, means, strict=True)) / sum(weights)
+    sd = 1.0 / math.sqrt(sum(weights))
+    if len(means) > 1:
+        chi2 = sum(w * (v - mean) ** 2 for w, v in zip(weights, means, strict=True))
+        sd *= math.sqrt(max(chi2 / (len(means) - 1), 1.0))
+    return mean, sd
 
 
 def _uniform_sd(levels: Sequence[float]) -> float:

@@ -246,6 +246,10 @@ class NvmlMeter:
                     info[f"{key}.decay_ms"] = f"{1000 * marks.tail_s:.1f} " + (
                         f"(learned from {learned} phase end(s))" if learned
                         else "(an H200's, none learned here)")
+                    launched = marks.launches_learned
+                    info[f"{key}.launch_ms"] = f"{1000 * marks.launch()[0]:.1f} " + (
+                        f"(learned from {launched} phase start(s))" if launched
+                        else "(an H200's, none learned here)")
         return info
 
     def _shutdown(self) -> None:

@@ -158,8 +158,9 @@ class RefreshTimeline:
         self.changes.append(change)
         self._times.append(change.t_s)
         if self.marks and self.period_s is not None and len(self.changes) >= 6:
-            self.marks.learn_tail([self.changes[i] for i in range(-6, 0)], self.period_s,
-                                  self.refresh_sd_s)
+            last = [self.changes[i] for i in range(-6, 0)]
+            self.marks.learn_tail(last, self.period_s, self.refresh_sd_s)
+            self.marks.learn_head(last, self.period_s, self.refresh_sd_s)
 
     def _learn(self, t_s: float) -> None:
         self._fit.append(t_s)
