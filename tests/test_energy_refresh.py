@@ -176,13 +176,15 @@ def test_short_evaluations_between_training_epochs_are_not_counted_low() -> None
     the evaluation's decay fills the 1-5 ms gap after it as the H200's does (half the drop
     at first); an epoch start taken at the training's full power from its boundary on, and
     a decay that starts at the full drop, took that energy from the evaluation: their
-    total read 11% and 3% low over these 48 each (8 seeds), now within 2%."""
-    for eval_s in (0.01, 0.05):
+    total read 11% and 3% low over these 48 each (8 seeds). Each 10 ms one is still off by
+    ~25% (a refresh holds ten times its energy), so their total moves by ~4% from the draw
+    alone; the 50 ms ones' by ~1%."""
+    for eval_s, within in ((0.01, 0.05), (0.05, 0.02)):
         evals = [s for seed in range(1, 9)
                  for s in measure_session(epoch_session(eval_s, epochs=6, seed=seed), seed)
                  if s.stretch == "heavy"]
         total = sum(s.final_j for s in evals) / sum(s.true_j for s in evals)
-        assert total == pytest.approx(1.0, abs=0.02), eval_s
+        assert total == pytest.approx(1.0, abs=within), eval_s
 
 
 def test_the_launch_before_a_phase_s_work_is_learned() -> None:
@@ -642,7 +644,9 @@ def test_a_piece_above_what_the_gpu_can_draw_widens_the_levels_that_put_it_there
     """An evaluation ends 0.7 ms into a refresh and training starts 1.8 ms in, at 304 W,
     though the next refresh's mean is 280 W. Taking the training piece at 280 W leaves the
     evaluation's 0.7 ms more than 2,000 W, which no 700 W card draws: the training level
-    was off by at least the excess, and the boundary's +- says so (and covers the truth)."""
+    was off by at least the excess, and the boundary's +- says so (and covers the truth).
+    Nor is the figure kept: the pieces are held at what the card can draw, and the rest
+    goes to the training, which brings the boundary from 2.4 J off to 0.7 J off."""
     truth_j = 0.0007 * 690 + 0.0011 * 400 + 0.0982 * 304
     levels = [312, 312, 312, 312, 500, truth_j / 0.1, 280, 280, 280, 280]
     at_limit = _timeline(levels)
@@ -654,10 +658,13 @@ def test_a_piece_above_what_the_gpu_can_draw_widens_the_levels_that_put_it_there
         timeline.mark(10.5018, "begin")  # training
     wide, narrow = at_limit.energy_at(10.5018, final=True), unbounded.energy_at(10.5018, final=True)
     assert wide is not None and narrow is not None
-    assert wide.energy_j == pytest.approx(narrow.energy_j)  # the figure is unchanged
     true_j = at_limit.changes[5].value_j + 0.0007 * 690 + 0.0011 * 400
     assert abs(narrow.energy_j - true_j) > narrow.uncertainty_j  # missed without the limit
     assert abs(wide.energy_j - true_j) <= wide.uncertainty_j
+    assert abs(wide.energy_j - true_j) < 0.5 * abs(narrow.energy_j - true_j)
+    eval_end = at_limit.energy_at(10.5007, final=True)
+    assert eval_end is not None
+    assert eval_end.energy_j - at_limit.changes[5].value_j <= 875 * 0.0007 + 1e-9
 
 
 def test_a_phase_the_split_leaves_nothing_is_not_stated_exact() -> None:
