@@ -53,7 +53,8 @@ the run observed of its level (uniforms over what was seen: sd = half-width / sq
   for bursts, ``max_w``) or below the least it was seen to draw holds a figure no device
   gives: the other pieces' levels put it there, so they are widened to its excess, and it
   is off by at least that (a 10 ms evaluation that the neighbours' levels left 0 J was
-  stated as 0 J +- 0);
+  stated as 0 J +- 0); a piece above ``max_w`` is also held there, what it had beyond it
+  going to the others as their errors' variances share a miss (``_within``);
 * the refresh times are off by the grid's jitter: not a piece's error, as a refresh's
   time moves every piece and rate that rests on it, in this split and the next; the
   timeline redoes the split with each time moved (``RefreshTimeline``), and here the
