@@ -170,6 +170,25 @@ def test_evaluation_between_training_epochs_is_measured() -> None:
     assert statistics.fmean(abs(s.final_error) for s in trains) < 0.01
 
 
+def _heavy_run(seed: int) -> NvmlMeter:
+    """Eight 1 s phases of heavy work measured on the emulated H200: the meter afterwards,
+    with what it learned of the GPU."""
+    clock = Clock(100.0)
+    session = work_session("heavy", 1.0, 8, seed=seed)
+    gpu = EmulatedGpu(session.signal, clock, seed=seed)
+    meter = NvmlMeter(nvml=FakeNvml([gpu]), clock=clock)
+    clock.t = session.lead_in_s - 1.5
+    sampler = EnergySampler([meter], clock=clock, background=False).start()
+    for start, end in session.phases:
+        drive(sampler, clock, start)
+        sampler.begin_phase("train_epoch")
+        drive(sampler, clock, end)
+        sampler.end_phase()
+    drive(sampler, clock, clock.t + 1.0)
+    sampler.stop()
+    return meter
+
+
 def test_short_evaluations_between_training_epochs_are_not_counted_low() -> None:
     """E_in of an epoch loop on a GPU: 10 ms and 50 ms evaluations back to back with
     training. Each training epoch starts a launch (1-5 ms here) after its phase opens, and
@@ -202,19 +221,7 @@ def test_the_launch_before_a_phase_s_work_is_learned() -> None:
     assert marks.launches_learned == 1
     assert marks.launch()[0] == pytest.approx(launch_s, abs=1e-4)
 
-    clock = Clock(100.0)
-    session = work_session("heavy", 1.0, 8, seed=4)
-    gpu = EmulatedGpu(session.signal, clock, seed=4)
-    meter = NvmlMeter(nvml=FakeNvml([gpu]), clock=clock)
-    clock.t = session.lead_in_s - 1.5
-    sampler = EnergySampler([meter], clock=clock, background=False).start()
-    for start, end in session.phases:
-        drive(sampler, clock, start)
-        sampler.begin_phase("train_epoch")
-        drive(sampler, clock, end)
-        sampler.end_phase()
-    drive(sampler, clock, clock.t + 1.0)
-    sampler.stop()
+    meter = _heavy_run(seed=4)
     timeline = meter._gpus[0].timeline  # noqa: SLF001 - what it learned
     assert timeline is not None and timeline.marks.launches_learned >= 2
     assert 0.001 < timeline.marks.launch()[0] < 0.005
@@ -246,19 +253,7 @@ def test_the_decay_after_a_phase_is_learned() -> None:
     """After heavy work stops, the H200 decays over ~30 ms (the recording's 450, 300, 200 W
     after a 760 W pulse): ~9 ms of the drop's power, learned from phase ends followed by
     two refreshes of gap."""
-    clock = Clock(100.0)
-    session = work_session("heavy", 1.0, 8, seed=4)
-    gpu = EmulatedGpu(session.signal, clock, seed=4)
-    meter = NvmlMeter(nvml=FakeNvml([gpu]), clock=clock)
-    clock.t = session.lead_in_s - 1.5
-    sampler = EnergySampler([meter], clock=clock, background=False).start()
-    for start, end in session.phases:
-        drive(sampler, clock, start)
-        sampler.begin_phase("train_epoch")
-        drive(sampler, clock, end)
-        sampler.end_phase()
-    drive(sampler, clock, clock.t + 1.0)
-    sampler.stop()
+    meter = _heavy_run(seed=4)
     timeline = meter._gpus[0].timeline  # noqa: SLF001 - what it learned
     assert timeline is not None
     assert timeline.marks.tails_learned >= 3

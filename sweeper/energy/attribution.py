@@ -264,29 +264,42 @@ class PhaseMarks:
         """Phase ends the decay was learned from (0: ``tail_s`` is the H200's)."""
         return len(self._tails)
 
+    def _one_mark_window(
+        self, changes: Sequence[Refresh], period_s: float, edge: str
+    ) -> tuple[tuple[Refresh, ...], float] | None:
+        """The last six refreshes ``cm, c0, c1, c2, c3, c4``, each a period after the one
+        before, with one boundary among them, an ``edge`` inside ``[c1, c2]`` (the phase
+        on its side at ``c0``): where a phase's end or start can be learned, with the
+        boundary's time; else None."""
+        if len(changes) < 6:
+            return None
+        window = tuple(changes[-6:])
+        if any(not 0.5 * period_s <= b.t_s - a.t_s <= 1.5 * period_s
+               for a, b in zip(window, window[1:], strict=False)):
+            return None
+        cm, c0, c1, c2, _, c4 = window
+        marks = self.between(c1.t_s, c2.t_s)
+        if len(marks) != 1 or marks[0][1] != edge or self.in_phase(c0.t_s) != (edge == "end"):
+            return None
+        if self.between(cm.t_s, c1.t_s - 1e-12) or self.between(c2.t_s + 1e-12, c4.t_s):
+            return None
+        return window, marks[0][0]
+
     def learn_tail(
         self, changes: Sequence[Refresh], period_s: float, jitter_s: float = 0.0
     ) -> None:
         """Learn the decay from the phase end three refreshes back, if that phase ended in
         steady work and two refreshes of gap followed: what the refresh of the end and the
         next hold beyond the phase's level before it and the gap's level after."""
-        if len(changes) < 6:
+        window = self._one_mark_window(changes, period_s, "end")
+        if window is None:
             return
-        cm, c0, c1, c2, c3, c4 = changes[-6:]
-        pairs = ((cm, c0), (c0, c1), (c1, c2), (c2, c3), (c3, c4))
-        if any(not 0.5 * period_s <= b.t_s - a.t_s <= 1.5 * period_s for a, b in pairs):
-            return
-        ends = self.between(c1.t_s, c2.t_s)
-        if len(ends) != 1 or ends[0][1] != "end" or not self.in_phase(c0.t_s):
-            return
-        if self.between(cm.t_s, c1.t_s - 1e-12) or self.between(c2.t_s + 1e-12, c4.t_s):
-            return
+        (cm, c0, c1, c2, c3, c4), t_e = window
         before_w = (c0.value_j - cm.value_j) / (c0.t_s - cm.t_s)
         work_w = (c1.value_j - c0.value_j) / (c1.t_s - c0.t_s)
         gap_w = (c4.value_j - c3.value_j) / (c4.t_s - c3.t_s)
         if abs(work_w - before_w) > STEADY * work_w or work_w - gap_w < 0.2 * work_w:
             return
-        t_e = ends[0][0]
         tail_j = (c2.value_j - c1.value_j - work_w * (t_e - c1.t_s) - gap_w * (c2.t_s - t_e)) + (
             c3.value_j - c2.value_j - gap_w * (c3.t_s - c2.t_s))
         if tail_j <= 0:  # the work ended below its mean (a trough of bursty work), no decay
@@ -302,25 +315,17 @@ class PhaseMarks:
         gap at one level came before it and two of steady work after: what the refresh of
         the start holds below the gap's level before the start and the work's after it,
         over the step between them."""
-        if len(changes) < 6:
+        window = self._one_mark_window(changes, period_s, "begin")
+        if window is None:
             return
-        cm, c0, c1, c2, c3, c4 = changes[-6:]
-        pairs = ((cm, c0), (c0, c1), (c1, c2), (c2, c3), (c3, c4))
-        if any(not 0.5 * period_s <= b.t_s - a.t_s <= 1.5 * period_s for a, b in pairs):
-            return
-        starts = self.between(c1.t_s, c2.t_s)
-        if len(starts) != 1 or starts[0][1] != "begin" or self.in_phase(c0.t_s):
-            return
-        if self.between(cm.t_s, c1.t_s - 1e-12) or self.between(c2.t_s + 1e-12, c4.t_s):
-            return
+        (cm, c0, c1, c2, c3, c4), t_b = window
         before_w, gap_w, work_w, after_w = (
             (b.value_j - a.value_j) / (b.t_s - a.t_s)
-            for a, b in (pairs[0], pairs[1], pairs[3], pairs[4]))
+            for a, b in ((cm, c0), (c0, c1), (c2, c3), (c3, c4)))
         step_w = work_w - gap_w
         if (step_w < 0.2 * work_w or abs(after_w - work_w) > STEADY * work_w
                 or abs(gap_w - before_w) > STEADY * step_w):
             return
-        t_b = starts[0][0]
         head_j = gap_w * (t_b - c1.t_s) + work_w * (c2.t_s - t_b) - (c2.value_j - c1.value_j)
         work_s = c2.t_s - t_b
         self._heads.append(min(max(head_j / step_w, -work_s), work_s))
