@@ -217,7 +217,7 @@ def test_the_launch_before_a_phase_s_work_is_learned() -> None:
     timeline.mark(10.53, "begin")
     marks = timeline.marks
     assert marks.launches_learned == 0 and marks.launch()[0] == pytest.approx(0.002)
-    marks.learn_head(list(timeline.changes)[3:9], 0.1)  # the start in [10.5, 10.6]
+    marks.learn_launch(list(timeline.changes)[3:9], 0.1)  # the start in [10.5, 10.6]
     assert marks.launches_learned == 1
     assert marks.launch()[0] == pytest.approx(launch_s, abs=1e-4)
 

@@ -93,7 +93,7 @@ DECAY_SHARES = (0.51, 0.28, 0.12)
 # From a phase's start to its work drawing power (the launch) until one is learned: the
 # H200 recording's pulses 1-6 drew from 0.1-2.8 ms after their marks (each to +-1.8 ms,
 # its polling), taken as anywhere within 0-4 ms.
-DEFAULT_HEAD_S = 0.002
+DEFAULT_LAUNCH_S = 0.002
 STEADY = 0.05  # a phase's power is steady when two refreshes before its end agree this well
 MAX_MARKS = 2400  # boundaries kept (the counter's history is shorter)
 
@@ -148,8 +148,8 @@ class PhaseMarks:
         # how far each learned decay may be off: the work's level moved by the step seen
         # between the two refreshes before its end, over the time to the end
         self._tail_errors: deque[float] = deque(maxlen=TAIL_SAMPLES)
-        self._heads: deque[float] = deque(maxlen=TAIL_SAMPLES)  # launches learned
-        self._head_errors: deque[float] = deque(maxlen=TAIL_SAMPLES)
+        self._launches: deque[float] = deque(maxlen=TAIL_SAMPLES)
+        self._launch_errors: deque[float] = deque(maxlen=TAIL_SAMPLES)
 
     def __bool__(self) -> bool:
         return bool(self._marks)
@@ -252,12 +252,12 @@ class PhaseMarks:
         work starts above its level), and the standard deviation of that: the H200's
         (0-4 ms) pooled with each launch learned here (off by how far the levels around
         it moved, and the refresh times' jitter), ``_pooled``."""
-        return _pooled(DEFAULT_HEAD_S, DEFAULT_HEAD_S, self._heads, self._head_errors)
+        return _pooled(DEFAULT_LAUNCH_S, DEFAULT_LAUNCH_S, self._launches, self._launch_errors)
 
     @property
     def launches_learned(self) -> int:
         """Phase starts the launch was learned from (0: ``launch`` is the H200's)."""
-        return len(self._heads)
+        return len(self._launches)
 
     @property
     def tails_learned(self) -> int:
@@ -308,7 +308,7 @@ class PhaseMarks:
         moved = abs(work_w - before_w) * (t_e - c1.t_s) / (work_w - gap_w) / math.sqrt(3.0)
         self._tail_errors.append(math.hypot(moved, math.sqrt(2.0) * jitter_s))
 
-    def learn_head(
+    def learn_launch(
         self, changes: Sequence[Refresh], period_s: float, jitter_s: float = 0.0
     ) -> None:
         """Learn the launch from the phase start three refreshes back, if two refreshes of
@@ -326,12 +326,12 @@ class PhaseMarks:
         if (step_w < 0.2 * work_w or abs(after_w - work_w) > STEADY * work_w
                 or abs(gap_w - before_w) > STEADY * step_w):
             return
-        head_j = gap_w * (t_b - c1.t_s) + work_w * (c2.t_s - t_b) - (c2.value_j - c1.value_j)
+        launch_j = gap_w * (t_b - c1.t_s) + work_w * (c2.t_s - t_b) - (c2.value_j - c1.value_j)
         work_s = c2.t_s - t_b
-        self._heads.append(min(max(head_j / step_w, -work_s), work_s))
+        self._launches.append(min(max(launch_j / step_w, -work_s), work_s))
         moved = math.hypot(abs(after_w - work_w) * work_s,
                            abs(gap_w - before_w) * (t_b - c1.t_s)) / step_w / math.sqrt(3.0)
-        self._head_errors.append(
+        self._launch_errors.append(
             math.hypot(moved, math.hypot(gap_w, work_w) / step_w * jitter_s))
 
     def _decay_held(

@@ -160,7 +160,7 @@ class RefreshTimeline:
         if self.marks and self.period_s is not None and len(self.changes) >= 6:
             last = [self.changes[i] for i in range(-6, 0)]
             self.marks.learn_tail(last, self.period_s, self.refresh_sd_s)
-            self.marks.learn_head(last, self.period_s, self.refresh_sd_s)
+            self.marks.learn_launch(last, self.period_s, self.refresh_sd_s)
 
     def _learn(self, t_s: float) -> None:
         self._fit.append(t_s)
