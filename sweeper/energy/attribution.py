@@ -79,7 +79,7 @@ import bisect
 import math
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 TAIL_SAMPLES = 16  # phase ends whose decay is remembered
@@ -120,7 +120,17 @@ class Split:
     pieces: list[Piece]
     sd_j: list[float]
     shares: list[float]
-    held: bool = False  # a piece was held within what the device can draw (``_within``)
+    # the pieces' energies before any was held within what the device can draw
+    # (``_within``); empty when none was
+    unheld_j: tuple[float, ...] = ()
+
+    def smooth(self) -> Split:
+        """The split before pieces were held within what the device can draw: holding is
+        not smooth in the refresh times, so their derivative is taken on this."""
+        if not self.unheld_j:
+            return self
+        return replace(self, pieces=[(lo, hi, e) for (lo, hi, _), e in zip(
+            self.pieces, self.unheld_j, strict=True)], unheld_j=())
 
     def terms_at(self, t_s: float) -> list[float]:
         """The error of the cumulative energy at ``t_s`` inside the refresh, as each
@@ -372,16 +382,14 @@ class PhaseMarks:
         c0: Refresh | None, c1: Refresh, c2: Refresh, c3: Refresh | None,
         cm: Refresh | None = None, c4: Refresh | None = None,
         samples: Sequence[tuple[float, float]] = (), jitter_s: float = 0.0,
-        max_w: float | None = None, bounded: bool = True,
+        max_w: float | None = None,
     ) -> Split | None:
         """The energy of refresh interval ``[c1, c2]`` split at the phase boundaries inside
         it (see the module docstring); None when none falls inside. ``c0`` and ``c3`` are
         the refreshes around it, ``cm`` and ``c4`` the ones beyond those, and ``samples``
         instant-power readings ``(t_s, power_w)``: they say how far the assumed levels may
         be off; the refresh times' ``jitter_s`` says how far the levels may miss the
-        refresh's energy (its effect on the split is the caller's to propagate).
-        ``bounded=False`` leaves pieces beyond what the device can draw as they are: the
-        split then moves smoothly with the refresh times, for their derivative."""
+        refresh's energy (its effect on the split is the caller's to propagate)."""
         t1, t2 = c1.t_s, c2.t_s
         lo = bisect.bisect_right(self._times, t1)
         hi = bisect.bisect_left(self._times, t2)
@@ -450,8 +458,8 @@ class PhaseMarks:
                 # with it the decay: a few ms of phase would go to the gap after it)
                 work_w = free_w if j - 1 in free and free_w is not None else (
                     energy[j - 1] / lengths[j - 1])
-                # held[j]: an exponential decay's energy over the gap, per W of drop; a phase
-                # wholly inside the refresh (j > 1) is seen by no sample
+                # held[j]: the decay's energy over the gap, per W of drop; a phase wholly
+                # inside the refresh (j > 1) is seen by no sample
                 added_j[j], stop_w[j] = self._decay_held(
                     samples, work_w, base[j] / lengths[j], held[j], t1 - period_s, cuts[j],
                     seen=j <= 1)
@@ -555,9 +563,8 @@ class PhaseMarks:
         # phases came out 17% closer to the truth but their +- did not follow, 9 -> 5 of
         # 20 cells calibrated in benchmarks/phase_accuracy.py; such a piece keeps its
         # figure and the widening above.)
-        unbounded = energy
-        if bounded:
-            energy = _within(energy, lengths, ceiling_w, var)
+        unheld = energy
+        energy = _within(energy, lengths, ceiling_w, var)
         if posterior is not None:
             shares = posterior
         elif kept > e_int:  # nothing left for the takers: every piece was scaled down
@@ -568,7 +575,7 @@ class PhaseMarks:
         total = sum(shares)
         shares = [w / total for w in shares] if total > 0 else [1.0 / n] * n
         return Split([(cuts[j], cuts[j + 1], energy[j]) for j in range(n)], level_sds, shares,
-                     held=energy != unbounded)
+                     tuple(unheld) if energy != unheld else ())
 
 
 def _free_level(

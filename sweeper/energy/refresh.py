@@ -270,10 +270,9 @@ class RefreshTimeline:
         return last_read + DENSE_READ_S  # read until it shows, for a narrow bracket
 
     def _split(self, seen: _Seen, i: int, moved: Change | None = None,
-               k: int = -1, *, bounded: bool = True) -> Split | None:
+               k: int = -1) -> Split | None:
         """The split of the refresh interval ``changes[i-1], changes[i]`` (``seen.around``:
-        the refreshes ``cm, c0, c1, c2, c3, c4`` of it); ``moved`` replaces ``around[k]``;
-        ``bounded``: pieces held within what the device can draw (``PhaseMarks.split``)."""
+        the refreshes ``cm, c0, c1, c2, c3, c4`` of it); ``moved`` replaces ``around[k]``."""
         changes, around = seen.changes, seen.around
         if moved is not None:
             changes = list(changes)
@@ -282,8 +281,7 @@ class RefreshTimeline:
         cm, c0, c1, c2, c3, c4 = around
         assert self.period_s is not None and c1 is not None and c2 is not None
         return self.marks.split(changes, self.period_s, c0, c1, c2, c3, cm, c4,
-                                seen.samples, self.refresh_sd_s, self.max_power_w,
-                                bounded=bounded)
+                                seen.samples, self.refresh_sd_s, self.max_power_w)
 
     def _timing_terms(self, seen: _Seen, i: int, t_s: float,
                       est_j: float) -> list[tuple[Change, float]]:
@@ -308,9 +306,9 @@ class RefreshTimeline:
                 lo, hi = (shifted if k == 2 else around[2]), (shifted if k == 3 else around[3])
                 if lo is None or hi is None or not lo.t_s < t_s < hi.t_s:
                     continue
-                split = self._split(seen, i, shifted, k, bounded=False)
-                if split is not None:
-                    moved[dt] = _split_at(split, lo.value_j, t_s)
+                split = self._split(seen, i, shifted, k)
+                if split is not None:  # before holding: holding is not smooth in the times
+                    moved[dt] = _split_at(split.smooth(), lo.value_j, t_s)
             hi_dt, lo_dt = max(moved), min(moved)
             if hi_dt > lo_dt:
                 out.append((c, (moved[hi_dt] - moved[lo_dt]) / (hi_dt - lo_dt) * sd_s))
@@ -409,8 +407,7 @@ class RefreshTimeline:
                            for j, c in enumerate(split.terms_at(t_s)) if c != 0.0)
             # the derivative of the split before pieces were held within what the device
             # can draw: holding them is not smooth in the refresh times
-            smooth = self._split(seen, i, bounded=False) if split.held else split
-            smooth_j = est if smooth is split or smooth is None else _split_at(smooth, e1, t_s)
+            smooth_j = _split_at(split.smooth(), e1, t_s)
             shared += tuple(((c.t_s, -1), COVERAGE_Z * d)
                             for c, d in self._timing_terms(seen, i, t_s, smooth_j) if d != 0.0)
             spread = math.sqrt(sum(c * c for _, c in shared))
