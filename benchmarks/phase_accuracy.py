@@ -60,6 +60,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from sweeper.energy.refresh import COVERAGE_Z  # noqa: E402  (the stored +- is this many sd)
 from tests.fake_nvml import (  # noqa: E402
     PhaseScore,
     epoch_session,
@@ -73,6 +74,8 @@ from tests.fake_nvml import (  # noqa: E402
 KINDS = ("idle", "heavy", "bursty", "pulsed", "train_small")
 LENGTHS_S = (0.05, 0.3, 1.0, 3.0)
 TARGET = {0.05: 0.15, 0.3: 0.03, 1.0: 0.01, 3.0: 0.01}
+# issue 24: the stored +- covers this share of phases, at most this many median errors wide
+COVERS_LO, COVERS_HI, MAX_WIDTH = 0.90, 0.99, 3.0
 
 
 @contextlib.contextmanager
@@ -110,11 +113,12 @@ def _rescale_range(scores: list[PhaseScore]) -> tuple[float, float]:
     not follow how the errors spread across phases, whatever its level."""
     ratios = sorted(abs(s.final_j - s.true_j) / max(s.uncertainty_j, 1e-12) for s in scores)
     n = len(ratios)
-    lo = ratios[min(n - 1, math.ceil(0.9 * n) - 1)]
+    lo = ratios[min(n - 1, math.ceil(COVERS_LO * n) - 1)]
     median_error_j = statistics.median(abs(s.final_j - s.true_j) for s in scores)
-    hi = 3.0 * median_error_j / max(statistics.median(s.uncertainty_j for s in scores), 1e-12)
-    if math.floor(0.99 * n) < n:  # at most 99% covered: some ratio stays above k
-        hi = min(hi, math.nextafter(ratios[math.floor(0.99 * n)], 0.0))
+    hi = MAX_WIDTH * median_error_j / max(statistics.median(s.uncertainty_j for s in scores),
+                                          1e-12)
+    if math.floor(COVERS_HI * n) < n:  # at most 99% covered: some ratio stays above k
+        hi = min(hi, math.nextafter(ratios[math.floor(COVERS_HI * n)], 0.0))
     return lo, hi
 
 
@@ -125,7 +129,7 @@ def _calibrated_draws(n: int, draws: int = 20_000) -> tuple[Any, Any]:
     import numpy as np
 
     errors = np.abs(np.random.default_rng(n).standard_normal((draws, n)))
-    return (errors <= 1.96).mean(axis=1), 1.96 / np.median(errors, axis=1)
+    return (errors <= COVERAGE_Z).mean(axis=1), COVERAGE_Z / np.median(errors, axis=1)
 
 
 def chance_calibrated(n: int) -> float:
@@ -133,7 +137,8 @@ def chance_calibrated(n: int) -> float:
     exactly a normal error's 95% interval: the test's own noise, against which the count
     of calibrated cells is read."""
     covered, width = _calibrated_draws(n)
-    return float(((covered >= 0.90) & (covered <= 0.99) & (width <= 3.0)).mean())
+    return float(((covered >= COVERS_LO) & (covered <= COVERS_HI) & (width <= MAX_WIDTH))
+                 .mean())
 
 
 def miss_kind(n: int, covered: float, width: float, tail: float = 0.025) -> str:
@@ -145,14 +150,14 @@ def miss_kind(n: int, covered: float, width: float, tail: float = 0.025) -> str:
         return "-"
     sim_covered, sim_width = _calibrated_draws(n)
     eps = 0.5 / n  # the observed share is a count out of n
-    rare = ((covered < 0.90 and (sim_covered <= covered + eps).mean() < tail)
-            or (covered > 0.99 and (sim_covered >= covered - eps).mean() < tail)
-            or (width > 3.0 and (sim_width >= width).mean() < tail))
+    rare = ((covered < COVERS_LO and (sim_covered <= covered + eps).mean() < tail)
+            or (covered > COVERS_HI and (sim_covered >= covered - eps).mean() < tail)
+            or (width > MAX_WIDTH and (sim_width >= width).mean() < tail))
     return "model" if rare else "chance"
 
 
 def _calibrated(covered: float, width: float) -> str:
-    return "yes" if 0.90 <= covered <= 0.99 and width <= 3.0 else "no"
+    return "yes" if COVERS_LO <= covered <= COVERS_HI and width <= MAX_WIDTH else "no"
 
 
 def _errors(scores: list[PhaseScore]) -> list[float]:
