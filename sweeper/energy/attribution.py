@@ -428,7 +428,7 @@ class PhaseMarks:
                            0.0)
             launch_sd_j[-1] = min(launch_sd_s, lengths[-1]) * drop_w
         energy = _distribute(e_int, base, lengths, takers, free)
-        tail_s = self.tail_s
+        tail_s, tail_sd_s = self._decay()  # pooled once for the split
         added_j = [0.0] * n
         stop_w = [0.0] * n  # how far the decay may be off from where the work stopped (J)
         if tail_s > 0:  # a gap after a phase that ends here first holds the work's decay
@@ -474,7 +474,7 @@ class PhaseMarks:
                               timing * abs(r_next or 0.0))
         interval_w = e_int / (t2 - t1)
         floor_sd_w = _uniform_sd(gap_levels)
-        tail_sd = self.tail_sd
+        tail_sd = tail_sd_s / max(tail_s, 1e-9)  # relative, as ``tail_sd``
         shared_sd_w = 0.0
         if len(free) > 1:
             free_s = sum(lengths[j] for j in free)
