@@ -7,11 +7,13 @@
 * ``EmulatedGpu``: a known power signal ``P(t)`` on a controllable ``Clock``, integrated
   exactly, and exposed only as the H200 in ``/work/shared/gpu-traces`` exposes it: the
   energy counter (mJ), ``GetPowerUsage`` (a trailing 1 s mean, mW) and the
-  ``NVML_FI_DEV_POWER_INSTANT`` field each change only at refreshes every ~100 ms with the
-  recording's jitter (gap 5th-95th percentile ~98-102.5 ms), and are constant in between.
-  The counter refreshes on its own grid and the two power readings on another (in the
-  recording they are unrelated). ``energy_j(t)`` is the exact integral, so tests and
-  ``benchmarks/phase_accuracy.py`` can score any method against the truth.
+  ``NVML_FI_DEV_POWER_INSTANT`` field each change only at refreshes every ~100 ms, and are
+  constant in between. The counter refreshes on a grid with the recording's jitter (gap
+  5th-95th percentile ~98-102.5 ms); the two power readings refresh together, as the
+  recording's do, at gaps drawn from the recording's own (101.4 +- 3.2 ms, each
+  independent of the last: no grid, their phase against the counter's wanders).
+  ``energy_j(t)`` is the exact integral, so tests and ``benchmarks/phase_accuracy.py`` can
+  score any method against the truth.
 
 ``RecordedGpu`` replays the recording itself (tests/data): every reading is the last poll
 before now, so the real refresh times and jitter (no exact truth there). ``work_session``,
@@ -30,6 +32,7 @@ refresh, so a method that only works for signals constant between refreshes show
 from __future__ import annotations
 
 import bisect
+import functools
 import math
 import random
 import time
@@ -387,6 +390,33 @@ def _refresh_grid(
     return [start_s + phase + k * period_s + rng.gauss(0.0, jitter_s) for k in range(-1, n)]
 
 
+@functools.cache
+def _power_field_gaps_s() -> tuple[float, ...]:
+    """The gaps between the recording's instant-power field refreshes (under 150 ms: a
+    longer one is a refresh that repeated its value). They are not a grid: 101.4 ms apart
+    on average, sd 3.2 ms, each independent of the one before (a random walk in phase),
+    where the counter's hold to one ~100.0 ms grid."""
+    rec = load_recording()
+    seen = [rec.t_s[i] for i in range(1, len(rec.t_s))
+            if rec.instant_mw[i] != rec.instant_mw[i - 1]]
+    return tuple(b - a for a, b in zip(seen, seen[1:], strict=False) if b - a < 0.150)
+
+
+def _power_refreshes(
+    start_s: float, end_s: float, period_s: float, rng: random.Random
+) -> list[float]:
+    """Refresh times of the power readings: the recording's field gaps, drawn at random and
+    scaled to ``period_s``, from a random phase."""
+    gaps = _power_field_gaps_s()
+    scale = period_s / H200_PERIOD_S
+    t = start_s - period_s + rng.uniform(0.0, period_s)
+    out = [t]
+    while t < end_s + period_s:
+        t += scale * rng.choice(gaps)
+        out.append(t)
+    return out
+
+
 class EmulatedGpu(FakeGpu):
     """An H200 driven by a power signal on a clock; readings change only at refreshes."""
 
@@ -417,7 +447,7 @@ class EmulatedGpu(FakeGpu):
         rng = random.Random(seed)
         start, end = signal.times_s[0] - 2.0, signal.end_s + 120.0
         self.counter_refresh_s = _refresh_grid(start, end, period_s, jitter_s, rng)
-        self.power_refresh_s = _refresh_grid(start, end, period_s, 1.5 * jitter_s, rng)
+        self.power_refresh_s = _power_refreshes(start, end, period_s, rng)
 
     def energy_j(self, t_s: float) -> float:
         """The exact energy since the signal started, at ``t_s``."""

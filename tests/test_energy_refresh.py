@@ -60,6 +60,29 @@ def test_emulated_h200_changes_only_at_refreshes_and_power_is_a_1s_mean() -> Non
     assert field.nvmlReturn == 0 and field.value.uiVal > 650_000  # the instant field does not
 
 
+def test_the_emulated_power_field_refreshes_as_the_recorded_one_does_not_on_a_grid() -> None:
+    """The recording's instant field refreshes 101.4 +- 3.2 ms apart, each gap independent
+    of the last, so its phase against the counter's grid wanders; the emulated field does
+    the same (a fake with the field on a steady grid made its samples look better timed
+    than the real card's)."""
+    from tests.fake_nvml import load_recording
+
+    rec = load_recording()
+    changed = [rec.t_s[i] for i in range(1, len(rec.t_s))
+               if rec.instant_mw[i] != rec.instant_mw[i - 1]]
+    real_ms = [1000 * (b - a) for a, b in zip(changed, changed[1:], strict=False)
+               if b - a < 0.150]
+    _, gpu, session = emulated_h200(Clock())
+    times = [t for t in gpu.power_refresh_s if session.signal.times_s[0] < t]
+    emulated_ms = [1000 * (b - a) for a, b in zip(times, times[1:], strict=False)]
+    assert statistics.fmean(emulated_ms) == pytest.approx(statistics.fmean(real_ms), abs=0.6)
+    assert statistics.pstdev(emulated_ms) == pytest.approx(statistics.pstdev(real_ms), rel=0.25)
+    # no grid: over 45 s (450 refreshes), the field drifts against a 100 ms grid by tens of ms
+    t0 = times[0]
+    offsets_ms = [1000 * (t - t0 - 0.1 * round((t - t0) / 0.1)) for t in times[:450]]
+    assert max(offsets_ms) - min(offsets_ms) > 40
+
+
 # ------------------------------------------------------------------------ refresh grid
 
 
