@@ -83,6 +83,29 @@ def test_the_emulated_power_field_refreshes_as_the_recorded_one_does_not_on_a_gr
     assert max(offsets_ms) - min(offsets_ms) > 40
 
 
+def test_an_instant_sample_older_than_a_period_does_not_count_as_the_phase_s_power() -> None:
+    """A sample read 105 ms after a phase began may still show the field's refresh from
+    before the phase (the H200's field refreshes up to 124.5 ms apart): at 124 W in a 690 W
+    phase, it said the phase's power varied by 566 W, and widened the phase's end fivefold
+    (+-3.9 J against +-0.8 J)."""
+    decay_j = 0.01 * (450 + 300 + 200)
+    levels = [124, 124, 124, (0.02 * 124 + 0.08 * 690) / 0.1, 690, 690,
+              (0.02 * 690 + decay_j + 0.05 * 124) / 0.1, 124, 124, 124]
+
+    def end_uncertainty_j(stale: bool) -> float:
+        timeline = _timeline(levels)
+        timeline.mark(10.32, "begin")
+        timeline.mark(10.62, "end")
+        if stale:  # read at 10.425, the field's value from 10.315: the gap before the phase
+            timeline.observe_power(10.425, 124.0)
+        timeline.observe_power(10.56, 690.0)
+        end = timeline.energy_at(10.62, final=True)
+        assert end is not None
+        return end.uncertainty_j
+
+    assert end_uncertainty_j(stale=True) == pytest.approx(end_uncertainty_j(stale=False))
+
+
 # ------------------------------------------------------------------------ refresh grid
 
 

@@ -35,8 +35,10 @@ the run observed of its level (uniforms over what was seen: sd = half-width / sq
   a refresh averages most of it), and a drift between refreshes (the refresh beyond's
   mean) over all of it. Each refresh's mean is itself off by its ends' timing, which the
   end pieces count, so that much is taken out. An instant sample is the power at the
-  field's last refresh, up to a period before it was read: one with a boundary in that
-  time may show either side's power and is not used here. A gap piece with nothing seen
+  field's last refresh, which is not on the counter's grid (on the H200 its refreshes
+  come 101.4 +- 3.2 ms apart, a random walk, and up to 1.25 periods apart,
+  ``FIELD_AGE_PERIODS``): one with a boundary in that time before it was read may show
+  either side's power and is not used here. A gap piece with nothing seen
   of its neighbour's variation varies as the gaps' power does;
 * a gap holds the decay after a phase: its length is the inverse-variance mean of the
   H200's (+-50%) and the decays learned here, each off by how far the work's level moved
@@ -94,6 +96,9 @@ DECAY_SHARES = (0.51, 0.28, 0.12)
 # H200 recording's pulses 1-6 drew from 0.1-2.8 ms after their marks (each to +-1.8 ms,
 # its polling), taken as anywhere within 0-4 ms.
 DEFAULT_LAUNCH_S = 0.002
+# How old an instant sample's value may be, in counter periods: the field's longest gap
+# between refreshes in the H200 recording (124.5 ms; 99th percentile 115 ms).
+FIELD_AGE_PERIODS = 1.25
 STEADY = 0.05  # a phase's power is steady when two refreshes before its end agree this well
 MAX_MARKS = 2400  # boundaries kept (the counter's history is shorter)
 
@@ -465,7 +470,8 @@ class PhaseMarks:
                     seen=j <= 1)
                 base[j] += added_j[j]
             energy = _distribute(e_int, base, lengths, takers, free)
-        clean = [(t, w) for t, w in samples if not self.between(t - period_s, t)]
+        clean = [(t, w) for t, w in samples
+                 if not self.between(t - FIELD_AGE_PERIODS * period_s, t)]
         # a refresh's mean power is off by its two ends' timing: sqrt(2) jitter x power / period
         timing = math.sqrt(2.0) * jitter_s / period_s
         prev_dev = _deviation(r_prev, self._span(cm, c0, period_s), clean, c0, c1,
