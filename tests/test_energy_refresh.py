@@ -77,6 +77,7 @@ def test_the_emulated_power_field_refreshes_as_the_recorded_one_does_not_on_a_gr
     emulated_ms = [1000 * (b - a) for a, b in zip(times, times[1:], strict=False)]
     assert statistics.fmean(emulated_ms) == pytest.approx(statistics.fmean(real_ms), abs=0.6)
     assert statistics.pstdev(emulated_ms) == pytest.approx(statistics.pstdev(real_ms), rel=0.25)
+    assert abs(statistics.correlation(emulated_ms[:-1], emulated_ms[1:])) < 0.2
     # no grid: over 45 s (450 refreshes), the field drifts against a 100 ms grid by tens of ms
     t0 = times[0]
     offsets_ms = [1000 * (t - t0 - 0.1 * round((t - t0) / 0.1)) for t in times[:450]]
