@@ -107,6 +107,36 @@ def test_an_instant_sample_older_than_a_period_does_not_count_as_the_phase_s_pow
     assert end_uncertainty_j(stale=True) == pytest.approx(end_uncertainty_j(stale=False))
 
 
+def test_where_a_phase_s_work_stopped_is_a_prior_when_no_clean_sample_saw_it() -> None:
+    """A 75 ms phase that begins in one refresh and ends in the next: no instant sample can
+    have seen its work alone (its field value may be 125 ms old), so the decay after it
+    starts anywhere from the gap's power to twice the work's mean above it, whatever an
+    instant sample read inside it shows. Before, no sample stated that start exact (+-2.9 J)
+    and a stale one at the gap's power widened it (+-6.5 J)."""
+    drop_w = 690 - 124
+    decay_j = 0.01 * sum(124 + f * drop_w for f in (0.51, 0.28, 0.12))
+    levels = [124, 124, (0.07 * 124 + 0.03 * 690) / 0.1,
+              (0.045 * 690 + decay_j + 0.025 * 124) / 0.1, 124, 124, 124, 124]
+
+    def end_uncertainty_j(sample_w: float | None) -> float:
+        timeline = _timeline(levels)
+        timeline.mark(10.27, "begin")
+        timeline.mark(10.345, "end")
+        if sample_w is not None:
+            timeline.observe_power(10.33, sample_w)
+        start = timeline.energy_at(10.27, final=True)
+        end = timeline.energy_at(10.345, final=True)
+        assert start is not None and end is not None
+        assert end.energy_j - start.energy_j == pytest.approx(0.075 * 690, rel=0.01)
+        return end.uncertainty_j
+
+    prior_j = end_uncertainty_j(None)
+    assert end_uncertainty_j(124.0) == pytest.approx(prior_j)
+    assert end_uncertainty_j(690.0) == pytest.approx(prior_j)
+    # the prior: the decay's start anywhere within the drop (a uniform), at 95%
+    assert prior_j > 1.96 * 0.0091 * drop_w / math.sqrt(3.0)
+
+
 # ------------------------------------------------------------------------ refresh grid
 
 

@@ -44,11 +44,12 @@ the run observed of its level (uniforms over what was seen: sd = half-width / sq
   H200's (+-50%) and the decays learned here, each off by how far the work's level moved
   before its end and by the refresh jitter, widened by the Birge ratio where they scatter
   more than that; it starts from where the work stopped, within how much its power was
-  seen to vary (for a phase wholly inside one refresh, nothing is seen: anywhere from the
-  gap's power to twice its mean), for a gap after a phase in the same refresh or one that
-  opens the next;
+  seen to vary by those samples (for a phase no such sample saw, as one inside one
+  refresh or shorter than a sample's age, anywhere from the gap's power to twice its
+  mean), for a gap after a phase in the same refresh or one that opens the next;
 * phase pieces that share what is left by their lengths are each off by how far their
-  power is from their common mean (as the work's power was seen to vary, else wide);
+  power is from their common mean (as those samples saw the work's power vary, else
+  wide);
 * a piece that opens a phase at a neighbour's power, by how well its launch is known
   (the pooled launches' sd, widened where they scatter, as the decay's);
 * a piece the split put above what the device can draw (its power limit with headroom
@@ -357,14 +358,14 @@ class PhaseMarks:
         level, the work at ``work_w`` decaying towards ``level_w`` (``held_s``: the decay's
         energy over the gap per W of drop), and how far that may be off (J, a uniform's
         half-width) from where the work stopped. That is its mean only within how much its
-        power was seen to vary (instant samples in phase over ``[lo_s, hi_s]``); where
-        nothing of the phase was ``seen``, anywhere from the gap's power to twice the mean
-        above it."""
+        power was seen to vary (``samples`` read in phase over ``[lo_s, hi_s]``, each of the
+        phase alone); where nothing of the phase was ``seen`` or no such sample was read,
+        anywhere from the gap's power to twice the mean above it."""
         drop_w = max(work_w - level_w, 0.0)
         varies_w = max((abs(w - work_w) for t, w in samples
-                        if lo_s <= t <= hi_s and self.in_phase(t)), default=0.0)
-        if not seen:
-            varies_w = max(varies_w, drop_w)
+                        if lo_s <= t <= hi_s and self.in_phase(t)), default=None)
+        if not seen or varies_w is None:  # nothing of the phase seen
+            varies_w = max(varies_w or 0.0, drop_w)
         return drop_w * held_s, held_s * varies_w
 
     def _work_w(self, a: Refresh, b: Refresh, floor_w: float) -> float:
@@ -433,6 +434,9 @@ class PhaseMarks:
                            0.0)
             launch_sd_j[-1] = min(launch_sd_s, lengths[-1]) * drop_w
         energy = _distribute(e_int, base, lengths, takers, free)
+        # the samples that show one side of a boundary (module docstring)
+        clean = [(t, w) for t, w in samples
+                 if not self.between(t - FIELD_AGE_PERIODS * period_s, t)]
         tail_s, tail_sd_s = self._decay()  # pooled once for the split
         added_j = [0.0] * n
         stop_w = [0.0] * n  # how far the decay may be off from where the work stopped (J)
@@ -450,7 +454,7 @@ class PhaseMarks:
                 work_w = seen_w or self._work_w(c0, c1, floor_w)
                 held_s = decay_held_s(tail_s, since_s, since_s + lengths[0])
                 added_j[0], stop_w[0] = self._decay_held(
-                    samples, work_w, floor_w, held_s, c0.t_s - period_s, end_s,
+                    clean, work_w, floor_w, held_s, c0.t_s - period_s, end_s,
                     seen=seen_w is not None)
                 base[0] += added_j[0]
             free_w: float | None = None
@@ -466,12 +470,10 @@ class PhaseMarks:
                 # held[j]: the decay's energy over the gap, per W of drop; a phase wholly
                 # inside the refresh (j > 1) is seen by no sample
                 added_j[j], stop_w[j] = self._decay_held(
-                    samples, work_w, base[j] / lengths[j], held[j], t1 - period_s, cuts[j],
+                    clean, work_w, base[j] / lengths[j], held[j], t1 - period_s, cuts[j],
                     seen=j <= 1)
                 base[j] += added_j[j]
             energy = _distribute(e_int, base, lengths, takers, free)
-        clean = [(t, w) for t, w in samples
-                 if not self.between(t - FIELD_AGE_PERIODS * period_s, t)]
         # a refresh's mean power is off by its two ends' timing: sqrt(2) jitter x power / period
         timing = math.sqrt(2.0) * jitter_s / period_s
         prev_dev = _deviation(r_prev, self._span(cm, c0, period_s), clean, c0, c1,
@@ -485,7 +487,7 @@ class PhaseMarks:
         if len(free) > 1:
             free_s = sum(lengths[j] for j in free)
             mean_w = sum(energy[j] for j in free) / free_s if free_s > 0 else 0.0
-            shared_sd_w = max((abs(w - mean_w) for t, w in samples
+            shared_sd_w = max((abs(w - mean_w) for t, w in clean
                                if t1 - period_s <= t <= t2 and self.in_phase(t)),
                               default=max(mean_w - floor_w, 0.0)) / math.sqrt(3.0)
         sds: list[float] = []
