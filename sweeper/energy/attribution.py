@@ -250,12 +250,6 @@ class PhaseMarks:
         weighted by how well it is known (``_decay``)."""
         return self._decay()[0]
 
-    @property
-    def tail_sd(self) -> float:
-        """How far ``tail_s`` may be from the device's decay, relative (``_decay``)."""
-        tail_s, sd_s = self._decay()
-        return sd_s / max(tail_s, 1e-9)
-
     def _decay(self) -> tuple[float, float]:
         """The decay (s) and its standard deviation: the H200's (anywhere within +-50% of
         it) pooled with each decay learned here (off by how far the work's level moved
@@ -482,7 +476,7 @@ class PhaseMarks:
                               timing * abs(r_next or 0.0))
         interval_w = e_int / (t2 - t1)
         floor_sd_w = _uniform_sd(gap_levels)
-        tail_sd = tail_sd_s / max(tail_s, 1e-9)  # relative, as ``tail_sd``
+        tail_sd = tail_sd_s / max(tail_s, 1e-9)  # how far the decay may be off, relative
         shared_sd_w = 0.0
         if len(free) > 1:
             free_s = sum(lengths[j] for j in free)
