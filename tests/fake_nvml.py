@@ -396,9 +396,7 @@ def _power_field_gaps_s() -> tuple[float, ...]:
     longer one is a refresh that repeated its value). They are not a grid: 101.4 ms apart
     on average, sd 3.2 ms, each independent of the one before (a random walk in phase),
     where the counter's hold to one ~100.0 ms grid."""
-    rec = load_recording()
-    seen = [rec.t_s[i] for i in range(1, len(rec.t_s))
-            if rec.instant_mw[i] != rec.instant_mw[i - 1]]
+    seen = load_recording().field_refreshes_s()
     return tuple(b - a for a, b in zip(seen, seen[1:], strict=False) if b - a < 0.150)
 
 
@@ -653,6 +651,12 @@ class Recording:
             if self.counter_mj[i] != self.counter_mj[i - 1]:
                 out.append((self.t_s[i], self.counter_mj[i] / 1000.0))
         return out
+
+    def field_refreshes_s(self) -> list[float]:
+        """Time of the poll that first saw each change of the instant-power field (a
+        refresh that repeated its value shows no change)."""
+        return [self.t_s[i] for i in range(1, len(self.t_s))
+                if self.instant_mw[i] != self.instant_mw[i - 1]]
 
     def energy_above_idle_j(self, start_s: float, end_s: float) -> tuple[float, float]:
         """Energy of the window [start_s, end_s] with the decay after it (its own refreshes

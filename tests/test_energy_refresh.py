@@ -67,9 +67,7 @@ def test_the_emulated_power_field_refreshes_as_the_recorded_one_does_not_on_a_gr
     than the real card's)."""
     from tests.fake_nvml import load_recording
 
-    rec = load_recording()
-    changed = [rec.t_s[i] for i in range(1, len(rec.t_s))
-               if rec.instant_mw[i] != rec.instant_mw[i - 1]]
+    changed = load_recording().field_refreshes_s()
     real_ms = [1000 * (b - a) for a, b in zip(changed, changed[1:], strict=False)
                if b - a < 0.150]
     _, gpu, session = emulated_h200(Clock())
