@@ -426,6 +426,7 @@ class EmulatedGpu(FakeGpu):
         seed: int = 0,
         period_s: float = H200_PERIOD_S,
         jitter_s: float = H200_JITTER_S,
+        field_period_s: float | None = None,  # the power readings' pace (None: the counter's)
         has_counter: bool = True,
         has_instant: bool = True,
         counter_at_load_mj: float = 3_492_839.0,  # the recording's first counter value
@@ -445,7 +446,7 @@ class EmulatedGpu(FakeGpu):
         rng = random.Random(seed)
         start, end = signal.times_s[0] - 2.0, signal.end_s + 120.0
         self.counter_refresh_s = _refresh_grid(start, end, period_s, jitter_s, rng)
-        self.power_refresh_s = _power_refreshes(start, end, period_s, rng)
+        self.power_refresh_s = _power_refreshes(start, end, field_period_s or period_s, rng)
 
     def energy_j(self, t_s: float) -> float:
         """The exact energy since the signal started, at ``t_s``."""

@@ -105,6 +105,68 @@ def test_an_instant_sample_older_than_a_period_does_not_count_as_the_phase_s_pow
     assert end_uncertainty_j(stale=True) == pytest.approx(end_uncertainty_j(stale=False))
 
 
+@pytest.mark.parametrize(("period_s", "field_period_s"), [(0.1, None), (0.025, 0.1),
+                                                        (0.05, 0.02)])
+def test_the_instant_field_s_pace_is_learned_apart_from_the_counter_s(
+    period_s: float, field_period_s: float | None
+) -> None:
+    """How old a sample's value may be is the field's own refresh gap, which the counter's
+    period need not be; the dense reads that learn it stop once it is known."""
+    clock = Clock()
+    session = h200_session()
+    gpu = EmulatedGpu(session.signal, clock, period_s=period_s, field_period_s=field_period_s)
+    meter = NvmlMeter(nvml=FakeNvml([gpu]), clock=clock)
+    clock.t = session.stretches["heavy"][0]
+    sampler = EnergySampler([meter], clock=clock, background=False).start()
+    drive(sampler, clock, clock.t + 1.5)
+    gpu.calls = 0
+    drive(sampler, clock, clock.t + 1.0)
+    sampler.stop()
+    info = meter.describe()
+    assert float(info["gpu:0.refresh_period_ms"]) == pytest.approx(1000 * period_s, rel=0.01)
+    # the emulated field's gaps are the recording's (101.4 ms on average), scaled to its pace
+    expected_ms = 1000 * (field_period_s or period_s) * 1.014
+    assert float(info["gpu:0.field_period_ms"]) == pytest.approx(expected_ms, rel=0.05)
+    assert gpu.calls < 2.0 * (4 / period_s + 3 * 10)  # no more field reads once learned
+
+
+def test_a_sample_as_old_as_the_field_s_gap_does_not_count_on_a_fast_counter() -> None:
+    """A card whose counter refreshes every 25 ms but whose field refreshes every 100 ms
+    shows samples up to 125 ms old: one read 80 ms into a 690 W phase can show the 124 W
+    before it. Counted (by the counter's period, 31 ms), it said the power varied by 566 W
+    beside the phase's end and widened it fourfold (+-3.1 J against +-0.8 J); with the
+    field's pace learned it is not counted."""
+    def power_w(t_s: float) -> float:
+        if 10.31 <= t_s < 10.43:
+            return 690.0
+        if 10.43 <= t_s < 10.46:
+            return (450.0, 300.0, 200.0)[int((t_s - 10.43) / 0.01)]
+        return 124.0
+
+    levels = [statistics.fmean(power_w(10.0 + 0.025 * k + 0.0001 * (i + 0.5))
+                               for i in range(250)) for k in range(32)]
+
+    def end_uncertainty_j(stale: bool, learn_field: bool) -> float:
+        timeline = _timeline(levels, period_s=0.025)
+        if learn_field:  # dense reads of a field that refreshes every 100 ms
+            for i in range(400):
+                t_s = 9.0 + 0.002 * i
+                timeline.observe_field(t_s, 124.0 + int((t_s - 8.95) / 0.1) % 2)
+            assert timeline.field_period_s == pytest.approx(0.1, abs=0.003)
+        timeline.mark(10.31, "begin")
+        timeline.mark(10.43, "end")
+        if stale:  # read at 10.39, the field's value from 10.30: the gap before the phase
+            timeline.observe_power(10.39, 124.0)
+        end = timeline.energy_at(10.43, final=True)
+        assert end is not None
+        return end.uncertainty_j
+
+    assert end_uncertainty_j(stale=True, learn_field=True) == pytest.approx(
+        end_uncertainty_j(stale=False, learn_field=True))
+    assert end_uncertainty_j(stale=True, learn_field=False) > 1.5 * end_uncertainty_j(
+        stale=False, learn_field=False)
+
+
 def test_where_a_phase_s_work_stopped_is_a_prior_when_no_clean_sample_saw_it() -> None:
     """A 75 ms phase that begins in one refresh and ends in the next: no instant sample can
     have seen its work alone (its field value may be 125 ms old), so the decay after it

@@ -36,7 +36,7 @@ the run observed of its level (uniforms over what was seen: sd = half-width / sq
   mean) over all of it. Each refresh's mean is itself off by its ends' timing, which the
   end pieces count, so that much is taken out. An instant sample is the power at the
   field's last refresh, which is not on the counter's grid (on the H200 its refreshes
-  come 101.4 +- 3.2 ms apart, a random walk, and up to 1.25 periods apart,
+  come 101.4 +- 3.2 ms apart, a random walk, and up to 1.25 such gaps apart,
   ``FIELD_AGE_PERIODS``): one with a boundary in that time before it was read may show
   either side's power and is not used here. A gap piece with nothing seen
   of its neighbour's variation varies as the gaps' power does;
@@ -97,8 +97,9 @@ DECAY_SHARES = (0.51, 0.28, 0.12)
 # H200 recording's pulses 1-6 drew from 0.1-2.8 ms after their marks (each to +-1.8 ms,
 # its polling), taken as anywhere within 0-4 ms.
 DEFAULT_LAUNCH_S = 0.002
-# How old an instant sample's value may be, in counter periods: the field's longest gap
-# between refreshes in the H200 recording (124.5 ms; 99th percentile 115 ms).
+# How old an instant sample's value may be, in the field's refresh gaps (its median, learned
+# by sweeper.energy.refresh; the counter's period until then): the field's longest gap in
+# the H200 recording (124.5 ms; 99th percentile 115 ms) over its median (101.4 ms) is 1.23.
 FIELD_AGE_PERIODS = 1.25
 STEADY = 0.05  # a phase's power is steady when two refreshes before its end agree this well
 MAX_MARKS = 2400  # boundaries kept (the counter's history is shorter)
@@ -382,14 +383,15 @@ class PhaseMarks:
         c0: Refresh | None, c1: Refresh, c2: Refresh, c3: Refresh | None,
         cm: Refresh | None = None, c4: Refresh | None = None,
         samples: Sequence[tuple[float, float]] = (), jitter_s: float = 0.0,
-        max_w: float | None = None,
+        max_w: float | None = None, field_s: float | None = None,
     ) -> Split | None:
         """The energy of refresh interval ``[c1, c2]`` split at the phase boundaries inside
         it (see the module docstring); None when none falls inside. ``c0`` and ``c3`` are
         the refreshes around it, ``cm`` and ``c4`` the ones beyond those, and ``samples``
         instant-power readings ``(t_s, power_w)``: they say how far the assumed levels may
         be off; the refresh times' ``jitter_s`` says how far the levels may miss the
-        refresh's energy (its effect on the split is the caller's to propagate)."""
+        refresh's energy (its effect on the split is the caller's to propagate); the
+        instant field refreshes every ``field_s`` (None: as the counter does)."""
         t1, t2 = c1.t_s, c2.t_s
         lo = bisect.bisect_right(self._times, t1)
         hi = bisect.bisect_left(self._times, t2)
@@ -429,8 +431,8 @@ class PhaseMarks:
             launch_sd_j[-1] = min(launch_sd_s, lengths[-1]) * drop_w
         energy = _distribute(e_int, base, lengths, takers, free)
         # the samples that show one side of a boundary (module docstring)
-        clean = [(t, w) for t, w in samples
-                 if not self.between(t - FIELD_AGE_PERIODS * period_s, t)]
+        age_s = FIELD_AGE_PERIODS * (field_s or period_s)
+        clean = [(t, w) for t, w in samples if not self.between(t - age_s, t)]
         tail_s, tail_sd_s = self._decay()  # pooled once for the split
         added_j = [0.0] * n
         stop_w = [0.0] * n  # how far the decay may be off from where the work stopped (J)

@@ -42,6 +42,7 @@ from sweeper.energy.nvml_reading import (
     gpu_stats,
     read_counter,
     read_energy,
+    read_field,
 )
 from sweeper.energy.refresh import BoundaryEnergy
 from sweeper.energy.types import DomainReading, MeterReadError
@@ -139,18 +140,35 @@ class NvmlMeter:
 
     def watch(self) -> None:
         """Read only the counters, to timestamp refreshes (the sampler calls it when
-        ``next_read_s`` says). Failures are left to the next full read to report."""
+        ``next_read_s`` says), and the instant field while its pace is learned. Failures
+        are left to the next full read to report."""
         with self._lock:
+            now = self._clock()
             for g in self._gpus:
-                if g.timeline is not None:
+                if g.timeline is None:
+                    continue
+                field_due = self._field_due(g, now)
+                counter_due = g.timeline.next_read_s(now)
+                # a read due for the field alone leaves the counter's reads as they were
+                if not field_due or counter_due is None or counter_due <= now:
                     with contextlib.suppress(self._nvml.NVMLError):
                         read_counter(self._nvml, g, self._clock)
+                if field_due:
+                    read_field(self._nvml, g, self._clock)
+
+    @staticmethod
+    def _field_due(g: Gpu, now: float) -> bool:
+        """Whether a read of ``g``'s instant field is due to learn its pace."""
+        due = g.timeline.next_field_read_s() if g.has_instant and g.timeline else None
+        return due is not None and due <= now
 
     def next_read_s(self, now_s: float) -> float | None:
         """When a counter read would next help timestamp a refresh, or None."""
         times = [
             t for g in self._gpus if g.timeline is not None
-            and (t := g.timeline.next_read_s(now_s)) is not None
+            for t in (g.timeline.next_read_s(now_s),
+                      g.timeline.next_field_read_s() if g.has_instant else None)
+            if t is not None
         ]
         return min(times) if times else None
 
@@ -240,6 +258,8 @@ class NvmlMeter:
             info[f"{key}.energy_method"] = g.method
             if g.timeline is not None and g.timeline.period_s is not None:
                 info[f"{key}.refresh_period_ms"] = f"{1000 * g.timeline.period_s:.1f}"
+                if g.timeline.field_period_s is not None:  # the instant field's own pace
+                    info[f"{key}.field_period_ms"] = f"{1000 * g.timeline.field_period_s:.1f}"
                 marks = g.timeline.marks
                 if marks:  # phases were split where their work was: with what decay
                     learned = marks.tails_learned

@@ -41,6 +41,14 @@ def read_counter(nvml: ModuleType | Any, g: Gpu, clock: Callable[[], float]) -> 
     g.timeline.observe(t0, g.energy_j, clock())
 
 
+def read_field(nvml: ModuleType | Any, g: Gpu, clock: Callable[[], float]) -> None:
+    """Read the instant-power field to time its refreshes (``RefreshTimeline.observe_field``:
+    how old a sample's value may be); a field that does not read tells nothing."""
+    instant_w = instant_power_w(nvml, g.handle)
+    if instant_w is not None and g.timeline is not None:
+        g.timeline.observe_field(clock(), instant_w)
+
+
 def read_energy(nvml: ModuleType | Any, g: Gpu, clock: Callable[[], float]) -> float | None:
     """Bring ``g.energy_j`` up to now: counter difference, or power integrated since the last
     read. Returns GetPowerUsage's (or the instant field's) watts, None where neither reads;

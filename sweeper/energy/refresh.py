@@ -122,6 +122,11 @@ class RefreshTimeline:
         self._misses = 0
         self.gave_up = False
         self.power_samples: deque[tuple[float, float]] = deque(maxlen=64)  # (t_s, power_w)
+        # the instant field's own pace, which need not be the counter's (``_learn_field``)
+        self.field_period_s: float | None = None
+        self._field_gaps: deque[float] = deque(maxlen=64)
+        self._field_change_s: float | None = None  # its last narrowly timed refresh
+        self._field_last: tuple[float, float] | None = None  # its last read (t_s, power_w)
         self.marks = PhaseMarks()  # where phases begin and end: where the work is
 
     def mark(self, t_s: float, edge: str) -> None:
@@ -134,7 +139,48 @@ class RefreshTimeline:
     def observe_power(self, t_s: float, power_w: float) -> None:
         """An instant-power reading: it widens the uncertainty where power varies within a
         refresh (it is never used for the energy itself)."""
+        self.observe_field(t_s, power_w)
         self.power_samples.append((t_s, power_w))
+
+    @property
+    def learning_field(self) -> bool:
+        """Whether the instant field's pace is still being learned: its reads help until
+        it is, or until ``LEARN_FOR_S`` of trying."""
+        return (self.field_period_s is None and not self.gave_up
+                and (self._first_read_s is None or self._last is None
+                     or self._last[0] - self._first_read_s <= LEARN_FOR_S))
+
+    def next_field_read_s(self) -> float | None:
+        """When the instant field should next be read to time its refreshes (reads
+        ``DENSE_READ_S`` apart from the first sample on, apart from the counter's, which
+        they leave as they are), or None once its pace is learned or given up."""
+        if self._field_last is None or not self.learning_field:
+            return None
+        return self._field_last[0] + DENSE_READ_S
+
+    def observe_field(self, t_s: float, power_w: float) -> None:
+        """A read of the instant-power field: the gaps between its refreshes, each timed by
+        two reads ``DENSE_READ_S`` apart, give its pace (``field_period_s``: how old a
+        sample's value may be). It is not the counter's period on every card: the H200's
+        field refreshes on a wandering pace of its own, ~101 ms apart, and a card whose
+        counter refreshed every 20 ms would still show samples 100 ms old. A gap counts
+        only where every read since the last refresh was dense (a value that held over a
+        longer stretch may hide a refresh), and under 1.5 times the shortest (longer: a
+        refresh that repeated its value, as the recording's field does at times); the
+        pace is their median once ``LEARN_POINTS`` are seen."""
+        last, self._field_last = self._field_last, (t_s, power_w)
+        if last is None or t_s - last[0] > 2.5 * DENSE_READ_S:
+            self._field_change_s = None
+            return
+        if power_w == last[1]:
+            return
+        change_s = 0.5 * (last[0] + t_s)
+        if self._field_change_s is not None:
+            self._field_gaps.append(change_s - self._field_change_s)
+            single = [g for g in self._field_gaps if g < 1.5 * min(self._field_gaps)]
+            if len(single) >= LEARN_POINTS:
+                self.field_period_s = statistics.median(single)
+        self._field_change_s = change_s
 
     def observe(self, t_s: float, value_j: float, end_s: float | None = None) -> None:
         """One read of the counter, called at ``t_s`` and returned at ``end_s`` (same if
@@ -281,7 +327,8 @@ class RefreshTimeline:
         cm, c0, c1, c2, c3, c4 = around
         assert self.period_s is not None and c1 is not None and c2 is not None
         return self.marks.split(changes, self.period_s, c0, c1, c2, c3, cm, c4,
-                                seen.samples, self.refresh_sd_s, self.max_power_w)
+                                seen.samples, self.refresh_sd_s, self.max_power_w,
+                                self.field_period_s)
 
     def _timing_terms(self, seen: _Seen, i: int, t_s: float,
                       est_j: float) -> list[tuple[Change, float]]:
