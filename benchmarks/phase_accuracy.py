@@ -42,7 +42,10 @@ error model would pass: `--seeds 24` pools four times as many). "miss" says whet
 that misses does so by no more than such a model's cells of its size do at least 2.5% of
 the time ("chance"), or by more ("model": the +- does not follow the errors there).
 
-    python benchmarks/phase_accuracy.py [--seeds 6] [--phases 10]
+    python benchmarks/phase_accuracy.py [--seeds 6] [--first-seed 0] [--phases 10]
+
+(``--first-seed`` runs another set of seeds: how far the counts move between disjoint sets
+is the benchmark's own noise.)
 """
 
 from __future__ import annotations
@@ -164,7 +167,7 @@ def _errors(scores: list[PhaseScore]) -> list[float]:
     return [100 * abs(s.final_error) for s in scores]
 
 
-def table(title: str, measure: Callable[..., list[PhaseScore]], seeds: int, n: int) -> None:
+def table(title: str, measure: Callable[..., list[PhaseScore]], seeds: range, n: int) -> None:
     print(f"\n{title}")
     print(f"{'stretch':<12}{'length':>7}{'n':>5}  {'today':>7}{'worst':>7}  {'even':>6}"
           f"{'worst':>7}  {'new':>6}{'worst':>7}  {'target':>6}  {'met':>9}  {'+-unc':>6}"
@@ -175,7 +178,7 @@ def table(title: str, measure: Callable[..., list[PhaseScore]], seeds: int, n: i
         for length_s in LENGTHS_S:
             scores: list[PhaseScore] = []
             evens: list[PhaseScore] = []
-            for seed in range(seeds):
+            for seed in seeds:
                 scores += measure(kind, length_s, n, seed=seed)
                 with even_split():
                     evens += measure(kind, length_s, n, seed=seed)
@@ -202,8 +205,8 @@ def table(title: str, measure: Callable[..., list[PhaseScore]], seeds: int, n: i
     print(f"uncertainty calibrated (covers 90-99%, width at most 3x the median error) in "
           f"{calibrated} of {cells} cells; the stored +- is a 95% interval (a normal "
           f"error's is 2.9x its median), and an exactly calibrated normal error model "
-          f"would pass {expected:.1f} of them on average (a cell of {seeds * n} phases: "
-          f"{chance_calibrated(seeds * n):.0%})")
+          f"would pass {expected:.1f} of them on average (a cell of {len(seeds) * n} phases: "
+          f"{chance_calibrated(len(seeds) * n):.0%})")
     print(f"'rescaled by': the factors on the +- that would pass the cell; some do in "
           f"{rescalable} of {cells} cells, none in {cells - rescalable} (there the +- "
           "does not follow how the errors spread across phases: no level of it passes)")
@@ -212,14 +215,14 @@ def table(title: str, measure: Callable[..., list[PhaseScore]], seeds: int, n: i
           f"the time ('chance'); {cells - calibrated - by_chance} miss by more ('model')")
 
 
-def epochs(seeds: int) -> None:
+def epochs(seeds: range) -> None:
     print("\nan epoch loop: 1 s training, then evaluation at heavy load, back to back")
     print(f"{'phase':<22}{'n':>5}  {'today':>7}{'worst':>7}  {'even':>6}{'worst':>7}  "
           f"{'new':>6}{'worst':>7}  {'+-unc':>6}{'covers':>7}{'width':>6}  calibrated")
     for eval_s in (0.01, 0.05, 0.3):
         scores: list[PhaseScore] = []
         evens: list[PhaseScore] = []
-        for seed in range(seeds):
+        for seed in seeds:
             scores += measure_session(epoch_session(eval_s, epochs=6, seed=seed), seed)
             with even_split():
                 evens += measure_session(epoch_session(eval_s, epochs=6, seed=seed), seed)
@@ -282,17 +285,19 @@ def recording() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=6)
+    parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--phases", type=int, default=10, help="phases per cell and seed")
     args = parser.parse_args()
     t0 = time.perf_counter()
-    print(f"emulated NVIDIA H200, {args.seeds} seeds x up to {args.phases} phases per cell; "
-          "abs error % of the exact integral")
-    table("phases that are the work (targets apply)", measure_work_phases, args.seeds,
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    print(f"emulated NVIDIA H200, {args.seeds} seeds (from {args.first_seed}) x up to "
+          f"{args.phases} phases per cell; abs error % of the exact integral")
+    table("phases that are the work (targets apply)", measure_work_phases, seeds,
           args.phases)
-    epochs(args.seeds)
+    epochs(seeds)
     recording()
     table("windows cut through continuous load (no step at their edges)", measure_phases,
-          args.seeds, args.phases)
+          seeds, args.phases)
     print(f"({time.perf_counter() - t0:.1f} s)")
 
 
