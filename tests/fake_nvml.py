@@ -850,6 +850,68 @@ def _measure(
     ]
 
 
+@dataclass(frozen=True)
+class BoundaryScore:
+    """One phase boundary as the sampler settled it on the emulated GPU: the cumulative
+    energy's error there (J, against the exact integral), the stated +- (95%), and what
+    lies around it."""
+
+    edge: str  # "begin" | "end"
+    back_to_back: bool  # the phase on its other side is within 11 ms
+    shares_refresh: bool  # another boundary falls in the same refresh interval
+    error_j: float
+    uncertainty_j: float
+
+
+def measure_boundaries(session: WorkSession, seed: int = 0,
+                       sample_hz: float = 10.0) -> list[BoundaryScore]:
+    """Every phase boundary of ``session`` as a real ``NvmlMeter`` and ``EnergySampler``
+    settled it (the last figure the sampler got for it, with the instant samples it had
+    then), scored against the exact integral: where a phase's error comes from."""
+    from sweeper.energy.nvml import NvmlMeter
+
+    clock = Clock(100.0)
+    gpu = EmulatedGpu(session.signal, clock, seed=seed)
+    clock.t = session.lead_in_s - 1.5
+    meter = NvmlMeter(nvml=FakeNvml([gpu], driver="580.159.04"), clock=clock)
+    timeline = meter._gpus[0].timeline  # noqa: SLF001 - the one GPU's refresh timeline
+    assert timeline is not None
+    settled: dict[float, Any] = {}
+    energy_at = timeline.energy_at
+
+    def recorded(t_s: float, *, final: bool = False) -> Any:
+        got = energy_at(t_s, final=final)
+        if got is not None:
+            settled[t_s] = got
+        return got
+
+    timeline.energy_at = recorded  # type: ignore[method-assign]
+    named = [(k, a, b) for (a, b), k in zip(session.phases, session.kinds, strict=True)]
+    _run_phases(meter, clock, named, sample_hz, settle_s=0.5)
+    # the counter's zero: each refresh's value is the exact energy up to its true time
+    offsets = []
+    for change in list(timeline.changes)[5:15]:
+        t_true = EmulatedGpu._last(gpu.counter_refresh_s, change.hi_s)  # noqa: SLF001
+        offsets.append(gpu.energy_j(t_true) - change.value_j)
+    offset_j = sorted(offsets)[len(offsets) // 2]
+    marks = sorted(t for phase in session.phases for t in phase)
+    out = []
+    for k, (start, end) in enumerate(session.phases):
+        for t_s, edge in ((start, "begin"), (end, "end")):
+            if t_s not in settled:
+                continue
+            other = (session.phases[k + 1][0] - end if k + 1 < len(session.phases)
+                     else math.inf) if edge == "end" else (
+                start - session.phases[k - 1][1] if k > 0 else math.inf)
+            i = bisect.bisect_right(timeline._times, t_s)  # noqa: SLF001
+            t1, t2 = timeline.changes[i - 1].t_s, timeline.changes[i].t_s
+            got = settled[t_s]
+            out.append(BoundaryScore(
+                edge, other < 0.011, sum(t1 < m < t2 for m in marks) > 1,
+                got.energy_j - (gpu.energy_j(t_s) - offset_j), got.uncertainty_j))
+    return out
+
+
 def drive(sampler: Any, clock: Clock, until_s: float) -> None:
     """Advance a simulated clock to ``until_s``, ticking the sampler whenever it asks."""
     while (wake := sampler.tick()) < until_s:

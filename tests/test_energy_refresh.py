@@ -25,6 +25,7 @@ from tests.fake_nvml import (
     emulated_h200,
     epoch_session,
     h200_session,
+    measure_boundaries,
     measure_phases,
     measure_session,
     measure_work_phases,
@@ -261,6 +262,25 @@ def test_the_stated_uncertainty_covers_the_error_without_drowning_it() -> None:
     assert statistics.fmean(s.uncertainty_j / s.true_j for s in scores) < 0.01
     median_error_j = statistics.median(abs(s.final_j - s.true_j) for s in scores)
     assert statistics.median(s.uncertainty_j for s in scores) <= 4 * median_error_j
+
+
+def test_boundary_scores_place_a_phase_s_error_at_its_boundaries() -> None:
+    """The benchmark's per-boundary view (``phase_accuracy.py --boundaries``) scores every
+    boundary the sampler settled against the exact integral: a phase's error is its end's
+    less its start's, and a phase that starts alone, after a long gap, is known to a
+    fraction of a joule (its start piece holds the gap's power, which nothing moves)."""
+    session = work_session("heavy", 1.0, 10, seed=3)
+    bounds = measure_boundaries(session, seed=3)
+    assert len(bounds) == 2 * len(session.phases)
+    phases = measure_session(session, seed=3)
+    for k, phase in enumerate(phases):
+        start, end = bounds[2 * k], bounds[2 * k + 1]
+        assert (start.edge, end.edge) == ("begin", "end")
+        assert phase.final_j - phase.true_j == pytest.approx(end.error_j - start.error_j,
+                                                             abs=1e-6)
+    alone = [b for b in bounds if b.edge == "begin" and not b.back_to_back
+             and not b.shares_refresh]
+    assert alone and statistics.median(abs(b.error_j) for b in alone) < 0.5
 
 
 def test_the_stated_uncertainty_is_a_calibrated_95_percent_interval() -> None:
