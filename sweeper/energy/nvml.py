@@ -163,7 +163,8 @@ class NvmlMeter:
         return due is not None and due <= now
 
     def next_read_s(self, now_s: float) -> float | None:
-        """When a counter read would next help timestamp a refresh, or None."""
+        """When a counter read would next help timestamp a refresh, or a field read time
+        the field's (while its pace is learned), or None."""
         times = [
             t for g in self._gpus if g.timeline is not None
             for t in (g.timeline.next_read_s(now_s),

@@ -122,7 +122,7 @@ class RefreshTimeline:
         self._misses = 0
         self.gave_up = False
         self.power_samples: deque[tuple[float, float]] = deque(maxlen=64)  # (t_s, power_w)
-        # the instant field's own pace, which need not be the counter's (``_learn_field``)
+        # the instant field's own pace, which need not be the counter's (``observe_field``)
         self.field_period_s: float | None = None
         self._field_gaps: deque[float] = deque(maxlen=64)
         self._field_change_s: float | None = None  # its last narrowly timed refresh
