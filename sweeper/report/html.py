@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
+from sweeper.energy.labels import ESTIMATED
 from sweeper.pareto import ACCURACY_MARGIN, CHANCE_MARGIN
 from sweeper.predict.estimator import EnergyFit
 from sweeper.report.analysis import Correlation, WindowAccuracy, accuracy_name
@@ -227,6 +228,7 @@ def write_page(
         sweeps=", ".join(sorted(runs["sweep"].dropna().unique())) or "-",
         generated=f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}",
         estimated=bool(runs["estimated"].any()) if not runs.empty else False,
+        estimate_means=ESTIMATED,
         guidelines=list(guidelines),
         not_established=list(not_established),
         figures=list(figures),

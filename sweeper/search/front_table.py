@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from sweeper.energy.labels import ESTIMATED
 from sweeper.search.settings import OBJECTIVES
 
 
@@ -106,7 +107,7 @@ def _param(value: Any) -> str:
 def _caption(study: optuna.Study, rows: Sequence[FrontRow]) -> str:
     lines = []
     if any("estimate" in (r.meter_source or "") for r in rows):
-        lines.append("meter 'estimate': energy is CPU utilisation x rated power, not a reading")
+        lines.append(f"meter 'estimate': {ESTIMATED}")
     reason = study.user_attrs.get("stop_reason")
     if reason:
         lines.append(escape(f"last invocation stopped: {reason}"))
