@@ -2,7 +2,7 @@
 contributed, each meter's description, and which domains were measured, which estimated.
 
 A combined source such as "nvml+estimate" is a GPU measured by NVML and a CPU estimated
-from its utilisation; a label must say both, never let one stand for the whole.
+from this process's CPU time; a label must say both, never let one stand for the whole.
 """
 
 from __future__ import annotations
