@@ -113,22 +113,13 @@ def test_the_instant_field_s_pace_is_learned_apart_from_the_counter_s(
 ) -> None:
     """How old a sample's value may be is the field's own refresh gap, which the counter's
     period need not be; the dense reads that learn it stop once it is known."""
-    clock = Clock()
-    session = h200_session()
-    gpu = EmulatedGpu(session.signal, clock, period_s=period_s, field_period_s=field_period_s)
-    meter = NvmlMeter(nvml=FakeNvml([gpu]), clock=clock)
-    clock.t = session.stretches["heavy"][0]
-    sampler = EnergySampler([meter], clock=clock, background=False).start()
-    drive(sampler, clock, clock.t + 1.5)
-    gpu.calls = 0
-    drive(sampler, clock, clock.t + 1.0)
-    sampler.stop()
+    meter, calls = _read_for(1.5, 1.0, period_s=period_s, field_period_s=field_period_s)
     info = meter.describe()
     assert float(info["gpu:0.refresh_period_ms"]) == pytest.approx(1000 * period_s, rel=0.01)
     # the emulated field's gaps are the recording's (101.4 ms on average), scaled to its pace
     expected_ms = 1000 * (field_period_s or period_s) * 1.014
     assert float(info["gpu:0.field_period_ms"]) == pytest.approx(expected_ms, rel=0.05)
-    assert gpu.calls < 2.0 * (4 / period_s + 3 * 10)  # no more field reads once learned
+    assert calls < 2.0 * (4 / period_s + 3 * 10)  # no more field reads once learned
 
 
 def test_a_sample_as_old_as_the_field_s_gap_does_not_count_on_a_fast_counter() -> None:
@@ -203,20 +194,29 @@ def test_where_a_phase_s_work_stopped_is_a_prior_when_no_clean_sample_saw_it() -
 
 @pytest.mark.parametrize("period_s", [0.1, 0.05])
 def test_refresh_period_is_learned_not_assumed(period_s: float) -> None:
-    clock = Clock()
-    session = h200_session()
-    gpu = EmulatedGpu(session.signal, clock, period_s=period_s, jitter_s=0.0005)
-    meter = NvmlMeter(nvml=FakeNvml([gpu]), clock=clock)
-    clock.t = session.stretches["heavy"][0]
-    sampler = EnergySampler([meter], clock=clock, background=False).start()
-    drive(sampler, clock, clock.t + 1.0)  # learning: a read every 2 ms until 4 refreshes
-    gpu.calls = 0
-    drive(sampler, clock, clock.t + 2.0)
-    sampler.stop()
+    # learning: a read every 2 ms until 4 refreshes
+    meter, calls = _read_for(1.0, 2.0, period_s=period_s, jitter_s=0.0005)
     learned_ms = float(meter.describe()["gpu:0.refresh_period_ms"])
     assert learned_ms == pytest.approx(1000 * period_s, rel=0.01)
     # then a few counter reads around each refresh (and 3 calls per 10 Hz poll), no busy loop
-    assert gpu.calls < 2.0 * (4 / period_s + 3 * 10)
+    assert calls < 2.0 * (4 / period_s + 3 * 10)
+
+
+def _read_for(learn_s: float, count_s: float, **gpu_args: float | None) -> tuple[NvmlMeter, int]:
+    """An emulated H200 (``gpu_args``: its refresh paces) read by a real meter and sampler
+    on a simulated clock from the heavy load's start: ``learn_s``, then ``count_s`` more;
+    the meter and the NVML calls made in that last stretch."""
+    clock = Clock()
+    session = h200_session()
+    gpu = EmulatedGpu(session.signal, clock, **gpu_args)  # type: ignore[arg-type]
+    meter = NvmlMeter(nvml=FakeNvml([gpu]), clock=clock)
+    clock.t = session.stretches["heavy"][0]
+    sampler = EnergySampler([meter], clock=clock, background=False).start()
+    drive(sampler, clock, clock.t + learn_s)
+    gpu.calls = 0
+    drive(sampler, clock, clock.t + count_s)
+    sampler.stop()
+    return meter, gpu.calls
 
 
 # ----------------------------------------------------------------------------- accuracy
@@ -597,18 +597,9 @@ def test_timeline_survives_an_off_grid_glitch_and_follows_a_moved_grid() -> None
 
 
 def test_a_fast_refreshing_counter_is_not_watched() -> None:
-    clock = Clock()
-    session = h200_session()
-    gpu = EmulatedGpu(session.signal, clock, period_s=0.01, jitter_s=0.0001)
-    meter = NvmlMeter(nvml=FakeNvml([gpu]), clock=clock)
-    clock.t = session.stretches["heavy"][0]
-    sampler = EnergySampler([meter], clock=clock, background=False).start()
-    drive(sampler, clock, clock.t + 1.0)
-    gpu.calls = 0
-    drive(sampler, clock, clock.t + 1.0)
-    sampler.stop()
+    meter, calls = _read_for(1.0, 1.0, period_s=0.01, jitter_s=0.0001)
     assert meter.describe()["gpu:0.refresh_period_ms"] == "10.0"
-    assert gpu.calls <= 3 * 11  # the 10 Hz polls only
+    assert calls <= 3 * 11  # the 10 Hz polls only
 
 
 # ------------------------------------------------------------------ where the work is
