@@ -122,6 +122,22 @@ def test_the_instant_field_s_pace_is_learned_apart_from_the_counter_s(
     assert calls < 2.0 * (4 / period_s + 3 * 10)  # no more field reads once learned
 
 
+@pytest.mark.parametrize("offset_s", [0.01, 10.0, 20.0])
+def test_the_field_s_pace_is_learned_from_the_real_recording(offset_s: float) -> None:
+    """Replaying the real H200 (its polls every ~4 ms), the field's pace comes out as the
+    recording's ~100 ms, idle stretches whose field repeated its value for 200-560 ms
+    included."""
+    from tests.fake_nvml import RecordedGpu, load_recording
+
+    recording = load_recording()
+    clock = Clock(recording.t_s[0] + offset_s)
+    meter = NvmlMeter(nvml=FakeNvml([RecordedGpu(recording, clock)]), clock=clock)
+    sampler = EnergySampler([meter], clock=clock, background=False).start()
+    drive(sampler, clock, clock.t + 3.0)
+    sampler.stop()
+    assert float(meter.describe()["gpu:0.field_period_ms"]) == pytest.approx(101.4, abs=4.0)
+
+
 def test_a_sample_as_old_as_the_field_s_gap_does_not_count_on_a_fast_counter() -> None:
     """A card whose counter refreshes every 25 ms but whose field refreshes every 100 ms
     shows samples up to 125 ms old: one read 80 ms into a 690 W phase can show the 124 W
