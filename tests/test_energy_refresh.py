@@ -175,6 +175,37 @@ def test_a_sample_as_old_as_the_field_s_gap_does_not_count_on_a_fast_counter() -
         stale=False, learn_field=False)
 
 
+def test_a_refresh_the_model_misses_by_far_widens_every_piece_by_its_share() -> None:
+    """Heavy work capped from 780 to 690 W 10 ms before a refresh, no sample after the
+    step: the refresh before the phase's end says 771 W, which its last 78 ms did not
+    draw, and the refresh of the end falls 6 J short of the levels, far beyond what they
+    allow. Before, the end was stated +-2.7 J and missed by 5.9 J; now each piece may
+    hold its length's share of the miss."""
+    def power_w(t_s: float) -> float:
+        if 10.02 <= t_s < 10.29:
+            return 780.0
+        if 10.29 <= t_s < 10.378:
+            return 690.0
+        if 10.378 <= t_s < 10.408:
+            return (450.0, 300.0, 200.0)[min(int((t_s - 10.378) / 0.01), 2)]
+        return 124.0
+
+    def energy_j(a_s: float, b_s: float) -> float:
+        return sum(power_w(a_s + (b_s - a_s) * (i + 0.5) / 4000) for i in range(4000)) * (
+            b_s - a_s) / 4000
+
+    timeline = _timeline([energy_j(9.5 + 0.1 * k, 9.6 + 0.1 * k) / 0.1 for k in range(14)],
+                         t0_s=9.5)
+    timeline.mark(10.02, "begin")
+    timeline.mark(10.378, "end")
+    timeline.observe_power(10.25, 780.0)  # the one sample in the phase: before the step
+    end = timeline.energy_at(10.378, final=True)
+    assert end is not None
+    error_j = end.energy_j - energy_j(9.5, 10.378)
+    assert abs(error_j) <= end.uncertainty_j
+    assert end.uncertainty_j < 0.8 * 0.078 * 780  # not the whole last piece
+
+
 def test_where_a_phase_s_work_stopped_is_a_prior_when_no_clean_sample_saw_it() -> None:
     """A 75 ms phase that begins in one refresh and ends in the next: no instant sample can
     have seen its work alone (its field value may be 125 ms old), so the decay after it
