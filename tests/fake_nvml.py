@@ -822,25 +822,30 @@ def measure_work_phases(
 
 
 def measure_session(
-    session: WorkSession, seed: int = 0, sample_hz: float = 10.0
+    session: WorkSession, seed: int = 0, sample_hz: float = 10.0,
+    on_meter: Callable[[Any, EmulatedGpu], None] | None = None,
 ) -> list[PhaseScore]:
     """Every phase of ``session`` measured by a real ``NvmlMeter`` and ``EnergySampler`` on
-    a simulated clock; each score is labelled with the phase's load."""
+    a simulated clock; each score is labelled with the phase's load. ``on_meter`` is handed
+    the meter and the emulated GPU before the first read."""
     clock = Clock(100.0)
     gpu = EmulatedGpu(session.signal, clock, seed=seed)
     nvml = FakeNvml([gpu], driver="580.159.04")
     return _measure(nvml, gpu, clock, session.phases, session.kinds,
-                    session.lead_in_s - 1.5, sample_hz)
+                    session.lead_in_s - 1.5, sample_hz, on_meter)
 
 
 def _measure(
     nvml: FakeNvml, gpu: EmulatedGpu, clock: Clock, windows: list[tuple[float, float]],
     labels: list[str], start_s: float, sample_hz: float,
+    on_meter: Callable[[Any, EmulatedGpu], None] | None = None,
 ) -> list[PhaseScore]:
     from sweeper.energy.nvml import NvmlMeter
 
     clock.t = start_s  # the meter learns the refresh period before the first phase
     meter = NvmlMeter(nvml=nvml, clock=clock)
+    if on_meter is not None:
+        on_meter(meter, gpu)
     named = [(label, start, end) for (start, end), label in zip(windows, labels, strict=True)]
     results = _run_phases(meter, clock, named, sample_hz, settle_s=0.5)
     return [
@@ -868,26 +873,25 @@ def measure_boundaries(session: WorkSession, seed: int = 0,
     """Every phase boundary of ``session`` as a real ``NvmlMeter`` and ``EnergySampler``
     settled it (the last figure the sampler got for it, with the instant samples it had
     then), scored against the exact integral: where a phase's error comes from."""
-    from sweeper.energy.nvml import NvmlMeter
-
-    clock = Clock(100.0)
-    gpu = EmulatedGpu(session.signal, clock, seed=seed)
-    clock.t = session.lead_in_s - 1.5
-    meter = NvmlMeter(nvml=FakeNvml([gpu], driver="580.159.04"), clock=clock)
-    timeline = meter._gpus[0].timeline  # noqa: SLF001 - the one GPU's refresh timeline
-    assert timeline is not None
     settled: dict[float, Any] = {}
-    energy_at = timeline.energy_at
+    seen: list[tuple[Any, EmulatedGpu]] = []  # the run's timeline and GPU
 
-    def recorded(t_s: float, *, final: bool = False) -> Any:
-        got = energy_at(t_s, final=final)
-        if got is not None:
-            settled[t_s] = got
-        return got
+    def record(meter: Any, emulated: EmulatedGpu) -> None:
+        timeline = meter._gpus[0].timeline  # noqa: SLF001 - the one GPU's refresh timeline
+        assert timeline is not None
+        energy_at = timeline.energy_at
 
-    timeline.energy_at = recorded  # type: ignore[method-assign]
-    named = [(k, a, b) for (a, b), k in zip(session.phases, session.kinds, strict=True)]
-    _run_phases(meter, clock, named, sample_hz, settle_s=0.5)
+        def recorded(t_s: float, *, final: bool = False) -> Any:
+            got = energy_at(t_s, final=final)
+            if got is not None:
+                settled[t_s] = got
+            return got
+
+        timeline.energy_at = recorded
+        seen.append((timeline, emulated))
+
+    measure_session(session, seed, sample_hz, on_meter=record)
+    ((timeline, gpu),) = seen
     # the counter's zero: each refresh's value is the exact energy up to its true time
     offsets = []
     for change in list(timeline.changes)[5:15]:
