@@ -195,7 +195,7 @@ def _smoke(tmp_path: Path, models: str, batches: str) -> tuple[Any, Path]:
 @pytest.mark.slow
 def test_study_smoke_runs_end_to_end_on_cpu(tmp_path: Path) -> None:
     """Two of the study's networks through the smoke preset (the whole preset: below)."""
-    _, db = _smoke(tmp_path, "lenet,mobilenetv2", "16,64")
+    _, db = _smoke(tmp_path, "lenet,mobilenet_v1", "16,64")
     with sqlite3.connect(db) as conn:
         rows = conn.execute("select model, batch, status, epochs, energy_per_train_sample_j, "
                             "train_duration_s from runs order by id").fetchall()
@@ -208,11 +208,11 @@ def test_study_smoke_runs_end_to_end_on_cpu(tmp_path: Path) -> None:
     assert sorted(per_epoch) == [("inference", 8), ("pause", 8)]
     assert [(m, b, s, e) for m, b, s, e, *_ in rows] == [
         ("lenet", 16, "completed", 2), ("lenet", 64, "completed", 2),
-        ("mobilenetv2", 16, "completed", 2), ("mobilenetv2", 64, "completed", 2)]
+        ("mobilenet_v1", 16, "completed", 2), ("mobilenet_v1", 64, "completed", 2)]
     assert all(r[4] > 0 and r[5] > 0 for r in rows) and phases == 8
     # The full study can now be estimated from these fits, nothing run.
     result = run_cli(["-m", "+experiment=study", "mode=estimate", *DATA_OVERRIDES[:3],
-                      "dataset.n_samples=200", "model=lenet,mobilenetv2,resnet18",
+                      "dataset.n_samples=200", "model=lenet,mobilenet_v1,resnet18",
                       "batch=4,256", f"storage.url=sqlite:///{db}", "device=cpu",
                       f"hydra.sweep.dir={tmp_path / 'est'}"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
