@@ -50,9 +50,11 @@ def _one_line(text: str, *needles: str) -> None:
         (["-m", "hydra/sweeper=pareto", "hydra.sweeper.n_trials=abc"],
          ["'hydra.sweeper.n_trials'", "'abc'", "an integer >= 0"]),
         (["mode=estimate", "estimate.level=1.5"], ["'estimate.level'", "1.5", "< 1"]),
+        (["model=resnet50"], ["'model'", "'resnet50'", "lenet, mlp, mobilenet"]),
+        (["-m", "model=mlp,ResNet"], ["'model'", "'ResNet'", "(in the sweep: "]),
     ],
     ids=["run-unknown", "run-type", "grid-type", "grid-range", "search-range", "search-type",
-         "estimate-range"],
+         "estimate-range", "run-group-option", "grid-group-option"],
 )
 def test_the_command_line_is_refused_in_one_line_before_any_work(
     tmp_path: Path, args: list[str], needles: list[str]
@@ -154,6 +156,38 @@ def test_a_preset_and_an_option_key_are_refused_before_any_work(tmp_path: Path) 
         assert proc.stderr.count("\n") == 1, proc.stderr
         assert proc.stderr.startswith("sweeper: error: ")
         assert not db.exists() and not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "needles"),
+    [
+        (["precision=fp8"], ["'precision'", "'fp8'", "allowed: bf16, fp16, fp32"]),
+        (["dataset=cifar100"], ["'dataset'", "'cifar100'", "cifar10, digits"]),
+        (["+experiment=studdy"], ["'experiment'", "'studdy'", "paper, study,"]),
+        (["-m", "model=choice(mlp,vitt)"], ["'model'", "'vitt'", "(in the sweep: "]),
+        (["precision=16"], ["'precision'", "'16'"]),
+    ],
+)
+def test_a_group_option_that_does_not_exist_is_one_line(
+    args: list[str], needles: list[str]
+) -> None:
+    """Hydra refuses it in some 25 lines (the options one per line, its search path)."""
+    with pytest.raises(ConfigError) as info:
+        check_command_line(args)
+    _one_line(str(info.value), "invalid value for ", *needles)
+
+
+def test_a_group_option_is_looked_for_where_hydra_will_look(tmp_path: Path) -> None:
+    """A --config-dir's options count; a command that moves the search path elsewhere is
+    Hydra's to judge; a glob and a removal name no option."""
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "wide_mlp.yaml").write_text("name: mlp\nhidden: 512\n")
+    check_command_line(["--config-dir", str(tmp_path), "model=wide_mlp"])
+    with pytest.raises(ConfigError, match="'wide_mlp'; allowed: .*cnn"):
+        check_command_line(["model=wide_mlp"])
+    check_command_line(["hydra.searchpath=[file://" + str(tmp_path) + "]", "model=wide_mlp"])
+    check_command_line(["--config-path", str(tmp_path), "model=wide_mlp"])
+    check_command_line(["-m", "model=glob(res*)", "~precision"])
 
 
 def test_group_options_interpolations_and_intervals_are_left_to_their_own_checks() -> None:

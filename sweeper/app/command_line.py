@@ -8,8 +8,9 @@ refusal is one line naming the key, the value and what is allowed, before any wo
 a run, a grid, a search (`hydra.sweeper.*` of hydra/sweeper=pareto) and mode=estimate.
 The keys a named preset (`+experiment=NAME`) sets meet the same validator, and a
 `model.NAME=` or `dataset.NAME=` its chosen option does not list is refused here (Hydra
-would, in five lines). The values of group options (model.*) are checked later, where
-their builders' signatures are known (sweeper.config.options).
+would, in five lines), as is an option a group does not have (`model=resnet50`: Hydra
+would list the options one per line, in some 25). The values of group options (model.*)
+are checked later, where their builders' signatures are known (sweeper.config.options).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 
 from sweeper.config.keys import known_keys, unknown_key
 from sweeper.config.schema import GROUPS, check_value, field_of, rule_of
-from sweeper.errors import ConfigError
+from sweeper.errors import ConfigError, invalid_value
 from sweeper.redact import mask_overrides
 
 _SEARCH = "hydra.sweeper."
@@ -230,7 +231,10 @@ def _check_overrides(args: Sequence[str]) -> None:
         if key.split(".")[0] in GROUPS and "." in key \
                 and override.type == OverrideType.CHANGE:
             _check_option_key(key, args)  # Hydra refuses a key its option lacks, in 5 lines
-        if key in GROUPS or key == "experiment" or key.split(".")[0] in GROUPS:
+        if key in GROUPS or key == "experiment":
+            _check_group_choice(override, key, args, lines)
+            continue
+        if key.split(".")[0] in GROUPS:
             continue  # a group option's value: checked against its builder (config.options)
         if key.startswith("hydra."):
             if search and key.startswith(_SEARCH):
@@ -250,6 +254,43 @@ def _check_overrides(args: Sequence[str]) -> None:
                 raise
             # A value of a sweep: name the command it came from (passwords masked).
             raise ConfigError(f"{exc} (in the sweep: {mask_overrides(lines)})") from None
+
+
+def _check_group_choice(override: Any, group: str, args: Sequence[str],
+                        lines: Sequence[str]) -> None:
+    """`model=NAME` (each name of a sweep) with no conf/model/NAME.yaml where Hydra will
+    look: one line listing the options there are. Hydra refuses it in some 25 lines, the
+    options one per line between its search path and a hint about its stack traces. A
+    command that moves the search path (--config-path, hydra.searchpath=) is left to Hydra,
+    which alone knows where that leads."""
+    if any(a in ("--config-path", "-cp") or a.startswith("--config-path=") for a in args) \
+            or any(a.split("=", 1)[0].lstrip("+~") == "hydra.searchpath" for a in lines):
+        return
+    if override.is_delete():
+        return
+    options = _group_options(group, config_dirs(args))
+    for value in _values(override):
+        if value is None or "${" in str(value) or str(value) in options:
+            continue
+        error = invalid_value(group, str(value), ", ".join(sorted(options)))
+        if override.is_sweep_override():
+            raise ConfigError(f"{error} (in the sweep: {mask_overrides(lines)})")
+        raise error
+
+
+def _group_options(group: str, dirs: Sequence[str]) -> set[str]:
+    """The options of a config group: its YAML files in each --config-dir and in sweeper's
+    own conf/."""
+    from importlib import resources
+    from pathlib import Path
+
+    options: set[str] = set()
+    for root in [*(Path(d) for d in dirs), resources.files("sweeper.conf")]:
+        folder = root / group
+        if folder.is_dir():
+            options |= {p.name.removesuffix(".yaml") for p in folder.iterdir()
+                        if p.name.endswith(".yaml")}
+    return options
 
 
 def _check_search_key(override: Any, key: str) -> None:
