@@ -422,3 +422,26 @@ def test_a_measured_network_is_predicted_at_a_new_batch_size_with_the_law_s_miss
     assert fit.loo is not None and alone is not None and fit.loo.mape < alone.mape
     assert any("measured at fp32" in n for n in fit.predict(query).warnings)
     assert not any("measured at" in n for n in fit.predict(unseen).warnings)
+
+
+def test_the_score_line_names_the_rows_its_interval_coverage_came_from() -> None:
+    """With too few models to hold one out, a new model's interval and its coverage come
+    from held-out configurations, and the line says so rather than "models"."""
+    from sweeper.run.estimate_mode import score_line
+
+    def line(data: list[Observation], macs: float,
+             params: float = 123) -> tuple[str, estimator.Prediction]:
+        fit = fit_energy(data, level=0.9)
+        p = fit.predict(Query(macs, params, 32, "fp32", None))
+        return score_line("train", p), p
+
+    two = [o for o in generated() if o.model in ("cnn", "resnet")]
+    text, p = line(two, 1.0e6)
+    assert not p.known_model and p.lomo_mape is None and p.coverage is not None
+    assert "of the held-out configurations' runs" in text
+    text, p = line(generated(), 1.0e6)
+    assert not p.known_model and p.lomo_mape is not None
+    assert "of the held-out models' runs" in text
+    known = generated()[0]
+    text, p = line(generated(), known.macs_per_sample, known.params)
+    assert p.known_model and "of the held-out configurations' runs" in text

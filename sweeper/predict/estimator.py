@@ -104,7 +104,11 @@ class Prediction:
 
     @property
     def interval_from(self) -> str:
-        return "held-out configurations" if self.known_model else "held-out models"
+        """Which held-out rows the interval and its coverage come from: configurations for
+        a model already run, or for a new one while too few models are fitted to hold one
+        out (``predict``), else models."""
+        by_model = not self.known_model and self.lomo_mape is not None
+        return "held-out models" if by_model else "held-out configurations"
 
     def scaled(self, samples: int) -> tuple[float, float | None, float | None]:
         """Point and interval for `samples` samples."""

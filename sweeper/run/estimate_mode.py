@@ -259,8 +259,7 @@ def score_line(target: str, p: Prediction) -> str:
     config = "-" if p.loo_mape is None else f"{p.loo_mape:.1%}"
     model = "- (too few models)" if p.lomo_mape is None else f"{p.lomo_mape:.1%}"
     covered = "" if p.coverage is None else (
-        f"; its {p.level:.0%} intervals held {p.coverage:.0%} of the held-out "
-        f"{'configurations' if p.known_model else 'models'}' runs")
+        f"; its {p.level:.0%} intervals held {p.coverage:.0%} of the {p.interval_from}' runs")
     return (f"{target} fit: hardware {p.hardware_id} ({p.hardware_label}), meter "
             f"{p.meter_source}, {p.n_rows} runs / {p.n_configs} configurations / {p.n_models} "
             f"models, law {p.law}; held-out MAPE: by configuration {config}, by model {model}"
