@@ -25,6 +25,7 @@ def grid(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
     return work, proc
 
 
+@pytest.mark.slow
 def test_grid_records_one_sweep_with_four_completed_runs(grid: tuple[Path, object]) -> None:
     work, proc = grid
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -77,6 +78,7 @@ def test_grid_prints_summary_table(grid: tuple[Path, object]) -> None:
     assert out.count(" ± ") >= 8  # E_tr and E_in of each run, with their uncertainty
 
 
+@pytest.mark.slow
 def test_rerunning_the_same_grid_resumes(grid: tuple[Path, object]) -> None:
     work, _ = grid
     db = work / "results" / "sweeper.db"
@@ -113,6 +115,7 @@ def test_bad_input_fails_before_training_and_keeps_rows(
     assert _rows(db, "select id, status, energy_train_j from runs order by id") == before
 
 
+@pytest.mark.slow
 def test_single_run_with_custom_store(tmp_path: Path) -> None:
     db = tmp_path / "elsewhere" / "s.db"
     proc = run_cli(["model=mlp", f"storage.url=sqlite:///{db}", *TINY], cwd=tmp_path)

@@ -204,6 +204,7 @@ def test_forecast_mode_profiles_without_training(tmp_path: Path) -> None:
     assert forecast_j > 5 * spent_j and forecast_s > 0
 
 
+@pytest.mark.slow
 def test_forecast_mode_runs_until_the_windows_time_floor(tmp_path: Path) -> None:
     db = tmp_path / "f.db"
     result = run_cli([*REAL, "epochs=20", "mode=forecast", f"storage.url=sqlite:///{db}",

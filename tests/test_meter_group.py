@@ -113,6 +113,7 @@ def test_a_meter_on_the_search_path_is_a_choice_and_opens(copied_conf: None) -> 
     assert summary.by_domain["wall"] > 0
 
 
+@pytest.mark.slow
 def test_meter_equals_a_new_meter_runs_through_the_cli(wall_meter: Path, tmp_path: Path) -> None:
     """`meter=wall` with the meter's folder on Hydra's search path: a real run stores it."""
     db = tmp_path / "r.db"

@@ -239,6 +239,7 @@ def test_a_refused_grid_names_its_job_without_the_password(tmp_path: Path, pg_ur
     _assert_nowhere(tmp_path, pg_url, proc.stdout + proc.stderr, runs=False)
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 def test_a_job_failing_unexpectedly_prints_hydras_error_line_without_the_password(
     tmp_path: Path, pg_url: str

@@ -103,6 +103,7 @@ def populate(url: str) -> dict[str, int]:
     return counts
 
 
+@pytest.mark.slow
 def test_report_on_generated_runs(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'runs.db'}"
     counts = populate(url)
@@ -155,6 +156,7 @@ def test_report_on_generated_runs(tmp_path: Path) -> None:
     assert "Energy-accuracy front" in summary and "[estimated energy]" in summary
 
 
+@pytest.mark.slow
 def test_report_filters_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     url = f"sqlite:///{tmp_path / 'runs.db'}"
     counts = populate(url)
@@ -190,6 +192,7 @@ def test_report_filters_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert report_main(["--storage", url, "--out", str(out), "--run", "999", "--quiet"]) == 2
 
 
+@pytest.mark.slow
 def test_report_uses_net_energy_and_leaves_out_busy_runs(tmp_path: Path) -> None:
     """--energy net puts the net-of-idle figures in every analysis (gross kept in the
     export) and --exclude-busy drops runs measured on a busy machine; the page says both."""
@@ -304,6 +307,7 @@ def test_report_refuses_an_out_that_is_an_existing_file(
     assert [p.name for p in tmp_path.iterdir() if not p.name.startswith("runs.db")] == ["FILE"]
 
 
+@pytest.mark.slow
 def test_report_refuses_a_run_of_another_sweep(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

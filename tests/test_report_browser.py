@@ -59,6 +59,7 @@ def driver():
         browser.quit()
 
 
+@pytest.mark.slow
 def test_report_page_in_a_real_browser(driver, tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'runs.db'}"
     populate(url)  # two machines, estimates, a failed and a forecast-only run, a power trace

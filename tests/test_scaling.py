@@ -194,6 +194,7 @@ def test_spec_config_masks_the_password_but_connects_with_it() -> None:
     assert SECRET not in json.dumps(spec.config)  # what Run.config stores
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 def test_a_password_on_the_command_line_is_stored_and_printed_nowhere(
     tmp_path: Path, pg_url: str

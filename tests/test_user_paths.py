@@ -84,6 +84,7 @@ def test_an_unwritable_sqlite_location_says_so(tmp_path: Path) -> None:
     assert "server" not in last
 
 
+@pytest.mark.slow
 def test_a_failed_run_logs_its_error_once(tmp_path: Path) -> None:
     proc = run_cli(["lr=1e30", "optimizer=sgd", *TINY], cwd=tmp_path)
     assert proc.returncode == 1
@@ -100,6 +101,7 @@ def test_estimate_on_a_missing_database_creates_nothing(tmp_path: Path) -> None:
     assert not db.parent.exists()
 
 
+@pytest.mark.slow
 def test_front_list_on_a_database_without_studies_says_so(tmp_path: Path) -> None:
     run = run_cli(["mode=estimate"], cwd=tmp_path)  # refused: nothing to fit, nothing made
     assert run.returncode == USER_ERROR_EXIT
