@@ -38,7 +38,8 @@ is a 95% interval, 1.96 standard deviations of the error model in
 sweeper/energy/attribution.py, whose width is 2.9 times the median error for a normal
 error; a cell of 60 phases moves by about 3 points of coverage and 15% of width from
 sampling alone, so the summary also says how many cells an exactly calibrated normal
-error model would pass: `--seeds 24` pools four times as many). "miss" says whether a cell
+error model would pass, and how rarely it would pass all of them: `--seeds 24` pools four
+times as many). "miss" says whether a cell
 that misses does so by no more than such a model's cells of its size do at least 2.5% of
 the time ("chance"), or by more ("model": the +- does not follow the errors there).
 
@@ -178,6 +179,7 @@ def table(title: str, measure: Callable[..., list[PhaseScore]], seeds: range, n:
           f"{'covers':>7}{'width':>6}  calibrated  {'rescaled by':>11}  miss")
     calibrated = rescalable = by_chance = 0
     expected = 0.0  # cells an exactly calibrated normal model would pass
+    every = 1.0  # how often it would pass them all
     for kind in KINDS:
         for length_s in LENGTHS_S:
             scores: list[PhaseScore] = []
@@ -191,6 +193,7 @@ def table(title: str, measure: Callable[..., list[PhaseScore]], seeds: range, n:
             covered, width = _calibration(scores)
             calibrated += _calibrated(covered, width) == "yes"
             expected += chance_calibrated(len(scores))
+            every *= chance_calibrated(len(scores))
             miss = miss_kind(len(scores), covered, width)
             by_chance += miss == "chance"
             k_lo, k_hi = _rescale_range(scores)
@@ -210,7 +213,9 @@ def table(title: str, measure: Callable[..., list[PhaseScore]], seeds: range, n:
           f"{calibrated} of {cells} cells; the stored +- is a 95% interval (a normal "
           f"error's is 2.9x its median), and an exactly calibrated normal error model "
           f"would pass {expected:.1f} of them on average (a cell of {len(seeds) * n} phases: "
-          f"{chance_calibrated(len(seeds) * n):.0%})")
+          f"{chance_calibrated(len(seeds) * n):.0%}), and all {cells} "
+          + (f"in one benchmark of {1 / every:,.0f}" if every > 0 else
+             "never (a cell this small cannot be 90-99% covered)"))
     print(f"'rescaled by': the factors on the +- that would pass the cell; some do in "
           f"{rescalable} of {cells} cells, none in {cells - rescalable} (there the +- "
           "does not follow how the errors spread across phases: no level of it passes)")
