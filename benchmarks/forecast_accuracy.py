@@ -22,8 +22,11 @@ covered the actual E_tr; and the first window's rank among contiguous windows of
 length at every later position, and how often those are within 1.5x the chunk floor: the
 first separates what the window's position costs (which the method can remove) from the
 host's slow stretches (which hit every position alike), the second is the share a first
-window with no positional effect would pass. Over the runs, the MAPE is also set against
-the runs' mean floors, where single runs' noise averages out.
+window with no positional effect would pass (against each run's epoch floor too, and the
+share of benchmarks in which such a window would pass every run). Over the runs, the MAPE
+is also set against the runs' mean floors, where single runs' noise averages out. The
+interval's coverage line says how often an exactly calibrated 90% interval lands in
+80-97% with this many runs (with 6, only 5 of 6 does: 35% of benchmarks).
 
 --emulated-h200 replays training runs through the emulated H200 of tests/fake_nvml.py (the
 real recording's refresh grid and jitter, a real NvmlMeter and EnergySampler on a simulated
@@ -317,6 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     covered: list[bool] = []
     ranks: list[float] = []
     positions_within: list[float] = []  # per run: share of positions within 1.5x floor
+    epoch_within: list[float] = []  # ... within 1.5x the run's epoch floor (issue 24's)
     for n, run in enumerate(runs):
         actual_j = run.energy_j[-1] - run.energy_j[0]
         actual_s = run.time_s[-1] - run.time_s[0]
@@ -340,6 +344,9 @@ def main(argv: list[str] | None = None) -> int:
         ranks.append(rank(main_err, positions))
         if positions:
             positions_within.append(sum(e <= TARGET_FLOOR_RATIO * chunk_floors[-1]
+                                        for e in positions) / len(positions))
+            if not math.isnan(floors[-1]):
+                epoch_within.append(sum(e <= TARGET_FLOOR_RATIO * floors[-1]
                                         for e in positions) / len(positions))
         load = "-" if args.emulated_h200 else f"{run.load[0]:.1f}-{run.load[1]:.1f}"
         print(f"{run.label:<19} {run.steps:>6} {actual_j:>9.1f} " + " ".join(cells)
@@ -387,9 +394,20 @@ def main(argv: list[str] | None = None) -> int:
                       f"effect would score; the first window's rank among them: mean "
                       f"{statistics.fmean(ranks):.0%} (50% expected), "
                       + " ".join(f"{r:.0%}" for r in ranks))
+            if len(epoch_within) == len(runs):
+                print(f"  against each run's epoch floor such a window is within "
+                      f"{TARGET_FLOOR_RATIO}x in {statistics.fmean(epoch_within):.0%} of "
+                      f"positions (runs: {min(epoch_within):.0%}-{max(epoch_within):.0%}), so "
+                      f"it would pass all {len(runs)} runs in {math.prod(epoch_within):.0%} of "
+                      "benchmarks: the per-run test's own noise")
         share = sum(covered) / len(covered)
-        print(f"90% interval covers the actual E_tr in {sum(covered)} of {len(covered)} runs "
-              f"({share:.0%}; target 80-97%: {'met' if 0.8 <= share <= 0.97 else 'NOT met'})")
+        n = len(covered)  # how often an exactly calibrated 90% interval lands in 80-97% here
+        chance = sum(math.comb(n, k) * 0.9 ** k * 0.1 ** (n - k)
+                     for k in range(n + 1) if 0.8 <= k / n <= 0.97)
+        print(f"90% interval covers the actual E_tr in {sum(covered)} of {n} runs "
+              f"({share:.0%}; target 80-97%: {'met' if 0.8 <= share <= 0.97 else 'NOT met'}; "
+              f"an exactly calibrated 90% interval meets it over {n} runs in {chance:.0%} of "
+              "benchmarks)")
     if args.per_epoch:
         print("energy of each epoch over the run's median epoch (a profile of the first "
               "window sees only the first of these):")
