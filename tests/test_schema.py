@@ -381,3 +381,26 @@ def test_help_lists_every_key_without_importing_torch(tmp_path: Path) -> None:
     for name, f in schema.leaves(ParetoSweeperConf, "hydra.sweeper."):
         if f.metadata.get("help") is not None:  # params and sampler: their own syntax
             assert f"  {name}=" in proc.stdout, name
+
+
+def test_a_group_option_an_installed_plugin_may_add_is_left_to_hydra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A SearchPathPlugin (a lab's own presets, say) adds config folders only Hydra reads."""
+    from hydra.core.plugins import Plugins
+    from hydra.plugins.search_path_plugin import SearchPathPlugin
+
+    class LabPresets(SearchPathPlugin):
+        def manipulate_search_path(self, search_path: object) -> None:  # pragma: no cover
+            pass
+
+    real = Plugins.discover
+
+    def discover(self: Plugins, kind: type | None = None) -> list[type]:
+        found = real(self, kind)
+        return [*found, LabPresets] if kind is SearchPathPlugin else found
+
+    with pytest.raises(ConfigError):
+        check_command_line(["+experiment=lab_preset"])
+    monkeypatch.setattr(Plugins, "discover", discover)
+    check_command_line(["+experiment=lab_preset"])

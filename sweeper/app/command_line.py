@@ -261,21 +261,35 @@ def _check_group_choice(override: Any, group: str, args: Sequence[str],
     """`model=NAME` (each name of a sweep) with no conf/model/NAME.yaml where Hydra will
     look: one line listing the options there are. Hydra refuses it in some 25 lines, the
     options one per line between its search path and a hint about its stack traces. A
-    command that moves the search path (--config-path, hydra.searchpath=) is left to Hydra,
-    which alone knows where that leads."""
+    command that moves the search path (--config-path, hydra.searchpath=), or an installed
+    plugin that adds to it, is left to Hydra, which alone knows where that leads."""
+    if override.is_delete():
+        return
     if any(a in ("--config-path", "-cp") or a.startswith("--config-path=") for a in args) \
             or any(a.split("=", 1)[0].lstrip("+~") == "hydra.searchpath" for a in lines):
-        return
-    if override.is_delete():
         return
     options = _group_options(group, config_dirs(args))
     for value in _values(override):
         if value is None or "${" in str(value) or str(value) in options:
             continue
+        if _search_path_plugins():
+            return
         error = invalid_value(group, str(value), ", ".join(sorted(options)))
         if override.is_sweep_override():
             raise ConfigError(f"{error} (in the sweep: {mask_overrides(lines)})")
         raise error
+
+
+def _search_path_plugins() -> bool:
+    """Whether an installed Hydra SearchPathPlugin may add config folders (asked only once
+    an option is missing: discovery imports every plugin)."""
+    try:
+        from hydra.core.plugins import Plugins
+        from hydra.plugins.search_path_plugin import SearchPathPlugin
+
+        return bool(Plugins.instance().discover(SearchPathPlugin))
+    except Exception:  # noqa: BLE001  (a broken plugin: Hydra reports it when it composes)
+        return True
 
 
 def _group_options(group: str, dirs: Sequence[str]) -> set[str]:
