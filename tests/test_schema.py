@@ -183,6 +183,11 @@ def test_a_group_option_is_looked_for_where_hydra_will_look(tmp_path: Path) -> N
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "wide_mlp.yaml").write_text("name: mlp\nhidden: 512\n")
     check_command_line(["--config-dir", str(tmp_path), "model=wide_mlp"])
+    (tmp_path / "experiment" / "lab").mkdir(parents=True)  # Hydra reads lab/fast.yaml
+    (tmp_path / "experiment" / "lab" / "fast.yaml").write_text("# @package _global_\n")
+    check_command_line(["--config-dir", str(tmp_path), "+experiment=lab/fast"])
+    with pytest.raises(ConfigError, match="'lab/slow'; allowed: lab/fast, paper"):
+        check_command_line(["--config-dir", str(tmp_path), "+experiment=lab/slow"])
     with pytest.raises(ConfigError, match="'wide_mlp'; allowed: .*cnn"):
         check_command_line(["model=wide_mlp"])
     check_command_line(["hydra.searchpath=[file://" + str(tmp_path) + "]", "model=wide_mlp"])

@@ -294,16 +294,23 @@ def _search_path_plugins() -> bool:
 
 def _group_options(group: str, dirs: Sequence[str]) -> set[str]:
     """The options of a config group: its YAML files in each --config-dir and in sweeper's
-    own conf/."""
+    own conf/, those in subfolders as `sub/name` (Hydra reads `+experiment=lab/fast` as
+    experiment/lab/fast.yaml)."""
     from importlib import resources
     from pathlib import Path
+
+    def walk(folder: Any, prefix: str) -> Iterator[str]:
+        for entry in folder.iterdir():
+            if entry.is_dir():
+                yield from walk(entry, f"{prefix}{entry.name}/")
+            elif entry.name.endswith(".yaml"):
+                yield prefix + entry.name.removesuffix(".yaml")
 
     options: set[str] = set()
     for root in [*(Path(d) for d in dirs), resources.files("sweeper.conf")]:
         folder = root / group
         if folder.is_dir():
-            options |= {p.name.removesuffix(".yaml") for p in folder.iterdir()
-                        if p.name.endswith(".yaml")}
+            options |= set(walk(folder, ""))
     return options
 
 
