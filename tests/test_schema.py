@@ -52,9 +52,10 @@ def _one_line(text: str, *needles: str) -> None:
         (["mode=estimate", "estimate.level=1.5"], ["'estimate.level'", "1.5", "< 1"]),
         (["model=resnet50"], ["'model'", "'resnet50'", "lenet, mlp, mobilenet"]),
         (["-m", "model=mlp,ResNet"], ["'model'", "'ResNet'", "(in the sweep: "]),
+        (["-m", "hydra/sweeper=optuna"], ["'hydra/sweeper'", "'optuna'", "basic, grid"]),
     ],
     ids=["run-unknown", "run-type", "grid-type", "grid-range", "search-range", "search-type",
-         "estimate-range", "run-group-option", "grid-group-option"],
+         "estimate-range", "run-group-option", "grid-group-option", "hydra-group-option"],
 )
 def test_the_command_line_is_refused_in_one_line_before_any_work(
     tmp_path: Path, args: list[str], needles: list[str]
@@ -175,6 +176,26 @@ def test_a_group_option_that_does_not_exist_is_one_line(
     with pytest.raises(ConfigError) as info:
         check_command_line(args)
     _one_line(str(info.value), "invalid value for ", *needles)
+
+
+def test_hydra_s_launcher_sweeper_and_sampler_options_are_checked_with_its_plugins() -> None:
+    """Their options come from sweeper's conf/ and from the installed plugins (submitit's
+    launchers, Hydra's basic ones); the search's schema node is not offered."""
+    for args in (["-m", "hydra/launcher=submitit_local"], ["-m", "hydra/launcher=local"],
+                 ["-m", "hydra/sweeper=basic"], ["-m", "hydra/sweeper=grid"],
+                 ["-m", "hydra/sweeper=pareto", "hydra/sweeper/sampler=nsga2"]):
+        check_command_line(args)
+    for args, needles in (
+        (["-m", "hydra/sweeper=optuna"], ["'hydra/sweeper'", "'optuna'",
+                                          "allowed: basic, grid, pareto"]),
+        (["-m", "hydra/launcher=submitit_locall"], ["'submitit_locall'", "submitit_local"]),
+        (["-m", "hydra/sweeper=pareto", "hydra/sweeper/sampler=nsga3"],
+         ["'hydra/sweeper/sampler'", "'nsga3'", "allowed: frontier, nsga2, random, tpe"]),
+    ):
+        with pytest.raises(ConfigError) as info:
+            check_command_line(args)
+        _one_line(str(info.value), *needles)
+        assert "schema" not in str(info.value) and "sampler/" not in str(info.value)
 
 
 def test_a_group_option_is_looked_for_where_hydra_will_look(tmp_path: Path) -> None:

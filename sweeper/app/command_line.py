@@ -8,8 +8,9 @@ refusal is one line naming the key, the value and what is allowed, before any wo
 a run, a grid, a search (`hydra.sweeper.*` of hydra/sweeper=pareto) and mode=estimate.
 The keys a named preset (`+experiment=NAME`) sets meet the same validator, and a
 `model.NAME=` or `dataset.NAME=` its chosen option does not list is refused here (Hydra
-would, in five lines), as is an option a group does not have (`model=resnet50`: Hydra
-would list the options one per line, in some 25). The values of group options (model.*)
+would, in five lines), as is an option a group does not have (`model=resnet50`,
+`hydra/sweeper=optuna`: Hydra would list the options one per line, in some 25). The
+values of group options (model.*)
 are checked later, where their builders' signatures are known (sweeper.config.options).
 """
 
@@ -24,6 +25,9 @@ from sweeper.errors import ConfigError, invalid_value
 from sweeper.redact import mask_overrides
 
 _SEARCH = "hydra.sweeper."
+# Hydra's groups whose options sweeper's conf/ and the installed launcher and sweeper
+# plugins provide (the latter in Hydra's ConfigStore once its plugins are loaded).
+HYDRA_GROUPS = ("hydra/launcher", "hydra/sweeper", "hydra/sweeper/sampler")
 
 
 def app_help() -> str:
@@ -226,6 +230,9 @@ def _check_overrides(args: Sequence[str]) -> None:
     search = any(o.key_or_group == "hydra/sweeper" and o.value() == "pareto" for o in parsed)
     for override in parsed:
         key = override.key_or_group
+        if key in HYDRA_GROUPS and override.package is None:
+            _check_group_choice(override, key, args, lines)
+            continue
         if override.is_delete() or override.package is not None or "/" in key:
             continue  # a group choice, or a removal
         if key.split(".")[0] in GROUPS and "." in key \
@@ -272,12 +279,32 @@ def _check_group_choice(override: Any, group: str, args: Sequence[str],
     for value in _values(override):
         if value is None or "${" in str(value) or str(value) in options:
             continue
+        if group in HYDRA_GROUPS:
+            options |= _plugin_options(group)
+            if str(value) in options:
+                continue
         if _search_path_plugins():
             return
-        error = invalid_value(group, str(value), ", ".join(sorted(options)))
+        shown = sorted(o for o in options if not o.endswith("_schema"))  # a plugin's schema
+        error = invalid_value(group, str(value), ", ".join(shown))
         if override.is_sweep_override():
             raise ConfigError(f"{error} (in the sweep: {mask_overrides(lines)})")
         raise error
+
+
+def _plugin_options(group: str) -> set[str]:
+    """The options Hydra's installed plugins register in its ConfigStore for ``group``
+    (hydra/launcher: basic, submitit_local, ...). Loading the plugins is Hydra's own first
+    step, so the scan is not repeated later."""
+    from hydra.core.config_store import ConfigStore
+    from hydra.core.plugins import Plugins
+
+    Plugins.instance()
+    try:
+        names = ConfigStore.instance().list(group)
+    except OSError:  # no such group in the store
+        return set()
+    return {name.removesuffix(".yaml") for name in names}
 
 
 def _search_path_plugins() -> bool:
@@ -301,7 +328,7 @@ def _group_options(group: str, dirs: Sequence[str]) -> set[str]:
 
     def walk(folder: Any, prefix: str) -> Iterator[str]:
         for entry in folder.iterdir():
-            if entry.is_dir():
+            if entry.is_dir() and f"{group}/{prefix}{entry.name}" not in HYDRA_GROUPS:
                 yield from walk(entry, f"{prefix}{entry.name}/")
             elif entry.name.endswith(".yaml"):
                 yield prefix + entry.name.removesuffix(".yaml")
