@@ -100,7 +100,7 @@ def _check_option_key(key: str, args: Sequence[str]) -> None:
     it does not list."""
     group, name = key.split(".", 1)
     for option in _chosen_options(group, args):
-        path = _option_file(group, option, config_dirs(args))
+        path = _option_file(group, option)
         if path is None:
             continue  # no such option: checked with the group's value
         from omegaconf import OmegaConf
@@ -125,7 +125,7 @@ def _chosen_options(group: str, args: Sequence[str]) -> list[str]:
     if given:
         return given
     for name in reversed(_preset_names(args)):
-        path = _preset_file(name, config_dirs(args))
+        path = _preset_file(name)
         for entry in _defaults(path) if path is not None else []:
             if f"override /{group}" in entry:
                 return [str(entry[f"override /{group}"])]
@@ -145,13 +145,13 @@ def _defaults(path: Any) -> list[dict[str, Any]]:
     return [e for e in entries if isinstance(e, dict)]
 
 
-def _option_file(group: str, option: str, dirs: Sequence[str]) -> Any:
-    """conf/GROUP/OPTION.yaml of a --config-dir (searched first) or of the package."""
-    from importlib import resources
-    from pathlib import Path
+def _option_file(group: str, option: str) -> Any:
+    """conf/GROUP/OPTION.yaml of a --config-dir (searched first) or of the package
+    (``check_command_line`` names the command's folders to ``config_roots``)."""
+    from sweeper.energy.meter_group import config_roots
 
-    for root in [*(Path(d) for d in dirs), resources.files("sweeper.conf")]:
-        candidate = root / group / f"{option}.yaml"
+    for root in config_roots():
+        candidate = root.joinpath(*group.split("/"), f"{option}.yaml")
         if candidate.is_file():
             return candidate
     return None
@@ -162,7 +162,7 @@ def _check_presets(args: Sequence[str]) -> None:
     would refuse a wrong type there in several lines, and OmegaConf reads `3` as true for a
     bool field."""
     for name in _preset_names(args):
-        path = _preset_file(name, config_dirs(args))
+        path = _preset_file(name)
         if path is None:
             continue  # no such option: Hydra names the options there are
         from omegaconf import OmegaConf
@@ -194,8 +194,8 @@ def _preset_names(args: Sequence[str]) -> list[str]:
             for v in _values(o) if isinstance(v, str)]
 
 
-def _preset_file(name: str, dirs: Sequence[str]) -> Any:
-    return _option_file("experiment", name, dirs)
+def _preset_file(name: str) -> Any:
+    return _option_file("experiment", name)
 
 
 def _check_node(node: dict[Any, Any], prefix: str) -> None:
@@ -275,7 +275,7 @@ def _check_group_choice(override: Any, group: str, args: Sequence[str],
     if any(a in ("--config-path", "-cp") or a.startswith("--config-path=") for a in args) \
             or any(a.split("=", 1)[0].lstrip("+~") == "hydra.searchpath" for a in lines):
         return
-    options = _group_options(group, config_dirs(args))
+    options = _group_options(group)
     for value in _values(override):
         if value is None or "${" in str(value) or str(value) in options:
             continue
@@ -319,12 +319,11 @@ def _search_path_plugins() -> bool:
         return True
 
 
-def _group_options(group: str, dirs: Sequence[str]) -> set[str]:
+def _group_options(group: str) -> set[str]:
     """The options of a config group: its YAML files in each --config-dir and in sweeper's
-    own conf/, those in subfolders as `sub/name` (Hydra reads `+experiment=lab/fast` as
-    experiment/lab/fast.yaml)."""
-    from importlib import resources
-    from pathlib import Path
+    own conf/ (``config_roots``), those in subfolders as `sub/name` (Hydra reads
+    `+experiment=lab/fast` as experiment/lab/fast.yaml)."""
+    from sweeper.energy.meter_group import config_roots
 
     def walk(folder: Any, prefix: str) -> Iterator[str]:
         for entry in folder.iterdir():
@@ -334,8 +333,8 @@ def _group_options(group: str, dirs: Sequence[str]) -> set[str]:
                 yield prefix + entry.name.removesuffix(".yaml")
 
     options: set[str] = set()
-    for root in [*(Path(d) for d in dirs), resources.files("sweeper.conf")]:
-        folder = root / group
+    for root in config_roots():
+        folder = root.joinpath(*group.split("/"))
         if folder.is_dir():
             options |= set(walk(folder, ""))
     return options

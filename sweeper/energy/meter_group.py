@@ -48,9 +48,10 @@ def command_line_dirs(dirs: Sequence[str]) -> Iterator[None]:
         del _COMMAND_LINE_DIRS[:len(dirs)]
 
 
-def _config_roots() -> list[Traversable]:
-    """The command line's --config-dir folders while it is checked, the running Hydra app's
-    config search path (file and pkg sources), then sweeper's."""
+def config_roots() -> list[Traversable]:
+    """Where Hydra reads config groups, first source first: the command line's
+    --config-dir folders while it is checked, the running Hydra app's config search path
+    (file and pkg sources), then sweeper's (this group's and the command line's checks)."""
     roots: list[Traversable] = list(_COMMAND_LINE_DIRS)
     sources: list[Any] = []
     try:
@@ -75,7 +76,7 @@ def _config_roots() -> list[Traversable]:
 def entries() -> dict[str, Traversable]:
     """Each option of the group -> its YAML file (the first source that has it)."""
     found: dict[str, Traversable] = {}
-    for root in _config_roots():
+    for root in config_roots():
         folder = root.joinpath(*GROUP)
         if not folder.is_dir():
             continue
