@@ -147,7 +147,8 @@ class NvmlMeter:
             for g in self._gpus:
                 if g.timeline is None:
                     continue
-                field_due = self._field_due(g, now)
+                field_s = self._field_read_s(g)
+                field_due = field_s is not None and field_s <= now
                 counter_due = g.timeline.next_read_s(now)
                 # a read due for the field alone leaves the counter's reads as they were
                 if not field_due or counter_due is None or counter_due <= now:
@@ -157,18 +158,16 @@ class NvmlMeter:
                     read_field(self._nvml, g, self._clock)
 
     @staticmethod
-    def _field_due(g: Gpu, now: float) -> bool:
-        """Whether a read of ``g``'s instant field is due to learn its pace."""
-        due = g.timeline.next_field_read_s() if g.has_instant and g.timeline else None
-        return due is not None and due <= now
+    def _field_read_s(g: Gpu) -> float | None:
+        """When ``g``'s instant field should next be read to learn its pace, or None."""
+        return g.timeline.next_field_read_s() if g.has_instant and g.timeline else None
 
     def next_read_s(self, now_s: float) -> float | None:
         """When a counter read would next help timestamp a refresh, or a field read time
         the field's (while its pace is learned), or None."""
         times = [
             t for g in self._gpus if g.timeline is not None
-            for t in (g.timeline.next_read_s(now_s),
-                      g.timeline.next_field_read_s() if g.has_instant else None)
+            for t in (g.timeline.next_read_s(now_s), self._field_read_s(g))
             if t is not None
         ]
         return min(times) if times else None
