@@ -264,6 +264,11 @@ def traced_run(
                      (span_s / 2, span_s))
 
 
+def _share_within(errors: list[float], floor: float) -> float:
+    """The share of ``errors`` within TARGET_FLOOR_RATIO x ``floor``."""
+    return sum(e <= TARGET_FLOOR_RATIO * floor for e in errors) / len(errors)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=["resnet", "vit", "mobilenet"])
@@ -343,11 +348,9 @@ def main(argv: list[str] | None = None) -> int:
         positions = window_errors(run, main_f)
         ranks.append(rank(main_err, positions))
         if positions:
-            positions_within.append(sum(e <= TARGET_FLOOR_RATIO * chunk_floors[-1]
-                                        for e in positions) / len(positions))
+            positions_within.append(_share_within(positions, chunk_floors[-1]))
             if not math.isnan(floors[-1]):
-                epoch_within.append(sum(e <= TARGET_FLOOR_RATIO * floors[-1]
-                                        for e in positions) / len(positions))
+                epoch_within.append(_share_within(positions, floors[-1]))
         load = "-" if args.emulated_h200 else f"{run.load[0]:.1f}-{run.load[1]:.1f}"
         print(f"{run.label:<19} {run.steps:>6} {actual_j:>9.1f} " + " ".join(cells)
               + f"  {floors[-1]:>7.1%} {main_err / max(floors[-1], 1e-9):>6.1f} "

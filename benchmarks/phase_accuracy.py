@@ -192,8 +192,9 @@ def table(title: str, measure: Callable[..., list[PhaseScore]], seeds: range, n:
             even, new = _errors(evens), _errors(scores)
             covered, width = _calibration(scores)
             calibrated += _calibrated(covered, width) == "yes"
-            expected += chance_calibrated(len(scores))
-            every *= chance_calibrated(len(scores))
+            chance = chance_calibrated(len(scores))
+            expected += chance
+            every *= chance
             miss = miss_kind(len(scores), covered, width)
             by_chance += miss == "chance"
             k_lo, k_hi = _rescale_range(scores)
